@@ -1,0 +1,164 @@
+"""The WSGI application: one object, one declarative URL map, thin dispatch.
+
+Handlers are plain functions ``handler(request, **url_values) -> Response``
+declared as the endpoints of the rules in ``coretrack.views.*``.  Dispatch
+does what every handler would otherwise repeat: identity and roles, CSRF on
+state-changing forms, errors as HTML (or JSON under ``/api/``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.datastructures import WWWAuthenticate
+from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, Unauthorized
+from werkzeug.middleware.shared_data import SharedDataMiddleware
+from werkzeug.routing import Map
+from werkzeug.wrappers import Response
+
+from . import csrf
+from .auth import BasicAuthMiddleware, Htpasswd
+from .config import Config
+from .db import make_engine, make_session_factory
+from .http import AppRequest, json_response
+from .models import User
+from .settings import SettingsService
+from .tracking import Tracker
+from .views import api, emails, public, records, settings as settings_views, users
+
+log = logging.getLogger(__name__)
+
+PACKAGE_DIR = Path(__file__).parent
+# Installed wheels carry the templates inside the package; a checkout has them at the top.
+TEMPLATES_DIR = next(
+    path for path in (PACKAGE_DIR / "templates", PACKAGE_DIR.parent / "templates") if path.is_dir()
+)
+STATIC_DIR = PACKAGE_DIR / "static"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class CoreTrack:
+    def __init__(self, config: Config):
+        self.config = config
+        self.secret = config.secret_key()
+        self.engine = make_engine(config.database_url)
+        self.Session = make_session_factory(self.engine)
+        self.htpasswd = Htpasswd(config.htpasswd_path)
+        self.tracker = Tracker(self.engine, self.secret, config.spool_dir)
+        self.url_map = Map(
+            [
+                *public.rules,
+                *emails.rules,
+                *records.rules,
+                *settings_views.rules,
+                *users.rules,
+                *api.rules,
+            ]
+        )
+        self.jinja = Environment(
+            loader=FileSystemLoader(TEMPLATES_DIR),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+        )
+
+    def settings(self, session: Session) -> SettingsService:
+        return SettingsService(session, self.config)
+
+    # -- dispatch ------------------------------------------------------------------
+
+    def identify(self, request: AppRequest) -> None:
+        """Sets request.user from REMOTE_USER (set by Apache or the standalone middleware)."""
+        name = request.environ.get("REMOTE_USER")
+        if not name:
+            raise self._challenge()
+        user = request.db.scalar(select(User).where(User.name == name))
+        if user is None:
+            raise Forbidden(f"the user {name!r} has no coretrack account")
+        if not user.active:
+            raise Forbidden(f"the account {name!r} is disabled")
+        request.user = user
+
+    def check_csrf(self, request: AppRequest) -> None:
+        if request.is_api:
+            # Browsers cannot send a cross-site JSON body without a CORS preflight, which we never allow.
+            if request.mimetype != "application/json":
+                raise BadRequest("API requests that change data must send Content-Type: application/json")
+            return
+        token = request.form.get("csrf_token", "")
+        if not csrf.check_token(self.secret, request.user.name, token):
+            raise Forbidden("the form has expired or did not come from coretrack; reload the page and try again")
+
+    @staticmethod
+    def _challenge() -> Unauthorized:
+        return Unauthorized(www_authenticate=WWWAuthenticate("basic", {"realm": "coretrack"}))
+
+    def dispatch(self, request: AppRequest) -> Response:
+        adapter = self.url_map.bind_to_environ(request.environ)
+        try:
+            handler, values = adapter.match()
+        except HTTPException:
+            # Strangers learn nothing about which routes exist.
+            if not request.environ.get("REMOTE_USER"):
+                raise self._challenge() from None
+            raise
+        if getattr(handler, "public", False):
+            return handler(request, **values)
+        self.identify(request)
+        if getattr(handler, "admin_only", False) and not request.user.is_admin:
+            raise Forbidden("only administrators can open this page")
+        if request.method in UNSAFE_METHODS:
+            self.check_csrf(request)
+        return handler(request, **values)
+
+    def error_response(self, request: AppRequest, error: HTTPException) -> Response:
+        if request.is_api or request.accept_mimetypes.best == "application/json":
+            response = json_response({"error": error.description, "status": error.code}, error.code or 500)
+        elif error.code in (301, 302, 303, 307, 308):
+            return error.get_response(request.environ)
+        else:
+            response = request.render("error.html", status=error.code or 500, error=error)
+        for name, value in error.get_headers(request.environ):
+            if name.lower() in ("www-authenticate", "allow", "location"):
+                response.headers[name] = value
+        return response
+
+    def wsgi_app(self, environ, start_response):
+        request = AppRequest(environ)
+        request.app = self
+        request.max_content_length = self.config.max_upload_bytes
+        try:
+            try:
+                response = self.dispatch(request)
+            except HTTPException as error:
+                if request.__dict__.get("db") is not None:
+                    request.db.rollback()
+                response = self.error_response(request, error)
+            return response(environ, start_response)
+        finally:
+            if request.__dict__.get("db") is not None:
+                request.db.close()
+
+    def __call__(self, environ, start_response):
+        return self.wsgi_app(environ, start_response)
+
+    def is_public_path(self, path: str) -> bool:
+        try:
+            handler, _ = self.url_map.bind("localhost").match(path, method="GET")
+        except HTTPException:
+            return False
+        return getattr(handler, "public", False)
+
+
+def create_app(config: Config | None = None) -> CoreTrack:
+    """The bare application, as mod_wsgi serves it: identity must come from Apache."""
+    return CoreTrack(config or Config.from_env())
+
+
+def create_standalone_app(config: Config | None = None):
+    """The application wrapped for Werkzeug's server: Basic auth and static files done in Python."""
+    app = create_app(config)
+    wrapped = BasicAuthMiddleware(app, app.htpasswd, app.is_public_path)
+    return SharedDataMiddleware(wrapped, {"/static": str(STATIC_DIR)}), app

@@ -1,0 +1,76 @@
+"""HTTP plumbing shared by the application and its handlers."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
+from werkzeug.utils import cached_property, redirect
+from werkzeug.wrappers import Request, Response
+
+from . import csrf
+from .models import User
+
+if TYPE_CHECKING:
+    from .app import CoreTrack
+
+
+def public(handler):
+    """Mark a handler as reachable without identity (each one also listed in the Apache exceptions)."""
+    handler.public = True
+    return handler
+
+
+def admin_only(handler):
+    """Mark a handler as reserved to admins; checked on the server for every request."""
+    handler.admin_only = True
+    return handler
+
+
+class AppRequest(Request):
+    """A request that knows its application, its database session and its user."""
+
+    app: CoreTrack
+    user: User | None = None
+
+    @cached_property
+    def db(self) -> Session:
+        return self.app.Session()
+
+    @property
+    def is_api(self) -> bool:
+        return self.path.startswith("/api/")
+
+    def csrf_token(self) -> str:
+        return csrf.make_token(self.app.secret, self.user.name if self.user else "")
+
+    def render(self, template: str, status: int = 200, **context) -> Response:
+        context.setdefault("notice", self.notice())
+        html = self.app.jinja.get_template(template).render(request=self, user=self.user, **context)
+        return Response(html, status=status, mimetype="text/html")
+
+    def redirect_to(self, endpoint, notice: str | None = None, **values) -> Response:
+        """303 to another page; ``notice`` is shown there once (signed, so no one can forge one)."""
+        if notice:
+            values["notice"] = notice
+            values["ns"] = self._notice_mac(notice)
+        return redirect(self.url_for(endpoint, **values), code=303)
+
+    def notice(self) -> str | None:
+        text = self.args.get("notice")
+        if text and hmac.compare_digest(self._notice_mac(text), self.args.get("ns", "")):
+            return text
+        return None
+
+    def _notice_mac(self, text: str) -> str:
+        return hmac.new(self.app.secret, b"coretrack-notice:" + text.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+    def url_for(self, endpoint, **values) -> str:
+        return self.app.url_map.bind_to_environ(self.environ).build(endpoint, values)
+
+
+def json_response(data, status: int = 200) -> Response:
+    return Response(json.dumps(data, default=str), status=status, mimetype="application/json")

@@ -1,0 +1,239 @@
+"""The schema, as SQLAlchemy 2.0 typed declarative models.
+
+All times are naive UTC.  Changes to this file go with an Alembic migration
+in ``coretrack/migrations/versions`` (a test compares the two).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    # Named constraints, so migrations can alter them on every database.
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+ROLES = ("admin", "staff")
+RECIPIENT_KINDS = ("to", "cc", "bcc")
+RECORD_TYPES = ("contact", "account", "lead")
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16), default="staff")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    email: Mapped[str] = mapped_column(String(254), default="")
+    phone: Mapped[str] = mapped_column(String(64), default="")
+    website: Mapped[str] = mapped_column(String(200), default="")
+    email_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    contacts: Mapped[list["Contact"]] = relationship(back_populates="account")
+
+    record_type = "account"
+
+    @property
+    def display_name(self) -> str:
+        return self.name
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"), index=True)
+    first_name: Mapped[str] = mapped_column(String(100), default="")
+    last_name: Mapped[str] = mapped_column(String(100), index=True)
+    email: Mapped[str] = mapped_column(String(254), default="", index=True)
+    phone: Mapped[str] = mapped_column(String(64), default="")
+    email_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    account: Mapped[Account | None] = relationship(back_populates="contacts")
+
+    record_type = "contact"
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class Lead(Base):
+    __tablename__ = "leads"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    first_name: Mapped[str] = mapped_column(String(100), default="")
+    last_name: Mapped[str] = mapped_column(String(100), index=True)
+    company: Mapped[str] = mapped_column(String(200), default="")
+    email: Mapped[str] = mapped_column(String(254), default="", index=True)
+    phone: Mapped[str] = mapped_column(String(64), default="")
+    email_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    record_type = "lead"
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+RECORD_MODELS: dict[str, type[Account] | type[Contact] | type[Lead]] = {
+    "contact": Contact,
+    "account": Account,
+    "lead": Lead,
+}
+
+
+class Email(Base):
+    __tablename__ = "emails"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject: Mapped[str] = mapped_column(String(998))
+    html_body: Mapped[str] = mapped_column(Text)
+    text_body: Mapped[str] = mapped_column(Text, default="")
+    sender_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    from_address: Mapped[str] = mapped_column(String(254))
+    from_name: Mapped[str] = mapped_column(String(200), default="")
+    reply_to: Mapped[str] = mapped_column(String(254), default="")
+    # draft -> queued -> sending -> sent | partial | failed
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    tracking: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+
+    sender: Mapped[User] = relationship()
+    recipients: Mapped[list["Recipient"]] = relationship(
+        back_populates="email", order_by="Recipient.id", cascade="all, delete-orphan"
+    )
+    attachments: Mapped[list["Attachment"]] = relationship(
+        back_populates="email", order_by="Attachment.id", cascade="all, delete-orphan"
+    )
+
+
+class Attachment(Base):
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_id: Mapped[int] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(127))
+    size: Mapped[int] = mapped_column(Integer)
+    # File name inside CORETRACK_HOME/attachments: generated, never the uploaded name.
+    storage_name: Mapped[str] = mapped_column(String(64), unique=True)
+
+    email: Mapped[Email] = relationship(back_populates="attachments")
+
+
+class Recipient(Base):
+    __tablename__ = "recipients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_id: Mapped[int] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"), index=True)
+    address: Mapped[str] = mapped_column(String(254))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    kind: Mapped[str] = mapped_column(String(3), default="to")
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"), index=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"), index=True)
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"), index=True)
+    # Signed, random: see coretrack.tokens.  Unique so a hit finds one row by index.
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    # pending -> sending -> sent | failed; skipped (opted out) never leaves.
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    reply: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    access_count: Mapped[int] = mapped_column(Integer, default=0)
+    first_access: Mapped[datetime | None] = mapped_column(DateTime)
+    last_access: Mapped[datetime | None] = mapped_column(DateTime)
+
+    email: Mapped[Email] = relationship(back_populates="recipients")
+    contact: Mapped[Contact | None] = relationship()
+    account: Mapped[Account | None] = relationship()
+    lead: Mapped[Lead | None] = relationship()
+    events: Mapped[list["AccessEvent"]] = relationship(order_by="AccessEvent.id", viewonly=True)
+
+    @property
+    def record(self) -> Contact | Account | Lead | None:
+        return self.contact or self.account or self.lead
+
+
+class AccessEvent(Base):
+    __tablename__ = "access_events"
+    __table_args__ = (Index("ix_access_events_recipient_at", "recipient_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    ip: Mapped[str] = mapped_column(String(45), default="")
+    user_agent: Mapped[str] = mapped_column(String(512), default="")
+    # human | mail_proxy | privacy_prefetch | scanner
+    verdict: Mapped[str] = mapped_column(String(16), default="human")
+
+
+class Setting(Base):
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class SettingChange(Base):
+    __tablename__ = "setting_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    user_name: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(64))
+    old_value: Mapped[str] = mapped_column(Text)
+    new_value: Mapped[str] = mapped_column(Text)
+
+
+class SpoolReplay(Base):
+    """Spool files already replayed: makes replay exactly-once across crashes."""
+
+    __tablename__ = "spool_replays"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    replayed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    hits: Mapped[int] = mapped_column(Integer)

@@ -1,0 +1,5 @@
+"""(being written)"""
+
+
+def start_worker_thread(app):
+    return None

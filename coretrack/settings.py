@@ -1,0 +1,209 @@
+"""The configuration editor's settings: typed, validated, audited, secrets encrypted.
+
+Values live as text in the ``settings`` table; a key with no row has its
+default (some defaults come from the environment, e.g. CORETRACK_SMTP_URL).
+``tracking_disabled`` is stored as ``true``/``false`` because the image
+endpoint's SQL reads it directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import secretbox
+from .config import Config, SmtpServer
+from .models import Setting, SettingChange
+from .validation import ValidationError, clean_address, clean_header_text
+
+MASK = "••••••"
+
+
+@dataclass(frozen=True)
+class SettingDef:
+    key: str
+    label: str
+    help: str
+    kind: str  # bool | int | text | choice | secret | address | url
+    group: str
+    choices: tuple[tuple[str, str], ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+
+
+DEFINITIONS: tuple[SettingDef, ...] = (
+    SettingDef(
+        "tracking_disabled", "Disable Email Statistics Tracking",
+        "When on, no tracking image is added to new email, and images in email already sent still load "
+        "but count nothing.", "bool", "Tracking",
+    ),
+    SettingDef(
+        "ip_storage", "Recipients' IP addresses",
+        "What to keep of the address that loaded the image, for each access event.", "choice", "Tracking",
+        choices=(("truncated", "Truncated (/24 for IPv4, /48 for IPv6)"), ("full", "Full address"),
+                 ("none", "Do not store")),
+    ),
+    SettingDef("smtp_host", "Outgoing mail server", "Host name or address of the SMTP server.", "text",
+               "Outgoing mail"),
+    SettingDef("smtp_port", "Port", "Usually 25 (none), 587 (STARTTLS) or 465 (TLS).", "int", "Outgoing mail",
+               minimum=1, maximum=65535),
+    SettingDef("smtp_security", "Security", "How to protect the connection to the server.", "choice",
+               "Outgoing mail",
+               choices=(("none", "None"), ("starttls", "STARTTLS"), ("tls", "TLS (implicit)"))),
+    SettingDef("smtp_username", "User name", "Leave empty if the server needs no login.", "text",
+               "Outgoing mail"),
+    SettingDef("smtp_password", "Password", "Stored encrypted and never shown again. Leave empty to keep it.",
+               "secret", "Outgoing mail"),
+    SettingDef("from_address", "From address", "The sender address of every email.", "address", "Outgoing mail"),
+    SettingDef("from_name", "From name", "The sender name shown by mail clients.", "text", "Outgoing mail"),
+    SettingDef("public_url", "Public URL",
+               "The address recipients reach coretrack at, including any prefix such as /crm. "
+               "Tracking image links start with it.", "url", "General"),
+    SettingDef("page_size", "Rows per page", "How many rows lists show per page.", "int", "General",
+               minimum=5, maximum=500),
+)
+BY_KEY = {definition.key: definition for definition in DEFINITIONS}
+
+
+class SettingsService:
+    def __init__(self, session: Session, config: Config):
+        self.session = session
+        self.config = config
+
+    def defaults(self) -> dict[str, str]:
+        smtp = SmtpServer.from_url(self.config.smtp_url) if self.config.smtp_url else SmtpServer("127.0.0.1", 25)
+        return {
+            "tracking_disabled": "false",
+            "ip_storage": "truncated",
+            "smtp_host": smtp.host,
+            "smtp_port": str(smtp.port),
+            "smtp_security": smtp.security,
+            "smtp_username": smtp.username,
+            "smtp_password": secretbox.encrypt(self.config.secret_key(), smtp.password) if smtp.password else "",
+            "from_address": "crm@localhost",
+            "from_name": "coretrack",
+            "public_url": self.config.public_url,
+            "page_size": "25",
+        }
+
+    def stored(self) -> dict[str, str]:
+        values = self.defaults()
+        values.update({row.key: row.value for row in self.session.scalars(select(Setting))})
+        return values
+
+    def get(self, key: str):
+        """The typed value of one setting (bool, int or str; secrets decrypted)."""
+        return self._typed(BY_KEY[key], self.stored()[key])
+
+    def all(self) -> dict[str, object]:
+        stored = self.stored()
+        return {d.key: self._typed(d, stored[d.key]) for d in DEFINITIONS}
+
+    def smtp_server(self) -> SmtpServer:
+        values = self.all()
+        return SmtpServer(
+            host=values["smtp_host"], port=values["smtp_port"], security=values["smtp_security"],
+            username=values["smtp_username"], password=values["smtp_password"],
+        )
+
+    @property
+    def tracking_enabled(self) -> bool:
+        return not self.get("tracking_disabled")
+
+    def _typed(self, definition: SettingDef, raw: str):
+        if definition.kind == "bool":
+            return raw == "true"
+        if definition.kind == "int":
+            return int(raw)
+        if definition.kind == "secret":
+            return secretbox.decrypt(self.config.secret_key(), raw) if raw else ""
+        return raw
+
+    def display_value(self, definition: SettingDef) -> str:
+        """What the editor shows in a field: never a secret."""
+        raw = self.stored()[definition.key]
+        if definition.kind == "secret":
+            return ""
+        return raw
+
+    def has_secret(self, key: str) -> bool:
+        return bool(self.stored()[key])
+
+    def _clean(self, definition: SettingDef, submitted: str | None) -> str:
+        """The stored text form of a submitted value, or ValueError with a message for the form."""
+        value = (submitted or "").strip()
+        if definition.kind == "bool":
+            return "true" if value in ("on", "true", "1", "yes") else "false"
+        if definition.kind == "int":
+            try:
+                number = int(value)
+            except ValueError:
+                raise ValueError("enter a whole number") from None
+            if not definition.minimum <= number <= definition.maximum:
+                raise ValueError(f"enter a number from {definition.minimum} to {definition.maximum}")
+            return str(number)
+        if definition.kind == "choice":
+            if value not in dict(definition.choices):
+                raise ValueError("choose one of the options")
+            return value
+        if definition.kind == "address":
+            return clean_address(value)
+        if definition.kind == "url":
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+                raise ValueError("enter an http:// or https:// address, without ? or #")
+            return value.rstrip("/")
+        if definition.kind == "secret":
+            clean_header_text(value, field=definition.label.lower(), max_length=500, required=False)
+            return value
+        return clean_header_text(value, field=definition.label.lower(), max_length=200,
+                                 required=definition.key == "smtp_host")
+
+    def update(self, submitted: dict[str, str | None], user_name: str) -> list[SettingChange]:
+        """Validate the submitted fields, then save every change with an audit row, or nothing at all.
+
+        A form must submit unchecked boxes as "false": absent keys are left alone.
+        """
+        stored = self.stored()
+        errors: dict[str, str] = {}
+        cleaned: dict[str, str] = {}
+        for definition in DEFINITIONS:
+            if definition.key not in submitted:
+                continue  # callers send what they change; the editor form sends every field
+            if definition.kind == "secret" and not (submitted.get(definition.key) or "").strip():
+                continue  # empty password field: keep the stored one
+            try:
+                cleaned[definition.key] = self._clean(definition, submitted.get(definition.key))
+            except ValueError as exc:
+                errors[definition.key] = str(exc)
+        if errors:
+            raise ValidationError(errors)
+        changes = []
+        secret = self.config.secret_key()
+        for key, new in cleaned.items():
+            definition = BY_KEY[key]
+            old = stored[key]
+            if definition.kind == "secret":
+                if secretbox.decrypt(secret, old) == new if old else not new:
+                    continue
+                new_stored, audit_old, audit_new = secretbox.encrypt(secret, new), MASK if old else "", MASK
+            else:
+                if old == new:
+                    continue
+                new_stored, audit_old, audit_new = new, old, new
+            self.session.merge(Setting(key=key, value=new_stored))
+            change = SettingChange(user_name=user_name, key=key, old_value=audit_old, new_value=audit_new)
+            self.session.add(change)
+            changes.append(change)
+        self.session.commit()
+        return changes
+
+    def history(self, limit: int = 50) -> list[SettingChange]:
+        return list(
+            self.session.scalars(
+                select(SettingChange).order_by(SettingChange.at.desc(), SettingChange.id.desc()).limit(limit)
+            )
+        )
