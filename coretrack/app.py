@@ -40,6 +40,9 @@ TEMPLATES_DIR = next(
 STATIC_DIR = PACKAGE_DIR / "static"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
+# Built once per process: a Map is read-only after construction and rules bind to one map.
+URL_MAP = Map([*public.rules, *emails.rules, *records.rules, *settings_views.rules, *users.rules, *api.rules])
+
 
 class CoreTrack:
     def __init__(self, config: Config):
@@ -49,16 +52,7 @@ class CoreTrack:
         self.Session = make_session_factory(self.engine)
         self.htpasswd = Htpasswd(config.htpasswd_path)
         self.tracker = Tracker(self.engine, self.secret, config.spool_dir)
-        self.url_map = Map(
-            [
-                *public.rules,
-                *emails.rules,
-                *records.rules,
-                *settings_views.rules,
-                *users.rules,
-                *api.rules,
-            ]
-        )
+        self.url_map = URL_MAP
         self.jinja = Environment(
             loader=FileSystemLoader(TEMPLATES_DIR),
             autoescape=select_autoescape(default=True, default_for_string=True),
