@@ -28,13 +28,19 @@ from .models import ROLES, User
 
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 MIN_PASSWORD_LENGTH = 8
+# bcrypt reads only 72 bytes (bcrypt 5 refuses more; Apache silently ignores the rest).
+MAX_PASSWORD_BYTES = 72
 # Cost 10: ~60 ms per check here; Apache checks on every request, the standalone
 # middleware caches successful checks.
 BCRYPT_ROUNDS = 10
 
 
 class UserError(ValueError):
-    """A user operation that cannot be done; the message says why."""
+    """A user operation that cannot be done; the message says why, ``field`` which form field it is about."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class Htpasswd:
@@ -42,7 +48,7 @@ class Htpasswd:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._cache_key: tuple[float, int] | None = None
+        self._cache_key: tuple[int, int, int] | None = None
         self._entries: dict[str, str] = {}
 
     def entries(self) -> dict[str, str]:
@@ -50,7 +56,8 @@ class Htpasswd:
             stat = self.path.stat()
         except FileNotFoundError:
             return {}
-        key = (stat.st_mtime, stat.st_size)
+        # The inode changes on every rewrite (rename), even within one mtime tick and at equal size.
+        key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         if key != self._cache_key:
             entries = {}
             for line in self.path.read_text(encoding="utf-8").splitlines():
@@ -87,18 +94,26 @@ class Htpasswd:
 
     def _write(self, entries: dict[str, str]) -> None:
         # Write a new file and rename it over the old one: Apache never reads half a file.
+        # The new file keeps the old one's mode, and its owner and group (Apache's group must read it).
         try:
             stat = self.path.stat()
-            mode, gid = stat.st_mode & 0o777, stat.st_gid
+            mode, owner = stat.st_mode & 0o777, (stat.st_uid, stat.st_gid)
         except FileNotFoundError:
-            mode, gid = 0o640, None
+            mode, owner = 0o640, None
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".htpasswd.")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.writelines(f"{name}:{hashed}\n" for name, hashed in sorted(entries.items()))
+                handle.flush()
+                os.fsync(handle.fileno())
             os.chmod(tmp, mode)
-            if gid is not None and os.geteuid() == 0:
-                os.chown(tmp, 0, gid)
+            created = os.stat(tmp)
+            if owner is not None and (created.st_uid, created.st_gid) != owner:
+                try:
+                    # root may set both; a member of the group may set the group.
+                    os.chown(tmp, owner[0] if os.geteuid() == 0 else -1, owner[1])
+                except PermissionError:
+                    pass
             os.replace(tmp, self.path)
         except BaseException:
             os.unlink(tmp)
@@ -120,10 +135,12 @@ class Htpasswd:
 
 
 def validate_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise UserError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
-    if "\n" in password or "\r" in password:
-        raise UserError("the password must be one line")
+    if len(password or "") < MIN_PASSWORD_LENGTH:
+        raise UserError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters", "password")
+    if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
+        raise UserError(f"the password must be at most {MAX_PASSWORD_BYTES} bytes long", "password")
+    if any(char in password for char in "\r\n\x00"):
+        raise UserError("the password must be one line", "password")
 
 
 class UserService:
@@ -137,42 +154,68 @@ class UserService:
     def list(self) -> list[User]:
         return list(self.session.scalars(select(User).order_by(User.name)))
 
-    def add(self, name: str, password: str, role: str = "staff") -> User:
-        if not USER_NAME.match(name or ""):
-            raise UserError("a user name is 1-64 letters, digits or . _ @ -, starting with a letter or digit")
+    def new_user_errors(self, name: str, password: str, role: str) -> dict[str, str]:
+        """Every reason ``add`` would refuse these values, by field (name, password, role)."""
+        errors = {}
+        # fullmatch: "$" would accept a trailing newline, i.e. a second line in the htpasswd file.
+        if not USER_NAME.fullmatch(name or ""):
+            errors["name"] = "a user name is 1-64 letters, digits or . _ @ -, starting with a letter or digit"
+        elif self.get(name) is not None:
+            errors["name"] = f"user {name!r} already exists"
         if role not in ROLES:
-            raise UserError(f"the role must be one of {', '.join(ROLES)}")
-        validate_password(password)
-        if self.get(name) is not None:
-            raise UserError(f"user {name!r} already exists")
+            errors["role"] = f"the role must be one of {', '.join(ROLES)}"
+        try:
+            validate_password(password)
+        except UserError as exc:
+            errors["password"] = str(exc)
+        return errors
+
+    def add(self, name: str, password: str, role: str = "staff") -> User:
+        errors = self.new_user_errors(name, password, role)
+        if errors:
+            field, message = next(iter(errors.items()))
+            raise UserError(message, field)
         user = User(name=name, role=role, active=True)
         self.session.add(user)
-        self.session.flush()  # a duplicate fails here, before the file changes
-        self.htpasswd.set_password(name, password)
-        self.session.commit()
+        try:
+            self.session.flush()  # a duplicate fails here, before the file changes
+            self.htpasswd.set_password(name, password)
+            self.session.commit()
+        except BaseException:
+            self.session.rollback()
+            raise
         return user
 
     def _existing(self, name: str) -> User:
         user = self.get(name)
         if user is None:
-            raise UserError(f"no user {name!r}")
+            raise UserError(f"no user {name!r}", "name")
         return user
 
-    def set_active(self, name: str, active: bool) -> User:
-        """Disabled users keep their htpasswd entry, so they get a clear 403 rather than a password loop."""
+    def set_active(self, name: str, active: bool, by: str | None = None) -> User:
+        """Enable or disable ``name``; ``by`` is the admin asking, who cannot disable themself.
+
+        Disabled users keep their htpasswd entry, so they get a clear 403 rather than a password loop.
+        """
         user = self._existing(name)
-        if not active and user.is_admin and self._other_active_admins(user) == 0:
+        if not active and by == name:
+            raise UserError("you cannot disable your own account")
+        if not active and self._is_last_active_admin(user):
             raise UserError("the last active admin cannot be disabled")
         user.active = active
         self.session.commit()
         return user
 
-    def set_role(self, name: str, role: str) -> User:
+    def set_role(self, name: str, role: str, by: str | None = None) -> User:
+        """Change the role; ``by`` (the admin asking) cannot take away their own admin role."""
         user = self._existing(name)
         if role not in ROLES:
-            raise UserError(f"the role must be one of {', '.join(ROLES)}")
-        if user.is_admin and role != "admin" and self._other_active_admins(user) == 0:
-            raise UserError("the last active admin cannot lose the admin role")
+            raise UserError(f"the role must be one of {', '.join(ROLES)}", "role")
+        if role != "admin" and user.is_admin:
+            if by == name:
+                raise UserError("you cannot take away your own admin role; ask another admin", "role")
+            if self._is_last_active_admin(user):
+                raise UserError("the last active admin cannot lose the admin role", "role")
         user.role = role
         self.session.commit()
         return user
@@ -182,12 +225,11 @@ class UserService:
         validate_password(password)
         self.htpasswd.set_password(name, password)
 
-    def _other_active_admins(self, user: User) -> int:
-        return len(
-            self.session.scalars(
-                select(User.id).where(User.role == "admin", User.active.is_(True), User.id != user.id)
-            ).all()
-        )
+    def _is_last_active_admin(self, user: User) -> bool:
+        if not (user.is_admin and user.active):
+            return False
+        other = select(User.id).where(User.role == "admin", User.active.is_(True), User.id != user.id)
+        return self.session.scalar(other.limit(1)) is None
 
     def ensure_admin(self, password: str | None) -> str | None:
         """Create user ``admin`` when no admin exists; returns a generated password to print once."""

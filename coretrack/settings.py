@@ -132,8 +132,17 @@ class SettingsService:
     def has_secret(self, key: str) -> bool:
         return bool(self.stored()[key])
 
+    def form_values(self) -> dict[str, str]:
+        """Every field's text for the editor, in one query; secrets blank (see ``has_secret``)."""
+        stored = self.stored()
+        return {d.key: "" if d.kind == "secret" else stored[d.key] for d in DEFINITIONS}
+
     def _clean(self, definition: SettingDef, submitted: str | None) -> str:
         """The stored text form of a submitted value, or ValueError with a message for the form."""
+        if definition.kind == "secret":
+            # Kept exactly as typed: spaces can be part of a password.
+            clean_header_text(submitted or "", field=definition.label.lower(), max_length=500, required=False)
+            return submitted or ""
         value = (submitted or "").strip()
         if definition.kind == "bool":
             return "true" if value in ("on", "true", "1", "yes") else "false"
@@ -142,8 +151,9 @@ class SettingsService:
                 number = int(value)
             except ValueError:
                 raise ValueError("enter a whole number") from None
-            if not definition.minimum <= number <= definition.maximum:
-                raise ValueError(f"enter a number from {definition.minimum} to {definition.maximum}")
+            low, high = definition.minimum, definition.maximum
+            if (low is not None and number < low) or (high is not None and number > high):
+                raise ValueError(f"enter a number from {low} to {high}")
             return str(number)
         if definition.kind == "choice":
             if value not in dict(definition.choices):
@@ -152,13 +162,18 @@ class SettingsService:
         if definition.kind == "address":
             return clean_address(value)
         if definition.kind == "url":
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-                raise ValueError("enter an http:// or https:// address, without ? or #")
+            try:
+                parts = urlsplit(value)
+                parts.port  # raises for a port that is not a number from 0 to 65535
+            except ValueError:
+                parts = None
+            # The URL goes into every tracking image link: no spaces, credentials, query or fragment.
+            if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname
+                    or "@" in parts.netloc or parts.query or parts.fragment or len(value) > 200
+                    or any(char.isspace() or not char.isprintable() for char in value)):
+                raise ValueError("enter an http:// or https:// address such as https://crm.example.com/crm, "
+                                 "without spaces, ? or #")
             return value.rstrip("/")
-        if definition.kind == "secret":
-            clean_header_text(value, field=definition.label.lower(), max_length=500, required=False)
-            return value
         return clean_header_text(value, field=definition.label.lower(), max_length=200,
                                  required=definition.key == "smtp_host")
 

@@ -1,3 +1,107 @@
-"""(being written)"""
+"""Contacts, accounts and leads: lists, forms, detail pages with their emails, CSV import."""
 
-rules = []
+from __future__ import annotations
+
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import Rule
+from werkzeug.wrappers import Response
+
+from .. import records
+from ..http import AppRequest
+from ..paging import page_number
+from ..settings import SettingsService
+from ..validation import ValidationError
+
+SECTIONS = {"contacts": "contact", "accounts": "account", "leads": "lead"}
+SECTION = "<any(contacts, accounts, leads):section>"
+
+
+def _context(section: str, **context) -> dict:
+    record_type = SECTIONS[section]
+    noun, nouns = records.NOUNS[record_type]
+    return dict(section=section, record_type=record_type, fields=records.FIELDS[record_type],
+                noun=noun, nouns=nouns, **context)
+
+
+def _record_or_404(request: AppRequest, section: str, record_id: int) -> records.Record:
+    record = records.get_record(request.db, SECTIONS[section], record_id)
+    if record is None:
+        raise NotFound(f"there is no {records.NOUNS[SECTIONS[section]][0]} with id {record_id}")
+    return record
+
+
+def _submitted(request: AppRequest, section: str) -> dict[str, str]:
+    # Every field, so an unchecked box (absent from the form) is saved as unchecked.
+    return {definition.name: request.form.get(definition.name, "") for definition in records.FIELDS[SECTIONS[section]]}
+
+
+def _form(request: AppRequest, section: str, values: dict, errors: dict, record=None) -> Response:
+    accounts = records.account_options(request.db) if section == "contacts" else []
+    return request.render("records/form.html", status=400 if errors else 200,
+                          **_context(section, values=values, errors=errors, record=record, accounts=accounts))
+
+
+def list_records(request: AppRequest, section: str) -> Response:
+    query = request.args.get("q", "").strip()
+    per_page = SettingsService(request.db, request.app.config).get("page_size")
+    page = records.search_records(request.db, SECTIONS[section], query, page_number(request.args.get("page")), per_page)
+    return request.render("records/list.html", **_context(section, page=page, query=query))
+
+
+def new_record(request: AppRequest, section: str) -> Response:
+    if request.method == "GET":
+        # /contacts/new?account=<id> comes from an account's page.
+        return _form(request, section, {"account": request.args.get("account", "")}, {})
+    values = _submitted(request, section)
+    try:
+        record = records.create_record(request.db, SECTIONS[section], values)
+    except ValidationError as exc:
+        return _form(request, section, values, exc.errors)
+    noun = records.NOUNS[SECTIONS[section]][0]
+    return request.redirect_to(show_record, section=section, record_id=record.id,
+                               notice=f"Created {noun} {record.display_name}.")
+
+
+def show_record(request: AppRequest, section: str, record_id: int) -> Response:
+    record = _record_or_404(request, section, record_id)
+    emails = records.related_emails(request.db, SECTIONS[section], record_id)
+    contacts = records.contacts_of(request.db, record_id) if section == "accounts" else []
+    return request.render("records/detail.html", **_context(section, record=record, emails=emails, contacts=contacts))
+
+
+def edit_record(request: AppRequest, section: str, record_id: int) -> Response:
+    record = _record_or_404(request, section, record_id)
+    if request.method == "GET":
+        return _form(request, section, records.form_values(record), {}, record)
+    values = _submitted(request, section)
+    try:
+        records.update_record(request.db, record, values)
+    except ValidationError as exc:
+        return _form(request, section, values, exc.errors, record)
+    return request.redirect_to(show_record, section=section, record_id=record.id,
+                               notice=f"Saved {record.display_name}.")
+
+
+def import_records(request: AppRequest, section: str) -> Response:
+    result, errors = None, {}
+    if request.method == "POST":
+        upload = request.files.get("file")
+        data = upload.read() if upload else b""
+        if not data:
+            errors = {"file": "choose a CSV file to import"}
+        else:
+            try:
+                result = records.import_csv(request.db, SECTIONS[section], data)
+            except ValidationError as exc:
+                errors = exc.errors
+    return request.render("records/import.html", status=400 if errors else 200,
+                          **_context(section, result=result, errors=errors))
+
+
+rules = [
+    Rule(f"/{SECTION}", endpoint=list_records, methods=["GET"]),
+    Rule(f"/{SECTION}/new", endpoint=new_record, methods=["GET", "POST"]),
+    Rule(f"/{SECTION}/import", endpoint=import_records, methods=["GET", "POST"]),
+    Rule(f"/{SECTION}/<int:record_id>", endpoint=show_record, methods=["GET"]),
+    Rule(f"/{SECTION}/<int:record_id>/edit", endpoint=edit_record, methods=["GET", "POST"]),
+]

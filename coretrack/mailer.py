@@ -1,0 +1,177 @@
+"""Outgoing MIME: built once per email, filled in per recipient.
+
+Building an ``EmailMessage`` per recipient costs more than the SMTP exchange
+(DESIGN.md), so ``MessageTemplate`` serialises the message once, with a
+random placeholder where the tracking token goes, and ``render`` only puts
+the per-recipient headers (To, Date, Message-ID) in front and the token into
+the placeholder.  Tokens have a fixed length and an alphabet that quoted-
+printable leaves as is, so the swap keeps every line as long as it was; a
+soft line break (``=\\r\\n``) may fall inside the placeholder and is kept.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from html.parser import HTMLParser
+
+from . import tokens
+
+SMTP_POLICY = policy.SMTP
+TRACK_PATH = "/modules/Emails/TrackAccess.php"
+_ALPHABET = "".join(sorted(tokens.TOKEN_ALPHABET))
+_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class AttachmentData:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+def tracking_image(public_url: str, token: str) -> str:
+    url = f"{public_url.rstrip('/')}{TRACK_PATH}?t={token}"
+    return f'<img src="{html_lib.escape(url)}" width="1" height="1" alt="">'
+
+
+def insert_image(html: str, image: str) -> str:
+    """``image`` once, immediately before the last ``</body>``, or at the end when there is none."""
+    matches = list(_BODY_END.finditer(html))
+    if not matches:
+        return html + image
+    at = matches[-1].start()
+    return html[:at] + image + html[at:]
+
+
+class _TextExtractor(HTMLParser):
+    BLOCKS = frozenset(
+        "address article aside blockquote dd div dl dt fieldset figcaption figure footer form h1 h2 h3 h4 h5 h6 "
+        "header hr li main nav ol p pre section table tbody thead tfoot tr ul".split()
+    )
+    HIDDEN = frozenset({"script", "style", "head", "title", "template"})
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)  # entities arrive unescaped in handle_data
+        self.parts: list[str] = []
+        self.hidden = 0
+        self.links: list[tuple[str, int]] = []  # (href, index in parts where the link text starts)
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.HIDDEN:
+            self.hidden += 1
+        elif tag == "br":
+            self.parts.append("\n")
+        elif tag in self.BLOCKS:
+            self.parts.append("\n")
+            if tag == "li":
+                self.parts.append("- ")
+        elif tag in ("td", "th"):
+            self.parts.append(" ")
+        elif tag == "a":
+            self.links.append((dict(attrs).get("href") or "", len(self.parts)))
+
+    def handle_startendtag(self, tag, attrs):
+        self.handle_starttag(tag, attrs)
+        if tag in self.HIDDEN:
+            self.hidden -= 1
+
+    def handle_endtag(self, tag):
+        if tag in self.HIDDEN:
+            self.hidden = max(0, self.hidden - 1)
+        elif tag in self.BLOCKS:
+            self.parts.append("\n")
+        elif tag == "a" and self.links:
+            href, start = self.links.pop()
+            label = "".join(self.parts[start:]).strip()
+            if href and not href.startswith("#") and href != label:
+                self.parts.append(f" ({href})" if label else href)
+
+    def handle_data(self, data):
+        if not self.hidden:
+            self.parts.append(re.sub(r"\s+", " ", data))
+
+
+def html_to_text(html: str) -> str:
+    """A readable text version of an HTML body, for the text/plain part."""
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    lines = [line.strip() for line in "".join(parser.parts).split("\n")]
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+
+
+class MessageTemplate:
+    """One email's MIME, serialised once; ``render`` gives each recipient's message as bytes."""
+
+    def __init__(
+        self,
+        *,
+        from_address: str,
+        from_name: str,
+        subject: str,
+        html: str,
+        text: str = "",
+        reply_to: str = "",
+        attachments: tuple[AttachmentData, ...] | list[AttachmentData] = (),
+        public_url: str | None = None,
+    ):
+        """``public_url`` None means tracking is off for this email: no image at all."""
+        self.domain = from_address.rpartition("@")[2]
+        self.placeholder = None
+        if public_url is not None:
+            # Random, so it cannot already be in the HTML; its QP form is itself.
+            self.placeholder = "".join(secrets.choice(_ALPHABET) for _ in range(tokens.TOKEN_LENGTH))
+            html = insert_image(html, tracking_image(public_url, self.placeholder))
+
+        message = EmailMessage(policy=SMTP_POLICY)
+        message["From"] = Address(display_name=from_name, addr_spec=from_address)
+        if reply_to:
+            message["Reply-To"] = Address(addr_spec=reply_to)
+        message["Subject"] = subject
+        message.set_content(text or html_to_text(html), subtype="plain", charset="utf-8", cte="quoted-printable")
+        message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+        for attachment in attachments:
+            maintype, _, subtype = attachment.content_type.partition("/")
+            message.add_attachment(attachment.data, maintype=maintype, subtype=subtype, filename=attachment.filename)
+        for part in message.walk():
+            if part is not message:
+                del part["MIME-Version"]  # only the top level carries it
+        self.body = message.as_bytes(policy=SMTP_POLICY)
+        self._slot = self._find_placeholder() if self.placeholder else None
+
+    def _find_placeholder(self) -> re.Match:
+        soft_break = rb"(?:=\r?\n)?"
+        pattern = soft_break.join(re.escape(char.encode("ascii")) for char in self.placeholder)
+        matches = list(re.finditer(pattern, self.body))
+        if len(matches) != 1:
+            raise RuntimeError("tracking placeholder not found exactly once in the serialised message")
+        return matches[0]
+
+    def render(self, address: str, name: str = "", token: str | None = None) -> bytes:
+        """The message for one recipient: To is that recipient only; Date and Message-ID are fresh."""
+        to = SMTP_POLICY.header_factory("To", Address(display_name=name, addr_spec=address))
+        headers = (
+            to.fold(policy=SMTP_POLICY)
+            + f"Date: {format_datetime(datetime.now(timezone.utc))}\r\n"
+            + f"Message-ID: <{secrets.token_hex(16)}@{self.domain}>\r\n"
+        ).encode("ascii")
+        if self._slot is None:
+            return headers + self.body
+        if token is None or len(token) != tokens.TOKEN_LENGTH or not tokens.TOKEN_ALPHABET.issuperset(token):
+            raise ValueError("a tracking token of the fixed length and alphabet is required")
+        filled = iter(token.encode("ascii"))
+        # Each placeholder character becomes the token's; soft line breaks in between stay.
+        slot = bytes(next(filled) if byte in _PLACEHOLDER_BYTES else byte for byte in self._slot.group())
+        return headers + self.body[: self._slot.start()] + slot + self.body[self._slot.end() :]
+
+
+_PLACEHOLDER_BYTES = frozenset(_ALPHABET.encode("ascii"))

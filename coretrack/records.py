@@ -1,0 +1,357 @@
+"""CRM records: contacts, accounts and leads.
+
+Lists with search and pagination, validated create and update (one error per
+field, nothing written on error), CSV import, the emails sent to a record,
+and what the compose page needs to address a record.  ``record_type`` is one
+of ``models.RECORD_TYPES``: "contact", "account", "lead".
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import NamedTuple
+from urllib.parse import urlsplit
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import Session, contains_eager
+
+from .models import RECORD_MODELS, Account, Contact, Email, Lead, Recipient, User
+from .paging import Page, paginate
+from .validation import ValidationError, clean_address, clean_header_text
+
+Record = Contact | Account | Lead
+
+
+@dataclass(frozen=True)
+class FieldDef:
+    name: str  # the form field and the CSV column
+    label: str
+    kind: str = "text"  # text | email | url | checkbox | account
+    required: bool = False
+    max_length: int = 200
+
+
+_EMAIL = FieldDef("email", "Email", "email", max_length=254)
+_PHONE = FieldDef("phone", "Phone", max_length=64)
+_OPT_OUT = FieldDef("email_opt_out", "Email opt-out", "checkbox")
+_FIRST_NAME = FieldDef("first_name", "First name", required=True, max_length=100)
+_LAST_NAME = FieldDef("last_name", "Last name", required=True, max_length=100)
+
+FIELDS: dict[str, tuple[FieldDef, ...]] = {
+    "contact": (_FIRST_NAME, _LAST_NAME, _EMAIL, _PHONE, FieldDef("account", "Account", "account"), _OPT_OUT),
+    "account": (FieldDef("name", "Name", required=True), _EMAIL, _PHONE, FieldDef("website", "Website", "url"),
+                _OPT_OUT),
+    "lead": (_FIRST_NAME, _LAST_NAME, FieldDef("company", "Company"), _EMAIL, _PHONE, _OPT_OUT),
+}
+NOUNS = {"contact": ("contact", "contacts"), "account": ("account", "accounts"), "lead": ("lead", "leads")}
+
+_TRUE = frozenset({"on", "true", "yes", "y", "1"})
+_FALSE = frozenset({"", "off", "false", "no", "n", "0"})
+
+
+def _model(record_type: str):
+    try:
+        return RECORD_MODELS[record_type]
+    except KeyError:
+        raise ValueError(f"unknown record type {record_type!r}") from None
+
+
+# -- lists ---------------------------------------------------------------------------
+
+
+def _search(record_type: str, query: str) -> Select:
+    """Records matching every word of ``query`` in a name, the email or the account/company, in name order."""
+    model = _model(record_type)
+    statement = select(model)
+    if record_type == "contact":
+        statement = statement.outerjoin(Contact.account).options(contains_eager(Contact.account))
+        columns = (Contact.first_name, Contact.last_name, Contact.email, Account.name)
+        order = (Contact.last_name, Contact.first_name, Contact.id)
+    elif record_type == "account":
+        columns = (Account.name, Account.email)
+        order = (Account.name, Account.id)
+    else:
+        columns = (Lead.first_name, Lead.last_name, Lead.email, Lead.company)
+        order = (Lead.last_name, Lead.first_name, Lead.id)
+    # autoescape: a % or _ typed by the user matches itself, not any text.
+    for word in query.split():
+        statement = statement.where(or_(*(column.icontains(word, autoescape=True) for column in columns)))
+    return statement.order_by(*order)
+
+
+def search_records(session: Session, record_type: str, query: str, page: int, per_page: int) -> Page:
+    return paginate(session, _search(record_type, query or ""), page, per_page)
+
+
+def get_record(session: Session, record_type: str, record_id: int) -> Record | None:
+    return session.get(_model(record_type), record_id)
+
+
+def account_options(session: Session) -> list[tuple[int, str]]:
+    """(id, name) of every account, for the contact form's select."""
+    return [tuple(row) for row in session.execute(select(Account.id, Account.name).order_by(Account.name, Account.id))]
+
+
+def contacts_of(session: Session, account_id: int) -> list[Contact]:
+    return list(
+        session.scalars(
+            select(Contact).where(Contact.account_id == account_id).order_by(Contact.last_name, Contact.first_name)
+        )
+    )
+
+
+# -- create and update ------------------------------------------------------------------
+
+
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError("enter yes or no")
+
+
+def _website(value: str) -> str:
+    if "://" not in value:
+        value = "https://" + value
+    parts = urlsplit(value)
+    # Only http(s): the detail page links to it, and javascript: links would run.
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc or " " in value:
+        raise ValueError("enter a web address such as https://example.com")
+    return value
+
+
+def _account_id(session: Session, raw: str) -> int | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or session.get(Account, int(raw)) is None:
+        raise ValueError("choose an account from the list")
+    return int(raw)
+
+
+def clean_record(session: Session, record_type: str, submitted: Mapping[str, str]) -> dict[str, object]:
+    """Model attribute -> value for submitted form values, or ValidationError with one message per field."""
+    errors: dict[str, str] = {}
+    values: dict[str, object] = {}
+    for definition in FIELDS[record_type]:
+        raw = submitted.get(definition.name) or ""
+        try:
+            if definition.kind == "checkbox":
+                values[definition.name] = _flag(raw)
+            elif definition.kind == "account":
+                values["account_id"] = _account_id(session, raw)
+            else:
+                # Names end up in mail headers: no CR/LF anywhere.
+                text = clean_header_text(raw, field=definition.label.lower(), max_length=definition.max_length,
+                                         required=definition.required)
+                if text and definition.kind == "email":
+                    text = clean_address(text)
+                elif text and definition.kind == "url":
+                    text = _website(text)
+                values[definition.name] = text
+        except ValueError as exc:
+            errors[definition.name] = str(exc)
+    if errors:
+        raise ValidationError(errors)
+    return values
+
+
+def form_values(record: Record) -> dict[str, str]:
+    """The record as the strings its form shows (and ``update_record`` accepts)."""
+    values = {}
+    for definition in FIELDS[record.record_type]:
+        if definition.kind == "checkbox":
+            values[definition.name] = "on" if getattr(record, definition.name) else ""
+        elif definition.kind == "account":
+            values[definition.name] = str(record.account_id or "")
+        else:
+            values[definition.name] = getattr(record, definition.name)
+    return values
+
+
+def create_record(session: Session, record_type: str, submitted: Mapping[str, str]) -> Record:
+    record = _model(record_type)(**clean_record(session, record_type, submitted))
+    session.add(record)
+    session.commit()
+    return record
+
+
+def update_record(session: Session, record: Record, submitted: Mapping[str, str]) -> Record:
+    """Fields absent from ``submitted`` keep their value (a form sends an unchecked box as "")."""
+    values = clean_record(session, record.record_type, {**form_values(record), **submitted})
+    for name, value in values.items():
+        setattr(record, name, value)
+    session.commit()
+    return record
+
+
+# -- CSV import -------------------------------------------------------------------------
+
+
+@dataclass
+class ImportResult:
+    created: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)  # (line in the file, message)
+
+
+def _column_name(raw: str) -> str:
+    return raw.strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def import_csv(session: Session, record_type: str, data: bytes) -> ImportResult:
+    """Create a record per good row; report bad rows by line.  Contacts' ``account`` column holds an
+    account's exact name, which must exist (no account is created).
+
+    Raises ValidationError({"file": ...}) when the file as a whole cannot be used.
+    """
+    definitions = {definition.name: definition for definition in FIELDS[record_type]}
+    columns = ", ".join(definitions)
+    try:
+        text = data.decode("utf-8-sig")  # strips a BOM if there is one
+    except UnicodeDecodeError:
+        raise ValidationError({"file": "the file is not UTF-8 text: save it as “CSV UTF-8” and try again"}) from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [_column_name(cell) for cell in next(reader, [])]
+    except csv.Error as exc:
+        raise ValidationError({"file": f"the first line is not readable CSV ({exc})"}) from None
+    required = [name for name, definition in definitions.items() if definition.required]
+    missing = [name for name in required if name not in header]
+    if not any(header) or missing:
+        raise ValidationError({"file": f"the first line must name the columns: {columns} "
+                                       f"({' and '.join(required)} required)"})
+    duplicates = sorted({name for name in header if name and header.count(name) > 1})
+    if duplicates:
+        raise ValidationError({"file": f"the header names {', '.join(duplicates)} more than once"})
+
+    result = ImportResult()
+    unknown = [name or f"column {number} (no name)" for number, name in enumerate(header, 1) if name not in definitions]
+    if unknown:
+        result.errors.append((1, f"unknown columns ignored: {', '.join(unknown)} (known: {columns})"))
+
+    rows: list[tuple[int, dict[str, str]]] = []
+    end = reader.line_num
+    while True:
+        line = end + 1  # a quoted value may span lines: report the line the row starts on
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            result.errors.append((line, f"unreadable CSV, import stopped here ({exc})"))
+            break
+        end = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) > len(header):
+            result.errors.append((line, f"{len(row)} values but the header names {len(header)} columns"))
+            continue
+        rows.append((line, {name: value for name, value in zip(header, row) if name in definitions}))
+
+    accounts_by_name: dict[str, list[int]] = {}
+    if "account" in definitions:
+        names = {values["account"].strip() for _, values in rows if values.get("account", "").strip()}
+        if names:
+            # Loaded entities stay in the identity map, so validation's session.get needs no query.
+            for account in session.scalars(select(Account).where(Account.name.in_(names))):
+                accounts_by_name.setdefault(account.name, []).append(account.id)
+
+    records = []
+    for line, values in rows:
+        name = values.get("account", "").strip()
+        if name:
+            ids = accounts_by_name.get(name, [])
+            if len(ids) != 1:
+                reason = "there is no account named" if not ids else f"{len(ids)} accounts are named"
+                result.errors.append((line, f"account: {reason} {name!r}"))
+                continue
+            values["account"] = str(ids[0])
+        try:
+            records.append(_model(record_type)(**clean_record(session, record_type, values)))
+        except ValidationError as exc:
+            result.errors.append((line, str(exc)))
+    session.add_all(records)
+    session.commit()
+    result.created = len(records)
+    return result
+
+
+# -- related emails ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RelatedEmail:
+    email_id: int
+    subject: str
+    sent_at: datetime | None
+    sender: str
+    status: str
+    access_count: int  # summed over this record's recipients of the email
+    last_access: datetime | None
+
+
+def _recipient_condition(record_type: str, record_id: int):
+    if record_type == "contact":
+        return Recipient.contact_id == record_id
+    if record_type == "lead":
+        return Recipient.lead_id == record_id
+    if record_type == "account":
+        # An account's list rolls up email sent to any of its contacts.
+        contact_ids = select(Contact.id).where(Contact.account_id == record_id).scalar_subquery()
+        return or_(Recipient.account_id == record_id, Recipient.contact_id.in_(contact_ids))
+    raise ValueError(f"unknown record type {record_type!r}")
+
+
+def related_emails(session: Session, record_type: str, record_id: int) -> list[RelatedEmail]:
+    """The emails sent to a record, newest first, with its recipients' accesses summed (one query)."""
+    statement = (
+        select(
+            Email.id, Email.subject, Email.sent_at, User.name, Email.status,
+            func.coalesce(func.sum(Recipient.access_count), 0), func.max(Recipient.last_access),
+        )
+        .join(Recipient, Recipient.email_id == Email.id)
+        .join(User, User.id == Email.sender_id)
+        .where(_recipient_condition(record_type, record_id))
+        .group_by(Email.id, Email.subject, Email.sent_at, User.name, Email.status, Email.created_at)
+        # Unsent email has no sent_at yet: it sorts by when it was written.
+        .order_by(func.coalesce(Email.sent_at, Email.created_at).desc(), Email.id.desc())
+    )
+    return [RelatedEmail(*row) for row in session.execute(statement)]
+
+
+# -- for the compose page ---------------------------------------------------------------
+
+
+def record_choices(session: Session, record_type: str, query: str, limit: int = 50) -> list[Record]:
+    """Records with an email address matching ``query`` (same search as the lists), in name order."""
+    model = _model(record_type)
+    return list(session.scalars(_search(record_type, query or "").where(model.email != "").limit(limit)))
+
+
+class RecipientFor(NamedTuple):
+    address: str
+    display_name: str
+    record: Record
+
+    @property
+    def opted_out(self) -> bool:
+        return self.record.email_opt_out
+
+
+def recipient_for(session: Session, record_type: str, record_id: int) -> RecipientFor:
+    """Address and name to send a record email; ValidationError keyed by ``record_type`` if it has none.
+
+    The caller decides what to do with ``.opted_out`` records (they are not refused here).
+    """
+    record = get_record(session, record_type, record_id)
+    if record is None:
+        raise ValidationError({record_type: f"there is no {record_type} with id {record_id}"})
+    if not record.email:
+        raise ValidationError({record_type: f"{record.display_name} has no email address"})
+    return RecipientFor(record.email, record.display_name, record)
