@@ -148,6 +148,78 @@ def user_list() -> None:
         click.echo(f"{account.name}\t{account.role}\t{'active' if account.active else 'disabled'}")
 
 
+@main.command()
+@click.option("--once", is_flag=True, help="deliver what is queued, then exit")
+@click.option("--interval", default=5.0, show_default=True, type=float, help="seconds between looks at the queue")
+def worker(once: bool, interval: float) -> None:
+    """Deliver queued email (run it beside Apache; 'coretrack serve' runs one itself)."""
+    from .sending import run_worker
+
+    processed = run_worker(load_config(), once=once, interval=interval)
+    click.echo(f"processed {processed} messages")
+
+
+@main.command()
+@click.option("--from-user", "from_user", required=True, help="the coretrack user sending it")
+@click.option("--to", "to", multiple=True, help="address or contact:<id> / account:<id> / lead:<id> (repeatable)")
+@click.option("--cc", "cc", multiple=True, help="same forms as --to (repeatable)")
+@click.option("--bcc", "bcc", multiple=True, help="same forms as --to (repeatable)")
+@click.option("--reply-to", "reply_to", default="")
+@click.option("--subject", required=True)
+@click.option("--html-file", type=click.File("r", encoding="utf-8"), help="file holding the HTML body")
+@click.option("--html", "html_text", help="the HTML body itself")
+@click.option("--text-file", type=click.File("r", encoding="utf-8"), help="optional text body")
+@click.option("--attach", multiple=True, type=click.Path(exists=True, dir_okay=False), help="file to attach (repeatable)")
+def send(from_user, to, cc, bcc, reply_to, subject, html_file, html_text, text_file, attach) -> None:
+    """Compose a tracked email and deliver it now, one message per recipient."""
+    import mimetypes
+    from pathlib import Path
+
+    from sqlalchemy import select
+
+    from . import sending
+    from .models import Email, User
+    from .settings import SettingsService
+    from .validation import ValidationError
+
+    if (html_file is None) == (html_text is None):
+        raise click.UsageError("give exactly one of --html-file and --html")
+    config = load_config()
+    engine = make_engine(config.database_url)
+    session_factory = make_session_factory(engine)
+    try:
+        with session_factory() as session:
+            sender = session.scalar(select(User).where(User.name == from_user))
+            if sender is None or not sender.active:
+                raise click.ClickException(f"no active coretrack user named {from_user!r}")
+            files = [(Path(path).name, mimetypes.guess_type(path)[0] or "application/octet-stream",
+                      Path(path).read_bytes()) for path in attach]
+            try:
+                result = sending.compose(
+                    session, config, sender, to=[e for v in to for e in sending.split_addresses(v)],
+                    cc=[e for v in cc for e in sending.split_addresses(v)],
+                    bcc=[e for v in bcc for e in sending.split_addresses(v)], subject=subject,
+                    html=html_file.read() if html_file else html_text, text=text_file.read() if text_file else "",
+                    reply_to=reply_to, attachments=files, secret=config.secret_key(),
+                    settings=SettingsService(session, config),
+                )
+            except ValidationError as exc:
+                raise click.ClickException("; ".join(f"{k}: {v}" for k, v in exc.errors.items())) from None
+        for recipient in result.skipped:
+            click.echo(f"skipped {recipient.address}: {recipient.reply}", err=True)
+        with click.progressbar(length=result.pending, label=f"email {result.email.id}") as bar:
+            report = sending.deliver(session_factory, config, result.email.id, on_progress=bar.update)
+        with session_factory() as session:
+            for recipient in session.get(Email, result.email.id).recipients:
+                if recipient.status == "failed":
+                    click.echo(f"failed {recipient.address}: {recipient.reply}", err=True)
+    finally:
+        engine.dispose()
+    click.echo(f"email {result.email.id}: {report.sent} sent, {report.failed} failed, {len(result.skipped)} skipped")
+    if report.failed:
+        sys.exit(1)
+
+
 @main.group()
 def spool() -> None:
     """Tracking hits kept on disk while the database was unavailable."""

@@ -86,7 +86,7 @@ class _TextExtractor(HTMLParser):
     def handle_endtag(self, tag):
         if tag in self.HIDDEN:
             self.hidden = max(0, self.hidden - 1)
-        elif tag in self.BLOCKS:
+        elif tag in self.BLOCKS and tag != "li":  # the next item's own line break is enough
             self.parts.append("\n")
         elif tag == "a" and self.links:
             href, start = self.links.pop()

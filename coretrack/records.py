@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -49,6 +50,7 @@ FIELDS: dict[str, tuple[FieldDef, ...]] = {
 }
 NOUNS = {"contact": ("contact", "contacts"), "account": ("account", "accounts"), "lead": ("lead", "leads")}
 
+_HOST = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 _TRUE = frozenset({"on", "true", "yes", "y", "1"})
 _FALSE = frozenset({"", "off", "false", "no", "n", "0"})
 
@@ -119,9 +121,14 @@ def _flag(raw: str) -> bool:
 def _website(value: str) -> str:
     if "://" not in value:
         value = "https://" + value
-    parts = urlsplit(value)
-    # Only http(s): the detail page links to it, and javascript: links would run.
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc or " " in value:
+    try:
+        parts = urlsplit(value)
+        parts.port  # raises for a port that is not a number
+    except ValueError:
+        parts = None
+    # Only http(s) to a plain host name: the detail page links to it.
+    if not parts or parts.scheme.lower() not in ("http", "https") or not _HOST.match(parts.hostname or "") \
+            or " " in value:
         raise ValueError("enter a web address such as https://example.com")
     return value
 

@@ -1,3 +1,180 @@
-"""(being written)"""
+"""Emails: the list, compose (preview and send), the detail page with recipients and accesses."""
 
-rules = []
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import Rule
+from werkzeug.utils import send_file
+from werkzeug.wrappers import Response
+
+from .. import records, sending
+from ..http import AppRequest
+from ..models import RECORD_TYPES, Attachment, Email
+from ..paging import page_number, paginate
+from ..settings import SettingsService
+from ..validation import ValidationError
+
+COMPOSE_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "html", "text")
+# Served as a download, never rendered: these could run script on our origin.
+ACTIVE_CONTENT_TYPES = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml"})
+
+
+def index(request: AppRequest) -> Response:
+    return request.redirect_to(list_emails)
+
+
+def list_emails(request: AppRequest) -> Response:
+    filters = sending.parse_filters(request.args)
+    per_page = SettingsService(request.db, request.app.config).get("page_size")
+    page = paginate(request.db, sending.emails_statement(filters), page_number(request.args.get("page")), per_page)
+    return request.render(
+        "emails/list.html", status=400 if filters.errors else 200, section="emails", page=page, filters=filters,
+        counts=sending.email_counts(request.db, [email.id for email in page.items]),
+        senders=sending.sender_names(request.db), statuses=sending.EMAIL_STATUSES,
+    )
+
+
+def _references(args) -> list[str]:
+    """``?contact=<id>`` (and account, lead) from a record's page, as references for the To field."""
+    return [f"{kind}:{value}" for kind in RECORD_TYPES for value in args.getlist(kind) if value.isdigit()]
+
+
+def _named(request: AppRequest, field_value: str) -> list[tuple[str, str]]:
+    """(reference, who it is) for each record reference in a field, so the form can show names."""
+    named = []
+    for entry in sending.split_addresses(field_value):
+        match = sending.REFERENCE.match(entry)
+        if match:
+            try:
+                found = records.recipient_for(request.db, match[1], int(match[2]))
+            except ValidationError as exc:
+                named.append((entry, "; ".join(exc.errors.values())))
+            else:
+                opted_out = f" — {sending.OPTED_OUT}" if found.opted_out else ""
+                named.append((entry, f"{found.display_name} <{found.address}>{opted_out}"))
+    return named
+
+
+def _compose_page(request: AppRequest, values: dict, errors: dict | None = None, draft=None) -> Response:
+    find = request.args.get("find", "").strip()
+    found = {kind: records.record_choices(request.db, kind, find, limit=10) for kind in RECORD_TYPES} if find else {}
+    keep = {key: values.get(key, "") for key in ("to", "cc", "bcc", "subject") if values.get(key)}
+
+    def add_link(reference: str) -> str:
+        to = ", ".join([*sending.split_addresses(values.get("to")), reference])
+        return "?" + urlencode({**keep, "to": to})
+
+    return request.render(
+        "emails/compose.html", status=400 if errors else 200, section="compose", values=values,
+        errors=errors or {}, draft=draft, find=find, found=found, keep=keep, add_link=add_link,
+        named=_named(request, values.get("to", "")),
+    )
+
+
+def new_email(request: AppRequest) -> Response:
+    values = {key: request.args.get(key, "") for key in COMPOSE_FIELDS}
+    values["to"] = ", ".join([*sending.split_addresses(values["to"]), *_references(request.args)])
+    return _compose_page(request, values)
+
+
+def _uploads(request: AppRequest) -> list[tuple[str, str, bytes]]:
+    # A file input with nothing chosen still sends one empty part.
+    return [(upload.filename, upload.mimetype, upload.read())
+            for upload in request.files.getlist("attachments") if upload.filename]
+
+
+def send_email(request: AppRequest) -> Response:
+    values = {key: request.form.get(key, "") for key in COMPOSE_FIELDS}
+    message = dict(
+        to=sending.split_addresses(values["to"]), cc=sending.split_addresses(values["cc"]),
+        bcc=sending.split_addresses(values["bcc"]), subject=values["subject"], html=values["html"],
+        text=values["text"], reply_to=values["reply_to"], attachments=_uploads(request),
+    )
+    try:
+        if request.form.get("action") == "preview":
+            return _compose_page(request, values, draft=sending.prepare(request.db, **message))
+        result = sending.compose(
+            request.db, request.app.config, request.user, **message, secret=request.app.secret,
+            settings=SettingsService(request.db, request.app.config),
+        )
+    except ValidationError as exc:
+        return _compose_page(request, values, exc.errors)
+    email_id = result.email.id
+    sent_now = sending.send_or_queue(request.app.Session, request.app.config, email_id, result.pending)
+    return request.redirect_to(show_email, email_id=email_id, notice=_outcome(request, result, sent_now))
+
+
+def _outcome(request: AppRequest, result: sending.ComposeResult, sent_now: bool) -> str:
+    counts = sending.email_counts(request.db, [result.email.id])[result.email.id]
+    if sent_now:
+        notice = f"Sent to {counts.sent} of {counts.recipients} recipients."
+        if counts.failed:
+            notice += f" {counts.failed} failed: see the server's reply below."
+    elif result.pending:
+        notice = f"Queued: the background worker will send it to {result.pending} recipients."
+    else:
+        notice = "Nothing to send."
+    if result.skipped:
+        addresses = ", ".join(recipient.address for recipient in result.skipped[:5])
+        more = f" and {len(result.skipped) - 5} more" if len(result.skipped) > 5 else ""
+        notice += f" Skipped {len(result.skipped)} ({sending.OPTED_OUT}): {addresses}{more}."
+    return notice
+
+
+def _email_or_404(request: AppRequest, email_id: int) -> Email:
+    email = request.db.get(Email, email_id)
+    if email is None:
+        raise NotFound(f"there is no email with id {email_id}")
+    return email
+
+
+def show_email(request: AppRequest, email_id: int) -> Response:
+    email = _email_or_404(request, email_id)
+    counts = sending.email_counts(request.db, [email_id])[email_id]
+    return request.render(
+        "emails/detail.html", section="emails", email=email, counts=counts,
+        in_progress=email.status in ("queued", "sending"), events=sending.access_events(request.db, email_id),
+    )
+
+
+def retry_email(request: AppRequest, email_id: int) -> Response:
+    _email_or_404(request, email_id)
+    recipient_id = request.form.get("recipient_id", "")
+    count = sending.retry(request.db, email_id, int(recipient_id) if recipient_id.isdigit() else None)
+    if not count:
+        return request.redirect_to(show_email, email_id=email_id, notice="No failed recipients to retry.")
+    if sending.send_or_queue(request.app.Session, request.app.config, email_id, count):
+        counts = sending.email_counts(request.db, [email_id])[email_id]
+        notice = f"Retried {count}: {counts.failed} still failed." if counts.failed else f"Retried {count}: sent."
+    else:
+        notice = f"Queued {count} recipients again for the background worker."
+    return request.redirect_to(show_email, email_id=email_id, notice=notice)
+
+
+def download_attachment(request: AppRequest, email_id: int, attachment_id: int) -> Response:
+    attachment = request.db.get(Attachment, attachment_id)
+    if attachment is None or attachment.email_id != email_id:
+        raise NotFound("there is no such attachment")
+    path = sending.attachment_path(request.app.config, attachment)
+    if not path.is_file():
+        raise NotFound("the attachment's file is missing from the attachments folder")
+    mimetype = attachment.content_type
+    if mimetype in ACTIVE_CONTENT_TYPES:
+        mimetype = "application/octet-stream"
+    response = send_file(path, request.environ, mimetype=mimetype, as_attachment=True,
+                         download_name=attachment.filename, max_age=0)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+rules = [
+    Rule("/", endpoint=index, methods=["GET"]),
+    Rule("/emails", endpoint=list_emails, methods=["GET"]),
+    Rule("/emails", endpoint=send_email, methods=["POST"]),
+    Rule("/emails/new", endpoint=new_email, methods=["GET"]),
+    Rule("/emails/<int:email_id>", endpoint=show_email, methods=["GET"]),
+    Rule("/emails/<int:email_id>/retry", endpoint=retry_email, methods=["POST"]),
+    Rule("/emails/<int:email_id>/attachments/<int:attachment_id>", endpoint=download_attachment, methods=["GET"]),
+]

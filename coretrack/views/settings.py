@@ -1,3 +1,87 @@
-"""(being written)"""
+"""The configuration editor (admins only): one form built from settings.DEFINITIONS, and its audit trail."""
 
-rules = []
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from werkzeug.routing import Rule
+from werkzeug.wrappers import Response
+
+from ..http import AppRequest, admin_only
+from ..settings import BY_KEY, DEFINITIONS, MASK, SettingDef, SettingsService
+from ..validation import ValidationError
+
+INPUT_TYPES = {"int": "number", "secret": "password", "address": "email", "url": "url", "text": "text"}
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    at: datetime
+    user_name: str
+    label: str
+    old: str
+    new: str
+
+
+def shown(definition: SettingDef | None, raw: str) -> str:
+    """A stored value as the audit trail shows it; a secret is only ever the mask."""
+    if definition is None:
+        return raw  # a setting that no longer exists
+    if definition.kind == "secret":
+        return MASK if raw else ""
+    if definition.kind == "bool":
+        return "on" if raw == "true" else "off"
+    if definition.kind == "choice":
+        return dict(definition.choices).get(raw, raw)
+    return raw
+
+
+def submitted_settings(form) -> dict[str, str]:
+    """The form as SettingsService.update wants it: an unchecked box is absent from a post, so it is "false"."""
+    submitted = {}
+    for definition in DEFINITIONS:
+        if definition.kind == "bool":
+            submitted[definition.key] = "true" if form.get(definition.key) in ("on", "true") else "false"
+        elif definition.key in form:
+            submitted[definition.key] = form[definition.key]
+    return submitted
+
+
+def render_editor(request: AppRequest, service: SettingsService, values: dict[str, str],
+                  errors: dict[str, str], status: int = 200) -> Response:
+    groups: dict[str, list[SettingDef]] = {}
+    for definition in DEFINITIONS:
+        groups.setdefault(definition.group, []).append(definition)
+    history = [
+        AuditRow(change.at, change.user_name, BY_KEY[change.key].label if change.key in BY_KEY else change.key,
+                 shown(BY_KEY.get(change.key), change.old_value), shown(BY_KEY.get(change.key), change.new_value))
+        for change in service.history()
+    ]
+    stored_secrets = {d.key for d in DEFINITIONS if d.kind == "secret" and service.has_secret(d.key)}
+    return request.render(
+        "settings/edit.html", status=status, section="settings", groups=groups, values=values, errors=errors,
+        stored_secrets=stored_secrets, input_types=INPUT_TYPES, history=history,
+        action=request.url_for(settings_page),
+    )
+
+
+@admin_only
+def settings_page(request: AppRequest) -> Response:
+    service = request.app.settings(request.db)
+    if request.method != "POST":
+        return render_editor(request, service, service.form_values(), {})
+    submitted = submitted_settings(request.form)
+    try:
+        changes = service.update(submitted, request.user.name)
+    except ValidationError as exc:
+        # Show what was typed, so it can be corrected; never a password.
+        values = {**service.form_values(), **submitted}
+        values.update({d.key: "" for d in DEFINITIONS if d.kind == "secret"})
+        return render_editor(request, service, values, exc.errors, status=400)
+    count = len(changes)
+    notice = f"Saved: {count} setting{'' if count == 1 else 's'} changed." if count else "Saved: nothing changed."
+    return request.redirect_to(settings_page, notice=notice)
+
+
+rules = [Rule("/settings", endpoint=settings_page, methods=["GET", "POST"])]

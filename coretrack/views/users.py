@@ -1,3 +1,134 @@
-"""(being written)"""
+"""User management (admins only): add users, disable/enable them, change roles and passwords.
 
-rules = []
+Every change goes through auth.UserService, which keeps the users table and
+the htpasswd file Apache reads in step.
+"""
+
+from __future__ import annotations
+
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import Rule
+from werkzeug.wrappers import Response
+
+from ..auth import UserError, UserService
+from ..http import AppRequest, admin_only
+from ..models import ROLES, User
+
+MISMATCH = "the two passwords are not the same"
+
+
+def user_service(request: AppRequest) -> UserService:
+    return UserService(request.db, request.app.htpasswd)
+
+
+def existing_user(service: UserService, name: str) -> User:
+    user = service.get(name)
+    if user is None:
+        raise NotFound(f"there is no user {name!r}")
+    return user
+
+
+def render(request: AppRequest, template: str, status: int = 200, **context) -> Response:
+    """Templates build their form actions from the endpoint functions."""
+    endpoints = {"users_page": users_page, "disable_user": disable_user, "enable_user": enable_user,
+                 "change_role": change_role, "set_password": set_password}
+    return request.render(template, status=status, section="users", **endpoints, **context)
+
+
+def render_list(request: AppRequest, service: UserService, status: int = 200, new: dict | None = None,
+                errors: dict | None = None, row_errors: dict | None = None, alert: str | None = None) -> Response:
+    """The users page; ``errors`` belong to the add form, ``row_errors`` to one user's row (name -> field -> text)."""
+    return render(
+        request, "users/index.html", status, users=service.list(), roles=ROLES,
+        new=new or {"name": "", "role": "staff"}, errors=errors or {}, row_errors=row_errors or {}, alert=alert,
+    )
+
+
+def row_error(request: AppRequest, service: UserService, name: str, error: UserError) -> Response:
+    request.db.rollback()
+    return render_list(request, service, status=400, row_errors={name: {error.field or "action": str(error)}},
+                       alert=f"{name}: {error}")
+
+
+@admin_only
+def users_page(request: AppRequest) -> Response:
+    """GET: the list and the add form.  POST: add a user."""
+    service = user_service(request)
+    if request.method != "POST":
+        return render_list(request, service)
+    form = request.form
+    new = {"name": form.get("name", "").strip(), "role": form.get("role", "")}
+    password = form.get("password", "")
+    errors = service.new_user_errors(new["name"], password, new["role"])
+    if password != form.get("confirm", ""):
+        errors.setdefault("confirm", MISMATCH)
+    if not errors:
+        try:
+            service.add(new["name"], password, new["role"])
+        except UserError as exc:  # e.g. added by someone else meanwhile
+            errors[exc.field or "name"] = str(exc)
+    if errors:
+        return render_list(request, service, status=400, new=new, errors=errors,
+                           alert="The user was not added: correct the fields marked below.")
+    return request.redirect_to(users_page, notice=f"Added {new['role']} user {new['name']}.")
+
+
+@admin_only
+def disable_user(request: AppRequest, name: str) -> Response:
+    """GET: what disabling will do, and the button.  POST: disable."""
+    service = user_service(request)
+    user = existing_user(service, name)
+    if request.method == "POST":
+        try:
+            service.set_active(name, False, by=request.user.name)
+        except UserError as exc:
+            request.db.rollback()
+            return render(request, "users/disable.html", 400, target=user, error=str(exc))
+        return request.redirect_to(users_page, notice=f"{name} is disabled and is refused on every page.")
+    return render(request, "users/disable.html", target=user, error=None)
+
+
+@admin_only
+def enable_user(request: AppRequest, name: str) -> Response:
+    service = user_service(request)
+    existing_user(service, name)
+    try:
+        service.set_active(name, True, by=request.user.name)
+    except UserError as exc:
+        return row_error(request, service, name, exc)
+    return request.redirect_to(users_page, notice=f"{name} is enabled again.")
+
+
+@admin_only
+def change_role(request: AppRequest, name: str) -> Response:
+    service = user_service(request)
+    existing_user(service, name)
+    role = request.form.get("role", "")
+    try:
+        service.set_role(name, role, by=request.user.name)
+    except UserError as exc:
+        return row_error(request, service, name, exc)
+    return request.redirect_to(users_page, notice=f"{name} now has the {role} role.")
+
+
+@admin_only
+def set_password(request: AppRequest, name: str) -> Response:
+    service = user_service(request)
+    existing_user(service, name)
+    password = request.form.get("password", "")
+    try:
+        if password != request.form.get("confirm", ""):
+            raise UserError(MISMATCH, "confirm")
+        service.set_password(name, password)
+    except UserError as exc:
+        return row_error(request, service, name, exc)
+    return request.redirect_to(users_page, notice=f"The password of {name} is changed.")
+
+
+rules = [
+    Rule("/users", endpoint=users_page, methods=["GET", "POST"]),
+    Rule("/users/<name>/disable", endpoint=disable_user, methods=["GET", "POST"]),
+    Rule("/users/<name>/enable", endpoint=enable_user, methods=["POST"]),
+    Rule("/users/<name>/role", endpoint=change_role, methods=["POST"]),
+    Rule("/users/<name>/password", endpoint=set_password, methods=["POST"]),
+]

@@ -1,0 +1,229 @@
+"""Apache configs for an install, filled from the templates in ``apache/``.
+
+Nobody edits paths by hand: ``coretrack apache-config`` writes the files for
+one form (Debian site, mod_wsgi-express include, .htaccess) and the public
+paths come from the URL map, so a new public endpoint joins every form.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from .config import Config
+
+PACKAGE_DIR = Path(__file__).parent
+TEMPLATES_DIR = next(
+    path for path in (PACKAGE_DIR / "apache_templates", PACKAGE_DIR.parent / "apache") if path.is_dir()
+)
+FORMS = ("site", "express", "htaccess")
+_PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)*$")
+_SERVER_NAME = re.compile(r"^[A-Za-z0-9.-]+$")
+_LISTEN = re.compile(r"^(\*|[0-9.]+|\[[0-9a-fA-F:]+\]):[0-9]{1,5}$")
+# Paths go into Apache directives unquoted or in double quotes: keep them plain.
+_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/+@-]*$")
+
+
+class ApacheConfigError(ValueError):
+    pass
+
+
+def public_paths() -> list[str]:
+    from .app import URL_MAP
+
+    return sorted(rule.rule for rule in URL_MAP.iter_rules() if getattr(rule.endpoint, "public", False))
+
+
+def apache_modules_dir() -> str:
+    try:
+        out = subprocess.run(["apxs", "-q", "LIBEXECDIR"], capture_output=True, text=True, check=True).stdout.strip()
+        if out:
+            return out
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return "/usr/lib/apache2/modules"
+
+
+@dataclass
+class Install:
+    """What one Apache install of coretrack looks like."""
+
+    home: Path
+    venv: Path = field(default_factory=lambda: Path(sys.prefix))
+    prefix: str = ""
+    server_name: str = "localhost"
+    listen: str = "*:80"
+    user: str = "www-data"
+    group: str = "www-data"
+    processes: int = 2
+    threads: int = 10
+    output: Path | None = None
+
+    def __post_init__(self):
+        self.home = Path(self.home).resolve()
+        self.venv = Path(self.venv).resolve()
+        self.prefix = self.prefix.rstrip("/")
+        self.output = Path(self.output or self.home / "apache").resolve()
+        if not _PREFIX.match(self.prefix):
+            raise ApacheConfigError("--prefix is a URL path such as /crm (letters, digits, . _ ~ -)")
+        if not _SERVER_NAME.match(self.server_name):
+            raise ApacheConfigError("--server-name is a host name such as crm.example.com")
+        if not _LISTEN.match(self.listen):
+            raise ApacheConfigError("--listen is ADDRESS:PORT such as *:80 or 127.0.0.1:8080")
+        for name in ("home", "venv", "output"):
+            if not _SAFE_PATH.match(str(getattr(self, name))):
+                raise ApacheConfigError(f"the {name} path may only hold letters, digits and . _ / + @ -")
+
+    @property
+    def wsgi_script(self) -> Path:
+        from . import wsgi
+
+        return Path(wsgi.__file__).resolve()
+
+    def context(self) -> dict:
+        script = self.wsgi_script
+        return {
+            "prefix": self.prefix,
+            "mount": self.prefix or "/",
+            "server_name": self.server_name,
+            "listen": self.listen,
+            "venv": self.venv,
+            "user": self.user,
+            "group": self.group,
+            "processes": self.processes,
+            "threads": self.threads,
+            "htpasswd": self.home / "htpasswd",
+            "env_file": self.output / "coretrack.env",
+            "wsgi_script": script,
+            "wsgi_dir": script.parent,
+            "wsgi_file": script.name,
+            "static_dir": PACKAGE_DIR / "static",
+            "www_dir": self.output / "www",
+            "empty_dir": self.output / "empty",
+            "modules_dir": apache_modules_dir(),
+            "public_paths": public_paths(),
+        }
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=False,  # Apache syntax, not HTML; every value is validated above
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["pcre"] = re.escape
+    return env
+
+
+def env_file_text(config: Config) -> str:
+    lines = [f"CORETRACK_HOME={config.home}", f"CORETRACK_PUBLIC_URL={config.public_url}"]
+    if os.environ.get("CORETRACK_DATABASE_URL"):
+        lines.append(f"CORETRACK_DATABASE_URL={config.database_url}")
+    if config.smtp_url:
+        lines.append(f"CORETRACK_SMTP_URL={config.smtp_url}")
+    return "\n".join(lines) + "\n"
+
+
+def _write(path: Path, text: str, mode: int = 0o644, group: str | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    os.chmod(path, mode)
+    if group and os.geteuid() == 0:
+        try:
+            os.chown(path, 0, grp.getgrnam(group).gr_gid)
+        except KeyError:
+            pass
+
+
+def write_config(form: str, install: Install, config: Config) -> list[Path]:
+    """Writes the files of one form into install.output; returns them, the main one first."""
+    if form not in FORMS:
+        raise ApacheConfigError(f"the form is one of {', '.join(FORMS)}")
+    env = _environment()
+    context = install.context()
+    out = install.output
+    (out / "empty").mkdir(parents=True, exist_ok=True)
+    # The env file may hold a database password: readable by root and the workers' group only.
+    _write(out / "coretrack.env", env_file_text(config), 0o640, install.group)
+    written: list[Path] = []
+    if form == "site":
+        main = out / "coretrack-site.conf"
+        _write(main, env.get_template("coretrack-site.conf").render(context))
+        written.append(main)
+    elif form == "express":
+        main = out / "express-include.conf"
+        _write(main, env.get_template("express-include.conf").render(context))
+        written.append(main)
+    else:
+        main = out / "coretrack-htaccess-site.conf"
+        _write(main, env.get_template("coretrack-htaccess-site.conf").render(context))
+        www = out / "www"
+        _write(www / ".htaccess", env.get_template("htaccess").render(context))
+        _write(www / "coretrack.wsgi", "from coretrack.wsgi import application  # noqa: F401\n")
+        shutil.copytree(PACKAGE_DIR / "static", www / "static", dirs_exist_ok=True)
+        written += [main, www / ".htaccess", www / "coretrack.wsgi"]
+    unit = out / "coretrack-worker.service"
+    _write(unit, env.get_template("coretrack-worker.service").render(context))
+    written.append(unit)
+    written.append(out / "coretrack.env")
+    return written
+
+
+def express_command(install: Install, port: int, host: str = "127.0.0.1") -> list[str]:
+    """The mod_wsgi-express command line that goes with the express include file."""
+    command = [
+        str(install.venv / "bin" / "mod_wsgi-express"), "start-server", str(install.wsgi_script),
+        "--host", host, "--port", str(port),
+        "--user", install.user, "--group", install.group,
+        "--processes", str(install.processes), "--threads", str(install.threads),
+        "--include-file", str(install.output / "express-include.conf"),
+        "--setenv", "CORETRACK_CONFIG", str(install.output / "coretrack.env"),
+        "--url-alias", f"{install.prefix}/static", str(PACKAGE_DIR / "static"),
+        "--server-root", str(install.output / "express"),
+    ]
+    if install.prefix:
+        command += ["--mount-point", install.prefix]
+    return command
+
+
+def wsgi_load_module(venv: Path) -> str:
+    """The LoadModule line for the venv's mod_wsgi (built for the venv's Python)."""
+    out = subprocess.run(
+        [str(venv / "bin" / "mod_wsgi-express"), "module-config"], capture_output=True, text=True, check=True
+    ).stdout
+    return "\n".join(line for line in out.splitlines() if line.startswith("LoadModule"))
+
+
+def write_private_server(form: str, install: Install, config: Config) -> Path:
+    """A whole httpd.conf for a private instance around the site or htaccess form; returns its path."""
+    if form not in ("site", "htaccess"):
+        raise ApacheConfigError("a private server wraps the site or the htaccess form")
+    site_conf = write_config(form, install, config)[0]
+    out = install.output
+    run_dir, log_dir = out / "run", out / "log"
+    for directory in (run_dir, log_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, 0o755)
+    context = {
+        **install.context(),
+        "form": form,
+        "server_root": out,
+        "run_dir": run_dir,
+        "log_dir": log_dir,
+        "site_conf": site_conf,
+        "wsgi_load": wsgi_load_module(install.venv),
+    }
+    path = out / "httpd.conf"
+    _write(path, _environment().get_template("private-httpd.conf").render(context))
+    return path

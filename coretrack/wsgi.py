@@ -1,0 +1,35 @@
+"""The entry point for mod_wsgi: ``application``.
+
+Importing this module reads nothing and opens nothing.  The application is
+built on the first request, from the process environment plus any
+``CORETRACK_*`` variables Apache passes with ``SetEnv`` (e.g.
+``SetEnv CORETRACK_CONFIG /srv/coretrack/coretrack.conf``).  It is the bare
+application: identity comes only from Apache's ``REMOTE_USER``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+_app = None
+_lock = threading.Lock()
+
+
+def _build(environ):
+    # Absolute imports: mod_wsgi may load this file as a script, outside its package.
+    from coretrack.app import create_app
+    from coretrack.config import Config
+
+    settings = dict(os.environ)
+    settings.update({key: value for key, value in environ.items() if key.startswith("CORETRACK_") and isinstance(value, str)})
+    return create_app(Config.from_env(settings))
+
+
+def application(environ, start_response):
+    global _app
+    if _app is None:
+        with _lock:
+            if _app is None:
+                _app = _build(environ)
+    return _app(environ, start_response)

@@ -1,0 +1,172 @@
+"""Every shipped Apache form, on a real Apache 2.4 with mod_wsgi: auth everywhere, one exact exception."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from apache_server import ADMIN_PASSWORD, DISABLED_PASSWORD, STAFF_PASSWORD, ApacheServer
+from coretrack import tokens
+from coretrack.models import AccessEvent, Email, Recipient, User
+from coretrack.tracking import GIF
+
+pytestmark = pytest.mark.slow
+
+ENDPOINT = "/modules/Emails/TrackAccess.php"
+FORMS = [(form, prefix) for form in ("site", "express", "htaccess") for prefix in ("", "/crm")]
+
+
+@pytest.fixture(scope="module", params=FORMS, ids=[f"{form}{prefix or '-root'}" for form, prefix in FORMS])
+def apache(request):
+    form, prefix = request.param
+    server = ApacheServer(form, prefix)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def make_recipient(server: ApacheServer) -> Recipient:
+    with server.session() as session:
+        sender = session.scalar(select(User).where(User.name == "admin"))
+        recipient = Recipient(address="reader@example.test", token=tokens.new_token(server.config.secret_key()),
+                              status="sent")
+        session.add(Email(subject="Hi", html_body="<p>hi</p>", sender_id=sender.id,
+                          from_address="crm@example.test", recipients=[recipient]))
+        session.commit()
+        return recipient
+
+
+def access_count(server: ApacheServer, recipient_id: int) -> tuple[int, int]:
+    with server.session() as session:
+        count = session.get(Recipient, recipient_id).access_count
+        events = len(session.scalars(select(AccessEvent.id).where(AccessEvent.recipient_id == recipient_id)).all())
+        return count, events
+
+
+def test_the_generated_config_passes_apache_configtest(apache):
+    result = apache.configtest()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Syntax OK" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("path", ["/", "/emails", "/emails/new", "/api/emails", "/settings", "/users",
+                                  "/static/coretrack.css", "/contacts"])
+def test_anonymous_requests_are_refused_by_apache(apache, path):
+    reply = apache.request("GET", apache.prefix + path)
+    assert reply.status == 401
+    assert reply.headers["www-authenticate"].startswith("Basic")
+    assert not reply.from_app
+
+
+def test_the_image_endpoint_answers_anonymously_and_counts(apache):
+    recipient = make_recipient(apache)
+    reply = apache.request("GET", f"{apache.prefix}{ENDPOINT}?t={recipient.token}",
+                           headers={"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Thunderbird/128.0"})
+    assert (reply.status, reply.headers["content-type"], reply.body) == (200, "image/gif", GIF)
+    assert reply.headers["cache-control"] == "no-store, no-cache, must-revalidate, private"
+    assert access_count(apache, recipient.id) == (1, 1)
+
+
+def test_a_valid_user_reaches_the_ui_and_the_app_knows_who_it_is(apache):
+    reply = apache.request("GET", apache.prefix + "/emails", user=("sam", STAFF_PASSWORD))
+    assert reply.status == 200, apache.error_log()
+    assert b"sam" in reply.body and b"(staff)" in reply.body
+    static = apache.request("GET", apache.prefix + "/static/coretrack.css", user=("sam", STAFF_PASSWORD))
+    assert static.status == 200 and b"coretrack" in static.body
+
+
+def test_roles_come_from_the_database_under_apache(apache):
+    assert apache.request("GET", apache.prefix + "/settings", user=("sam", STAFF_PASSWORD)).status == 403
+    assert apache.request("GET", apache.prefix + "/settings", user=("admin", ADMIN_PASSWORD)).status == 200
+
+
+def test_a_wrong_password_is_refused_by_apache(apache):
+    reply = apache.request("GET", apache.prefix + "/emails", user=("sam", "not-the-password"))
+    assert reply.status == 401 and not reply.from_app
+
+
+def test_a_disabled_user_gets_403(apache):
+    reply = apache.request("GET", apache.prefix + "/emails", user=("dora", DISABLED_PASSWORD))
+    assert reply.status == 403
+    assert b"disabled" in reply.body
+
+
+# Anonymous requests that must not reach any part of the application but the image endpoint.
+# "endpoint": Apache normalises the path to the endpoint itself, which answers the GIF.
+# "refused": Apache answers by itself (401/403/404/400/405), the application never sees it.
+TRICKY = [
+    ("GET", "{e}/", "refused"),
+    ("GET", "{e}/x", "refused"),
+    ("GET", "{e}/../../../emails", "refused"),
+    ("GET", "{e};jsessionid=1", "refused"),
+    ("GET", "{e}%00", "refused"),
+    ("GET", "{e}%2f", "refused"),
+    ("GET", "{e}%2Fx", "refused"),
+    ("GET", "{e}x", "refused"),
+    ("GET", "{e}.bak", "refused"),
+    ("GET", "{e}~", "refused"),
+    ("GET", "{e}%20", "refused"),
+    ("GET", "{e}%0a", "refused"),
+    ("GET", "{e}/%2e%2e/emails", "refused"),
+    ("GET", "{p}/modules/Emails/TrackAccess.PHP", "refused"),
+    ("GET", "{p}/modules/emails/TrackAccess.php", "refused"),
+    ("GET", "{p}/MODULES/Emails/TrackAccess.php", "refused"),
+    ("GET", "{p}/modules/Emails/trackaccess.php", "refused"),
+    ("GET", "{p}/modules/Emails/TrackAccess", "refused"),
+    ("GET", "{p}/modules/Emails/", "refused"),
+    ("GET", "{p}/modules/Emails/TrackAccess%2ephp/x", "refused"),
+    ("GET", "{p}/modules/Emails/../Emails/TrackAccess.php/x", "refused"),
+    ("GET", "{p}/modules/Emails/TrackAccess.php\\..\\..\\emails", "refused"),
+    ("GET", "{p}/%65mails", "refused"),
+    ("GET", "{p}//emails", "refused"),
+    ("GET", "{p}/./emails", "refused"),
+    ("GET", "{p}/emails?x=/modules/Emails/TrackAccess.php", "refused"),
+    ("GET", "{p}/emails#/modules/Emails/TrackAccess.php", "refused"),
+    ("GET", "{p}/api/emails/1", "refused"),
+    ("GET", "/", "refused"),
+    ("POST", "{e}", "refused"),
+    ("PUT", "{e}", "refused"),
+    ("DELETE", "{e}", "refused"),
+    ("PATCH", "{e}", "refused"),
+    ("OPTIONS", "{e}", "refused"),
+    ("TRACE", "{e}", "refused"),
+    ("PROPFIND", "{e}", "refused"),
+    ("GET", "{p}//modules//Emails//TrackAccess.php", "endpoint"),
+    ("GET", "{p}/./modules/Emails/./TrackAccess.php", "endpoint"),
+    ("GET", "{p}/x/../modules/Emails/TrackAccess.php", "endpoint"),
+    ("GET", "{p}/modules/Emails/TrackAccess%2ephp", "endpoint"),
+    ("GET", "{e}?t=../../emails", "endpoint"),
+    ("HEAD", "{e}", "endpoint"),
+]
+
+
+def test_tricky_anonymous_paths_reach_nothing_but_the_image_endpoint(apache):
+    assert len(TRICKY) >= 25
+    wrong = []
+    for method, template, expected in TRICKY:
+        path = template.format(e=apache.prefix + ENDPOINT, p=apache.prefix)
+        reply = apache.request(method, path)
+        if expected == "endpoint":
+            ok = reply.status == 200 and reply.headers.get("content-type") == "image/gif" and (
+                method == "HEAD" or reply.body == GIF)
+        else:
+            ok = reply.status in (400, 401, 403, 404, 405, 501) and not reply.from_app and reply.body != GIF
+        if not ok:
+            wrong.append(f"{method} {path} -> {reply.status} {reply.body[:80]!r}")
+    assert wrong == []
+
+
+def test_with_apache_auth_removed_the_app_still_refuses_anonymous_requests():
+    server = ApacheServer("site", "/crm", auth_removed=True)
+    try:
+        server.start()
+        for path in ("/emails", "/api/emails", "/settings", "/users", "/contacts"):
+            reply = server.request("GET", "/crm" + path)
+            assert reply.status == 401, path
+            assert reply.from_app  # the application itself said no
+        recipient = make_recipient(server)
+        assert server.request("GET", f"/crm{ENDPOINT}?t={recipient.token}").body == GIF
+        assert access_count(server, recipient.id) == (1, 1)
+    finally:
+        server.stop()
