@@ -22,6 +22,7 @@ from pathlib import Path
 
 import bcrypt
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .models import ROLES, User
@@ -178,9 +179,12 @@ class UserService:
         user = User(name=name, role=role, active=True)
         self.session.add(user)
         try:
-            self.session.flush()  # a duplicate fails here, before the file changes
+            self.session.flush()  # a duplicate added meanwhile fails here, before the file changes
             self.htpasswd.set_password(name, password)
             self.session.commit()
+        except IntegrityError:
+            self.session.rollback()
+            raise UserError(f"user {name!r} already exists", "name") from None
         except BaseException:
             self.session.rollback()
             raise

@@ -642,7 +642,7 @@ def access_events(session: Session, email_id: int, limit: int = 200) -> list[tup
             select(AccessEvent, Recipient).join(Recipient, AccessEvent.recipient_id == Recipient.id)
             .where(Recipient.email_id == email_id)
             .order_by(AccessEvent.at.desc(), AccessEvent.id.desc()).limit(limit)
-        ).tuples()
+        )
     )
 
 

@@ -49,8 +49,9 @@ class Reply:
 
     @property
     def from_app(self) -> bool:
-        """Our pages and JSON are UTF-8; Apache's own error pages are ISO-8859-1."""
-        return "utf-8" in self.headers.get("content-type", "").lower()
+        """Our pages are UTF-8 HTML or JSON; Apache's own error pages are ISO-8859-1 HTML."""
+        content_type = self.headers.get("content-type", "").lower()
+        return "utf-8" in content_type or content_type.startswith("application/json")
 
 
 class ApacheServer:

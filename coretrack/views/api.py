@@ -1,3 +1,141 @@
-"""(being written)"""
+"""The JSON API: the same identity rules as the pages; errors are JSON with a 4xx status."""
 
-rules = []
+from __future__ import annotations
+
+from werkzeug.exceptions import BadRequest, NotFound
+from werkzeug.routing import Rule
+from werkzeug.wrappers import Response
+
+from .. import records, sending
+from ..http import AppRequest, json_response
+from ..models import Email, Recipient
+from ..paging import page_number, paginate
+from ..validation import ValidationError
+
+MAX_PER_PAGE = 200
+
+
+def _time(value) -> str | None:
+    return value.isoformat() + "Z" if value else None
+
+
+def _email_summary(email: Email, counts: sending.EmailCounts) -> dict:
+    return {
+        "id": email.id,
+        "subject": email.subject,
+        "sender": email.sender.name,
+        "status": email.status,
+        "tracking": email.tracking,
+        "created_at": _time(email.created_at),
+        "sent_at": _time(email.sent_at),
+        "recipients": counts.recipients,
+        "opened": counts.opened,
+        "accesses": counts.accesses,
+    }
+
+
+def _recipient(recipient: Recipient) -> dict:
+    record = recipient.record
+    return {
+        "id": recipient.id,
+        "address": recipient.address,
+        "name": recipient.name,
+        "kind": recipient.kind,
+        "record": {"type": record.record_type, "id": record.id, "name": record.display_name} if record else None,
+        "status": recipient.status,
+        "reply": recipient.reply,
+        "access_count": recipient.access_count,
+        "first_access": _time(recipient.first_access),
+        "last_access": _time(recipient.last_access),
+    }
+
+
+def _email_detail(request: AppRequest, email: Email) -> dict:
+    counts = sending.email_counts(request.db, [email.id])[email.id]
+    return {
+        **_email_summary(email, counts),
+        "from": email.from_address,
+        "attachments": [{"filename": a.filename, "content_type": a.content_type, "size": a.size}
+                        for a in email.attachments],
+        "recipient_list": [_recipient(recipient) for recipient in email.recipients],
+    }
+
+
+def list_emails(request: AppRequest) -> Response:
+    filters = sending.parse_filters(request.args)
+    if filters.errors:
+        return json_response({"error": "invalid filters", "fields": filters.errors}, 400)
+    try:
+        per_page = min(MAX_PER_PAGE, max(1, int(request.args.get("per_page") or 50)))
+    except ValueError:
+        raise BadRequest("per_page must be a whole number") from None
+    page = paginate(request.db, sending.emails_statement(filters), page_number(request.args.get("page")), per_page)
+    counts = sending.email_counts(request.db, [email.id for email in page.items])
+    return json_response({
+        "emails": [_email_summary(email, counts[email.id]) for email in page.items],
+        "page": page.number, "pages": page.pages, "total": page.total,
+    })
+
+
+def show_email(request: AppRequest, email_id: int) -> Response:
+    email = request.db.get(Email, email_id)
+    if email is None:
+        raise NotFound(f"no email {email_id}")
+    return json_response(_email_detail(request, email))
+
+
+def _addresses(body: dict, key: str) -> list[str]:
+    value = body.get(key) or []
+    if isinstance(value, str):
+        return sending.split_addresses(value)
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValidationError({key: "a list of addresses or record references (contact:<id>, account:<id>, lead:<id>)"})
+    return value
+
+
+def send_email(request: AppRequest) -> Response:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    text_fields = {}
+    try:
+        for key in ("subject", "html", "text", "reply_to"):
+            value = body.get(key, "")
+            if not isinstance(value, str):
+                raise ValidationError({key: "must be a string"})
+            text_fields[key] = value
+        result = sending.compose(
+            request.db, request.app.config, request.user,
+            to=_addresses(body, "to"), cc=_addresses(body, "cc"), bcc=_addresses(body, "bcc"),
+            **text_fields, secret=request.app.secret, settings=request.app.settings(request.db),
+        )
+    except ValidationError as error:
+        return json_response({"error": str(error), "fields": error.errors}, 400)
+    sent_now = sending.send_or_queue(request.app.Session, request.app.config, result.email.id, result.pending)
+    request.db.expire_all()
+    email = request.db.get(Email, result.email.id)
+    return json_response({**_email_detail(request, email), "delivery": "sent" if sent_now else "queued"}, 201)
+
+
+def record_emails(request: AppRequest, record_type: str, record_id: int) -> Response:
+    record = records.get_record(request.db, record_type, record_id)
+    if record is None:
+        raise NotFound(f"no {record_type} {record_id}")
+    related = records.related_emails(request.db, record_type, record_id)
+    return json_response({
+        "record": {"type": record_type, "id": record.id, "name": record.display_name},
+        "emails": [
+            {"id": row.email_id, "subject": row.subject, "sent_at": _time(row.sent_at), "sender": row.sender,
+             "status": row.status, "access_count": row.access_count, "last_access": _time(row.last_access)}
+            for row in related
+        ],
+    })
+
+
+rules = [
+    Rule("/api/emails", endpoint=list_emails, methods=["GET"]),
+    Rule("/api/emails", endpoint=send_email, methods=["POST"]),
+    Rule("/api/emails/<int:email_id>", endpoint=show_email, methods=["GET"]),
+    Rule("/api/records/<any(contact, account, lead):record_type>/<int:record_id>/emails", endpoint=record_emails,
+         methods=["GET"]),
+]

@@ -2,7 +2,6 @@
 # Sourced, not run.  Idempotent and quick when everything is already there.
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-VENV="${CORETRACK_VENV:-$REPO/.venv}"
 # Debian's Python, not pyenv's: Apache's www-data workers must be able to read it (see README).
 SYSTEM_PYTHON=/usr/bin/python3
 
@@ -15,29 +14,71 @@ apt_install() {
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
-    log "installing ${missing[*]}"
     if [ "$(id -u)" -ne 0 ]; then
         log "need root to install ${missing[*]}; install them and run again"; return 1
     fi
+    log "installing ${missing[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+www_data_can_read() {
+    id www-data >/dev/null 2>&1 && runuser -u www-data -- test -r "$1" 2>/dev/null
+}
+
+# Where the venv lives.  Apache's workers (www-data) import coretrack from it, so when the
+# checkout is not readable by www-data, coretrack is installed (not linked) into /opt.
+if [ -n "${CORETRACK_VENV:-}" ]; then
+    VENV="$CORETRACK_VENV"; EDITABLE=1
+elif [ "$(id -u)" -ne 0 ] || www_data_can_read "$REPO/pyproject.toml"; then
+    VENV="$REPO/.venv"; EDITABLE=1
+else
+    VENV="/opt/coretrack/venv-$(printf '%s' "$REPO" | sha256sum | cut -c1-12)"; EDITABLE=0
+fi
+export CORETRACK_VENV="$VENV"
+
 ensure_venv() {
-    # ensure_venv EXTRAS: a venv with coretrack installed (editable) with the given extras ("" or "test").
-    local extras="$1"
+    # ensure_venv EXTRAS: a venv with coretrack installed with the given extras ("" or "test").
+    local extras="$1" spec="" stamp
+    [ -n "$extras" ] && spec="[$extras]"
     apt_install python3-venv python3-dev
     if [ ! -x "$VENV/bin/python" ]; then
         log "creating $VENV from $SYSTEM_PYTHON"
+        mkdir -p "$(dirname "$VENV")"
         "$SYSTEM_PYTHON" -m venv "$VENV"
+        chmod 755 "$VENV"
     fi
-    local spec="" stamp
-    [ -n "$extras" ] && spec="[$extras]"
-    stamp="$VENV/.coretrack-installed-$(cat "$REPO/pyproject.toml" | sha256sum | cut -c1-16)-${extras:-base}"
+    stamp="$VENV/.coretrack-installed-$(sha256sum < "$REPO/pyproject.toml" | cut -c1-16)-${extras:-base}"
     if [ ! -f "$stamp" ]; then
-        log "installing coretrack${extras:+ with [$extras]} into $VENV"
+        log "installing coretrack${spec} into $VENV"
         "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip
-        "$VENV/bin/pip" install -q --disable-pip-version-check -e "$REPO$spec"
+        if [ "$EDITABLE" = 1 ]; then
+            "$VENV/bin/pip" install -q --disable-pip-version-check -e "$REPO$spec"
+        else
+            "$VENV/bin/pip" install -q --disable-pip-version-check "$REPO$spec"
+        fi
         touch "$stamp"
+    elif [ "$EDITABLE" = 0 ]; then
+        # A copy, not a link: refresh it with the checkout's code on every run.
+        "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --force-reinstall "$REPO"
+    fi
+}
+
+ensure_apache() {
+    # Apache 2.4 and a mod_wsgi compiled in the venv against the venv's (Debian's) Python.
+    apt_install apache2 apache2-dev apache2-utils
+    local so
+    so="$(ls "$VENV"/lib/python3*/site-packages/mod_wsgi/server/mod_wsgi*.so 2>/dev/null | head -1)"
+    if [ -z "$so" ] || ! ldd "$so" | grep -q "libpython3.*=> /lib\|libpython3.*=> /usr/lib"; then
+        log "building mod_wsgi for $VENV"
+        "$VENV/bin/pip" install -q --disable-pip-version-check --no-cache-dir --force-reinstall mod_wsgi
+        so="$(ls "$VENV"/lib/python3*/site-packages/mod_wsgi/server/mod_wsgi*.so | head -1)"
+        if ! ldd "$so" | grep -q "libpython3.*=> /lib\|libpython3.*=> /usr/lib"; then
+            log "mod_wsgi is not linked against Debian's libpython: $(ldd "$so" | grep python)"; return 1
+        fi
+    fi
+    # Debian starts no service for us; the packaged instance must not hold ports or PID files.
+    if [ -x /usr/sbin/apache2ctl ] && pgrep -x apache2 >/dev/null 2>&1 && [ -f /var/run/apache2/apache2.pid ]; then
+        apache2ctl stop >/dev/null 2>&1 || true
     fi
 }
