@@ -24,7 +24,7 @@ from . import csrf
 from .auth import BasicAuthMiddleware, Htpasswd
 from .config import Config
 from .db import make_engine, make_session_factory
-from .http import AppRequest, json_response
+from .http import APP_REFUSAL_HEADER, AppRequest, json_response
 from .models import User
 from .settings import SettingsService
 from .tracking import Tracker
@@ -117,6 +117,8 @@ class CoreTrack:
         for name, value in error.get_headers(request.environ):
             if name.lower() in ("www-authenticate", "allow", "location"):
                 response.headers[name] = value
+        if error.code == 401:
+            response.headers[APP_REFUSAL_HEADER] = "no identity"
         return response
 
     def wsgi_app(self, environ, start_response):

@@ -17,6 +17,10 @@ from .models import User
 if TYPE_CHECKING:
     from .app import CoreTrack
 
+# Set on the 401 the application gives by itself (no REMOTE_USER arrived): under Apache it means
+# Apache's Basic auth is missing.  'coretrack doctor' looks for it.
+APP_REFUSAL_HEADER = "X-Coretrack-Refused"
+
 
 def public(handler):
     """Mark a handler as reachable without identity (each one also listed in the Apache exceptions)."""

@@ -38,7 +38,7 @@ def clean_header_text(value: str, *, field: str, max_length: int, required: bool
     if "\r" in value or "\n" in value or "\x00" in value:
         raise ValueError(f"the {field} must be a single line")
     if required and not value:
-        raise ValueError(f"a {field} is required")
+        raise ValueError(f"the {field} is required")
     if len(value) > max_length:
         raise ValueError(f"the {field} is longer than {max_length} characters")
     return value

@@ -1,0 +1,142 @@
+"""``coretrack doctor``: checks an install and says what to fix, in plain words."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Config
+from .http import APP_REFUSAL_HEADER
+
+# Paths a stranger must be refused on, and must be refused by Apache itself.
+PROTECTED_PATHS = ("/", "/emails", "/api/emails", "/settings", "/users", "/contacts", "/static/coretrack.css",
+                   "/modules/Emails/TrackAccess.php/x")
+
+
+@dataclass
+class Check:
+    ok: bool
+    what: str
+    fix: str = ""
+
+    def line(self) -> str:
+        return f"ok    {self.what}" if self.ok else f"FAIL  {self.what}\n      fix: {self.fix}"
+
+
+def _as_worker(user: str, test: str, path: Path) -> bool:
+    """Whether the Apache workers' user passes ``test -r/-w`` on path (only checkable as root)."""
+    if os.geteuid() != 0:
+        return os.access(path, os.R_OK if test == "-r" else os.W_OK)
+    return subprocess.run(["runuser", "-u", user, "--", "test", test, str(path)]).returncode == 0
+
+
+def check_files(config: Config, user: str) -> Iterator[Check]:
+    home = config.home
+    yield Check(home.is_dir(), f"data directory {home} exists",
+                "run 'coretrack db upgrade' (or scripts/run) to create it")
+    if not home.is_dir():
+        return
+    yield Check(_as_worker(user, "-w", home), f"data directory is writable by {user}",
+                f"chown -R {user}: {home}")
+    yield Check(_as_worker(user, "-r", config.htpasswd_path), f"{config.htpasswd_path} is readable by {user}",
+                f"chgrp {user} {config.htpasswd_path} && chmod 640 {config.htpasswd_path}")
+    key = config.secret_key_path
+    mode = key.stat().st_mode & 0o777 if key.exists() else None
+    yield Check(mode is not None and mode & 0o077 == 0, f"secret key {key} exists and only its owner can read it",
+                f"chmod 600 {key} (run 'coretrack db upgrade' if it is missing)")
+    if key.exists():
+        yield Check(_as_worker(user, "-r", key), f"secret key is readable by {user}", f"chown {user} {key}")
+
+
+def check_database(config: Config) -> Iterator[Check]:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from .db import alembic_config, make_engine
+
+    try:
+        engine = make_engine(config.database_url)
+        with engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+        engine.dispose()
+    except Exception as exc:  # any driver error: report it, do not crash the doctor
+        yield Check(False, "database is reachable", f"check CORETRACK_DATABASE_URL ({type(exc).__name__}: {exc})")
+        return
+    head = ScriptDirectory.from_config(alembic_config(config.database_url)).get_current_head()
+    yield Check(current == head, f"database schema is up to date ({current or 'empty'})",
+                "run 'coretrack db upgrade'")
+
+
+def check_apache_syntax(config: Config, install) -> Iterator[Check]:
+    from .apache import write_private_server
+
+    if shutil.which("apache2") is None:
+        yield Check(False, "Apache is installed", "apt-get install apache2 apache2-dev apache2-utils")
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        conf = write_private_server("site", dataclasses.replace(install, output=Path(scratch)), config)
+        result = subprocess.run(["apache2", "-t", "-f", str(conf)], capture_output=True, text=True)
+    message = (result.stderr or result.stdout).strip().splitlines()
+    yield Check(result.returncode == 0, "generated Apache config passes 'apache2 -t'",
+                message[-1] if message else "see apache2 -t output")
+
+
+def _get(url: str) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def check_public_surface(public_url: str) -> Iterator[Check]:
+    from .tracking import GIF
+
+    endpoint = public_url + "/modules/Emails/TrackAccess.php"
+    try:
+        status, headers, body = _get(endpoint)
+    except OSError as exc:
+        yield Check(False, f"public URL {public_url} is reachable",
+                    f"cannot connect ({exc}); is Apache running, and is the public URL right?")
+        return
+    yield Check(status == 200 and body == GIF, "the image endpoint answers the GIF to anonymous requests",
+                f"got HTTP {status}: add the exact exception for /modules/Emails/TrackAccess.php "
+                "(regenerate with 'coretrack apache-config')")
+    for path in PROTECTED_PATHS:
+        status, headers, _ = _get(public_url + path)
+        refused_by_app = APP_REFUSAL_HEADER in headers
+        yield Check(status == 401 and not refused_by_app, f"{path} needs a password (Apache answers 401)",
+                    "the application refused it by itself: Apache's Basic auth is missing; use the shipped config"
+                    if refused_by_app else f"got HTTP {status}: put Basic auth over the whole site")
+
+
+def configured_public_url(config: Config) -> str:
+    """The public URL mail carries: the editor's setting, else the environment's."""
+    from .db import make_engine, make_session_factory
+    from .settings import SettingsService
+
+    try:
+        engine = make_engine(config.database_url)
+    except Exception:
+        return config.public_url
+    try:
+        with make_session_factory(engine)() as session:
+            return SettingsService(session, config).get("public_url")
+    except Exception:
+        return config.public_url
+    finally:
+        engine.dispose()
+
+
+def run(config: Config, install, public_url: str | None = None) -> list[Check]:
+    checks = [*check_files(config, install.user), *check_database(config), *check_apache_syntax(config, install)]
+    checks += check_public_surface((public_url or configured_public_url(config)).rstrip("/"))
+    return checks
