@@ -106,7 +106,7 @@ def test_invalid_fields_are_shown_next_to_each_field_and_nothing_is_saved(staff,
     form = fill(staff.get("/contacts/new").forms["record-form"], first_name="Ada", last_name="", email="not-an-email")
     response = form.submit(status=400)
     assert count(db, Contact) == 0
-    assert response.html.select_one("#e-last_name").text == "a last name is required"
+    assert response.html.select_one("#e-last_name").text == "the last name is required"
     assert "not a valid email address" in response.html.select_one("#e-email").text
     assert response.html.select_one("#f-last_name")["aria-invalid"] == "true"
     # What the user typed is kept.

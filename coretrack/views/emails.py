@@ -63,7 +63,8 @@ def _compose_page(request: AppRequest, values: dict, errors: dict | None = None,
     keep = {key: values.get(key, "") for key in ("to", "cc", "bcc", "subject") if values.get(key)}
 
     def add_link(reference: str) -> str:
-        to = ", ".join([*sending.split_addresses(values.get("to")), reference])
+        entries = sending.split_addresses(values.get("to"))
+        to = ", ".join(entries if reference in entries else [*entries, reference])
         return "?" + urlencode({**keep, "to": to})
 
     return request.render(
