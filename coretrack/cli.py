@@ -61,24 +61,25 @@ def db_upgrade() -> None:
 def serve(host: str, port: int | None) -> None:
     """Serve with Werkzeug's server (development and tests); Basic auth checked in Python."""
     import os
+    import signal
 
-    from werkzeug.serving import run_simple
+    from werkzeug.serving import WSGIRequestHandler, run_simple
 
     from .app import create_standalone_app
+    from .sending import start_worker_thread
+
+    class RequestHandler(WSGIRequestHandler):
+        def log_request(self, code="-", size="-"):
+            # The path without its query string: tracking tokens stay out of the log.
+            self.log("info", '"%s %s" %s %s', self.command, self.path.split("?", 1)[0], code, size)
 
     port = port or int(os.environ.get("PORT") or 8080)
     config = load_config()
     set_up(config)
     wsgi, app = create_standalone_app(config)
-    start_background_worker(app)
-    run_simple(host, port, wsgi, threaded=True, use_reloader=False)
-
-
-def start_background_worker(app) -> None:
-    """Standalone mode sends queued email itself; under Apache 'coretrack worker' does."""
-    from .sending import start_worker_thread
-
-    start_worker_thread(app)
+    start_worker_thread(app)  # under Apache, 'coretrack worker' runs beside it instead
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # SIGTERM stops as cleanly as Ctrl-C
+    run_simple(host, port, wsgi, threaded=True, use_reloader=False, request_handler=RequestHandler)
 
 
 @main.group()
@@ -153,9 +154,16 @@ def user_list() -> None:
 @click.option("--interval", default=5.0, show_default=True, type=float, help="seconds between looks at the queue")
 def worker(once: bool, interval: float) -> None:
     """Deliver queued email (run it beside Apache; 'coretrack serve' runs one itself)."""
+    import signal
+    import threading
+
     from .sending import run_worker
 
-    processed = run_worker(load_config(), once=once, interval=interval)
+    # SIGTERM (systemd, scripts/run) ends the loop after the batch in hand, never mid-message.
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    processed = run_worker(load_config(), once=once, interval=interval, stop=stop)
     click.echo(f"processed {processed} messages")
 
 
@@ -218,6 +226,80 @@ def send(from_user, to, cc, bcc, reply_to, subject, html_file, html_text, text_f
     click.echo(f"email {result.email.id}: {report.sent} sent, {report.failed} failed, {len(result.skipped)} skipped")
     if report.failed:
         sys.exit(1)
+
+
+def _install_options(command):
+    """Options shared by apache-config and doctor: what the Apache install looks like."""
+    import sys
+
+    options = [
+        click.option("--home", type=click.Path(file_okay=False), help="data directory (default: $CORETRACK_HOME)"),
+        click.option("--prefix", default="", help="URL prefix such as /crm (default: at /)"),
+        click.option("--server-name", default="localhost", show_default=True),
+        click.option("--listen", default="*:80", show_default=True, help="ADDRESS:PORT of the virtual host"),
+        click.option("--venv", default=sys.prefix, show_default=True, type=click.Path(file_okay=False)),
+        click.option("--user", "run_user", default="www-data", show_default=True, help="user of the Apache workers"),
+        click.option("--group", "run_group", default="www-data", show_default=True),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _install(home, prefix, server_name, listen, venv, run_user, run_group, output=None):
+    import os
+
+    from .apache import ApacheConfigError, Install
+
+    environ = dict(os.environ)
+    if home:
+        environ["CORETRACK_HOME"] = home
+    try:
+        config = Config.from_env(environ)
+        return config, Install(home=config.home, venv=venv, prefix=prefix, server_name=server_name, listen=listen,
+                               user=run_user, group=run_group, output=output)
+    except (ConfigError, ApacheConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command("apache-config")
+@click.option("--form", type=click.Choice(["site", "express", "htaccess"]), default="site", show_default=True)
+@_install_options
+@click.option("--output", type=click.Path(file_okay=False), help="where to write (default: $CORETRACK_HOME/apache)")
+@click.option("--private-server", is_flag=True, help="also write httpd.conf for a private instance (site/htaccess)")
+def apache_config(form, home, prefix, server_name, listen, venv, run_user, run_group, output, private_server) -> None:
+    """Write the Apache config of one form for this install; prints the files written."""
+    from .apache import ApacheConfigError, express_command, write_config, write_private_server
+
+    config, install = _install(home, prefix, server_name, listen, venv, run_user, run_group, output)
+    try:
+        if private_server:
+            click.echo(write_private_server(form, install, config))
+            return
+        for path in write_config(form, install, config):
+            click.echo(path)
+    except ApacheConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if form == "express":
+        port = int(listen.rsplit(":", 1)[1])
+        click.echo("start it with:\n  " + " ".join(express_command(install, port)), err=True)
+
+
+@main.command()
+@_install_options
+@click.option("--public-url", help="check this URL instead of the configured public URL")
+def doctor(home, prefix, server_name, listen, venv, run_user, run_group, public_url) -> None:
+    """Check an install: files and permissions, database, Apache syntax, the public surface."""
+    from . import doctor as checks
+
+    config, install = _install(home, prefix, server_name, listen, venv, run_user, run_group)
+    results = checks.run(config, install, public_url)
+    for result in results:
+        click.echo(result.line())
+    failed = sum(not result.ok for result in results)
+    if failed:
+        raise click.ClickException(f"{failed} check(s) failed; see the fixes above")
+    click.echo("everything looks right")
 
 
 @main.group()

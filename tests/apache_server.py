@@ -144,10 +144,16 @@ class ApacheServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def error_log(self) -> str:
-        for path in (self.install.output / "log" / "error.log", self.install.output / "express" / "error_log"):
+        log_dir = self.install.output / "log"
+        for path in (log_dir / "coretrack_error.log", log_dir / "error.log", self.install.output / "express" / "error_log"):
             if path.exists():
                 return path.read_text(errors="replace")[-4000:]
         return ""
+
+    def logs(self) -> str:
+        """Everything Apache logged so far."""
+        return "".join(path.read_text(errors="replace") for path in self.install.output.rglob("*log")
+                       if path.is_file())
 
     # -- requests -------------------------------------------------------------------
 

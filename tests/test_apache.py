@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import select
 
@@ -66,6 +68,8 @@ def test_the_image_endpoint_answers_anonymously_and_counts(apache):
     assert (reply.status, reply.headers["content-type"], reply.body) == (200, "image/gif", GIF)
     assert reply.headers["cache-control"] == "no-store, no-cache, must-revalidate, private"
     assert access_count(apache, recipient.id) == (1, 1)
+    assert ENDPOINT in apache.logs() or apache.form == "express"  # express keeps no access log
+    assert recipient.token not in apache.logs()
 
 
 def test_a_valid_user_reaches_the_ui_and_the_app_knows_who_it_is(apache):
@@ -143,8 +147,12 @@ TRICKY = [
 
 def test_tricky_anonymous_paths_reach_nothing_but_the_image_endpoint(apache):
     assert len(TRICKY) >= 25
+    # Under a prefix, the endpoint's path without the prefix is nothing public.
+    extra = []
+    if apache.prefix:
+        extra = [("GET", ENDPOINT, "refused"), ("GET", ENDPOINT + "?t=x", "refused")]
     wrong = []
-    for method, template, expected in TRICKY:
+    for method, template, expected in TRICKY + extra:
         path = template.format(e=apache.prefix + ENDPOINT, p=apache.prefix)
         reply = apache.request(method, path)
         if expected == "endpoint":
@@ -170,3 +178,29 @@ def test_with_apache_auth_removed_the_app_still_refuses_anonymous_requests():
         assert access_count(server, recipient.id) == (1, 1)
     finally:
         server.stop()
+
+
+def test_mail_sent_through_apache_carries_the_prefix_and_its_image_counts(apache, smtp_server):
+    from coretrack.settings import SettingsService
+
+    sink, port = smtp_server
+    with apache.session() as session:
+        SettingsService(session, apache.config).update(
+            {"smtp_host": "127.0.0.1", "smtp_port": str(port), "from_address": "crm@example.test"}, "test")
+    import json
+
+    reply = apache.request(
+        "POST", apache.prefix + "/api/emails", user=("sam", STAFF_PASSWORD),
+        headers={"Content-Type": "application/json"},
+        body=json.dumps({"to": ["reader@example.test"], "subject": "Hello", "html": "<p>Hi</p>"}).encode())
+    assert reply.status == 201, reply.body
+    email_id = json.loads(reply.body)["id"]
+    html = sink.received[-1].message.get_body(preferencelist=("html",)).get_content()
+    (url,) = re.findall(r'src="(http://[^"]+TrackAccess\.php\?t=[^"]+)"', html)
+    assert url.startswith(f"{apache.public_url}/modules/Emails/TrackAccess.php?t=")
+    path = url.removeprefix(f"http://127.0.0.1:{apache.port}")
+    assert apache.request("GET", path).body == GIF
+    detail = json.loads(apache.request("GET", f"{apache.prefix}/api/emails/{email_id}",
+                                       user=("sam", STAFF_PASSWORD)).body)
+    assert detail["recipient_list"][0]["access_count"] == 1
+

@@ -28,12 +28,14 @@ www_data_can_read() {
 
 # Where the venv lives.  Apache's workers (www-data) import coretrack from it, so when the
 # checkout is not readable by www-data, coretrack is installed (not linked) into /opt.
+# The data directory defaults to var/ in the checkout, under the same condition.
 if [ -n "${CORETRACK_VENV:-}" ]; then
-    VENV="$CORETRACK_VENV"; EDITABLE=1
+    VENV="$CORETRACK_VENV"; EDITABLE=1; DEFAULT_HOME="$REPO/var"
 elif [ "$(id -u)" -ne 0 ] || www_data_can_read "$REPO/pyproject.toml"; then
-    VENV="$REPO/.venv"; EDITABLE=1
+    VENV="$REPO/.venv"; EDITABLE=1; DEFAULT_HOME="$REPO/var"
 else
-    VENV="/opt/coretrack/venv-$(printf '%s' "$REPO" | sha256sum | cut -c1-12)"; EDITABLE=0
+    checkout_id="$(printf '%s' "$REPO" | sha256sum | cut -c1-12)"
+    VENV="/opt/coretrack/venv-$checkout_id"; EDITABLE=0; DEFAULT_HOME="/var/lib/coretrack-$checkout_id"
 fi
 export CORETRACK_VENV="$VENV"
 
