@@ -185,24 +185,11 @@ def prepare(
 
 
 def compose(
-    session: Session,
-    app_config: Config,
-    sender: User,
-    *,
-    to: Sequence[str],
-    cc: Sequence[str] = (),
-    bcc: Sequence[str] = (),
-    subject: str,
-    html: str,
-    text: str = "",
-    reply_to: str = "",
-    attachments: Iterable[tuple[str, str, bytes]] = (),
-    secret: bytes,
-    settings: SettingsService,
+    session: Session, app_config: Config, sender: User, *, secret: bytes, settings: SettingsService, **message
 ) -> ComposeResult:
-    """Validate, then save the email, its recipients and attachments in one transaction (status queued)."""
-    draft = prepare(session, to=to, cc=cc, bcc=bcc, subject=subject, html=html, text=text, reply_to=reply_to,
-                    attachments=attachments)
+    """Validate (``message`` is prepare()'s keywords), then save the email, its recipients and
+    attachments in one transaction (status queued)."""
+    draft = prepare(session, **message)
     email = Email(
         subject=draft.subject, html_body=draft.html, text_body=draft.text, sender_id=sender.id,
         from_address=settings.get("from_address"), from_name=settings.get("from_name"), reply_to=draft.reply_to,

@@ -1,0 +1,109 @@
+"""Configuration and first start: environment, config file, data directory, secret key, first admin."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+from click.testing import CliRunner
+
+from coretrack.auth import Htpasswd
+from coretrack.cli import main
+from coretrack.config import Config, ConfigError, SmtpServer
+from coretrack.db import make_engine, make_session_factory
+from coretrack.settings import SettingsService
+
+
+def test_defaults_put_everything_in_the_data_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = Config.from_env({"PORT": "9123"})
+    assert config.home == tmp_path / "var"
+    assert config.database_url == f"sqlite:///{tmp_path / 'var' / 'coretrack.db'}"
+    assert config.public_url == "http://127.0.0.1:9123"
+    assert config.htpasswd_path == tmp_path / "var" / "htpasswd"
+
+
+def test_a_config_file_is_read_and_the_environment_wins(tmp_path):
+    path = tmp_path / "coretrack.conf"
+    path.write_text("# comment\nCORETRACK_HOME=/srv/ct\nCORETRACK_PUBLIC_URL='https://crm.example.test/crm/'\n")
+    config = Config.from_env({"CORETRACK_CONFIG": str(path), "CORETRACK_HOME": str(tmp_path / "env-home")})
+    assert config.home == tmp_path / "env-home"
+    assert config.public_url == "https://crm.example.test/crm"
+
+
+def test_a_malformed_config_file_line_is_named(tmp_path):
+    path = tmp_path / "bad.conf"
+    path.write_text("CORETRACK_HOME=/x\njust words\n")
+    with pytest.raises(ConfigError, match="bad.conf:2"):
+        Config.from_env({"CORETRACK_CONFIG": str(path)})
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("smtp://127.0.0.1:2525", SmtpServer("127.0.0.1", 2525, "none")),
+        ("smtp://mail.example.test", SmtpServer("mail.example.test", 25, "none")),
+        ("smtp+starttls://u%40x:p%3Aw@mail.example.test", SmtpServer("mail.example.test", 587, "starttls", "u@x", "p:w")),
+        ("smtps://mail.example.test", SmtpServer("mail.example.test", 465, "tls")),
+    ],
+)
+def test_smtp_urls_are_parsed(url, expected):
+    assert SmtpServer.from_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    "environ, message",
+    [
+        ({"CORETRACK_SMTP_URL": "http://mail"}, "scheme must be one of"),
+        ({"CORETRACK_SMTP_URL": "smtp://"}, "a host is required"),
+        ({"CORETRACK_SMTP_URL": "smtp://h:notaport"}, "CORETRACK_SMTP_URL"),
+        ({"CORETRACK_PUBLIC_URL": "ftp://x"}, "must start with http"),
+    ],
+)
+def test_bad_settings_get_a_clear_error(environ, message):
+    with pytest.raises(ConfigError, match=message):
+        Config.from_env(environ)
+
+
+def test_the_secret_key_is_made_once_and_only_its_owner_can_read_it(tmp_path):
+    config = Config.from_env({"CORETRACK_HOME": str(tmp_path / "home")})
+    config.prepare_home()
+    key = config.secret_key()
+    assert len(key) == 32
+    assert stat.S_IMODE(config.secret_key_path.stat().st_mode) == 0o600
+    config.prepare_home()
+    assert config.secret_key() == key
+
+
+def first_start(tmp_path, **environ):
+    env = {"CORETRACK_HOME": str(tmp_path / "home"), "CORETRACK_DATABASE_URL": None, "CORETRACK_CONFIG": None,
+           "CORETRACK_ADMIN_PASSWORD": None, "CORETRACK_SMTP_URL": None, **environ}
+    return CliRunner().invoke(main, ["db", "upgrade"], env=env)
+
+
+def test_the_first_start_creates_admin_with_the_given_password(tmp_path):
+    result = first_start(tmp_path, CORETRACK_ADMIN_PASSWORD="chosen-password")
+    assert result.exit_code == 0, result.output
+    assert "password" not in result.output
+    hashed = Htpasswd(tmp_path / "home" / "htpasswd").entries()["admin"]
+    assert Htpasswd.check_hash("chosen-password", hashed)
+
+
+def test_without_a_password_the_first_start_prints_a_random_one_once(tmp_path):
+    first = first_start(tmp_path)
+    assert first.exit_code == 0
+    password = first.output.split("password: ")[1].split()[0]
+    assert Htpasswd.check_hash(password, Htpasswd(tmp_path / "home" / "htpasswd").entries()["admin"])
+    second = first_start(tmp_path)
+    assert second.exit_code == 0 and "password" not in second.output
+
+
+def test_the_smtp_url_is_the_initial_outgoing_server(tmp_path):
+    first_start(tmp_path)
+    config = Config.from_env({"CORETRACK_HOME": str(tmp_path / "home"),
+                              "CORETRACK_SMTP_URL": "smtp+starttls://bot:s3cret@mail.example.test:2587"})
+    engine = make_engine(config.database_url)
+    with make_session_factory(engine)() as session:
+        assert SettingsService(session, config).smtp_server() == SmtpServer(
+            "mail.example.test", 2587, "starttls", "bot", "s3cret")
+    engine.dispose()
