@@ -28,7 +28,7 @@ from .http import APP_REFUSAL_HEADER, AppRequest, json_response
 from .models import User
 from .settings import SettingsService
 from .tracking import Tracker
-from .views import api, emails, public, records, settings as settings_views, users
+from .views import api, emails, public, records, reports, settings as settings_views, users
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,9 @@ STATIC_DIR = PACKAGE_DIR / "static"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 # Built once per process: a Map is read-only after construction and rules bind to one map.
-URL_MAP = Map([*public.rules, *emails.rules, *records.rules, *settings_views.rules, *users.rules, *api.rules])
+URL_MAP = Map(
+    [*public.rules, *emails.rules, *records.rules, *reports.rules, *settings_views.rules, *users.rules, *api.rules]
+)
 
 
 class CoreTrack:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import http.client
 import os
 import pwd
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +55,9 @@ class Reply:
 
 
 class ApacheServer:
-    def __init__(self, form: str, prefix: str = "", *, auth_removed: bool = False):
+    def __init__(self, form: str, prefix: str = "", *, auth_removed: bool = False,
+                 edit: Callable[[Path], None] | None = None):
+        """``edit(output_dir)`` may change the generated files before Apache starts."""
         self.form = form
         self.prefix = prefix
         self.port = free_port()
@@ -69,7 +71,7 @@ class ApacheServer:
         )
         self.install = Install(home=self.home, venv=VENV, prefix=prefix, listen=f"127.0.0.1:{self.port}",
                                output=self.root / "apache", processes=2, threads=5)
-        self.auth_removed = auth_removed
+        self.edit = edit or (self._remove_auth if auth_removed else None)
         self.process: subprocess.Popen | None = None
 
     # -- set-up -------------------------------------------------------------------
@@ -92,19 +94,18 @@ class ApacheServer:
     def command(self) -> list[str]:
         if self.form == "express":
             write_config("express", self.install, self.config)
-            if self.auth_removed:
-                self._remove_auth(self.install.output / "express-include.conf")
-            return express_command(self.install, self.port)
-        conf = write_private_server(self.form, self.install, self.config)
-        if self.auth_removed:
-            self._remove_auth(self.install.output / "coretrack-site.conf")
-        return ["apache2", "-f", str(conf), "-DFOREGROUND"]
+            command = express_command(self.install, self.port)
+        else:
+            command = ["apache2", "-f", str(write_private_server(self.form, self.install, self.config)),
+                       "-DFOREGROUND"]
+        if self.edit:
+            self.edit(self.install.output)
+        return command
 
     @staticmethod
-    def _remove_auth(path: Path) -> None:
-        text = path.read_text()
-        text = re.sub(r"Require valid-user", "Require all granted", text)
-        path.write_text(text)
+    def _remove_auth(output: Path) -> None:
+        for path in [*output.glob("*.conf"), *output.glob("www/.htaccess")]:
+            path.write_text(path.read_text().replace("Require valid-user", "Require all granted"))
 
     def configtest(self) -> subprocess.CompletedProcess:
         if self.form == "express":

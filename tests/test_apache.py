@@ -204,3 +204,28 @@ def test_mail_sent_through_apache_carries_the_prefix_and_its_image_counts(apache
                                        user=("sam", STAFF_PASSWORD)).body)
     assert detail["recipient_list"][0]["access_count"] == 1
 
+
+
+# The reference (coreBOS) documentation's .htaccess, with the directive's spelling fixed.
+REFERENCE_HTACCESS = """AuthType Basic
+AuthName "coretrack"
+AuthUserFile {htpasswd}
+Require valid-user
+<FilesMatch "modules/Emails/TrackAccess.php">
+    Require all granted
+</FilesMatch>
+"""
+
+
+def test_the_reference_filesmatch_exception_never_matches_a_wsgi_url():
+    """Why the shipped .htaccess uses <If>: FilesMatch sees the script's file name, never the URL."""
+    def reference_form(output):
+        (output / "www" / ".htaccess").write_text(REFERENCE_HTACCESS.format(htpasswd=server.config.htpasswd_path))
+
+    server = ApacheServer("htaccess", "", edit=reference_form)
+    try:
+        server.start()
+        reply = server.request("GET", ENDPOINT)
+        assert reply.status == 401 and reply.body != GIF  # recipients' mail clients would be refused
+    finally:
+        server.stop()

@@ -1,0 +1,3 @@
+"""Reports (being written)."""
+
+rules = []
