@@ -70,7 +70,7 @@ ensure_apache() {
     # Apache 2.4 and a mod_wsgi compiled in the venv against the venv's (Debian's) Python.
     apt_install apache2 apache2-dev apache2-utils
     local so
-    so="$(ls "$VENV"/lib/python3*/site-packages/mod_wsgi/server/mod_wsgi*.so 2>/dev/null | head -1)"
+    so="$(ls "$VENV"/lib/python3*/site-packages/mod_wsgi/server/mod_wsgi*.so 2>/dev/null | head -1 || true)"
     if [ -z "$so" ] || ! ldd "$so" | grep -q "libpython3.*=> /lib\|libpython3.*=> /usr/lib"; then
         log "building mod_wsgi for $VENV"
         "$VENV/bin/pip" install -q --disable-pip-version-check --no-cache-dir --force-reinstall mod_wsgi
