@@ -84,3 +84,13 @@ ensure_apache() {
         apache2ctl stop >/dev/null 2>&1 || true
     fi
 }
+
+ensure_chromium() {
+    # Debian's Chromium and ChromeDriver for the browser tests (nothing downloaded at run time).
+    :
+}
+
+ensure_postgresql() {
+    # PostgreSQL for the suite's second database.
+    :
+}
