@@ -86,11 +86,42 @@ ensure_apache() {
 }
 
 ensure_chromium() {
-    # Debian's Chromium and ChromeDriver for the browser tests (nothing downloaded at run time).
-    :
+    # Debian's Chromium and ChromeDriver for the browser tests (nothing downloaded at run time:
+    # tests/e2e points Selenium at these two binaries and turns Selenium Manager off).
+    apt_install chromium chromium-driver fonts-dejavu-core
 }
 
 ensure_postgresql() {
-    # PostgreSQL for the suite's second database.
-    :
+    # A private PostgreSQL cluster for the suite's second database: its own directory owned by
+    # postgres, loopback TCP on a free port, password auth for the app's role.  Exports
+    # CORETRACK_TEST_POSTGRES_URL (and _DATA, _BIN so a test can stop and start the server);
+    # stop_postgresql removes it.  An URL already set means a server someone else runs: left alone.
+    [ -n "${CORETRACK_TEST_POSTGRES_URL:-}" ] && return 0
+    apt_install postgresql
+    local bin port root password
+    bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+    root="$(mktemp -d /var/tmp/coretrack-pg.XXXXXX)"
+    POSTGRES_ROOT="$root"
+    chmod 755 "$root"; chown postgres:postgres "$root"
+    port="$("$SYSTEM_PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    password="$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
+    runuser -u postgres -- "$bin/initdb" -D "$root/data" -U postgres --auth-local=peer \
+        --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null
+    # fsync off: a test cluster thrown away after the run, not a durability test of PostgreSQL.
+    runuser -u postgres -- "$bin/pg_ctl" -D "$root/data" -l "$root/server.log" -w start \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $root -c fsync=off -c max_connections=200" >/dev/null
+    runuser -u postgres -- "$bin/psql" -h "$root" -p "$port" -q -v ON_ERROR_STOP=1 \
+        -c "CREATE ROLE coretrack LOGIN CREATEDB PASSWORD '$password'" \
+        -c "CREATE DATABASE coretrack OWNER coretrack"
+    export CORETRACK_TEST_POSTGRES_URL="postgresql+psycopg://coretrack:$password@127.0.0.1:$port/coretrack"
+    export CORETRACK_TEST_POSTGRES_DATA="$root/data" CORETRACK_TEST_POSTGRES_BIN="$bin"
+    log "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port ($root)"
+}
+
+stop_postgresql() {
+    # Stops and removes the cluster ensure_postgresql started, if any.
+    [ -n "${POSTGRES_ROOT:-}" ] || return 0
+    runuser -u postgres -- "$CORETRACK_TEST_POSTGRES_BIN/pg_ctl" -D "$POSTGRES_ROOT/data" -m immediate stop \
+        >/dev/null 2>&1 || true
+    rm -rf "$POSTGRES_ROOT"
 }
