@@ -1,0 +1,89 @@
+/* coretrack: progressive enhancement only. Every page works without this file. */
+(function () {
+  "use strict";
+
+  /* Tables marked data-sortable: each column heading becomes a button that sorts the rows shown
+     (numbers by value, times by their datetime, text alphabetically); aria-sort says the order. */
+  function sortKey(cell, numeric) {
+    var time = cell.querySelector("time[datetime]");
+    if (time) return time.getAttribute("datetime");
+    var text = cell.textContent.trim();
+    if (numeric) return text === "" || text === "—" ? -Infinity : parseFloat(text.replace(/[^\d.-]/g, ""));
+    return text.toLowerCase();
+  }
+
+  function makeSortable(table) {
+    var headings = table.tHead ? table.tHead.rows[0].cells : [];
+    Array.prototype.forEach.call(headings, function (heading, column) {
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "sort";
+      while (heading.firstChild) button.appendChild(heading.firstChild);
+      heading.appendChild(button);
+      button.addEventListener("click", function () {
+        var ascending = heading.getAttribute("aria-sort") !== "ascending";
+        var numeric = heading.classList.contains("num");
+        Array.prototype.forEach.call(headings, function (other) { other.removeAttribute("aria-sort"); });
+        heading.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+        var body = table.tBodies[0];
+        var rows = Array.prototype.slice.call(body.rows);
+        rows.sort(function (a, b) {
+          var x = sortKey(a.cells[column], numeric), y = sortKey(b.cells[column], numeric);
+          var order = x < y ? -1 : x > y ? 1 : 0;
+          return ascending ? order : -order;
+        });
+        rows.forEach(function (row) { body.appendChild(row); });
+      });
+    });
+  }
+
+  /* On a phone each row becomes a small card: every cell is labelled with its column's heading
+     (the stylesheet does the rest, only on narrow screens; without JavaScript the table scrolls). */
+  function labelCells(table) {
+    if (!table.tHead || !table.tBodies.length) return;
+    var headings = Array.prototype.map.call(table.tHead.rows[0].cells, function (cell) {
+      return cell.textContent.trim();
+    });
+    Array.prototype.forEach.call(table.tBodies[0].rows, function (row) {
+      Array.prototype.forEach.call(row.cells, function (cell, column) {
+        if (headings[column]) cell.setAttribute("data-label", headings[column]);
+      });
+    });
+    table.setAttribute("data-stacked", "");
+  }
+
+  /* Forms marked data-confirm ask first; the server-side flow stays the same without JavaScript. */
+  function confirmFirst(form) {
+    form.addEventListener("submit", function (event) {
+      if (!window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
+    });
+  }
+
+  /* Forms marked data-progress show that the request is under way and refuse a second submit
+     (the buttons are not disabled: a disabled submitter would drop its name=value from the post). */
+  function showProgress(form) {
+    var status = form.querySelector("[data-progress-status]");
+    form.addEventListener("submit", function (event) {
+      var submitter = event.submitter;
+      if (form.getAttribute("aria-busy") === "true") { event.preventDefault(); return; }
+      if (submitter && submitter.value !== form.getAttribute("data-progress")) return;
+      form.setAttribute("aria-busy", "true");
+      if (status) status.hidden = false;
+      if (submitter) submitter.classList.add("busy");
+    });
+    // Coming back with the Back button shows the form as it was, not stuck "busy".
+    window.addEventListener("pageshow", function () {
+      form.removeAttribute("aria-busy");
+      if (status) status.hidden = true;
+    });
+  }
+
+  function each(selector, action) {
+    Array.prototype.forEach.call(document.querySelectorAll(selector), action);
+  }
+
+  each(".table-wrap table", labelCells);
+  each("table[data-sortable]", makeSortable);
+  each("form[data-confirm]", confirmFirst);
+  each("form[data-progress]", showProgress);
+})();

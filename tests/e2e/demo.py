@@ -1,0 +1,172 @@
+"""A small demo dataset in a running ApacheServer, and the pages worth looking at.
+
+Used by scripts/screenshots and by the phone-layout test. Everything goes through coretrack's own
+services and the real HTTP surface: records through records.create_record, mail through the JSON
+API (delivered to an SMTP server on loopback for the time of the fill), opens through the image endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Message
+
+from apache_server import ADMIN_PASSWORD, STAFF_PASSWORD, ApacheServer, free_port
+from e2e.chromium import Browser
+from coretrack import records
+from coretrack.settings import SettingsService
+
+ACCOUNTS = [
+    {"name": "Acme Tools", "email": "office@acme.example", "phone": "+44 20 7946 0000", "website": "https://acme.example"},
+    {"name": "Globex Logistics", "email": "hello@globex.example", "phone": "+1 555 0100", "website": ""},
+    {"name": "Initech", "email": "", "phone": "", "website": ""},
+]
+CONTACTS = [
+    ("Ada", "Lovelace", "ada@acme.example", "Acme Tools", ""),
+    ("Charles", "Babbage", "charles@acme.example", "Acme Tools", ""),
+    ("Grace", "Hopper", "grace@globex.example", "Globex Logistics", ""),
+    ("Alan", "Turing", "alan@globex.example", "Globex Logistics", "on"),
+    ("Katherine", "Johnson", "", "", ""),
+]
+LEADS = [("Margaret", "Hamilton", "Apollo Software", "margaret@apollo.example"),
+         ("Edsger", "Dijkstra", "Shortest Paths BV", "edsger@paths.example")]
+MAIL_CLIENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Thunderbird/128.0"
+PASSWORDS = {"admin": ADMIN_PASSWORD, "sam": STAFF_PASSWORD}
+IMAGE = re.compile(r'src="https?://[^/"]+(/[^"]*TrackAccess\.php\?t=[^"]+)"')
+
+
+@dataclass
+class Demo:
+    ids: dict[str, int] = field(default_factory=dict)
+
+
+def _smtp(server: ApacheServer, port: int) -> None:
+    with server.session() as session:
+        SettingsService(session, server.config).update(
+            {"smtp_host": "127.0.0.1", "smtp_port": str(port), "smtp_security": "none",
+             "from_address": "crm@example.test", "from_name": "Example CRM"}, user_name="admin")
+
+
+def _send(server: ApacheServer, user: str, password: str, **message) -> dict:
+    reply = server.request("POST", server.prefix + "/api/emails", user=(user, password),
+                           headers={"Content-Type": "application/json"}, body=json.dumps(message).encode())
+    assert reply.status == 201, reply.body
+    return json.loads(reply.body)
+
+
+class Received(Message):
+    """An SMTP handler that keeps the HTML part of every message, in the order received."""
+
+    def __init__(self):
+        super().__init__()
+        self.html: list[str] = []
+
+    def handle_message(self, message):
+        for part in message.walk():
+            if part.get_content_type() == "text/html":
+                self.html.append(part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8"))
+
+
+def fill(server: ApacheServer) -> Demo:
+    """Records, three emails (opened, to a lead and an account, failed) and some opens."""
+    demo = Demo()
+    with server.session() as session:
+        for values in ACCOUNTS:
+            demo.ids[values["name"]] = records.create_record(session, "account", values).id
+        for first, last, email, account, opt_out in CONTACTS:
+            contact = records.create_record(session, "contact", {
+                "first_name": first, "last_name": last, "email": email, "phone": "",
+                "account": str(demo.ids.get(account, "")), "email_opt_out": opt_out})
+            demo.ids[first] = contact.id
+        for first, last, company, email in LEADS:
+            demo.ids[first] = records.create_record(session, "lead", {
+                "first_name": first, "last_name": last, "company": company, "email": email, "phone": "",
+                "email_opt_out": ""}).id
+    received = Received()
+    smtp = Controller(received, hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    try:
+        _send_demo_mail(server, demo.ids, smtp.port, received)
+    finally:
+        smtp.stop()
+    return demo
+
+
+def _send_demo_mail(server: ApacheServer, ids: dict[str, int], smtp_port: int, received: Received) -> None:
+    _smtp(server, smtp_port)
+    staff, admin = ("sam", PASSWORDS["sam"]), ("admin", PASSWORDS["admin"])
+    ids["opened"] = _send(
+        server, *staff, subject="Spring price list", to=[f"contact:{ids['Ada']}", f"contact:{ids['Charles']}",
+                                                        f"contact:{ids['Alan']}", "buyer@example.test"],
+        html="<h1>Spring prices</h1><p>Dear customer, our new prices apply from 1 April.</p>")["id"]
+    for html, opens in zip(received.html, (2, 1)):  # Ada (sent first) opens it twice, Charles once
+        for _ in range(opens):
+            server.request("GET", IMAGE.search(html)[1], headers={"User-Agent": MAIL_CLIENT})
+    ids["lead mail"] = _send(server, *admin, subject="Welcome to Example CRM",
+                             to=[f"lead:{ids['Margaret']}", f"account:{ids['Globex Logistics']}"],
+                             html="<p>Thanks for your interest.</p>")["id"]
+    _smtp(server, free_port())  # nothing listens there: this one fails, with the reason shown
+    ids["failed"] = _send(server, *staff, subject="Invoice 2024-117", to=[f"contact:{ids['Grace']}"],
+                          html="<p>Please find the invoice below.</p>")["id"]
+
+
+@dataclass(frozen=True)
+class Page:
+    name: str
+    user: str  # "sam" (staff) or "admin"
+    path: str
+    act: Callable[[Browser], None] | None = None  # what to do on the page before looking at it
+
+
+def _compose_errors(browser: Browser) -> None:
+    browser.fill("#f-to", "ada@, contact:999")
+    browser.fill("#f-subject", "Hello")
+    browser.fill("#f-html", "<p>Hello</p>")
+    browser.press("Send")
+
+
+def _compose_preview(browser: Browser) -> None:
+    browser.fill("#f-to", "ada@acme.example, buyer@example.test")
+    browser.fill("#f-subject", "Summer offer")
+    browser.fill("#f-html", "<h1>Summer offer</h1><p>Two for one, all July.</p>")
+    browser.press("Preview")
+
+
+def _submit_empty(browser: Browser) -> None:
+    browser.press("Create contact")
+
+
+def pages(demo: Demo, with_reports: bool) -> list[Page]:
+    ids = demo.ids
+    listed = [
+        Page("emails", "sam", "/emails"),
+        Page("emails-no-match", "sam", "/emails?status=failed&from=2001-01-01&to=2001-01-31"),
+        Page("email-opened", "sam", f"/emails/{ids['opened']}"),
+        Page("email-failed", "sam", f"/emails/{ids['failed']}"),
+        Page("compose", "sam", "/emails/new"),
+        Page("compose-find", "sam", "/emails/new?find=acme"),
+        Page("compose-errors", "sam", "/emails/new", _compose_errors),
+        Page("compose-preview", "sam", "/emails/new", _compose_preview),
+        Page("contacts", "sam", "/contacts"),
+        Page("contacts-no-match", "sam", "/contacts?q=nobody-like-this"),
+        Page("contact", "sam", f"/contacts/{ids['Ada']}"),
+        Page("contact-new-errors", "sam", "/contacts/new", _submit_empty),
+        Page("contact-import", "sam", "/contacts/import"),
+        Page("accounts", "sam", "/accounts"),
+        Page("account", "sam", f"/accounts/{ids['Acme Tools']}"),
+        Page("account-empty", "sam", f"/accounts/{ids['Initech']}"),
+        Page("leads", "sam", "/leads"),
+        Page("lead", "sam", f"/leads/{ids['Margaret']}"),
+        Page("settings", "admin", "/settings"),
+        Page("users", "admin", "/users"),
+        Page("user-disable", "admin", "/users/sam/disable"),
+        Page("forbidden", "sam", "/settings"),
+        Page("not-found", "sam", "/emails/999999"),
+    ]
+    if with_reports:
+        listed.append(Page("reports", "sam", "/reports"))
+    return listed
