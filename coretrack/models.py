@@ -164,17 +164,26 @@ class Attachment(Base):
     email: Mapped[Email] = relationship(back_populates="attachments")
 
 
+# Reports aggregate recipients per email and per record from these indexes alone (covering: no table reads).
+_STATS = ("status", "access_count", "last_access")
+
+
 class Recipient(Base):
     __tablename__ = "recipients"
+    __table_args__ = (
+        Index("ix_recipients_email_stats", "email_id", *_STATS),
+        *(Index(f"ix_recipients_{record}_stats", f"{record}_id", "email_id", *_STATS)
+          for record in ("contact", "account", "lead")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    email_id: Mapped[int] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"), index=True)
+    email_id: Mapped[int] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"))
     address: Mapped[str] = mapped_column(String(254))
     name: Mapped[str] = mapped_column(String(200), default="")
     kind: Mapped[str] = mapped_column(String(3), default="to")
-    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"), index=True)
-    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"), index=True)
-    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"), index=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"))
     # Signed, random: see coretrack.tokens.  Unique so a hit finds one row by index.
     token: Mapped[str] = mapped_column(String(64), unique=True)
     # pending -> sending -> sent | failed; skipped (opted out) never leaves.
@@ -200,11 +209,15 @@ class Recipient(Base):
 
 class AccessEvent(Base):
     __tablename__ = "access_events"
-    __table_args__ = (Index("ix_access_events_recipient_at", "recipient_id", "at"),)
+    # (at, recipient_id): the Activity report counts accesses and distinct recipients by time range from it.
+    __table_args__ = (
+        Index("ix_access_events_recipient_at", "recipient_id", "at"),
+        Index("ix_access_events_at_recipient", "at", "recipient_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id", ondelete="CASCADE"))
-    at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
     ip: Mapped[str] = mapped_column(String(45), default="")
     user_agent: Mapped[str] = mapped_column(String(512), default="")
     # human | mail_proxy | privacy_prefetch | scanner

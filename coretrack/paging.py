@@ -27,9 +27,13 @@ class Page:
         return urlencode([*args, ("page", str(number))])
 
 
+# Far past any real list; keeps OFFSET inside a 64-bit integer whatever the query string says.
+MAX_PAGE = 1_000_000
+
+
 def page_number(raw: str | None) -> int:
     try:
-        return max(1, int(raw or 1))
+        return min(MAX_PAGE, max(1, int(raw or 1)))
     except ValueError:
         return 1
 

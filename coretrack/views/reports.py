@@ -1,3 +1,100 @@
-"""Reports (being written)."""
+"""Reports: pages, CSV export and the JSON API, all from the same filters (see coretrack.reports)."""
 
-rules = []
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from werkzeug.routing import Rule
+from werkzeug.wrappers import Response
+
+from .. import reports
+from ..http import AppRequest, json_response
+from ..models import RECORD_TYPES, utcnow
+from ..paging import page_number
+from ..settings import SettingsService
+
+REPORT = "<any(emails, recipients, records, activity):report>"
+MAX_PER_PAGE = 200
+# Query arguments that are not filters: left out when a link changes them.
+NOT_FILTERS = ("page", "sort", "order", "notice", "ns")
+
+
+def index(request: AppRequest) -> Response:
+    return request.redirect_to(show_report, report="emails")
+
+
+def _query(request: AppRequest, drop=("page", "notice", "ns"), **extra) -> str:
+    args = [(key, value) for key, value in request.args.items(multi=True) if key not in drop]
+    return urlencode([*args, *extra.items()])
+
+
+def _sort_query(request: AppRequest, report: reports.Report, filters: reports.Filters, column: reports.Column) -> str:
+    """The link of a column header: sorts by it, or reverses it when it is the current sort."""
+    current = filters.sort or report.default_sort
+    descending = not filters.descending if column.key == current else column.descending_first
+    return _query(request, NOT_FILTERS, sort=column.key, order="desc" if descending else "asc")
+
+
+def _page(request: AppRequest, report: reports.Report, filters: reports.Filters, per_page: int):
+    """(page, activity): activity is None for the table reports."""
+    number = page_number(request.args.get("page"))
+    if isinstance(report, reports.ActivityReport):
+        activity = report.activity(request.db, filters)
+        return reports.activity_page(activity, filters, number, per_page), activity
+    return reports.table_page(request.db, report, filters, number, per_page), None
+
+
+def show_report(request: AppRequest, report: str) -> Response:
+    definition = reports.REPORTS[report]
+    filters = reports.parse_filters(definition, request.args)
+    page, activity = _page(request, definition, filters, SettingsService(request.db, request.app.config).get("page_size"))
+    return request.render(
+        f"reports/{'activity' if activity else 'table'}.html", status=400 if filters.errors else 200,
+        section="reports", report=definition, reports=reports.REPORTS.values(), filters=filters, page=page,
+        activity=activity, chart=reports.chart(activity) if activity else None,
+        senders=reports.senders(request.db), record_types=RECORD_TYPES, statuses=reports.RECIPIENT_STATUSES,
+        sort_query=lambda column: _sort_query(request, definition, filters, column),
+        csv_href=request.url_for(export_report, report=report) + "?" + _query(request),
+    )
+
+
+def export_report(request: AppRequest, report: str) -> Response:
+    definition = reports.REPORTS[report]
+    filters = reports.parse_filters(definition, request.args)
+    if filters.errors:
+        return Response("; ".join(f"{key}: {message}" for key, message in filters.errors.items()), status=400,
+                        mimetype="text/plain")
+    filename = f"coretrack-{report}-{utcnow():%Y%m%d-%H%M}.csv"
+    return Response(
+        reports.csv_lines(request.app.Session, definition, filters),
+        mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                                      "X-Content-Type-Options": "nosniff"},
+    )
+
+
+def api_report(request: AppRequest, report: str) -> Response:
+    definition = reports.REPORTS[report]
+    filters = reports.parse_filters(definition, request.args)
+    raw_per_page = request.args.get("per_page") or "50"
+    if not raw_per_page.isdigit() or not 1 <= int(raw_per_page) <= MAX_PER_PAGE:
+        filters.errors["per_page"] = f"a whole number from 1 to {MAX_PER_PAGE}"
+    if filters.errors:
+        return json_response({"error": "invalid filters", "fields": filters.errors}, 400)
+    page, activity = _page(request, definition, filters, int(raw_per_page))
+    body = {
+        "report": report, "filters": reports.json_rows([filters.as_dict()])[0],
+        "columns": [{"key": column.key, "label": column.label} for column in definition.columns],
+        "rows": reports.json_rows(page.items), "page": page.number, "pages": page.pages, "total": page.total,
+    }
+    if activity:
+        body.update({"from": activity.start.isoformat(), "to": activity.end.isoformat(), "by": activity.by,
+                     "total_accesses": activity.total_accesses, "unique_recipients": activity.unique_recipients})
+    return json_response(body)
+
+
+rules = [
+    Rule("/reports", endpoint=index, methods=["GET"]),
+    Rule(f"/reports/{REPORT}", endpoint=show_report, methods=["GET"]),
+    Rule(f"/reports/{REPORT}.csv", endpoint=export_report, methods=["GET"]),
+    Rule(f"/api/reports/{REPORT}", endpoint=api_report, methods=["GET"]),
+]

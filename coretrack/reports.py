@@ -1,0 +1,597 @@
+"""Reports on sent email: per email, per recipient, per record, and accesses over time.
+
+Every report reads one set of filters (``parse_filters``) and is one SQL
+statement built here; pages, the CSV export and the JSON API all use it.
+Counts come from the aggregates each recipient maintains atomically
+(``access_count``, ``first_access``, ``last_access``) through covering
+indexes; only the Activity report reads ``access_events``, by time range on
+an index that holds (at, recipient_id).
+
+Filters, the same on every report (all optional):
+
+- ``from`` / ``to``: days, inclusive, UTC.  The email's send time, except on
+  Activity, where they are the chart's range (default: the last 30 days).
+- ``sender``: the sending user's name;  ``subject``: text in the subject.
+- ``record_type``: recipients linked to a contact, account or lead (on Records:
+  which kind of record is listed, contacts by default; an account rolls up email to its contacts).
+- ``status``: the recipient's delivery status.
+- ``sort`` (a column key, whitelisted per report) and ``order`` (asc, desc).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from sqlalchemy import (
+    ColumnElement, Select, String, case, distinct, func, literal, null, select, union_all,
+)
+from sqlalchemy.orm import Session
+
+from .models import RECORD_TYPES, AccessEvent, Account, Contact, Email, Lead, Recipient, User, utcnow
+from .paging import Page
+from .sending import EmailFilters
+
+RECIPIENT_STATUSES = ("pending", "sending", "sent", "failed", "skipped")
+ACTIVITY_DAYS = 30  # the default range of the Activity report
+MAX_DAYS = 400  # a per-day chart wider than this is unreadable
+MAX_HOURS = 7 * 24
+# OWASP "CSV injection": a spreadsheet runs a cell starting with these as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # the row key, the sort key, the CSV column and the JSON field
+    label: str
+    kind: str = "text"  # text | number | percent | time | status
+    descending_first: bool = False  # the first click on its header sorts high to low
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind in ("number", "percent")
+
+
+def _number(key: str, label: str, kind: str = "number") -> Column:
+    return Column(key, label, kind, descending_first=True)
+
+
+def _time(key: str, label: str) -> Column:
+    return Column(key, label, "time", descending_first=True)
+
+
+ACCESSES, LAST_ACCESS = _number("accesses", "Accesses"), _time("last_access", "Last access")
+
+
+@dataclass
+class Filters(EmailFilters):
+    """The Emails list's filters (``status`` here is the recipient's), and more."""
+
+    record_type: str = ""
+    subject: str = ""
+    sort: str = ""
+    descending: bool = True
+    by: str = "day"  # Activity: day | hour
+
+    @property
+    def active(self) -> bool:
+        return bool(self.date_from or self.date_to or self.sender or self.record_type or self.subject or self.status)
+
+    def as_dict(self) -> dict:
+        return {"from": self.date_from, "to": self.date_to, "sender": self.sender, "record_type": self.record_type,
+                "subject": self.subject, "status": self.status, "sort": self.sort,
+                "order": "desc" if self.descending else "asc"}
+
+
+def _day(raw: str | None, key: str, errors: dict) -> date | None:
+    raw = (raw or "").strip()
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        errors[key] = "enter a date as YYYY-MM-DD"
+        return None
+
+
+def _choice(args, key: str, choices, errors: dict, message: str) -> str:
+    value = (args.get(key) or "").strip()
+    if value and value not in choices:
+        errors[key] = message
+        return ""
+    return value
+
+
+def parse_filters(report: "Report", args) -> Filters:
+    """Filters from a query string; each bad value is an error for its field and is ignored."""
+    errors: dict[str, str] = {}
+    filters = Filters(
+        date_from=_day(args.get("from"), "from", errors),
+        date_to=_day(args.get("to"), "to", errors),
+        sender=(args.get("sender") or "").strip(),
+        record_type=_choice(args, "record_type", RECORD_TYPES, errors, "choose contact, account or lead"),
+        subject=(args.get("subject") or "").strip(),
+        status=_choice(args, "status", RECIPIENT_STATUSES, errors, "choose a status from the list"),
+        sort=_choice(args, "sort", [column.key for column in report.columns], errors, "not a column of this report"),
+        by=_choice(args, "by", ("day", "hour"), errors, "choose day or hour") or "day",
+        errors=errors,
+    )
+    if filters.date_from and filters.date_to and filters.date_from > filters.date_to:
+        errors["to"] = "the end of the range is before its start"
+        filters.date_to = None
+    sort_column = report.column(filters.sort or report.default_sort)
+    order = _choice(args, "order", ("asc", "desc"), errors, "choose asc or desc")
+    filters.descending = order == "desc" if order else sort_column.descending_first
+    report.check(filters)
+    return filters
+
+
+def _start(day: date) -> datetime:
+    return datetime.combine(day, time.min)
+
+
+def _day_range_condition(column, filters: Filters) -> list[ColumnElement]:
+    """``from`` and ``to`` as a half-open range, so the whole last day is in it."""
+    conditions = []
+    if filters.date_from:
+        conditions.append(column >= _start(filters.date_from))
+    if filters.date_to:
+        conditions.append(column < _start(filters.date_to + timedelta(days=1)))
+    return conditions
+
+
+def _email_conditions(filters: Filters, dated: bool = True) -> list[ColumnElement]:
+    """Sent email, by sender and subject; ``dated``: sent in the date range (Activity dates accesses instead)."""
+    conditions = [Email.sent_at.is_not(None), *_day_range_condition(Email.sent_at, filters)] if dated else []
+    if filters.sender:
+        conditions.append(Email.sender_id == select(User.id).where(User.name == filters.sender).scalar_subquery())
+    if filters.subject:
+        conditions.append(Email.subject.icontains(filters.subject, autoescape=True))
+    return conditions
+
+
+_RECORD_KEYS = {"contact": Recipient.contact_id, "account": Recipient.account_id, "lead": Recipient.lead_id}
+
+
+def _recipient_conditions(filters: Filters, by_record_type: bool = True) -> list[ColumnElement]:
+    conditions = []
+    if filters.status:
+        conditions.append(Recipient.status == filters.status)
+    if filters.record_type and by_record_type:
+        conditions.append(_RECORD_KEYS[filters.record_type].is_not(None))
+    return conditions
+
+
+def _count_if(condition) -> ColumnElement:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def _person_name(model) -> ColumnElement:
+    return func.trim(model.first_name + " " + model.last_name)
+
+
+class Report:
+    """A report: its columns (in order), its default sort, and its statement for some filters."""
+
+    name: str
+    title: str
+    columns: tuple[Column, ...]
+    default_sort: str
+    # After the chosen column: ending with a unique column, so pages never overlap.
+    tie_breakers: tuple[tuple[str, bool], ...]  # (key, descending)
+    # Aggregated reports count their rows in the same query (a window over the groups) instead of
+    # aggregating twice; a plain list counts faster on its own than by materialising every row.
+    total_in_window = False
+
+    def column(self, key: str) -> Column:
+        return next(column for column in self.columns if column.key == key)
+
+    def check(self, filters: Filters) -> None:
+        """Adds to ``filters.errors`` what only this report refuses."""
+
+    def statement(self, filters: Filters) -> Select:
+        raise NotImplementedError
+
+    def ordered(self, filters: Filters) -> Select:
+        """The statement sorted by a whitelisted column: its label is a name we wrote, never user text."""
+        statement = self.statement(filters)
+        labels = {label.key: label for label in statement.selected_columns}
+        sort = labels[filters.sort or self.default_sort]
+        direction = sort.desc() if filters.descending else sort.asc()
+        # Empty cells last either way, on SQLite and PostgreSQL alike.
+        ties = [labels[key].desc() if descending else labels[key].asc() for key, descending in self.tie_breakers]
+        return statement.order_by(sort.is_(None), direction, *ties)
+
+    def count(self, session: Session, filters: Filters) -> int:
+        return session.scalar(select(func.count()).select_from(self.statement(filters).subquery())) or 0
+
+    def page_statement(self, filters: Filters, limit: int, offset: int) -> Select:
+        statement = self.ordered(filters)
+        if self.total_in_window:
+            statement = statement.add_columns(func.count().over().label("total_rows"))
+        return statement.limit(limit).offset(offset)
+
+    def row(self, mapping) -> dict:
+        return {key: value for key, value in mapping.items() if key != "total_rows"}
+
+
+class EmailsReport(Report):
+    name, title = "emails", "Emails"
+    columns = (
+        Column("subject", "Subject"),
+        Column("sender", "Sender"),
+        _time("sent_at", "Sent at"),
+        _number("recipients", "Recipients"),
+        _number("delivered", "Delivered"),
+        _number("opened", "Opened"),
+        _number("open_rate", "Open rate (%)", "percent"),
+        ACCESSES,
+        LAST_ACCESS,
+    )
+    default_sort, tie_breakers = "sent_at", (("email_id", True),)
+    total_in_window = True
+
+    def statement(self, filters: Filters) -> Select:
+        delivered = _count_if(Recipient.status == "sent")
+        opened = _count_if(Recipient.access_count > 0)
+        return (
+            select(
+                Email.id.label("email_id"), Email.subject.label("subject"), User.name.label("sender"),
+                Email.sent_at.label("sent_at"), func.count(Recipient.id).label("recipients"),
+                delivered.label("delivered"), opened.label("opened"),
+                (opened * 100.0 / func.nullif(delivered, 0)).label("open_rate"),
+                func.coalesce(func.sum(Recipient.access_count), 0).label("accesses"),
+                func.max(Recipient.last_access).label("last_access"),
+            )
+            .join(Recipient, Recipient.email_id == Email.id)
+            .join(User, User.id == Email.sender_id)
+            .where(*_email_conditions(filters), *_recipient_conditions(filters))
+            .group_by(Email.id, Email.subject, User.name, Email.sent_at)
+        )
+
+    def row(self, mapping) -> dict:
+        row = super().row(mapping)
+        if row["open_rate"] is not None:
+            row["open_rate"] = round(float(row["open_rate"]), 1)
+        return row
+
+
+class RecipientsReport(Report):
+    name, title = "recipients", "Recipients"
+    columns = (
+        Column("subject", "Email"),
+        Column("address", "Address"),
+        Column("record_type", "Record type"),
+        Column("record", "Related record"),
+        Column("status", "Status", "status"),
+        ACCESSES,
+        _time("first_access", "First access"),
+        LAST_ACCESS,
+    )
+    default_sort, tie_breakers = "last_access", (("recipient_id", True),)
+
+    def page_statement(self, filters: Filters, limit: int, offset: int) -> Select:
+        """Sorts narrow rows (SQLite leaves out the joins for names the sort does not use), then reads the page."""
+        ordered = self.ordered(filters)
+        keys = ordered.with_only_columns(Recipient.id).limit(limit).offset(offset).subquery()
+        return ordered.join(keys, keys.c.id == Recipient.id)
+
+    @staticmethod
+    def _conditions(filters: Filters) -> list[ColumnElement]:
+        return [*_email_conditions(filters), *_recipient_conditions(filters)]
+
+    def count(self, session: Session, filters: Filters) -> int:
+        """Without the joins for names: counting them would read every record of every recipient."""
+        return session.scalar(select(func.count()).select_from(Recipient).join(Email, Email.id == Recipient.email_id)
+                              .where(*self._conditions(filters))) or 0
+
+    def statement(self, filters: Filters) -> Select:
+        record_type = case(
+            (Recipient.contact_id.is_not(None), "contact"), (Recipient.account_id.is_not(None), "account"),
+            (Recipient.lead_id.is_not(None), "lead"), else_=null(),
+        )
+        return (
+            select(
+                Recipient.id.label("recipient_id"), Email.id.label("email_id"), Email.subject.label("subject"),
+                Recipient.address.label("address"), record_type.label("record_type"),
+                func.coalesce(Recipient.contact_id, Recipient.account_id, Recipient.lead_id).label("record_id"),
+                func.coalesce(_person_name(Contact), Account.name, _person_name(Lead)).label("record"),
+                Recipient.status.label("status"), Recipient.access_count.label("accesses"),
+                Recipient.first_access.label("first_access"), Recipient.last_access.label("last_access"),
+            )
+            .join(Email, Email.id == Recipient.email_id)
+            .outerjoin(Contact, Contact.id == Recipient.contact_id)
+            .outerjoin(Account, Account.id == Recipient.account_id)
+            .outerjoin(Lead, Lead.id == Recipient.lead_id)
+            .where(*self._conditions(filters))
+        )
+
+
+class RecordsReport(Report):
+    """One kind of record at a time (contacts unless ``record_type`` says otherwise)."""
+
+    name, title = "records", "Records"
+    columns = (
+        Column("record", "Record"),
+        _number("emails", "Emails sent"),
+        _number("opened", "Opened"),
+        ACCESSES,
+        LAST_ACCESS,
+    )
+    default_sort, tie_breakers = "accesses", (("record", False), ("record_id", False))
+    total_in_window = True
+    NAMES = {"contact": (Contact, _person_name(Contact)), "account": (Account, Account.name),
+             "lead": (Lead, _person_name(Lead))}
+
+    def check(self, filters: Filters) -> None:
+        filters.record_type = filters.record_type or "contact"
+
+    @staticmethod
+    def _sent_to(record_type: str):
+        """(record_id, email_id, status, access_count, last_access) of each recipient that is the record."""
+        columns = (Recipient.email_id, Recipient.status, Recipient.access_count, Recipient.last_access)
+        if record_type != "account":
+            key = _RECORD_KEYS[record_type]
+            return select(key.label("record_id"), *columns).where(key.is_not(None)).subquery()
+        # An account's row rolls up email sent to it and to its contacts.
+        return union_all(
+            select(Recipient.account_id.label("record_id"), *columns).where(Recipient.account_id.is_not(None)),
+            select(Contact.account_id, *columns).join(Contact, Contact.id == Recipient.contact_id)
+            .where(Contact.account_id.is_not(None)),
+        ).subquery()
+
+    def statement(self, filters: Filters) -> Select:
+        sent = self._sent_to(filters.record_type)
+        if filters.record_type == "account":
+            # Several contacts of one account may get the same email: it counts once.
+            emails = func.count(distinct(sent.c.email_id))
+            opened = func.count(distinct(case((sent.c.access_count > 0, sent.c.email_id))))
+        else:
+            # An email has one recipient per address, so a contact or lead is in it once: no DISTINCT to pay for.
+            emails, opened = func.count(), _count_if(sent.c.access_count > 0)
+        totals = (
+            select(sent.c.record_id, emails.label("emails"), opened.label("opened"),
+                   func.coalesce(func.sum(sent.c.access_count), 0).label("accesses"),
+                   func.max(sent.c.last_access).label("last_access"))
+            .join(Email, Email.id == sent.c.email_id)
+            .where(*_email_conditions(filters), *([sent.c.status == filters.status] if filters.status else []))
+            .group_by(sent.c.record_id)
+        ).subquery()
+        model, name = self.NAMES[filters.record_type]
+        return select(
+            literal(filters.record_type, String).label("record_type"), totals.c.record_id, name.label("record"),
+            totals.c.emails, totals.c.opened, totals.c.accesses, totals.c.last_access,
+        ).join(model, model.id == totals.c.record_id)
+
+
+@dataclass
+class Activity:
+    """Accesses and unique opens (distinct recipients) per day or hour, every bucket of the range."""
+
+    start: date
+    end: date
+    by: str
+    rows: list[dict]  # {"bucket": "2026-03-01" | "2026-03-01 13:00", "accesses", "unique_opens"}
+    total_accesses: int
+    unique_recipients: int  # over the whole range: not the sum of the buckets
+
+    @property
+    def peak(self) -> int:
+        return max([0, *(row["accesses"] for row in self.rows)])
+
+
+class ActivityReport(Report):
+    name, title = "activity", "Activity"
+    columns = (Column("bucket", "Time (UTC)"), _number("accesses", "Accesses"),
+               _number("unique_opens", "Unique opens"))
+    default_sort, tie_breakers = "bucket", ()
+
+    @staticmethod
+    def range(filters: Filters) -> tuple[date, date]:
+        end = filters.date_to or utcnow().date()
+        start = filters.date_from or end - timedelta(days=ACTIVITY_DAYS - 1)
+        return start, end
+
+    def check(self, filters: Filters) -> None:
+        """A range too long to draw is refused, and the default range shown instead."""
+        start, end = self.range(filters)
+        days = (end - start).days + 1
+        if filters.by == "hour" and days * 24 > MAX_HOURS:
+            filters.errors["by"] = f"per hour covers at most {MAX_HOURS // 24} days: shorten the range"
+            filters.by = "day"
+        elif days > MAX_DAYS:
+            filters.errors["to"] = f"the range covers at most {MAX_DAYS} days"
+            filters.date_from = filters.date_to = None
+
+    def statement(self, recipients, label: str, start: datetime, stop: datetime) -> Select:
+        statement = select(literal(label, String).label("bucket"), func.count().label("accesses"),
+                           func.count(distinct(AccessEvent.recipient_id)).label("unique_opens"))
+        statement = statement.where(AccessEvent.at >= start, AccessEvent.at < stop)
+        if recipients is not None:
+            # "+ 0": read the bucket's time range and look each access up in the kept set; seeking every
+            # kept recipient's accesses bucket by bucket is far slower once the set is large.
+            statement = statement.where((AccessEvent.recipient_id + 0).in_(select(recipients.c.id)))
+        return statement
+
+    @staticmethod
+    def recipients(filters: Filters):
+        """The recipients the filters keep, found once for every bucket (None: all of them)."""
+        email_conditions = _email_conditions(filters, dated=False)
+        recipient_conditions = _recipient_conditions(filters)
+        if not (email_conditions or recipient_conditions):
+            return None
+        statement = select(Recipient.id).where(*recipient_conditions)
+        if email_conditions:
+            statement = statement.join(Email, Email.id == Recipient.email_id).where(*email_conditions)
+        return statement.cte("kept")
+
+    def activity(self, session: Session, filters: Filters) -> Activity:
+        first, last = self.range(filters)
+        hourly = filters.by == "hour"
+        step, label = (timedelta(hours=1), "%Y-%m-%d %H:00") if hourly else (timedelta(days=1), "%Y-%m-%d")
+        start, stop = _start(first), _start(last + timedelta(days=1))
+        buckets = [start + step * number for number in range(int((stop - start) / step))]
+        # One range scan of the (at, recipient_id) index per bucket, and one for the whole range: grouping
+        # by an expression of the time would make SQLite sort every access of the range instead.
+        kept = self.recipients(filters)
+        parts = [self.statement(kept, moment.strftime(label), moment, moment + step) for moment in buckets]
+        found = {row.bucket: row for row in session.execute(union_all(*parts, self.statement(kept, "total", start, stop)))}
+        rows = [{"bucket": bucket, "accesses": found[bucket].accesses, "unique_opens": found[bucket].unique_opens}
+                for bucket in (moment.strftime(label) for moment in buckets)]
+        total = found["total"]
+        return Activity(first, last, filters.by, rows, total.accesses, total.unique_opens)
+
+    @staticmethod
+    def sorted_rows(activity: Activity, filters: Filters) -> list[dict]:
+        key = filters.sort or "bucket"
+        return sorted(activity.rows, key=lambda row: (row[key], row["bucket"]), reverse=filters.descending)
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    row: dict
+
+
+@dataclass(frozen=True)
+class Chart:
+    """Geometry of the Activity chart (SVG user units): bars of accesses, a line of unique opens."""
+
+    width: int
+    height: int
+    left: int
+    top: int
+    bottom: float  # y of the x axis
+    bars: list[Bar]
+    line: str  # "x,y x,y ..." for a <polyline>
+    y_ticks: list[tuple[float, int]]  # (y, value)
+    x_labels: list[tuple[float, str]]  # (x, text)
+
+
+def _nice_ceiling(value: int) -> int:
+    """1, 2 or 5 times a power of ten, at least ``value`` (and at least 1)."""
+    magnitude = 1
+    while True:
+        for step in (1, 2, 5):
+            if step * magnitude >= value:
+                return step * magnitude
+        magnitude *= 10
+
+
+def chart(activity: Activity, width: int = 720, height: int = 260) -> Chart:
+    left, top, right, bottom_margin = 48, 12, 8, 36
+    plot_width, plot_height = width - left - right, height - top - bottom_margin
+    bottom = top + plot_height
+    highest = _nice_ceiling(activity.peak)  # unique opens never exceed accesses
+    band = plot_width / max(1, len(activity.rows))
+
+    def y(value: int) -> float:
+        return round(bottom - value * plot_height / highest, 1)
+
+    bars, points = [], []
+    for index, row in enumerate(activity.rows):
+        x = left + index * band
+        bars.append(Bar(round(x + band * 0.15, 1), y(row["accesses"]), round(band * 0.7, 2),
+                        round(bottom - y(row["accesses"]), 1), row))
+        points.append(f"{round(x + band / 2, 1)},{y(row['unique_opens'])}")
+    every = max(1, -(-len(activity.rows) // 8))  # at most 8 labels under the axis
+    short = slice(11, 16) if activity.by == "hour" else slice(5, 10)  # "13:00" or "03-01"
+    x_labels = [(round(left + (index + 0.5) * band, 1), row["bucket"][short])
+                for index, row in enumerate(activity.rows) if index % every == 0]
+    y_ticks = sorted({(y(value), value) for value in (0, highest // 2, highest)}, reverse=True)
+    return Chart(width, height, left, top, bottom, bars, " ".join(points), y_ticks, x_labels)
+
+
+REPORTS: dict[str, Report] = {report.name: report for report in
+                              (EmailsReport(), RecipientsReport(), RecordsReport(), ActivityReport())}
+
+
+def table_page(session: Session, report: Report, filters: Filters, number: int, per_page: int) -> Page:
+    """One page of a table report, rows as dicts; past the last page, the last page."""
+    total = None if report.total_in_window else report.count(session, filters)
+    page = Page(items=[], number=max(1, number), per_page=per_page, total=total or 0)
+
+    def fetch() -> list:
+        statement = report.page_statement(filters, per_page, (page.number - 1) * per_page)
+        return list(session.execute(statement).mappings())
+
+    if total is not None:
+        page.number = min(page.number, page.pages)
+    rows = fetch()
+    if total is None:
+        if not rows and page.number > 1:
+            page.total = report.count(session, filters)
+            page.number = page.pages
+            rows = fetch()
+        page.total = rows[0]["total_rows"] if rows else 0
+    page.items = [report.row(row) for row in rows]
+    return page
+
+
+def activity_page(activity: Activity, filters: Filters, number: int, per_page: int) -> Page:
+    rows = ActivityReport.sorted_rows(activity, filters)
+    page = Page(items=[], number=1, per_page=per_page, total=len(rows))
+    page.number = min(max(1, number), page.pages)
+    page.items = rows[(page.number - 1) * per_page: page.number * per_page]
+    return page
+
+
+# -- CSV -------------------------------------------------------------------------------------
+
+
+def csv_cell(value) -> str | int | float:
+    """A cell as text a spreadsheet shows and never runs (OWASP CSV injection: prefix a quote)."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ", timespec="seconds")
+    if isinstance(value, (int, float)):
+        return value
+    value = str(value)
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+def csv_lines(session_factory, report: Report, filters: Filters, chunk_rows: int = 500) -> Iterator[bytes]:
+    """The whole report as RFC 4180 CSV (CRLF, quotes doubled), UTF-8 with a BOM for spreadsheets.
+
+    Yields as it reads, with a session of its own: the request's is closed before a streamed body is sent.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    buffer.write("\ufeff")
+    writer.writerow([column.label for column in report.columns])
+    with session_factory() as session:
+        if isinstance(report, ActivityReport):
+            rows = ActivityReport.sorted_rows(report.activity(session, filters), filters)
+        else:
+            rows = (report.row(row) for row in
+                    session.execute(report.ordered(filters).execution_options(yield_per=chunk_rows)).mappings())
+        for number, row in enumerate(rows, 1):
+            writer.writerow([csv_cell(row[column.key]) for column in report.columns])
+            if number % chunk_rows == 0:
+                yield buffer.getvalue().encode("utf-8")
+                buffer.seek(0)
+                buffer.truncate()
+    yield buffer.getvalue().encode("utf-8")
+
+
+def senders(session: Session) -> list[str]:
+    """Users who sent email, for the sender filter."""
+    return list(session.scalars(
+        select(User.name).where(User.id.in_(select(Email.sender_id).where(Email.sent_at.is_not(None))))
+        .order_by(User.name)
+    ))
+
+
+def json_value(value):
+    return value.isoformat() + "Z" if isinstance(value, datetime) else value
+
+
+def json_rows(rows: list[dict]) -> list[dict]:
+    return [{key: json_value(value) for key, value in row.items()} for row in rows]
