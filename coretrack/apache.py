@@ -128,7 +128,8 @@ def _environment() -> Environment:
 
 def env_file_text(config: Config) -> str:
     lines = [f"CORETRACK_HOME={config.home}", f"CORETRACK_PUBLIC_URL={config.public_url}"]
-    if os.environ.get("CORETRACK_DATABASE_URL"):
+    # Whenever it is not the default: it may have come from a config file, not the environment.
+    if config.database_url != Config.from_env({"CORETRACK_HOME": str(config.home)}).database_url:
         lines.append(f"CORETRACK_DATABASE_URL={config.database_url}")
     if config.smtp_url:
         lines.append(f"CORETRACK_SMTP_URL={config.smtp_url}")

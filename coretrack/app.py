@@ -17,13 +17,13 @@ from sqlalchemy.orm import Session
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, Unauthorized
 from werkzeug.middleware.shared_data import SharedDataMiddleware
-from werkzeug.routing import Map
+from werkzeug.routing import IntegerConverter, Map
 from werkzeug.wrappers import Response
 
 from . import csrf
 from .auth import BasicAuthMiddleware, Htpasswd
 from .config import Config
-from .db import make_engine, make_session_factory
+from .db import MAX_ID, make_engine, make_session_factory
 from .http import APP_REFUSAL_HEADER, AppRequest, json_response
 from .models import User
 from .settings import SettingsService
@@ -39,10 +39,32 @@ TEMPLATES_DIR = next(
 )
 STATIC_DIR = PACKAGE_DIR / "static"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# On every response but the public endpoints' (the image stays exactly what mail clients expect).
+# No inline script anywhere.  Inline styles and https images are allowed because the sandboxed
+# srcdoc previews of email bodies inherit this policy and an email's HTML is made of them;
+# sandbox="" already keeps any script in a body from running.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+class DatabaseId(IntegerConverter):
+    """``<int:...>`` in our URLs: an id the database can hold; a larger number is no route (404)."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(map, *args, **kwargs)
+
 
 # Built once per process: a Map is read-only after construction and rules bind to one map.
 URL_MAP = Map(
-    [*public.rules, *emails.rules, *records.rules, *reports.rules, *settings_views.rules, *users.rules, *api.rules]
+    [*public.rules, *emails.rules, *records.rules, *reports.rules, *settings_views.rules, *users.rules, *api.rules],
+    converters={"int": DatabaseId},
 )
 
 
@@ -53,12 +75,17 @@ class CoreTrack:
         self.engine = make_engine(config.database_url)
         self.Session = make_session_factory(self.engine)
         self.htpasswd = Htpasswd(config.htpasswd_path)
-        self.tracker = Tracker(self.engine, self.secret, config.spool_dir)
+        # Its own engine with short timeouts: a hit the database cannot take at once is spooled.
+        self.tracker = Tracker(make_engine(config.database_url, fail_fast=True), self.secret, config.spool_dir)
         self.url_map = URL_MAP
         self.jinja = Environment(
             loader=FileSystemLoader(TEMPLATES_DIR),
             autoescape=select_autoescape(default=True, default_for_string=True),
         )
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self.tracker.engine.dispose()
 
     def settings(self, session: Session) -> SettingsService:
         return SettingsService(session, self.config)
@@ -101,6 +128,7 @@ class CoreTrack:
                 raise self._challenge() from None
             raise
         if getattr(handler, "public", False):
+            request.public = True
             return handler(request, **values)
         self.identify(request)
         if getattr(handler, "admin_only", False) and not request.user.is_admin:
@@ -134,6 +162,8 @@ class CoreTrack:
                 if request.__dict__.get("db") is not None:
                     request.db.rollback()
                 response = self.error_response(request, error)
+            if not request.public:
+                response.headers.update(SECURITY_HEADERS)
             return response(environ, start_response)
         finally:
             if request.__dict__.get("db") is not None:

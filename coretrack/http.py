@@ -39,6 +39,7 @@ class AppRequest(Request):
 
     app: CoreTrack
     user: User | None = None
+    public = False  # set by dispatch for the anonymous endpoints
 
     @cached_property
     def db(self) -> Session:

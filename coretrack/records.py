@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, contains_eager
 
+from .db import MAX_ID
 from .models import RECORD_MODELS, Account, Contact, Email, Lead, Recipient, User
 from .paging import Page, paginate
 from .validation import ValidationError, clean_address, clean_header_text
@@ -90,6 +91,8 @@ def search_records(session: Session, record_type: str, query: str, page: int, pe
 
 
 def get_record(session: Session, record_type: str, record_id: int) -> Record | None:
+    if not 0 < record_id <= MAX_ID:
+        return None  # a typed reference like contact:99999999999 names no record (and overflows the column)
     return session.get(_model(record_type), record_id)
 
 
@@ -137,7 +140,7 @@ def _account_id(session: Session, raw: str) -> int | None:
     raw = raw.strip()
     if not raw:
         return None
-    if not raw.isdigit() or session.get(Account, int(raw)) is None:
+    if not raw.isdigit() or get_record(session, "account", int(raw)) is None:
         raise ValueError("choose an account from the list")
     return int(raw)
 

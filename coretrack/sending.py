@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from . import records, tokens
 from .config import Config, SmtpServer
+from .db import MAX_ID
 from .mailer import AttachmentData, MessageTemplate
 from .models import (
     RECIPIENT_KINDS, AccessEvent, Account, Attachment, Contact, Email, Lead, Recipient, User, utcnow,
@@ -252,9 +253,10 @@ def _reply(exc: Exception) -> str:
 class SmtpSender:
     """One connection reused for a batch, reopened when the server dropped it between messages."""
 
-    def __init__(self, server: SmtpServer, timeout: float = 30.0):
+    timeout = 30.0  # seconds to wait for each reply of the server
+
+    def __init__(self, server: SmtpServer):
         self.server = server
-        self.timeout = timeout
         self.connection: smtplib.SMTP | None = None
         self.unreachable = ""  # once connecting failed, the rest of the batch fails at once
 
@@ -475,6 +477,8 @@ def send_or_queue(session_factory: Callable[[], Session], config: Config, email_
 
 def retry(session: Session, email_id: int, recipient_id: int | None = None) -> int:
     """Failed recipients (all, or one) back to pending; returns how many."""
+    if recipient_id is not None and recipient_id > MAX_ID:
+        return 0  # no such recipient (and too large for the database's integer)
     statement = update(Recipient).where(Recipient.email_id == email_id, Recipient.status == "failed")
     if recipient_id is not None:
         statement = statement.where(Recipient.id == recipient_id)

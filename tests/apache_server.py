@@ -56,8 +56,10 @@ class Reply:
 
 class ApacheServer:
     def __init__(self, form: str, prefix: str = "", *, auth_removed: bool = False,
-                 edit: Callable[[Path], None] | None = None):
-        """``edit(output_dir)`` may change the generated files before Apache starts."""
+                 edit: Callable[[Path], None] | None = None, database_url: str | None = None,
+                 processes: int = 2, threads: int = 5):
+        """``edit(output_dir)`` may change the generated files before Apache starts; ``database_url``
+        (default: SQLite in the data directory) must point at an empty database."""
         self.form = form
         self.prefix = prefix
         self.port = free_port()
@@ -67,10 +69,10 @@ class ApacheServer:
         self.public_url = f"http://127.0.0.1:{self.port}{prefix}"
         self.config = Config.from_env(
             {"CORETRACK_HOME": str(self.home), "CORETRACK_PUBLIC_URL": self.public_url,
-             "CORETRACK_ADMIN_PASSWORD": ADMIN_PASSWORD}
+             "CORETRACK_ADMIN_PASSWORD": ADMIN_PASSWORD, "CORETRACK_DATABASE_URL": database_url}
         )
         self.install = Install(home=self.home, venv=VENV, prefix=prefix, listen=f"127.0.0.1:{self.port}",
-                               output=self.root / "apache", processes=2, threads=5)
+                               output=self.root / "apache", processes=processes, threads=threads)
         self.edit = edit or (self._remove_auth if auth_removed else None)
         self.process: subprocess.Popen | None = None
 

@@ -107,9 +107,11 @@ ensure_postgresql() {
     password="$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
     runuser -u postgres -- "$bin/initdb" -D "$root/data" -U postgres --auth-local=peer \
         --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null
-    # fsync off: a test cluster thrown away after the run, not a durability test of PostgreSQL.
-    runuser -u postgres -- "$bin/pg_ctl" -D "$root/data" -l "$root/server.log" -w start \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $root -c fsync=off -c max_connections=200" >/dev/null
+    # In the config file, so a test can stop and start it with a bare pg_ctl.  fsync off: a
+    # cluster thrown away after the run, not a durability test of PostgreSQL.
+    printf '%s\n' "listen_addresses = '127.0.0.1'" "port = $port" "unix_socket_directories = '$root'" \
+        "fsync = off" "max_connections = 200" >> "$root/data/postgresql.conf"
+    runuser -u postgres -- "$bin/pg_ctl" -D "$root/data" -l "$root/server.log" -w start >/dev/null
     runuser -u postgres -- "$bin/psql" -h "$root" -p "$port" -q -v ON_ERROR_STOP=1 \
         -c "CREATE ROLE coretrack LOGIN CREATEDB PASSWORD '$password'" \
         -c "CREATE DATABASE coretrack OWNER coretrack"

@@ -1,0 +1,109 @@
+"""Firing many image hits at a real server: a plan of hits per recipient, many client threads.
+
+Shared by the load and the outage tests.  Every request is bounded (a fixed list of hits, a
+timeout per request) and goes to loopback only.
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+
+from coretrack import tokens
+from coretrack.models import AccessEvent, Email, Recipient, User
+from coretrack.tracking import GIF
+
+PATH = "/modules/Emails/TrackAccess.php"
+
+
+@dataclass
+class LoadResult:
+    answers: Counter = field(default_factory=Counter)  # (status, is the GIF) -> how many
+    done: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, answer) -> None:
+        with self.lock:
+            self.answers[answer] += 1
+            self.done += 1
+
+
+def make_recipients(session, secret: bytes, count: int) -> list[Recipient]:
+    """One sent email to ``count`` recipients, each with its own token."""
+    sender = session.scalars(select(User).order_by(User.id)).first()
+    email = Email(subject="Load", html_body="<p>load</p>", sender_id=sender.id, from_address="crm@example.test",
+                  status="sent")
+    email.recipients = [Recipient(address=f"r{number}@example.test", token=tokens.new_token(secret), status="sent")
+                        for number in range(count)]
+    session.add(email)
+    session.commit()
+    return list(email.recipients)
+
+
+def plan_hits(recipients: list[Recipient], total: int) -> tuple[list[str], Counter]:
+    """``total`` hits spread unevenly over the recipients (recipient i weighs i % 7 + 1),
+    interleaved so concurrent requests hit the same rows; returns the tokens in firing order
+    and the expected count per recipient id."""
+    weights = [number % 7 + 1 for number in range(len(recipients))]
+    cycle = [recipient for recipient, weight in zip(recipients, weights) for _ in range(weight)]
+    chosen = list(itertools.islice(itertools.cycle(cycle), total))
+    return [recipient.token for recipient in chosen], Counter(recipient.id for recipient in chosen)
+
+
+def fire(port: int, path: str, hit_tokens: list[str], *, workers: int = 24, result: LoadResult | None = None,
+         user_agent: str = "Mozilla/5.0 (X11; Linux x86_64) Thunderbird/115.0") -> LoadResult:
+    """Requests every token once, from ``workers`` threads each on its own keep-alive connection."""
+    result = result or LoadResult()
+
+    def worker(share: list[str]) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            for token in share:
+                try:
+                    connection.request("GET", f"{path}?t={token}", headers={"User-Agent": user_agent})
+                    response = connection.getresponse()
+                    body = response.read()
+                    result.count((response.status, body == GIF))
+                    if response.will_close:
+                        connection.close()
+                except (OSError, http.client.HTTPException) as exc:
+                    result.count(("no answer", exc.__class__.__name__))
+                    connection.close()
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(worker, [hit_tokens[start::workers] for start in range(workers)]))
+    return result
+
+
+def counted(session) -> tuple[Counter, int]:
+    """The count per recipient id, and how many access events there are."""
+    session.expire_all()
+    counts = Counter(dict(session.execute(select(Recipient.id, Recipient.access_count)).all()))
+    events = session.scalar(select(func.count()).select_from(AccessEvent))
+    return +counts, events
+
+
+def spooled(config) -> int:
+    """Hits waiting in the spool (every spool file, claimed or not)."""
+    return sum(len(path.read_text().splitlines()) for path in config.spool_dir.glob("*.jsonl"))
+
+
+def replay_spool(config) -> int:
+    """``coretrack spool replay`` for this install; returns how many hits it replayed."""
+    from click.testing import CliRunner
+
+    from coretrack.cli import main
+
+    environ = {"CORETRACK_HOME": str(config.home), "CORETRACK_DATABASE_URL": config.database_url,
+               "CORETRACK_CONFIG": ""}
+    result = CliRunner().invoke(main, ["spool", "replay"], env=environ)
+    assert result.exit_code == 0, result.output
+    return int(result.output.split()[1])

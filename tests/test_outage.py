@@ -1,0 +1,167 @@
+"""No hit lost: with the database unavailable the image endpoint still answers at once with the
+GIF and spools the hit; once the database is back, the spool is replayed exactly once."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+from apache_server import ApacheServer
+from conftest import PostgresServer, can_stop_postgresql
+from hit_load import PATH, LoadResult, counted, fire, make_recipients, plan_hits, replay_spool, spooled
+from sqlalchemy import text
+from werkzeug.serving import make_server
+
+from coretrack.app import CoreTrack
+from coretrack.auth import Htpasswd, UserService
+from coretrack.config import Config
+from coretrack.db import make_engine
+
+
+def wait_until(condition, what: str, seconds: float = 120) -> None:
+    """A bound for a test that would otherwise hang, not a performance assertion."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def serving(app):
+    """The app on a loopback port, with Werkzeug's threaded server (requests run concurrently)."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_port
+    server.shutdown()
+
+
+def assert_every_hit_counted_once(session, expected, hits: int) -> None:
+    counts, events = counted(session)
+    assert counts == expected
+    assert sum(counts.values()) == events == hits
+
+
+@pytest.mark.slow
+@can_stop_postgresql
+def test_postgresql_stopped_in_the_middle_of_a_load_run_loses_no_hit():
+    hits = 2400
+    with PostgresServer.new_database() as url:
+        apache = ApacheServer("site", "", database_url=url, processes=3, threads=8).start()
+        try:
+            with apache.session() as session:
+                recipients = make_recipients(session, apache.config.secret_key(), 100)
+            hit_tokens, expected = plan_hits(recipients, hits)
+            result = LoadResult()
+            load = threading.Thread(target=fire, args=(apache.port, PATH, hit_tokens), kwargs={"result": result})
+            load.start()
+            try:
+                wait_until(lambda: result.done >= hits // 3, "the first third of the hits")
+                PostgresServer.stop()
+                try:
+                    # These hits are answered while PostgreSQL is down: none waits for it to come back.
+                    wait_until(lambda: result.done >= 2 * hits // 3, "the hits during the outage")
+                finally:
+                    PostgresServer.start()
+            finally:
+                load.join()
+            in_spool = spooled(apache.config)
+
+            assert result.answers == {(200, True): hits}
+            assert apache.logs().count("tracking hit spooled") > 0, "the outage should have spooled hits"
+            # The requests after the outage replayed some or all of the spool; the command does the rest.
+            assert replay_spool(apache.config) == in_spool
+            assert replay_spool(apache.config) == 0
+            with apache.session() as session:
+                assert_every_hit_counted_once(session, expected, hits)
+        finally:
+            apache.stop()
+
+
+def hold_lock(config: Config):
+    """A transaction elsewhere that keeps hits from writing: SQLite's write lock, or PostgreSQL's
+    EXCLUSIVE lock on the recipients table (reads still pass, as with a long migration)."""
+    engine = make_engine(config.database_url)
+    connection = engine.connect()
+    if engine.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN EXCLUSIVE")
+    else:
+        connection.begin()
+        connection.execute(text("LOCK TABLE recipients IN EXCLUSIVE MODE"))
+    return engine, connection
+
+
+def test_a_database_locked_past_its_timeout_answers_spools_and_replays_with_the_next_hit(app, db, users, serving):
+    recipients = make_recipients(db, app.secret, 4)
+    hit_tokens, expected = plan_hits(recipients, 24)
+    engine, lock = hold_lock(app.config)
+    try:
+        result = fire(serving, PATH, hit_tokens, workers=24)
+        # Every hit was answered while the lock was still held: spooled, not waiting for it.
+        assert result.answers == {(200, True): 24}
+        assert spooled(app.config) == 24
+    finally:
+        lock.rollback()
+        lock.close()
+        engine.dispose()
+
+    # The next hit that reaches the database replays the spool.
+    fire(serving, PATH, [recipients[0].token])
+    expected[recipients[0].id] += 1
+    assert spooled(app.config) == 0
+    assert_every_hit_counted_once(db, expected, 25)
+
+
+@pytest.fixture
+def read_only_disk(tmp_path):
+    """A file system of its own for the SQLite database, which the test can remount read-only."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount_point)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("needs root with the right to mount a tmpfs")
+
+    def remount(mode: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,{mode}", str(mount_point)], check=True)
+
+    yield mount_point, remount
+    subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+def test_with_the_database_disk_read_only_hits_are_spooled_and_counted_once_it_is_writable(
+    tmp_path, migrated_sqlite, read_only_disk
+):
+    mount_point, remount = read_only_disk
+    shutil.copy(migrated_sqlite, mount_point / "coretrack.db")
+    config = Config.from_env({"CORETRACK_HOME": str(tmp_path / "home"),
+                              "CORETRACK_DATABASE_URL": f"sqlite:///{mount_point / 'coretrack.db'}"})
+    config.prepare_home()
+    app = CoreTrack(config)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with app.Session() as session:
+            UserService(session, Htpasswd(config.htpasswd_path)).add("sam", "pw-sam-1234", role="staff")
+            recipients = make_recipients(session, app.secret, 3)
+        hit_tokens, expected = plan_hits(recipients, 30)
+        fire(server.server_port, PATH, hit_tokens[:10])
+
+        # A disk the kernel remounted read-only after an error; the engines reconnect to it.
+        app.close()
+        remount("ro")
+        try:
+            result = fire(server.server_port, PATH, hit_tokens[10:])
+            assert result.answers == {(200, True): 20}
+            assert spooled(config) == 20
+        finally:
+            remount("rw")
+
+        assert replay_spool(config) == 20
+        with app.Session() as session:
+            assert_every_hit_counted_once(session, expected, 30)
+    finally:
+        server.shutdown()
+        app.close()
