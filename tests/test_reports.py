@@ -49,6 +49,7 @@ def add_email(db, sender: User, subject: str, sent_at, recipients) -> Email:
     for address, record, status, accesses in recipients:
         recipient = Recipient(
             email=email, address=address, token=f"token-{subject[:8]}-{address}", status=status,
+            name=record.display_name if record else "",  # as compose keeps it
             contact=record if isinstance(record, Contact) else None,
             account=record if isinstance(record, Account) else None,
             lead=record if isinstance(record, Lead) else None,

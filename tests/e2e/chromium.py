@@ -19,7 +19,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -108,8 +108,7 @@ class Browser:
                 element.click()
                 if navigates:
                     WebDriverWait(self.driver, 30).until(
-                        lambda driver: staleness_of(leaving)(driver)
-                        and driver.execute_script("return document.readyState") == "complete")
+                        lambda driver: _gone(leaving) and driver.execute_script("return document.readyState") == "complete")
                 return
         raise AssertionError(f"no button or link {text!r} on {self.title!r}")
 
@@ -164,3 +163,13 @@ class Browser:
         with contextlib.suppress(Exception):
             self.driver.quit()
         shutil.rmtree(self.profile, ignore_errors=True)
+
+
+def _gone(element) -> bool:
+    """Whether the element's page was left.  Chromedriver says so with StaleElementReference, or
+    during the switch with a bare "node does not belong to the document": both are WebDriverExceptions."""
+    try:
+        element.is_enabled()
+    except WebDriverException:
+        return True
+    return False
