@@ -27,13 +27,32 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import (
-    ColumnElement, Select, String, case, distinct, func, literal, null, select, union_all,
+    ColumnElement,
+    Select,
+    String,
+    case,
+    distinct,
+    func,
+    literal,
+    null,
+    select,
+    union_all,
 )
 from sqlalchemy.orm import Session
 
-from .models import RECORD_TYPES, AccessEvent, Account, Contact, Email, Lead, Recipient, User, utcnow
+from .email_queries import EmailFilters
+from .models import (
+    RECORD_TYPES,
+    AccessEvent,
+    Account,
+    Contact,
+    Email,
+    Lead,
+    Recipient,
+    User,
+    utcnow,
+)
 from .paging import Page
-from .sending import EmailFilters
 
 RECIPIENT_STATUSES = ("pending", "sending", "sent", "failed", "skipped")
 ACTIVITY_DAYS = 30  # the default range of the Activity report

@@ -14,25 +14,32 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import smtplib
-import ssl
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import records, tokens
-from .config import Config, SmtpServer
+from .config import Config
 from .db import MAX_ID
 from .mailer import AttachmentData, MessageTemplate
 from .models import (
-    RECIPIENT_KINDS, AccessEvent, Account, Attachment, Contact, Email, Lead, Recipient, User, utcnow,
+    RECIPIENT_KINDS,
+    Account,
+    Attachment,
+    Contact,
+    Email,
+    Lead,
+    Recipient,
+    User,
+    utcnow,
 )
 from .settings import SettingsService
+from .smtp import DeliveryError, SmtpSender
 from .validation import ValidationError, clean_address, clean_header_text
 
 log = logging.getLogger(__name__)
@@ -43,7 +50,6 @@ INTERRUPTED = ("delivery unknown: the send was interrupted while this message wa
                "server; it was not resent automatically to avoid a duplicate (retry to send it again)")
 # A claim older than this belongs to a process that died mid-send.
 STALE_AFTER = timedelta(minutes=5)
-EMAIL_STATUSES = ("queued", "sending", "sent", "partial", "failed")
 _CONTENT_TYPE = re.compile(r"^[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*$")
 
 Record = Contact | Account | Lead
@@ -234,115 +240,6 @@ def compose(
 
 def attachment_path(config: Config, attachment: Attachment) -> Path:
     return config.attachments_dir / attachment.storage_name
-
-
-# -- SMTP -----------------------------------------------------------------------------------
-
-
-class DeliveryError(Exception):
-    """A message the server refused or could not take; the text is what the recipient row shows."""
-
-
-def _reply(exc: Exception) -> str:
-    if isinstance(exc, smtplib.SMTPResponseException):
-        message = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
-        return f"{exc.smtp_code} {message}"
-    return str(exc) or exc.__class__.__name__
-
-
-class SmtpSender:
-    """One connection reused for a batch, reopened when the server dropped it between messages."""
-
-    timeout = 30.0  # seconds to wait for each reply of the server
-
-    def __init__(self, server: SmtpServer):
-        self.server = server
-        self.connection: smtplib.SMTP | None = None
-        self.unreachable = ""  # once connecting failed, the rest of the batch fails at once
-
-    def __enter__(self) -> "SmtpSender":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self.connection is not None:
-            try:
-                self.connection.quit()
-            except (smtplib.SMTPException, OSError):
-                self.connection.close()
-            self.connection = None
-
-    def _connect(self) -> smtplib.SMTP:
-        if self.connection is not None:
-            return self.connection
-        if self.unreachable:
-            raise DeliveryError(self.unreachable)
-        server = self.server
-        connection = None
-        try:
-            if server.security == "tls":
-                connection = smtplib.SMTP_SSL(server.host, server.port, timeout=self.timeout,
-                                              context=ssl.create_default_context())
-            else:
-                connection = smtplib.SMTP(server.host, server.port, timeout=self.timeout)
-            connection.ehlo()
-            if server.security == "starttls":
-                connection.starttls(context=ssl.create_default_context())
-                connection.ehlo()
-            if server.username:
-                connection.login(server.username, server.password)
-        except (smtplib.SMTPException, OSError) as exc:
-            if connection is not None:
-                connection.close()
-            self.unreachable = f"could not use the mail server {server.host}:{server.port}: {_reply(exc)}"
-            raise DeliveryError(self.unreachable) from None
-        self.connection = connection
-        return connection
-
-    def send(self, sender: str, recipient: str, message: bytes) -> str:
-        """Hand one message over; returns the server's reply, or raises DeliveryError with it."""
-        for attempt in (1, 2):
-            connection = self._connect()
-            try:
-                code, reply = connection.mail(sender)
-                if code == 421:  # "closing the connection" (idle too long, too many messages)
-                    raise smtplib.SMTPServerDisconnected(f"{code} {reply.decode('utf-8', 'replace')}")
-                break
-            except (smtplib.SMTPServerDisconnected, ConnectionError):
-                # Dropped while idle: nothing of this message was sent yet, so reconnecting is safe.
-                connection.close()
-                self.connection = None
-                if attempt == 2:
-                    raise DeliveryError("the mail server closed the connection") from None
-        try:
-            if code != 250:
-                raise smtplib.SMTPSenderRefused(code, reply, sender)
-            code, reply = connection.rcpt(recipient)
-            if code not in (250, 251):
-                raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
-            code, reply = connection.data(message)
-            if code != 250:
-                raise smtplib.SMTPDataError(code, reply)
-        except smtplib.SMTPRecipientsRefused as exc:
-            self._reset()
-            refused_code, refused_reply = exc.recipients[recipient]
-            raise DeliveryError(f"{refused_code} {refused_reply.decode('utf-8', 'replace')}") from None
-        except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            if isinstance(exc, smtplib.SMTPResponseException):
-                self._reset()
-                raise DeliveryError(_reply(exc)) from None
-            self.connection = None
-            raise DeliveryError(f"the connection to the mail server was lost; delivery unknown ({_reply(exc)})") \
-                from None
-        return f"{code} {reply.decode('utf-8', 'replace')}"
-
-    def _reset(self) -> None:
-        try:
-            self.connection.rset()
-        except (smtplib.SMTPException, OSError):
-            self.connection = None
 
 
 # -- delivery -------------------------------------------------------------------------------
@@ -547,95 +444,3 @@ def start_worker_thread(app, interval: float = 5.0) -> threading.Thread:
                               name="coretrack-worker", daemon=True)
     thread.start()
     return thread
-
-
-# -- what the pages show --------------------------------------------------------------------
-
-
-@dataclass
-class EmailFilters:
-    date_from: date | None = None
-    date_to: date | None = None
-    sender: str = ""
-    status: str = ""
-    errors: dict[str, str] = field(default_factory=dict)
-
-
-def parse_filters(args) -> EmailFilters:
-    filters = EmailFilters(sender=(args.get("sender") or "").strip(), status=(args.get("status") or "").strip())
-    for key, attribute in (("from", "date_from"), ("to", "date_to")):
-        raw = (args.get(key) or "").strip()
-        if raw:
-            try:
-                setattr(filters, attribute, date.fromisoformat(raw))
-            except ValueError:
-                filters.errors[key] = "enter a date as YYYY-MM-DD"
-    if filters.status and filters.status not in EMAIL_STATUSES:
-        filters.errors["status"] = "choose a status from the list"
-        filters.status = ""
-    return filters
-
-
-def emails_statement(filters: EmailFilters):
-    statement = select(Email).join(Email.sender).order_by(Email.created_at.desc(), Email.id.desc())
-    if filters.date_from:
-        statement = statement.where(Email.created_at >= datetime.combine(filters.date_from, datetime.min.time()))
-    if filters.date_to:
-        statement = statement.where(
-            Email.created_at < datetime.combine(filters.date_to + timedelta(days=1), datetime.min.time())
-        )
-    if filters.sender:
-        statement = statement.where(User.name == filters.sender)
-    if filters.status:
-        statement = statement.where(Email.status == filters.status)
-    return statement
-
-
-@dataclass
-class EmailCounts:
-    recipients: int = 0
-    opened: int = 0
-    accesses: int = 0
-    sent: int = 0
-    failed: int = 0
-    skipped: int = 0
-
-    @property
-    def done(self) -> int:
-        return self.sent + self.failed + self.skipped
-
-
-def email_counts(session: Session, email_ids: Iterable[int]) -> dict[int, EmailCounts]:
-    """Recipients, recipients who opened, total accesses and delivery counts, per email, in one query."""
-    ids = list(email_ids)
-    counts = {email_id: EmailCounts() for email_id in ids}
-    if not ids:
-        return counts
-
-    def number(condition):
-        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-
-    rows = session.execute(
-        select(
-            Recipient.email_id, func.count(), number(Recipient.access_count > 0),
-            func.coalesce(func.sum(Recipient.access_count), 0), number(Recipient.status == "sent"),
-            number(Recipient.status == "failed"), number(Recipient.status == "skipped"),
-        ).where(Recipient.email_id.in_(ids)).group_by(Recipient.email_id)
-    )
-    for email_id, *values in rows:
-        counts[email_id] = EmailCounts(*(int(value) for value in values))
-    return counts
-
-
-def access_events(session: Session, email_id: int, limit: int = 200) -> list[tuple[AccessEvent, Recipient]]:
-    return list(
-        session.execute(
-            select(AccessEvent, Recipient).join(Recipient, AccessEvent.recipient_id == Recipient.id)
-            .where(Recipient.email_id == email_id)
-            .order_by(AccessEvent.at.desc(), AccessEvent.id.desc()).limit(limit)
-        )
-    )
-
-
-def sender_names(session: Session) -> list[str]:
-    return list(session.scalars(select(User.name).where(User.id.in_(select(Email.sender_id))).order_by(User.name)))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 from sqlalchemy import select
 
-from coretrack import sending
+from coretrack import sending, smtp
 from coretrack.models import Recipient
 from coretrack.settings import SettingsService
 
@@ -159,7 +159,7 @@ def test_a_slow_server_still_gets_every_message_once(app, db, users, smtp_settin
 
 def test_a_server_slower_than_the_timeout_fails_with_the_reason_and_a_retry_finishes(app, db, users, smtp_settings,
                                                                                     sink, monkeypatch):
-    monkeypatch.setattr(sending.SmtpSender, "timeout", 0.5)
+    monkeypatch.setattr(smtp.SmtpSender, "timeout", 0.5)
     sink.delay = 1.0
     email = compose(app, db, users, ADDRESSES[:2]).email
 

@@ -6,7 +6,7 @@ from werkzeug.exceptions import BadRequest, NotFound
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .. import records, sending
+from .. import email_queries, records, sending
 from ..http import AppRequest, json_response
 from ..models import Email, Recipient
 from ..paging import page_number, paginate
@@ -19,7 +19,7 @@ def _time(value) -> str | None:
     return value.isoformat() + "Z" if value else None
 
 
-def _email_summary(email: Email, counts: sending.EmailCounts) -> dict:
+def _email_summary(email: Email, counts: email_queries.EmailCounts) -> dict:
     return {
         "id": email.id,
         "subject": email.subject,
@@ -51,7 +51,7 @@ def _recipient(recipient: Recipient) -> dict:
 
 
 def _email_detail(request: AppRequest, email: Email) -> dict:
-    counts = sending.email_counts(request.db, [email.id])[email.id]
+    counts = email_queries.email_counts(request.db, [email.id])[email.id]
     return {
         **_email_summary(email, counts),
         "from": email.from_address,
@@ -62,15 +62,15 @@ def _email_detail(request: AppRequest, email: Email) -> dict:
 
 
 def list_emails(request: AppRequest) -> Response:
-    filters = sending.parse_filters(request.args)
+    filters = email_queries.parse_filters(request.args)
     if filters.errors:
         return json_response({"error": "invalid filters", "fields": filters.errors}, 400)
     try:
         per_page = min(MAX_PER_PAGE, max(1, int(request.args.get("per_page") or 50)))
     except ValueError:
         raise BadRequest("per_page must be a whole number") from None
-    page = paginate(request.db, sending.emails_statement(filters), page_number(request.args.get("page")), per_page)
-    counts = sending.email_counts(request.db, [email.id for email in page.items])
+    page = paginate(request.db, email_queries.emails_statement(filters), page_number(request.args.get("page")), per_page)
+    counts = email_queries.email_counts(request.db, [email.id for email in page.items])
     return json_response({
         "emails": [_email_summary(email, counts[email.id]) for email in page.items],
         "page": page.number, "pages": page.pages, "total": page.total,

@@ -9,7 +9,7 @@ from werkzeug.routing import Rule
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Response
 
-from .. import records, sending
+from .. import email_queries, records, sending
 from ..http import AppRequest
 from ..models import RECORD_TYPES, Attachment, Email
 from ..paging import page_number, paginate
@@ -26,13 +26,13 @@ def index(request: AppRequest) -> Response:
 
 
 def list_emails(request: AppRequest) -> Response:
-    filters = sending.parse_filters(request.args)
+    filters = email_queries.parse_filters(request.args)
     per_page = SettingsService(request.db, request.app.config).get("page_size")
-    page = paginate(request.db, sending.emails_statement(filters), page_number(request.args.get("page")), per_page)
+    page = paginate(request.db, email_queries.emails_statement(filters), page_number(request.args.get("page")), per_page)
     return request.render(
         "emails/list.html", status=400 if filters.errors else 200, section="emails", page=page, filters=filters,
-        counts=sending.email_counts(request.db, [email.id for email in page.items]),
-        senders=sending.sender_names(request.db), statuses=sending.EMAIL_STATUSES,
+        counts=email_queries.email_counts(request.db, [email.id for email in page.items]),
+        senders=email_queries.sender_names(request.db), statuses=email_queries.EMAIL_STATUSES,
     )
 
 
@@ -108,7 +108,7 @@ def send_email(request: AppRequest) -> Response:
 
 
 def _outcome(request: AppRequest, result: sending.ComposeResult, sent_now: bool) -> str:
-    counts = sending.email_counts(request.db, [result.email.id])[result.email.id]
+    counts = email_queries.email_counts(request.db, [result.email.id])[result.email.id]
     if sent_now:
         notice = f"Sent to {counts.sent} of {counts.recipients} recipients."
         if counts.failed:
@@ -133,10 +133,10 @@ def _email_or_404(request: AppRequest, email_id: int) -> Email:
 
 def show_email(request: AppRequest, email_id: int) -> Response:
     email = _email_or_404(request, email_id)
-    counts = sending.email_counts(request.db, [email_id])[email_id]
+    counts = email_queries.email_counts(request.db, [email_id])[email_id]
     return request.render(
         "emails/detail.html", section="emails", email=email, counts=counts,
-        in_progress=email.status in ("queued", "sending"), events=sending.access_events(request.db, email_id),
+        in_progress=email.status in ("queued", "sending"), events=email_queries.access_events(request.db, email_id),
     )
 
 
@@ -147,7 +147,7 @@ def retry_email(request: AppRequest, email_id: int) -> Response:
     if not count:
         return request.redirect_to(show_email, email_id=email_id, notice="No failed recipients to retry.")
     if sending.send_or_queue(request.app.Session, request.app.config, email_id, count):
-        counts = sending.email_counts(request.db, [email_id])[email_id]
+        counts = email_queries.email_counts(request.db, [email_id])[email_id]
         notice = f"Retried {count}: {counts.failed} still failed." if counts.failed else f"Retried {count}: sent."
     else:
         notice = f"Queued {count} recipients again for the background worker."

@@ -1,0 +1,103 @@
+"""What the email pages and the API show: the filtered list, per-email counts, access events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from .models import AccessEvent, Email, Recipient, User
+
+EMAIL_STATUSES = ("queued", "sending", "sent", "partial", "failed")
+
+
+@dataclass
+class EmailFilters:
+    date_from: date | None = None
+    date_to: date | None = None
+    sender: str = ""
+    status: str = ""
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def parse_filters(args) -> EmailFilters:
+    filters = EmailFilters(sender=(args.get("sender") or "").strip(), status=(args.get("status") or "").strip())
+    for key, attribute in (("from", "date_from"), ("to", "date_to")):
+        raw = (args.get(key) or "").strip()
+        if raw:
+            try:
+                setattr(filters, attribute, date.fromisoformat(raw))
+            except ValueError:
+                filters.errors[key] = "enter a date as YYYY-MM-DD"
+    if filters.status and filters.status not in EMAIL_STATUSES:
+        filters.errors["status"] = "choose a status from the list"
+        filters.status = ""
+    return filters
+
+
+def emails_statement(filters: EmailFilters):
+    statement = select(Email).join(Email.sender).order_by(Email.created_at.desc(), Email.id.desc())
+    if filters.date_from:
+        statement = statement.where(Email.created_at >= datetime.combine(filters.date_from, datetime.min.time()))
+    if filters.date_to:
+        statement = statement.where(
+            Email.created_at < datetime.combine(filters.date_to + timedelta(days=1), datetime.min.time())
+        )
+    if filters.sender:
+        statement = statement.where(User.name == filters.sender)
+    if filters.status:
+        statement = statement.where(Email.status == filters.status)
+    return statement
+
+
+@dataclass
+class EmailCounts:
+    recipients: int = 0
+    opened: int = 0
+    accesses: int = 0
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.failed + self.skipped
+
+
+def email_counts(session: Session, email_ids: Iterable[int]) -> dict[int, EmailCounts]:
+    """Recipients, recipients who opened, total accesses and delivery counts, per email, in one query."""
+    ids = list(email_ids)
+    counts = {email_id: EmailCounts() for email_id in ids}
+    if not ids:
+        return counts
+
+    def number(condition):
+        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+    rows = session.execute(
+        select(
+            Recipient.email_id, func.count(), number(Recipient.access_count > 0),
+            func.coalesce(func.sum(Recipient.access_count), 0), number(Recipient.status == "sent"),
+            number(Recipient.status == "failed"), number(Recipient.status == "skipped"),
+        ).where(Recipient.email_id.in_(ids)).group_by(Recipient.email_id)
+    )
+    for email_id, *values in rows:
+        counts[email_id] = EmailCounts(*(int(value) for value in values))
+    return counts
+
+
+def access_events(session: Session, email_id: int, limit: int = 200) -> list[tuple[AccessEvent, Recipient]]:
+    return list(
+        session.execute(
+            select(AccessEvent, Recipient).join(Recipient, AccessEvent.recipient_id == Recipient.id)
+            .where(Recipient.email_id == email_id)
+            .order_by(AccessEvent.at.desc(), AccessEvent.id.desc()).limit(limit)
+        )
+    )
+
+
+def sender_names(session: Session) -> list[str]:
+    return list(session.scalars(select(User.name).where(User.id.in_(select(Email.sender_id))).order_by(User.name)))
