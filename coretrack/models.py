@@ -222,6 +222,9 @@ class AccessEvent(Base):
     user_agent: Mapped[str] = mapped_column(String(512), default="")
     # human | mail_proxy | privacy_prefetch | scanner
     verdict: Mapped[str] = mapped_column(String(16), default="human")
+    # One id per hit, made when the image is requested: a hit replayed from the spool after its
+    # first attempt did commit (the reply was lost) is recognised and not counted again.
+    hit_id: Mapped[str | None] = mapped_column(String(32), index=True, unique=True)
 
 
 class Setting(Base):
@@ -241,12 +244,3 @@ class SettingChange(Base):
     old_value: Mapped[str] = mapped_column(Text)
     new_value: Mapped[str] = mapped_column(Text)
 
-
-class SpoolReplay(Base):
-    """Spool files already replayed: makes replay exactly-once across crashes."""
-
-    __tablename__ = "spool_replays"
-
-    name: Mapped[str] = mapped_column(String(128), primary_key=True)
-    replayed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    hits: Mapped[int] = mapped_column(Integer)

@@ -15,12 +15,11 @@ import logging
 import os
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import IntegrityError
 
 from . import tokens
 from .models import utcnow
@@ -39,18 +38,22 @@ GIF_HEADERS = [
     ("Expires", "0"),
 ]
 
-# Counts only while tracking is on: checked inside the same atomic statement, so
-# every Apache process sees the admin's switch at once, without a cache.
+# The event first, made from the recipient the token names: nothing while tracking is off (read
+# inside the statement, so every Apache process sees the admin's switch at once), and nothing for a
+# hit already recorded (its id, when a spooled hit's first attempt had committed after all).
+_RECORD_EVENT = text(
+    "INSERT INTO access_events (recipient_id, at, ip, user_agent, verdict, hit_id) "
+    "SELECT id, :at, :ip, :user_agent, :verdict, :hit_id FROM recipients WHERE token = :token "
+    "AND NOT EXISTS (SELECT 1 FROM settings WHERE key = 'tracking_disabled' AND value = 'true') "
+    "ON CONFLICT (hit_id) DO NOTHING RETURNING recipient_id"
+)
+# Then the count, one atomic statement.  A replayed hit may be older than the last one counted:
+# first and last access only ever move outwards.
 _COUNT_HIT = text(
     "UPDATE recipients SET access_count = access_count + 1, "
-    "first_access = COALESCE(first_access, :at), last_access = :at "
-    "WHERE token = :token AND NOT EXISTS "
-    "(SELECT 1 FROM settings WHERE key = 'tracking_disabled' AND value = 'true') "
-    "RETURNING id"
-)
-_RECORD_EVENT = text(
-    "INSERT INTO access_events (recipient_id, at, ip, user_agent, verdict) "
-    "VALUES (:recipient_id, :at, :ip, :user_agent, :verdict)"
+    "first_access = CASE WHEN first_access IS NULL OR first_access > :at THEN :at ELSE first_access END, "
+    "last_access = CASE WHEN last_access IS NULL OR last_access < :at THEN :at ELSE last_access END "
+    "WHERE id = :recipient_id"
 )
 _IP_STORAGE = text("SELECT value FROM settings WHERE key = 'ip_storage'")
 
@@ -97,16 +100,16 @@ class Hit:
     at: datetime
     ip: str
     user_agent: str
+    hit_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def as_line(self) -> str:
-        return json.dumps(
-            {"token": self.token, "at": self.at.isoformat(), "ip": self.ip, "user_agent": self.user_agent}
-        ) + "\n"
+        return json.dumps({"token": self.token, "at": self.at.isoformat(), "ip": self.ip,
+                           "user_agent": self.user_agent, "hit_id": self.hit_id}) + "\n"
 
     @classmethod
     def from_line(cls, line: str) -> "Hit":
         data = json.loads(line)
-        return cls(data["token"], datetime.fromisoformat(data["at"]), data["ip"], data["user_agent"])
+        return cls(data["token"], datetime.fromisoformat(data["at"]), data["ip"], data["user_agent"], data["hit_id"])
 
 
 class Tracker:
@@ -141,19 +144,20 @@ class Tracker:
 
     @staticmethod
     def _count_on(connection, hit: Hit, ip_policy: str) -> bool:
-        recipient_id = connection.execute(_COUNT_HIT, {"token": hit.token, "at": hit.at}).scalar()
-        if recipient_id is None:
-            return False  # unknown recipient, or tracking disabled
-        connection.execute(
+        recipient_id = connection.execute(
             _RECORD_EVENT,
             {
-                "recipient_id": recipient_id,
+                "token": hit.token,
                 "at": hit.at,
                 "ip": store_ip(hit.ip, ip_policy),
                 "user_agent": hit.user_agent,
                 "verdict": classify(hit.user_agent),
+                "hit_id": hit.hit_id,
             },
-        )
+        ).scalar()
+        if recipient_id is None:
+            return False  # unknown recipient, tracking disabled, or this hit was counted already
+        connection.execute(_COUNT_HIT, {"recipient_id": recipient_id, "at": hit.at})
         return True
 
     def _ip_storage_policy(self) -> str:
@@ -183,18 +187,12 @@ class Tracker:
         return replayed
 
     def _replay_file(self, name: str, hits: list[Hit]) -> int:
+        """Counts a claimed file's hits in one transaction.  Replaying it again after a crash
+        (committed, file not yet deleted) counts nothing twice: every hit carries its id."""
         policy = self._ip_storage_policy()
-        try:
-            with self.engine.begin() as connection:
-                # Marking the file in the same transaction makes a crash after commit harmless.
-                connection.execute(
-                    text("INSERT INTO spool_replays (name, replayed_at, hits) VALUES (:name, :at, :hits)"),
-                    {"name": name, "at": utcnow(), "hits": len(hits)},
-                )
-                for hit in hits:
-                    self._count_on(connection, hit, policy)
-        except IntegrityError:
-            log.info("spool file %s was already replayed", name)
+        with self.engine.begin() as connection:
+            for hit in hits:
+                self._count_on(connection, hit, policy)
         self.spool.done(name)
         return len(hits)
 
@@ -205,7 +203,7 @@ class Spool:
     Writers append whole lines under an exclusive lock to ``hits.jsonl``; a
     replayer takes the lock and renames the file to ``claimed-<uuid>.jsonl``,
     so no line is written after it was read.  A claimed file is deleted only
-    after its replay committed (and recorded its name in ``spool_replays``).
+    after its replay committed.
     """
 
     ACTIVE = "hits.jsonl"

@@ -234,3 +234,33 @@ def test_hits_are_classified_by_user_agent(agent, verdict):
 )
 def test_ip_addresses_are_kept_as_the_privacy_option_says(policy, ip, stored):
     assert store_ip(ip, policy) == stored
+
+
+def test_a_hit_that_committed_before_it_was_also_spooled_is_counted_once(app, db, recipient):
+    from coretrack.models import utcnow
+    from coretrack.tracking import Hit
+
+    # The database took the hit, but its answer was lost on the way back: the hit went to the spool too.
+    hit = Hit(recipient.token, utcnow(), "192.0.2.1", "Mozilla/5.0 Firefox")
+    assert app.tracker._count(hit, "truncated")
+    app.tracker.spool.append(hit)
+    app.tracker.replay_spool()
+    assert counts(db, recipient) == (1, 1)
+    assert not app.tracker.spool.pending()
+
+
+def test_a_replayed_older_hit_never_moves_first_and_last_access_inwards(app, anon, db, recipient):
+    from datetime import timedelta
+
+    from coretrack.models import utcnow
+    from coretrack.tracking import Hit
+
+    earlier = utcnow() - timedelta(hours=3)
+    anon.get(PATH, {"t": recipient.token})
+    db.expire_all()
+    latest = db.get(Recipient, recipient.id).last_access
+    app.tracker.spool.append(Hit(recipient.token, earlier, "192.0.2.1", "Mozilla/5.0 Firefox"))
+    app.tracker.replay_spool()
+    db.expire_all()
+    row = db.get(Recipient, recipient.id)
+    assert (row.access_count, row.first_access, row.last_access) == (2, earlier, latest)
