@@ -41,17 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from .email_queries import EmailFilters
-from .models import (
-    RECORD_TYPES,
-    AccessEvent,
-    Account,
-    Contact,
-    Email,
-    Lead,
-    Recipient,
-    User,
-    utcnow,
-)
+from .models import RECORD_TYPES, AccessEvent, Account, Contact, Email, Lead, Recipient, User, utcnow
 from .paging import Page
 
 RECIPIENT_STATUSES = ("pending", "sending", "sent", "failed", "skipped")

@@ -27,17 +27,7 @@ from . import records, tokens
 from .config import Config
 from .db import MAX_ID
 from .mailer import AttachmentData, MessageTemplate
-from .models import (
-    RECIPIENT_KINDS,
-    Account,
-    Attachment,
-    Contact,
-    Email,
-    Lead,
-    Recipient,
-    User,
-    utcnow,
-)
+from .models import RECIPIENT_KINDS, Account, Attachment, Contact, Email, Lead, Recipient, User, utcnow
 from .settings import SettingsService
 from .smtp import DeliveryError, SmtpSender
 from .validation import ValidationError, clean_address, clean_header_text
