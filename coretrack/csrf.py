@@ -29,4 +29,5 @@ def check_token(secret: bytes, user: str, token: str, now: float | None = None) 
     age = (time.time() if now is None else now) - int(issued)
     if not 0 <= age <= MAX_AGE_SECONDS:
         return False
-    return hmac.compare_digest(_mac(secret, user, issued), mac)
+    # Bytes: compare_digest refuses str with non-ASCII characters, and a posted form is anyone's.
+    return hmac.compare_digest(_mac(secret, user, issued).encode(), mac.encode())

@@ -66,7 +66,8 @@ class AppRequest(Request):
 
     def notice(self) -> str | None:
         text = self.args.get("notice")
-        if text and hmac.compare_digest(self._notice_mac(text), self.args.get("ns", "")):
+        # Bytes: compare_digest refuses str with non-ASCII characters, and the query string is anyone's.
+        if text and hmac.compare_digest(self._notice_mac(text).encode(), self.args.get("ns", "").encode()):
             return text
         return None
 

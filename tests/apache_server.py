@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,9 +90,15 @@ class ApacheServer:
         for path in [self.home, *self.home.rglob("*")]:
             os.chown(path, www.pw_uid, www.pw_gid)
 
+    @contextmanager
     def session(self):
+        """A session on the server's database, its engine disposed afterwards (no pooled leftovers)."""
         engine = make_engine(self.config.database_url)
-        return make_session_factory(engine)()
+        try:
+            with make_session_factory(engine)() as session:
+                yield session
+        finally:
+            engine.dispose()
 
     def command(self) -> list[str]:
         if self.form == "express":

@@ -215,3 +215,12 @@ def test_user_names_and_passwords_that_cannot_be_stored_safely_are_refused(app, 
         UserService(db, app.htpasswd).add(name, password)
     assert refused.value.field == field
     assert app.htpasswd.path.read_bytes() == before
+
+
+def test_non_ascii_csrf_tokens_and_notice_signatures_are_refused_not_errors(staff, db):
+    from coretrack.models import Contact
+
+    staff.post("/contacts/new", {"csrf_token": "1.\u00e9\u00e9", "first_name": "A", "last_name": "B"}, status=403)
+    assert db.query(Contact).count() == 0
+    page = staff.get("/emails", {"notice": "<b>forged</b>", "ns": "\u0080"}, status=200)
+    assert "forged" not in page.text

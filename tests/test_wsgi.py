@@ -26,4 +26,4 @@ def test_the_first_request_reads_coretrack_variables_passed_by_apache(config, mo
     assert app.get("/modules/Emails/TrackAccess.php").body == GIF
     assert entry._app.config.home == config.home
     app.get("/emails", status=401)  # the bare application: identity only from Apache
-    entry._app.engine.dispose()
+    entry._app.close()
