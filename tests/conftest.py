@@ -75,10 +75,12 @@ class PostgresTestDatabase:
 
     def empty(self) -> None:
         with self.engine.begin() as connection:
-            # A connection a test left inside a transaction would block TRUNCATE: end them all.
+            # A connection a test left inside a transaction would block TRUNCATE: end them all
+            # (ours only: autovacuum workers run as the superuser and must be left alone).
             connection.execute(text(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND usename = current_user AND backend_type = 'client backend'"
             ))
             connection.execute(self._truncate)
 
