@@ -24,7 +24,7 @@ from . import csrf
 from .auth import BasicAuthMiddleware, Htpasswd
 from .config import Config
 from .db import MAX_ID, make_engine, make_session_factory
-from .http import APP_REFUSAL_HEADER, AppRequest, json_response
+from .http import APP_REFUSAL_HEADER, AppRequest, has_nul, json_response
 from .models import User
 from .settings import SettingsService
 from .tracking import Tracker
@@ -135,6 +135,9 @@ class CoreTrack:
             raise Forbidden("only administrators can open this page")
         if request.method in UNSAFE_METHODS:
             self.check_csrf(request)
+        if has_nul(request):
+            # No text column of either database can hold one (PostgreSQL refuses it outright).
+            raise BadRequest("NUL characters are not allowed in form fields, query arguments or JSON")
         return handler(request, **values)
 
     def error_response(self, request: AppRequest, error: HTTPException) -> Response:

@@ -80,3 +80,23 @@ class AppRequest(Request):
 
 def json_response(data, status: int = 200) -> Response:
     return Response(json.dumps(data, default=str), status=status, mimetype="application/json")
+
+
+def _nul_in(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_nul_in(key) or _nul_in(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_nul_in(item) for item in value)
+    return False
+
+
+def has_nul(request: Request) -> bool:
+    """Whether a query argument, a form field (not a file) or a JSON string holds a NUL character."""
+    fields = [*request.args.items(multi=True)]
+    if request.method != "GET":
+        fields += request.form.items(multi=True)
+    if any(_nul_in(key) or _nul_in(value) for key, value in fields):
+        return True
+    return request.is_json and _nul_in(request.get_json(silent=True))

@@ -189,3 +189,15 @@ def test_uploaded_file_names_cannot_escape_the_attachments_folder(app, staff, db
         for attachment in stored.attachments:
             assert "/" not in attachment.filename and "\\" not in attachment.filename
             assert not attachment.filename.startswith(".")
+
+
+def test_nul_characters_get_a_clear_400_and_change_nothing(admin, staff, db):
+    from coretrack.models import Contact, Email
+
+    assert "NUL" in admin.get("/accounts", {"q": "\x00"}, status=400).text
+    token = staff.get("/contacts/new").html.select_one("input[name=csrf_token]")["value"]
+    staff.post("/contacts/new", {"csrf_token": token, "first_name": "A\x00", "last_name": "B"}, status=400)
+    response = staff.post_json("/api/emails", {"to": ["a@example.test"], "subject": "s", "html": "<p>\x00</p>"},
+                               status=400)
+    assert "NUL" in response.json["error"]
+    assert db.query(Contact).count() == 0 and db.query(Email).count() == 0
