@@ -122,13 +122,6 @@ class SettingsService:
             return secretbox.decrypt(self.config.secret_key(), raw) if raw else ""
         return raw
 
-    def display_value(self, definition: SettingDef) -> str:
-        """What the editor shows in a field: never a secret."""
-        raw = self.stored()[definition.key]
-        if definition.kind == "secret":
-            return ""
-        return raw
-
     def has_secret(self, key: str) -> bool:
         return bool(self.stored()[key])
 

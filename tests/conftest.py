@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import uuid
@@ -33,6 +32,8 @@ from coretrack.models import Account, Contact, Lead
 from coretrack.settings import SettingsService
 from coretrack.views.public import TRACK_ACCESS_PATH
 
+from apache_server import free_port  # noqa: F401  (tests import it from here)
+
 ADMIN_PASSWORD = "admin-password-1"
 STAFF_PASSWORD = "staff-password-1"
 PUBLIC_URL = "http://track.example.test/crm"
@@ -42,11 +43,6 @@ needs_postgresql = pytest.mark.skipif(
 )
 DATABASES = [pytest.param("sqlite", id="sqlite"), pytest.param("postgresql", id="postgresql", marks=needs_postgresql)]
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

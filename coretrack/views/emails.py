@@ -13,7 +13,6 @@ from .. import email_queries, records, sending
 from ..http import AppRequest
 from ..models import RECORD_TYPES, Attachment, Email
 from ..paging import page_number, paginate
-from ..settings import SettingsService
 from ..validation import ValidationError
 
 COMPOSE_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "html", "text")
@@ -27,7 +26,7 @@ def index(request: AppRequest) -> Response:
 
 def list_emails(request: AppRequest) -> Response:
     filters = email_queries.parse_filters(request.args)
-    per_page = SettingsService(request.db, request.app.config).get("page_size")
+    per_page = request.app.settings(request.db).get("page_size")
     page = paginate(request.db, email_queries.emails_statement(filters), page_number(request.args.get("page")), per_page)
     return request.render(
         "emails/list.html", status=400 if filters.errors else 200, section="emails", page=page, filters=filters,
@@ -98,7 +97,7 @@ def send_email(request: AppRequest) -> Response:
             return _compose_page(request, values, draft=sending.prepare(request.db, **message))
         result = sending.compose(
             request.db, request.app.config, request.user, **message, secret=request.app.secret,
-            settings=SettingsService(request.db, request.app.config),
+            settings=request.app.settings(request.db),
         )
     except ValidationError as exc:
         return _compose_page(request, values, exc.errors)

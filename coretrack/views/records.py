@@ -9,7 +9,6 @@ from werkzeug.wrappers import Response
 from .. import records
 from ..http import AppRequest
 from ..paging import page_number
-from ..settings import SettingsService
 from ..validation import ValidationError
 
 SECTIONS = {"contacts": "contact", "accounts": "account", "leads": "lead"}
@@ -43,7 +42,7 @@ def _form(request: AppRequest, section: str, values: dict, errors: dict, record=
 
 def list_records(request: AppRequest, section: str) -> Response:
     query = request.args.get("q", "").strip()
-    per_page = SettingsService(request.db, request.app.config).get("page_size")
+    per_page = request.app.settings(request.db).get("page_size")
     page = records.search_records(request.db, SECTIONS[section], query, page_number(request.args.get("page")), per_page)
     return request.render("records/list.html", **_context(section, page=page, query=query))
 

@@ -11,7 +11,6 @@ from .. import reports
 from ..http import AppRequest, json_response
 from ..models import RECORD_TYPES, utcnow
 from ..paging import page_number
-from ..settings import SettingsService
 
 REPORT = "<any(emails, recipients, records, activity):report>"
 MAX_PER_PAGE = 200
@@ -47,7 +46,7 @@ def _page(request: AppRequest, report: reports.Report, filters: reports.Filters,
 def show_report(request: AppRequest, report: str) -> Response:
     definition = reports.REPORTS[report]
     filters = reports.parse_filters(definition, request.args)
-    page, activity = _page(request, definition, filters, SettingsService(request.db, request.app.config).get("page_size"))
+    page, activity = _page(request, definition, filters, request.app.settings(request.db).get("page_size"))
     return request.render(
         f"reports/{'activity' if activity else 'table'}.html", status=400 if filters.errors else 200,
         section="reports", report=definition, reports=reports.REPORTS.values(), filters=filters, page=page,
