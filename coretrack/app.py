@@ -76,7 +76,7 @@ class CoreTrack:
         self.Session = make_session_factory(self.engine)
         self.htpasswd = Htpasswd(config.htpasswd_path)
         # Its own engine with short timeouts: a hit the database cannot take at once is spooled.
-        self.tracker = Tracker(make_engine(config.database_url, fail_fast=True), self.secret, config.spool_dir)
+        self.tracker = Tracker.for_install(config, make_engine(config.database_url, fail_fast=True))
         self.url_map = URL_MAP
         self.jinja = Environment(
             loader=FileSystemLoader(TEMPLATES_DIR),

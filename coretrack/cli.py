@@ -78,6 +78,8 @@ def serve(host: str, port: int | None) -> None:
     set_up(config)
     wsgi, app = create_standalone_app(config)
     start_worker_thread(app)  # under Apache, 'coretrack worker' runs beside it instead
+    if app.tracker.spool.pending():
+        app.tracker.start_replaying()  # hits spooled before the last stop
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # SIGTERM stops as cleanly as Ctrl-C
     run_simple(host, port, wsgi, threaded=True, use_reloader=False, request_handler=RequestHandler)
 
@@ -159,11 +161,29 @@ def worker(once: bool, interval: float) -> None:
 
     from .sending import run_worker
 
+    from .tracking import Tracker
+
     # SIGTERM (systemd, scripts/run) ends the loop after the batch in hand, never mid-message.
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    processed = run_worker(load_config(), once=once, interval=interval, stop=stop)
+    config = load_config()
+    engine = make_engine(config.database_url)
+    # Tracking hits spooled during an outage are counted within seconds of the database's return,
+    # also those of Apache processes that have ended since.
+    tracker = Tracker.for_install(config, engine)
+    tracker.replay_spool()
+    spool_watch = None
+    if not once:
+        spool_watch = threading.Thread(target=tracker.watch_spool, args=(stop,), name="coretrack-spool-watch")
+        spool_watch.start()
+    try:
+        processed = run_worker(config, once=once, interval=interval, stop=stop)
+    finally:
+        stop.set()
+        if spool_watch is not None:
+            spool_watch.join()
+        engine.dispose()
     click.echo(f"processed {processed} messages")
 
 
@@ -313,11 +333,15 @@ def spool_replay() -> None:
     from .tracking import Tracker
 
     config = load_config()
-    tracker = Tracker(make_engine(config.database_url), config.secret_key(), config.spool_dir)
-    pending = tracker.spool.pending()
-    replayed = tracker.replay_spool()
-    if pending and tracker.spool.pending():
-        raise click.ClickException("the database is still unavailable; the spool is kept for later")
+    engine = make_engine(config.database_url)
+    try:
+        tracker = Tracker.for_install(config, engine)
+        pending = tracker.spool.pending()
+        replayed = tracker.replay_spool()
+        if pending and tracker.spool.pending():
+            raise click.ClickException("the database is still unavailable; the spool is kept for later")
+    finally:
+        engine.dispose()
     click.echo(f"replayed {replayed} hits")
 
 

@@ -76,6 +76,8 @@ class Config:
     max_upload_bytes: int = 25 * 1024 * 1024
     # Recipients sent within the request; larger sends go to the worker.
     inline_send_limit: int = 10
+    # Tracking hits kept on disk while the database is unavailable: about 2,000 hits a MB.
+    spool_max_bytes: int = 100 * 2**20
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Config":
@@ -91,8 +93,15 @@ class Config:
         smtp_url = env.get("CORETRACK_SMTP_URL") or None
         if smtp_url:
             SmtpServer.from_url(smtp_url)  # validate early, with a clear message
+        try:
+            spool_max_mb = int(env.get("CORETRACK_SPOOL_MAX_MB") or 100)
+        except ValueError:
+            raise ConfigError("CORETRACK_SPOOL_MAX_MB must be a whole number of megabytes") from None
+        if spool_max_mb < 1:
+            raise ConfigError("CORETRACK_SPOOL_MAX_MB must be at least 1")
         return cls(
             home=home,
+            spool_max_bytes=spool_max_mb * 2**20,
             database_url=database_url,
             public_url=public_url,
             smtp_url=smtp_url,

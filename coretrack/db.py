@@ -20,12 +20,16 @@ def make_engine(url: str, *, fail_fast: bool = False) -> Engine:
     answer at once: a hit the database cannot take within about a second goes to the spool, and
     a hung database must not hold Apache's threads (every thread stuck on it is an image that
     does not load in someone's mail client).
+
+    Every engine hides statement parameters from its error messages: they hold tracking tokens,
+    addresses and password hashes, and those messages reach the logs.
     """
     if url.startswith("sqlite"):
-        # timeout is SQLite's busy wait: concurrent writers queue (a hit's transaction takes a
-        # few ms, so even a full Apache queue clears well within the fast timeout).
+        # timeout is SQLite's busy wait: concurrent writers queue.  Hits are written in batches,
+        # one writer per process at a time, so the queue stays short under any load.
         busy_timeout = 1 if fail_fast else 10
-        engine = create_engine(url, connect_args={"timeout": busy_timeout, "check_same_thread": False})
+        engine = create_engine(url, hide_parameters=True,
+                               connect_args={"timeout": busy_timeout, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):  # pragma: no cover - trivial
@@ -40,7 +44,7 @@ def make_engine(url: str, *, fail_fast: bool = False) -> Engine:
     if fail_fast:
         # libpq's shortest connect timeout is 2 s; a row or table lock held elsewhere waits 1 s at most.
         connect_args = {"connect_timeout": 2, "options": "-c lock_timeout=1000 -c statement_timeout=2000"}
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10,
+    return create_engine(url, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=10,
                          pool_timeout=2 if fail_fast else 30, connect_args=connect_args)
 
 

@@ -75,6 +75,16 @@ def check_database(config: Config) -> Iterator[Check]:
                 "run 'coretrack db upgrade'")
 
 
+def check_spool(config: Config) -> Iterator[Check]:
+    from .tracking import Spool
+
+    state = Spool(config.spool_dir, config.spool_max_bytes).state()
+    yield Check(state.size == 0, "no tracking hits wait in the spool",
+                f"{state.hits} hit(s) ({state.size // 1024} kB of {config.spool_max_bytes // 2**20} MB) wait in "
+                f"{config.spool_dir}: they are counted within seconds once the database takes writes again "
+                "(check the database and that 'coretrack worker' runs; 'coretrack spool replay' counts them now)")
+
+
 def check_apache_syntax(config: Config, install) -> Iterator[Check]:
     from .apache import write_private_server
 
@@ -137,6 +147,7 @@ def configured_public_url(config: Config) -> str:
 
 
 def run(config: Config, install, public_url: str | None = None) -> list[Check]:
-    checks = [*check_files(config, install.user), *check_database(config), *check_apache_syntax(config, install)]
+    checks = [*check_files(config, install.user), *check_database(config), *check_spool(config),
+              *check_apache_syntax(config, install)]
     checks += check_public_surface((public_url or configured_public_url(config)).rstrip("/"))
     return checks

@@ -225,6 +225,9 @@ class AccessEvent(Base):
     # One id per hit, made when the image is requested: a hit replayed from the spool after its
     # first attempt did commit (the reply was lost) is recognised and not counted again.
     hit_id: Mapped[str | None] = mapped_column(String(32), index=True, unique=True)
+    # How many loads this row stands for: 1, or more when loads past the per-minute bound of one
+    # recipient were folded into it (the event table's growth is bounded, the number kept).
+    hits: Mapped[int] = mapped_column(default=1, server_default="1")
 
 
 class Setting(Base):

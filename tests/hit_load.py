@@ -84,10 +84,10 @@ def fire(port: int, path: str, hit_tokens: list[str], *, workers: int = 24, resu
 
 
 def counted(session) -> tuple[Counter, int]:
-    """The count per recipient id, and how many access events there are."""
+    """The count per recipient id, and how many loads the access events stand for."""
     session.expire_all()
     counts = Counter(dict(session.execute(select(Recipient.id, Recipient.access_count)).all()))
-    events = session.scalar(select(func.count()).select_from(AccessEvent))
+    events = session.scalar(select(func.coalesce(func.sum(AccessEvent.hits), 0)))
     return +counts, events
 
 

@@ -58,6 +58,8 @@ def test_smtp_urls_are_parsed(url, expected):
         ({"CORETRACK_SMTP_URL": "smtp://"}, "a host is required"),
         ({"CORETRACK_SMTP_URL": "smtp://h:notaport"}, "CORETRACK_SMTP_URL"),
         ({"CORETRACK_PUBLIC_URL": "ftp://x"}, "must start with http"),
+        ({"CORETRACK_SPOOL_MAX_MB": "lots"}, "CORETRACK_SPOOL_MAX_MB must be a whole number"),
+        ({"CORETRACK_SPOOL_MAX_MB": "0"}, "CORETRACK_SPOOL_MAX_MB must be at least 1"),
     ],
 )
 def test_bad_settings_get_a_clear_error(environ, message):

@@ -44,3 +44,13 @@ def test_an_unreachable_public_url_is_reported():
     checks = doctor.check_public_surface("http://127.0.0.1:9")
     (check,) = checks
     assert not check.ok and "is Apache running" in check.fix
+
+
+def test_hits_waiting_in_the_spool_are_reported_with_what_to_do(config):
+    from coretrack.tracking import Hit, Spool
+
+    assert [check.ok for check in doctor.check_spool(config)] == [True]
+    Spool(config.spool_dir, config.spool_max_bytes).append([Hit.now("x.y", "192.0.2.1", "") for _ in range(3)])
+    (check,) = doctor.check_spool(config)
+    assert not check.ok
+    assert "3 hit(s)" in check.fix and "coretrack spool replay" in check.fix

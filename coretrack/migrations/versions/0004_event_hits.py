@@ -1,0 +1,26 @@
+"""How many loads an access event stands for: one recipient's loads past a per-minute bound are
+folded into that minute's last event instead of each adding a row.
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-29 20:00:00
+"""
+
+from alembic import op
+import sqlalchemy as sa
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # A server default: existing rows each stood for one load; no table rebuild on SQLite.
+    with op.batch_alter_table("access_events") as batch_op:
+        batch_op.add_column(sa.Column("hits", sa.Integer(), server_default="1", nullable=False))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("access_events") as batch_op:
+        batch_op.drop_column("hits")
