@@ -66,20 +66,27 @@ class Install:
     processes: int = 2
     threads: int = 10
     output: Path | None = None
+    # HTTPS for the site and htaccess forms: the certificate (chain) and its private key, PEM files.
+    tls_certificate: Path | None = None
+    tls_key: Path | None = None
 
     def __post_init__(self):
         self.home = Path(self.home).resolve()
         self.venv = Path(self.venv).resolve()
         self.prefix = self.prefix.rstrip("/")
         self.output = Path(self.output or self.home / "apache").resolve()
+        if (self.tls_certificate is None) != (self.tls_key is None):
+            raise ApacheConfigError("HTTPS needs both --tls-cert and --tls-key")
+        if self.tls_certificate is not None:
+            self.tls_certificate, self.tls_key = Path(self.tls_certificate).resolve(), Path(self.tls_key).resolve()
         if not _PREFIX.match(self.prefix):
             raise ApacheConfigError("--prefix is a URL path such as /crm (letters, digits, . _ ~ -)")
         if not _SERVER_NAME.match(self.server_name):
             raise ApacheConfigError("--server-name is a host name such as crm.example.com")
         if not _LISTEN.match(self.listen):
             raise ApacheConfigError("--listen is ADDRESS:PORT such as *:80 or 127.0.0.1:8080")
-        for name in ("home", "venv", "output"):
-            if not _SAFE_PATH.match(str(getattr(self, name))):
+        for name in ("home", "venv", "output", "tls_certificate", "tls_key"):
+            if getattr(self, name) is not None and not _SAFE_PATH.match(str(getattr(self, name))):
                 raise ApacheConfigError(f"the {name} path may only hold letters, digits and . _ / + @ -")
 
     @property
@@ -109,6 +116,8 @@ class Install:
             "www_dir": self.output / "www",
             "empty_dir": self.output / "empty",
             "modules_dir": apache_modules_dir(),
+            "tls_certificate": self.tls_certificate,
+            "tls_key": self.tls_key,
             "public_paths": public_paths(),
         }
 

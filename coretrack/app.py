@@ -52,6 +52,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
+# Every page, download and API answer behind the login holds private data: no browser or proxy keeps a copy.
+PRIVATE_HEADERS = {"Cache-Control": "no-store"}
 
 class DatabaseId(IntegerConverter):
     """``<int:...>`` in our URLs: an id the database can hold; a larger number is no route (404)."""
@@ -167,6 +169,7 @@ class CoreTrack:
                 response = self.error_response(request, error)
             if not request.public:
                 response.headers.update(SECURITY_HEADERS)
+                response.headers.update(PRIVATE_HEADERS)
             return response(environ, start_response)
         finally:
             if request.__dict__.get("db") is not None:

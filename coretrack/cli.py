@@ -266,7 +266,7 @@ def _install_options(command):
     return command
 
 
-def _install(home, prefix, server_name, listen, venv, run_user, run_group, output=None):
+def _install(home, prefix, server_name, listen, venv, run_user, run_group, output=None, **https):
     import os
 
     from .apache import ApacheConfigError, Install
@@ -277,7 +277,7 @@ def _install(home, prefix, server_name, listen, venv, run_user, run_group, outpu
     try:
         config = Config.from_env(environ)
         return config, Install(home=config.home, venv=venv, prefix=prefix, server_name=server_name, listen=listen,
-                               user=run_user, group=run_group, output=output)
+                               user=run_user, group=run_group, output=output, **https)
     except (ConfigError, ApacheConfigError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -287,11 +287,18 @@ def _install(home, prefix, server_name, listen, venv, run_user, run_group, outpu
 @_install_options
 @click.option("--output", type=click.Path(file_okay=False), help="where to write (default: $CORETRACK_HOME/apache)")
 @click.option("--private-server", is_flag=True, help="also write httpd.conf for a private instance (site/htaccess)")
-def apache_config(form, home, prefix, server_name, listen, venv, run_user, run_group, output, private_server) -> None:
+@click.option("--tls-cert", type=click.Path(dir_okay=False), help="HTTPS (site/htaccess): the certificate chain, PEM")
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="HTTPS (site/htaccess): its private key, PEM")
+def apache_config(form, home, prefix, server_name, listen, venv, run_user, run_group, output, private_server,
+                  tls_cert, tls_key) -> None:
     """Write the Apache config of one form for this install; prints the files written."""
     from .apache import ApacheConfigError, express_command, write_config, write_private_server
 
-    config, install = _install(home, prefix, server_name, listen, venv, run_user, run_group, output)
+    if form == "express" and (tls_cert or tls_key):
+        raise click.ClickException("the express form takes HTTPS from mod_wsgi-express's own options "
+                                   "(--https-port, --ssl-certificate-file, --ssl-certificate-key-file)")
+    config, install = _install(home, prefix, server_name, listen, venv, run_user, run_group, output,
+                               tls_certificate=tls_cert, tls_key=tls_key)
     try:
         if private_server:
             click.echo(write_private_server(form, install, config))

@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
+import time
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
 from sqlalchemy.orm import Session
 from werkzeug.utils import cached_property, redirect
@@ -20,6 +23,30 @@ if TYPE_CHECKING:
 # Set on the 401 the application gives by itself (no REMOTE_USER arrived): under Apache it means
 # Apache's Basic auth is missing.  'coretrack doctor' looks for it.
 APP_REFUSAL_HEADER = "X-Coretrack-Refused"
+# Long enough to follow a redirect; too short for a link with one user's words to be sent around.
+NOTICE_MAX_AGE = 10 * 60
+_NOTICE_SIGNATURE = re.compile(r"([0-9]{1,12})\.([0-9a-f]{32})")
+
+
+def _notice_mac(secret: bytes, user: str, path: str, text: str, issued: int) -> str:
+    message = json.dumps(["coretrack-notice", user, path, issued, text]).encode("utf-8")
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()[:32]
+
+
+def sign_notice(secret: bytes, user: str, path: str, text: str, now: float | None = None) -> str:
+    """The ``ns`` argument: the notice bound to the user who acted, the page's path and its issue time."""
+    issued = int(time.time() if now is None else now)
+    return f"{issued}.{_notice_mac(secret, user, path, text, issued)}"
+
+
+def check_notice(secret: bytes, user: str, path: str, text: str, signature: str, now: float | None = None) -> bool:
+    match = _NOTICE_SIGNATURE.fullmatch(signature)
+    if match is None:
+        return False
+    issued = int(match[1])
+    if not 0 <= (time.time() if now is None else now) - issued <= NOTICE_MAX_AGE:
+        return False
+    return hmac.compare_digest(_notice_mac(secret, user, path, text, issued), match[2])
 
 
 def public(handler):
@@ -58,21 +85,25 @@ class AppRequest(Request):
         return Response(html, status=status, mimetype="text/html")
 
     def redirect_to(self, endpoint, notice: str | None = None, **values) -> Response:
-        """303 to another page; ``notice`` is shown there once (signed, so no one can forge one)."""
+        """303 to another page; ``notice`` is shown there, signed for this user and that page only, and
+        for NOTICE_MAX_AGE: no one can forge one, nor carry one user's text onto another's page."""
+        url = self.url_for(endpoint, **values)
         if notice:
-            values["notice"] = notice
-            values["ns"] = self._notice_mac(notice)
-        return redirect(self.url_for(endpoint, **values), code=303)
+            path = unquote(urlsplit(url).path)
+            signature = sign_notice(self.app.secret, self._user_name, path, notice)
+            url = self.url_for(endpoint, **values, notice=notice, ns=signature)
+        return redirect(url, code=303)
 
     def notice(self) -> str | None:
         text = self.args.get("notice")
-        # Bytes: compare_digest refuses str with non-ASCII characters, and the query string is anyone's.
-        if text and hmac.compare_digest(self._notice_mac(text).encode(), self.args.get("ns", "").encode()):
+        signature = self.args.get("ns", "")
+        if text and check_notice(self.app.secret, self._user_name, self.root_path + self.path, text, signature):
             return text
         return None
 
-    def _notice_mac(self, text: str) -> str:
-        return hmac.new(self.app.secret, b"coretrack-notice:" + text.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+    @property
+    def _user_name(self) -> str:
+        return self.user.name if self.user else ""
 
     def url_for(self, endpoint, **values) -> str:
         return self.app.url_map.bind_to_environ(self.environ).build(endpoint, values)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -48,8 +49,10 @@ RECIPIENT_STATUSES = ("pending", "sending", "sent", "failed", "skipped")
 ACTIVITY_DAYS = 30  # the default range of the Activity report
 MAX_DAYS = 400  # a per-day chart wider than this is unreadable
 MAX_HOURS = 7 * 24
-# OWASP "CSV injection": a spreadsheet runs a cell starting with these as a formula.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# OWASP "CSV injection": a spreadsheet runs a cell starting with one of = + - @ tab CR as a formula.
+# One that ignores quotes may split a cell on , ; tab | or a line break and trim spaces, so every such
+# part counts as the start of a cell: a quote goes just before its first character.
+FORMULA_FIELD = re.compile(r"(?:^|(?<=[,;|\t\r\n]))( *)(?=[=+\-@\t\r])")
 
 
 @dataclass(frozen=True)
@@ -568,17 +571,17 @@ def csv_cell(value) -> str | int | float:
         return value.isoformat(sep=" ", timespec="seconds")
     if isinstance(value, (int, float)):
         return value
-    value = str(value)
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
+    return FORMULA_FIELD.sub(r"\1'", str(value))
 
 
 def csv_lines(session_factory, report: Report, filters: Filters, chunk_rows: int = 500) -> Iterator[bytes]:
-    """The whole report as RFC 4180 CSV (CRLF, quotes doubled), UTF-8 with a BOM for spreadsheets.
+    """The whole report as RFC 4180 CSV (CRLF, every cell quoted, quotes doubled), UTF-8 with a BOM.
 
     Yields as it reads, with a session of its own: the request's is closed before a streamed body is sent.
     """
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    # Every cell quoted: a spreadsheet that splits on ; or tab keeps a cell holding them whole.
+    writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_ALL)
     buffer.write("\ufeff")
     writer.writerow([column.label for column in report.columns])
     with session_factory() as session:

@@ -8,6 +8,7 @@ endpoint's SQL reads it directly.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -55,8 +56,10 @@ DEFINITIONS: tuple[SettingDef, ...] = (
                choices=(("none", "None"), ("starttls", "STARTTLS"), ("tls", "TLS (implicit)"))),
     SettingDef("smtp_username", "User name", "Leave empty if the server needs no login.", "text",
                "Outgoing mail"),
-    SettingDef("smtp_password", "Password", "Stored encrypted and never shown again. Leave empty to keep it.",
-               "secret", "Outgoing mail"),
+    SettingDef("smtp_password", "Password",
+               "Stored encrypted and never shown again. Leave empty to keep it. It is only ever sent to the "
+               "server it was typed for: it is removed when the server, port, security or user name changes, "
+               "unless you type it again in the same save.", "secret", "Outgoing mail"),
     SettingDef("from_address", "From address", "The sender address of every email.", "address", "Outgoing mail"),
     SettingDef("from_name", "From name", "The sender name shown by mail clients.", "text", "Outgoing mail"),
     SettingDef("public_url", "Public URL",
@@ -66,6 +69,9 @@ DEFINITIONS: tuple[SettingDef, ...] = (
                minimum=5, maximum=500),
 )
 BY_KEY = {definition.key: definition for definition in DEFINITIONS}
+# The stored password belongs to one login: this server, reached this way, as this user.  Kept when any
+# of these change, it would go to a host of the editor's choosing, or in clear after a switch to "none".
+SMTP_LOGIN = ("smtp_host", "smtp_port", "smtp_security", "smtp_username")
 
 
 class SettingsService:
@@ -90,8 +96,11 @@ class SettingsService:
         }
 
     def stored(self) -> dict[str, str]:
-        values = self.defaults()
-        values.update({row.key: row.value for row in self.session.scalars(select(Setting))})
+        defaults = self.defaults()
+        rows = {row.key: row.value for row in self.session.scalars(select(Setting))}
+        values = {**defaults, **rows}
+        if "smtp_password" not in rows and any(values[key] != defaults[key] for key in SMTP_LOGIN):
+            values["smtp_password"] = ""  # CORETRACK_SMTP_URL's password is for CORETRACK_SMTP_URL's server
         return values
 
     def get(self, key: str):
@@ -170,10 +179,13 @@ class SettingsService:
         return clean_header_text(value, field=definition.label.lower(), max_length=200,
                                  required=definition.key == "smtp_host")
 
-    def update(self, submitted: dict[str, str | None], user_name: str) -> list[SettingChange]:
+    def update(self, submitted: dict[str, str | None], user_name: str,
+               remove: Collection[str] = ()) -> list[SettingChange]:
         """Validate the submitted fields, then save every change with an audit row, or nothing at all.
 
-        A form must submit unchecked boxes as "false": absent keys are left alone.
+        A form must submit unchecked boxes as "false": absent keys are left alone.  ``remove`` names
+        secrets to delete; the SMTP password is also deleted when its login changes (SMTP_LOGIN) and
+        no new one is submitted.
         """
         stored = self.stored()
         errors: dict[str, str] = {}
@@ -187,17 +199,29 @@ class SettingsService:
                 cleaned[definition.key] = self._clean(definition, submitted.get(definition.key))
             except ValueError as exc:
                 errors[definition.key] = str(exc)
+        for key in remove:
+            if key in cleaned:
+                errors[key] = "type a new password or remove the stored one, not both"
         if errors:
             raise ValidationError(errors)
+        login_changed = any(key in cleaned and cleaned[key] != stored[key] for key in SMTP_LOGIN)
+        if "smtp_password" not in cleaned and login_changed:
+            cleaned["smtp_password"] = ""
+        cleaned.update({key: "" for key in remove})
         changes = []
         secret = self.config.secret_key()
         for key, new in cleaned.items():
             definition = BY_KEY[key]
             old = stored[key]
             if definition.kind == "secret":
-                if secretbox.decrypt(secret, old) == new if old else not new:
+                if not new:  # removed (a submitted empty field keeps it, and never gets here)
+                    if not old:
+                        continue
+                    new_stored, audit_old, audit_new = "", MASK, ""
+                elif old and secretbox.decrypt(secret, old) == new:
                     continue
-                new_stored, audit_old, audit_new = secretbox.encrypt(secret, new), MASK if old else "", MASK
+                else:
+                    new_stored, audit_old, audit_new = secretbox.encrypt(secret, new), MASK if old else "", MASK
             else:
                 if old == new:
                     continue

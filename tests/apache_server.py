@@ -58,22 +58,25 @@ class Reply:
 class ApacheServer:
     def __init__(self, form: str, prefix: str = "", *, auth_removed: bool = False,
                  edit: Callable[[Path], None] | None = None, database_url: str | None = None,
-                 processes: int = 2, threads: int = 5):
+                 processes: int = 2, threads: int = 5, tls: tuple[Path, Path, Path] | None = None):
         """``edit(output_dir)`` may change the generated files before Apache starts; ``database_url``
-        (default: SQLite in the data directory) must point at an empty database."""
+        (default: SQLite in the data directory) must point at an empty database; ``tls`` (ca, certificate,
+        key): serve HTTPS on ``port`` (express: as mod_wsgi-express's options say) and trust that CA."""
         self.form = form
         self.prefix = prefix
         self.port = free_port()
+        self.tls = tls
         self.root = Path(tempfile.mkdtemp(prefix=f"coretrack-apache-{form}-", dir="/tmp"))
         os.chmod(self.root, 0o755)
         self.home = self.root / "home"
-        self.public_url = f"http://127.0.0.1:{self.port}{prefix}"
+        self.public_url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}{prefix}"
         self.config = Config.from_env(
             {"CORETRACK_HOME": str(self.home), "CORETRACK_PUBLIC_URL": self.public_url,
              "CORETRACK_ADMIN_PASSWORD": ADMIN_PASSWORD, "CORETRACK_DATABASE_URL": database_url}
         )
         self.install = Install(home=self.home, venv=VENV, prefix=prefix, listen=f"127.0.0.1:{self.port}",
-                               output=self.root / "apache", processes=processes, threads=threads)
+                               output=self.root / "apache", processes=processes, threads=threads,
+                               **({"tls_certificate": tls[1], "tls_key": tls[2]} if tls and form != "express" else {}))
         self.edit = edit or (self._remove_auth if auth_removed else None)
         self.process: subprocess.Popen | None = None
 
@@ -103,7 +106,12 @@ class ApacheServer:
     def command(self) -> list[str]:
         if self.form == "express":
             write_config("express", self.install, self.config)
-            command = express_command(self.install, self.port)
+            if self.tls:
+                command = express_command(self.install, free_port()) + [
+                    "--https-port", str(self.port), "--server-name", "127.0.0.1",
+                    "--ssl-certificate-file", str(self.tls[1]), "--ssl-certificate-key-file", str(self.tls[2])]
+            else:
+                command = express_command(self.install, self.port)
         else:
             command = ["apache2", "-f", str(write_private_server(self.form, self.install, self.config)),
                        "-DFOREGROUND"]
@@ -172,7 +180,13 @@ class ApacheServer:
         """Sends the path exactly as given (no normalisation by the client)."""
         import base64
 
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        if self.tls:
+            import ssl
+
+            connection = http.client.HTTPSConnection(
+                "127.0.0.1", self.port, timeout=30, context=ssl.create_default_context(cafile=str(self.tls[0])))
+        else:
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         all_headers = dict(headers or {})
         if user:
             all_headers["Authorization"] = "Basic " + base64.b64encode(f"{user[0]}:{user[1]}".encode()).decode()

@@ -206,6 +206,62 @@ def test_mail_sent_through_apache_carries_the_prefix_and_its_image_counts(apache
 
 
 
+# -- HTTPS and HSTS --------------------------------------------------------------------------
+
+YEAR = 365 * 24 * 3600
+HTTPS_FORMS = [("site", "/crm"), ("express", ""), ("htaccess", "")]
+
+
+def test_plain_http_answers_carry_no_hsts(apache):
+    """RFC 6797 forbids the header over plain HTTP, where anyone on the way could add or strip it."""
+    for user in (("sam", STAFF_PASSWORD), None):
+        reply = apache.request("GET", apache.prefix + "/emails", user=user)
+        assert "strict-transport-security" not in reply.headers
+
+
+@pytest.fixture(scope="module", params=HTTPS_FORMS, ids=[f"{form}{prefix or '-root'}" for form, prefix in HTTPS_FORMS])
+def https_apache(request, certificates):
+    form, prefix = request.param
+    server = ApacheServer(form, prefix, tls=certificates)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def test_the_https_config_passes_apache_configtest(https_apache):
+    result = https_apache.configtest()
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_over_https_every_answer_tells_browsers_to_refuse_plain_http_for_a_year(https_apache):
+    server = https_apache
+    recipient = make_recipient(server)
+    sam = ("sam", STAFF_PASSWORD)
+    replies = {
+        "a page": server.request("GET", server.prefix + "/emails", user=sam),
+        "the API": server.request("GET", server.prefix + "/api/emails", user=sam),
+        "a static file": server.request("GET", server.prefix + "/static/coretrack.css", user=sam),
+        "Apache's 401": server.request("GET", server.prefix + "/emails"),
+        "the image endpoint": server.request("GET", f"{server.prefix}{ENDPOINT}?t={recipient.token}"),
+    }
+    assert [reply.status for reply in replies.values()] == [200, 200, 200, 401, 200], server.error_log()
+    assert replies["the image endpoint"].body == GIF
+    for what, reply in replies.items():
+        policy = reply.headers.get("strict-transport-security", "")
+        max_age = re.fullmatch(r"max-age=(\d+)", policy)
+        assert max_age and int(max_age[1]) >= YEAR, (what, policy)
+
+
+def test_https_needs_both_a_certificate_and_its_key(tmp_path):
+    from coretrack.apache import ApacheConfigError, Install
+
+    with pytest.raises(ApacheConfigError, match="both"):
+        Install(home=tmp_path, tls_certificate=tmp_path / "cert.pem")
+    with pytest.raises(ApacheConfigError, match="path"):
+        Install(home=tmp_path, tls_certificate=tmp_path / "a b.pem", tls_key=tmp_path / "key.pem")
+
+
 # The reference (coreBOS) documentation's .htaccess, with the directive's spelling fixed.
 REFERENCE_HTACCESS = """AuthType Basic
 AuthName "coretrack"

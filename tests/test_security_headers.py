@@ -6,6 +6,7 @@ import re
 
 from conftest import assert_no_script
 from coretrack.app import SECURITY_HEADERS
+from coretrack.tracking import GIF_HEADERS
 from coretrack.views.public import TRACK_ACCESS_PATH
 
 
@@ -47,8 +48,28 @@ def test_the_email_preview_is_a_sandboxed_srcdoc_frame_without_scripts(admin, ev
     assert "<b>there</b>" in frame["srcdoc"]
 
 
+def test_no_browser_or_proxy_keeps_a_copy_of_any_page_download_or_api_answer(admin, staff, every_page):
+    kinds = set()
+    for path in every_page:
+        for client in (admin, staff):
+            response = client.get(path, status="*")
+            assert response.headers.get("Cache-Control") == "no-store", (path, response.headers.get("Cache-Control"))
+            kinds.add(response.content_type)
+    # Pages, JSON, the CSV exports and an attachment download are all among them.
+    assert {"text/html", "application/json", "text/csv", "text/plain"} <= kinds
+
+
+def test_redirects_errors_and_refusals_are_not_stored_either(admin, anon, staff):
+    for response in (admin.get("/", status=303), admin.get("/emails/999999", status=404),
+                     anon.get("/emails", status=401), staff.get("/settings", status=403),
+                     admin.get("/api/emails/999999", status=404), admin.post("/settings", status=403)):
+        assert response.headers.get("Cache-Control") == "no-store", response.request.path
+
+
 def test_the_image_endpoint_carries_none_of_them(anon):
     response = anon.get(TRACK_ACCESS_PATH, {"t": "anything"})
     assert response.content_type == "image/gif"
     for name in (*SECURITY_HEADERS, "Set-Cookie", "WWW-Authenticate"):
         assert name not in response.headers
+    # Only the GIF's own caching headers, exactly as mail clients and their proxies expect them.
+    assert [(name, response.headers[name]) for name, _ in GIF_HEADERS] == list(GIF_HEADERS)

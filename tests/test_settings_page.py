@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from coretrack import csrf, tokens
+from coretrack.config import Config, SmtpServer
 from coretrack.models import Email, Recipient, Setting, SettingChange
 from coretrack.settings import MASK, SettingsService
 from coretrack.tracking import GIF
@@ -236,3 +237,112 @@ def test_setting_values_with_markup_are_shown_escaped(admin, app, db):
     assert "&lt;script&gt;" in page.text
     assert page.forms["settings-form"]["from_name"].value == markup
     assert page.html.find("script") is None
+
+
+# -- the SMTP password goes only to the login it was typed for ------------------------------
+
+
+def store_login(admin, password=SMTP_PASSWORD):
+    form = settings_form(admin)
+    form["smtp_host"] = "mail.example.test"
+    form["smtp_port"] = "587"
+    form["smtp_security"] = "starttls"
+    form["smtp_username"] = "mailer"
+    form["smtp_password"] = password
+    form.submit(status=303)
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("smtp_host", "mail.elsewhere.test"), ("smtp_port", "25"), ("smtp_security", "none"),
+    ("smtp_security", "tls"), ("smtp_username", "someone-else"),
+])
+def test_changing_the_server_or_login_removes_the_stored_password_unless_typed_again(admin, app, db, key, value):
+    store_login(admin)
+    form = settings_form(admin)
+    form[key] = value
+    page = form.submit(status=303).follow()
+
+    assert SettingsService(db, app.config).get("smtp_password") == ""
+    assert SettingsService(db, app.config).smtp_server().password == ""
+    notice = page.html.find(class_="notice").get_text(" ", strip=True)
+    assert "2 settings changed" in notice and "password was removed" in notice
+    assert "Currently no password is stored." in page.text
+    last = audit(db)[-2:]
+    assert [(c.key, c.old_value, c.new_value, c.user_name) for c in last] == [
+        (key, {"smtp_host": "mail.example.test", "smtp_port": "587", "smtp_security": "starttls",
+               "smtp_username": "mailer"}[key], value, "admin"),
+        ("smtp_password", MASK, "", "admin")]
+    assert f"{MASK} → (empty)" in page.text
+
+
+def test_a_password_typed_with_the_new_server_is_kept(admin, app, db):
+    store_login(admin)
+    form = settings_form(admin)
+    form["smtp_host"] = "mail.elsewhere.test"
+    form["smtp_password"] = "the-new-servers-password"
+    form.submit(status=303)
+    assert SettingsService(db, app.config).get("smtp_password") == "the-new-servers-password"
+    assert [(c.key, c.old_value, c.new_value) for c in audit(db)[-2:]] == [
+        ("smtp_host", "mail.example.test", "mail.elsewhere.test"), ("smtp_password", MASK, MASK)]
+
+
+def test_other_changes_keep_the_stored_password(admin, app, db):
+    store_login(admin)
+    form = settings_form(admin)
+    form["from_name"] = "Sales"
+    form["smtp_port"] = "587"  # unchanged
+    form.submit(status=303)
+    assert SettingsService(db, app.config).get("smtp_password") == SMTP_PASSWORD
+
+
+def test_the_form_says_when_the_password_is_removed(admin):
+    help_text = settings_form(admin).response.html.find(id="h-smtp_password").get_text(" ", strip=True)
+    assert "removed when the server, port, security or user name changes" in help_text
+
+
+def test_the_stored_password_can_be_removed_explicitly(admin, app, db):
+    assert "smtp_password_clear" not in settings_form(admin).fields  # nothing to remove yet
+    store_login(admin)
+    form = settings_form(admin)
+    box = form.response.html.find(id="f-smtp_password_clear")
+    assert box["type"] == "checkbox"
+    assert form.response.html.find("label", attrs={"for": "f-smtp_password_clear"}).get_text(strip=True) == \
+        "Remove the stored password"
+    form["smtp_password_clear"] = True
+    page = form.submit(status=303).follow()
+
+    assert SettingsService(db, app.config).get("smtp_password") == ""
+    assert stored(db, "smtp_host") == "mail.example.test" and stored(db, "smtp_username") == "mailer"
+    assert [(c.key, c.old_value, c.new_value) for c in audit(db)[-1:]] == [("smtp_password", MASK, "")]
+    assert "password was removed" in page.html.find(class_="notice").get_text()
+    assert "Currently no password is stored." in page.text
+
+
+def test_removing_and_typing_a_password_at_once_is_refused(admin, app, db):
+    store_login(admin)
+    form = settings_form(admin)
+    form["smtp_password_clear"] = True
+    form["smtp_password"] = "another-password"
+    form["from_name"] = "Sales"
+    response = form.submit(status=400)
+    assert "not both" in error_next_to(response, "smtp_password")
+    assert SettingsService(db, app.config).get("smtp_password") == SMTP_PASSWORD
+    assert stored(db, "from_name") is None
+
+
+def test_the_environments_password_goes_only_to_the_environments_server(app, db):
+    environment = {"CORETRACK_HOME": str(app.config.home), "CORETRACK_DATABASE_URL": app.config.database_url,
+                   "CORETRACK_SMTP_URL": "smtp+starttls://mailer:env-pass@mail.example.test:587"}
+    settings = SettingsService(db, Config.from_env(environment))
+    assert settings.smtp_server().password == "env-pass"
+    settings.update({"smtp_host": "mail.elsewhere.test"}, "admin")
+    assert settings.smtp_server().password == ""
+    assert [(c.key, c.old_value, c.new_value) for c in audit(db)] == [
+        ("smtp_host", "mail.example.test", "mail.elsewhere.test"), ("smtp_password", MASK, "")]
+
+    # A server saved in the editor before the environment got a password for another one.
+    db.query(Setting).delete()
+    db.commit()
+    SettingsService(db, app.config).update({"smtp_host": "saved.example.test", "smtp_port": "587",
+                                            "smtp_security": "starttls"}, "admin")
+    assert settings.smtp_server() == SmtpServer("saved.example.test", 587, "starttls", "mailer", "")

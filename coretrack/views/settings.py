@@ -48,6 +48,11 @@ def submitted_settings(form) -> dict[str, str]:
     return submitted
 
 
+def removed_secrets(form) -> list[str]:
+    """The secrets whose "Remove the stored password" box is ticked."""
+    return [d.key for d in DEFINITIONS if d.kind == "secret" and form.get(f"{d.key}_clear") in ("on", "true")]
+
+
 def render_editor(request: AppRequest, service: SettingsService, values: dict[str, str],
                   errors: dict[str, str], status: int = 200) -> Response:
     groups: dict[str, list[SettingDef]] = {}
@@ -72,8 +77,9 @@ def settings_page(request: AppRequest) -> Response:
     if request.method != "POST":
         return render_editor(request, service, service.form_values(), {})
     submitted = submitted_settings(request.form)
+    remove = removed_secrets(request.form)
     try:
-        changes = service.update(submitted, request.user.name)
+        changes = service.update(submitted, request.user.name, remove=remove)
     except ValidationError as exc:
         # Show what was typed, so it can be corrected; never a password.
         values = {**service.form_values(), **submitted}
@@ -81,6 +87,10 @@ def settings_page(request: AppRequest) -> Response:
         return render_editor(request, service, values, exc.errors, status=400)
     count = len(changes)
     notice = f"Saved: {count} setting{'' if count == 1 else 's'} changed." if count else "Saved: nothing changed."
+    if any(change.key == "smtp_password" and not change.new_value for change in changes):
+        notice += (" The stored mail server password was removed." if remove else
+                   " The stored mail server password was removed because the server, port, security or user "
+                   "name changed: type it again if the server needs one.")
     return request.redirect_to(settings_page, notice=notice)
 
 
