@@ -58,6 +58,8 @@ PRIVATE_HEADERS = {"Cache-Control": "no-store"}
 class DatabaseId(IntegerConverter):
     """``<int:...>`` in our URLs: an id the database can hold; a larger number is no route (404)."""
 
+    regex = r"[0-9]+"  # Werkzeug's \d+ takes any script's digits: /emails/١ was email 1
+
     def __init__(self, map, *args, **kwargs):
         kwargs.setdefault("max", MAX_ID)
         super().__init__(map, *args, **kwargs)

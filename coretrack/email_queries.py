@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from . import inputs
 from .models import AccessEvent, Email, Recipient, User
 
 EMAIL_STATUSES = ("queued", "sending", "sent", "partial", "failed")
@@ -23,15 +24,20 @@ class EmailFilters:
     errors: dict[str, str] = field(default_factory=dict)
 
 
+def parse_day(args, key: str, errors: dict[str, str]) -> date | None:
+    """The day in query argument ``key``; a bad one is an error for its field (and None)."""
+    try:
+        return inputs.day(args.get(key))
+    except ValueError as error:
+        errors[key] = str(error)
+        return None
+
+
 def parse_filters(args) -> EmailFilters:
-    filters = EmailFilters(sender=(args.get("sender") or "").strip(), status=(args.get("status") or "").strip())
-    for key, attribute in (("from", "date_from"), ("to", "date_to")):
-        raw = (args.get(key) or "").strip()
-        if raw:
-            try:
-                setattr(filters, attribute, date.fromisoformat(raw))
-            except ValueError:
-                filters.errors[key] = "enter a date as YYYY-MM-DD"
+    errors: dict[str, str] = {}
+    filters = EmailFilters(date_from=parse_day(args, "from", errors), date_to=parse_day(args, "to", errors),
+                           sender=(args.get("sender") or "").strip(), status=(args.get("status") or "").strip(),
+                           errors=errors)
     if filters.status and filters.status not in EMAIL_STATUSES:
         filters.errors["status"] = "choose a status from the list"
         filters.status = ""

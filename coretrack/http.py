@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from sqlalchemy.orm import Session
+from werkzeug.exceptions import BadRequest
 from werkzeug.utils import cached_property, redirect
 from werkzeug.wrappers import Request, Response
 
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
 # Set on the 401 the application gives by itself (no REMOTE_USER arrived): under Apache it means
 # Apache's Basic auth is missing.  'coretrack doctor' looks for it.
 APP_REFUSAL_HEADER = "X-Coretrack-Refused"
+# The API's bodies nest two deep.  Parsing and walking JSON recurse: a body nested thousands deep
+# would exhaust Python's stack (a 500) before anything could refuse it.
+MAX_JSON_DEPTH = 20
 # Long enough to follow a redirect; too short for a link with one user's words to be sent around.
 NOTICE_MAX_AGE = 10 * 60
 _NOTICE_SIGNATURE = re.compile(r"([0-9]{1,12})\.([0-9a-f]{32})")
@@ -47,6 +51,7 @@ def check_notice(secret: bytes, user: str, path: str, text: str, signature: str,
     if not 0 <= (time.time() if now is None else now) - issued <= NOTICE_MAX_AGE:
         return False
     return hmac.compare_digest(_notice_mac(secret, user, path, text, issued), match[2])
+
 
 
 def public(handler):
@@ -75,6 +80,16 @@ class AppRequest(Request):
     @property
     def is_api(self) -> bool:
         return self.path.startswith("/api/")
+
+    def get_json(self, *args, **kwargs):
+        too_deep = BadRequest(f"the JSON body is nested too deeply (at most {MAX_JSON_DEPTH} levels)")
+        try:
+            value = super().get_json(*args, **kwargs)
+        except RecursionError:
+            raise too_deep from None
+        if _json_depth(value) > MAX_JSON_DEPTH:
+            raise too_deep
+        return value
 
     def csrf_token(self) -> str:
         return csrf.make_token(self.app.secret, self.user.name if self.user else "")
@@ -111,6 +126,17 @@ class AppRequest(Request):
 
 def json_response(data, status: int = 200) -> Response:
     return Response(json.dumps(data, default=str), status=status, mimetype="application/json")
+
+
+def _json_depth(value) -> int:
+    """How deep lists and objects nest in ``value`` (no deeper than MAX_JSON_DEPTH + 1: it stops there)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack and deepest <= MAX_JSON_DEPTH:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
+    return deepest
 
 
 def _nul_in(value) -> bool:

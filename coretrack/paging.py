@@ -9,6 +9,8 @@ from urllib.parse import urlencode
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from .inputs import whole_number
+
 
 @dataclass
 class Page:
@@ -29,13 +31,24 @@ class Page:
 
 # Far past any real list; keeps OFFSET inside a 64-bit integer whatever the query string says.
 MAX_PAGE = 1_000_000
+MAX_PER_PAGE = 200  # the API's per_page
 
 
 def page_number(raw: str | None) -> int:
+    """The page a link asks for: 1 for anything but a number (a page past the last shows the last)."""
     try:
-        return min(MAX_PAGE, max(1, int(raw or 1)))
+        return whole_number(raw, 1, MAX_PAGE, clamp=True)
     except ValueError:
         return 1
+
+
+def per_page(raw: str | None, errors: dict[str, str], default: int = 50) -> int:
+    """The API's ``per_page``; a bad one is an error for its field (and ``default`` is returned)."""
+    try:
+        return whole_number(raw, 1, MAX_PER_PAGE) if raw else default
+    except ValueError as error:
+        errors["per_page"] = str(error)
+        return default
 
 
 def paginate(session: Session, statement: Select, number: int, per_page: int) -> Page:

@@ -21,6 +21,7 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, contains_eager
 
 from .db import MAX_ID
+from .inputs import whole_number
 from .models import RECORD_MODELS, Account, Contact, Email, Lead, Recipient, User
 from .paging import Page, paginate
 from .validation import ValidationError, clean_address, clean_header_text
@@ -52,6 +53,9 @@ FIELDS: dict[str, tuple[FieldDef, ...]] = {
 NOUNS = {"contact": ("contact", "contacts"), "account": ("account", "accounts"), "lead": ("lead", "leads")}
 
 _HOST = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+# Each word is a condition on every searched column: SQLite refuses an expression 1,000 deep, PostgreSQL
+# runs out of stack, and SQLite refuses a LIKE pattern of 50,000 bytes.
+MAX_SEARCH_WORDS, MAX_SEARCH_CHARACTERS = 10, 200
 _TRUE = frozenset({"on", "true", "yes", "y", "1"})
 _FALSE = frozenset({"", "off", "false", "no", "n", "0"})
 
@@ -67,7 +71,12 @@ def _model(record_type: str):
 
 
 def _search(record_type: str, query: str) -> Select:
-    """Records matching every word of ``query`` in a name, the email or the account/company, in name order."""
+    """Records matching every word of ``query`` in a name, the email or the account/company, in name order.
+
+    ValueError with a message for the user when the search is too long."""
+    words = query.split()
+    if len(words) > MAX_SEARCH_WORDS or len(query) > MAX_SEARCH_CHARACTERS:
+        raise ValueError(f"a search takes at most {MAX_SEARCH_WORDS} words and {MAX_SEARCH_CHARACTERS} characters")
     model = _model(record_type)
     statement = select(model)
     if record_type == "contact":
@@ -81,7 +90,7 @@ def _search(record_type: str, query: str) -> Select:
         columns = (Lead.first_name, Lead.last_name, Lead.email, Lead.company)
         order = (Lead.last_name, Lead.first_name, Lead.id)
     # autoescape: a % or _ typed by the user matches itself, not any text.
-    for word in query.split():
+    for word in words:
         statement = statement.where(or_(*(column.icontains(word, autoescape=True) for column in columns)))
     return statement.order_by(*order)
 
@@ -137,12 +146,15 @@ def _website(value: str) -> str:
 
 
 def _account_id(session: Session, raw: str) -> int | None:
-    raw = raw.strip()
-    if not raw:
+    if not raw.strip():
         return None
-    if not raw.isdigit() or get_record(session, "account", int(raw)) is None:
+    try:
+        account = get_record(session, "account", whole_number(raw, 1, MAX_ID))
+    except ValueError:
+        account = None
+    if account is None:
         raise ValueError("choose an account from the list")
-    return int(raw)
+    return account.id
 
 
 def clean_record(session: Session, record_type: str, submitted: Mapping[str, str]) -> dict[str, object]:
@@ -342,6 +354,23 @@ def record_choices(session: Session, record_type: str, query: str, limit: int = 
     """Records with an email address matching ``query`` (same search as the lists), in name order."""
     model = _model(record_type)
     return list(session.scalars(_search(record_type, query or "").where(model.email != "").limit(limit)))
+
+
+# ASCII digits: re's \d would take any script's digits.
+REFERENCE = re.compile(r"(contact|account|lead):([0-9]+)")
+
+
+def parse_reference(entry: str) -> tuple[str, int] | None:
+    """("contact", 12) for "contact:12"; None for anything else (an address).  An id no record can
+    have is ValidationError keyed by the record type, as ``recipient_for`` gives for a missing record."""
+    match = REFERENCE.fullmatch(entry.strip())
+    if match is None:
+        return None
+    try:
+        return match[1], whole_number(match[2], 1, MAX_ID)
+    except ValueError:
+        shown = match[2] if len(match[2]) <= 20 else match[2][:20] + "…"
+        raise ValidationError({match[1]: f"there is no {match[1]} with id {shown}"}) from None
 
 
 class RecipientFor(NamedTuple):

@@ -41,14 +41,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from .email_queries import EmailFilters
+from .email_queries import EmailFilters, parse_day
 from .models import RECORD_TYPES, AccessEvent, Account, Contact, Email, Lead, Recipient, User, utcnow
 from .paging import Page
 
 RECIPIENT_STATUSES = ("pending", "sending", "sent", "failed", "skipped")
 ACTIVITY_DAYS = 30  # the default range of the Activity report
-MAX_DAYS = 400  # a per-day chart wider than this is unreadable
+# A per-day chart wider than this is unreadable; it also keeps the Activity query (one SELECT per
+# bucket) under SQLite's limit of 500 SELECTs in one compound statement.
+MAX_DAYS = 400
 MAX_HOURS = 7 * 24
+MAX_SUBJECT = Email.__table__.c.subject.type.length  # no subject is longer: neither is a filter on one
 # OWASP "CSV injection": a spreadsheet runs a cell starting with one of = + - @ tab CR as a formula.
 # One that ignores quotes may split a cell on , ; tab | or a line break and trim spaces, so every such
 # part counts as the start of a cell: a quote goes just before its first character.
@@ -98,17 +101,6 @@ class Filters(EmailFilters):
                 "order": "desc" if self.descending else "asc"}
 
 
-def _day(raw: str | None, key: str, errors: dict) -> date | None:
-    raw = (raw or "").strip()
-    if not raw:
-        return None
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        errors[key] = "enter a date as YYYY-MM-DD"
-        return None
-
-
 def _choice(args, key: str, choices, errors: dict, message: str) -> str:
     value = (args.get(key) or "").strip()
     if value and value not in choices:
@@ -121,8 +113,8 @@ def parse_filters(report: "Report", args) -> Filters:
     """Filters from a query string; each bad value is an error for its field and is ignored."""
     errors: dict[str, str] = {}
     filters = Filters(
-        date_from=_day(args.get("from"), "from", errors),
-        date_to=_day(args.get("to"), "to", errors),
+        date_from=parse_day(args, "from", errors),
+        date_to=parse_day(args, "to", errors),
         sender=(args.get("sender") or "").strip(),
         record_type=_choice(args, "record_type", RECORD_TYPES, errors, "choose contact, account or lead"),
         subject=(args.get("subject") or "").strip(),
@@ -134,6 +126,9 @@ def parse_filters(report: "Report", args) -> Filters:
     if filters.date_from and filters.date_to and filters.date_from > filters.date_to:
         errors["to"] = "the end of the range is before its start"
         filters.date_to = None
+    if len(filters.subject) > MAX_SUBJECT:
+        errors["subject"] = f"a subject has at most {MAX_SUBJECT} characters"
+        filters.subject = ""
     sort_column = report.column(filters.sort or report.default_sort)
     order = _choice(args, "order", ("asc", "desc"), errors, "choose asc or desc")
     filters.descending = order == "desc" if order else sort_column.descending_first
@@ -414,15 +409,20 @@ class ActivityReport(Report):
         return start, end
 
     def check(self, filters: Filters) -> None:
-        """A range too long to draw is refused, and the default range shown instead."""
+        """A range too long to draw (or one that ends before it starts) is refused; the page shows
+        the default range per day instead, which is always within the caps."""
         start, end = self.range(filters)
         days = (end - start).days + 1
+        refused = {}
         if filters.by == "hour" and days * 24 > MAX_HOURS:
-            filters.errors["by"] = f"per hour covers at most {MAX_HOURS // 24} days: shorten the range"
-            filters.by = "day"
-        elif days > MAX_DAYS:
-            filters.errors["to"] = f"the range covers at most {MAX_DAYS} days"
-            filters.date_from = filters.date_to = None
+            refused["by"] = f"per hour covers at most {MAX_HOURS // 24} days: shorten the range"
+        if days > MAX_DAYS:
+            refused["to"] = f"the range covers at most {MAX_DAYS} days"
+        elif days < 1:
+            refused["to"] = "the end of the range (today, when none is given) is before its start"
+        if refused:
+            filters.errors.update({key: message for key, message in refused.items() if key not in filters.errors})
+            filters.by, filters.date_from, filters.date_to = "day", None, None
 
     def statement(self, recipients, label: str, start: datetime, stop: datetime) -> Select:
         statement = select(literal(label, String).label("bucket"), func.count().label("accesses"),

@@ -34,7 +34,6 @@ from .validation import ValidationError, clean_address, clean_header_text
 
 log = logging.getLogger(__name__)
 
-REFERENCE = re.compile(r"^(contact|account|lead):(\d+)$")
 OPTED_OUT = "opted out of email"
 INTERRUPTED = ("delivery unknown: the send was interrupted while this message was being handed to the mail "
                "server; it was not resent automatically to avoid a duplicate (retry to send it again)")
@@ -100,12 +99,12 @@ def _resolve(session: Session, entry: str, kind: str) -> PlannedRecipient:
     """An address or a ``contact:<id>``-style reference, as a recipient; ValueError with a message."""
     if "\r" in entry or "\n" in entry:
         raise ValueError("line breaks are not allowed in an address")
-    match = REFERENCE.match(entry.strip())
-    if match:
-        try:
-            found = records.recipient_for(session, match[1], int(match[2]))
-        except ValidationError as exc:
-            raise ValueError("; ".join(exc.errors.values())) from None
+    try:
+        reference = records.parse_reference(entry)
+        found = records.recipient_for(session, *reference) if reference else None
+    except ValidationError as exc:
+        raise ValueError("; ".join(exc.errors.values())) from None
+    if found is not None:
         address = clean_address(found.address)
         record, name, opted_out = found.record, found.display_name, found.record.email_opt_out
     else:

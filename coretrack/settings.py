@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from . import secretbox
 from .config import Config, SmtpServer
+from .inputs import whole_number
 from .models import Setting, SettingChange
 from .validation import ValidationError, clean_address, clean_header_text
 
@@ -149,14 +150,7 @@ class SettingsService:
         if definition.kind == "bool":
             return "true" if value in ("on", "true", "1", "yes") else "false"
         if definition.kind == "int":
-            try:
-                number = int(value)
-            except ValueError:
-                raise ValueError("enter a whole number") from None
-            low, high = definition.minimum, definition.maximum
-            if (low is not None and number < low) or (high is not None and number > high):
-                raise ValueError(f"enter a number from {low} to {high}")
-            return str(number)
+            return str(whole_number(value, definition.minimum, definition.maximum))
         if definition.kind == "choice":
             if value not in dict(definition.choices):
                 raise ValueError("choose one of the options")

@@ -309,8 +309,8 @@ def empty_database_url(request):
 
 
 @pytest.fixture
-def every_page(app, db, users):
-    """Every GET route of the URL map, its arguments filled with records that exist."""
+def every_route(app, db, users):
+    """Every route of the URL map as (method, path), its arguments filled with records that exist."""
     records = {"contacts": Contact(last_name="Lovelace", email="ada@example.test"),
                "accounts": Account(name="Acme"), "leads": Lead(last_name="Hopper")}
     db.add_all(records.values())
@@ -319,9 +319,9 @@ def every_page(app, db, users):
                             to=["ada@example.test"], subject="Hi", html="<p>Hi <b>there</b></p>",
                             attachments=[("notes.txt", "text/plain", b"notes")]).email
     singular = {"contacts": "contact", "accounts": "account", "leads": "lead"}
-    paths = []
+    routes = []
     for rule in URL_MAP.iter_rules():
-        if "GET" not in rule.methods or rule.rule == TRACK_ACCESS_PATH:
+        if rule.rule == TRACK_ACCESS_PATH:
             continue
         choices = {name: sorted(getattr(converter, "items", ())) for name, converter in rule._converters.items()}
         names = [name for name, items in choices.items() if items]
@@ -331,9 +331,16 @@ def every_page(app, db, users):
             values.update({"email_id": email.id, "attachment_id": email.attachments[0].id, "name": "sam"})
             if "record_id" in rule.arguments:
                 values["record_id"] = records[section].id
-            paths.append(URL_MAP.bind("localhost").build(rule.endpoint, {k: v for k, v in values.items()
-                                                                        if k in rule.arguments}))
-    return paths
+            path = URL_MAP.bind("localhost").build(rule.endpoint, {k: v for k, v in values.items()
+                                                                   if k in rule.arguments})
+            routes += [(method, path) for method in sorted(rule.methods & {"GET", "POST"})]
+    return routes
+
+
+@pytest.fixture
+def every_page(every_route):
+    """Every GET route of the URL map, its arguments filled with records that exist."""
+    return [path for method, path in every_route if method == "GET"]
 
 
 def assert_no_script(response) -> None:

@@ -469,6 +469,16 @@ def test_bad_filters_are_refused_by_field(staff, data, params, field):
 
 def test_a_page_with_bad_filters_says_what_is_wrong_and_still_shows_the_report(staff, data):
     page = staff.get("/reports/emails?from=yesterday&sort=evil", status=400)
-    assert page.html.select_one("#e-from").text == "enter a date as YYYY-MM-DD"
+    assert page.html.select_one("#e-from").text == "enter a date as YYYY-MM-DD from 1900-01-01 to 9998-12-31"
     assert len(page.html.select("table tbody tr")) == 3
     staff.get("/reports/emails.csv?sort=evil", status=400)
+
+
+@pytest.mark.parametrize("path", ["/reports/activity", "/reports/activity.csv", "/api/reports/activity"])
+def test_every_output_of_activity_refuses_a_range_past_its_cap_with_a_400_naming_it(staff, path):
+    # Per hour over 31 years once drew the page one SELECT per day (SQLite refused the compound SELECT).
+    response = staff.get(path, {"by": "hour", "from": "2000-01-01", "to": "2030-12-31"}, status=400)
+    assert "per hour covers at most 7 days" in response.text and "at most 400 days" in response.text
+    assert "at most 400 days" in staff.get(path, {"from": "2000-01-01", "to": "2030-12-31"}, status=400).text
+    assert "at most 400 days" in staff.get(path, {"from": "2000-01-01"}, status=400).text
+    assert "is before its start" in staff.get(path, {"from": "2999-01-01"}, status=400).text

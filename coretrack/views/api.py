@@ -6,13 +6,11 @@ from werkzeug.exceptions import BadRequest, NotFound
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .. import email_queries, records, sending
+from .. import email_queries, paging, records, sending
 from ..http import AppRequest, json_response
 from ..models import Email, Recipient
 from ..paging import page_number, paginate
 from ..validation import ValidationError
-
-MAX_PER_PAGE = 200
 
 
 def _time(value) -> str | None:
@@ -63,12 +61,9 @@ def _email_detail(request: AppRequest, email: Email) -> dict:
 
 def list_emails(request: AppRequest) -> Response:
     filters = email_queries.parse_filters(request.args)
+    per_page = paging.per_page(request.args.get("per_page"), filters.errors)
     if filters.errors:
         return json_response({"error": "invalid filters", "fields": filters.errors}, 400)
-    try:
-        per_page = min(MAX_PER_PAGE, max(1, int(request.args.get("per_page") or 50)))
-    except ValueError:
-        raise BadRequest("per_page must be a whole number") from None
     page = paginate(request.db, email_queries.emails_statement(filters), page_number(request.args.get("page")), per_page)
     counts = email_queries.email_counts(request.db, [email.id for email in page.items])
     return json_response({

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from werkzeug.exceptions import NotFound
+from werkzeug.exceptions import BadRequest, NotFound
 from werkzeug.routing import Rule
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Response
 
 from .. import email_queries, records, sending
+from ..db import MAX_ID
 from ..http import AppRequest
+from ..inputs import whole_number
 from ..models import RECORD_TYPES, Attachment, Email
 from ..paging import page_number, paginate
 from ..validation import ValidationError
@@ -37,28 +39,35 @@ def list_emails(request: AppRequest) -> Response:
 
 def _references(args) -> list[str]:
     """``?contact=<id>`` (and account, lead) from a record's page, as references for the To field."""
-    return [f"{kind}:{value}" for kind in RECORD_TYPES for value in args.getlist(kind) if value.isdigit()]
+    return [reference for kind in RECORD_TYPES for value in args.getlist(kind)
+            if records.REFERENCE.fullmatch(reference := f"{kind}:{value}")]
 
 
 def _named(request: AppRequest, field_value: str) -> list[tuple[str, str]]:
     """(reference, who it is) for each record reference in a field, so the form can show names."""
     named = []
     for entry in sending.split_addresses(field_value):
-        match = sending.REFERENCE.match(entry)
-        if match:
-            try:
-                found = records.recipient_for(request.db, match[1], int(match[2]))
-            except ValidationError as exc:
-                named.append((entry, "; ".join(exc.errors.values())))
-            else:
-                opted_out = f" — {sending.OPTED_OUT}" if found.opted_out else ""
-                named.append((entry, f"{found.display_name} <{found.address}>{opted_out}"))
+        try:
+            reference = records.parse_reference(entry)
+            if reference is None:
+                continue
+            found = records.recipient_for(request.db, *reference)
+        except ValidationError as exc:
+            named.append((entry, "; ".join(exc.errors.values())))
+        else:
+            opted_out = f" — {sending.OPTED_OUT}" if found.opted_out else ""
+            named.append((entry, f"{found.display_name} <{found.address}>{opted_out}"))
     return named
 
 
 def _compose_page(request: AppRequest, values: dict, errors: dict | None = None, draft=None) -> Response:
     find = request.args.get("find", "").strip()
-    found = {kind: records.record_choices(request.db, kind, find, limit=10) for kind in RECORD_TYPES} if find else {}
+    found, find_error = {}, ""
+    try:
+        if find:
+            found = {kind: records.record_choices(request.db, kind, find, limit=10) for kind in RECORD_TYPES}
+    except ValueError as exc:
+        find_error = str(exc)
     keep = {key: values.get(key, "") for key in ("to", "cc", "bcc", "subject") if values.get(key)}
 
     def add_link(reference: str) -> str:
@@ -67,8 +76,8 @@ def _compose_page(request: AppRequest, values: dict, errors: dict | None = None,
         return "?" + urlencode({**keep, "to": to})
 
     return request.render(
-        "emails/compose.html", status=400 if errors else 200, section="compose", values=values,
-        errors=errors or {}, draft=draft, find=find, found=found, keep=keep, add_link=add_link,
+        "emails/compose.html", status=400 if errors or find_error else 200, section="compose", values=values,
+        errors=errors or {}, draft=draft, find=find, found=found, find_error=find_error, keep=keep, add_link=add_link,
         named=_named(request, values.get("to", "")),
     )
 
@@ -142,7 +151,11 @@ def show_email(request: AppRequest, email_id: int) -> Response:
 def retry_email(request: AppRequest, email_id: int) -> Response:
     _email_or_404(request, email_id)
     recipient_id = request.form.get("recipient_id", "")
-    count = sending.retry(request.db, email_id, int(recipient_id) if recipient_id.isdigit() else None)
+    try:
+        chosen = whole_number(recipient_id, 1, MAX_ID) if recipient_id else None  # None: every failed one
+    except ValueError as error:
+        raise BadRequest(f"recipient_id: {error}") from None
+    count = sending.retry(request.db, email_id, chosen)
     if not count:
         return request.redirect_to(show_email, email_id=email_id, notice="No failed recipients to retry.")
     if sending.send_or_queue(request.app.Session, request.app.config, email_id, count):

@@ -8,7 +8,7 @@ from werkzeug.wrappers import Response
 
 from .. import records
 from ..http import AppRequest
-from ..paging import page_number
+from ..paging import Page, page_number
 from ..validation import ValidationError
 
 SECTIONS = {"contacts": "contact", "accounts": "account", "leads": "lead"}
@@ -43,8 +43,14 @@ def _form(request: AppRequest, section: str, values: dict, errors: dict, record=
 def list_records(request: AppRequest, section: str) -> Response:
     query = request.args.get("q", "").strip()
     per_page = request.app.settings(request.db).get("page_size")
-    page = records.search_records(request.db, SECTIONS[section], query, page_number(request.args.get("page")), per_page)
-    return request.render("records/list.html", **_context(section, page=page, query=query))
+    error = ""
+    try:
+        page = records.search_records(request.db, SECTIONS[section], query, page_number(request.args.get("page")),
+                                      per_page)
+    except ValueError as exc:
+        page, error = Page(items=[], number=1, per_page=per_page, total=0), str(exc)
+    return request.render("records/list.html", status=400 if error else 200,
+                          **_context(section, page=page, query=query, error=error))
 
 
 def new_record(request: AppRequest, section: str) -> Response:

@@ -7,13 +7,12 @@ from urllib.parse import urlencode
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .. import reports
+from .. import paging, reports
 from ..http import AppRequest, json_response
 from ..models import RECORD_TYPES, utcnow
 from ..paging import page_number
 
 REPORT = "<any(emails, recipients, records, activity):report>"
-MAX_PER_PAGE = 200
 # Query arguments that are not filters: left out when a link changes them.
 NOT_FILTERS = ("page", "sort", "order", "notice", "ns")
 
@@ -74,12 +73,10 @@ def export_report(request: AppRequest, report: str) -> Response:
 def api_report(request: AppRequest, report: str) -> Response:
     definition = reports.REPORTS[report]
     filters = reports.parse_filters(definition, request.args)
-    raw_per_page = request.args.get("per_page") or "50"
-    if not raw_per_page.isdigit() or not 1 <= int(raw_per_page) <= MAX_PER_PAGE:
-        filters.errors["per_page"] = f"a whole number from 1 to {MAX_PER_PAGE}"
+    per_page = paging.per_page(request.args.get("per_page"), filters.errors)
     if filters.errors:
         return json_response({"error": "invalid filters", "fields": filters.errors}, 400)
-    page, activity = _page(request, definition, filters, int(raw_per_page))
+    page, activity = _page(request, definition, filters, per_page)
     body = {
         "report": report, "filters": reports.json_rows([filters.as_dict()])[0],
         "columns": [{"key": column.key, "label": column.label} for column in definition.columns],
