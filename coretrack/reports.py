@@ -425,7 +425,9 @@ class ActivityReport(Report):
             filters.by, filters.date_from, filters.date_to = "day", None, None
 
     def statement(self, recipients, label: str, start: datetime, stop: datetime) -> Select:
-        statement = select(literal(label, String).label("bucket"), func.count().label("accesses"),
+        # An event may stand for several loads of one minute (the per-recipient bound): sum them.
+        statement = select(literal(label, String).label("bucket"),
+                           func.coalesce(func.sum(AccessEvent.hits), 0).label("accesses"),
                            func.count(distinct(AccessEvent.recipient_id)).label("unique_opens"))
         statement = statement.where(AccessEvent.at >= start, AccessEvent.at < stop)
         if recipients is not None:

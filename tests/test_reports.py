@@ -300,6 +300,19 @@ def test_activity_counts_accesses_and_distinct_recipients_per_day_with_empty_day
     assert (body["total_accesses"], body["unique_recipients"]) == (8, 5)
 
 
+def test_activity_counts_every_load_an_event_stands_for(app, db, staff, data):
+    from coretrack.tracking import Hit
+
+    # Thirty loads of one recipient in one minute: ten event rows, the last standing for twenty-one.
+    recipient = data.recipients["e2:carl"]
+    app.tracker.record([Hit(recipient.token, at(6, 14, 5).replace(second=second), "192.0.2.1", "Mail")
+                        for second in range(30)])
+    rows = dict((row["bucket"], (row["accesses"], row["unique_opens"])) for row in api(staff, "activity", **WEEK)["rows"])
+    assert rows["2026-03-06"] == (30, 1)
+    page = staff.get(f"/emails/{data.emails['e2'].id}")
+    assert "and 20 more that minute" in page.text
+
+
 @pytest.mark.parametrize("params, busy_days, totals", [
     ({"sender": "admin"}, [("2026-03-03", 1, 1), ("2026-03-05", 2, 2)], (3, 2)),
     ({"record_type": "contact"}, [("2026-03-02", 1, 1), ("2026-03-03", 2, 1), ("2026-03-04", 1, 1),
