@@ -145,8 +145,17 @@ def env_file_text(config: Config) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _folder(path: Path) -> None:
+    # A folder made here is 0755 whatever the umask: Apache's workers must reach in (the htaccess
+    # form's files, the private server's sockets); the configs in it are 0644 anyway.
+    for missing in reversed([path, *path.parents]):
+        if not missing.is_dir():
+            missing.mkdir(exist_ok=True)
+            os.chmod(missing, 0o755)
+
+
 def _write(path: Path, text: str, mode: int = 0o644, group: str | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _folder(path.parent)
     path.write_text(text, encoding="utf-8")
     os.chmod(path, mode)
     if group and os.geteuid() == 0:
@@ -163,7 +172,8 @@ def write_config(form: str, install: Install, config: Config) -> list[Path]:
     env = _environment()
     context = install.context()
     out = install.output
-    (out / "empty").mkdir(parents=True, exist_ok=True)
+    _folder(out)
+    _folder(out / "empty")
     # The env file may hold a database password: readable by root and the workers' group only.
     _write(out / "coretrack.env", env_file_text(config), 0o640, install.group)
     written: list[Path] = []
@@ -223,8 +233,7 @@ def write_private_server(form: str, install: Install, config: Config) -> Path:
     out = install.output
     run_dir, log_dir = out / "run", out / "log"
     for directory in (run_dir, log_dir):
-        directory.mkdir(parents=True, exist_ok=True)
-        os.chmod(directory, 0o755)
+        _folder(directory)
     context = {
         **install.context(),
         "form": form,

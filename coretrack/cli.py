@@ -28,6 +28,7 @@ def set_up(config: Config) -> None:
             generated = UserService(session, Htpasswd(config.htpasswd_path)).ensure_admin(config.admin_password)
     finally:
         engine.dispose()
+    config.make_private()  # the new database too, and what an older version left open
     if generated:
         click.echo(f"Created user 'admin' with password: {generated}  (shown once; change it with "
                    f"'coretrack user passwd admin')", err=True)
@@ -352,5 +353,15 @@ def spool_replay() -> None:
     click.echo(f"replayed {replayed} hits")
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The ``coretrack`` command: what it writes into the data directory is private (see config.UMASK)."""
+    import os
+
+    from .config import UMASK
+
+    os.umask(UMASK)
     main()
+
+
+if __name__ == "__main__":
+    run()

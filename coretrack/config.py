@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -17,6 +19,27 @@ from urllib.parse import unquote, urlsplit
 
 class ConfigError(ValueError):
     """A configuration value that cannot be used; the message says which and why."""
+
+
+# The data directory belongs to the service user (www-data under Apache).  Its group may read
+# what Apache's workers read (the directory, htpasswd); other local users get nothing.  Every
+# coretrack process sets UMASK, so that files made later (database journals, spool files,
+# attachments) are private too.
+UMASK = 0o027
+DIRECTORY_MODE = 0o750
+FILE_MODE = 0o640
+SECRET_MODE = 0o600
+
+
+def _narrow(fd: int, widest: int | None) -> None:
+    if widest is None:
+        return
+    mode = stat.S_IMODE(os.fstat(fd).st_mode)
+    if mode & ~widest:
+        try:
+            os.fchmod(fd, mode & widest)
+        except PermissionError:
+            pass
 
 
 SMTP_SCHEMES = {"smtp": "none", "smtp+starttls": "starttls", "smtps": "tls"}
@@ -124,20 +147,66 @@ class Config:
     def attachments_dir(self) -> Path:
         return self.home / "attachments"
 
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file, when the database is one."""
+        prefix = "sqlite:///"
+        if self.database_url.startswith(prefix) and len(self.database_url) > len(prefix):
+            return Path(self.database_url[len(prefix):].split("?", 1)[0])
+        return None
+
+    def private_paths(self) -> Iterator[tuple[Path, int]]:
+        """Every path coretrack keeps (those that exist), with the widest mode it may have."""
+        candidates = [(self.home, DIRECTORY_MODE), (self.secret_key_path, SECRET_MODE),
+                      (self.htpasswd_path, FILE_MODE), (self.home / "htpasswd.lock", FILE_MODE)]
+        if self.sqlite_path:
+            candidates += [(self.sqlite_path.with_name(self.sqlite_path.name + suffix), FILE_MODE)
+                           for suffix in ("", "-wal", "-shm", "-journal")]
+        for directory in (self.spool_dir, self.attachments_dir):
+            candidates.append((directory, DIRECTORY_MODE))
+            if directory.is_dir():
+                candidates += [(path, DIRECTORY_MODE if path.is_dir() else FILE_MODE)
+                               for path in sorted(directory.rglob("*"))]
+        for path, widest in candidates:
+            if path.exists() and not path.is_symlink():
+                yield path, widest
+
+    def make_private(self) -> None:
+        """Takes from every path coretrack keeps in the data directory what its mode allows beyond
+        the widest (an older install's 0755 and 0644); what this user may not change is left for
+        'coretrack doctor' to report."""
+        widest = dict(self.private_paths())
+        # Through descriptors opened folder by folder without following symbolic links: root,
+        # running this, must not be led out of the data directory by a link the service user made.
+        for folder, folders, files, folder_fd in os.fwalk(self.home):
+            if Path(folder) == self.home:
+                folders[:] = [name for name in folders if self.home / name in (self.spool_dir, self.attachments_dir)]
+            _narrow(folder_fd, widest.get(Path(folder)))
+            for name in files:
+                if Path(folder, name) in widest:
+                    try:
+                        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder_fd)
+                    except OSError:
+                        continue  # a link, gone meanwhile, or not readable by this user
+                    try:
+                        _narrow(fd, widest[Path(folder, name)])
+                    finally:
+                        os.close(fd)
+
     def prepare_home(self) -> None:
-        """Create the data directory, its folders and the secret key if missing."""
+        """Create the data directory, its folders, the secret key and htpasswd if missing."""
         for directory in (self.home, self.spool_dir, self.attachments_dir):
-            directory.mkdir(parents=True, exist_ok=True)
-        if not self.secret_key_path.exists():
-            # O_EXCL: two processes starting together must not both write a key.
+            directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+        # O_EXCL: two processes starting together must not both write a key, and a link in the
+        # path's place is never followed.
+        for path, mode, content in ((self.secret_key_path, SECRET_MODE, secrets.token_hex(32) + "\n"),
+                                    (self.htpasswd_path, FILE_MODE, "")):
             try:
-                fd = os.open(self.secret_key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
             except FileExistsError:
-                return
+                continue
             with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(32) + "\n")
-        if not self.htpasswd_path.exists():
-            self.htpasswd_path.touch(mode=0o640)
+                handle.write(content)
 
     def secret_key(self) -> bytes:
         try:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pwd
 import shutil
+import stat
 import subprocess
 import tempfile
 import urllib.error
@@ -49,11 +51,34 @@ def check_files(config: Config, user: str) -> Iterator[Check]:
     yield Check(_as_worker(user, "-r", config.htpasswd_path), f"{config.htpasswd_path} is readable by {user}",
                 f"chgrp {user} {config.htpasswd_path} && chmod 640 {config.htpasswd_path}")
     key = config.secret_key_path
-    mode = key.stat().st_mode & 0o777 if key.exists() else None
-    yield Check(mode is not None and mode & 0o077 == 0, f"secret key {key} exists and only its owner can read it",
-                f"chmod 600 {key} (run 'coretrack db upgrade' if it is missing)")
+    yield Check(key.exists(), f"secret key {key} exists", "run 'coretrack db upgrade'")
     if key.exists():
         yield Check(_as_worker(user, "-r", key), f"secret key is readable by {user}", f"chown {user} {key}")
+    kept = []
+    for path, widest in config.private_paths():
+        try:
+            kept.append((path, widest, path.lstat()))
+        except FileNotFoundError:
+            pass  # a spool file replayed meanwhile
+    too_open = [(path, widest) for path, widest, status in kept if stat.S_IMODE(status.st_mode) & ~widest]
+    yield Check(not too_open, f"only {user} (and its group, reading) can reach the data: folders at most 750, "
+                "files 640, the secret key 600",
+                _some(f"chmod {widest:o} {path}" for path, widest in too_open)
+                + "; or 'coretrack db upgrade' (as root), which makes them all private")
+    try:
+        uid = pwd.getpwnam(user).pw_uid
+    except KeyError:
+        yield Check(False, f"user {user} exists", "name the user Apache's workers run as (--user)")
+        return
+    strangers = [str(path) for path, _, status in kept if status.st_uid != uid]
+    yield Check(not strangers, f"everything in the data directory belongs to {user}",
+                f"chown -R {user}: {home}  (not {user}'s: {_some(strangers, ', ')})")
+
+
+def _some(items, separator: str = " && ", shown: int = 5) -> str:
+    items = list(items)
+    more = f" (and {len(items) - shown} more)" if len(items) > shown else ""
+    return separator.join(items[:shown]) + more
 
 
 def check_database(config: Config) -> Iterator[Check]:

@@ -19,7 +19,11 @@ _lock = threading.Lock()
 def _build(environ):
     # Absolute imports: mod_wsgi may load this file as a script, outside its package.
     from coretrack.app import create_app
-    from coretrack.config import Config
+    from coretrack.config import UMASK, Config
+
+    # Attachments, spool files and database journals made by this process stay private, whatever
+    # umask Apache started with (WSGIDaemonProcess could set it, mod_wsgi-express cannot).
+    os.umask(UMASK)
 
     settings = dict(os.environ)
     settings.update({key: value for key, value in environ.items() if key.startswith("CORETRACK_") and isinstance(value, str)})

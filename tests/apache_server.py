@@ -137,13 +137,15 @@ class ApacheServer:
     def start(self) -> "ApacheServer":
         self.prepare()
         command = self.command()
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        start_new_session=True, cwd=self.root)
+        # Output to a file, not a pipe: mod_wsgi daemons outliving Apache would hold a pipe open.
+        output = self.root / "apache.out"
+        with open(output, "wb") as handle:
+            self.process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.root)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"Apache exited: {self.process.stdout.read().decode(errors='replace')}\n"
-                                   f"{self.error_log()}")
+                raise RuntimeError(f"Apache exited: {output.read_text(errors='replace')}\n{self.error_log()}")
             try:
                 self.request("GET", self.prefix + "/modules/Emails/TrackAccess.php")
                 return self

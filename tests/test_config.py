@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -109,3 +113,57 @@ def test_the_smtp_url_is_the_initial_outgoing_server(tmp_path):
         assert SettingsService(session, config).smtp_server() == SmtpServer(
             "mail.example.test", 2587, "starttls", "bot", "s3cret")
     engine.dispose()
+
+
+def modes(home: Path) -> dict[str, str]:
+    return {str(path.relative_to(home.parent)): oct(stat.S_IMODE(path.stat().st_mode))
+            for path in [home, *sorted(home.rglob("*"))]}
+
+
+def test_the_data_directory_is_private_to_the_service_user(tmp_path):
+    assert first_start(tmp_path).exit_code == 0
+    found = modes(tmp_path / "home")
+    assert found.pop("home/coretrack.db-wal", "0o640") == found.pop("home/coretrack.db-shm", "0o640") == "0o640"
+    assert found == {"home": "0o750", "home/attachments": "0o750", "home/coretrack.db": "0o640",
+                     "home/htpasswd": "0o640", "home/htpasswd.lock": "0o640", "home/secret.key": "0o600",
+                     "home/spool": "0o750"}
+
+
+def test_the_first_start_of_a_new_version_makes_an_older_install_private(tmp_path):
+    assert first_start(tmp_path).exit_code == 0
+    home = tmp_path / "home"
+    (home / "attachments" / "3f2a").write_bytes(b"a contract")
+    (home / "spool" / "hits.jsonl").write_text("")
+    for path in [home, *home.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)  # what earlier versions left
+    assert first_start(tmp_path).exit_code == 0
+    assert {path: mode for path, mode in modes(home).items() if mode not in ("0o750", "0o640")} == {
+        "home/secret.key": "0o600"}
+
+
+def test_files_the_command_line_makes_later_are_private_whatever_its_umask(tmp_path, smtp_server):
+    sink, port = smtp_server
+    attachment = tmp_path / "contract.pdf"
+    attachment.write_bytes(b"%PDF-1.4")
+    env = {"PATH": "/usr/bin:/bin", "CORETRACK_HOME": str(tmp_path / "home"),
+           "CORETRACK_SMTP_URL": f"smtp://127.0.0.1:{port}"}
+    coretrack = str(Path(sys.prefix) / "bin" / "coretrack")
+    for command in (["db", "upgrade"], ["send", "--from-user", "admin", "--to", "ann@example.test",
+                                        "--subject", "Contract", "--html", "<p>Attached</p>",
+                                        "--attach", str(attachment)]):
+        subprocess.run([coretrack, *command], env=env, umask=0o022, check=True, capture_output=True, timeout=60)
+    assert len(sink.received) == 1
+    (stored,) = (tmp_path / "home" / "attachments").iterdir()
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o640
+
+
+def test_making_the_data_directory_private_never_follows_a_link_out_of_it(tmp_path):
+    outside = tmp_path / "system-file"
+    outside.write_text("not coretrack's")
+    os.chmod(outside, 0o644)
+    assert first_start(tmp_path).exit_code == 0
+    (tmp_path / "home" / "attachments" / "3f2a").symlink_to(outside)  # made by the service user
+    os.chmod(tmp_path / "home", 0o755)
+    assert first_start(tmp_path).exit_code == 0
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "home").stat().st_mode) == 0o750

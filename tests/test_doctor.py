@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from apache_server import ApacheServer
 from coretrack import doctor
+from coretrack.cli import set_up
+from coretrack.config import Config
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +50,39 @@ def test_an_unreachable_public_url_is_reported():
     checks = doctor.check_public_surface("http://127.0.0.1:9")
     (check,) = checks
     assert not check.ok and "is Apache running" in check.fix
+
+
+@pytest.fixture
+def reachable_folder():
+    """A folder www-data can enter (pytest's tmp_path is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="coretrack-doctor-", dir="/tmp"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def test_every_mode_in_the_data_directory_is_checked_and_each_too_open_one_named_with_its_fix(reachable_folder):
+    config = Config.from_env({"CORETRACK_HOME": str(reachable_folder / "home"),
+                              "CORETRACK_ADMIN_PASSWORD": "pw-admin-1"})
+    set_up(config)
+    (config.attachments_dir / "3f2a").write_bytes(b"a contract")
+    os.chmod(config.attachments_dir / "3f2a", 0o640)  # as the application writes it
+    www = pwd.getpwnam("www-data")
+    for path in [config.home, *config.home.rglob("*")]:
+        os.chown(path, www.pw_uid, www.pw_gid)
+    assert failures(doctor.check_files(config, "www-data")) == []
+
+    os.chmod(config.home, 0o755)
+    os.chmod(config.home / "coretrack.db", 0o644)
+    os.chmod(config.attachments_dir / "3f2a", 0o660)
+    os.chmod(config.secret_key_path, 0o640)
+    os.chown(config.attachments_dir / "3f2a", 0, 0)  # written by root: the workers cannot read it
+    text = "\n".join(check.line() for check in failures(doctor.check_files(config, "www-data")))
+    for fix in (f"chmod 750 {config.home}", f"chmod 640 {config.home / 'coretrack.db'}",
+                f"chmod 640 {config.attachments_dir / '3f2a'}", f"chmod 600 {config.secret_key_path}",
+                f"chown -R www-data: {config.home}"):
+        assert fix in text
+    assert str(config.attachments_dir / "3f2a") in text.split("chown")[1]
 
 
 def test_hits_waiting_in_the_spool_are_reported_with_what_to_do(config):

@@ -2,6 +2,8 @@
 # Sourced, not run.  Idempotent and quick when everything is already there.
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# runuser, apache2 and the rest live in sbin, which a minimal PATH (cron, env -i, sudo) leaves out.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 # Debian's Python, not pyenv's: Apache's www-data workers must be able to read it (see README).
 SYSTEM_PYTHON=/usr/bin/python3
 
@@ -27,21 +29,27 @@ www_data_can_read() {
 }
 
 # Where the venv lives.  Apache's workers (www-data) import coretrack from it, so when the
-# checkout is not readable by www-data, coretrack is installed (not linked) into /opt.
+# checkout is not readable by www-data, or its path could not go into Apache's config (only
+# letters, digits and . _ / + @ - can), coretrack is installed (not linked) into /opt.
 # The data directory defaults to var/ in the checkout, under the same condition.
-if [ -n "${CORETRACK_VENV:-}" ]; then
-    VENV="$CORETRACK_VENV"; EDITABLE=1; DEFAULT_HOME="$REPO/var"
-elif [ "$(id -u)" -ne 0 ] || www_data_can_read "$REPO/pyproject.toml"; then
+# Decided from the checkout alone, never from the environment: a scripts/run started by the
+# tests of another scripts/run must not take over its parent's choices.
+if [ "$(id -u)" -ne 0 ] || { [[ "$REPO" =~ ^/[A-Za-z0-9._/+@-]*$ ]] && www_data_can_read "$REPO/pyproject.toml"; }; then
     VENV="$REPO/.venv"; EDITABLE=1; DEFAULT_HOME="$REPO/var"
 else
     checkout_id="$(printf '%s' "$REPO" | sha256sum | cut -c1-12)"
     VENV="/opt/coretrack/venv-$checkout_id"; EDITABLE=0; DEFAULT_HOME="/var/lib/coretrack-$checkout_id"
 fi
-export CORETRACK_VENV="$VENV"
+
+code_digest() {
+    # What a copy installed into /opt was built from: the package, its templates and pyproject.toml.
+    (cd "$REPO" && find coretrack templates apache pyproject.toml -type f ! -name '*.pyc' -print0 \
+        | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+}
 
 ensure_venv() {
     # ensure_venv EXTRAS: a venv with coretrack installed with the given extras ("" or "test").
-    local extras="$1" spec="" stamp
+    local extras="$1" spec="" deps code
     [ -n "$extras" ] && spec="[$extras]"
     apt_install python3-venv python3-dev
     if [ ! -x "$VENV/bin/python" ]; then
@@ -50,20 +58,36 @@ ensure_venv() {
         "$SYSTEM_PYTHON" -m venv "$VENV"
         chmod 755 "$VENV"
     fi
-    stamp="$VENV/.coretrack-installed-$(sha256sum < "$REPO/pyproject.toml" | cut -c1-16)-${extras:-base}"
-    if [ ! -f "$stamp" ]; then
+    # Stamps say what is installed: the dependencies of this pyproject.toml with these extras
+    # ("test" includes the base ones), and for a copy the code it was built from.
+    deps="$VENV/.coretrack-installed-$(sha256sum < "$REPO/pyproject.toml" | cut -c1-16)"
+    if [ ! -f "$deps-${extras:-base}" ] && [ ! -f "$deps-test" ]; then
         log "installing coretrack${spec} into $VENV"
         "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip
         if [ "$EDITABLE" = 1 ]; then
             "$VENV/bin/pip" install -q --disable-pip-version-check -e "$REPO$spec"
         else
             "$VENV/bin/pip" install -q --disable-pip-version-check "$REPO$spec"
+            code_digest > "$VENV/.coretrack-code"
         fi
-        touch "$stamp"
-    elif [ "$EDITABLE" = 0 ]; then
-        # A copy, not a link: refresh it with the checkout's code on every run.
-        "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --force-reinstall "$REPO"
+        touch "$deps-${extras:-base}"
     fi
+    if [ "$EDITABLE" = 0 ]; then
+        # A copy, not a link: refresh it when the checkout's code changed (not while it is the
+        # same: a test suite may be running from this venv).
+        code="$(code_digest)"
+        if [ "$(cat "$VENV/.coretrack-code" 2>/dev/null)" != "$code" ]; then
+            log "refreshing the copy of coretrack in $VENV"
+            "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --force-reinstall "$REPO"
+            printf '%s\n' "$code" > "$VENV/.coretrack-code"
+        fi
+    fi
+}
+
+debian_linked() {
+    # Whether this mod_wsgi uses Debian's libpython.  grep reads all of ldd's output (no -q): with
+    # pipefail, ldd killed by SIGPIPE would make a good module look bad, and rebuild it.
+    ldd "$1" | grep "libpython3.*=> /lib\|libpython3.*=> /usr/lib" >/dev/null
 }
 
 ensure_apache() {
@@ -71,11 +95,11 @@ ensure_apache() {
     apt_install apache2 apache2-dev apache2-utils
     local so
     so="$(ls "$VENV"/lib/python3*/site-packages/mod_wsgi/server/mod_wsgi*.so 2>/dev/null | head -1 || true)"
-    if [ -z "$so" ] || ! ldd "$so" | grep -q "libpython3.*=> /lib\|libpython3.*=> /usr/lib"; then
+    if [ -z "$so" ] || ! debian_linked "$so"; then
         log "building mod_wsgi for $VENV"
         "$VENV/bin/pip" install -q --disable-pip-version-check --no-cache-dir --force-reinstall mod_wsgi
         so="$(ls "$VENV"/lib/python3*/site-packages/mod_wsgi/server/mod_wsgi*.so | head -1)"
-        if ! ldd "$so" | grep -q "libpython3.*=> /lib\|libpython3.*=> /usr/lib"; then
+        if ! debian_linked "$so"; then
             log "mod_wsgi is not linked against Debian's libpython: $(ldd "$so" | grep python)"; return 1
         fi
     fi
@@ -89,6 +113,11 @@ ensure_chromium() {
     # Debian's Chromium and ChromeDriver for the browser tests (nothing downloaded at run time:
     # tests/e2e points Selenium at these two binaries and turns Selenium Manager off).
     apt_install chromium chromium-driver fonts-dejavu-core
+}
+
+as_postgres() {
+    # From /: the checkout may be a folder postgres cannot enter (root's home, a 700 temp folder).
+    (cd / && runuser -u postgres -- "$@")
 }
 
 ensure_postgresql() {
@@ -105,14 +134,14 @@ ensure_postgresql() {
     chmod 755 "$root"; chown postgres:postgres "$root"
     port="$("$SYSTEM_PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
     password="$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
-    runuser -u postgres -- "$bin/initdb" -D "$root/data" -U postgres --auth-local=peer \
+    as_postgres "$bin/initdb" -D "$root/data" -U postgres --auth-local=peer \
         --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null
     # In the config file, so a test can stop and start it with a bare pg_ctl.  fsync off: a
     # cluster thrown away after the run, not a durability test of PostgreSQL.
     printf '%s\n' "listen_addresses = '127.0.0.1'" "port = $port" "unix_socket_directories = '$root'" \
         "fsync = off" "max_connections = 200" >> "$root/data/postgresql.conf"
-    runuser -u postgres -- "$bin/pg_ctl" -D "$root/data" -l "$root/server.log" -w start >/dev/null
-    runuser -u postgres -- "$bin/psql" -h "$root" -p "$port" -q -v ON_ERROR_STOP=1 \
+    as_postgres "$bin/pg_ctl" -D "$root/data" -l "$root/server.log" -w start >/dev/null
+    as_postgres "$bin/psql" -h "$root" -p "$port" -q -v ON_ERROR_STOP=1 \
         -c "CREATE ROLE coretrack LOGIN CREATEDB PASSWORD '$password'" \
         -c "CREATE DATABASE coretrack OWNER coretrack"
     export CORETRACK_TEST_POSTGRES_URL="postgresql+psycopg://coretrack:$password@127.0.0.1:$port/coretrack"
@@ -123,7 +152,7 @@ ensure_postgresql() {
 stop_postgresql() {
     # Stops and removes the cluster ensure_postgresql started, if any.
     [ -n "${POSTGRES_ROOT:-}" ] || return 0
-    runuser -u postgres -- "$CORETRACK_TEST_POSTGRES_BIN/pg_ctl" -D "$POSTGRES_ROOT/data" -m immediate stop \
+    as_postgres "$CORETRACK_TEST_POSTGRES_BIN/pg_ctl" -D "$POSTGRES_ROOT/data" -m immediate stop \
         >/dev/null 2>&1 || true
     rm -rf "$POSTGRES_ROOT"
 }
