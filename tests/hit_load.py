@@ -93,7 +93,13 @@ def counted(session) -> tuple[Counter, int]:
 
 def spooled(config) -> int:
     """Hits waiting in the spool (every spool file, claimed or not)."""
-    return sum(len(path.read_text().splitlines()) for path in config.spool_dir.glob("*.jsonl"))
+    waiting = 0
+    for path in config.spool_dir.glob("*.jsonl"):
+        try:
+            waiting += len(path.read_text().splitlines())
+        except FileNotFoundError:
+            pass  # replayed and removed since the listing
+    return waiting
 
 
 def replay_spool(config) -> int:
