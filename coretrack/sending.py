@@ -26,11 +26,11 @@ from sqlalchemy.orm import Session
 from . import records, tokens
 from .config import Config
 from .db import MAX_ID
-from .mailer import AttachmentData, MessageTemplate
+from .mailer import AttachmentData, MessageError, MessageTemplate
 from .models import RECIPIENT_KINDS, Account, Attachment, Contact, Email, Lead, Recipient, User, utcnow
 from .settings import SettingsService
 from .smtp import DeliveryError, SmtpSender
-from .validation import ValidationError, clean_address, clean_header_text
+from .validation import ValidationError, check_text, clean_address, clean_mail_text, mail_problem
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +115,12 @@ def _resolve(session: Session, entry: str, kind: str) -> PlannedRecipient:
         record = matches[0] if matches else None
         name = record.display_name if record else ""
         opted_out = any(each.email_opt_out for each in matches)
-    if not address.isascii():
-        raise ValueError(f"{address!r}: addresses with non-ASCII characters are not supported")
-    return PlannedRecipient(address, _one_line(name), kind, record, OPTED_OUT if opted_out else "")
+    name = _one_line(name)
+    problem = mail_problem(name)
+    if problem:
+        raise ValueError(f"{entry}: the name {name!r} of {record.record_type} {record.id} cannot be put in an "
+                         f"email ({problem}); correct the record")
+    return PlannedRecipient(address, name, kind, record, OPTED_OUT if opted_out else "")
 
 
 def clean_filename(name: str) -> str:
@@ -159,9 +162,14 @@ def prepare(
     if not recipients and not errors:
         errors["to"] = "add at least one recipient"
     try:
-        subject = clean_header_text(subject, field="subject", max_length=998)
+        subject = clean_mail_text(subject, field="subject", max_length=998)
     except ValueError as exc:
         errors["subject"] = str(exc)
+    for field, label, value in (("html", "HTML body", html), ("text", "text body", text)):
+        try:
+            check_text(value, field=label)
+        except ValueError as exc:
+            errors[field] = str(exc)
     if not (html or "").strip():
         errors["html"] = "an HTML body is required"
     reply_to = (reply_to or "").strip()
@@ -181,6 +189,26 @@ def prepare(
     return Draft(subject, html, text or "", reply_to, recipients, files)
 
 
+def _check_buildable(draft: Draft, email: Email, public_url: str | None) -> None:
+    """Build the message with the sender's own code, so that nothing is saved that the worker
+    could not send; ValidationError naming the field for whatever the checks above let through."""
+    try:
+        template = MessageTemplate(
+            from_address=email.from_address, from_name=email.from_name, reply_to=draft.reply_to,
+            subject=draft.subject, html=draft.html, text=draft.text, attachments=draft.attachments,
+            public_url=public_url,
+        )
+    except MessageError as exc:
+        if exc.field.startswith("from_"):  # not on the form: the settings hold them
+            raise ValidationError({"from": f"{exc} (an administrator can correct it in the settings)"}) from None
+        raise ValidationError({exc.field: str(exc)}) from None
+    for planned in draft.recipients:
+        try:
+            template.to_header(planned.address, planned.name)
+        except MessageError as exc:
+            raise ValidationError({planned.kind: f"{planned.address}: {exc}"}) from None
+
+
 def compose(
     session: Session, app_config: Config, sender: User, *, secret: bytes, settings: SettingsService, **message
 ) -> ComposeResult:
@@ -192,6 +220,7 @@ def compose(
         from_address=settings.get("from_address"), from_name=settings.get("from_name"), reply_to=draft.reply_to,
         status="queued", tracking=settings.tracking_enabled,
     )
+    _check_buildable(draft, email, settings.get("public_url") if email.tracking else None)
     for planned in draft.recipients:
         email.recipients.append(
             Recipient(
@@ -246,10 +275,17 @@ class DeliveryReport:
 
 
 def message_template(session: Session, config: Config, email: Email) -> MessageTemplate:
+    """The email's MIME, or MessageError naming what cannot be put into a message."""
     public_url = SettingsService(session, config).get("public_url") if email.tracking else None
-    files = [
-        AttachmentData(a.filename, a.content_type, attachment_path(config, a).read_bytes()) for a in email.attachments
-    ]
+    files = []
+    for attachment in email.attachments:
+        try:
+            data = attachment_path(config, attachment).read_bytes()
+        except OSError as exc:
+            trouble = "is missing from" if isinstance(exc, FileNotFoundError) else f"cannot be read ({exc.strerror}) in"
+            raise MessageError("attachments", f"the file of the attachment {attachment.filename!r} {trouble} "
+                                              "the attachments folder") from None
+        files.append(AttachmentData(attachment.filename, attachment.content_type, data))
     return MessageTemplate(
         from_address=email.from_address, from_name=email.from_name, reply_to=email.reply_to,
         subject=email.subject, html=email.html_body, text=email.text_body, attachments=files, public_url=public_url,
@@ -309,7 +345,13 @@ def deliver(
             .order_by(Recipient.id).limit(limit)
         ).all()
         if pending:
-            template = message_template(session, config, email)
+            try:
+                template = message_template(session, config, email)
+            except MessageError as exc:
+                # Saved before validation refused such values: this email fails, the others go on.
+                report.failed += _fail_pending(session, email_id, f"not sent: {exc}")
+                pending = []
+        if pending:
             with SmtpSender(SettingsService(session, config).smtp_server()) as smtp:
                 for recipient_id, address, name, token in pending:
                     claimed = session.execute(
@@ -331,11 +373,25 @@ def deliver(
     return report
 
 
+def _fail_pending(session: Session, email_id: int, reason: str) -> int:
+    """Every pending recipient of the email failed with ``reason``; returns how many."""
+    count = session.execute(
+        update(Recipient).where(Recipient.email_id == email_id, Recipient.status == "pending")
+        .values(status="failed", reply=reason, attempts=Recipient.attempts + 1),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+    session.commit()
+    return count
+
+
 def _send_one(session, smtp, template, email, recipient_id, address, name, token, report) -> None:
     try:
         reply = smtp.send(email.from_address, address, template.render(address, name, token))
     except DeliveryError as exc:
         values = {"status": "failed", "reply": str(exc)}
+        report.failed += 1
+    except MessageError as exc:
+        values = {"status": "failed", "reply": f"not sent: {exc}"}
         report.failed += 1
     except Exception as exc:  # a bug must not leave the recipient claimed forever
         log.exception("sending to recipient %s failed", recipient_id)
@@ -412,7 +468,12 @@ def run_worker(target, *, once: bool = False, interval: float = 5.0, stop: threa
                 with session_factory() as session:
                     email_ids = emails_to_deliver(session)
                 for email_id in email_ids:
-                    done += deliver(session_factory, config, email_id, limit=batch, on_progress=on_progress).processed
+                    try:
+                        done += deliver(session_factory, config, email_id, limit=batch,
+                                        on_progress=on_progress).processed
+                    except Exception:
+                        # One email's trouble must not hold up the ones queued after it.
+                        log.exception("delivering email %s failed; going on with the others", email_id)
             except Exception:
                 if once:
                     raise

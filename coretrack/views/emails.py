@@ -111,7 +111,7 @@ def _outcome(request: AppRequest, result: sending.ComposeResult, sent_now: bool)
     if sent_now:
         notice = f"Sent to {counts.sent} of {counts.recipients} recipients."
         if counts.failed:
-            notice += f" {counts.failed} failed: see the server's reply below."
+            notice += f" {counts.failed} failed: see the reason below."
     elif result.pending:
         notice = f"Queued: the background worker will send it to {result.pending} recipients."
     else:
