@@ -44,7 +44,7 @@ from .email_queries import EmailFilters
 from .models import RECORD_TYPES, AccessEvent, Account, Contact, Email, Lead, Recipient, User, utcnow
 from .paging import Page
 
-RECIPIENT_STATUSES = ("pending", "sending", "sent", "failed", "skipped")
+RECIPIENT_STATUSES = ("pending", "sending", "sent", "failed", "skipped", "cancelled")
 ACTIVITY_DAYS = 30  # the default range of the Activity report
 MAX_DAYS = 400  # a per-day chart wider than this is unreadable
 MAX_HOURS = 7 * 24

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import records, tokens
@@ -315,6 +315,7 @@ def refresh_status(session: Session, email_id: int) -> None:
 
     status = case(
         (count("pending", "sending") > 0, case((count("sent", "failed", "sending") > 0, "sending"), else_="queued")),
+        (count("cancelled") > 0, "cancelled"),
         (and_(count("failed") > 0, count("sent") > 0), "partial"),
         (count("failed") > 0, "failed"),
         else_="sent",
@@ -432,6 +433,55 @@ def retry(session: Session, email_id: int, recipient_id: int | None = None) -> i
     refresh_status(session, email_id)
     session.expire_all()
     return count
+
+
+# -- cancel and delete ---------------------------------------------------------------------
+
+
+class InFlight(Exception):
+    """The email still has messages to hand to the mail server, or one being handed over."""
+
+
+def may_cancel(user: User, email: Email) -> bool:
+    """Admins may cancel any email; staff their own (the sender is the first to see a mistake)."""
+    return user.is_admin or email.sender_id == user.id
+
+
+def cancel(session: Session, email_id: int, user_name: str) -> int:
+    """The recipients not yet claimed by a worker become cancelled; returns how many.
+
+    A worker claims each recipient with ``UPDATE ... WHERE status = 'pending'``, so one that had
+    already listed them finds nothing left to claim.  A message being handed over right now
+    still goes out (it cannot be called back)."""
+    count = session.execute(
+        update(Recipient).where(Recipient.email_id == email_id, Recipient.status == "pending")
+        .values(status="cancelled", reply=f"cancelled by {user_name} before it was sent"),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+    session.commit()
+    refresh_status(session, email_id)
+    session.expire_all()
+    return count
+
+
+def delete_email(session: Session, config: Config, email_id: int) -> None:
+    """Delete an email with its recipients, their access events and its attachments (rows and files);
+    InFlight, and nothing deleted, while a recipient is pending or being sent."""
+    storage_names = list(session.scalars(select(Attachment.storage_name).where(Attachment.email_id == email_id)))
+    # Recipients first, except those a worker may claim or is sending: a row that turns pending
+    # meanwhile (a retry) is re-checked by PostgreSQL and kept, and then the whole delete is refused.
+    session.execute(
+        delete(Recipient).where(Recipient.email_id == email_id, Recipient.status.not_in(("pending", "sending"))),
+        execution_options={"synchronize_session": False},
+    )
+    if session.scalar(select(func.count()).select_from(Recipient).where(Recipient.email_id == email_id)):
+        session.rollback()
+        raise InFlight("it is still being sent: cancel it first")
+    session.execute(delete(Email).where(Email.id == email_id), execution_options={"synchronize_session": False})
+    session.commit()  # access events and attachment rows go with their recipient or email (ON DELETE CASCADE)
+    session.expire_all()
+    for name in storage_names:
+        (config.attachments_dir / name).unlink(missing_ok=True)
 
 
 # -- the worker -----------------------------------------------------------------------------
