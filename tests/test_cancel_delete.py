@@ -50,6 +50,9 @@ def test_an_admin_cancels_a_queued_email_and_the_worker_then_sends_none_of_it(ad
     email = compose(app, db, users["sam"])
 
     page = admin.get(f"/emails/{email.id}")
+    assert page.html.select_one('meta[http-equiv="refresh"]')  # while it is going out
+    page = page.click("Cancel sending…")
+    assert page.html.select_one('meta[http-equiv="refresh"]') is None  # stays still while confirming
     refused = page.forms["cancel"].submit(status=400)  # the confirmation box was not ticked
     assert "confirm" in refused.html.select_one("[role=alert]").text
     assert statuses(db, email.id) == {"pending": 12}
@@ -62,7 +65,7 @@ def test_an_admin_cancels_a_queued_email_and_the_worker_then_sends_none_of_it(ad
     db.expire_all()
     assert email.status == "cancelled"
     assert {recipient.reply for recipient in email.recipients} == {"cancelled by admin before it was sent"}
-    assert "cancel" not in admin.get(f"/emails/{email.id}").forms  # nothing left to cancel
+    assert "cancel" not in admin.get(f"/emails/{email.id}?confirm=cancel").forms  # nothing left to cancel
 
 
 def test_a_worker_that_already_listed_the_recipients_sends_nothing_after_the_cancel(app, db, users, smtp_settings):
@@ -103,13 +106,13 @@ def test_staff_may_cancel_their_own_email_but_not_someone_elses(staff, app, db, 
     own = compose(app, db, users["sam"])
     others = compose(app, db, users["admin"])
 
-    assert "cancel" not in staff.get(f"/emails/{others.id}").forms
+    assert "cancel" not in staff.get(f"/emails/{others.id}?confirm=cancel").forms
     token = csrf.make_token(app.secret, "sam")
     staff.post(f"/emails/{others.id}/cancel", {"csrf_token": token, "confirm": "yes"}, status=403)
     staff.post_json(f"/api/emails/{others.id}/cancel", {}, status=403)
     assert statuses(db, others.id) == {"pending": 12}
 
-    confirm_and_submit(staff.get(f"/emails/{own.id}").forms["cancel"]).follow()
+    confirm_and_submit(staff.get(f"/emails/{own.id}").click("Cancel sending…").forms["cancel"]).follow()
     assert statuses(db, own.id) == {"cancelled": 12}
 
 
@@ -197,4 +200,5 @@ def test_another_staff_member_sees_neither_button_on_an_email_they_did_not_send(
     kim = webtest.TestApp(app, extra_environ={"REMOTE_USER": "kim"})
     email = compose(app, db, users["sam"])
     page = kim.get(f"/emails/{email.id}")
-    assert "cancel" not in page.forms and "delete" not in page.forms
+    assert "cancel" not in kim.get(f"/emails/{email.id}?confirm=cancel").forms and "delete" not in page.forms
+    assert "Cancel sending" not in page.text

@@ -130,17 +130,20 @@ def _email_or_404(request: AppRequest, email_id: int) -> Email:
     return email
 
 
-def _detail_page(request: AppRequest, email: Email, status: int = 200, error: str | None = None) -> Response:
+def _detail_page(request: AppRequest, email: Email, status: int = 200, error: str | None = None,
+                 confirm_cancel: bool = False) -> Response:
     counts = email_queries.email_counts(request.db, [email.id])[email.id]
     return request.render(
         "emails/detail.html", status=status, error=error, section="emails", email=email, counts=counts,
         in_progress=email.status in ("queued", "sending"), events=email_queries.access_events(request.db, email.id),
-        may_cancel=sending.may_cancel(request.user, email),
+        may_cancel=sending.may_cancel(request.user, email), confirm_cancel=confirm_cancel,
     )
 
 
 def show_email(request: AppRequest, email_id: int) -> Response:
-    return _detail_page(request, _email_or_404(request, email_id))
+    # ?confirm=cancel: the cancel form, on a page that does not reload itself while it is filled in.
+    return _detail_page(request, _email_or_404(request, email_id),
+                        confirm_cancel=request.args.get("confirm") == "cancel")
 
 
 def cancel_email(request: AppRequest, email_id: int) -> Response:
@@ -148,7 +151,7 @@ def cancel_email(request: AppRequest, email_id: int) -> Response:
     if not sending.may_cancel(request.user, email):
         raise Forbidden("only administrators and the sender can cancel an email")
     if request.form.get("confirm") != "yes":
-        return _detail_page(request, email, 400, "Nothing was cancelled: tick the box to confirm.")
+        return _detail_page(request, email, 400, "Nothing was cancelled: tick the box to confirm.", True)
     count = sending.cancel(request.db, email_id, request.user.name)
     notice = (f"Cancelled: {count} recipients will not get this email." if count else
               "Nothing left to cancel: every message has already been handed to the mail server.")
