@@ -8,12 +8,12 @@ from the settings, recipient names from CRM records, attachments, the HTML and t
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from coretrack import sending, tokens
-from coretrack.models import Contact, Email, Recipient, Setting
+from coretrack.models import Attachment, Contact, Email, Recipient, Setting
 from coretrack.settings import SettingsService
 
 # Every character that str.splitlines() (and so the mail library) treats as a line break.
@@ -143,6 +143,8 @@ def test_from_settings_stored_before_the_checks_refuse_the_send_with_the_reason(
 
 @PROPERTY
 @given(subject=TEXT)
+@example(subject="Quarterly\x0breport").via("the audit")
+@example(subject="Price =?utf-8?q?=E2=82=AC5?=").via("a literal encoded word")
 def test_any_subject_is_refused_naming_it_or_arrives_unchanged(staff, db, smtp_settings, subject):
     sink, _ = smtp_settings
     before, received = email_count(db), len(sink.received)
@@ -159,6 +161,7 @@ def test_any_subject_is_refused_naming_it_or_arrives_unchanged(staff, db, smtp_s
 
 @PROPERTY
 @given(local_part=TEXT)
+@example(local_part="jürgen").via("the audit")
 def test_any_reply_to_is_refused_naming_it_or_arrives_unchanged(staff, db, smtp_settings, local_part):
     sink, _ = smtp_settings
     before, received = email_count(db), len(sink.received)
@@ -174,6 +177,8 @@ def test_any_reply_to_is_refused_naming_it_or_arrives_unchanged(staff, db, smtp_
 
 @PROPERTY
 @given(first_name=TEXT)
+@example(first_name="Ann\u2028Lee").via("the audit")
+@example(first_name="=?utf-8?q?Ann?=").via("a literal encoded word")
 def test_any_record_name_is_refused_naming_the_field_or_arrives_unchanged(staff, db, smtp_settings, first_name):
     """Names come from CRM records (forms, imports, older data), so they are written straight to the database."""
     sink, _ = smtp_settings
@@ -239,6 +244,24 @@ def test_a_missing_attachment_file_fails_that_email_with_the_reason(app, db, use
     assert sink.received == []
     [recipient] = result.email.recipients
     assert recipient.status == "failed" and "notes.txt" in recipient.reply and "missing" in recipient.reply
+
+
+def test_an_attachment_name_that_cannot_be_encoded_fails_that_email_with_the_reason(app, db, users, smtp_settings):
+    sink, _ = smtp_settings
+    email = stored_email(app, db, users, names=("Ann",))
+    app.config.attachments_dir.mkdir(parents=True, exist_ok=True)
+    (app.config.attachments_dir / "0123456789abcdef").write_bytes(b"notes")
+    email.attachments.append(Attachment(filename="notes\x0b.txt", content_type="text/plain", size=5,
+                                        storage_name="0123456789abcdef"))
+    db.commit()
+
+    sending.deliver(app.Session, app.config, email.id)
+    db.expire_all()
+
+    assert sink.received == []
+    [recipient] = email.recipients
+    assert recipient.status == "failed"
+    assert "attachment 'notes\\x0b.txt'" in recipient.reply and "U+000B" in recipient.reply
 
 
 def test_a_recipient_whose_name_cannot_be_encoded_fails_alone(app, db, users, smtp_settings):
