@@ -24,6 +24,10 @@ PROPERTY = settings(max_examples=40, deadline=None, database=None,
 TRICKY = st.sampled_from([*LINE_BREAKS, "\r", "\n", "\t", " ", "\ud800", "\udfff", "=?utf-8?q?a?=", "=?", "?=",
                           '"', "\\", "<", ">", "@", ",", ";", ":", "(", ")", "ü", "😀", "\u202e", "\ufeff"])
 TEXT = st.lists(st.one_of(st.characters(blacklist_characters="\x00"), TRICKY), min_size=1, max_size=25).map("".join)
+# What a name column can hold (100 characters, no lone surrogates), so that few examples are thrown away.
+NAME = st.lists(st.one_of(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)),
+                          TRICKY.filter(lambda part: not any("\ud800" <= char <= "\udfff" for char in part))),
+                min_size=1, max_size=7).map("".join)
 
 
 def email_count(db) -> int:
@@ -176,7 +180,7 @@ def test_any_reply_to_is_refused_naming_it_or_arrives_unchanged(staff, db, smtp_
 
 
 @PROPERTY
-@given(first_name=TEXT)
+@given(first_name=NAME)
 @example(first_name="Ann\u2028Lee").via("the audit")
 @example(first_name="=?utf-8?q?Ann?=").via("a literal encoded word")
 def test_any_record_name_is_refused_naming_the_field_or_arrives_unchanged(staff, db, smtp_settings, first_name):
