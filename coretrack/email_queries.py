@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from . import inputs
 from .models import AccessEvent, Email, Recipient, User
 
-EMAIL_STATUSES = ("queued", "sending", "sent", "partial", "failed")
+EMAIL_STATUSES = ("queued", "sending", "sent", "partial", "failed", "cancelled")
 
 
 @dataclass
@@ -67,10 +67,12 @@ class EmailCounts:
     sent: int = 0
     failed: int = 0
     skipped: int = 0
+    cancelled: int = 0
+    pending: int = 0  # not yet handed to the mail server: what a cancel stops
 
     @property
     def done(self) -> int:
-        return self.sent + self.failed + self.skipped
+        return self.sent + self.failed + self.skipped + self.cancelled
 
 
 def email_counts(session: Session, email_ids: Iterable[int]) -> dict[int, EmailCounts]:
@@ -88,6 +90,7 @@ def email_counts(session: Session, email_ids: Iterable[int]) -> dict[int, EmailC
             Recipient.email_id, func.count(), number(Recipient.access_count > 0),
             func.coalesce(func.sum(Recipient.access_count), 0), number(Recipient.status == "sent"),
             number(Recipient.status == "failed"), number(Recipient.status == "skipped"),
+            number(Recipient.status == "cancelled"), number(Recipient.status == "pending"),
         ).where(Recipient.email_id.in_(ids)).group_by(Recipient.email_id)
     )
     for email_id, *values in rows:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import html as html_lib
 import re
 import secrets
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email import policy
@@ -23,11 +24,50 @@ from email.utils import format_datetime
 from html.parser import HTMLParser
 
 from . import tokens
+from .validation import clean_address, mail_problem, text_problem
 
 SMTP_POLICY = policy.SMTP
 TRACK_PATH = "/modules/Emails/TrackAccess.php"
 _ALPHABET = "".join(sorted(tokens.TOKEN_ALPHABET))
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+
+
+class MessageError(ValueError):
+    """One part of an email cannot be put into a message; ``field`` names it (subject, reply_to, ...)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+_LABELS = {"subject": "subject", "reply_to": "Reply-To address", "from_name": "From name",
+           "from_address": "From address", "html": "HTML body", "text": "text body", "name": "recipient's name",
+           "address": "recipient's address"}
+
+
+def _problem(field: str, value: str, error: Exception) -> str:
+    """Why ``value`` failed, in words a user can act on (the library's own are often misleading)."""
+    if field in ("html", "text"):
+        problem = text_problem(value)
+    elif field in ("reply_to", "from_address", "address"):
+        try:
+            clean_address(value)
+            problem = None
+        except ValueError as exc:
+            problem = str(exc)
+    else:
+        problem = mail_problem(value)
+    return problem or str(error) or error.__class__.__name__
+
+
+@contextmanager
+def _part(field: str, value: str, label: str = ""):
+    """A failure while building the part named ``field`` as a MessageError naming it."""
+    try:
+        yield
+    except ValueError as exc:  # the mail library's errors, UnicodeEncodeError and header defects included
+        raise MessageError(field, f"the {label or _LABELS[field]} cannot be put in an email: "
+                                  f"{_problem(field, value, exc)}") from None
 
 
 @dataclass(frozen=True)
@@ -133,15 +173,29 @@ class MessageTemplate:
             html = insert_image(html, tracking_image(public_url, self.placeholder))
 
         message = EmailMessage(policy=SMTP_POLICY)
-        message["From"] = Address(display_name=from_name, addr_spec=from_address)
+        # Each header is folded as soon as it is set, so that a failure names its field.
+        with _part("from_address", from_address):
+            Address(addr_spec=from_address)
+        with _part("from_name", from_name):
+            message["From"] = Address(display_name=from_name, addr_spec=from_address)
+            message["From"].fold(policy=SMTP_POLICY)
         if reply_to:
-            message["Reply-To"] = Address(addr_spec=reply_to)
-        message["Subject"] = subject
-        message.set_content(text or html_to_text(html), subtype="plain", charset="utf-8", cte="quoted-printable")
-        message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+            with _part("reply_to", reply_to):
+                message["Reply-To"] = Address(addr_spec=reply_to)
+                message["Reply-To"].fold(policy=SMTP_POLICY)
+        with _part("subject", subject):
+            message["Subject"] = subject
+            message["Subject"].fold(policy=SMTP_POLICY)
+        with _part("text" if text else "html", text or html):
+            message.set_content(text or html_to_text(html), subtype="plain", charset="utf-8", cte="quoted-printable")
+        with _part("html", html):
+            message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
         for attachment in attachments:
             maintype, _, subtype = attachment.content_type.partition("/")
-            message.add_attachment(attachment.data, maintype=maintype, subtype=subtype, filename=attachment.filename)
+            with _part("attachments", attachment.filename, f"name of the attachment {attachment.filename!r}"):
+                message.add_attachment(attachment.data, maintype=maintype, subtype=subtype,
+                                       filename=attachment.filename)
+                message.get_payload()[-1]["Content-Disposition"].fold(policy=SMTP_POLICY)
         for part in message.walk():
             if part is not message:
                 del part["MIME-Version"]  # only the top level carries it
@@ -156,11 +210,20 @@ class MessageTemplate:
             raise RuntimeError("tracking placeholder not found exactly once in the serialised message")
         return matches[0]
 
+    def to_header(self, address: str, name: str = "") -> str:
+        """The folded To header; MessageError when the recipient's name or address cannot go into it."""
+        with _part("address", address):
+            Address(addr_spec=address)
+        with _part("name", name):
+            to = SMTP_POLICY.header_factory("To", Address(display_name=name, addr_spec=address))
+            folded = to.fold(policy=SMTP_POLICY)
+            folded.encode("ascii")
+        return folded
+
     def render(self, address: str, name: str = "", token: str | None = None) -> bytes:
         """The message for one recipient: To is that recipient only; Date and Message-ID are fresh."""
-        to = SMTP_POLICY.header_factory("To", Address(display_name=name, addr_spec=address))
         headers = (
-            to.fold(policy=SMTP_POLICY)
+            self.to_header(address, name)
             + f"Date: {format_datetime(datetime.now(timezone.utc))}\r\n"
             + f"Message-ID: <{secrets.token_hex(16)}@{self.domain}>\r\n"
         ).encode("ascii")

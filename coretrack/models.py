@@ -135,7 +135,7 @@ class Email(Base):
     from_address: Mapped[str] = mapped_column(String(254))
     from_name: Mapped[str] = mapped_column(String(200), default="")
     reply_to: Mapped[str] = mapped_column(String(254), default="")
-    # draft -> queued -> sending -> sent | partial | failed
+    # queued -> sending -> sent | partial | failed | cancelled
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     tracking: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
@@ -186,7 +186,7 @@ class Recipient(Base):
     lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"))
     # Signed, random: see coretrack.tokens.  Unique so a hit finds one row by index.
     token: Mapped[str] = mapped_column(String(64), unique=True)
-    # pending -> sending -> sent | failed; skipped (opted out) never leaves.
+    # pending -> sending -> sent | failed; pending -> cancelled; skipped (opted out) never leaves.
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     reply: Mapped[str] = mapped_column(Text, default="")
     attempts: Mapped[int] = mapped_column(Integer, default=0)

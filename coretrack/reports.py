@@ -45,7 +45,7 @@ from .email_queries import EmailFilters, parse_day
 from .models import RECORD_TYPES, AccessEvent, Account, Contact, Email, Lead, Recipient, User, utcnow
 from .paging import Page
 
-RECIPIENT_STATUSES = ("pending", "sending", "sent", "failed", "skipped")
+RECIPIENT_STATUSES = ("pending", "sending", "sent", "failed", "skipped", "cancelled")
 ACTIVITY_DAYS = 30  # the default range of the Activity report
 # A per-day chart wider than this is unreadable; it also keeps the Activity query (one SELECT per
 # bucket) under SQLite's limit of 500 SELECTs in one compound statement.

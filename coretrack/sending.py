@@ -20,17 +20,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import records, tokens
 from .config import Config
 from .db import MAX_ID
-from .mailer import AttachmentData, MessageTemplate
+from .mailer import AttachmentData, MessageError, MessageTemplate
 from .models import RECIPIENT_KINDS, Account, Attachment, Contact, Email, Lead, Recipient, User, utcnow
 from .settings import SettingsService
 from .smtp import DeliveryError, SmtpSender
-from .validation import ValidationError, clean_address, clean_header_text
+from .validation import ValidationError, check_text, clean_address, clean_mail_text, mail_problem
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +114,12 @@ def _resolve(session: Session, entry: str, kind: str) -> PlannedRecipient:
         record = matches[0] if matches else None
         name = record.display_name if record else ""
         opted_out = any(each.email_opt_out for each in matches)
-    if not address.isascii():
-        raise ValueError(f"{address!r}: addresses with non-ASCII characters are not supported")
-    return PlannedRecipient(address, _one_line(name), kind, record, OPTED_OUT if opted_out else "")
+    name = _one_line(name)
+    problem = mail_problem(name)
+    if problem:
+        raise ValueError(f"{entry}: the name {name!r} of {record.record_type} {record.id} cannot be put in an "
+                         f"email ({problem}); correct the record")
+    return PlannedRecipient(address, name, kind, record, OPTED_OUT if opted_out else "")
 
 
 def clean_filename(name: str) -> str:
@@ -158,9 +161,14 @@ def prepare(
     if not recipients and not errors:
         errors["to"] = "add at least one recipient"
     try:
-        subject = clean_header_text(subject, field="subject", max_length=998)
+        subject = clean_mail_text(subject, field="subject", max_length=998)
     except ValueError as exc:
         errors["subject"] = str(exc)
+    for field, label, value in (("html", "HTML body", html), ("text", "text body", text)):
+        try:
+            check_text(value, field=label)
+        except ValueError as exc:
+            errors[field] = str(exc)
     if not (html or "").strip():
         errors["html"] = "an HTML body is required"
     reply_to = (reply_to or "").strip()
@@ -180,6 +188,26 @@ def prepare(
     return Draft(subject, html, text or "", reply_to, recipients, files)
 
 
+def _check_buildable(draft: Draft, email: Email, public_url: str | None) -> None:
+    """Build the message with the sender's own code, so that nothing is saved that the worker
+    could not send; ValidationError naming the field for whatever the checks above let through."""
+    try:
+        template = MessageTemplate(
+            from_address=email.from_address, from_name=email.from_name, reply_to=draft.reply_to,
+            subject=draft.subject, html=draft.html, text=draft.text, attachments=draft.attachments,
+            public_url=public_url,
+        )
+    except MessageError as exc:
+        if exc.field.startswith("from_"):  # not on the form: the settings hold them
+            raise ValidationError({"from": f"{exc} (an administrator can correct it in the settings)"}) from None
+        raise ValidationError({exc.field: str(exc)}) from None
+    for planned in draft.recipients:
+        try:
+            template.to_header(planned.address, planned.name)
+        except MessageError as exc:
+            raise ValidationError({planned.kind: f"{planned.address}: {exc}"}) from None
+
+
 def compose(
     session: Session, app_config: Config, sender: User, *, secret: bytes, settings: SettingsService, **message
 ) -> ComposeResult:
@@ -191,6 +219,7 @@ def compose(
         from_address=settings.get("from_address"), from_name=settings.get("from_name"), reply_to=draft.reply_to,
         status="queued", tracking=settings.tracking_enabled,
     )
+    _check_buildable(draft, email, settings.get("public_url") if email.tracking else None)
     for planned in draft.recipients:
         email.recipients.append(
             Recipient(
@@ -245,10 +274,17 @@ class DeliveryReport:
 
 
 def message_template(session: Session, config: Config, email: Email) -> MessageTemplate:
+    """The email's MIME, or MessageError naming what cannot be put into a message."""
     public_url = SettingsService(session, config).get("public_url") if email.tracking else None
-    files = [
-        AttachmentData(a.filename, a.content_type, attachment_path(config, a).read_bytes()) for a in email.attachments
-    ]
+    files = []
+    for attachment in email.attachments:
+        try:
+            data = attachment_path(config, attachment).read_bytes()
+        except OSError as exc:
+            trouble = "is missing from" if isinstance(exc, FileNotFoundError) else f"cannot be read ({exc.strerror}) in"
+            raise MessageError("attachments", f"the file of the attachment {attachment.filename!r} {trouble} "
+                                              "the attachments folder") from None
+        files.append(AttachmentData(attachment.filename, attachment.content_type, data))
     return MessageTemplate(
         from_address=email.from_address, from_name=email.from_name, reply_to=email.reply_to,
         subject=email.subject, html=email.html_body, text=email.text_body, attachments=files, public_url=public_url,
@@ -278,6 +314,7 @@ def refresh_status(session: Session, email_id: int) -> None:
 
     status = case(
         (count("pending", "sending") > 0, case((count("sent", "failed", "sending") > 0, "sending"), else_="queued")),
+        (count("cancelled") > 0, "cancelled"),
         (and_(count("failed") > 0, count("sent") > 0), "partial"),
         (count("failed") > 0, "failed"),
         else_="sent",
@@ -308,7 +345,13 @@ def deliver(
             .order_by(Recipient.id).limit(limit)
         ).all()
         if pending:
-            template = message_template(session, config, email)
+            try:
+                template = message_template(session, config, email)
+            except MessageError as exc:
+                # Saved before validation refused such values: this email fails, the others go on.
+                report.failed += _fail_pending(session, email_id, f"not sent: {exc}")
+                pending = []
+        if pending:
             with SmtpSender(SettingsService(session, config).smtp_server()) as smtp:
                 for recipient_id, address, name, token in pending:
                     claimed = session.execute(
@@ -330,11 +373,25 @@ def deliver(
     return report
 
 
+def _fail_pending(session: Session, email_id: int, reason: str) -> int:
+    """Every pending recipient of the email failed with ``reason``; returns how many."""
+    count = session.execute(
+        update(Recipient).where(Recipient.email_id == email_id, Recipient.status == "pending")
+        .values(status="failed", reply=reason, attempts=Recipient.attempts + 1),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+    session.commit()
+    return count
+
+
 def _send_one(session, smtp, template, email, recipient_id, address, name, token, report) -> None:
     try:
         reply = smtp.send(email.from_address, address, template.render(address, name, token))
     except DeliveryError as exc:
         values = {"status": "failed", "reply": str(exc)}
+        report.failed += 1
+    except MessageError as exc:
+        values = {"status": "failed", "reply": f"not sent: {exc}"}
         report.failed += 1
     except Exception as exc:  # a bug must not leave the recipient claimed forever
         log.exception("sending to recipient %s failed", recipient_id)
@@ -377,6 +434,55 @@ def retry(session: Session, email_id: int, recipient_id: int | None = None) -> i
     return count
 
 
+# -- cancel and delete ---------------------------------------------------------------------
+
+
+class InFlight(Exception):
+    """The email still has messages to hand to the mail server, or one being handed over."""
+
+
+def may_cancel(user: User, email: Email) -> bool:
+    """Admins may cancel any email; staff their own (the sender is the first to see a mistake)."""
+    return user.is_admin or email.sender_id == user.id
+
+
+def cancel(session: Session, email_id: int, user_name: str) -> int:
+    """The recipients not yet claimed by a worker become cancelled; returns how many.
+
+    A worker claims each recipient with ``UPDATE ... WHERE status = 'pending'``, so one that had
+    already listed them finds nothing left to claim.  A message being handed over right now
+    still goes out (it cannot be called back)."""
+    count = session.execute(
+        update(Recipient).where(Recipient.email_id == email_id, Recipient.status == "pending")
+        .values(status="cancelled", reply=f"cancelled by {user_name} before it was sent"),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+    session.commit()
+    refresh_status(session, email_id)
+    session.expire_all()
+    return count
+
+
+def delete_email(session: Session, config: Config, email_id: int) -> None:
+    """Delete an email with its recipients, their access events and its attachments (rows and files);
+    InFlight, and nothing deleted, while a recipient is pending or being sent."""
+    storage_names = list(session.scalars(select(Attachment.storage_name).where(Attachment.email_id == email_id)))
+    # Recipients first, except those a worker may claim or is sending: a row that turns pending
+    # meanwhile (a retry) is re-checked by PostgreSQL and kept, and then the whole delete is refused.
+    session.execute(
+        delete(Recipient).where(Recipient.email_id == email_id, Recipient.status.not_in(("pending", "sending"))),
+        execution_options={"synchronize_session": False},
+    )
+    if session.scalar(select(func.count()).select_from(Recipient).where(Recipient.email_id == email_id)):
+        session.rollback()
+        raise InFlight("it is still being sent: cancel it first")
+    session.execute(delete(Email).where(Email.id == email_id), execution_options={"synchronize_session": False})
+    session.commit()  # access events and attachment rows go with their recipient or email (ON DELETE CASCADE)
+    session.expire_all()
+    for name in storage_names:
+        (config.attachments_dir / name).unlink(missing_ok=True)
+
+
 # -- the worker -----------------------------------------------------------------------------
 
 
@@ -411,7 +517,12 @@ def run_worker(target, *, once: bool = False, interval: float = 5.0, stop: threa
                 with session_factory() as session:
                     email_ids = emails_to_deliver(session)
                 for email_id in email_ids:
-                    done += deliver(session_factory, config, email_id, limit=batch, on_progress=on_progress).processed
+                    try:
+                        done += deliver(session_factory, config, email_id, limit=batch,
+                                        on_progress=on_progress).processed
+                    except Exception:
+                        # One email's trouble must not hold up the ones queued after it.
+                        log.exception("delivering email %s failed; going on with the others", email_id)
             except Exception:
                 if once:
                     raise

@@ -19,7 +19,7 @@ from . import secretbox
 from .config import Config, SmtpServer
 from .inputs import whole_number
 from .models import Setting, SettingChange
-from .validation import ValidationError, clean_address, clean_header_text
+from .validation import ValidationError, clean_address, clean_header_text, clean_mail_text
 
 MASK = "••••••"
 
@@ -170,8 +170,9 @@ class SettingsService:
                 raise ValueError("enter an http:// or https:// address such as https://crm.example.com/crm, "
                                  "without spaces, ? or #")
             return value.rstrip("/")
-        return clean_header_text(value, field=definition.label.lower(), max_length=200,
-                                 required=definition.key == "smtp_host")
+        # The From name goes into every message's From header.
+        clean = clean_mail_text if definition.key == "from_name" else clean_header_text
+        return clean(value, field=definition.label.lower(), max_length=200, required=definition.key == "smtp_host")
 
     def update(self, submitted: dict[str, str | None], user_name: str,
                remove: Collection[str] = ()) -> list[SettingChange]:

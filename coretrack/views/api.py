@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from werkzeug.exceptions import BadRequest, NotFound
+from werkzeug.exceptions import BadRequest, Conflict, Forbidden, NotFound
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
 from .. import email_queries, paging, records, sending
-from ..http import AppRequest, json_response
+from ..http import AppRequest, admin_only, json_response
 from ..models import Email, Recipient
 from ..paging import page_number, paginate
 from ..validation import ValidationError
@@ -72,11 +72,33 @@ def list_emails(request: AppRequest) -> Response:
     })
 
 
-def show_email(request: AppRequest, email_id: int) -> Response:
+def _email_or_404(request: AppRequest, email_id: int) -> Email:
     email = request.db.get(Email, email_id)
     if email is None:
         raise NotFound(f"no email {email_id}")
-    return json_response(_email_detail(request, email))
+    return email
+
+
+def show_email(request: AppRequest, email_id: int) -> Response:
+    return json_response(_email_detail(request, _email_or_404(request, email_id)))
+
+
+def cancel_email(request: AppRequest, email_id: int) -> Response:
+    email = _email_or_404(request, email_id)
+    if not sending.may_cancel(request.user, email):
+        raise Forbidden("only administrators and the sender can cancel an email")
+    count = sending.cancel(request.db, email_id, request.user.name)
+    return json_response({**_email_detail(request, request.db.get(Email, email_id)), "cancelled": count})
+
+
+@admin_only
+def delete_email(request: AppRequest, email_id: int) -> Response:
+    _email_or_404(request, email_id)
+    try:
+        sending.delete_email(request.db, request.app.config, email_id)
+    except sending.InFlight as exc:
+        raise Conflict(str(exc)) from None
+    return json_response({"deleted": email_id})
 
 
 def _addresses(body: dict, key: str) -> list[str]:
@@ -131,6 +153,8 @@ rules = [
     Rule("/api/emails", endpoint=list_emails, methods=["GET"]),
     Rule("/api/emails", endpoint=send_email, methods=["POST"]),
     Rule("/api/emails/<int:email_id>", endpoint=show_email, methods=["GET"]),
+    Rule("/api/emails/<int:email_id>", endpoint=delete_email, methods=["DELETE"]),
+    Rule("/api/emails/<int:email_id>/cancel", endpoint=cancel_email, methods=["POST"]),
     Rule("/api/records/<any(contact, account, lead):record_type>/<int:record_id>/emails", endpoint=record_emails,
          methods=["GET"]),
 ]

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from werkzeug.exceptions import BadRequest, NotFound
+from werkzeug.exceptions import BadRequest, Forbidden, NotFound
 from werkzeug.routing import Rule
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Response
 
 from .. import email_queries, records, sending
 from ..db import MAX_ID
-from ..http import AppRequest
+from ..http import AppRequest, admin_only
 from ..inputs import whole_number
 from ..models import RECORD_TYPES, Attachment, Email
 from ..paging import page_number, paginate
@@ -120,7 +120,7 @@ def _outcome(request: AppRequest, result: sending.ComposeResult, sent_now: bool)
     if sent_now:
         notice = f"Sent to {counts.sent} of {counts.recipients} recipients."
         if counts.failed:
-            notice += f" {counts.failed} failed: see the server's reply below."
+            notice += f" {counts.failed} failed: see the reason below."
     elif result.pending:
         notice = f"Queued: the background worker will send it to {result.pending} recipients."
     else:
@@ -139,13 +139,45 @@ def _email_or_404(request: AppRequest, email_id: int) -> Email:
     return email
 
 
-def show_email(request: AppRequest, email_id: int) -> Response:
-    email = _email_or_404(request, email_id)
-    counts = email_queries.email_counts(request.db, [email_id])[email_id]
+def _detail_page(request: AppRequest, email: Email, status: int = 200, error: str | None = None,
+                 confirm_cancel: bool = False) -> Response:
+    counts = email_queries.email_counts(request.db, [email.id])[email.id]
     return request.render(
-        "emails/detail.html", section="emails", email=email, counts=counts,
-        in_progress=email.status in ("queued", "sending"), events=email_queries.access_events(request.db, email_id),
+        "emails/detail.html", status=status, error=error, section="emails", email=email, counts=counts,
+        in_progress=email.status in ("queued", "sending"), events=email_queries.access_events(request.db, email.id),
+        may_cancel=sending.may_cancel(request.user, email), confirm_cancel=confirm_cancel,
     )
+
+
+def show_email(request: AppRequest, email_id: int) -> Response:
+    # ?confirm=cancel: the cancel form, on a page that does not reload itself while it is filled in.
+    return _detail_page(request, _email_or_404(request, email_id),
+                        confirm_cancel=request.args.get("confirm") == "cancel")
+
+
+def cancel_email(request: AppRequest, email_id: int) -> Response:
+    email = _email_or_404(request, email_id)
+    if not sending.may_cancel(request.user, email):
+        raise Forbidden("only administrators and the sender can cancel an email")
+    if request.form.get("confirm") != "yes":
+        return _detail_page(request, email, 400, "Nothing was cancelled: tick the box to confirm.", True)
+    count = sending.cancel(request.db, email_id, request.user.name)
+    notice = (f"Cancelled: {count} recipients will not get this email." if count else
+              "Nothing left to cancel: every message has already been handed to the mail server.")
+    return request.redirect_to(show_email, email_id=email_id, notice=notice)
+
+
+@admin_only
+def delete_email(request: AppRequest, email_id: int) -> Response:
+    email = _email_or_404(request, email_id)
+    if request.form.get("confirm") != "yes":
+        return _detail_page(request, email, 400, "Nothing was deleted: tick the box to confirm.")
+    subject = email.subject
+    try:
+        sending.delete_email(request.db, request.app.config, email_id)
+    except sending.InFlight as exc:
+        return _detail_page(request, email, 409, f"Nothing was deleted: {exc}.")
+    return request.redirect_to(list_emails, notice=f"Deleted the email “{subject}”.")
 
 
 def retry_email(request: AppRequest, email_id: int) -> Response:
@@ -189,5 +221,7 @@ rules = [
     Rule("/emails/new", endpoint=new_email, methods=["GET"]),
     Rule("/emails/<int:email_id>", endpoint=show_email, methods=["GET"]),
     Rule("/emails/<int:email_id>/retry", endpoint=retry_email, methods=["POST"]),
+    Rule("/emails/<int:email_id>/cancel", endpoint=cancel_email, methods=["POST"]),
+    Rule("/emails/<int:email_id>/delete", endpoint=delete_email, methods=["POST"]),
     Rule("/emails/<int:email_id>/attachments/<int:attachment_id>", endpoint=download_attachment, methods=["GET"]),
 ]
