@@ -50,14 +50,17 @@ ensure_venv() {
         "$SYSTEM_PYTHON" -m venv "$VENV"
         chmod 755 "$VENV"
     fi
-    stamp="$VENV/.coretrack-installed-$(sha256sum < "$REPO/pyproject.toml" | cut -c1-16)-${extras:-base}"
+    # The pinned, hashed lock (requirements/, refreshed by scripts/lock), then coretrack itself
+    # without resolving anything: the same versions on every machine, every year.
+    lock="$REPO/requirements/${extras:-run}.txt"
+    stamp="$VENV/.coretrack-installed-$(cat "$REPO/pyproject.toml" "$lock" | sha256sum | cut -c1-16)-${extras:-base}"
     if [ ! -f "$stamp" ]; then
-        log "installing coretrack${spec} into $VENV"
-        "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip
+        log "installing coretrack${spec} into $VENV from ${lock#"$REPO"/}"
+        "$VENV/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$lock"
         if [ "$EDITABLE" = 1 ]; then
-            "$VENV/bin/pip" install -q --disable-pip-version-check -e "$REPO$spec"
+            "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e "$REPO"
         else
-            "$VENV/bin/pip" install -q --disable-pip-version-check "$REPO$spec"
+            "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps "$REPO"
         fi
         touch "$stamp"
     elif [ "$EDITABLE" = 0 ]; then
@@ -73,7 +76,8 @@ ensure_apache() {
     so="$(ls "$VENV"/lib/python3*/site-packages/mod_wsgi/server/mod_wsgi*.so 2>/dev/null | head -1 || true)"
     if [ -z "$so" ] || ! ldd "$so" | grep -q "libpython3.*=> /lib\|libpython3.*=> /usr/lib"; then
         log "building mod_wsgi for $VENV"
-        "$VENV/bin/pip" install -q --disable-pip-version-check --no-cache-dir --force-reinstall mod_wsgi
+        "$VENV/bin/pip" install -q --disable-pip-version-check --no-cache-dir --force-reinstall \
+            --require-hashes -r "$REPO/requirements/apache.txt"
         so="$(ls "$VENV"/lib/python3*/site-packages/mod_wsgi/server/mod_wsgi*.so | head -1)"
         if ! ldd "$so" | grep -q "libpython3.*=> /lib\|libpython3.*=> /usr/lib"; then
             log "mod_wsgi is not linked against Debian's libpython: $(ldd "$so" | grep python)"; return 1
