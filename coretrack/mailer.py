@@ -1,12 +1,13 @@
 """Outgoing MIME: built once per email, filled in per recipient.
 
-Building an ``EmailMessage`` per recipient costs more than the SMTP exchange
-(DESIGN.md), so ``MessageTemplate`` serialises the message once, with a
-random placeholder where the tracking token goes, and ``render`` only puts
-the per-recipient headers (To, Date, Message-ID) in front and the token into
-the placeholder.  Tokens have a fixed length and an alphabet that quoted-
-printable leaves as is, so the swap keeps every line as long as it was; a
-soft line break (``=\\r\\n``) may fall inside the placeholder and is kept.
+Building and serialising an ``EmailMessage`` per recipient is the slow part
+of a large send (scripts/bench-mime times it against this template), so
+``MessageTemplate`` serialises the message once, with a random placeholder
+where the tracking token goes, and ``render`` only puts the per-recipient
+headers (To, Date, Message-ID) in front and the token into the placeholder.
+Tokens have a fixed length and an alphabet that quoted-printable leaves as
+is, so the swap keeps every line as long as it was; a soft line break
+(``=\\r\\n``) may fall inside the placeholder and is kept.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue #4: the reports, checked against a known dataset with hand-computed numbers.
+"""The reports, checked against a known dataset with hand-computed numbers.
 
 The dataset (times UTC, March 2026):
 
