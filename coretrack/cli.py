@@ -329,6 +329,22 @@ def doctor(home, prefix, server_name, listen, venv, run_user, run_group, public_
     click.echo("everything looks right")
 
 
+@main.command()
+def routes() -> None:
+    """List the URL map: methods, path, endpoint and who may reach it, sorted by path."""
+    from .app import URL_MAP
+    from .http import access
+
+    rows = [("METHODS", "PATH", "ENDPOINT", "ACCESS")]
+    for rule in sorted(URL_MAP.iter_rules(), key=lambda rule: (rule.rule, sorted(rule.methods or ()))):
+        handler = rule.endpoint
+        name = handler if isinstance(handler, str) else f"{handler.__module__.rpartition('.')[2]}.{handler.__name__}"
+        rows.append((",".join(sorted(rule.methods or ())), rule.rule, name, access(handler)))
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    for row in rows:
+        click.echo("  ".join(value.ljust(width) for value, width in zip(row, widths)) + "  " + row[3])
+
+
 @main.group()
 def spool() -> None:
     """Tracking hits kept on disk while the database was unavailable."""

@@ -66,6 +66,13 @@ def admin_only(handler):
     return handler
 
 
+def access(handler) -> str:
+    """Who may reach a handler, as dispatch decides it: "public", "admin" or "staff" (any active user)."""
+    if getattr(handler, "public", False):
+        return "public"
+    return "admin" if getattr(handler, "admin_only", False) else "staff"
+
+
 class AppRequest(Request):
     """A request that knows its application, its database session and its user."""
 
