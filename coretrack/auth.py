@@ -263,7 +263,7 @@ class BasicAuthMiddleware:
         hashed = self.htpasswd.entries().get(name)
         if hashed is None:
             return False
-        key = hashlib.sha256(f"{name}\0{password}\0{hashed}".encode("utf-8")).digest()
+        key = hashlib.sha256(f"{name}\0{password}\0{hashed}".encode()).digest()
         if key in self._verified:
             self._verified.move_to_end(key)
             return True

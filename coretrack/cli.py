@@ -160,7 +160,6 @@ def worker(once: bool, interval: float) -> None:
     import threading
 
     from .sending import run_worker
-
     from .tracking import Tracker
 
     # SIGTERM (systemd, scripts/run) ends the loop after the batch in hand, never mid-message.
@@ -197,7 +196,8 @@ def worker(once: bool, interval: float) -> None:
 @click.option("--html-file", type=click.File("r", encoding="utf-8"), help="file holding the HTML body")
 @click.option("--html", "html_text", help="the HTML body itself")
 @click.option("--text-file", type=click.File("r", encoding="utf-8"), help="optional text body")
-@click.option("--attach", multiple=True, type=click.Path(exists=True, dir_okay=False), help="file to attach (repeatable)")
+@click.option("--attach", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="file to attach (repeatable)")
 def send(from_user, to, cc, bcc, reply_to, subject, html_file, html_text, text_file, attach) -> None:
     """Compose a tracked email and deliver it now, one message per recipient."""
     import mimetypes
@@ -342,7 +342,7 @@ def routes() -> None:
         rows.append((",".join(sorted(rule.methods or ())), rule.rule, name, access(handler)))
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
     for row in rows:
-        click.echo("  ".join(value.ljust(width) for value, width in zip(row, widths)) + "  " + row[3])
+        click.echo("  ".join(value.ljust(width) for value, width in zip(row[:3], widths, strict=True)) + "  " + row[3])
 
 
 @main.group()

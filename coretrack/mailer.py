@@ -16,7 +16,7 @@ import html as html_lib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -162,7 +162,7 @@ class MessageTemplate:
         to = SMTP_POLICY.header_factory("To", Address(display_name=name, addr_spec=address))
         headers = (
             to.fold(policy=SMTP_POLICY)
-            + f"Date: {format_datetime(datetime.now(timezone.utc))}\r\n"
+            + f"Date: {format_datetime(datetime.now(UTC))}\r\n"
             + f"Message-ID: <{secrets.token_hex(16)}@{self.domain}>\r\n"
         ).encode("ascii")
         if self._slot is None:

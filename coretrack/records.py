@@ -135,7 +135,7 @@ def _website(value: str) -> str:
         value = "https://" + value
     try:
         parts = urlsplit(value)
-        parts.port  # raises for a port that is not a number
+        _ = parts.port  # raises for a port that is not a number
     except ValueError:
         parts = None
     # Only http(s) to a plain host name: the detail page links to it.
@@ -274,7 +274,7 @@ def import_csv(session: Session, record_type: str, data: bytes) -> ImportResult:
         if len(row) > len(header):
             result.errors.append((line, f"{len(row)} values but the header names {len(header)} columns"))
             continue
-        rows.append((line, {name: value for name, value in zip(header, row) if name in definitions}))
+        rows.append((line, {name: value for name, value in zip(header, row, strict=False) if name in definitions}))
 
     accounts_by_name: dict[str, list[int]] = {}
     if "account" in definitions:

@@ -109,7 +109,7 @@ def _choice(args, key: str, choices, errors: dict, message: str) -> str:
     return value
 
 
-def parse_filters(report: "Report", args) -> Filters:
+def parse_filters(report: Report, args) -> Filters:
     """Filters from a query string; each bad value is an error for its field and is ignored."""
     errors: dict[str, str] = {}
     filters = Filters(
@@ -458,7 +458,8 @@ class ActivityReport(Report):
         # by an expression of the time would make SQLite sort every access of the range instead.
         kept = self.recipients(filters)
         parts = [self.statement(kept, moment.strftime(label), moment, moment + step) for moment in buckets]
-        found = {row.bucket: row for row in session.execute(union_all(*parts, self.statement(kept, "total", start, stop)))}
+        total = self.statement(kept, "total", start, stop)
+        found = {row.bucket: row for row in session.execute(union_all(*parts, total))}
         rows = [{"bucket": bucket, "accesses": found[bucket].accesses, "unique_opens": found[bucket].unique_opens}
                 for bucket in (moment.strftime(label) for moment in buckets)]
         total = found["total"]

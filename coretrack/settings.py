@@ -160,7 +160,7 @@ class SettingsService:
         if definition.kind == "url":
             try:
                 parts = urlsplit(value)
-                parts.port  # raises for a port that is not a number from 0 to 65535
+                _ = parts.port  # raises for a port that is not a number from 0 to 65535
             except ValueError:
                 parts = None
             # The URL goes into every tracking image link: no spaces, credentials, query or fragment.

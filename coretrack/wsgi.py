@@ -22,7 +22,9 @@ def _build(environ):
     from coretrack.config import Config
 
     settings = dict(os.environ)
-    settings.update({key: value for key, value in environ.items() if key.startswith("CORETRACK_") and isinstance(value, str)})
+    settings.update(
+        {key: value for key, value in environ.items() if key.startswith("CORETRACK_") and isinstance(value, str)}
+    )
     return create_app(Config.from_env(settings))
 
 

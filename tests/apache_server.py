@@ -134,7 +134,7 @@ class ApacheServer:
         return subprocess.run(["apache2", "-t", "-f", str(self.install.output / "httpd.conf")],
                               capture_output=True, text=True)
 
-    def start(self) -> "ApacheServer":
+    def start(self) -> ApacheServer:
         self.prepare()
         command = self.command()
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -163,7 +163,8 @@ class ApacheServer:
 
     def error_log(self) -> str:
         log_dir = self.install.output / "log"
-        for path in (log_dir / "coretrack_error.log", log_dir / "error.log", self.install.output / "express" / "error_log"):
+        logs = (log_dir / "coretrack_error.log", log_dir / "error.log", self.install.output / "express" / "error_log")
+        for path in logs:
             if path.exists():
                 return path.read_text(errors="replace")[-4000:]
         return ""

@@ -16,7 +16,7 @@ def routes() -> list[list[str]]:
     assert header.split() == ["METHODS", "PATH", "ENDPOINT", "ACCESS"]
     # Aligned columns (a path may hold spaces: <any(contacts, accounts, leads):section>).
     starts = [header.index(title) for title in ("METHODS", "PATH", "ENDPOINT", "ACCESS")]
-    return [[line[start:end].strip() for start, end in zip(starts, [*starts[1:], None])] for line in lines]
+    return [[line[start:end].strip() for start, end in zip(starts, [*starts[1:], None], strict=True)] for line in lines]
 
 
 def test_every_rule_is_listed_once_sorted_by_path():

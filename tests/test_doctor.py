@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from apache_server import ApacheServer
+
 from coretrack import doctor
 
 pytestmark = pytest.mark.slow

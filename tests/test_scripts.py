@@ -16,8 +16,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port
+
 from coretrack.tracking import GIF
 
 pytestmark = pytest.mark.slow

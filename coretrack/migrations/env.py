@@ -1,6 +1,7 @@
 """Alembic environment: runs migrations for the URL given by coretrack.db.upgrade."""
 
 from alembic import context
+
 from coretrack.db import make_engine
 from coretrack.models import Base
 

@@ -7,11 +7,11 @@ import io
 import re
 
 import pytest
+from apache_server import STAFF_PASSWORD
 from selenium.webdriver.support.ui import WebDriverWait
 
-from apache_server import STAFF_PASSWORD
-from e2e.chromium import Browser
 from coretrack.settings import SettingsService
+from e2e.chromium import Browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
