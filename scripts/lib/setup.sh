@@ -1,3 +1,5 @@
+# shellcheck shell=bash disable=SC2034
+# (Sourced, so no shebang; the variables set here are used by the scripts that source it.)
 # Shared by scripts/run and scripts/test: install what is missing on a fresh Debian machine.
 # Sourced, not run.  Idempotent and quick when everything is already there.
 
@@ -73,12 +75,12 @@ ensure_apache() {
     # Apache 2.4 and a mod_wsgi compiled in the venv against the venv's (Debian's) Python.
     apt_install apache2 apache2-dev apache2-utils
     local so
-    so="$(ls "$VENV"/lib/python3*/site-packages/mod_wsgi/server/mod_wsgi*.so 2>/dev/null | head -1 || true)"
+    so="$(find "$VENV"/lib/python3*/site-packages/mod_wsgi/server -name 'mod_wsgi*.so' 2>/dev/null | head -1 || true)"
     if [ -z "$so" ] || ! ldd "$so" | grep -q "libpython3.*=> /lib\|libpython3.*=> /usr/lib"; then
         log "building mod_wsgi for $VENV"
         "$VENV/bin/pip" install -q --disable-pip-version-check --no-cache-dir --force-reinstall \
             --require-hashes -r "$REPO/requirements/apache.txt"
-        so="$(ls "$VENV"/lib/python3*/site-packages/mod_wsgi/server/mod_wsgi*.so | head -1)"
+        so="$(find "$VENV"/lib/python3*/site-packages/mod_wsgi/server -name 'mod_wsgi*.so' | head -1)"
         if ! ldd "$so" | grep -q "libpython3.*=> /lib\|libpython3.*=> /usr/lib"; then
             log "mod_wsgi is not linked against Debian's libpython: $(ldd "$so" | grep python)"; return 1
         fi
@@ -103,7 +105,7 @@ ensure_postgresql() {
     [ -n "${CORETRACK_TEST_POSTGRES_URL:-}" ] && return 0
     apt_install postgresql
     local bin port root password
-    bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+    bin="$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -1)"
     root="$(mktemp -d /var/tmp/coretrack-pg.XXXXXX)"
     POSTGRES_ROOT="$root"
     chmod 755 "$root"; chown postgres:postgres "$root"
