@@ -33,7 +33,7 @@ class SmtpSender:
     def __enter__(self) -> SmtpSender:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -50,7 +50,7 @@ class SmtpSender:
         if self.unreachable:
             raise DeliveryError(self.unreachable)
         server = self.server
-        connection = None
+        connection: smtplib.SMTP | None = None
         try:
             if server.security == "tls":
                 connection = smtplib.SMTP_SSL(server.host, server.port, timeout=self.timeout,
@@ -109,6 +109,8 @@ class SmtpSender:
         return f"{code} {reply.decode('utf-8', 'replace')}"
 
     def _reset(self) -> None:
+        if self.connection is None:
+            return
         try:
             self.connection.rset()
         except (smtplib.SMTPException, OSError):

@@ -75,7 +75,7 @@ class ApacheServer:
              "CORETRACK_ADMIN_PASSWORD": ADMIN_PASSWORD, "CORETRACK_DATABASE_URL": database_url}
         )
         self.install = Install(home=self.home, venv=VENV, prefix=prefix, listen=f"127.0.0.1:{self.port}",
-                               output=self.root / "apache", processes=processes, threads=threads,
+                               output_dir=self.root / "apache", processes=processes, threads=threads,
                                **({"tls_certificate": tls[1], "tls_key": tls[2]} if tls and form != "express" else {}))
         self.edit = edit or (self._remove_auth if auth_removed else None)
         self.process: subprocess.Popen | None = None
