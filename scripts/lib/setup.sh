@@ -76,12 +76,14 @@ ensure_apache() {
     apt_install apache2 apache2-dev apache2-utils
     local so
     so="$(find "$VENV"/lib/python3*/site-packages/mod_wsgi/server -name 'mod_wsgi*.so' 2>/dev/null | head -1 || true)"
-    if [ -z "$so" ] || ! ldd "$so" | grep -q "libpython3.*=> /lib\|libpython3.*=> /usr/lib"; then
+    # grep without -q: it reads all of ldd's output, so ldd never dies of SIGPIPE, which pipefail
+    # would take for "not linked" (it did, about one check in six).
+    if [ -z "$so" ] || ! ldd "$so" | grep "libpython3.*=> /lib\|libpython3.*=> /usr/lib" >/dev/null; then
         log "building mod_wsgi for $VENV"
         "$VENV/bin/pip" install -q --disable-pip-version-check --no-cache-dir --force-reinstall \
             --require-hashes -r "$REPO/requirements/apache.txt"
         so="$(find "$VENV"/lib/python3*/site-packages/mod_wsgi/server -name 'mod_wsgi*.so' | head -1)"
-        if ! ldd "$so" | grep -q "libpython3.*=> /lib\|libpython3.*=> /usr/lib"; then
+        if ! ldd "$so" | grep "libpython3.*=> /lib\|libpython3.*=> /usr/lib" >/dev/null; then
             log "mod_wsgi is not linked against Debian's libpython: $(ldd "$so" | grep python)"; return 1
         fi
     fi
