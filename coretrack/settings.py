@@ -8,7 +8,7 @@ endpoint's SQL reads it directly.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Literal, overload
 from urllib.parse import urlsplit
@@ -189,7 +189,7 @@ class SettingsService:
         return clean_header_text(value, field=definition.label.lower(), max_length=200,
                                  required=definition.key == "smtp_host")
 
-    def update(self, submitted: dict[str, str | None], user_name: str,
+    def update(self, submitted: Mapping[str, str | None], user_name: str,
                remove: Collection[str] = ()) -> list[SettingChange]:
         """Validate the submitted fields, then save every change with an audit row, or nothing at all.
 
