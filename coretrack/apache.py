@@ -13,7 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -65,20 +65,22 @@ class Install:
     group: str = "www-data"
     processes: int = 2
     threads: int = 10
-    output: Path | None = None
+    # Where the files go: output_dir, or home/apache when it is None.
+    output: Path = field(init=False)
+    output_dir: InitVar[Path | None] = None
     # HTTPS for the site and htaccess forms: the certificate (chain) and its private key, PEM files.
     tls_certificate: Path | None = None
     tls_key: Path | None = None
 
-    def __post_init__(self):
+    def __post_init__(self, output_dir: Path | None) -> None:
         self.home = Path(self.home).resolve()
         self.venv = Path(self.venv).resolve()
         self.prefix = self.prefix.rstrip("/")
-        self.output = Path(self.output or self.home / "apache").resolve()
-        if (self.tls_certificate is None) != (self.tls_key is None):
-            raise ApacheConfigError("HTTPS needs both --tls-cert and --tls-key")
-        if self.tls_certificate is not None:
+        self.output = Path(output_dir or self.home / "apache").resolve()
+        if self.tls_certificate is not None and self.tls_key is not None:
             self.tls_certificate, self.tls_key = Path(self.tls_certificate).resolve(), Path(self.tls_key).resolve()
+        elif self.tls_certificate is not None or self.tls_key is not None:
+            raise ApacheConfigError("HTTPS needs both --tls-cert and --tls-key")
         if not _PREFIX.match(self.prefix):
             raise ApacheConfigError("--prefix is a URL path such as /crm (letters, digits, . _ ~ -)")
         if not _SERVER_NAME.match(self.server_name):
@@ -95,7 +97,7 @@ class Install:
 
         return Path(wsgi.__file__).resolve()
 
-    def context(self) -> dict:
+    def context(self) -> dict[str, object]:
         script = self.wsgi_script
         return {
             "prefix": self.prefix,

@@ -28,7 +28,8 @@ from .http import APP_REFUSAL_HEADER, AppRequest, has_nul, json_response
 from .models import User
 from .settings import SettingsService
 from .tracking import Tracker
-from .views import api, emails, public, records, reports, settings as settings_views, users
+from .views import api, emails, public, records, reports, users
+from .views import settings as settings_views
 
 log = logging.getLogger(__name__)
 

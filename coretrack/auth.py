@@ -16,9 +16,10 @@ import re
 import secrets
 import tempfile
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import bcrypt
 from sqlalchemy import select
@@ -26,6 +27,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .models import ROLES, User
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 MIN_PASSWORD_LENGTH = 8
@@ -84,7 +88,7 @@ class Htpasswd:
             return False
 
     @contextmanager
-    def _locked(self):
+    def _locked(self) -> Iterator[None]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -253,7 +257,7 @@ class BasicAuthMiddleware:
     it does under Apache.  Public paths are passed through unchecked.
     """
 
-    def __init__(self, app: Callable, htpasswd: Htpasswd, is_public: Callable[[str], bool]):
+    def __init__(self, app: WSGIApplication, htpasswd: Htpasswd, is_public: Callable[[str], bool]):
         self.app = app
         self.htpasswd = htpasswd
         self.is_public = is_public
@@ -263,7 +267,7 @@ class BasicAuthMiddleware:
         hashed = self.htpasswd.entries().get(name)
         if hashed is None:
             return False
-        key = hashlib.sha256(f"{name}\0{password}\0{hashed}".encode("utf-8")).digest()
+        key = hashlib.sha256(f"{name}\0{password}\0{hashed}".encode()).digest()
         if key in self._verified:
             self._verified.move_to_end(key)
             return True
@@ -274,7 +278,7 @@ class BasicAuthMiddleware:
             self._verified.popitem(last=False)
         return True
 
-    def __call__(self, environ, start_response):
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         environ.pop("REMOTE_USER", None)
         if not self.is_public(environ.get("PATH_INFO", "")):
             credentials = parse_basic(environ.get("HTTP_AUTHORIZATION", ""))

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from .auth import Htpasswd, UserError, UserService
 from .config import Config, ConfigError
 from .db import make_engine, make_session_factory, upgrade
+
+if TYPE_CHECKING:
+    from .apache import Install
+
+Command = TypeVar("Command", bound=Callable[..., Any])
 
 
 def load_config() -> Config:
@@ -34,7 +42,7 @@ def set_up(config: Config) -> None:
                    f"'coretrack user passwd admin')", err=True)
 
 
-def user_service(config: Config):
+def user_service(config: Config) -> UserService:
     engine = make_engine(config.database_url)
     return UserService(make_session_factory(engine)(), Htpasswd(config.htpasswd_path))
 
@@ -70,7 +78,7 @@ def serve(host: str, port: int | None) -> None:
     from .sending import start_worker_thread
 
     class RequestHandler(WSGIRequestHandler):
-        def log_request(self, code="-", size="-"):
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             # The path without its query string: tracking tokens stay out of the log.
             self.log("info", '"%s %s" %s %s', self.command, self.path.split("?", 1)[0], code, size)
 
@@ -161,7 +169,6 @@ def worker(once: bool, interval: float) -> None:
     import threading
 
     from .sending import run_worker
-
     from .tracking import Tracker
 
     # SIGTERM (systemd, scripts/run) ends the loop after the batch in hand, never mid-message.
@@ -198,11 +205,12 @@ def worker(once: bool, interval: float) -> None:
 @click.option("--html-file", type=click.File("r", encoding="utf-8"), help="file holding the HTML body")
 @click.option("--html", "html_text", help="the HTML body itself")
 @click.option("--text-file", type=click.File("r", encoding="utf-8"), help="optional text body")
-@click.option("--attach", multiple=True, type=click.Path(exists=True, dir_okay=False), help="file to attach (repeatable)")
-def send(from_user, to, cc, bcc, reply_to, subject, html_file, html_text, text_file, attach) -> None:
+@click.option("--attach", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="file to attach (repeatable)")
+def send(from_user: str, to: tuple[str, ...], cc: tuple[str, ...], bcc: tuple[str, ...], reply_to: str, subject: str,
+         html_file: IO[str] | None, html_text: str | None, text_file: IO[str] | None, attach: tuple[str, ...]) -> None:
     """Compose a tracked email and deliver it now, one message per recipient."""
     import mimetypes
-    from pathlib import Path
 
     from sqlalchemy import select
 
@@ -228,7 +236,7 @@ def send(from_user, to, cc, bcc, reply_to, subject, html_file, html_text, text_f
                     session, config, sender, to=[e for v in to for e in sending.split_addresses(v)],
                     cc=[e for v in cc for e in sending.split_addresses(v)],
                     bcc=[e for v in bcc for e in sending.split_addresses(v)], subject=subject,
-                    html=html_file.read() if html_file else html_text, text=text_file.read() if text_file else "",
+                    html=html_file.read() if html_file else html_text or "", text=text_file.read() if text_file else "",
                     reply_to=reply_to, attachments=files, secret=config.secret_key(),
                     settings=SettingsService(session, config),
                 )
@@ -239,7 +247,8 @@ def send(from_user, to, cc, bcc, reply_to, subject, html_file, html_text, text_f
         with click.progressbar(length=result.pending, label=f"email {result.email.id}") as bar:
             report = sending.deliver(session_factory, config, result.email.id, on_progress=bar.update)
         with session_factory() as session:
-            for recipient in session.get(Email, result.email.id).recipients:
+            email = session.get(Email, result.email.id)
+            for recipient in email.recipients if email else ():
                 if recipient.status == "failed":
                     click.echo(f"failed {recipient.address}: {recipient.reply}", err=True)
     finally:
@@ -249,7 +258,7 @@ def send(from_user, to, cc, bcc, reply_to, subject, html_file, html_text, text_f
         sys.exit(1)
 
 
-def _install_options(command):
+def _install_options(command: Command) -> Command:
     """Options shared by apache-config and doctor: what the Apache install looks like."""
     import sys
 
@@ -267,7 +276,9 @@ def _install_options(command):
     return command
 
 
-def _install(home, prefix, server_name, listen, venv, run_user, run_group, output=None, **https):
+def _install(home: str | None, prefix: str, server_name: str, listen: str, venv: str, run_user: str, run_group: str,
+             output: str | None = None, tls_certificate: str | None = None,
+             tls_key: str | None = None) -> tuple[Config, Install]:
     import os
 
     from .apache import ApacheConfigError, Install
@@ -277,8 +288,11 @@ def _install(home, prefix, server_name, listen, venv, run_user, run_group, outpu
         environ["CORETRACK_HOME"] = home
     try:
         config = Config.from_env(environ)
-        return config, Install(home=config.home, venv=venv, prefix=prefix, server_name=server_name, listen=listen,
-                               user=run_user, group=run_group, output=output, **https)
+        return config, Install(
+            home=config.home, venv=Path(venv), prefix=prefix, server_name=server_name, listen=listen, user=run_user,
+            group=run_group, output_dir=Path(output) if output else None,
+            tls_certificate=Path(tls_certificate) if tls_certificate else None,
+            tls_key=Path(tls_key) if tls_key else None)
     except (ConfigError, ApacheConfigError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -290,8 +304,9 @@ def _install(home, prefix, server_name, listen, venv, run_user, run_group, outpu
 @click.option("--private-server", is_flag=True, help="also write httpd.conf for a private instance (site/htaccess)")
 @click.option("--tls-cert", type=click.Path(dir_okay=False), help="HTTPS (site/htaccess): the certificate chain, PEM")
 @click.option("--tls-key", type=click.Path(dir_okay=False), help="HTTPS (site/htaccess): its private key, PEM")
-def apache_config(form, home, prefix, server_name, listen, venv, run_user, run_group, output, private_server,
-                  tls_cert, tls_key) -> None:
+def apache_config(form: str, home: str | None, prefix: str, server_name: str, listen: str, venv: str, run_user: str,
+                  run_group: str, output: str | None, private_server: bool, tls_cert: str | None,
+                  tls_key: str | None) -> None:
     """Write the Apache config of one form for this install; prints the files written."""
     from .apache import ApacheConfigError, express_command, write_config, write_private_server
 
@@ -316,7 +331,8 @@ def apache_config(form, home, prefix, server_name, listen, venv, run_user, run_g
 @main.command()
 @_install_options
 @click.option("--public-url", help="check this URL instead of the configured public URL")
-def doctor(home, prefix, server_name, listen, venv, run_user, run_group, public_url) -> None:
+def doctor(home: str | None, prefix: str, server_name: str, listen: str, venv: str, run_user: str, run_group: str,
+           public_url: str | None) -> None:
     """Check an install: files and permissions, database, Apache syntax, the public surface."""
     from . import doctor as checks
 
@@ -328,6 +344,22 @@ def doctor(home, prefix, server_name, listen, venv, run_user, run_group, public_
     if failed:
         raise click.ClickException(f"{failed} check(s) failed; see the fixes above")
     click.echo("everything looks right")
+
+
+@main.command()
+def routes() -> None:
+    """List the URL map: methods, path, endpoint and who may reach it, sorted by path."""
+    from .app import URL_MAP
+    from .http import access
+
+    rows = [("METHODS", "PATH", "ENDPOINT", "ACCESS")]
+    for rule in sorted(URL_MAP.iter_rules(), key=lambda rule: (rule.rule, sorted(rule.methods or ()))):
+        handler = rule.endpoint
+        name = handler if isinstance(handler, str) else f"{handler.__module__.rpartition('.')[2]}.{handler.__name__}"
+        rows.append((",".join(sorted(rule.methods or ())), rule.rule, name, access(handler)))
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    for row in rows:
+        click.echo("  ".join(value.ljust(width) for value, width in zip(row[:3], widths, strict=True)) + "  " + row[3])
 
 
 @main.group()

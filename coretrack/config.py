@@ -54,7 +54,7 @@ class SmtpServer:
     password: str = ""
 
     @classmethod
-    def from_url(cls, url: str) -> "SmtpServer":
+    def from_url(cls, url: str) -> SmtpServer:
         parts = urlsplit(url)
         if parts.scheme not in SMTP_SCHEMES:
             raise ConfigError(
@@ -103,7 +103,7 @@ class Config:
     spool_max_bytes: int = 100 * 2**20
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "Config":
+    def from_env(cls, environ: dict[str, str] | None = None) -> Config:
         env = dict(os.environ if environ is None else environ)
         if env.get("CORETRACK_CONFIG"):
             env = {**_read_config_file(env["CORETRACK_CONFIG"]), **env}

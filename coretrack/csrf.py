@@ -17,7 +17,7 @@ MAX_ISSUED = 2**40  # seconds: far past any clock, still an exact float
 
 
 def _mac(secret: bytes, user: str, issued: str) -> str:
-    return hmac.new(secret, f"coretrack-csrf:{user}:{issued}".encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac.new(secret, f"coretrack-csrf:{user}:{issued}".encode(), hashlib.sha256).hexdigest()
 
 
 def make_token(secret: bytes, user: str, now: float | None = None) -> str:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+    from sqlalchemy.engine.interfaces import DBAPIConnection
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Ids are Integer columns: 32 bits on PostgreSQL.  A larger number from a URL or a form names no
@@ -32,7 +37,7 @@ def make_engine(url: str, *, fail_fast: bool = False) -> Engine:
                                connect_args={"timeout": busy_timeout, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record):  # pragma: no cover - trivial
+        def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: object) -> None:  # pragma: no cover
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
@@ -40,7 +45,7 @@ def make_engine(url: str, *, fail_fast: bool = False) -> Engine:
             cursor.close()
 
         return engine
-    connect_args = {"connect_timeout": 10}
+    connect_args: dict[str, int | str] = {"connect_timeout": 10}
     if fail_fast:
         # libpq's shortest connect timeout is 2 s; a row or table lock held elsewhere waits 1 s at most.
         connect_args = {"connect_timeout": 2, "options": "-c lock_timeout=1000 -c statement_timeout=2000"}
@@ -52,7 +57,7 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def alembic_config(url: str):
+def alembic_config(url: str) -> AlembicConfig:
     from alembic.config import Config as AlembicConfig
 
     cfg = AlembicConfig()

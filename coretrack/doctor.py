@@ -14,9 +14,13 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Config
 from .http import APP_REFUSAL_HEADER
+
+if TYPE_CHECKING:
+    from .apache import Install
 
 # Paths a stranger must be refused on, and must be refused by Apache itself.
 PROTECTED_PATHS = ("/", "/emails", "/api/emails", "/settings", "/users", "/contacts", "/static/coretrack.css",
@@ -110,14 +114,14 @@ def check_spool(config: Config) -> Iterator[Check]:
                 "(check the database and that 'coretrack worker' runs; 'coretrack spool replay' counts them now)")
 
 
-def check_apache_syntax(config: Config, install) -> Iterator[Check]:
+def check_apache_syntax(config: Config, install: Install) -> Iterator[Check]:
     from .apache import write_private_server
 
     if shutil.which("apache2") is None:
         yield Check(False, "Apache is installed", "apt-get install apache2 apache2-dev apache2-utils")
         return
     with tempfile.TemporaryDirectory() as scratch:
-        conf = write_private_server("site", dataclasses.replace(install, output=Path(scratch)), config)
+        conf = write_private_server("site", dataclasses.replace(install, output_dir=Path(scratch)), config)
         result = subprocess.run(["apache2", "-t", "-f", str(conf)], capture_output=True, text=True)
     message = (result.stderr or result.stdout).strip().splitlines()
     yield Check(result.returncode == 0, "generated Apache config passes 'apache2 -t'",
@@ -171,7 +175,7 @@ def configured_public_url(config: Config) -> str:
         engine.dispose()
 
 
-def run(config: Config, install, public_url: str | None = None) -> list[Check]:
+def run(config: Config, install: Install, public_url: str | None = None) -> list[Check]:
     checks = [*check_files(config, install.user), *check_database(config), *check_spool(config),
               *check_apache_syntax(config, install)]
     checks += check_public_surface((public_url or configured_public_url(config)).rstrip("/"))

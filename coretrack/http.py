@@ -7,7 +7,8 @@ import hmac
 import json
 import re
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from sqlalchemy.orm import Session
@@ -20,6 +21,8 @@ from .models import User
 
 if TYPE_CHECKING:
     from .app import CoreTrack
+
+Handler = TypeVar("Handler", bound=Callable[..., Response])
 
 # Set on the 401 the application gives by itself (no REMOTE_USER arrived): under Apache it means
 # Apache's Basic auth is missing.  'coretrack doctor' looks for it.
@@ -54,24 +57,42 @@ def check_notice(secret: bytes, user: str, path: str, text: str, signature: str,
 
 
 
-def public(handler):
+def public(handler: Handler) -> Handler:
     """Mark a handler as reachable without identity (each one also listed in the Apache exceptions)."""
-    handler.public = True
+    handler.public = True  # type: ignore[attr-defined]  # a mark dispatch reads with getattr
     return handler
 
 
-def admin_only(handler):
+def admin_only(handler: Handler) -> Handler:
     """Mark a handler as reserved to admins; checked on the server for every request."""
-    handler.admin_only = True
+    handler.admin_only = True  # type: ignore[attr-defined]  # a mark dispatch reads with getattr
     return handler
+
+
+def access(handler: object) -> str:
+    """Who may reach a handler, as dispatch decides it: "public", "admin" or "staff" (any active user)."""
+    if getattr(handler, "public", False):
+        return "public"
+    return "admin" if getattr(handler, "admin_only", False) else "staff"
 
 
 class AppRequest(Request):
     """A request that knows its application, its database session and its user."""
 
     app: CoreTrack
-    user: User | None = None
     public = False  # set by dispatch for the anonymous endpoints
+    _user: User | None = None
+
+    @property
+    def user(self) -> User:
+        """The user dispatch identified: every handler but the public ones has one."""
+        if self._user is None:
+            raise RuntimeError("no user was identified for this request")
+        return self._user
+
+    @user.setter
+    def user(self, user: User) -> None:
+        self._user = user
 
     @cached_property
     def db(self) -> Session:
@@ -81,7 +102,7 @@ class AppRequest(Request):
     def is_api(self) -> bool:
         return self.path.startswith("/api/")
 
-    def get_json(self, *args, **kwargs):
+    def get_json(self, *args: Any, **kwargs: Any) -> Any:
         too_deep = BadRequest(f"the JSON body is nested too deeply (at most {MAX_JSON_DEPTH} levels)")
         try:
             value = super().get_json(*args, **kwargs)
@@ -92,14 +113,15 @@ class AppRequest(Request):
         return value
 
     def csrf_token(self) -> str:
-        return csrf.make_token(self.app.secret, self.user.name if self.user else "")
+        return csrf.make_token(self.app.secret, self._user_name)
 
-    def render(self, template: str, status: int = 200, **context) -> Response:
+    def render(self, template: str, status: int = 200, **context: Any) -> Response:
         context.setdefault("notice", self.notice())
-        html = self.app.jinja.get_template(template).render(request=self, user=self.user, **context)
+        # An error page may be rendered before anyone is identified: the templates get None then.
+        html = self.app.jinja.get_template(template).render(request=self, user=self._user, **context)
         return Response(html, status=status, mimetype="text/html")
 
-    def redirect_to(self, endpoint, notice: str | None = None, **values) -> Response:
+    def redirect_to(self, endpoint: object, notice: str | None = None, **values: Any) -> Response:
         """303 to another page; ``notice`` is shown there, signed for this user and that page only, and
         for NOTICE_MAX_AGE: no one can forge one, nor carry one user's text onto another's page."""
         url = self.url_for(endpoint, **values)
@@ -118,17 +140,17 @@ class AppRequest(Request):
 
     @property
     def _user_name(self) -> str:
-        return self.user.name if self.user else ""
+        return self._user.name if self._user else ""
 
-    def url_for(self, endpoint, **values) -> str:
+    def url_for(self, endpoint: object, **values: Any) -> str:
         return self.app.url_map.bind_to_environ(self.environ).build(endpoint, values)
 
 
-def json_response(data, status: int = 200) -> Response:
+def json_response(data: object, status: int = 200) -> Response:
     return Response(json.dumps(data, default=str), status=status, mimetype="application/json")
 
 
-def _json_depth(value) -> int:
+def _json_depth(value: object) -> int:
     """How deep lists and objects nest in ``value`` (no deeper than MAX_JSON_DEPTH + 1: it stops there)."""
     deepest, stack = 0, [(value, 1)]
     while stack and deepest <= MAX_JSON_DEPTH:
@@ -139,7 +161,7 @@ def _json_depth(value) -> int:
     return deepest
 
 
-def _nul_in(value) -> bool:
+def _nul_in(value: object) -> bool:
     if isinstance(value, str):
         return "\x00" in value
     if isinstance(value, dict):

@@ -6,7 +6,7 @@ in ``coretrack/migrations/versions`` (a test compares the two).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     Boolean,
@@ -22,7 +22,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class Base(DeclarativeBase):
@@ -68,7 +68,7 @@ class Account(Base):
     email_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
-    contacts: Mapped[list["Contact"]] = relationship(back_populates="account")
+    contacts: Mapped[list[Contact]] = relationship(back_populates="account")
 
     record_type = "account"
 
@@ -142,10 +142,10 @@ class Email(Base):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
 
     sender: Mapped[User] = relationship()
-    recipients: Mapped[list["Recipient"]] = relationship(
+    recipients: Mapped[list[Recipient]] = relationship(
         back_populates="email", order_by="Recipient.id", cascade="all, delete-orphan"
     )
-    attachments: Mapped[list["Attachment"]] = relationship(
+    attachments: Mapped[list[Attachment]] = relationship(
         back_populates="email", order_by="Attachment.id", cascade="all, delete-orphan"
     )
 
@@ -200,7 +200,7 @@ class Recipient(Base):
     contact: Mapped[Contact | None] = relationship()
     account: Mapped[Account | None] = relationship()
     lead: Mapped[Lead | None] = relationship()
-    events: Mapped[list["AccessEvent"]] = relationship(order_by="AccessEvent.id", viewonly=True)
+    events: Mapped[list[AccessEvent]] = relationship(order_by="AccessEvent.id", viewonly=True)
 
     @property
     def record(self) -> Contact | Account | Lead | None:

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import ceil
+from typing import Generic, TypeVar
 from urllib.parse import urlencode
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
+from werkzeug.wrappers import Request
 
 from .inputs import whole_number
 
+T = TypeVar("T")
+
 
 @dataclass
-class Page:
-    items: list
+class Page(Generic[T]):
+    items: list[T]
     number: int
     per_page: int
     total: int
@@ -23,7 +27,7 @@ class Page:
     def pages(self) -> int:
         return max(1, ceil(self.total / self.per_page))
 
-    def query(self, request, number: int) -> str:
+    def query(self, request: Request, number: int) -> str:
         """The current query string with another page number."""
         args = [(key, value) for key, value in request.args.items(multi=True) if key not in ("page", "notice", "ns")]
         return urlencode([*args, ("page", str(number))])
@@ -51,7 +55,7 @@ def per_page(raw: str | None, errors: dict[str, str], default: int = 50) -> int:
         return default
 
 
-def paginate(session: Session, statement: Select, number: int, per_page: int) -> Page:
+def paginate(session: Session, statement: Select[T], number: int, per_page: int) -> Page[T]:
     total = session.scalar(select(func.count()).select_from(statement.order_by(None).subquery())) or 0
     pages = max(1, ceil(total / per_page))
     number = min(max(1, number), pages)

@@ -17,8 +17,8 @@ from datetime import datetime
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-from sqlalchemy import Select, func, or_, select
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session, contains_eager
 
 from .db import MAX_ID
 from .inputs import whole_number
@@ -60,7 +60,7 @@ _TRUE = frozenset({"on", "true", "yes", "y", "1"})
 _FALSE = frozenset({"", "off", "false", "no", "n", "0"})
 
 
-def _model(record_type: str):
+def _model(record_type: str) -> type[Account] | type[Contact] | type[Lead]:
     try:
         return RECORD_MODELS[record_type]
     except KeyError:
@@ -70,7 +70,7 @@ def _model(record_type: str):
 # -- lists ---------------------------------------------------------------------------
 
 
-def _search(record_type: str, query: str) -> Select:
+def _search(record_type: str, query: str) -> Select[Record]:
     """Records matching every word of ``query`` in a name, the email or the account/company, in name order.
 
     ValueError with a message for the user when the search is too long."""
@@ -78,7 +78,9 @@ def _search(record_type: str, query: str) -> Select:
     if len(words) > MAX_SEARCH_WORDS or len(query) > MAX_SEARCH_CHARACTERS:
         raise ValueError(f"a search takes at most {MAX_SEARCH_WORDS} words and {MAX_SEARCH_CHARACTERS} characters")
     model = _model(record_type)
-    statement = select(model)
+    statement: Select[Record] = select(model)
+    columns: tuple[InstrumentedAttribute[str], ...]
+    order: tuple[InstrumentedAttribute[str] | InstrumentedAttribute[int], ...]
     if record_type == "contact":
         statement = statement.outerjoin(Contact.account).options(contains_eager(Contact.account))
         columns = (Contact.first_name, Contact.last_name, Contact.email, Account.name)
@@ -95,19 +97,21 @@ def _search(record_type: str, query: str) -> Select:
     return statement.order_by(*order)
 
 
-def search_records(session: Session, record_type: str, query: str, page: int, per_page: int) -> Page:
+def search_records(session: Session, record_type: str, query: str, page: int, per_page: int) -> Page[Record]:
     return paginate(session, _search(record_type, query or ""), page, per_page)
 
 
 def get_record(session: Session, record_type: str, record_id: int) -> Record | None:
     if not 0 < record_id <= MAX_ID:
         return None  # a typed reference like contact:99999999999 names no record (and overflows the column)
-    return session.get(_model(record_type), record_id)
+    record = session.get(_model(record_type), record_id)
+    return record if isinstance(record, Contact | Account | Lead) else None  # (typed: get() of a union is Base)
 
 
 def account_options(session: Session) -> list[tuple[int, str]]:
     """(id, name) of every account, for the contact form's select."""
-    return [tuple(row) for row in session.execute(select(Account.id, Account.name).order_by(Account.name, Account.id))]
+    rows = session.execute(select(Account.id, Account.name).order_by(Account.name, Account.id))
+    return [(account_id, name) for account_id, name in rows]
 
 
 def contacts_of(session: Session, account_id: int) -> list[Contact]:
@@ -135,7 +139,7 @@ def _website(value: str) -> str:
         value = "https://" + value
     try:
         parts = urlsplit(value)
-        parts.port  # raises for a port that is not a number
+        _ = parts.port  # raises for a port that is not a number
     except ValueError:
         parts = None
     # Only http(s) to a plain host name: the detail page links to it.
@@ -191,14 +195,14 @@ def form_values(record: Record) -> dict[str, str]:
         if definition.kind == "checkbox":
             values[definition.name] = "on" if getattr(record, definition.name) else ""
         elif definition.kind == "account":
-            values[definition.name] = str(record.account_id or "")
+            values[definition.name] = str(getattr(record, "account_id", None) or "")
         else:
             values[definition.name] = getattr(record, definition.name)
     return values
 
 
 def create_record(session: Session, record_type: str, submitted: Mapping[str, str]) -> Record:
-    record = _model(record_type)(**clean_record(session, record_type, submitted))
+    record: Record = _model(record_type)(**clean_record(session, record_type, submitted))
     session.add(record)
     session.commit()
     return record
@@ -274,7 +278,7 @@ def import_csv(session: Session, record_type: str, data: bytes) -> ImportResult:
         if len(row) > len(header):
             result.errors.append((line, f"{len(row)} values but the header names {len(header)} columns"))
             continue
-        rows.append((line, {name: value for name, value in zip(header, row) if name in definitions}))
+        rows.append((line, {name: value for name, value in zip(header, row, strict=False) if name in definitions}))
 
     accounts_by_name: dict[str, list[int]] = {}
     if "account" in definitions:
@@ -318,7 +322,7 @@ class RelatedEmail:
     last_access: datetime | None
 
 
-def _recipient_condition(record_type: str, record_id: int):
+def _recipient_condition(record_type: str, record_id: int) -> ColumnElement[bool]:
     if record_type == "contact":
         return Recipient.contact_id == record_id
     if record_type == "lead":

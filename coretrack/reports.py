@@ -23,12 +23,14 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
+    RowMapping,
     Select,
     String,
     case,
@@ -39,11 +41,17 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.sql.selectable import CTE, Subquery
+from werkzeug.datastructures import MultiDict
 
 from .email_queries import EmailFilters, parse_day
 from .models import RECORD_TYPES, AccessEvent, Account, Contact, Email, Lead, Recipient, User, utcnow
 from .paging import Page
+
+if TYPE_CHECKING:
+    # A statement of any columns (each report selects its own).
+    AnySelect = Select[*tuple[Any, ...]]
 
 RECIPIENT_STATUSES = ("pending", "sending", "sent", "failed", "skipped", "cancelled")
 ACTIVITY_DAYS = 30  # the default range of the Activity report
@@ -51,10 +59,14 @@ ACTIVITY_DAYS = 30  # the default range of the Activity report
 # bucket) under SQLite's limit of 500 SELECTs in one compound statement.
 MAX_DAYS = 400
 MAX_HOURS = 7 * 24
-MAX_SUBJECT = Email.__table__.c.subject.type.length  # no subject is longer: neither is a filter on one
+MAX_SUBJECT: int = Email.__table__.c.subject.type.length  # type: ignore[attr-defined]  # a String's length
+# (no subject is longer: neither is a filter on one)
 # OWASP "CSV injection": a spreadsheet runs a cell starting with one of = + - @ tab CR as a formula.
 # One that ignores quotes may split a cell on , ; tab | or a line break and trim spaces, so every such
 # part counts as the start of a cell: a quote goes just before its first character.
+# A report's row: its columns' keys to their values (numbers, text, times, None).
+Row = dict[str, Any]
+Args = MultiDict[str, str]
 FORMULA_FIELD = re.compile(r"(?:^|(?<=[,;|\t\r\n]))( *)(?=[=+\-@\t\r])")
 
 
@@ -95,13 +107,13 @@ class Filters(EmailFilters):
     def active(self) -> bool:
         return bool(self.date_from or self.date_to or self.sender or self.record_type or self.subject or self.status)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {"from": self.date_from, "to": self.date_to, "sender": self.sender, "record_type": self.record_type,
                 "subject": self.subject, "status": self.status, "sort": self.sort,
                 "order": "desc" if self.descending else "asc"}
 
 
-def _choice(args, key: str, choices, errors: dict, message: str) -> str:
+def _choice(args: Args, key: str, choices: Collection[str], errors: dict[str, str], message: str) -> str:
     value = (args.get(key) or "").strip()
     if value and value not in choices:
         errors[key] = message
@@ -109,7 +121,7 @@ def _choice(args, key: str, choices, errors: dict, message: str) -> str:
     return value
 
 
-def parse_filters(report: "Report", args) -> Filters:
+def parse_filters(report: Report, args: Args) -> Filters:
     """Filters from a query string; each bad value is an error for its field and is ignored."""
     errors: dict[str, str] = {}
     filters = Filters(
@@ -140,7 +152,7 @@ def _start(day: date) -> datetime:
     return datetime.combine(day, time.min)
 
 
-def _day_range_condition(column, filters: Filters) -> list[ColumnElement]:
+def _day_range_condition(column: InstrumentedAttribute[datetime | None], filters: Filters) -> list[ColumnElement[bool]]:
     """``from`` and ``to`` as a half-open range, so the whole last day is in it."""
     conditions = []
     if filters.date_from:
@@ -150,7 +162,7 @@ def _day_range_condition(column, filters: Filters) -> list[ColumnElement]:
     return conditions
 
 
-def _email_conditions(filters: Filters, dated: bool = True) -> list[ColumnElement]:
+def _email_conditions(filters: Filters, dated: bool = True) -> list[ColumnElement[bool]]:
     """Sent email, by sender and subject; ``dated``: sent in the date range (Activity dates accesses instead)."""
     conditions = [Email.sent_at.is_not(None), *_day_range_condition(Email.sent_at, filters)] if dated else []
     if filters.sender:
@@ -163,7 +175,7 @@ def _email_conditions(filters: Filters, dated: bool = True) -> list[ColumnElemen
 _RECORD_KEYS = {"contact": Recipient.contact_id, "account": Recipient.account_id, "lead": Recipient.lead_id}
 
 
-def _recipient_conditions(filters: Filters, by_record_type: bool = True) -> list[ColumnElement]:
+def _recipient_conditions(filters: Filters, by_record_type: bool = True) -> list[ColumnElement[bool]]:
     conditions = []
     if filters.status:
         conditions.append(Recipient.status == filters.status)
@@ -172,11 +184,11 @@ def _recipient_conditions(filters: Filters, by_record_type: bool = True) -> list
     return conditions
 
 
-def _count_if(condition) -> ColumnElement:
+def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
-def _person_name(model) -> ColumnElement:
+def _person_name(model: type[Contact] | type[Lead]) -> ColumnElement[str]:
     return func.trim(model.first_name + " " + model.last_name)
 
 
@@ -201,10 +213,10 @@ class Report:
     def check(self, filters: Filters) -> None:
         """Adds to ``filters.errors`` what only this report refuses."""
 
-    def statement(self, filters: Filters) -> Select:
+    def statement(self, filters: Filters) -> AnySelect:
         raise NotImplementedError
 
-    def ordered(self, filters: Filters) -> Select:
+    def ordered(self, filters: Filters) -> AnySelect:
         """The statement sorted by a whitelisted column: its label is a name we wrote, never user text."""
         statement = self.statement(filters)
         labels = {label.key: label for label in statement.selected_columns}
@@ -217,13 +229,13 @@ class Report:
     def count(self, session: Session, filters: Filters) -> int:
         return session.scalar(select(func.count()).select_from(self.statement(filters).subquery())) or 0
 
-    def page_statement(self, filters: Filters, limit: int, offset: int) -> Select:
+    def page_statement(self, filters: Filters, limit: int, offset: int) -> AnySelect:
         statement = self.ordered(filters)
         if self.total_in_window:
             statement = statement.add_columns(func.count().over().label("total_rows"))
         return statement.limit(limit).offset(offset)
 
-    def row(self, mapping) -> dict:
+    def row(self, mapping: RowMapping) -> Row:
         return {key: value for key, value in mapping.items() if key != "total_rows"}
 
 
@@ -243,7 +255,7 @@ class EmailsReport(Report):
     default_sort, tie_breakers = "sent_at", (("email_id", True),)
     total_in_window = True
 
-    def statement(self, filters: Filters) -> Select:
+    def statement(self, filters: Filters) -> AnySelect:
         delivered = _count_if(Recipient.status == "sent")
         opened = _count_if(Recipient.access_count > 0)
         return (
@@ -261,7 +273,7 @@ class EmailsReport(Report):
             .group_by(Email.id, Email.subject, User.name, Email.sent_at)
         )
 
-    def row(self, mapping) -> dict:
+    def row(self, mapping: RowMapping) -> Row:
         row = super().row(mapping)
         if row["open_rate"] is not None:
             row["open_rate"] = round(float(row["open_rate"]), 1)
@@ -285,14 +297,14 @@ class RecipientsReport(Report):
     # needs no join to the three record tables for every recipient (the page shows the current name).
     sort_keys = {"record": "record_sort_name"}
 
-    def page_statement(self, filters: Filters, limit: int, offset: int) -> Select:
+    def page_statement(self, filters: Filters, limit: int, offset: int) -> AnySelect:
         """Sorts narrow rows (SQLite leaves out the joins for names the sort does not use), then reads the page."""
         ordered = self.ordered(filters)
         keys = ordered.with_only_columns(Recipient.id).limit(limit).offset(offset).subquery()
         return ordered.join(keys, keys.c.id == Recipient.id)
 
     @staticmethod
-    def _conditions(filters: Filters) -> list[ColumnElement]:
+    def _conditions(filters: Filters) -> list[ColumnElement[bool]]:
         return [*_email_conditions(filters), *_recipient_conditions(filters)]
 
     def count(self, session: Session, filters: Filters) -> int:
@@ -300,7 +312,7 @@ class RecipientsReport(Report):
         return session.scalar(select(func.count()).select_from(Recipient).join(Email, Email.id == Recipient.email_id)
                               .where(*self._conditions(filters))) or 0
 
-    def statement(self, filters: Filters) -> Select:
+    def statement(self, filters: Filters) -> AnySelect:
         record_type = case(
             (Recipient.contact_id.is_not(None), "contact"), (Recipient.account_id.is_not(None), "account"),
             (Recipient.lead_id.is_not(None), "lead"), else_=null(),
@@ -336,14 +348,16 @@ class RecordsReport(Report):
     )
     default_sort, tie_breakers = "accesses", (("record", False), ("record_id", False))
     total_in_window = True
-    NAMES = {"contact": (Contact, _person_name(Contact)), "account": (Account, Account.name),
-             "lead": (Lead, _person_name(Lead))}
+    NAMES: dict[str, tuple[type[Contact] | type[Account] | type[Lead], ColumnElement[str]]] = {
+        "contact": (Contact, _person_name(Contact)), "account": (Account, Account.name.expression),
+        "lead": (Lead, _person_name(Lead)),
+    }
 
     def check(self, filters: Filters) -> None:
         filters.record_type = filters.record_type or "contact"
 
     @staticmethod
-    def _sent_to(record_type: str):
+    def _sent_to(record_type: str) -> Subquery:
         """(record_id, email_id, status, access_count, last_access) of each recipient that is the record."""
         columns = (Recipient.email_id, Recipient.status, Recipient.access_count, Recipient.last_access)
         if record_type != "account":
@@ -356,8 +370,10 @@ class RecordsReport(Report):
             .where(Contact.account_id.is_not(None)),
         ).subquery()
 
-    def statement(self, filters: Filters) -> Select:
+    def statement(self, filters: Filters) -> AnySelect:
         sent = self._sent_to(filters.record_type)
+        emails: ColumnElement[int]
+        opened: ColumnElement[int]
         if filters.record_type == "account":
             # Several contacts of one account may get the same email: it counts once.
             emails = func.count(distinct(sent.c.email_id))
@@ -387,13 +403,13 @@ class Activity:
     start: date
     end: date
     by: str
-    rows: list[dict]  # {"bucket": "2026-03-01" | "2026-03-01 13:00", "accesses", "unique_opens"}
+    rows: list[Row]  # {"bucket": "2026-03-01" | "2026-03-01 13:00", "accesses", "unique_opens"}
     total_accesses: int
     unique_recipients: int  # over the whole range: not the sum of the buckets
 
     @property
     def peak(self) -> int:
-        return max([0, *(row["accesses"] for row in self.rows)])
+        return max([0, *(int(row["accesses"]) for row in self.rows)])
 
 
 class ActivityReport(Report):
@@ -424,7 +440,11 @@ class ActivityReport(Report):
             filters.errors.update({key: message for key, message in refused.items() if key not in filters.errors})
             filters.by, filters.date_from, filters.date_to = "day", None, None
 
-    def statement(self, recipients, label: str, start: datetime, stop: datetime) -> Select:
+    def statement(self, filters: Filters) -> AnySelect:
+        raise NotImplementedError("the Activity report is one statement per bucket: see activity()")
+
+    @staticmethod
+    def _bucket(recipients: CTE | None, label: str, start: datetime, stop: datetime) -> AnySelect:
         # An event may stand for several loads of one minute (the per-recipient bound): sum them.
         statement = select(literal(label, String).label("bucket"),
                            func.coalesce(func.sum(AccessEvent.hits), 0).label("accesses"),
@@ -437,7 +457,7 @@ class ActivityReport(Report):
         return statement
 
     @staticmethod
-    def recipients(filters: Filters):
+    def recipients(filters: Filters) -> CTE | None:
         """The recipients the filters keep, found once for every bucket (None: all of them)."""
         email_conditions = _email_conditions(filters, dated=False)
         recipient_conditions = _recipient_conditions(filters)
@@ -457,15 +477,16 @@ class ActivityReport(Report):
         # One range scan of the (at, recipient_id) index per bucket, and one for the whole range: grouping
         # by an expression of the time would make SQLite sort every access of the range instead.
         kept = self.recipients(filters)
-        parts = [self.statement(kept, moment.strftime(label), moment, moment + step) for moment in buckets]
-        found = {row.bucket: row for row in session.execute(union_all(*parts, self.statement(kept, "total", start, stop)))}
+        parts = [self._bucket(kept, moment.strftime(label), moment, moment + step) for moment in buckets]
+        whole_range = self._bucket(kept, "total", start, stop)
+        found = {row.bucket: row for row in session.execute(union_all(*parts, whole_range))}
         rows = [{"bucket": bucket, "accesses": found[bucket].accesses, "unique_opens": found[bucket].unique_opens}
                 for bucket in (moment.strftime(label) for moment in buckets)]
         total = found["total"]
         return Activity(first, last, filters.by, rows, total.accesses, total.unique_opens)
 
     @staticmethod
-    def sorted_rows(activity: Activity, filters: Filters) -> list[dict]:
+    def sorted_rows(activity: Activity, filters: Filters) -> list[Row]:
         key = filters.sort or "bucket"
         return sorted(activity.rows, key=lambda row: (row[key], row["bucket"]), reverse=filters.descending)
 
@@ -476,7 +497,7 @@ class Bar:
     y: float
     width: float
     height: float
-    row: dict
+    row: Row
 
 
 @dataclass(frozen=True)
@@ -532,12 +553,12 @@ REPORTS: dict[str, Report] = {report.name: report for report in
                               (EmailsReport(), RecipientsReport(), RecordsReport(), ActivityReport())}
 
 
-def table_page(session: Session, report: Report, filters: Filters, number: int, per_page: int) -> Page:
+def table_page(session: Session, report: Report, filters: Filters, number: int, per_page: int) -> Page[Row]:
     """One page of a table report, rows as dicts; past the last page, the last page."""
     total = None if report.total_in_window else report.count(session, filters)
-    page = Page(items=[], number=max(1, number), per_page=per_page, total=total or 0)
+    page: Page[Row] = Page(items=[], number=max(1, number), per_page=per_page, total=total or 0)
 
-    def fetch() -> list:
+    def fetch() -> list[RowMapping]:
         statement = report.page_statement(filters, per_page, (page.number - 1) * per_page)
         return list(session.execute(statement).mappings())
 
@@ -554,9 +575,9 @@ def table_page(session: Session, report: Report, filters: Filters, number: int, 
     return page
 
 
-def activity_page(activity: Activity, filters: Filters, number: int, per_page: int) -> Page:
+def activity_page(activity: Activity, filters: Filters, number: int, per_page: int) -> Page[Row]:
     rows = ActivityReport.sorted_rows(activity, filters)
-    page = Page(items=[], number=1, per_page=per_page, total=len(rows))
+    page: Page[Row] = Page(items=[], number=1, per_page=per_page, total=len(rows))
     page.number = min(max(1, number), page.pages)
     page.items = rows[(page.number - 1) * per_page: page.number * per_page]
     return page
@@ -565,7 +586,7 @@ def activity_page(activity: Activity, filters: Filters, number: int, per_page: i
 # -- CSV -------------------------------------------------------------------------------------
 
 
-def csv_cell(value) -> str | int | float:
+def csv_cell(value: object) -> str | int | float:
     """A cell as text a spreadsheet shows and never runs (OWASP CSV injection: prefix a quote)."""
     if value is None:
         return ""
@@ -576,7 +597,8 @@ def csv_cell(value) -> str | int | float:
     return FORMULA_FIELD.sub(r"\1'", str(value))
 
 
-def csv_lines(session_factory, report: Report, filters: Filters, chunk_rows: int = 500) -> Iterator[bytes]:
+def csv_lines(session_factory: Callable[[], Session], report: Report, filters: Filters,
+              chunk_rows: int = 500) -> Iterator[bytes]:
     """The whole report as RFC 4180 CSV (CRLF, every cell quoted, quotes doubled), UTF-8 with a BOM.
 
     Yields as it reads, with a session of its own: the request's is closed before a streamed body is sent.
@@ -587,6 +609,7 @@ def csv_lines(session_factory, report: Report, filters: Filters, chunk_rows: int
     buffer.write("\ufeff")
     writer.writerow([column.label for column in report.columns])
     with session_factory() as session:
+        rows: Iterable[Row]
         if isinstance(report, ActivityReport):
             rows = ActivityReport.sorted_rows(report.activity(session, filters), filters)
         else:
@@ -609,9 +632,9 @@ def senders(session: Session) -> list[str]:
     ))
 
 
-def json_value(value):
+def json_value(value: object) -> object:
     return value.isoformat() + "Z" if isinstance(value, datetime) else value
 
 
-def json_rows(rows: list[dict]) -> list[dict]:
+def json_rows(rows: list[Row]) -> list[Row]:
     return [{key: json_value(value) for key, value in row.items()} for row in rows]

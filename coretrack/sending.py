@@ -91,7 +91,8 @@ def _one_line(value: str) -> str:
 def _records_with_address(session: Session, address: str) -> list[Record]:
     found: list[Record] = []
     for model in (Contact, Lead, Account):
-        found.extend(session.scalars(select(model).where(func.lower(model.email) == address.lower()).order_by(model.id)))
+        matching = select(model).where(func.lower(model.email) == address.lower()).order_by(model.id)
+        found.extend(session.scalars(matching))
     return found
 
 
@@ -145,7 +146,7 @@ def prepare(
     errors: dict[str, str] = {}
     recipients: list[PlannedRecipient] = []
     seen: set[str] = set()
-    for kind, entries in zip(RECIPIENT_KINDS, (to, cc, bcc)):
+    for kind, entries in zip(RECIPIENT_KINDS, (to, cc, bcc), strict=True):
         problems = []
         for entry in entries:
             try:

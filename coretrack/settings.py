@@ -8,8 +8,9 @@ endpoint's SQL reads it directly.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from typing import Literal, overload
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -23,6 +24,13 @@ from .validation import ValidationError, clean_address, clean_header_text, clean
 
 MASK = "••••••"
 
+# The keys by the type of their value, so that get() is typed for each.
+FlagKey = Literal["tracking_disabled"]
+NumberKey = Literal["smtp_port", "page_size"]
+TextKey = Literal["ip_storage", "smtp_host", "smtp_security", "smtp_username", "smtp_password", "from_address",
+                  "from_name", "public_url"]
+Value = bool | int | str
+
 
 @dataclass(frozen=True)
 class SettingDef:
@@ -32,8 +40,8 @@ class SettingDef:
     kind: str  # bool | int | text | choice | secret | address | url
     group: str
     choices: tuple[tuple[str, str], ...] = ()
-    minimum: int | None = None
-    maximum: int | None = None
+    minimum: int = 0  # for kind int
+    maximum: int = 2**31 - 1
 
 
 DEFINITIONS: tuple[SettingDef, ...] = (
@@ -104,33 +112,41 @@ class SettingsService:
             values["smtp_password"] = ""  # CORETRACK_SMTP_URL's password is for CORETRACK_SMTP_URL's server
         return values
 
-    def get(self, key: str):
+    @overload
+    def get(self, key: FlagKey) -> bool: ...
+    @overload
+    def get(self, key: NumberKey) -> int: ...
+    @overload
+    def get(self, key: TextKey) -> str: ...
+
+    def get(self, key: str) -> Value:
         """The typed value of one setting (bool, int or str; secrets decrypted)."""
         return self._typed(BY_KEY[key], self.stored()[key])
 
-    def all(self) -> dict[str, object]:
+    def all(self) -> dict[str, Value]:
         stored = self.stored()
         return {d.key: self._typed(d, stored[d.key]) for d in DEFINITIONS}
 
     def smtp_server(self) -> SmtpServer:
-        values = self.all()
-        return SmtpServer(
-            host=values["smtp_host"], port=values["smtp_port"], security=values["smtp_security"],
-            username=values["smtp_username"], password=values["smtp_password"],
-        )
+        stored = self.stored()
+        return SmtpServer(host=stored["smtp_host"], port=int(stored["smtp_port"]), security=stored["smtp_security"],
+                          username=stored["smtp_username"], password=self._decrypted(stored["smtp_password"]))
 
     @property
     def tracking_enabled(self) -> bool:
         return not self.get("tracking_disabled")
 
-    def _typed(self, definition: SettingDef, raw: str):
+    def _typed(self, definition: SettingDef, raw: str) -> Value:
         if definition.kind == "bool":
             return raw == "true"
         if definition.kind == "int":
             return int(raw)
         if definition.kind == "secret":
-            return secretbox.decrypt(self.config.secret_key(), raw) if raw else ""
+            return self._decrypted(raw)
         return raw
+
+    def _decrypted(self, raw: str) -> str:
+        return secretbox.decrypt(self.config.secret_key(), raw) if raw else ""
 
     def has_secret(self, key: str) -> bool:
         return bool(self.stored()[key])
@@ -160,7 +176,7 @@ class SettingsService:
         if definition.kind == "url":
             try:
                 parts = urlsplit(value)
-                parts.port  # raises for a port that is not a number from 0 to 65535
+                _ = parts.port  # raises for a port that is not a number from 0 to 65535
             except ValueError:
                 parts = None
             # The URL goes into every tracking image link: no spaces, credentials, query or fragment.
@@ -174,7 +190,7 @@ class SettingsService:
         clean = clean_mail_text if definition.key == "from_name" else clean_header_text
         return clean(value, field=definition.label.lower(), max_length=200, required=definition.key == "smtp_host")
 
-    def update(self, submitted: dict[str, str | None], user_name: str,
+    def update(self, submitted: Mapping[str, str | None], user_name: str,
                remove: Collection[str] = ()) -> list[SettingChange]:
         """Validate the submitted fields, then save every change with an audit row, or nothing at all.
 

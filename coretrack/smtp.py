@@ -14,7 +14,8 @@ class DeliveryError(Exception):
 
 def reply_text(exc: Exception) -> str:
     if isinstance(exc, smtplib.SMTPResponseException):
-        message = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+        error = exc.smtp_error
+        message = error.decode("utf-8", "replace") if isinstance(error, bytes) else str(error)
         return f"{exc.smtp_code} {message}"
     return str(exc) or exc.__class__.__name__
 
@@ -29,10 +30,10 @@ class SmtpSender:
         self.connection: smtplib.SMTP | None = None
         self.unreachable = ""  # once connecting failed, the rest of the batch fails at once
 
-    def __enter__(self) -> "SmtpSender":
+    def __enter__(self) -> SmtpSender:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -49,7 +50,7 @@ class SmtpSender:
         if self.unreachable:
             raise DeliveryError(self.unreachable)
         server = self.server
-        connection = None
+        connection: smtplib.SMTP | None = None
         try:
             if server.security == "tls":
                 connection = smtplib.SMTP_SSL(server.host, server.port, timeout=self.timeout,
@@ -108,6 +109,8 @@ class SmtpSender:
         return f"{code} {reply.decode('utf-8', 'replace')}"
 
     def _reset(self) -> None:
+        if self.connection is None:
+            return
         try:
             self.connection.rset()
         except (smtplib.SMTPException, OSError):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from email import policy
-from email.headerregistry import Address
 from email.errors import HeaderParseError
+from email.headerregistry import Address
 
 # Practical address check: one @, no spaces or control characters, a dotted or local domain.
 _ADDRESS = re.compile(r"^[^@\s\x00-\x1f\x7f<>(),;:\"\[\]]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")

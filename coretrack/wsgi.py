@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-_app = None
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+    from coretrack.app import CoreTrack
+
+_app: CoreTrack | None = None
 _lock = threading.Lock()
 
 
-def _build(environ):
+def _build(environ: WSGIEnvironment) -> CoreTrack:
     # Absolute imports: mod_wsgi may load this file as a script, outside its package.
     from coretrack.app import create_app
     from coretrack.config import UMASK, Config
@@ -26,14 +33,17 @@ def _build(environ):
     os.umask(UMASK)
 
     settings = dict(os.environ)
-    settings.update({key: value for key, value in environ.items() if key.startswith("CORETRACK_") and isinstance(value, str)})
+    settings.update(
+        {key: value for key, value in environ.items() if key.startswith("CORETRACK_") and isinstance(value, str)}
+    )
     return create_app(Config.from_env(settings))
 
 
-def application(environ, start_response):
+def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
     global _app
     if _app is None:
         with _lock:
             if _app is None:
                 _app = _build(environ)
-    return _app(environ, start_response)
+    response: Iterable[bytes] = _app(environ, start_response)
+    return response

@@ -75,7 +75,7 @@ class ApacheServer:
              "CORETRACK_ADMIN_PASSWORD": ADMIN_PASSWORD, "CORETRACK_DATABASE_URL": database_url}
         )
         self.install = Install(home=self.home, venv=VENV, prefix=prefix, listen=f"127.0.0.1:{self.port}",
-                               output=self.root / "apache", processes=processes, threads=threads,
+                               output_dir=self.root / "apache", processes=processes, threads=threads,
                                **({"tls_certificate": tls[1], "tls_key": tls[2]} if tls and form != "express" else {}))
         self.edit = edit or (self._remove_auth if auth_removed else None)
         self.process: subprocess.Popen | None = None
@@ -134,7 +134,7 @@ class ApacheServer:
         return subprocess.run(["apache2", "-t", "-f", str(self.install.output / "httpd.conf")],
                               capture_output=True, text=True)
 
-    def start(self) -> "ApacheServer":
+    def start(self) -> ApacheServer:
         self.prepare()
         command = self.command()
         # Output to a file, not a pipe: mod_wsgi daemons outliving Apache would hold a pipe open.
@@ -165,7 +165,8 @@ class ApacheServer:
 
     def error_log(self) -> str:
         log_dir = self.install.output / "log"
-        for path in (log_dir / "coretrack_error.log", log_dir / "error.log", self.install.output / "express" / "error_log"):
+        logs = (log_dir / "coretrack_error.log", log_dir / "error.log", self.install.output / "express" / "error_log")
+        for path in logs:
             if path.exists():
                 return path.read_text(errors="replace")[-4000:]
         return ""

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import webtest
 from aiosmtpd.controller import Controller
+from apache_server import free_port  # noqa: F401  (tests import it from here)
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -37,8 +38,6 @@ from coretrack.db import make_engine, upgrade
 from coretrack.models import Account, Contact, Lead
 from coretrack.settings import SettingsService
 from coretrack.views.public import TRACK_ACCESS_PATH
-
-from apache_server import free_port  # noqa: F401  (tests import it from here)
 
 ADMIN_PASSWORD = "admin-password-1"
 STAFF_PASSWORD = "staff-password-1"
@@ -235,7 +234,7 @@ def _name(common_name: str) -> x509.Name:
 def certificates(tmp_path_factory):
     """A private CA and a certificate it signed for 127.0.0.1 and localhost: (ca, cert, key) paths."""
     folder = tmp_path_factory.mktemp("tls")
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca = (x509.CertificateBuilder().subject_name(_name("coretrack test CA")).issuer_name(_name("coretrack test CA"))
           .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
@@ -326,7 +325,7 @@ def every_route(app, db, users):
         choices = {name: sorted(getattr(converter, "items", ())) for name, converter in rule._converters.items()}
         names = [name for name, items in choices.items() if items]
         for combination in itertools.product(*(choices[name] for name in names)):
-            values = dict(zip(names, combination))
+            values = dict(zip(names, combination, strict=True))
             section = values.get("section") or {v: k for k, v in singular.items()}.get(values.get("record_type"))
             values.update({"email_id": email.id, "attachment_id": email.attachments[0].id, "name": "sam"})
             if "record_id" in rule.arguments:

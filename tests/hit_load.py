@@ -51,7 +51,7 @@ def plan_hits(recipients: list[Recipient], total: int) -> tuple[list[str], Count
     interleaved so concurrent requests hit the same rows; returns the tokens in firing order
     and the expected count per recipient id."""
     weights = [number % 7 + 1 for number in range(len(recipients))]
-    cycle = [recipient for recipient, weight in zip(recipients, weights) for _ in range(weight)]
+    cycle = [recipient for recipient, weight in zip(recipients, weights, strict=True) for _ in range(weight)]
     chosen = list(itertools.islice(itertools.cycle(cycle), total))
     return [recipient.token for recipient in chosen], Counter(recipient.id for recipient in chosen)
 

@@ -1,4 +1,4 @@
-"""Issue #2 end to end: send to a contact through a real SMTP server, open the image, see the count everywhere."""
+"""End to end: send to a contact through a real SMTP server, open the image, see the count everywhere."""
 
 from __future__ import annotations
 

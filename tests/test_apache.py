@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
+from apache_server import ADMIN_PASSWORD, DISABLED_PASSWORD, STAFF_PASSWORD, ApacheServer
 from sqlalchemy import select
 
-from apache_server import ADMIN_PASSWORD, DISABLED_PASSWORD, STAFF_PASSWORD, ApacheServer
 from coretrack import tokens
 from coretrack.models import AccessEvent, Email, Recipient, User
 from coretrack.tracking import GIF

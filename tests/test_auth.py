@@ -11,13 +11,12 @@ import uuid
 
 import pytest
 import webtest
+from conftest import ADMIN_PASSWORD, STAFF_PASSWORD
 from werkzeug.routing.converters import AnyConverter, FloatConverter, NumberConverter, UUIDConverter
 
 from coretrack.auth import Htpasswd, UserError, UserService
 from coretrack.tracking import GIF
 from coretrack.views.public import TRACK_ACCESS_PATH
-
-from conftest import ADMIN_PASSWORD, STAFF_PASSWORD
 
 
 def example_value(converter):

@@ -47,7 +47,8 @@ def test_a_malformed_config_file_line_is_named(tmp_path):
     [
         ("smtp://127.0.0.1:2525", SmtpServer("127.0.0.1", 2525, "none")),
         ("smtp://mail.example.test", SmtpServer("mail.example.test", 25, "none")),
-        ("smtp+starttls://u%40x:p%3Aw@mail.example.test", SmtpServer("mail.example.test", 587, "starttls", "u@x", "p:w")),
+        ("smtp+starttls://u%40x:p%3Aw@mail.example.test",
+         SmtpServer("mail.example.test", 587, "starttls", "u@x", "p:w")),
         ("smtps://mail.example.test", SmtpServer("mail.example.test", 465, "tls")),
     ],
 )

@@ -9,8 +9,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from apache_server import ApacheServer
+
 from coretrack import doctor
 from coretrack.cli import set_up
 from coretrack.config import Config

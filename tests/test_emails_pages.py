@@ -7,13 +7,12 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 import webtest
+from conftest import PUBLIC_URL
 from sqlalchemy import func, select
 
 from coretrack import sending
 from coretrack.models import Contact, Email, Recipient
 from coretrack.settings import SettingsService
-
-from conftest import PUBLIC_URL
 
 IMAGE_URL = re.compile(r'<img src="([^"]+)" width="1" height="1" alt="">')
 
@@ -134,7 +133,8 @@ def test_the_detail_page_counts_an_image_hit(staff, anon, db, smtp_settings):
                               .message.get_body(preferencelist=("html",)).get_content())
     parts = urlsplit(url)
     anon.get(parts.path.removeprefix(urlsplit(PUBLIC_URL).path) + "?" + parts.query,
-             headers={"User-Agent": "Mozilla/5.0 (Windows NT 10.0) Thunderbird/115.0"}, extra_environ={"REMOTE_ADDR": "203.0.113.9"})
+             headers={"User-Agent": "Mozilla/5.0 (Windows NT 10.0) Thunderbird/115.0"},
+             extra_environ={"REMOTE_ADDR": "203.0.113.9"})
 
     detail = staff.get(detail.request.path)
     rows = {row.select("td")[0].text: row.select("td") for row in

@@ -15,10 +15,11 @@ from urllib.parse import parse_qs, quote, quote_from_bytes, urlencode, urlsplit
 
 import pytest
 import webtest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from conftest import assert_no_script
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from conftest import assert_no_script
 from coretrack.inputs import whole_number
 from coretrack.models import Email, Recipient
 from coretrack.tracking import GIF
@@ -28,7 +29,8 @@ HOSTILE = [
     "<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "<svg onload=alert(1)>", "' OR 1=1 --",
     "'; DROP TABLE recipients; --", "\r\nBcc: evil@example.test", "a@example.test\nSubject: injected",
     "../../../../etc/passwd", "..\\..\\boot.ini", "\x00", "%00", "%0d%0aSet-Cookie: x=1", "\u202e\ufeff\U0001f600",
-    "contact:999999999999999999999", "lead:2147483648", "account:-1", "2147483648", "9" * 400, "2024-02-30", "-1", "0", "1e309", "NaN", "x" * 5000,
+    "contact:999999999999999999999", "lead:2147483648", "account:-1", "2147483648", "9" * 400, "2024-02-30",
+    "-1", "0", "1e309", "NaN", "x" * 5000,
 ]
 # "²" passes str.isdigit() and fails int(); "٣" passes int() and re's \d; int() refuses 4,300 digits.
 numbers = st.one_of(st.integers(-2**70, 2**70).map(str), st.text(st.characters(categories=("Nd", "No", "Nl")),
@@ -43,8 +45,8 @@ searches = st.one_of(st.integers(1, 1500).map(lambda count: " ".join(f"w{number}
 references = st.builds("{}:{}".format, st.sampled_from(["contact", "account", "lead"]), numbers)
 values = st.one_of(st.sampled_from(HOSTILE), st.text(st.characters(blacklist_categories=("Cs",)), max_size=60),
                    numbers, days, searches, references)
-FUZZ = settings(max_examples=15, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                       HealthCheck.too_slow])
+FUZZ = settings(max_examples=15, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 # Database errors or tracebacks must never reach a page.
 LEAKS = re.compile(r"Traceback|sqlalchemy|sqlite3|psycopg|OperationalError|IntegrityError|syntax error", re.I)
 

@@ -240,15 +240,15 @@ def upload(staff, section, data: bytes, status=200):
 def test_csv_import_keeps_good_rows_and_reports_bad_rows_by_line(staff, db):
     add_account(db, "Acme Ltd")
     data = (
-        "first_name,last_name,email,phone,account,email_opt_out\r\n"
-        "Ada,Lovelace,ada@example.test,,Acme Ltd,no\r\n"
-        "Bad,,x@example.test,,,\r\n"  # line 3: no last name
-        "\r\n"
-        "Charles,Babbage,not-an-email,,,\r\n"  # line 5
-        'Multi,Line,,"+1\n555",,\r\n'  # lines 6-7, one row: a line break in a field
-        "Alan,Turing,,,Nowhere Inc,\r\n"  # line 8: unknown account
-        '"Grace","Hopper, ""Amazing""",grace@example.test,,,yes\r\n'
-    ).encode()
+        b"first_name,last_name,email,phone,account,email_opt_out\r\n"
+        b"Ada,Lovelace,ada@example.test,,Acme Ltd,no\r\n"
+        b"Bad,,x@example.test,,,\r\n"  # line 3: no last name
+        b"\r\n"
+        b"Charles,Babbage,not-an-email,,,\r\n"  # line 5
+        b'Multi,Line,,"+1\n555",,\r\n'  # lines 6-7, one row: a line break in a field
+        b"Alan,Turing,,,Nowhere Inc,\r\n"  # line 8: unknown account
+        b'"Grace","Hopper, ""Amazing""",grace@example.test,,,yes\r\n'
+    )
     response = upload(staff, "contacts", data)
     assert "Created 2 contacts." in response
     rows = [[td.text for td in tr.select("td")] for tr in response.html.select("tbody tr")]

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port
 from coretrack import doctor
 from coretrack.config import Config

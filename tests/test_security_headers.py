@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from conftest import assert_no_script
+
 from coretrack.app import SECURITY_HEADERS
 from coretrack.tracking import GIF_HEADERS
 from coretrack.views.public import TRACK_ACCESS_PATH

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner
+from conftest import PUBLIC_URL, free_port
 from sqlalchemy import select
 
 from coretrack import sending, tokens
@@ -18,8 +19,6 @@ from coretrack.mailer import MessageTemplate, html_to_text, insert_image
 from coretrack.models import Attachment, Contact, Email, Lead, Recipient, utcnow
 from coretrack.settings import SettingsService
 from coretrack.validation import ValidationError
-
-from conftest import PUBLIC_URL, free_port
 
 IMAGE_URL = re.compile(r'<img src="([^"]+)" width="1" height="1" alt="">')
 

@@ -9,13 +9,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
+from conftest import SmtpSink
 from sqlalchemy import select
 
 from coretrack import sending, smtp
 from coretrack.models import Recipient
 from coretrack.settings import SettingsService
-
-from conftest import SmtpSink
 
 ADDRESSES = [f"r{number:02}@example.test" for number in range(20)]
 DROPPED = "the connection to the mail server was lost; delivery unknown"

@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from conftest import SmtpSink, free_port
 
 from coretrack import sending
 from coretrack.models import Recipient
-
-from conftest import SmtpSink, free_port
 
 USER, PASSWORD = "crm-bot", "first-servers-pw"
 # Plain connections on loopback: the point is where the password goes, not how it is protected.

@@ -10,12 +10,11 @@ from dataclasses import dataclass, field
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from conftest import SmtpSink, free_port
 
 from coretrack import sending
 from coretrack.models import Recipient
 from coretrack.settings import SettingsService
-
-from conftest import SmtpSink, free_port
 
 USER, PASSWORD = "crm-bot", "s3cret-smtp-pw"
 # aiosmtpd's warning for implicit TLS, where its auth_require_tls (STARTTLS only) must be off.

@@ -44,7 +44,8 @@ def counts(db, recipient):
     db.expire_all()
     row = db.get(Recipient, recipient.id)
     # The loads the events stand for (a row stands for more than one past the per-minute bound).
-    events = db.scalar(select(func.coalesce(func.sum(AccessEvent.hits), 0)).where(AccessEvent.recipient_id == recipient.id))
+    loads = func.coalesce(func.sum(AccessEvent.hits), 0)
+    events = db.scalar(select(loads).where(AccessEvent.recipient_id == recipient.id))
     return row.access_count, events
 
 
@@ -64,7 +65,8 @@ def test_the_image_is_a_valid_transparent_1x1_gif():
 
 
 def test_a_good_token_returns_the_gif_and_counts_one_access_with_its_event(anon, db, recipient):
-    response = anon.get(PATH, {"t": recipient.token}, headers={"User-Agent": "Mozilla/5.0 (Windows NT 10.0) Thunderbird/115"},
+    response = anon.get(PATH, {"t": recipient.token},
+                        headers={"User-Agent": "Mozilla/5.0 (Windows NT 10.0) Thunderbird/115"},
                         extra_environ={"REMOTE_ADDR": "203.0.113.77"})
     assert_is_the_gif(response)
     assert counts(db, recipient) == (1, 1)

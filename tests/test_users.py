@@ -5,15 +5,14 @@ from __future__ import annotations
 import pytest
 import webtest
 from click.testing import CliRunner
+from conftest import ADMIN_PASSWORD, STAFF_PASSWORD
 from sqlalchemy import func, select
+from test_auth import private_urls
 
 from coretrack import csrf
 from coretrack.auth import Htpasswd, UserError, UserService
 from coretrack.cli import main
 from coretrack.models import User
-
-from conftest import ADMIN_PASSWORD, STAFF_PASSWORD
-from test_auth import private_urls
 
 ADA_PASSWORD = "ada-password-1"
 

@@ -1,6 +1,8 @@
 """Alembic environment: runs migrations for the URL given by coretrack.db.upgrade."""
 
 from alembic import context
+from sqlalchemy import Connection
+
 from coretrack.db import make_engine
 from coretrack.models import Base
 
@@ -11,7 +13,7 @@ target_metadata = Base.metadata
 def run_migrations_online() -> None:
     connectable = config.attributes.get("connection")
     if connectable is None:
-        engine = make_engine(config.get_main_option("sqlalchemy.url"))
+        engine = make_engine(config.get_main_option("sqlalchemy.url", ""))
         with engine.connect() as connection:
             _run(connection)
         engine.dispose()
@@ -19,7 +21,7 @@ def run_migrations_online() -> None:
         _run(connectable)
 
 
-def _run(connection) -> None:
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

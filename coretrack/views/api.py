@@ -64,7 +64,8 @@ def list_emails(request: AppRequest) -> Response:
     per_page = paging.per_page(request.args.get("per_page"), filters.errors)
     if filters.errors:
         return json_response({"error": "invalid filters", "fields": filters.errors}, 400)
-    page = paginate(request.db, email_queries.emails_statement(filters), page_number(request.args.get("page")), per_page)
+    statement = email_queries.emails_statement(filters)
+    page = paginate(request.db, statement, page_number(request.args.get("page")), per_page)
     counts = email_queries.email_counts(request.db, [email.id for email in page.items])
     return json_response({
         "emails": [_email_summary(email, counts[email.id]) for email in page.items],

@@ -29,7 +29,8 @@ def index(request: AppRequest) -> Response:
 def list_emails(request: AppRequest) -> Response:
     filters = email_queries.parse_filters(request.args)
     per_page = request.app.settings(request.db).get("page_size")
-    page = paginate(request.db, email_queries.emails_statement(filters), page_number(request.args.get("page")), per_page)
+    statement = email_queries.emails_statement(filters)
+    page = paginate(request.db, statement, page_number(request.args.get("page")), per_page)
     return request.render(
         "emails/list.html", status=400 if filters.errors else 200, section="emails", page=page, filters=filters,
         counts=email_queries.email_counts(request.db, [email.id for email in page.items]),

@@ -1,3 +1,5 @@
+# shellcheck shell=bash disable=SC2034
+# (Sourced, so no shebang; the variables set here are used by the scripts that source it.)
 # Shared by scripts/run and scripts/test: install what is missing on a fresh Debian machine.
 # Sourced, not run.  Idempotent and quick when everything is already there.
 
@@ -48,9 +50,9 @@ code_digest() {
 }
 
 ensure_venv() {
-    # ensure_venv EXTRAS: a venv with coretrack installed with the given extras ("" or "test").
-    local extras="$1" spec="" deps code
-    [ -n "$extras" ] && spec="[$extras]"
+    # ensure_venv LOCK: a venv with coretrack and the pinned, hashed packages of requirements/LOCK.txt
+    # ("run" or "test"; refreshed by scripts/lock): the same versions on every machine, every year.
+    local lock="$1" code
     apt_install python3-venv python3-dev
     if [ ! -x "$VENV/bin/python" ]; then
         log "creating $VENV from $SYSTEM_PYTHON"
@@ -58,19 +60,18 @@ ensure_venv() {
         "$SYSTEM_PYTHON" -m venv "$VENV"
         chmod 755 "$VENV"
     fi
-    # Stamps say what is installed: the dependencies of this pyproject.toml with these extras
-    # ("test" includes the base ones), and for a copy the code it was built from.
-    deps="$VENV/.coretrack-installed-$(sha256sum < "$REPO/pyproject.toml" | cut -c1-16)"
-    if [ ! -f "$deps-${extras:-base}" ] && [ ! -f "$deps-test" ]; then
-        log "installing coretrack${spec} into $VENV"
-        "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip
+    # Stamps say what is installed: a lock's packages ("test" includes "run"), and for a copy the
+    # code it was built from.
+    if [ ! -f "$(lock_stamp "$lock")" ] && [ ! -f "$(lock_stamp test)" ]; then
+        log "installing coretrack into $VENV from requirements/$lock.txt"
+        "$VENV/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$REPO/requirements/$lock.txt"
         if [ "$EDITABLE" = 1 ]; then
-            "$VENV/bin/pip" install -q --disable-pip-version-check -e "$REPO$spec"
+            "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e "$REPO"
         else
-            "$VENV/bin/pip" install -q --disable-pip-version-check "$REPO$spec"
+            "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps "$REPO"
             code_digest > "$VENV/.coretrack-code"
         fi
-        touch "$deps-${extras:-base}"
+        touch "$(lock_stamp "$lock")"
     fi
     if [ "$EDITABLE" = 0 ]; then
         # A copy, not a link: refresh it when the checkout's code changed (not while it is the
@@ -84,6 +85,11 @@ ensure_venv() {
     fi
 }
 
+lock_stamp() {
+    printf '%s' "$VENV/.coretrack-installed-$(cat "$REPO/pyproject.toml" "$REPO/requirements/$1.txt" \
+        | sha256sum | cut -c1-16)-$1"
+}
+
 debian_linked() {
     # Whether this mod_wsgi uses Debian's libpython.  grep reads all of ldd's output (no -q): with
     # pipefail, ldd killed by SIGPIPE would make a good module look bad, and rebuild it.
@@ -94,11 +100,12 @@ ensure_apache() {
     # Apache 2.4 and a mod_wsgi compiled in the venv against the venv's (Debian's) Python.
     apt_install apache2 apache2-dev apache2-utils
     local so
-    so="$(ls "$VENV"/lib/python3*/site-packages/mod_wsgi/server/mod_wsgi*.so 2>/dev/null | head -1 || true)"
+    so="$(find "$VENV"/lib/python3*/site-packages/mod_wsgi/server -name 'mod_wsgi*.so' 2>/dev/null | head -1 || true)"
     if [ -z "$so" ] || ! debian_linked "$so"; then
         log "building mod_wsgi for $VENV"
-        "$VENV/bin/pip" install -q --disable-pip-version-check --no-cache-dir --force-reinstall mod_wsgi
-        so="$(ls "$VENV"/lib/python3*/site-packages/mod_wsgi/server/mod_wsgi*.so | head -1)"
+        "$VENV/bin/pip" install -q --disable-pip-version-check --no-cache-dir --force-reinstall \
+            --require-hashes -r "$REPO/requirements/apache.txt"
+        so="$(find "$VENV"/lib/python3*/site-packages/mod_wsgi/server -name 'mod_wsgi*.so' | head -1)"
         if ! debian_linked "$so"; then
             log "mod_wsgi is not linked against Debian's libpython: $(ldd "$so" | grep python)"; return 1
         fi
@@ -128,7 +135,7 @@ ensure_postgresql() {
     [ -n "${CORETRACK_TEST_POSTGRES_URL:-}" ] && return 0
     apt_install postgresql
     local bin port root password
-    bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+    bin="$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -1)"
     root="$(mktemp -d /var/tmp/coretrack-pg.XXXXXX)"
     POSTGRES_ROOT="$root"
     chmod 755 "$root"; chown postgres:postgres "$root"

@@ -16,10 +16,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -75,7 +75,7 @@ class Browser:
 
     # -- navigation and reading --------------------------------------------------------
 
-    def open(self, path: str) -> "Browser":
+    def open(self, path: str) -> Browser:
         self.driver.get(path if "://" in path else self.base + path)
         return self
 
@@ -108,7 +108,8 @@ class Browser:
                 element.click()
                 if navigates:
                     WebDriverWait(self.driver, 30).until(
-                        lambda driver: _gone(leaving) and driver.execute_script("return document.readyState") == "complete")
+                        lambda driver, leaving=leaving: _gone(leaving)
+                        and driver.execute_script("return document.readyState") == "complete")
                 return
         raise AssertionError(f"no button or link {text!r} on {self.title!r}")
 
@@ -118,7 +119,7 @@ class Browser:
         for row in self.find_all(f"{table_css} tbody tr"):
             if containing in row.text:
                 cells = [cell.text.strip() for cell in row.find_elements(By.CSS_SELECTOR, "th, td")]
-                return dict(zip(headings, cells))
+                return dict(zip(headings, cells, strict=False))
         raise AssertionError(f"no row with {containing!r} in {table_css} on {self.title!r}")
 
     def wait_for_download(self, suffix: str, timeout: float = 15) -> Path:
@@ -139,7 +140,8 @@ class Browser:
         self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                                     {**self.metrics, "height": max(height, self.metrics["height"])})
         try:
-            shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+            shot = self.driver.execute_cdp_cmd("Page.captureScreenshot",
+                                               {"format": "png", "captureBeyondViewport": True})
         finally:
             self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", self.metrics)
         path.write_bytes(base64.b64decode(shot["data"]))

@@ -10,11 +10,11 @@ import re
 from pathlib import Path
 
 import pytest
-
 from apache_server import ApacheServer
+
+from coretrack.settings import SettingsService
 from e2e.chromium import DESKTOP, Browser, as_user, missing_binaries
 from e2e.demo import PASSWORDS
-from coretrack.settings import SettingsService
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 BROWSERS = pytest.StashKey[list]()
@@ -30,7 +30,8 @@ def pytest_runtest_makereport(item, call):
                 shot = f"screenshot: {browser.screenshot(ARTIFACTS / f'{name}.png')}"
             except Exception as exc:
                 shot = f"(no screenshot: {exc!r})"
-            report.sections.append((f"browser {browser.label}", f"{shot}\nstep: {browser.step_name}\n{browser.describe()}"))
+            report.sections.append(
+                (f"browser {browser.label}", f"{shot}\nstep: {browser.step_name}\n{browser.describe()}"))
     return report
 
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Message
-
 from apache_server import ADMIN_PASSWORD, STAFF_PASSWORD, ApacheServer, free_port
-from e2e.chromium import Browser
+
 from coretrack import records
 from coretrack.settings import SettingsService
+from e2e.chromium import Browser
 
 ACCOUNTS = [
     {"name": "Acme Tools", "email": "office@acme.example", "phone": "+44 20 7946 0000", "website": "https://acme.example"},
@@ -103,7 +103,7 @@ def _send_demo_mail(server: ApacheServer, ids: dict[str, int], smtp_port: int, r
         server, *staff, subject="Spring price list", to=[f"contact:{ids['Ada']}", f"contact:{ids['Charles']}",
                                                         f"contact:{ids['Alan']}", "buyer@example.test"],
         html="<h1>Spring prices</h1><p>Dear customer, our new prices apply from 1 April.</p>")["id"]
-    for html, opens in zip(received.html, (2, 1)):  # Ada (sent first) opens it twice, Charles once
+    for html, opens in zip(received.html, (2, 1), strict=True):  # Ada (sent first) opens it twice, Charles once
         for _ in range(opens):
             server.request("GET", IMAGE.search(html)[1], headers={"User-Agent": MAIL_CLIENT})
     ids["lead mail"] = _send(server, *admin, subject="Welcome to Example CRM",

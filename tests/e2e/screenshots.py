@@ -12,8 +12,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests/: apache_server and the e2e package
 
-from e2e import demo  # noqa: E402
 from apache_server import STAFF_PASSWORD, ApacheServer  # noqa: E402
+
+from e2e import demo  # noqa: E402
 from e2e.chromium import DESKTOP, PHONE, Browser, as_user  # noqa: E402
 
 DEFAULT_FOLDER = HERE.parents[1] / "test-artifacts" / "screenshots" / "pages"

@@ -7,11 +7,11 @@ import io
 import re
 
 import pytest
+from apache_server import STAFF_PASSWORD
 from selenium.webdriver.support.ui import WebDriverWait
 
-from apache_server import STAFF_PASSWORD
-from e2e.chromium import Browser
 from coretrack.settings import SettingsService
+from e2e.chromium import Browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -140,9 +140,6 @@ def test_an_admin_turns_tracking_off_and_the_next_email_has_no_image(apache, bro
 
 
 def test_reports_count_the_open_and_the_csv_export_parses(apache, browser, smtp, tmp_path):
-    # REPORTS PENDING: skipped only while /reports is not in the URL map (issue 4 builds it).
-    if apache.request("GET", "/crm/reports", user=("sam", STAFF_PASSWORD)).status == 404:
-        pytest.skip("REPORTS PENDING: there is no /reports route yet")
     staff = browser("staff", "sam")
     with staff.step("send an email"):
         staff.open("/emails/new")
