@@ -75,7 +75,7 @@ def serve(host: str, port: int | None) -> None:
     from werkzeug.serving import WSGIRequestHandler, run_simple
 
     from .app import create_standalone_app
-    from .sending import start_worker_thread
+    from .worker import start_worker_thread
 
     class RequestHandler(WSGIRequestHandler):
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
@@ -86,7 +86,7 @@ def serve(host: str, port: int | None) -> None:
     config = load_config()
     set_up(config)
     wsgi, app = create_standalone_app(config)
-    start_worker_thread(app)  # under Apache, 'coretrack worker' runs beside it instead
+    start_worker_thread(app.Session, app.config)  # under Apache, 'coretrack worker' runs beside it instead
     if app.tracker.spool.pending():
         app.tracker.start_replaying()  # hits spooled before the last stop
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # SIGTERM stops as cleanly as Ctrl-C
@@ -168,8 +168,8 @@ def worker(once: bool, interval: float) -> None:
     import signal
     import threading
 
-    from .sending import run_worker
     from .tracking import Tracker
+    from .worker import run_worker
 
     # SIGTERM (systemd, scripts/run) ends the loop after the batch in hand, never mid-message.
     stop = threading.Event()
@@ -186,7 +186,7 @@ def worker(once: bool, interval: float) -> None:
         spool_watch = threading.Thread(target=tracker.watch_spool, args=(stop,), name="coretrack-spool-watch")
         spool_watch.start()
     try:
-        processed = run_worker(config, once=once, interval=interval, stop=stop)
+        processed = run_worker(make_session_factory(engine), config, once=once, interval=interval, stop=stop)
     finally:
         stop.set()
         if spool_watch is not None:

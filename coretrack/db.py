@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Executable, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
@@ -51,6 +51,12 @@ def make_engine(url: str, *, fail_fast: bool = False) -> Engine:
         connect_args = {"connect_timeout": 2, "options": "-c lock_timeout=1000 -c statement_timeout=2000"}
     return create_engine(url, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=10,
                          pool_timeout=2 if fail_fast else 30, connect_args=connect_args)
+
+
+def changed_rows(session: Session, statement: Executable) -> int:
+    """Runs an UPDATE without refreshing the session's objects; how many rows it changed."""
+    result = session.execute(statement, execution_options={"synchronize_session": False})
+    return cast("CursorResult[Any]", result).rowcount
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

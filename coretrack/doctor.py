@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -79,10 +79,10 @@ def check_files(config: Config, user: str) -> Iterator[Check]:
                 f"chown -R {user}: {home}  (not {user}'s: {_some(strangers, ', ')})")
 
 
-def _some(items, separator: str = " && ", shown: int = 5) -> str:
-    items = list(items)
-    more = f" (and {len(items) - shown} more)" if len(items) > shown else ""
-    return separator.join(items[:shown]) + more
+def _some(items: Iterable[str], separator: str = " && ", shown: int = 5) -> str:
+    listed = list(items)
+    more = f" (and {len(listed) - shown} more)" if len(listed) > shown else ""
+    return separator.join(listed[:shown]) + more
 
 
 def check_database(config: Config) -> Iterator[Check]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import ColumnElement, Select, case, func, select
 from sqlalchemy.orm import Session
 
 from . import inputs
@@ -24,7 +25,7 @@ class EmailFilters:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def parse_day(args, key: str, errors: dict[str, str]) -> date | None:
+def parse_day(args: Mapping[str, str], key: str, errors: dict[str, str]) -> date | None:
     """The day in query argument ``key``; a bad one is an error for its field (and None)."""
     try:
         return inputs.day(args.get(key))
@@ -33,7 +34,7 @@ def parse_day(args, key: str, errors: dict[str, str]) -> date | None:
         return None
 
 
-def parse_filters(args) -> EmailFilters:
+def parse_filters(args: Mapping[str, str]) -> EmailFilters:
     errors: dict[str, str] = {}
     filters = EmailFilters(date_from=parse_day(args, "from", errors), date_to=parse_day(args, "to", errors),
                            sender=(args.get("sender") or "").strip(), status=(args.get("status") or "").strip(),
@@ -44,7 +45,7 @@ def parse_filters(args) -> EmailFilters:
     return filters
 
 
-def emails_statement(filters: EmailFilters):
+def emails_statement(filters: EmailFilters) -> Select[Email]:
     statement = select(Email).join(Email.sender).order_by(Email.created_at.desc(), Email.id.desc())
     if filters.date_from:
         statement = statement.where(Email.created_at >= datetime.combine(filters.date_from, datetime.min.time()))
@@ -82,7 +83,7 @@ def email_counts(session: Session, email_ids: Iterable[int]) -> dict[int, EmailC
     if not ids:
         return counts
 
-    def number(condition):
+    def number(condition: ColumnElement[bool]) -> ColumnElement[Any]:
         return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
     rows = session.execute(

@@ -15,14 +15,16 @@ from __future__ import annotations
 import html as html_lib
 import re
 import secrets
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
-from email.headerregistry import Address
+from email.headerregistry import Address, BaseHeader
 from email.message import EmailMessage
 from email.utils import format_datetime
 from html.parser import HTMLParser
+from typing import cast
 
 from . import tokens
 from .validation import clean_address, mail_problem, text_problem
@@ -61,8 +63,13 @@ def _problem(field: str, value: str, error: Exception) -> str:
     return problem or str(error) or error.__class__.__name__
 
 
+def _fold(header: object) -> str:
+    """A header as it goes on the wire: folding is where the mail library finds what it cannot encode."""
+    return str(cast(BaseHeader, header).fold(policy=SMTP_POLICY))
+
+
 @contextmanager
-def _part(field: str, value: str, label: str = ""):
+def _part(field: str, value: str, label: str = "") -> Iterator[None]:
     """A failure while building the part named ``field`` as a MessageError naming it."""
     try:
         yield
@@ -196,7 +203,7 @@ class MessageTemplate:
             with _part("attachments", attachment.filename, f"name of the attachment {attachment.filename!r}"):
                 message.add_attachment(attachment.data, maintype=maintype, subtype=subtype,
                                        filename=attachment.filename)
-                message.get_payload()[-1]["Content-Disposition"].fold(policy=SMTP_POLICY)
+                _fold(list(message.iter_attachments())[-1]["Content-Disposition"])
         for part in message.walk():
             if part is not message:
                 del part["MIME-Version"]  # only the top level carries it
@@ -216,8 +223,7 @@ class MessageTemplate:
         with _part("address", address):
             Address(addr_spec=address)
         with _part("name", name):
-            to = SMTP_POLICY.header_factory("To", Address(display_name=name, addr_spec=address))
-            folded = to.fold(policy=SMTP_POLICY)
+            folded = _fold(SMTP_POLICY.header_factory("To", Address(display_name=name, addr_spec=address)))
             folded.encode("ascii")
         return folded
 

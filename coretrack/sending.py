@@ -14,18 +14,19 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import ScalarSelect
 
 from . import records, tokens
 from .config import Config
-from .db import MAX_ID
+from .db import MAX_ID, changed_rows
 from .mailer import AttachmentData, MessageError, MessageTemplate
 from .models import RECIPIENT_KINDS, Account, Attachment, Contact, Email, Lead, Recipient, User, utcnow
 from .settings import SettingsService
@@ -105,6 +106,7 @@ def _resolve(session: Session, entry: str, kind: str) -> PlannedRecipient:
         found = records.recipient_for(session, *reference) if reference else None
     except ValidationError as exc:
         raise ValueError("; ".join(exc.errors.values())) from None
+    record: Record | None
     if found is not None:
         address = clean_address(found.address)
         record, name, opted_out = found.record, found.display_name, found.record.email_opt_out
@@ -117,7 +119,7 @@ def _resolve(session: Session, entry: str, kind: str) -> PlannedRecipient:
         opted_out = any(each.email_opt_out for each in matches)
     name = _one_line(name)
     problem = mail_problem(name)
-    if problem:
+    if problem and record is not None:  # only a record gives a name
         raise ValueError(f"{entry}: the name {name!r} of {record.record_type} {record.id} cannot be put in an "
                          f"email ({problem}); correct the record")
     return PlannedRecipient(address, name, kind, record, OPTED_OUT if opted_out else "")
@@ -210,7 +212,7 @@ def _check_buildable(draft: Draft, email: Email, public_url: str | None) -> None
 
 
 def compose(
-    session: Session, app_config: Config, sender: User, *, secret: bytes, settings: SettingsService, **message
+    session: Session, app_config: Config, sender: User, *, secret: bytes, settings: SettingsService, **message: Any
 ) -> ComposeResult:
     """Validate (``message`` is prepare()'s keywords), then save the email, its recipients and
     attachments in one transaction (status queued)."""
@@ -299,7 +301,7 @@ def fail_interrupted(session: Session, email_id: int | None = None) -> int:
     ).values(status="failed", reply=INTERRUPTED, attempts=Recipient.attempts + 1)
     if email_id is not None:
         statement = statement.where(Recipient.email_id == email_id)
-    count = session.execute(statement, execution_options={"synchronize_session": False}).rowcount
+    count = changed_rows(session, statement)
     session.commit()
     return count
 
@@ -307,7 +309,7 @@ def fail_interrupted(session: Session, email_id: int | None = None) -> int:
 def refresh_status(session: Session, email_id: int) -> None:
     """The email's status from its recipients', in one statement so concurrent workers agree."""
 
-    def count(*statuses: str):
+    def count(*statuses: str) -> ScalarSelect[int]:
         return (
             select(func.count()).select_from(Recipient)
             .where(Recipient.email_id == email_id, Recipient.status.in_(statuses)).scalar_subquery()
@@ -355,12 +357,12 @@ def deliver(
         if pending:
             with SmtpSender(SettingsService(session, config).smtp_server()) as smtp:
                 for recipient_id, address, name, token in pending:
-                    claimed = session.execute(
+                    claimed = changed_rows(
+                        session,
                         update(Recipient)
                         .where(Recipient.id == recipient_id, Recipient.status == "pending")
                         .values(status="sending", claimed_at=utcnow()),
-                        execution_options={"synchronize_session": False},
-                    ).rowcount
+                    )
                     if claimed:
                         session.execute(update(Email).where(Email.id == email_id, Email.status == "queued")
                                         .values(status="sending"), execution_options={"synchronize_session": False})
@@ -376,16 +378,18 @@ def deliver(
 
 def _fail_pending(session: Session, email_id: int, reason: str) -> int:
     """Every pending recipient of the email failed with ``reason``; returns how many."""
-    count = session.execute(
+    count = changed_rows(
+        session,
         update(Recipient).where(Recipient.email_id == email_id, Recipient.status == "pending")
         .values(status="failed", reply=reason, attempts=Recipient.attempts + 1),
-        execution_options={"synchronize_session": False},
-    ).rowcount
+    )
     session.commit()
     return count
 
 
-def _send_one(session, smtp, template, email, recipient_id, address, name, token, report) -> None:
+def _send_one(session: Session, smtp: SmtpSender, template: MessageTemplate, email: Email, recipient_id: int,
+              address: str, name: str, token: str, report: DeliveryReport) -> None:
+    values: dict[str, object]
     try:
         reply = smtp.send(email.from_address, address, template.render(address, name, token))
     except DeliveryError as exc:
@@ -426,9 +430,7 @@ def retry(session: Session, email_id: int, recipient_id: int | None = None) -> i
     statement = update(Recipient).where(Recipient.email_id == email_id, Recipient.status == "failed")
     if recipient_id is not None:
         statement = statement.where(Recipient.id == recipient_id)
-    count = session.execute(
-        statement.values(status="pending", reply="", claimed_at=None), execution_options={"synchronize_session": False}
-    ).rowcount
+    count = changed_rows(session, statement.values(status="pending", reply="", claimed_at=None))
     session.commit()
     refresh_status(session, email_id)
     session.expire_all()
@@ -453,11 +455,11 @@ def cancel(session: Session, email_id: int, user_name: str) -> int:
     A worker claims each recipient with ``UPDATE ... WHERE status = 'pending'``, so one that had
     already listed them finds nothing left to claim.  A message being handed over right now
     still goes out (it cannot be called back)."""
-    count = session.execute(
+    count = changed_rows(
+        session,
         update(Recipient).where(Recipient.email_id == email_id, Recipient.status == "pending")
         .values(status="cancelled", reply=f"cancelled by {user_name} before it was sent"),
-        execution_options={"synchronize_session": False},
-    ).rowcount
+    )
     session.commit()
     refresh_status(session, email_id)
     session.expire_all()
@@ -493,55 +495,3 @@ def emails_to_deliver(session: Session) -> list[int]:
     with_work = select(Recipient.email_id).where(or_(Recipient.status == "pending", stale))
     unfinished = select(Email.id).where(Email.status.in_(("queued", "sending")))
     return sorted(set(session.scalars(with_work.distinct())) | set(session.scalars(unfinished)))
-
-
-def run_worker(target, *, once: bool = False, interval: float = 5.0, stop: threading.Event | None = None,
-               batch: int = 500, on_progress: Callable[[int], None] | None = None) -> int:
-    """Deliver queued email until nothing is pending (``once``) or forever; returns messages processed.
-
-    ``target`` is the application (its sessions are used) or a Config (an engine is made for the worker).
-    """
-    engine = None
-    if isinstance(target, Config):
-        from .db import make_engine, make_session_factory
-
-        config, engine = target, make_engine(target.database_url)
-        session_factory = make_session_factory(engine)
-    else:
-        config, session_factory = target.config, target.Session
-    stop = stop or threading.Event()
-    processed = 0
-    try:
-        while not stop.is_set():
-            done = 0
-            try:
-                with session_factory() as session:
-                    email_ids = emails_to_deliver(session)
-                for email_id in email_ids:
-                    try:
-                        done += deliver(session_factory, config, email_id, limit=batch,
-                                        on_progress=on_progress).processed
-                    except Exception:
-                        # One email's trouble must not hold up the ones queued after it.
-                        log.exception("delivering email %s failed; going on with the others", email_id)
-            except Exception:
-                if once:
-                    raise
-                log.exception("worker pass failed; trying again in %s seconds", interval)
-            processed += done
-            if done:
-                continue  # more may be waiting: no pause between batches
-            if once or stop.wait(interval):
-                break
-    finally:
-        if engine is not None:
-            engine.dispose()
-    return processed
-
-
-def start_worker_thread(app, interval: float = 5.0) -> threading.Thread:
-    """The worker in a daemon thread of this process (``coretrack serve``)."""
-    thread = threading.Thread(target=run_worker, args=(app,), kwargs={"interval": interval},
-                              name="coretrack-worker", daemon=True)
-    thread.start()
-    return thread

@@ -14,6 +14,7 @@ from coretrack import csrf, sending
 from coretrack.auth import Htpasswd, UserService
 from coretrack.models import AccessEvent, Attachment, Email, Recipient, utcnow
 from coretrack.settings import SettingsService
+from coretrack.worker import run_worker
 
 ADDRESSES = [f"r{number:02}@example.test" for number in range(12)]
 
@@ -59,7 +60,7 @@ def test_an_admin_cancels_a_queued_email_and_the_worker_then_sends_none_of_it(ad
 
     done = confirm_and_submit(page.forms["cancel"]).follow()
     assert "Cancelled: 12 recipients will not get this email." in done.html.select_one("[role=status]").text
-    assert sending.run_worker(app, once=True) == 0
+    assert run_worker(app.Session, app.config, once=True) == 0
     assert sink.received == []
     assert statuses(db, email.id) == {"cancelled": 12}
     db.expire_all()

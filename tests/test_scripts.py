@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port
+
 from coretrack import doctor
 from coretrack.config import Config
 from coretrack.tracking import GIF

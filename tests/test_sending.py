@@ -19,6 +19,7 @@ from coretrack.mailer import MessageTemplate, html_to_text, insert_image
 from coretrack.models import Attachment, Contact, Email, Lead, Recipient, utcnow
 from coretrack.settings import SettingsService
 from coretrack.validation import ValidationError
+from coretrack.worker import run_worker
 
 IMAGE_URL = re.compile(r'<img src="([^"]+)" width="1" height="1" alt="">')
 
@@ -219,8 +220,8 @@ def test_an_interrupted_send_resumes_without_sending_anyone_twice(app, db, users
     result.email.status = "sending"
     db.commit()
 
-    assert sending.run_worker(app, once=True) == 2
-    assert sending.run_worker(app, once=True) == 0
+    assert run_worker(app.Session, app.config, once=True) == 2
+    assert run_worker(app.Session, app.config, once=True) == 0
     db.expire_all()
 
     assert sorted(mail.rcpt_tos[0] for mail in sink.received) == ["bob@example.test", "cid@example.test"]
@@ -266,7 +267,7 @@ def test_a_large_send_is_queued_and_the_worker_delivers_it(app, db, users, smtp_
     assert sending.send_or_queue(app.Session, app.config, result.email.id, result.pending) is False
     assert sink.received == [] and result.email.status == "queued"
 
-    assert sending.run_worker(app, once=True) == len(addresses)
+    assert run_worker(app.Session, app.config, once=True) == len(addresses)
     db.expire_all()
     assert sorted(mail.rcpt_tos[0] for mail in sink.received) == sorted(addresses)
     assert result.email.status == "sent"

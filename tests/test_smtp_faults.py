@@ -15,6 +15,7 @@ from sqlalchemy import select
 from coretrack import sending, smtp
 from coretrack.models import Recipient
 from coretrack.settings import SettingsService
+from coretrack.worker import run_worker
 
 ADDRESSES = [f"r{number:02}@example.test" for number in range(20)]
 DROPPED = "the connection to the mail server was lost; delivery unknown"
@@ -89,7 +90,7 @@ def test_refused_recipients_fail_with_the_reply_the_rest_are_sent_once(app, db, 
     sink.refuse = {ADDRESSES[3]: "550 5.1.1 No such user", ADDRESSES[11]: "452 4.2.2 Mailbox full"}
     email = compose(app, db, users).email
 
-    assert sending.run_worker(app, once=True) == 20
+    assert run_worker(app.Session, app.config, once=True) == 20
     result = assert_finished(db, email.id)
 
     assert result[ADDRESSES[3]] == ("failed", "550 5.1.1 No such user")
@@ -98,7 +99,7 @@ def test_refused_recipients_fail_with_the_reply_the_rest_are_sent_once(app, db, 
 
     sink.refuse = {}  # the mailbox was emptied: retrying sends the two, once
     assert sending.retry(db, email.id) == 2
-    sending.run_worker(app, once=True)
+    run_worker(app.Session, app.config, once=True)
     assert {status for status, _ in assert_finished(db, email.id).values()} == {"sent"}
     assert received(sink) == Counter(ADDRESSES)
 
@@ -108,7 +109,7 @@ def test_a_connection_dropped_before_the_server_took_a_message_fails_only_that_o
     sink.drop_before_storing = {5, 12}
     email = compose(app, db, users).email
 
-    sending.run_worker(app, once=True)
+    run_worker(app.Session, app.config, once=True)
     result = assert_finished(db, email.id)
 
     failed = {address for address, (status, _) in result.items() if status == "failed"}
@@ -118,7 +119,7 @@ def test_a_connection_dropped_before_the_server_took_a_message_fails_only_that_o
     assert received(sink) == Counter(set(ADDRESSES) - failed)
 
     assert sending.retry(db, email.id) == 2
-    sending.run_worker(app, once=True)
+    run_worker(app.Session, app.config, once=True)
     assert received(sink) == Counter(ADDRESSES)
 
 
@@ -127,8 +128,8 @@ def test_a_message_taken_before_the_connection_dropped_is_never_resent_automatic
     sink.drop_after_storing = {7}
     email = compose(app, db, users).email
 
-    sending.run_worker(app, once=True)
-    sending.run_worker(app, once=True)  # a second pass, as after a restart: nothing to resend
+    run_worker(app.Session, app.config, once=True)
+    run_worker(app.Session, app.config, once=True)  # a second pass, as after a restart: nothing to resend
     result = assert_finished(db, email.id)
 
     # The server has it, but coretrack cannot know: failed, "delivery unknown", left for a person.
@@ -140,7 +141,7 @@ def test_a_server_that_closes_the_connection_between_messages_is_reconnected(app
     sink.closing_on_mail = {4, 9}
     email = compose(app, db, users).email
 
-    sending.run_worker(app, once=True)
+    run_worker(app.Session, app.config, once=True)
 
     assert {status for status, _ in assert_finished(db, email.id).values()} == {"sent"}
     assert received(sink) == Counter(ADDRESSES)
@@ -150,7 +151,7 @@ def test_a_slow_server_still_gets_every_message_once(app, db, users, smtp_settin
     sink.delay = 0.05
     email = compose(app, db, users, ADDRESSES[:8]).email
 
-    sending.run_worker(app, once=True)
+    run_worker(app.Session, app.config, once=True)
 
     assert {status for status, _ in assert_finished(db, email.id).values()} == {"sent"}
     assert received(sink) == Counter(ADDRESSES[:8])
@@ -162,17 +163,17 @@ def test_a_server_slower_than_the_timeout_fails_with_the_reason_and_a_retry_fini
     sink.delay = 1.0
     email = compose(app, db, users, ADDRESSES[:2]).email
 
-    sending.run_worker(app, once=True)
+    run_worker(app.Session, app.config, once=True)
     result = assert_finished(db, email.id)
 
     # coretrack cannot know whether the server took them: delivery unknown, not resent automatically.
     assert {status for status, _ in result.values()} == {"failed"}
     assert all(reply.startswith(DROPPED) and "timed out" in reply for _, reply in result.values())
-    sending.run_worker(app, once=True)
+    run_worker(app.Session, app.config, once=True)
     assert sink.messages == 2  # not resent
 
     sink.delay = 0.0
     assert sending.retry(db, email.id) == 2
-    sending.run_worker(app, once=True)
+    run_worker(app.Session, app.config, once=True)
     assert {status for status, _ in assert_finished(db, email.id).values()} == {"sent"}
     assert received(sink) == Counter(ADDRESSES[:2])

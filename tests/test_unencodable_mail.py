@@ -8,13 +8,15 @@ from the settings, recipient names from CRM records, attachments, the HTML and t
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from coretrack import sending, tokens
 from coretrack.models import Attachment, Contact, Email, Recipient, Setting
 from coretrack.settings import SettingsService
+from coretrack.worker import run_worker
 
 # Every character that str.splitlines() (and so the mail library) treats as a line break.
 LINE_BREAKS = ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
@@ -223,7 +225,7 @@ def test_an_email_that_cannot_be_built_fails_with_the_reason_and_the_next_one_is
                             to=[f"r{number}@example.test" for number in range(12)], subject="Normal",
                             html="<p>Hi</p>").email
 
-    assert sending.run_worker(app, once=True) == 14
+    assert run_worker(app.Session, app.config, once=True) == 14
     db.expire_all()
 
     assert sorted(mail.rcpt_tos[0] for mail in sink.received) == sorted(f"r{n}@example.test" for n in range(12))
@@ -232,7 +234,7 @@ def test_an_email_that_cannot_be_built_fails_with_the_reason_and_the_next_one_is
     for recipient in broken.recipients:
         assert recipient.status == "failed" and recipient.attempts == 1
         assert recipient.reply.startswith("not sent: ") and reason in recipient.reply
-    assert sending.run_worker(app, once=True) == 0  # nothing left over, nothing sent twice
+    assert run_worker(app.Session, app.config, once=True) == 0  # nothing left over, nothing sent twice
 
 
 def test_a_missing_attachment_file_fails_that_email_with_the_reason(app, db, users, smtp_settings):

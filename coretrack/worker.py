@@ -1,0 +1,53 @@
+"""The send worker: delivers queued email beside Apache (``coretrack worker``) or in the
+standalone server's process (``coretrack serve``)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session
+
+from .config import Config
+from .sending import deliver, emails_to_deliver
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(session_factory: Callable[[], Session], config: Config, *, once: bool = False,
+               interval: float = 5.0, stop: threading.Event | None = None, batch: int = 500,
+               on_progress: Callable[[int], None] | None = None) -> int:
+    """Deliver queued email until nothing is pending (``once``) or forever; returns messages processed."""
+    stop = stop or threading.Event()
+    processed = 0
+    while not stop.is_set():
+        done = 0
+        try:
+            with session_factory() as session:
+                email_ids = emails_to_deliver(session)
+            for email_id in email_ids:
+                try:
+                    done += deliver(session_factory, config, email_id, limit=batch, on_progress=on_progress).processed
+                except Exception:
+                    # One email's trouble must not hold up the ones queued after it.
+                    log.exception("delivering email %s failed; going on with the others", email_id)
+        except Exception:
+            if once:
+                raise
+            log.exception("worker pass failed; trying again in %s seconds", interval)
+        processed += done
+        if done:
+            continue  # more may be waiting: no pause between batches
+        if once or stop.wait(interval):
+            break
+    return processed
+
+
+def start_worker_thread(session_factory: Callable[[], Session], config: Config,
+                        interval: float = 5.0) -> threading.Thread:
+    """The worker in a daemon thread of this process (``coretrack serve``)."""
+    thread = threading.Thread(target=run_worker, args=(session_factory, config), kwargs={"interval": interval},
+                              name="coretrack-worker", daemon=True)
+    thread.start()
+    return thread
