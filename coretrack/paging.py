@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import ceil
-from urllib.parse import urlencode
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
@@ -22,11 +21,6 @@ class Page:
     @property
     def pages(self) -> int:
         return max(1, ceil(self.total / self.per_page))
-
-    def query(self, request, number: int) -> str:
-        """The current query string with another page number."""
-        args = [(key, value) for key, value in request.args.items(multi=True) if key not in ("page", "notice", "ns")]
-        return urlencode([*args, ("page", str(number))])
 
 
 # Far past any real list; keeps OFFSET inside a 64-bit integer whatever the query string says.
