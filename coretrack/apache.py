@@ -37,9 +37,10 @@ class ApacheConfigError(ValueError):
 
 
 def public_paths() -> list[str]:
-    from .app import URL_MAP
+    from .app import HANDLERS, URL_MAP
 
-    return sorted(rule.rule for rule in URL_MAP.iter_rules() if getattr(rule.endpoint, "public", False))
+    return sorted(rule.rule for rule in URL_MAP.iter_rules()
+                  if getattr(HANDLERS.get(rule.endpoint), "public", False))
 
 
 def apache_modules_dir() -> str:

@@ -1,23 +1,26 @@
 """The WSGI application: one object, one declarative URL map, thin dispatch.
 
 Handlers are plain functions ``handler(request, **url_values) -> Response``
-declared as the endpoints of the rules in ``coretrack.views.*``.  Dispatch
-does what every handler would otherwise repeat: identity and roles, CSRF on
-state-changing forms, errors as HTML (or JSON under ``/api/``).
+beside their rules in ``coretrack.views.*``; a rule's endpoint names its
+handler, module and function ("emails.show_email"), and pages and redirects
+build every URL from those names.  Dispatch does what every handler would
+otherwise repeat: identity and roles, CSRF on state-changing forms, errors
+as HTML (or JSON under ``/api/``).
 """
 
 from __future__ import annotations
 
 import logging
+from importlib import import_module
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, Unauthorized
 from werkzeug.middleware.shared_data import SharedDataMiddleware
-from werkzeug.routing import IntegerConverter, Map
+from werkzeug.routing import IntegerConverter, Map, Rule
 from werkzeug.wrappers import Response
 
 from . import csrf
@@ -66,11 +69,31 @@ class DatabaseId(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
+VIEWS = (public, emails, records, reports, settings_views, users, api)
 # Built once per process: a Map is read-only after construction and rules bind to one map.
 URL_MAP = Map(
-    [*public.rules, *emails.rules, *records.rules, *reports.rules, *settings_views.rules, *users.rules, *api.rules],
+    [
+        *(rule for views in VIEWS for rule in views.rules),
+        # Served by Apache's Alias or SharedDataMiddleware, never by the application: only for building URLs.
+        Rule("/static/<path:filename>", endpoint="static", build_only=True),
+    ],
     converters={"int": DatabaseId},
 )
+
+
+def _handler(endpoint: str):
+    """"emails.show_email" is show_email in coretrack.views.emails (a misspelt name fails at import)."""
+    module, _, name = endpoint.partition(".")
+    return getattr(import_module(f"{__package__}.views.{module}"), name)
+
+
+HANDLERS = {rule.endpoint: _handler(rule.endpoint) for rule in URL_MAP.iter_rules() if not rule.build_only}
+
+
+@pass_context
+def url_for(context, endpoint: str, **values) -> str:
+    """Templates' one way to a URL: from the map, under the prefix of the request being answered."""
+    return context["request"].url_for(endpoint, **values)
 
 
 class CoreTrack:
@@ -87,6 +110,7 @@ class CoreTrack:
             loader=FileSystemLoader(TEMPLATES_DIR),
             autoescape=select_autoescape(default=True, default_for_string=True),
         )
+        self.jinja.globals["url_for"] = url_for
 
     def close(self) -> None:
         self.engine.dispose()
@@ -124,14 +148,14 @@ class CoreTrack:
         return Unauthorized(www_authenticate=WWWAuthenticate("basic", {"realm": "coretrack"}))
 
     def dispatch(self, request: AppRequest) -> Response:
-        adapter = self.url_map.bind_to_environ(request.environ)
         try:
-            handler, values = adapter.match()
+            request.endpoint, request.view_args = request.url_adapter.match()
         except HTTPException:
             # Strangers learn nothing about which routes exist.
             if not request.environ.get("REMOTE_USER"):
                 raise self._challenge() from None
             raise
+        handler, values = HANDLERS[request.endpoint], request.view_args
         if getattr(handler, "public", False):
             request.public = True
             return handler(request, **values)
@@ -183,10 +207,10 @@ class CoreTrack:
 
     def is_public_path(self, path: str) -> bool:
         try:
-            handler, _ = self.url_map.bind("localhost").match(path, method="GET")
+            endpoint, _ = self.url_map.bind("localhost").match(path, method="GET")
         except HTTPException:
             return False
-        return getattr(handler, "public", False)
+        return getattr(HANDLERS[endpoint], "public", False)
 
 
 def create_app(config: Config | None = None) -> CoreTrack:

@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlsplit
 
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import BadRequest
+from werkzeug.routing import MapAdapter
 from werkzeug.utils import cached_property, redirect
 from werkzeug.wrappers import Request, Response
 
@@ -33,6 +34,8 @@ MAX_JSON_DEPTH = 20
 # Long enough to follow a redirect; too short for a link with one user's words to be sent around.
 NOTICE_MAX_AGE = 10 * 60
 _NOTICE_SIGNATURE = re.compile(r"([0-9]{1,12})\.([0-9a-f]{32})")
+# Query arguments no link carries on: a notice belongs to the page a redirect led to.
+ONE_OFF_ARGS = ("notice", "ns")
 
 
 def _notice_mac(secret: bytes, user: str, path: str, text: str, issued: int) -> str:
@@ -94,6 +97,10 @@ class AppRequest(Request):
     def user(self, user: User) -> None:
         self._user = user
 
+    # What the URL map matched (set by dispatch; None when nothing did).
+    endpoint: str | None = None
+    view_args: dict[str, Any] | None = None
+
     @cached_property
     def db(self) -> Session:
         return self.app.Session()
@@ -121,7 +128,7 @@ class AppRequest(Request):
         html = self.app.jinja.get_template(template).render(request=self, user=self._user, **context)
         return Response(html, status=status, mimetype="text/html")
 
-    def redirect_to(self, endpoint: object, notice: str | None = None, **values: Any) -> Response:
+    def redirect_to(self, endpoint: str, notice: str | None = None, **values: Any) -> Response:
         """303 to another page; ``notice`` is shown there, signed for this user and that page only, and
         for NOTICE_MAX_AGE: no one can forge one, nor carry one user's text onto another's page."""
         url = self.url_for(endpoint, **values)
@@ -142,8 +149,20 @@ class AppRequest(Request):
     def _user_name(self) -> str:
         return self._user.name if self._user else ""
 
-    def url_for(self, endpoint: object, **values: Any) -> str:
-        return self.app.url_map.bind_to_environ(self.environ).build(endpoint, values)
+    @cached_property
+    def url_adapter(self) -> MapAdapter:
+        """The URL map bound to this request: matches its path, builds URLs under its prefix (SCRIPT_NAME)."""
+        return self.app.url_map.bind_to_environ(self.environ)
+
+    def url_for(self, endpoint: str, **values: Any) -> str:
+        """The path of an endpoint; values the rule does not take go into the query string."""
+        return self.url_adapter.build(endpoint, values)
+
+    def url_with(self, endpoint: str | None = None, drop: tuple[str, ...] = (), **args: Any) -> str:
+        """This page's URL (or ``endpoint``'s with the same URL values) keeping its query arguments but
+        ``drop`` and the one-off notice, with ``args`` set: pager, sort and download links."""
+        query = {key: values for key, values in self.args.lists() if key not in (*drop, *ONE_OFF_ARGS, *args)}
+        return self.url_adapter.build(endpoint or self.endpoint, {**query, **args, **(self.view_args or {})})
 
 
 def json_response(data: object, status: int = 200) -> Response:

@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import ceil
 from typing import Generic, TypeVar
-from urllib.parse import urlencode
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
-from werkzeug.wrappers import Request
 
 from .inputs import whole_number
 
@@ -26,11 +24,6 @@ class Page(Generic[T]):
     @property
     def pages(self) -> int:
         return max(1, ceil(self.total / self.per_page))
-
-    def query(self, request: Request, number: int) -> str:
-        """The current query string with another page number."""
-        args = [(key, value) for key, value in request.args.items(multi=True) if key not in ("page", "notice", "ns")]
-        return urlencode([*args, ("page", str(number))])
 
 
 # Far past any real list; keeps OFFSET inside a 64-bit integer whatever the query string says.

@@ -186,7 +186,7 @@ def test_the_list_is_paginated_with_the_page_size_setting(staff, app, db, users)
         compose(app, db, users["sam"], subject=f"Email {number}")
     first = staff.get("/emails")
     assert len(first.html.select("tbody tr")) == 5
-    second = staff.get("/emails?" + first.html.select_one("a[rel=next]")["href"].lstrip("?"))
+    second = staff.get(first.html.select_one("a[rel=next]")["href"])
     assert len(second.html.select("tbody tr")) == 2
 
 

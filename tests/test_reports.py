@@ -167,10 +167,10 @@ def test_the_emails_report_sorts_by_any_column(staff, data, sort, order, subject
 def test_a_column_header_sorts_by_it_and_a_second_click_reverses(staff, data):
     page = staff.get("/reports/emails?sender=sam")
     link = page.html.find("a", string="Accesses")["href"]
-    assert link == "?sender=sam&sort=accesses&order=desc"  # numbers: most first
-    header = staff.get("/reports/emails" + link).html.select_one("th[aria-sort]")
+    assert link == "/reports/emails?sender=sam&sort=accesses&order=desc"  # numbers: most first
+    header = staff.get(link).html.select_one("th[aria-sort]")
     assert header["aria-sort"] == "descending"
-    assert header.select_one("a")["href"] == "?sender=sam&sort=accesses&order=asc"
+    assert header.select_one("a")["href"] == "/reports/emails?sender=sam&sort=accesses&order=asc"
 
 
 # -- Recipients ----------------------------------------------------------------------------
@@ -231,7 +231,7 @@ def test_the_pages_are_cut_by_the_page_size_setting(staff, data, db, config):
     page = staff.get("/reports/recipients?status=sent")
     assert len(page.html.select("table tbody tr")) == 5
     assert "Page 1 of 2 (6 rows)" in page.html.select_one("nav.pager").text
-    second = staff.get("/reports/recipients?" + page.html.select_one("a[rel=next]")["href"].lstrip("?"))
+    second = staff.get(page.html.select_one("a[rel=next]")["href"])
     assert len(second.html.select("table tbody tr")) == 1
 
 

@@ -151,11 +151,11 @@ def record_emails(request: AppRequest, record_type: str, record_id: int) -> Resp
 
 
 rules = [
-    Rule("/api/emails", endpoint=list_emails, methods=["GET"]),
-    Rule("/api/emails", endpoint=send_email, methods=["POST"]),
-    Rule("/api/emails/<int:email_id>", endpoint=show_email, methods=["GET"]),
-    Rule("/api/emails/<int:email_id>", endpoint=delete_email, methods=["DELETE"]),
-    Rule("/api/emails/<int:email_id>/cancel", endpoint=cancel_email, methods=["POST"]),
-    Rule("/api/records/<any(contact, account, lead):record_type>/<int:record_id>/emails", endpoint=record_emails,
+    Rule("/api/emails", endpoint="api.list_emails", methods=["GET"]),
+    Rule("/api/emails", endpoint="api.send_email", methods=["POST"]),
+    Rule("/api/emails/<int:email_id>", endpoint="api.show_email", methods=["GET"]),
+    Rule("/api/emails/<int:email_id>", endpoint="api.delete_email", methods=["DELETE"]),
+    Rule("/api/emails/<int:email_id>/cancel", endpoint="api.cancel_email", methods=["POST"]),
+    Rule("/api/records/<any(contact, account, lead):record_type>/<int:record_id>/emails", endpoint="api.record_emails",
          methods=["GET"]),
 ]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from werkzeug.exceptions import BadRequest, Forbidden, NotFound
 from werkzeug.routing import Rule
 from werkzeug.utils import send_file
@@ -23,7 +21,7 @@ ACTIVE_CONTENT_TYPES = frozenset({"text/html", "application/xhtml+xml", "image/s
 
 
 def index(request: AppRequest) -> Response:
-    return request.redirect_to(list_emails)
+    return request.redirect_to("emails.list_emails")
 
 
 def list_emails(request: AppRequest) -> Response:
@@ -74,7 +72,7 @@ def _compose_page(request: AppRequest, values: dict, errors: dict | None = None,
     def add_link(reference: str) -> str:
         entries = sending.split_addresses(values.get("to"))
         to = ", ".join(entries if reference in entries else [*entries, reference])
-        return "?" + urlencode({**keep, "to": to})
+        return request.url_for("emails.new_email", **{**keep, "to": to})
 
     return request.render(
         "emails/compose.html", status=400 if errors or find_error else 200, section="compose", values=values,
@@ -113,7 +111,7 @@ def send_email(request: AppRequest) -> Response:
         return _compose_page(request, values, exc.errors)
     email_id = result.email.id
     sent_now = sending.send_or_queue(request.app.Session, request.app.config, email_id, result.pending)
-    return request.redirect_to(show_email, email_id=email_id, notice=_outcome(request, result, sent_now))
+    return request.redirect_to("emails.show_email", email_id=email_id, notice=_outcome(request, result, sent_now))
 
 
 def _outcome(request: AppRequest, result: sending.ComposeResult, sent_now: bool) -> str:
@@ -165,7 +163,7 @@ def cancel_email(request: AppRequest, email_id: int) -> Response:
     count = sending.cancel(request.db, email_id, request.user.name)
     notice = (f"Cancelled: {count} recipients will not get this email." if count else
               "Nothing left to cancel: every message has already been handed to the mail server.")
-    return request.redirect_to(show_email, email_id=email_id, notice=notice)
+    return request.redirect_to("emails.show_email", email_id=email_id, notice=notice)
 
 
 @admin_only
@@ -178,7 +176,7 @@ def delete_email(request: AppRequest, email_id: int) -> Response:
         sending.delete_email(request.db, request.app.config, email_id)
     except sending.InFlight as exc:
         return _detail_page(request, email, 409, f"Nothing was deleted: {exc}.")
-    return request.redirect_to(list_emails, notice=f"Deleted the email “{subject}”.")
+    return request.redirect_to("emails.list_emails", notice=f"Deleted the email “{subject}”.")
 
 
 def retry_email(request: AppRequest, email_id: int) -> Response:
@@ -190,13 +188,13 @@ def retry_email(request: AppRequest, email_id: int) -> Response:
         raise BadRequest(f"recipient_id: {error}") from None
     count = sending.retry(request.db, email_id, chosen)
     if not count:
-        return request.redirect_to(show_email, email_id=email_id, notice="No failed recipients to retry.")
+        return request.redirect_to("emails.show_email", email_id=email_id, notice="No failed recipients to retry.")
     if sending.send_or_queue(request.app.Session, request.app.config, email_id, count):
         counts = email_queries.email_counts(request.db, [email_id])[email_id]
         notice = f"Retried {count}: {counts.failed} still failed." if counts.failed else f"Retried {count}: sent."
     else:
         notice = f"Queued {count} recipients again for the background worker."
-    return request.redirect_to(show_email, email_id=email_id, notice=notice)
+    return request.redirect_to("emails.show_email", email_id=email_id, notice=notice)
 
 
 def download_attachment(request: AppRequest, email_id: int, attachment_id: int) -> Response:
@@ -216,13 +214,14 @@ def download_attachment(request: AppRequest, email_id: int, attachment_id: int) 
 
 
 rules = [
-    Rule("/", endpoint=index, methods=["GET"]),
-    Rule("/emails", endpoint=list_emails, methods=["GET"]),
-    Rule("/emails", endpoint=send_email, methods=["POST"]),
-    Rule("/emails/new", endpoint=new_email, methods=["GET"]),
-    Rule("/emails/<int:email_id>", endpoint=show_email, methods=["GET"]),
-    Rule("/emails/<int:email_id>/retry", endpoint=retry_email, methods=["POST"]),
-    Rule("/emails/<int:email_id>/cancel", endpoint=cancel_email, methods=["POST"]),
-    Rule("/emails/<int:email_id>/delete", endpoint=delete_email, methods=["POST"]),
-    Rule("/emails/<int:email_id>/attachments/<int:attachment_id>", endpoint=download_attachment, methods=["GET"]),
+    Rule("/", endpoint="emails.index", methods=["GET"]),
+    Rule("/emails", endpoint="emails.list_emails", methods=["GET"]),
+    Rule("/emails", endpoint="emails.send_email", methods=["POST"]),
+    Rule("/emails/new", endpoint="emails.new_email", methods=["GET"]),
+    Rule("/emails/<int:email_id>", endpoint="emails.show_email", methods=["GET"]),
+    Rule("/emails/<int:email_id>/retry", endpoint="emails.retry_email", methods=["POST"]),
+    Rule("/emails/<int:email_id>/cancel", endpoint="emails.cancel_email", methods=["POST"]),
+    Rule("/emails/<int:email_id>/delete", endpoint="emails.delete_email", methods=["POST"]),
+    Rule("/emails/<int:email_id>/attachments/<int:attachment_id>", endpoint="emails.download_attachment",
+         methods=["GET"]),
 ]

@@ -23,4 +23,4 @@ def track_access(request: AppRequest) -> Response:
     return Response(GIF, status=200, headers=GIF_HEADERS)
 
 
-rules = [Rule(TRACK_ACCESS_PATH, endpoint=track_access, methods=["GET", "HEAD"])]
+rules = [Rule(TRACK_ACCESS_PATH, endpoint="public.track_access", methods=["GET", "HEAD"])]

@@ -63,7 +63,7 @@ def new_record(request: AppRequest, section: str) -> Response:
     except ValidationError as exc:
         return _form(request, section, values, exc.errors)
     noun = records.NOUNS[SECTIONS[section]][0]
-    return request.redirect_to(show_record, section=section, record_id=record.id,
+    return request.redirect_to("records.show_record", section=section, record_id=record.id,
                                notice=f"Created {noun} {record.display_name}.")
 
 
@@ -83,7 +83,7 @@ def edit_record(request: AppRequest, section: str, record_id: int) -> Response:
         records.update_record(request.db, record, values)
     except ValidationError as exc:
         return _form(request, section, values, exc.errors, record)
-    return request.redirect_to(show_record, section=section, record_id=record.id,
+    return request.redirect_to("records.show_record", section=section, record_id=record.id,
                                notice=f"Saved {record.display_name}.")
 
 
@@ -104,9 +104,9 @@ def import_records(request: AppRequest, section: str) -> Response:
 
 
 rules = [
-    Rule(f"/{SECTION}", endpoint=list_records, methods=["GET"]),
-    Rule(f"/{SECTION}/new", endpoint=new_record, methods=["GET", "POST"]),
-    Rule(f"/{SECTION}/import", endpoint=import_records, methods=["GET", "POST"]),
-    Rule(f"/{SECTION}/<int:record_id>", endpoint=show_record, methods=["GET"]),
-    Rule(f"/{SECTION}/<int:record_id>/edit", endpoint=edit_record, methods=["GET", "POST"]),
+    Rule(f"/{SECTION}", endpoint="records.list_records", methods=["GET"]),
+    Rule(f"/{SECTION}/new", endpoint="records.new_record", methods=["GET", "POST"]),
+    Rule(f"/{SECTION}/import", endpoint="records.import_records", methods=["GET", "POST"]),
+    Rule(f"/{SECTION}/<int:record_id>", endpoint="records.show_record", methods=["GET"]),
+    Rule(f"/{SECTION}/<int:record_id>/edit", endpoint="records.edit_record", methods=["GET", "POST"]),
 ]

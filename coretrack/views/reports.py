@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
@@ -13,24 +11,17 @@ from ..models import RECORD_TYPES, utcnow
 from ..paging import page_number
 
 REPORT = "<any(emails, recipients, records, activity):report>"
-# Query arguments that are not filters: left out when a link changes them.
-NOT_FILTERS = ("page", "sort", "order", "notice", "ns")
 
 
 def index(request: AppRequest) -> Response:
-    return request.redirect_to(show_report, report="emails")
+    return request.redirect_to("reports.show_report", report="emails")
 
 
-def _query(request: AppRequest, drop=("page", "notice", "ns"), **extra) -> str:
-    args = [(key, value) for key, value in request.args.items(multi=True) if key not in drop]
-    return urlencode([*args, *extra.items()])
-
-
-def _sort_query(request: AppRequest, report: reports.Report, filters: reports.Filters, column: reports.Column) -> str:
-    """The link of a column header: sorts by it, or reverses it when it is the current sort."""
+def _sort_url(request: AppRequest, report: reports.Report, filters: reports.Filters, column: reports.Column) -> str:
+    """The link of a column header: sorts by it, or reverses it when it is the current sort (from page 1)."""
     current = filters.sort or report.default_sort
     descending = not filters.descending if column.key == current else column.descending_first
-    return _query(request, NOT_FILTERS, sort=column.key, order="desc" if descending else "asc")
+    return request.url_with(drop=("page",), sort=column.key, order="desc" if descending else "asc")
 
 
 def _page(request: AppRequest, report: reports.Report, filters: reports.Filters, per_page: int):
@@ -51,8 +42,7 @@ def show_report(request: AppRequest, report: str) -> Response:
         section="reports", report=definition, reports=reports.REPORTS.values(), filters=filters, page=page,
         activity=activity, chart=reports.chart(activity) if activity else None,
         senders=reports.senders(request.db), record_types=RECORD_TYPES, statuses=reports.RECIPIENT_STATUSES,
-        sort_query=lambda column: _sort_query(request, definition, filters, column),
-        csv_href=request.url_for(export_report, report=report) + "?" + _query(request),
+        sort_url=lambda column: _sort_url(request, definition, filters, column),
     )
 
 
@@ -89,8 +79,8 @@ def api_report(request: AppRequest, report: str) -> Response:
 
 
 rules = [
-    Rule("/reports", endpoint=index, methods=["GET"]),
-    Rule(f"/reports/{REPORT}", endpoint=show_report, methods=["GET"]),
-    Rule(f"/reports/{REPORT}.csv", endpoint=export_report, methods=["GET"]),
-    Rule(f"/api/reports/{REPORT}", endpoint=api_report, methods=["GET"]),
+    Rule("/reports", endpoint="reports.index", methods=["GET"]),
+    Rule(f"/reports/{REPORT}", endpoint="reports.show_report", methods=["GET"]),
+    Rule(f"/reports/{REPORT}.csv", endpoint="reports.export_report", methods=["GET"]),
+    Rule(f"/api/reports/{REPORT}", endpoint="reports.api_report", methods=["GET"]),
 ]

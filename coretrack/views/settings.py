@@ -67,7 +67,6 @@ def render_editor(request: AppRequest, service: SettingsService, values: dict[st
     return request.render(
         "settings/edit.html", status=status, section="settings", groups=groups, values=values, errors=errors,
         stored_secrets=stored_secrets, input_types=INPUT_TYPES, history=history,
-        action=request.url_for(settings_page),
     )
 
 
@@ -91,7 +90,7 @@ def settings_page(request: AppRequest) -> Response:
         notice += (" The stored mail server password was removed." if remove else
                    " The stored mail server password was removed because the server, port, security or user "
                    "name changed: type it again if the server needs one.")
-    return request.redirect_to(settings_page, notice=notice)
+    return request.redirect_to("settings.settings_page", notice=notice)
 
 
-rules = [Rule("/settings", endpoint=settings_page, methods=["GET", "POST"])]
+rules = [Rule("/settings", endpoint="settings.settings_page", methods=["GET", "POST"])]

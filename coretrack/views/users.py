@@ -28,18 +28,11 @@ def existing_user(service: UserService, name: str) -> User:
     return user
 
 
-def render(request: AppRequest, template: str, status: int = 200, **context) -> Response:
-    """Templates build their form actions from the endpoint functions."""
-    endpoints = {"users_page": users_page, "disable_user": disable_user, "enable_user": enable_user,
-                 "change_role": change_role, "set_password": set_password}
-    return request.render(template, status=status, section="users", **endpoints, **context)
-
-
 def render_list(request: AppRequest, service: UserService, status: int = 200, new: dict | None = None,
                 errors: dict | None = None, row_errors: dict | None = None, alert: str | None = None) -> Response:
     """The users page; ``errors`` belong to the add form, ``row_errors`` to one user's row (name -> field -> text)."""
-    return render(
-        request, "users/index.html", status, users=service.list(), roles=ROLES,
+    return request.render(
+        "users/index.html", status, section="users", users=service.list(), roles=ROLES,
         new=new or {"name": "", "role": "staff"}, errors=errors or {}, row_errors=row_errors or {}, alert=alert,
     )
 
@@ -70,7 +63,7 @@ def users_page(request: AppRequest) -> Response:
     if errors:
         return render_list(request, service, status=400, new=new, errors=errors,
                            alert="The user was not added: correct the fields marked below.")
-    return request.redirect_to(users_page, notice=f"Added {new['role']} user {new['name']}.")
+    return request.redirect_to("users.users_page", notice=f"Added {new['role']} user {new['name']}.")
 
 
 @admin_only
@@ -83,9 +76,9 @@ def disable_user(request: AppRequest, name: str) -> Response:
             service.set_active(name, False, by=request.user.name)
         except UserError as exc:
             request.db.rollback()
-            return render(request, "users/disable.html", 400, target=user, error=str(exc))
-        return request.redirect_to(users_page, notice=f"{name} is disabled and is refused on every page.")
-    return render(request, "users/disable.html", target=user, error=None)
+            return request.render("users/disable.html", 400, section="users", target=user, error=str(exc))
+        return request.redirect_to("users.users_page", notice=f"{name} is disabled and is refused on every page.")
+    return request.render("users/disable.html", section="users", target=user, error=None)
 
 
 @admin_only
@@ -96,7 +89,7 @@ def enable_user(request: AppRequest, name: str) -> Response:
         service.set_active(name, True, by=request.user.name)
     except UserError as exc:
         return row_error(request, service, name, exc)
-    return request.redirect_to(users_page, notice=f"{name} is enabled again.")
+    return request.redirect_to("users.users_page", notice=f"{name} is enabled again.")
 
 
 @admin_only
@@ -108,7 +101,7 @@ def change_role(request: AppRequest, name: str) -> Response:
         service.set_role(name, role, by=request.user.name)
     except UserError as exc:
         return row_error(request, service, name, exc)
-    return request.redirect_to(users_page, notice=f"{name} now has the {role} role.")
+    return request.redirect_to("users.users_page", notice=f"{name} now has the {role} role.")
 
 
 @admin_only
@@ -122,13 +115,13 @@ def set_password(request: AppRequest, name: str) -> Response:
         service.set_password(name, password)
     except UserError as exc:
         return row_error(request, service, name, exc)
-    return request.redirect_to(users_page, notice=f"The password of {name} is changed.")
+    return request.redirect_to("users.users_page", notice=f"The password of {name} is changed.")
 
 
 rules = [
-    Rule("/users", endpoint=users_page, methods=["GET", "POST"]),
-    Rule("/users/<name>/disable", endpoint=disable_user, methods=["GET", "POST"]),
-    Rule("/users/<name>/enable", endpoint=enable_user, methods=["POST"]),
-    Rule("/users/<name>/role", endpoint=change_role, methods=["POST"]),
-    Rule("/users/<name>/password", endpoint=set_password, methods=["POST"]),
+    Rule("/users", endpoint="users.users_page", methods=["GET", "POST"]),
+    Rule("/users/<name>/disable", endpoint="users.disable_user", methods=["GET", "POST"]),
+    Rule("/users/<name>/enable", endpoint="users.enable_user", methods=["POST"]),
+    Rule("/users/<name>/role", endpoint="users.change_role", methods=["POST"]),
+    Rule("/users/<name>/password", endpoint="users.set_password", methods=["POST"]),
 ]
