@@ -11,10 +11,13 @@ as HTML (or JSON under ``/api/``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from importlib import import_module
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
+from jinja2.runtime import Context
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import WWWAuthenticate
@@ -33,6 +36,9 @@ from .settings import SettingsService
 from .tracking import Tracker
 from .views import api, emails, public, records, reports, users
 from .views import settings as settings_views
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +70,7 @@ class DatabaseId(IntegerConverter):
 
     regex = r"[0-9]+"  # Werkzeug's \d+ takes any script's digits: /emails/١ was email 1
 
-    def __init__(self, map, *args, **kwargs):
+    def __init__(self, map: Map, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("max", MAX_ID)
         super().__init__(map, *args, **kwargs)
 
@@ -81,19 +87,25 @@ URL_MAP = Map(
 )
 
 
-def _handler(endpoint: str):
+# A handler translates one request into one response: handler(request, **url_values).
+Handler = Callable[..., Response]
+
+
+def _handler(endpoint: str) -> Handler:
     """"emails.show_email" is show_email in coretrack.views.emails (a misspelt name fails at import)."""
     module, _, name = endpoint.partition(".")
-    return getattr(import_module(f"{__package__}.views.{module}"), name)
+    handler: Handler = getattr(import_module(f"{__package__}.views.{module}"), name)
+    return handler
 
 
 HANDLERS = {rule.endpoint: _handler(rule.endpoint) for rule in URL_MAP.iter_rules() if not rule.build_only}
 
 
 @pass_context
-def url_for(context, endpoint: str, **values) -> str:
+def url_for(context: Context, endpoint: str, **values: Any) -> str:
     """Templates' one way to a URL: from the map, under the prefix of the request being answered."""
-    return context["request"].url_for(endpoint, **values)
+    request: AppRequest = context["request"]
+    return request.url_for(endpoint, **values)
 
 
 class CoreTrack:
@@ -149,13 +161,14 @@ class CoreTrack:
 
     def dispatch(self, request: AppRequest) -> Response:
         try:
-            request.endpoint, request.view_args = request.url_adapter.match()
+            endpoint, values = request.url_adapter.match()
         except HTTPException:
             # Strangers learn nothing about which routes exist.
             if not request.environ.get("REMOTE_USER"):
                 raise self._challenge() from None
             raise
-        handler, values = HANDLERS[request.endpoint], request.view_args
+        request.endpoint, request.view_args = endpoint, dict(values)
+        handler = HANDLERS[endpoint]
         if getattr(handler, "public", False):
             request.public = True
             return handler(request, **values)
@@ -183,7 +196,7 @@ class CoreTrack:
             response.headers[APP_REFUSAL_HEADER] = "no identity"
         return response
 
-    def wsgi_app(self, environ, start_response):
+    def wsgi_app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request = AppRequest(environ)
         request.app = self
         request.max_content_length = self.config.max_upload_bytes
@@ -202,7 +215,7 @@ class CoreTrack:
             if request.__dict__.get("db") is not None:
                 request.db.close()
 
-    def __call__(self, environ, start_response):
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         return self.wsgi_app(environ, start_response)
 
     def is_public_path(self, path: str) -> bool:
@@ -218,7 +231,7 @@ def create_app(config: Config | None = None) -> CoreTrack:
     return CoreTrack(config or Config.from_env())
 
 
-def create_standalone_app(config: Config | None = None):
+def create_standalone_app(config: Config | None = None) -> tuple[WSGIApplication, CoreTrack]:
     """The application wrapped for Werkzeug's server: Basic auth and static files done in Python."""
     app = create_app(config)
     wrapped = BasicAuthMiddleware(app, app.htpasswd, app.is_public_path)

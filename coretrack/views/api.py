@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from werkzeug.exceptions import BadRequest, Conflict, Forbidden, NotFound
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
@@ -13,11 +16,11 @@ from ..paging import page_number, paginate
 from ..validation import ValidationError
 
 
-def _time(value) -> str | None:
+def _time(value: datetime | None) -> str | None:
     return value.isoformat() + "Z" if value else None
 
 
-def _email_summary(email: Email, counts: email_queries.EmailCounts) -> dict:
+def _email_summary(email: Email, counts: email_queries.EmailCounts) -> dict[str, Any]:
     return {
         "id": email.id,
         "subject": email.subject,
@@ -32,7 +35,7 @@ def _email_summary(email: Email, counts: email_queries.EmailCounts) -> dict:
     }
 
 
-def _recipient(recipient: Recipient) -> dict:
+def _recipient(recipient: Recipient) -> dict[str, Any]:
     record = recipient.record
     return {
         "id": recipient.id,
@@ -48,7 +51,7 @@ def _recipient(recipient: Recipient) -> dict:
     }
 
 
-def _email_detail(request: AppRequest, email: Email) -> dict:
+def _email_detail(request: AppRequest, email: Email) -> dict[str, Any]:
     counts = email_queries.email_counts(request.db, [email.id])[email.id]
     return {
         **_email_summary(email, counts),
@@ -89,7 +92,8 @@ def cancel_email(request: AppRequest, email_id: int) -> Response:
     if not sending.may_cancel(request.user, email):
         raise Forbidden("only administrators and the sender can cancel an email")
     count = sending.cancel(request.db, email_id, request.user.name)
-    return json_response({**_email_detail(request, request.db.get(Email, email_id)), "cancelled": count})
+    request.db.expire_all()
+    return json_response({**_email_detail(request, _email_or_404(request, email_id)), "cancelled": count})
 
 
 @admin_only
@@ -102,7 +106,7 @@ def delete_email(request: AppRequest, email_id: int) -> Response:
     return json_response({"deleted": email_id})
 
 
-def _addresses(body: dict, key: str) -> list[str]:
+def _addresses(body: dict[str, Any], key: str) -> list[str]:
     value = body.get(key) or []
     if isinstance(value, str):
         return sending.split_addresses(value)
@@ -130,8 +134,8 @@ def send_email(request: AppRequest) -> Response:
     except ValidationError as error:
         return json_response({"error": str(error), "fields": error.errors}, 400)
     sent_now = sending.send_or_queue(request.app.Session, request.app.config, result.email.id, result.pending)
-    request.db.expire_all()
-    email = request.db.get(Email, result.email.id)
+    request.db.expire_all()  # delivered, maybe, by another session
+    email = _email_or_404(request, result.email.id)
     return json_response({**_email_detail(request, email), "delivery": "sent" if sent_now else "queued"}, 201)
 
 

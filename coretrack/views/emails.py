@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest, Forbidden, NotFound
 from werkzeug.routing import Rule
 from werkzeug.utils import send_file
@@ -36,7 +39,7 @@ def list_emails(request: AppRequest) -> Response:
     )
 
 
-def _references(args) -> list[str]:
+def _references(args: MultiDict[str, str]) -> list[str]:
     """``?contact=<id>`` (and account, lead) from a record's page, as references for the To field."""
     return [reference for kind in RECORD_TYPES for value in args.getlist(kind)
             if records.REFERENCE.fullmatch(reference := f"{kind}:{value}")]
@@ -59,7 +62,8 @@ def _named(request: AppRequest, field_value: str) -> list[tuple[str, str]]:
     return named
 
 
-def _compose_page(request: AppRequest, values: dict, errors: dict | None = None, draft=None) -> Response:
+def _compose_page(request: AppRequest, values: dict[str, str], errors: dict[str, str] | None = None,
+                  draft: sending.Draft | None = None) -> Response:
     find = request.args.get("find", "").strip()
     found, find_error = {}, ""
     try:
@@ -95,7 +99,7 @@ def _uploads(request: AppRequest) -> list[tuple[str, str, bytes]]:
 
 def send_email(request: AppRequest) -> Response:
     values = {key: request.form.get(key, "") for key in COMPOSE_FIELDS}
-    message = dict(
+    message: dict[str, Any] = dict(
         to=sending.split_addresses(values["to"]), cc=sending.split_addresses(values["cc"]),
         bcc=sending.split_addresses(values["bcc"]), subject=values["subject"], html=values["html"],
         text=values["text"], reply_to=values["reply_to"], attachments=_uploads(request),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
@@ -15,7 +17,7 @@ SECTIONS = {"contacts": "contact", "accounts": "account", "leads": "lead"}
 SECTION = "<any(contacts, accounts, leads):section>"
 
 
-def _context(section: str, **context) -> dict:
+def _context(section: str, **context: Any) -> dict[str, Any]:
     record_type = SECTIONS[section]
     noun, nouns = records.NOUNS[record_type]
     return dict(section=section, record_type=record_type, fields=records.FIELDS[record_type],
@@ -34,7 +36,8 @@ def _submitted(request: AppRequest, section: str) -> dict[str, str]:
     return {definition.name: request.form.get(definition.name, "") for definition in records.FIELDS[SECTIONS[section]]}
 
 
-def _form(request: AppRequest, section: str, values: dict, errors: dict, record=None) -> Response:
+def _form(request: AppRequest, section: str, values: dict[str, str], errors: dict[str, str],
+          record: records.Record | None = None) -> Response:
     accounts = records.account_options(request.db) if section == "contacts" else []
     return request.render("records/form.html", status=400 if errors else 200,
                           **_context(section, values=values, errors=errors, record=record, accounts=accounts))

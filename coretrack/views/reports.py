@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
 from .. import paging, reports
 from ..http import AppRequest, json_response
 from ..models import RECORD_TYPES, utcnow
-from ..paging import page_number
+from ..paging import Page, page_number
 
 REPORT = "<any(emails, recipients, records, activity):report>"
 
@@ -24,7 +26,8 @@ def _sort_url(request: AppRequest, report: reports.Report, filters: reports.Filt
     return request.url_with(drop=("page",), sort=column.key, order="desc" if descending else "asc")
 
 
-def _page(request: AppRequest, report: reports.Report, filters: reports.Filters, per_page: int):
+def _page(request: AppRequest, report: reports.Report, filters: reports.Filters,
+          per_page: int) -> tuple[Page[Any], reports.Activity | None]:
     """(page, activity): activity is None for the table reports."""
     number = page_number(request.args.get("page"))
     if isinstance(report, reports.ActivityReport):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -37,7 +38,7 @@ def shown(definition: SettingDef | None, raw: str) -> str:
     return raw
 
 
-def submitted_settings(form) -> dict[str, str]:
+def submitted_settings(form: Mapping[str, str]) -> dict[str, str]:
     """The form as SettingsService.update wants it: an unchecked box is absent from a post, so it is "false"."""
     submitted = {}
     for definition in DEFINITIONS:
@@ -48,7 +49,7 @@ def submitted_settings(form) -> dict[str, str]:
     return submitted
 
 
-def removed_secrets(form) -> list[str]:
+def removed_secrets(form: Mapping[str, str]) -> list[str]:
     """The secrets whose "Remove the stored password" box is ticked."""
     return [d.key for d in DEFINITIONS if d.kind == "secret" and form.get(f"{d.key}_clear") in ("on", "true")]
 

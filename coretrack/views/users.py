@@ -28,8 +28,9 @@ def existing_user(service: UserService, name: str) -> User:
     return user
 
 
-def render_list(request: AppRequest, service: UserService, status: int = 200, new: dict | None = None,
-                errors: dict | None = None, row_errors: dict | None = None, alert: str | None = None) -> Response:
+def render_list(request: AppRequest, service: UserService, status: int = 200, new: dict[str, str] | None = None,
+                errors: dict[str, str] | None = None, row_errors: dict[str, dict[str, str]] | None = None,
+                alert: str | None = None) -> Response:
     """The users page; ``errors`` belong to the add form, ``row_errors`` to one user's row (name -> field -> text)."""
     return request.render(
         "users/index.html", status, section="users", users=service.list(), roles=ROLES,
