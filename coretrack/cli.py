@@ -349,14 +349,14 @@ def doctor(home: str | None, prefix: str, server_name: str, listen: str, venv: s
 @main.command()
 def routes() -> None:
     """List the URL map: methods, path, endpoint and who may reach it, sorted by path."""
-    from .app import URL_MAP
+    from .app import HANDLERS, URL_MAP
     from .http import access
 
     rows = [("METHODS", "PATH", "ENDPOINT", "ACCESS")]
     for rule in sorted(URL_MAP.iter_rules(), key=lambda rule: (rule.rule, sorted(rule.methods or ()))):
-        handler = rule.endpoint
-        name = handler if isinstance(handler, str) else f"{handler.__module__.rpartition('.')[2]}.{handler.__name__}"
-        rows.append((",".join(sorted(rule.methods or ())), rule.rule, name, access(handler)))
+        if rule.build_only:
+            continue  # /static: served by Apache (or the standalone middleware) behind the login
+        rows.append((",".join(sorted(rule.methods or ())), rule.rule, rule.endpoint, access(HANDLERS[rule.endpoint])))
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
     for row in rows:
         click.echo("  ".join(value.ljust(width) for value, width in zip(row[:3], widths, strict=True)) + "  " + row[3])

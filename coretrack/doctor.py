@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING
 
 from .config import Config
 from .http import APP_REFUSAL_HEADER
+from .tracking import TRACK_ACCESS_PATH
 
 if TYPE_CHECKING:
     from .apache import Install
 
 # Paths a stranger must be refused on, and must be refused by Apache itself.
 PROTECTED_PATHS = ("/", "/emails", "/api/emails", "/settings", "/users", "/contacts", "/static/coretrack.css",
-                   "/modules/Emails/TrackAccess.php/x")
+                   TRACK_ACCESS_PATH + "/x")
 
 
 @dataclass
@@ -139,7 +140,7 @@ def _get(url: str) -> tuple[int, dict[str, str], bytes]:
 def check_public_surface(public_url: str) -> Iterator[Check]:
     from .tracking import GIF
 
-    endpoint = public_url + "/modules/Emails/TrackAccess.php"
+    endpoint = public_url + TRACK_ACCESS_PATH
     try:
         status, headers, body = _get(endpoint)
     except OSError as exc:
@@ -147,7 +148,7 @@ def check_public_surface(public_url: str) -> Iterator[Check]:
                     f"cannot connect ({exc}); is Apache running, and is the public URL right?")
         return
     yield Check(status == 200 and body == GIF, "the image endpoint answers the GIF to anonymous requests",
-                f"got HTTP {status}: add the exact exception for /modules/Emails/TrackAccess.php "
+                f"got HTTP {status}: add the exact exception for {TRACK_ACCESS_PATH} "
                 "(regenerate with 'coretrack apache-config')")
     for path in PROTECTED_PATHS:
         status, headers, _ = _get(public_url + path)

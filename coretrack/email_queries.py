@@ -11,9 +11,7 @@ from sqlalchemy import ColumnElement, Select, case, func, select
 from sqlalchemy.orm import Session
 
 from . import inputs
-from .models import AccessEvent, Email, Recipient, User
-
-EMAIL_STATUSES = ("queued", "sending", "sent", "partial", "failed", "cancelled")
+from .models import EMAIL_STATUSES, AccessEvent, Email, Recipient, User
 
 
 @dataclass

@@ -27,10 +27,10 @@ from html.parser import HTMLParser
 from typing import cast
 
 from . import tokens
+from .tracking import TRACK_ACCESS_PATH
 from .validation import clean_address, mail_problem, text_problem
 
 SMTP_POLICY = policy.SMTP
-TRACK_PATH = "/modules/Emails/TrackAccess.php"
 _ALPHABET = "".join(sorted(tokens.TOKEN_ALPHABET))
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 
@@ -86,7 +86,7 @@ class AttachmentData:
 
 
 def tracking_image(public_url: str, token: str) -> str:
-    url = f"{public_url.rstrip('/')}{TRACK_PATH}?t={token}"
+    url = f"{public_url.rstrip('/')}{TRACK_ACCESS_PATH}?t={token}"
     return f'<img src="{html_lib.escape(url)}" width="1" height="1" alt="">'
 
 

@@ -25,6 +25,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def utc_iso(value: datetime) -> str:
+    """A stored time (naive UTC) as the API and exports write it: ISO 8601 with a Z."""
+    return value.isoformat() + "Z"
+
+
 class Base(DeclarativeBase):
     # Named constraints, so migrations can alter them on every database.
     metadata = MetaData(
@@ -41,6 +46,11 @@ class Base(DeclarativeBase):
 ROLES = ("admin", "staff")
 RECIPIENT_KINDS = ("to", "cc", "bcc")
 RECORD_TYPES = ("contact", "account", "lead")
+# A recipient goes pending -> sending -> sent | failed (failed -> pending on a retry); skipped
+# (opted out) and cancelled (before it was sent) are final.  An email's status sums up its
+# recipients' (sending.refresh_status).
+RECIPIENT_STATUSES = ("pending", "sending", "sent", "failed", "skipped", "cancelled")
+EMAIL_STATUSES = ("queued", "sending", "sent", "partial", "failed", "cancelled")
 
 
 class User(Base):
@@ -117,7 +127,8 @@ class Lead(Base):
         return f"{self.first_name} {self.last_name}".strip()
 
 
-RECORD_MODELS: dict[str, type[Account] | type[Contact] | type[Lead]] = {
+Record = Contact | Account | Lead
+RECORD_MODELS: dict[str, type[Record]] = {
     "contact": Contact,
     "account": Account,
     "lead": Lead,

@@ -22,11 +22,9 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, contains_eager
 
 from .db import MAX_ID
 from .inputs import whole_number
-from .models import RECORD_MODELS, Account, Contact, Email, Lead, Recipient, User
+from .models import RECORD_MODELS, Account, Contact, Email, Lead, Recipient, Record, User
 from .paging import Page, paginate
 from .validation import ValidationError, clean_address, clean_header_text
-
-Record = Contact | Account | Lead
 
 
 @dataclass(frozen=True)

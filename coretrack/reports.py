@@ -46,14 +46,25 @@ from sqlalchemy.sql.selectable import CTE, Subquery
 from werkzeug.datastructures import MultiDict
 
 from .email_queries import EmailFilters, parse_day
-from .models import RECORD_TYPES, AccessEvent, Account, Contact, Email, Lead, Recipient, User, utcnow
+from .models import (
+    RECIPIENT_STATUSES,
+    RECORD_TYPES,
+    AccessEvent,
+    Account,
+    Contact,
+    Email,
+    Lead,
+    Recipient,
+    User,
+    utc_iso,
+    utcnow,
+)
 from .paging import Page
 
 if TYPE_CHECKING:
     # A statement of any columns (each report selects its own).
     AnySelect = Select[*tuple[Any, ...]]
 
-RECIPIENT_STATUSES = ("pending", "sending", "sent", "failed", "skipped", "cancelled")
 ACTIVITY_DAYS = 30  # the default range of the Activity report
 # A per-day chart wider than this is unreadable; it also keeps the Activity query (one SELECT per
 # bucket) under SQLite's limit of 500 SELECTs in one compound statement.
@@ -633,7 +644,7 @@ def senders(session: Session) -> list[str]:
 
 
 def json_value(value: object) -> object:
-    return value.isoformat() + "Z" if isinstance(value, datetime) else value
+    return utc_iso(value) if isinstance(value, datetime) else value
 
 
 def json_rows(rows: list[Row]) -> list[Row]:

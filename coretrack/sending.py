@@ -28,7 +28,7 @@ from . import records, tokens
 from .config import Config
 from .db import MAX_ID, changed_rows
 from .mailer import AttachmentData, MessageError, MessageTemplate
-from .models import RECIPIENT_KINDS, Account, Attachment, Contact, Email, Lead, Recipient, User, utcnow
+from .models import RECIPIENT_KINDS, Account, Attachment, Contact, Email, Lead, Recipient, Record, User, utcnow
 from .settings import SettingsService
 from .smtp import DeliveryError, SmtpSender
 from .validation import ValidationError, check_text, clean_address, clean_mail_text, mail_problem
@@ -42,7 +42,6 @@ INTERRUPTED = ("delivery unknown: the send was interrupted while this message wa
 STALE_AFTER = timedelta(minutes=5)
 _CONTENT_TYPE = re.compile(r"^[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*$")
 
-Record = Contact | Account | Lead
 
 
 # -- composing ------------------------------------------------------------------------------

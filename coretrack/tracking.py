@@ -34,6 +34,8 @@ from .models import utcnow
 
 log = logging.getLogger(__name__)
 
+# The public path of the image, as coreBOS's mail carries it: mail sent by it keeps loading here.
+TRACK_ACCESS_PATH = "/modules/Emails/TrackAccess.php"
 # 1x1 transparent GIF89a.
 GIF = bytes.fromhex(
     "47494638396101000100800000000000ffffff21f90401000000002c000000000100010000020144003b"

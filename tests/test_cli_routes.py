@@ -21,7 +21,7 @@ def routes() -> list[list[str]]:
 
 def test_every_rule_is_listed_once_sorted_by_path():
     rows = routes()
-    assert len(rows) == len(list(URL_MAP.iter_rules()))
+    assert len(rows) == len([rule for rule in URL_MAP.iter_rules() if not rule.build_only])
     assert [path for _, path, _, _ in rows] == sorted(path for _, path, _, _ in rows)
     assert ["GET,HEAD", "/emails/<int:email_id>", "emails.show_email", "staff"] in rows
     assert ["POST", "/emails", "emails.send_email", "staff"] in rows

@@ -11,13 +11,13 @@ from werkzeug.wrappers import Response
 
 from .. import email_queries, paging, records, sending
 from ..http import AppRequest, admin_only, json_response
-from ..models import Email, Recipient
+from ..models import Email, Recipient, utc_iso
 from ..paging import page_number, paginate
 from ..validation import ValidationError
 
 
 def _time(value: datetime | None) -> str | None:
-    return value.isoformat() + "Z" if value else None
+    return utc_iso(value) if value else None
 
 
 def _email_summary(email: Email, counts: email_queries.EmailCounts) -> dict[str, Any]:

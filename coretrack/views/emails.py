@@ -14,7 +14,7 @@ from .. import email_queries, records, sending
 from ..db import MAX_ID
 from ..http import AppRequest, admin_only
 from ..inputs import whole_number
-from ..models import RECORD_TYPES, Attachment, Email
+from ..models import EMAIL_STATUSES, RECORD_TYPES, Attachment, Email
 from ..paging import page_number, paginate
 from ..validation import ValidationError
 
@@ -35,7 +35,7 @@ def list_emails(request: AppRequest) -> Response:
     return request.render(
         "emails/list.html", status=400 if filters.errors else 200, section="emails", page=page, filters=filters,
         counts=email_queries.email_counts(request.db, [email.id for email in page.items]),
-        senders=email_queries.sender_names(request.db), statuses=email_queries.EMAIL_STATUSES,
+        senders=email_queries.sender_names(request.db), statuses=EMAIL_STATUSES,
     )
 
 

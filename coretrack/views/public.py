@@ -6,9 +6,7 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
 from ..http import AppRequest, public
-from ..tracking import GIF, GIF_HEADERS
-
-TRACK_ACCESS_PATH = "/modules/Emails/TrackAccess.php"
+from ..tracking import GIF, GIF_HEADERS, TRACK_ACCESS_PATH
 
 
 @public

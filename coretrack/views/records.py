@@ -10,6 +10,7 @@ from werkzeug.wrappers import Response
 
 from .. import records
 from ..http import AppRequest
+from ..models import Record
 from ..paging import Page, page_number
 from ..validation import ValidationError
 
@@ -24,7 +25,7 @@ def _context(section: str, **context: Any) -> dict[str, Any]:
                 noun=noun, nouns=nouns, **context)
 
 
-def _record_or_404(request: AppRequest, section: str, record_id: int) -> records.Record:
+def _record_or_404(request: AppRequest, section: str, record_id: int) -> Record:
     record = records.get_record(request.db, SECTIONS[section], record_id)
     if record is None:
         raise NotFound(f"there is no {records.NOUNS[SECTIONS[section]][0]} with id {record_id}")
@@ -37,7 +38,7 @@ def _submitted(request: AppRequest, section: str) -> dict[str, str]:
 
 
 def _form(request: AppRequest, section: str, values: dict[str, str], errors: dict[str, str],
-          record: records.Record | None = None) -> Response:
+          record: Record | None = None) -> Response:
     accounts = records.account_options(request.db) if section == "contacts" else []
     return request.render("records/form.html", status=400 if errors else 200,
                           **_context(section, values=values, errors=errors, record=record, accounts=accounts))

@@ -9,7 +9,7 @@ from werkzeug.wrappers import Response
 
 from .. import paging, reports
 from ..http import AppRequest, json_response
-from ..models import RECORD_TYPES, utcnow
+from ..models import RECIPIENT_STATUSES, RECORD_TYPES, utcnow
 from ..paging import Page, page_number
 
 REPORT = "<any(emails, recipients, records, activity):report>"
@@ -44,7 +44,7 @@ def show_report(request: AppRequest, report: str) -> Response:
         f"reports/{'activity' if activity else 'table'}.html", status=400 if filters.errors else 200,
         section="reports", report=definition, reports=reports.REPORTS.values(), filters=filters, page=page,
         activity=activity, chart=reports.chart(activity) if activity else None,
-        senders=reports.senders(request.db), record_types=RECORD_TYPES, statuses=reports.RECIPIENT_STATUSES,
+        senders=reports.senders(request.db), record_types=RECORD_TYPES, statuses=RECIPIENT_STATUSES,
         sort_url=lambda column: _sort_url(request, definition, filters, column),
     )
 
