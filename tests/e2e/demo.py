@@ -103,7 +103,7 @@ def _send_demo_mail(server: ApacheServer, ids: dict[str, int], smtp_port: int, r
         server, *staff, subject="Spring price list", to=[f"contact:{ids['Ada']}", f"contact:{ids['Charles']}",
                                                         f"contact:{ids['Alan']}", "buyer@example.test"],
         html="<h1>Spring prices</h1><p>Dear customer, our new prices apply from 1 April.</p>")["id"]
-    for html, opens in zip(received.html, (2, 1), strict=True):  # Ada (sent first) opens it twice, Charles once
+    for html, opens in zip(received.html[:2], (2, 1), strict=True):  # Ada (sent first) opens it twice, Charles once
         for _ in range(opens):
             server.request("GET", IMAGE.search(html)[1], headers={"User-Agent": MAIL_CLIENT})
     ids["lead mail"] = _send(server, *admin, subject="Welcome to Example CRM",
