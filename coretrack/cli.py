@@ -216,7 +216,6 @@ def send(from_user: str, to: tuple[str, ...], cc: tuple[str, ...], bcc: tuple[st
 
     from . import sending
     from .models import Email, User
-    from .settings import SettingsService
     from .validation import ValidationError
 
     if (html_file is None) == (html_text is None):
@@ -232,14 +231,14 @@ def send(from_user: str, to: tuple[str, ...], cc: tuple[str, ...], bcc: tuple[st
             files = [(Path(path).name, mimetypes.guess_type(path)[0] or "application/octet-stream",
                       Path(path).read_bytes()) for path in attach]
             try:
-                result = sending.compose(
-                    session, config, sender, to=[e for v in to for e in sending.split_addresses(v)],
+                draft = sending.prepare(
+                    session, to=[e for v in to for e in sending.split_addresses(v)],
                     cc=[e for v in cc for e in sending.split_addresses(v)],
                     bcc=[e for v in bcc for e in sending.split_addresses(v)], subject=subject,
                     html=html_file.read() if html_file else html_text or "", text=text_file.read() if text_file else "",
-                    reply_to=reply_to, attachments=files, secret=config.secret_key(),
-                    settings=SettingsService(session, config),
+                    reply_to=reply_to, attachments=files,
                 )
+                result = sending.compose(session, config, sender, draft)
             except ValidationError as exc:
                 raise click.ClickException("; ".join(f"{k}: {v}" for k, v in exc.errors.items())) from None
         for recipient in result.skipped:

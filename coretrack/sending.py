@@ -1,7 +1,8 @@
 """Composing tracked email and delivering it: one message per recipient, resumable, never twice.
 
-``compose`` validates everything, then writes the email, one recipient per
-address (each with its own token) and the attachments in one transaction.
+``prepare`` validates everything and resolves the recipients, saving nothing;
+``compose`` writes the prepared email, one recipient per address (each with its
+own token) and the attachments in one transaction.
 ``deliver`` sends pending recipients over one SMTP connection; each recipient
 is claimed by an atomic ``UPDATE ... WHERE status = 'pending'`` first, so two
 workers never send the same message.  A recipient left in ``sending`` by a
@@ -18,7 +19,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -210,12 +210,11 @@ def _check_buildable(draft: Draft, email: Email, public_url: str | None) -> None
             raise ValidationError({planned.kind: f"{planned.address}: {exc}"}) from None
 
 
-def compose(
-    session: Session, app_config: Config, sender: User, *, secret: bytes, settings: SettingsService, **message: Any
-) -> ComposeResult:
-    """Validate (``message`` is prepare()'s keywords), then save the email, its recipients and
-    attachments in one transaction (status queued)."""
-    draft = prepare(session, **message)
+def compose(session: Session, config: Config, sender: User, draft: Draft) -> ComposeResult:
+    """Save a prepared email, its recipients and attachments in one transaction (status queued),
+    once the sender's own code has shown that the worker can build it."""
+    settings = SettingsService(session, config)
+    secret = config.secret_key()
     email = Email(
         subject=draft.subject, html_body=draft.html, text_body=draft.text, sender_id=sender.id,
         from_address=settings.get("from_address"), from_name=settings.get("from_name"), reply_to=draft.reply_to,
@@ -234,10 +233,10 @@ def compose(
         )
     written: list[Path] = []
     try:
-        app_config.attachments_dir.mkdir(parents=True, exist_ok=True)
+        config.attachments_dir.mkdir(parents=True, exist_ok=True)
         for attachment in draft.attachments:
             storage_name = secrets.token_hex(16)  # never the uploaded name
-            path = app_config.attachments_dir / storage_name
+            path = config.attachments_dir / storage_name
             with open(path, "xb") as handle:
                 written.append(path)
                 handle.write(attachment.data)

@@ -215,8 +215,6 @@ def smtp_server(smtp_sink):
 @pytest.fixture
 def smtp_settings(db, config, smtp_server):
     """Points the app's outgoing mail at the test SMTP server."""
-    from coretrack.settings import SettingsService
-
     _, port = smtp_server
     SettingsService(db, config).update(
         {"smtp_host": "127.0.0.1", "smtp_port": str(port), "smtp_security": "none",
@@ -314,9 +312,9 @@ def every_route(app, db, users):
                "accounts": Account(name="Acme"), "leads": Lead(last_name="Hopper")}
     db.add_all(records.values())
     db.commit()
-    email = sending.compose(db, app.config, users["sam"], secret=app.secret, settings=SettingsService(db, app.config),
-                            to=["ada@example.test"], subject="Hi", html="<p>Hi <b>there</b></p>",
-                            attachments=[("notes.txt", "text/plain", b"notes")]).email
+    draft = sending.prepare(db, to=["ada@example.test"], subject="Hi", html="<p>Hi <b>there</b></p>",
+                            attachments=[("notes.txt", "text/plain", b"notes")])
+    email = sending.compose(db, app.config, users["sam"], draft).email
     singular = {"contacts": "contact", "accounts": "account", "leads": "lead"}
     routes = []
     for rule in URL_MAP.iter_rules():

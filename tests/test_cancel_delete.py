@@ -13,7 +13,6 @@ from sqlalchemy import func, select
 from coretrack import csrf, sending
 from coretrack.auth import Htpasswd, UserService
 from coretrack.models import AccessEvent, Attachment, Email, Recipient, utcnow
-from coretrack.settings import SettingsService
 from coretrack.worker import run_worker
 
 ADDRESSES = [f"r{number:02}@example.test" for number in range(12)]
@@ -22,8 +21,7 @@ ADDRESSES = [f"r{number:02}@example.test" for number in range(12)]
 def compose(app, db, user, **fields):
     values = {"to": ADDRESSES, "subject": "Quarterly update", "html": "<p>Hi</p>"}
     values.update(fields)
-    return sending.compose(db, app.config, user, secret=app.secret, settings=SettingsService(db, app.config),
-                           **values).email
+    return sending.compose(db, app.config, user, sending.prepare(db, **values)).email
 
 
 def statuses(db, email_id) -> dict[str, int]:

@@ -27,6 +27,11 @@ def test_every_rule_is_listed_once_sorted_by_path():
     assert ["POST", "/emails", "emails.send_email", "staff"] in rows
 
 
+def test_every_rule_answers_one_method():
+    # One handler per method: a page's GET shows it, its POST changes something.
+    assert all(methods in ("GET,HEAD", "POST", "DELETE") for methods, _, _, _ in routes())
+
+
 def test_the_public_rules_are_exactly_the_public_handlers():
     public = [path for _, path, _, access in routes() if access == "public"]
     assert public == public_paths() == ["/modules/Emails/TrackAccess.php"]
@@ -34,8 +39,9 @@ def test_the_public_rules_are_exactly_the_public_handlers():
 
 def test_admin_pages_say_admin_and_the_rest_staff():
     access = {(methods, path): access for methods, path, _, access in routes()}
-    assert access["GET,HEAD,POST", "/settings"] == "admin"
-    assert access["GET,HEAD,POST", "/users"] == "admin"
+    assert access["GET,HEAD", "/settings"] == access["POST", "/settings"] == "admin"
+    assert access["GET,HEAD", "/users"] == access["POST", "/users"] == "admin"
+    assert access["GET,HEAD", "/users/<name>/disable"] == access["POST", "/users/<name>/disable"] == "admin"
     assert access["POST", "/users/<name>/role"] == "admin"
     assert access["GET,HEAD", "/reports"] == "staff"
     assert access["GET,HEAD", "/api/emails"] == "staff"

@@ -35,8 +35,7 @@ def email_count(db) -> int:
 def compose(app, db, user, **fields):
     values = {"to": ["ann@example.test"], "subject": "Hello", "html": "<p>Hi</p>"}
     values.update(fields)
-    return sending.compose(db, app.config, user, secret=app.secret, settings=SettingsService(db, app.config),
-                           **values).email
+    return sending.compose(db, app.config, user, sending.prepare(db, **values)).email
 
 
 def test_the_home_page_leads_to_the_emails(staff):

@@ -32,8 +32,9 @@ def busy_install(app, db, users):
     db.add_all([account, lead, *contacts])
     db.commit()
     for n, contact in enumerate(contacts):
-        sending.compose(db, app.config, users["sam"], secret=app.secret, settings=settings, subject=f"News {n}",
-                        html="<p>News</p>", to=[f"contact:{contact.id}", f"account:{account.id}", f"lead:{lead.id}"])
+        draft = sending.prepare(db, subject=f"News {n}", html="<p>News</p>",
+                                to=[f"contact:{contact.id}", f"account:{account.id}", f"lead:{lead.id}"])
+        sending.compose(db, app.config, users["sam"], draft)
     now = utcnow()
     db.execute(update(Email).values(status="partial", sent_at=now))
     db.execute(update(Recipient).values(status="sent", sent_at=now))

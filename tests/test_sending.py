@@ -27,8 +27,7 @@ IMAGE_URL = re.compile(r'<img src="([^"]+)" width="1" height="1" alt="">')
 def compose(app, db, users, **fields):
     values = {"to": ["ann@example.test"], "subject": "Hello", "html": "<html><body><p>Hi</p></body></html>"}
     values.update(fields)
-    return sending.compose(db, app.config, users["sam"], secret=app.secret,
-                           settings=SettingsService(db, app.config), **values)
+    return sending.compose(db, app.config, users["sam"], sending.prepare(db, **values))
 
 
 def send(app, db, users, **fields):

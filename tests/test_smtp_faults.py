@@ -14,7 +14,6 @@ from sqlalchemy import select
 
 from coretrack import sending, smtp
 from coretrack.models import Recipient
-from coretrack.settings import SettingsService
 from coretrack.worker import run_worker
 
 ADDRESSES = [f"r{number:02}@example.test" for number in range(20)]
@@ -64,8 +63,8 @@ def sink(smtp_sink):
 
 
 def compose(app, db, users, addresses=ADDRESSES):
-    return sending.compose(db, app.config, users["sam"], secret=app.secret, settings=SettingsService(db, app.config),
-                           to=list(addresses), subject="Faults", html="<p>Hello</p>")
+    draft = sending.prepare(db, to=list(addresses), subject="Faults", html="<p>Hello</p>")
+    return sending.compose(db, app.config, users["sam"], draft)
 
 
 def outcome(db, email_id) -> dict[str, tuple[str, str]]:

@@ -53,9 +53,8 @@ def two_servers():
 
 
 def send_one(app, db, users) -> Recipient:
-    settings = app.settings(db)
-    result = sending.compose(db, app.config, users["sam"], secret=app.secret, settings=settings,
-                             to=["ann@example.test"], subject="Hello", html="<p>Hi</p>")
+    draft = sending.prepare(db, to=["ann@example.test"], subject="Hello", html="<p>Hi</p>")
+    result = sending.compose(db, app.config, users["sam"], draft)
     sending.deliver(app.Session, app.config, result.email.id)
     db.expire_all()
     return db.get(Recipient, result.email.recipients[0].id)

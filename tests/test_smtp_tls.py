@@ -68,8 +68,8 @@ def send_one(app, db, users, tls_server, password: str) -> Recipient:
     settings.update({"smtp_host": "127.0.0.1", "smtp_port": str(port), "smtp_security": security,
                      "smtp_username": USER, "smtp_password": password, "from_address": "crm@example.test"},
                     user_name="test-setup")
-    result = sending.compose(db, app.config, users["sam"], secret=app.secret, settings=settings,
-                             to=["ann@example.test"], subject="Over TLS", html="<p>Hi</p>")
+    draft = sending.prepare(db, to=["ann@example.test"], subject="Over TLS", html="<p>Hi</p>")
+    result = sending.compose(db, app.config, users["sam"], draft)
     sending.deliver(app.Session, app.config, result.email.id)
     db.expire_all()
     return db.get(Recipient, result.email.recipients[0].id)

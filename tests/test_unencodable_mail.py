@@ -221,9 +221,8 @@ def test_an_email_that_cannot_be_built_fails_with_the_reason_and_the_next_one_is
         app, db, users, smtp_settings, fields, reason):
     sink, _ = smtp_settings
     broken = stored_email(app, db, users, names=("Ann", "Bob"), **fields)
-    later = sending.compose(db, app.config, users["sam"], secret=app.secret, settings=SettingsService(db, app.config),
-                            to=[f"r{number}@example.test" for number in range(12)], subject="Normal",
-                            html="<p>Hi</p>").email
+    later = sending.compose(db, app.config, users["sam"], sending.prepare(
+        db, to=[f"r{number}@example.test" for number in range(12)], subject="Normal", html="<p>Hi</p>")).email
 
     assert run_worker(app.Session, app.config, once=True) == 14
     db.expire_all()
@@ -239,9 +238,9 @@ def test_an_email_that_cannot_be_built_fails_with_the_reason_and_the_next_one_is
 
 def test_a_missing_attachment_file_fails_that_email_with_the_reason(app, db, users, smtp_settings):
     sink, _ = smtp_settings
-    result = sending.compose(db, app.config, users["sam"], secret=app.secret, settings=SettingsService(db, app.config),
-                             to=["ann@example.test"], subject="With a file", html="<p>Hi</p>",
-                             attachments=[("notes.txt", "text/plain", b"notes")])
+    draft = sending.prepare(db, to=["ann@example.test"], subject="With a file", html="<p>Hi</p>",
+                            attachments=[("notes.txt", "text/plain", b"notes")])
+    result = sending.compose(db, app.config, users["sam"], draft)
     sending.attachment_path(app.config, result.email.attachments[0]).unlink()
 
     sending.deliver(app.Session, app.config, result.email.id)

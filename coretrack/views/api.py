@@ -115,22 +115,28 @@ def _addresses(body: dict[str, Any], key: str) -> list[str]:
     return value
 
 
-def send_email(request: AppRequest) -> Response:
+def _text(body: dict[str, Any], key: str) -> str:
+    value = body.get(key, "")
+    if not isinstance(value, str):
+        raise ValidationError({key: "must be a string"})
+    return value
+
+
+def _draft(request: AppRequest) -> sending.Draft:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
-    text_fields = {}
+    return sending.prepare(
+        request.db, subject=_text(body, "subject"), html=_text(body, "html"), text=_text(body, "text"),
+        reply_to=_text(body, "reply_to"), to=_addresses(body, "to"), cc=_addresses(body, "cc"),
+        bcc=_addresses(body, "bcc"),
+    )
+
+
+def send_email(request: AppRequest) -> Response:
     try:
-        for key in ("subject", "html", "text", "reply_to"):
-            value = body.get(key, "")
-            if not isinstance(value, str):
-                raise ValidationError({key: "must be a string"})
-            text_fields[key] = value
-        result = sending.compose(
-            request.db, request.app.config, request.user,
-            to=_addresses(body, "to"), cc=_addresses(body, "cc"), bcc=_addresses(body, "bcc"),
-            **text_fields, secret=request.app.secret, settings=request.app.settings(request.db),
-        )
+        draft = _draft(request)
+        result = sending.compose(request.db, request.app.config, request.user, draft)
     except ValidationError as error:
         return json_response({"error": str(error), "fields": error.errors}, 400)
     sent_now = sending.send_or_queue(request.app.Session, request.app.config, result.email.id, result.pending)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest, Forbidden, NotFound
 from werkzeug.routing import Rule
@@ -97,20 +95,21 @@ def _uploads(request: AppRequest) -> list[tuple[str, str, bytes]]:
             for upload in request.files.getlist("attachments") if upload.filename]
 
 
-def send_email(request: AppRequest) -> Response:
-    values = {key: request.form.get(key, "") for key in COMPOSE_FIELDS}
-    message: dict[str, Any] = dict(
-        to=sending.split_addresses(values["to"]), cc=sending.split_addresses(values["cc"]),
+def _draft(request: AppRequest, values: dict[str, str]) -> sending.Draft:
+    return sending.prepare(
+        request.db, to=sending.split_addresses(values["to"]), cc=sending.split_addresses(values["cc"]),
         bcc=sending.split_addresses(values["bcc"]), subject=values["subject"], html=values["html"],
         text=values["text"], reply_to=values["reply_to"], attachments=_uploads(request),
     )
+
+
+def send_email(request: AppRequest) -> Response:
+    values = {key: request.form.get(key, "") for key in COMPOSE_FIELDS}
     try:
+        draft = _draft(request, values)
         if request.form.get("action") == "preview":
-            return _compose_page(request, values, draft=sending.prepare(request.db, **message))
-        result = sending.compose(
-            request.db, request.app.config, request.user, **message, secret=request.app.secret,
-            settings=request.app.settings(request.db),
-        )
+            return _compose_page(request, values, draft=draft)
+        result = sending.compose(request.db, request.app.config, request.user, draft)
     except ValidationError as exc:
         return _compose_page(request, values, exc.errors)
     email_id = result.email.id

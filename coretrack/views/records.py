@@ -58,9 +58,11 @@ def list_records(request: AppRequest, section: str) -> Response:
 
 
 def new_record(request: AppRequest, section: str) -> Response:
-    if request.method == "GET":
-        # /contacts/new?account=<id> comes from an account's page.
-        return _form(request, section, {"account": request.args.get("account", "")}, {})
+    # /contacts/new?account=<id> comes from an account's page.
+    return _form(request, section, {"account": request.args.get("account", "")}, {})
+
+
+def create_record(request: AppRequest, section: str) -> Response:
     values = _submitted(request, section)
     try:
         record = records.create_record(request.db, SECTIONS[section], values)
@@ -80,8 +82,11 @@ def show_record(request: AppRequest, section: str, record_id: int) -> Response:
 
 def edit_record(request: AppRequest, section: str, record_id: int) -> Response:
     record = _record_or_404(request, section, record_id)
-    if request.method == "GET":
-        return _form(request, section, records.form_values(record), {}, record)
+    return _form(request, section, records.form_values(record), {}, record)
+
+
+def update_record(request: AppRequest, section: str, record_id: int) -> Response:
+    record = _record_or_404(request, section, record_id)
     values = _submitted(request, section)
     try:
         records.update_record(request.db, record, values)
@@ -91,26 +96,35 @@ def edit_record(request: AppRequest, section: str, record_id: int) -> Response:
                                notice=f"Saved {record.display_name}.")
 
 
-def import_records(request: AppRequest, section: str) -> Response:
-    result, errors = None, {}
-    if request.method == "POST":
-        upload = request.files.get("file")
-        data = upload.read() if upload else b""
-        if not data:
-            errors = {"file": "choose a CSV file to import"}
-        else:
-            try:
-                result = records.import_csv(request.db, SECTIONS[section], data)
-            except ValidationError as exc:
-                errors = exc.errors
+def _import_page(request: AppRequest, section: str, result: records.ImportResult | None = None,
+                 errors: dict[str, str] | None = None) -> Response:
     return request.render("records/import.html", status=400 if errors else 200,
-                          **_context(section, result=result, errors=errors))
+                          **_context(section, result=result, errors=errors or {}))
+
+
+def import_form(request: AppRequest, section: str) -> Response:
+    return _import_page(request, section)
+
+
+def import_records(request: AppRequest, section: str) -> Response:
+    upload = request.files.get("file")
+    data = upload.read() if upload else b""
+    if not data:
+        return _import_page(request, section, errors={"file": "choose a CSV file to import"})
+    try:
+        result = records.import_csv(request.db, SECTIONS[section], data)
+    except ValidationError as exc:
+        return _import_page(request, section, errors=exc.errors)
+    return _import_page(request, section, result)
 
 
 rules = [
     Rule(f"/{SECTION}", endpoint="records.list_records", methods=["GET"]),
-    Rule(f"/{SECTION}/new", endpoint="records.new_record", methods=["GET", "POST"]),
-    Rule(f"/{SECTION}/import", endpoint="records.import_records", methods=["GET", "POST"]),
+    Rule(f"/{SECTION}/new", endpoint="records.new_record", methods=["GET"]),
+    Rule(f"/{SECTION}/new", endpoint="records.create_record", methods=["POST"]),
+    Rule(f"/{SECTION}/import", endpoint="records.import_form", methods=["GET"]),
+    Rule(f"/{SECTION}/import", endpoint="records.import_records", methods=["POST"]),
     Rule(f"/{SECTION}/<int:record_id>", endpoint="records.show_record", methods=["GET"]),
-    Rule(f"/{SECTION}/<int:record_id>/edit", endpoint="records.edit_record", methods=["GET", "POST"]),
+    Rule(f"/{SECTION}/<int:record_id>/edit", endpoint="records.edit_record", methods=["GET"]),
+    Rule(f"/{SECTION}/<int:record_id>/edit", endpoint="records.update_record", methods=["POST"]),
 ]

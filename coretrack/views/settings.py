@@ -74,8 +74,12 @@ def render_editor(request: AppRequest, service: SettingsService, values: dict[st
 @admin_only
 def settings_page(request: AppRequest) -> Response:
     service = request.app.settings(request.db)
-    if request.method != "POST":
-        return render_editor(request, service, service.form_values(), {})
+    return render_editor(request, service, service.form_values(), {})
+
+
+@admin_only
+def save_settings(request: AppRequest) -> Response:
+    service = request.app.settings(request.db)
     submitted = submitted_settings(request.form)
     remove = removed_secrets(request.form)
     try:
@@ -94,4 +98,7 @@ def settings_page(request: AppRequest) -> Response:
     return request.redirect_to("settings.settings_page", notice=notice)
 
 
-rules = [Rule("/settings", endpoint="settings.settings_page", methods=["GET", "POST"])]
+rules = [
+    Rule("/settings", endpoint="settings.settings_page", methods=["GET"]),
+    Rule("/settings", endpoint="settings.save_settings", methods=["POST"]),
+]

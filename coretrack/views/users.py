@@ -46,10 +46,13 @@ def row_error(request: AppRequest, service: UserService, name: str, error: UserE
 
 @admin_only
 def users_page(request: AppRequest) -> Response:
-    """GET: the list and the add form.  POST: add a user."""
+    """The list and the add form."""
+    return render_list(request, user_service(request))
+
+
+@admin_only
+def add_user(request: AppRequest) -> Response:
     service = user_service(request)
-    if request.method != "POST":
-        return render_list(request, service)
     form = request.form
     new = {"name": form.get("name", "").strip(), "role": form.get("role", "")}
     password = form.get("password", "")
@@ -68,18 +71,22 @@ def users_page(request: AppRequest) -> Response:
 
 
 @admin_only
+def confirm_disable(request: AppRequest, name: str) -> Response:
+    """What disabling will do, and the button."""
+    user = existing_user(user_service(request), name)
+    return request.render("users/disable.html", section="users", target=user, error=None)
+
+
+@admin_only
 def disable_user(request: AppRequest, name: str) -> Response:
-    """GET: what disabling will do, and the button.  POST: disable."""
     service = user_service(request)
     user = existing_user(service, name)
-    if request.method == "POST":
-        try:
-            service.set_active(name, False, by=request.user.name)
-        except UserError as exc:
-            request.db.rollback()
-            return request.render("users/disable.html", 400, section="users", target=user, error=str(exc))
-        return request.redirect_to("users.users_page", notice=f"{name} is disabled and is refused on every page.")
-    return request.render("users/disable.html", section="users", target=user, error=None)
+    try:
+        service.set_active(name, False, by=request.user.name)
+    except UserError as exc:
+        request.db.rollback()
+        return request.render("users/disable.html", 400, section="users", target=user, error=str(exc))
+    return request.redirect_to("users.users_page", notice=f"{name} is disabled and is refused on every page.")
 
 
 @admin_only
@@ -120,8 +127,10 @@ def set_password(request: AppRequest, name: str) -> Response:
 
 
 rules = [
-    Rule("/users", endpoint="users.users_page", methods=["GET", "POST"]),
-    Rule("/users/<name>/disable", endpoint="users.disable_user", methods=["GET", "POST"]),
+    Rule("/users", endpoint="users.users_page", methods=["GET"]),
+    Rule("/users", endpoint="users.add_user", methods=["POST"]),
+    Rule("/users/<name>/disable", endpoint="users.confirm_disable", methods=["GET"]),
+    Rule("/users/<name>/disable", endpoint="users.disable_user", methods=["POST"]),
     Rule("/users/<name>/enable", endpoint="users.enable_user", methods=["POST"]),
     Rule("/users/<name>/role", endpoint="users.change_role", methods=["POST"]),
     Rule("/users/<name>/password", endpoint="users.set_password", methods=["POST"]),
