@@ -45,7 +45,8 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.selectable import CTE, Subquery
 from werkzeug.datastructures import MultiDict
 
-from .email_queries import EmailFilters, parse_day
+from . import inputs
+from .email_queries import EmailFilters
 from .models import (
     RECIPIENT_STATUSES,
     RECORD_TYPES,
@@ -135,9 +136,10 @@ def _choice(args: Args, key: str, choices: Collection[str], errors: dict[str, st
 def parse_filters(report: Report, args: Args) -> Filters:
     """Filters from a query string; each bad value is an error for its field and is ignored."""
     errors: dict[str, str] = {}
+    date_from, date_to = inputs.day_range(args, errors)
     filters = Filters(
-        date_from=parse_day(args, "from", errors),
-        date_to=parse_day(args, "to", errors),
+        date_from=date_from,
+        date_to=date_to,
         sender=(args.get("sender") or "").strip(),
         record_type=_choice(args, "record_type", RECORD_TYPES, errors, "choose contact, account or lead"),
         subject=(args.get("subject") or "").strip(),
@@ -146,9 +148,6 @@ def parse_filters(report: Report, args: Args) -> Filters:
         by=_choice(args, "by", ("day", "hour"), errors, "choose day or hour") or "day",
         errors=errors,
     )
-    if filters.date_from and filters.date_to and filters.date_from > filters.date_to:
-        errors["to"] = "the end of the range is before its start"
-        filters.date_to = None
     if len(filters.subject) > MAX_SUBJECT:
         errors["subject"] = f"a subject has at most {MAX_SUBJECT} characters"
         filters.subject = ""
