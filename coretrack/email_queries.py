@@ -23,18 +23,10 @@ class EmailFilters:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def parse_day(args: Mapping[str, str], key: str, errors: dict[str, str]) -> date | None:
-    """The day in query argument ``key``; a bad one is an error for its field (and None)."""
-    try:
-        return inputs.day(args.get(key))
-    except ValueError as error:
-        errors[key] = str(error)
-        return None
-
-
 def parse_filters(args: Mapping[str, str]) -> EmailFilters:
     errors: dict[str, str] = {}
-    filters = EmailFilters(date_from=parse_day(args, "from", errors), date_to=parse_day(args, "to", errors),
+    date_from, date_to = inputs.day_range(args, errors)
+    filters = EmailFilters(date_from=date_from, date_to=date_to,
                            sender=(args.get("sender") or "").strip(), status=(args.get("status") or "").strip(),
                            errors=errors)
     if filters.status and filters.status not in EMAIL_STATUSES:

@@ -9,6 +9,7 @@ read here.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import date
 
 _DIGITS = re.compile(r"[0-9]+")
@@ -46,3 +47,20 @@ def day(raw: str | None) -> date | None:
     except ValueError:
         pass
     raise ValueError(DAY_MESSAGE)
+
+
+def day_range(args: Mapping[str, str], errors: dict[str, str]) -> tuple[date | None, date | None]:
+    """The ``from`` and ``to`` days of a query string, each optional.  A bad day, or an end before the
+    start, is an error for its field in ``errors`` and reads as None."""
+    days: dict[str, date | None] = {}
+    for key in ("from", "to"):
+        try:
+            days[key] = day(args.get(key))
+        except ValueError as error:
+            errors[key] = str(error)
+            days[key] = None
+    start, end = days["from"], days["to"]
+    if start and end and start > end:
+        errors["to"] = "the end of the range is before its start"
+        end = None
+    return start, end

@@ -60,6 +60,8 @@ def test_list_and_detail_of_sent_emails(staff, smtp_settings):
 def test_list_filters_are_validated(staff):
     response = staff.get("/api/emails?from=yesterday", status=400)
     assert "from" in response.json["fields"]
+    backwards = staff.get("/api/emails?from=2024-02-01&to=2024-01-31", status=400).json
+    assert backwards["fields"] == {"to": "the end of the range is before its start"}
     assert staff.get("/api/emails?status=sent&sender=nobody").json["total"] == 0
 
 

@@ -179,6 +179,11 @@ def test_the_list_filters_by_sender_status_and_date(staff, app, db, users):
     assert "YYYY-MM-DD" in bad.html.select_one("#e-from").text
 
 
+def test_the_list_refuses_a_date_range_that_ends_before_it_starts(staff):
+    page = staff.get("/emails?from=2024-02-01&to=2024-01-31", status=400)
+    assert "the end of the range is before its start" in page.html.select_one("#e-to").text
+
+
 def test_the_list_is_paginated_with_the_page_size_setting(staff, app, db, users):
     SettingsService(db, app.config).update({"page_size": "5"}, user_name="admin")
     for number in range(7):

@@ -1,4 +1,4 @@
-"""Reports: pages, CSV export and the JSON API, all from the same filters (see coretrack.reports)."""
+"""Reports: pages, CSV export and the JSON API, all from the same filters (see coretrack.reports.filters)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def show_report(request: AppRequest, report: str) -> Response:
     return request.render(
         f"reports/{'activity' if activity else 'table'}.html", status=400 if filters.errors else 200,
         section="reports", report=definition, reports=reports.REPORTS.values(), filters=filters, page=page,
-        activity=activity, chart=reports.chart(activity) if activity else None,
+        activity=activity, chart=reports.chart(activity.rows, activity.by) if activity else None,
         senders=reports.senders(request.db), record_types=RECORD_TYPES, statuses=RECIPIENT_STATUSES,
         sort_url=lambda column: _sort_url(request, definition, filters, column),
     )

@@ -1,29 +1,13 @@
-"""Reports on sent email: per email, per recipient, per record, and accesses over time.
+"""The reports' statements: per email, per recipient, per record, and accesses over time.
 
-Every report reads one set of filters (``parse_filters``) and is one SQL
-statement built here; pages, the CSV export and the JSON API all use it.
-Counts come from the aggregates each recipient maintains atomically
-(``access_count``, ``first_access``, ``last_access``) through covering
-indexes; only the Activity report reads ``access_events``, by time range on
-an index that holds (at, recipient_id).
-
-Filters, the same on every report (all optional):
-
-- ``from`` / ``to``: days, inclusive, UTC.  The email's send time, except on
-  Activity, where they are the chart's range (default: the last 30 days).
-- ``sender``: the sending user's name;  ``subject``: text in the subject.
-- ``record_type``: recipients linked to a contact, account or lead (on Records:
-  which kind of record is listed, contacts by default; an account rolls up email to its contacts).
-- ``status``: the recipient's delivery status.
-- ``sort`` (a column key, whitelisted per report) and ``order`` (asc, desc).
+Each report is one SQL statement for some filters (see filters.py); pages, the CSV export and the JSON
+API all use it.  Counts come from the aggregates each recipient maintains atomically (``access_count``,
+``first_access``, ``last_access``) through covering indexes; only the Activity report reads
+``access_events``, by time range on an index that holds (at, recipient_id).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import re
-from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
@@ -43,23 +27,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.selectable import CTE, Subquery
-from werkzeug.datastructures import MultiDict
 
-from .email_queries import EmailFilters, parse_day
-from .models import (
-    RECIPIENT_STATUSES,
-    RECORD_TYPES,
-    AccessEvent,
-    Account,
-    Contact,
-    Email,
-    Lead,
-    Recipient,
-    User,
-    utc_iso,
-    utcnow,
-)
-from .paging import Page
+from ..models import AccessEvent, Account, Contact, Email, Lead, Recipient, User, utcnow
+from ..paging import Page
+from . import chart
+from .filters import Filters
 
 if TYPE_CHECKING:
     # A statement of any columns (each report selects its own).
@@ -70,15 +42,8 @@ ACTIVITY_DAYS = 30  # the default range of the Activity report
 # bucket) under SQLite's limit of 500 SELECTs in one compound statement.
 MAX_DAYS = 400
 MAX_HOURS = 7 * 24
-MAX_SUBJECT: int = Email.__table__.c.subject.type.length  # type: ignore[attr-defined]  # a String's length
-# (no subject is longer: neither is a filter on one)
-# OWASP "CSV injection": a spreadsheet runs a cell starting with one of = + - @ tab CR as a formula.
-# One that ignores quotes may split a cell on , ; tab | or a line break and trim spaces, so every such
-# part counts as the start of a cell: a quote goes just before its first character.
 # A report's row: its columns' keys to their values (numbers, text, times, None).
 Row = dict[str, Any]
-Args = MultiDict[str, str]
-FORMULA_FIELD = re.compile(r"(?:^|(?<=[,;|\t\r\n]))( *)(?=[=+\-@\t\r])")
 
 
 @dataclass(frozen=True)
@@ -102,61 +67,6 @@ def _time(key: str, label: str) -> Column:
 
 
 ACCESSES, LAST_ACCESS = _number("accesses", "Accesses"), _time("last_access", "Last access")
-
-
-@dataclass
-class Filters(EmailFilters):
-    """The Emails list's filters (``status`` here is the recipient's), and more."""
-
-    record_type: str = ""
-    subject: str = ""
-    sort: str = ""
-    descending: bool = True
-    by: str = "day"  # Activity: day | hour
-
-    @property
-    def active(self) -> bool:
-        return bool(self.date_from or self.date_to or self.sender or self.record_type or self.subject or self.status)
-
-    def as_dict(self) -> dict[str, object]:
-        return {"from": self.date_from, "to": self.date_to, "sender": self.sender, "record_type": self.record_type,
-                "subject": self.subject, "status": self.status, "sort": self.sort,
-                "order": "desc" if self.descending else "asc"}
-
-
-def _choice(args: Args, key: str, choices: Collection[str], errors: dict[str, str], message: str) -> str:
-    value = (args.get(key) or "").strip()
-    if value and value not in choices:
-        errors[key] = message
-        return ""
-    return value
-
-
-def parse_filters(report: Report, args: Args) -> Filters:
-    """Filters from a query string; each bad value is an error for its field and is ignored."""
-    errors: dict[str, str] = {}
-    filters = Filters(
-        date_from=parse_day(args, "from", errors),
-        date_to=parse_day(args, "to", errors),
-        sender=(args.get("sender") or "").strip(),
-        record_type=_choice(args, "record_type", RECORD_TYPES, errors, "choose contact, account or lead"),
-        subject=(args.get("subject") or "").strip(),
-        status=_choice(args, "status", RECIPIENT_STATUSES, errors, "choose a status from the list"),
-        sort=_choice(args, "sort", [column.key for column in report.columns], errors, "not a column of this report"),
-        by=_choice(args, "by", ("day", "hour"), errors, "choose day or hour") or "day",
-        errors=errors,
-    )
-    if filters.date_from and filters.date_to and filters.date_from > filters.date_to:
-        errors["to"] = "the end of the range is before its start"
-        filters.date_to = None
-    if len(filters.subject) > MAX_SUBJECT:
-        errors["subject"] = f"a subject has at most {MAX_SUBJECT} characters"
-        filters.subject = ""
-    sort_column = report.column(filters.sort or report.default_sort)
-    order = _choice(args, "order", ("asc", "desc"), errors, "choose asc or desc")
-    filters.descending = order == "desc" if order else sort_column.descending_first
-    report.check(filters)
-    return filters
 
 
 def _start(day: date) -> datetime:
@@ -420,7 +330,7 @@ class Activity:
 
     @property
     def peak(self) -> int:
-        return max([0, *(int(row["accesses"]) for row in self.rows)])
+        return chart.peak(self.rows)
 
 
 class ActivityReport(Report):
@@ -502,64 +412,6 @@ class ActivityReport(Report):
         return sorted(activity.rows, key=lambda row: (row[key], row["bucket"]), reverse=filters.descending)
 
 
-@dataclass(frozen=True)
-class Bar:
-    x: float
-    y: float
-    width: float
-    height: float
-    row: Row
-
-
-@dataclass(frozen=True)
-class Chart:
-    """Geometry of the Activity chart (SVG user units): bars of accesses, a line of unique opens."""
-
-    width: int
-    height: int
-    left: int
-    top: int
-    bottom: float  # y of the x axis
-    bars: list[Bar]
-    line: str  # "x,y x,y ..." for a <polyline>
-    y_ticks: list[tuple[float, int]]  # (y, value)
-    x_labels: list[tuple[float, str]]  # (x, text)
-
-
-def _nice_ceiling(value: int) -> int:
-    """1, 2 or 5 times a power of ten, at least ``value`` (and at least 1)."""
-    magnitude = 1
-    while True:
-        for step in (1, 2, 5):
-            if step * magnitude >= value:
-                return step * magnitude
-        magnitude *= 10
-
-
-def chart(activity: Activity, width: int = 720, height: int = 260) -> Chart:
-    left, top, right, bottom_margin = 48, 12, 8, 36
-    plot_width, plot_height = width - left - right, height - top - bottom_margin
-    bottom = top + plot_height
-    highest = _nice_ceiling(activity.peak)  # unique opens never exceed accesses
-    band = plot_width / max(1, len(activity.rows))
-
-    def y(value: int) -> float:
-        return round(bottom - value * plot_height / highest, 1)
-
-    bars, points = [], []
-    for index, row in enumerate(activity.rows):
-        x = left + index * band
-        bars.append(Bar(round(x + band * 0.15, 1), y(row["accesses"]), round(band * 0.7, 2),
-                        round(bottom - y(row["accesses"]), 1), row))
-        points.append(f"{round(x + band / 2, 1)},{y(row['unique_opens'])}")
-    every = max(1, -(-len(activity.rows) // 8))  # at most 8 labels under the axis
-    short = slice(11, 16) if activity.by == "hour" else slice(5, 10)  # "13:00" or "03-01"
-    x_labels = [(round(left + (index + 0.5) * band, 1), row["bucket"][short])
-                for index, row in enumerate(activity.rows) if index % every == 0]
-    y_ticks = sorted({(y(value), value) for value in (0, highest // 2, highest)}, reverse=True)
-    return Chart(width, height, left, top, bottom, bars, " ".join(points), y_ticks, x_labels)
-
-
 REPORTS: dict[str, Report] = {report.name: report for report in
                               (EmailsReport(), RecipientsReport(), RecordsReport(), ActivityReport())}
 
@@ -594,58 +446,9 @@ def activity_page(activity: Activity, filters: Filters, number: int, per_page: i
     return page
 
 
-# -- CSV -------------------------------------------------------------------------------------
-
-
-def csv_cell(value: object) -> str | int | float:
-    """A cell as text a spreadsheet shows and never runs (OWASP CSV injection: prefix a quote)."""
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ", timespec="seconds")
-    if isinstance(value, (int, float)):
-        return value
-    return FORMULA_FIELD.sub(r"\1'", str(value))
-
-
-def csv_lines(session_factory: Callable[[], Session], report: Report, filters: Filters,
-              chunk_rows: int = 500) -> Iterator[bytes]:
-    """The whole report as RFC 4180 CSV (CRLF, every cell quoted, quotes doubled), UTF-8 with a BOM.
-
-    Yields as it reads, with a session of its own: the request's is closed before a streamed body is sent.
-    """
-    buffer = io.StringIO()
-    # Every cell quoted: a spreadsheet that splits on ; or tab keeps a cell holding them whole.
-    writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_ALL)
-    buffer.write("\ufeff")
-    writer.writerow([column.label for column in report.columns])
-    with session_factory() as session:
-        rows: Iterable[Row]
-        if isinstance(report, ActivityReport):
-            rows = ActivityReport.sorted_rows(report.activity(session, filters), filters)
-        else:
-            rows = (report.row(row) for row in
-                    session.execute(report.ordered(filters).execution_options(yield_per=chunk_rows)).mappings())
-        for number, row in enumerate(rows, 1):
-            writer.writerow([csv_cell(row[column.key]) for column in report.columns])
-            if number % chunk_rows == 0:
-                yield buffer.getvalue().encode("utf-8")
-                buffer.seek(0)
-                buffer.truncate()
-    yield buffer.getvalue().encode("utf-8")
-
-
 def senders(session: Session) -> list[str]:
     """Users who sent email, for the sender filter."""
     return list(session.scalars(
         select(User.name).where(User.id.in_(select(Email.sender_id).where(Email.sent_at.is_not(None))))
         .order_by(User.name)
     ))
-
-
-def json_value(value: object) -> object:
-    return utc_iso(value) if isinstance(value, datetime) else value
-
-
-def json_rows(rows: list[Row]) -> list[Row]:
-    return [{key: json_value(value) for key, value in row.items()} for row in rows]

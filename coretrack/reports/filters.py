@@ -1,0 +1,83 @@
+"""The filters every report reads, from a query string (all optional):
+
+- ``from`` / ``to``: days, inclusive, UTC.  The email's send time, except on
+  Activity, where they are the chart's range (default: the last 30 days).
+- ``sender``: the sending user's name;  ``subject``: text in the subject.
+- ``record_type``: recipients linked to a contact, account or lead (on Records:
+  which kind of record is listed, contacts by default; an account rolls up email to its contacts).
+- ``status``: the recipient's delivery status.
+- ``sort`` (a column key, whitelisted per report) and ``order`` (asc, desc).
+- ``by``: Activity only, a bucket per day or per hour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING
+
+from .. import inputs
+from ..models import RECIPIENT_STATUSES, RECORD_TYPES, Email
+
+if TYPE_CHECKING:
+    from .queries import Report
+
+MAX_SUBJECT: int = Email.__table__.c.subject.type.length  # type: ignore[attr-defined]  # a String's length
+# (no subject is longer: neither is a filter on one)
+
+
+@dataclass
+class Filters:
+    date_from: date | None = None
+    date_to: date | None = None
+    sender: str = ""
+    record_type: str = ""
+    subject: str = ""
+    status: str = ""  # the recipient's delivery status (the Emails list filters on the email's)
+    sort: str = ""
+    descending: bool = True
+    by: str = "day"  # Activity: day | hour
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.date_from or self.date_to or self.sender or self.record_type or self.subject or self.status)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"from": self.date_from, "to": self.date_to, "sender": self.sender, "record_type": self.record_type,
+                "subject": self.subject, "status": self.status, "sort": self.sort,
+                "order": "desc" if self.descending else "asc"}
+
+
+def _choice(args: Mapping[str, str], key: str, choices: Collection[str], errors: dict[str, str], message: str) -> str:
+    value = (args.get(key) or "").strip()
+    if value and value not in choices:
+        errors[key] = message
+        return ""
+    return value
+
+
+def parse_filters(report: Report, args: Mapping[str, str]) -> Filters:
+    """Filters from a query string; each bad value is an error for its field and is ignored."""
+    errors: dict[str, str] = {}
+    date_from, date_to = inputs.day_range(args, errors)
+    filters = Filters(
+        date_from=date_from,
+        date_to=date_to,
+        sender=(args.get("sender") or "").strip(),
+        record_type=_choice(args, "record_type", RECORD_TYPES, errors, "choose contact, account or lead"),
+        subject=(args.get("subject") or "").strip(),
+        status=_choice(args, "status", RECIPIENT_STATUSES, errors, "choose a status from the list"),
+        sort=_choice(args, "sort", [column.key for column in report.columns], errors, "not a column of this report"),
+        by=_choice(args, "by", ("day", "hour"), errors, "choose day or hour") or "day",
+        errors=errors,
+    )
+    if len(filters.subject) > MAX_SUBJECT:
+        errors["subject"] = f"a subject has at most {MAX_SUBJECT} characters"
+        filters.subject = ""
+    sort_column = report.column(filters.sort or report.default_sort)
+    order = _choice(args, "order", ("asc", "desc"), errors, "choose asc or desc")
+    filters.descending = order == "desc" if order else sort_column.descending_first
+    report.check(filters)
+    return filters
