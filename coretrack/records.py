@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
-from urllib.parse import urlsplit
 
 from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, contains_eager
@@ -24,7 +23,7 @@ from .db import MAX_ID
 from .inputs import whole_number
 from .models import RECORD_MODELS, Account, Contact, Email, Lead, Recipient, Record, User
 from .paging import Page, paginate
-from .validation import ValidationError, clean_address, clean_header_text
+from .validation import ValidationError, clean_address, clean_header_text, web_address
 
 
 @dataclass(frozen=True)
@@ -135,14 +134,9 @@ def _flag(raw: str) -> bool:
 def _website(value: str) -> str:
     if "://" not in value:
         value = "https://" + value
-    try:
-        parts = urlsplit(value)
-        _ = parts.port  # raises for a port that is not a number
-    except ValueError:
-        parts = None
+    parts = web_address(value)
     # Only http(s) to a plain host name: the detail page links to it.
-    if not parts or parts.scheme.lower() not in ("http", "https") or not _HOST.match(parts.hostname or "") \
-            or " " in value:
+    if parts is None or not _HOST.match(parts.hostname or "") or " " in value:
         raise ValueError("enter a web address such as https://example.com")
     return value
 

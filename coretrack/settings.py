@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Literal, overload
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,7 +19,7 @@ from . import secretbox
 from .config import Config, SmtpServer
 from .inputs import whole_number
 from .models import Setting, SettingChange
-from .validation import ValidationError, clean_address, clean_header_text, clean_mail_text
+from .validation import ValidationError, clean_address, clean_header_text, clean_mail_text, web_address
 
 MASK = "••••••"
 
@@ -174,14 +173,9 @@ class SettingsService:
         if definition.kind == "address":
             return clean_address(value)
         if definition.kind == "url":
-            try:
-                parts = urlsplit(value)
-                _ = parts.port  # raises for a port that is not a number from 0 to 65535
-            except ValueError:
-                parts = None
+            parts = web_address(value)
             # The URL goes into every tracking image link: no spaces, credentials, query or fragment.
-            if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname
-                    or "@" in parts.netloc or parts.query or parts.fragment or len(value) > 200
+            if (parts is None or "@" in parts.netloc or parts.query or parts.fragment or len(value) > 200
                     or any(char.isspace() or not char.isprintable() for char in value)):
                 raise ValueError("enter an http:// or https:// address such as https://crm.example.com/crm, "
                                  "without spaces, ? or #")

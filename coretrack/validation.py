@@ -7,9 +7,22 @@ import unicodedata
 from email import policy
 from email.errors import HeaderParseError
 from email.headerregistry import Address
+from urllib.parse import SplitResult, urlsplit
 
 # Practical address check: one @, no spaces or control characters, a dotted or local domain.
 _ADDRESS = re.compile(r"^[^@\s\x00-\x1f\x7f<>(),;:\"\[\]]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+
+
+def web_address(value: str) -> SplitResult | None:
+    """``value`` split, if it is an http(s) URL with a host and a valid port; None if not."""
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises for a port that is not a number from 0 to 65535
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return parts
 
 
 class ValidationError(ValueError):

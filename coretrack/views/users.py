@@ -6,6 +6,8 @@ the htpasswd file Apache reads in step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
@@ -89,41 +91,40 @@ def disable_user(request: AppRequest, name: str) -> Response:
     return request.redirect_to("users.users_page", notice=f"{name} is disabled and is refused on every page.")
 
 
-@admin_only
-def enable_user(request: AppRequest, name: str) -> Response:
+def _row_action(request: AppRequest, name: str, action: Callable[[UserService], object], notice: str) -> Response:
+    """One user's row changed by ``action``; its failure is shown on that row, the rest of the page kept."""
     service = user_service(request)
     existing_user(service, name)
     try:
-        service.set_active(name, True, by=request.user.name)
+        action(service)
     except UserError as exc:
         return row_error(request, service, name, exc)
-    return request.redirect_to("users.users_page", notice=f"{name} is enabled again.")
+    return request.redirect_to("users.users_page", notice=notice)
+
+
+@admin_only
+def enable_user(request: AppRequest, name: str) -> Response:
+    return _row_action(request, name, lambda service: service.set_active(name, True, by=request.user.name),
+                       f"{name} is enabled again.")
 
 
 @admin_only
 def change_role(request: AppRequest, name: str) -> Response:
-    service = user_service(request)
-    existing_user(service, name)
     role = request.form.get("role", "")
-    try:
-        service.set_role(name, role, by=request.user.name)
-    except UserError as exc:
-        return row_error(request, service, name, exc)
-    return request.redirect_to("users.users_page", notice=f"{name} now has the {role} role.")
+    return _row_action(request, name, lambda service: service.set_role(name, role, by=request.user.name),
+                       f"{name} now has the {role} role.")
 
 
 @admin_only
 def set_password(request: AppRequest, name: str) -> Response:
-    service = user_service(request)
-    existing_user(service, name)
     password = request.form.get("password", "")
-    try:
+
+    def change(service: UserService) -> None:
         if password != request.form.get("confirm", ""):
             raise UserError(MISMATCH, "confirm")
         service.set_password(name, password)
-    except UserError as exc:
-        return row_error(request, service, name, exc)
-    return request.redirect_to("users.users_page", notice=f"The password of {name} is changed.")
+
+    return _row_action(request, name, change, f"The password of {name} is changed.")
 
 
 rules = [
