@@ -7,6 +7,7 @@ in ``coretrack/migrations/versions`` (a test compares the two).
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Literal, get_args
 
 from sqlalchemy import (
     Boolean,
@@ -49,8 +50,10 @@ RECORD_TYPES = ("contact", "account", "lead")
 # A recipient goes pending -> sending -> sent | failed (failed -> pending on a retry); skipped
 # (opted out) and cancelled (before it was sent) are final.  An email's status sums up its
 # recipients' (sending.refresh_status).
-RECIPIENT_STATUSES = ("pending", "sending", "sent", "failed", "skipped", "cancelled")
-EMAIL_STATUSES = ("queued", "sending", "sent", "partial", "failed", "cancelled")
+RecipientStatus = Literal["pending", "sending", "sent", "failed", "skipped", "cancelled"]
+EmailStatus = Literal["queued", "sending", "sent", "partial", "failed", "cancelled"]
+RECIPIENT_STATUSES: tuple[RecipientStatus, ...] = get_args(RecipientStatus)
+EMAIL_STATUSES: tuple[EmailStatus, ...] = get_args(EmailStatus)
 
 
 class User(Base):
