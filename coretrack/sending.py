@@ -350,7 +350,8 @@ def deliver(
                 template = message_template(session, config, email)
             except MessageError as exc:
                 # Saved before validation refused such values: this email fails, the others go on.
-                report.failed += _fail_pending(session, email_id, f"not sent: {exc}")
+                report.failed += _end_pending(session, email_id, status="failed", reply=f"not sent: {exc}",
+                                              attempts=Recipient.attempts + 1)
                 pending = []
         if pending:
             with SmtpSender(SettingsService(session, config).smtp_server()) as smtp:
@@ -374,12 +375,14 @@ def deliver(
     return report
 
 
-def _fail_pending(session: Session, email_id: int, reason: str) -> int:
-    """Every pending recipient of the email failed with ``reason``; returns how many."""
+def _end_pending(session: Session, email_id: int, **values: object) -> int:
+    """Every recipient of the email not yet claimed by a worker gets ``values``; returns how many.
+
+    A worker claims each recipient with ``UPDATE ... WHERE status = 'pending'``, so one that had
+    already listed them finds nothing left to claim."""
     count = changed_rows(
         session,
-        update(Recipient).where(Recipient.email_id == email_id, Recipient.status == "pending")
-        .values(status="failed", reply=reason, attempts=Recipient.attempts + 1),
+        update(Recipient).where(Recipient.email_id == email_id, Recipient.status == "pending").values(**values),
     )
     session.commit()
     return count
@@ -448,17 +451,9 @@ def may_cancel(user: User, email: Email) -> bool:
 
 
 def cancel(session: Session, email_id: int, user_name: str) -> int:
-    """The recipients not yet claimed by a worker become cancelled; returns how many.
-
-    A worker claims each recipient with ``UPDATE ... WHERE status = 'pending'``, so one that had
-    already listed them finds nothing left to claim.  A message being handed over right now
-    still goes out (it cannot be called back)."""
-    count = changed_rows(
-        session,
-        update(Recipient).where(Recipient.email_id == email_id, Recipient.status == "pending")
-        .values(status="cancelled", reply=f"cancelled by {user_name} before it was sent"),
-    )
-    session.commit()
+    """The recipients not yet claimed by a worker become cancelled; returns how many.  A message
+    being handed over right now still goes out (it cannot be called back)."""
+    count = _end_pending(session, email_id, status="cancelled", reply=f"cancelled by {user_name} before it was sent")
     refresh_status(session, email_id)
     session.expire_all()
     return count

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import itertools
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from sqlalchemy import func, select
 
 from coretrack import tokens
 from coretrack.models import AccessEvent, Email, Recipient, User
-from coretrack.tracking import GIF
+from coretrack.tracking import GIF, Spool
 
 PATH = "/modules/Emails/TrackAccess.php"
 
@@ -93,13 +94,15 @@ def counted(session) -> tuple[Counter, int]:
 
 def spooled(config) -> int:
     """Hits waiting in the spool (every spool file, claimed or not)."""
-    waiting = 0
-    for path in config.spool_dir.glob("*.jsonl"):
-        try:
-            waiting += len(path.read_text().splitlines())
-        except FileNotFoundError:
-            pass  # replayed and removed since the listing
-    return waiting
+    return Spool(config.spool_dir, config.spool_max_bytes).state().hits
+
+
+def wait_until(condition, what: str, seconds: float = 120) -> None:
+    """A bound for a test that would otherwise hang, not a performance assertion."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.02)
 
 
 def replay_spool(config) -> int:

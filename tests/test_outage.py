@@ -12,7 +12,17 @@ import time
 import pytest
 from apache_server import ApacheServer
 from conftest import PostgresServer, can_stop_postgresql
-from hit_load import PATH, LoadResult, counted, fire, make_recipients, plan_hits, replay_spool, spooled
+from hit_load import (
+    PATH,
+    LoadResult,
+    counted,
+    fire,
+    make_recipients,
+    plan_hits,
+    replay_spool,
+    spooled,
+    wait_until,
+)
 from sqlalchemy import text
 from werkzeug.serving import make_server
 
@@ -20,14 +30,6 @@ from coretrack.app import CoreTrack
 from coretrack.auth import Htpasswd, UserService
 from coretrack.config import Config
 from coretrack.db import make_engine
-
-
-def wait_until(condition, what: str, seconds: float = 120) -> None:
-    """A bound for a test that would otherwise hang, not a performance assertion."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import pytest
+from hit_load import wait_until
 from PIL import Image
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
@@ -157,14 +158,6 @@ def test_two_hundred_concurrent_hits_count_exactly_two_hundred(app, db, recipien
     assert counts(db, recipient) == (200, 200)
 
 
-def wait_until(condition, what: str, seconds: float = 30) -> None:
-    """A bound for a test that would otherwise hang, not a performance assertion."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.02)
-
-
 def test_with_the_database_down_the_gif_is_served_and_the_hit_spooled_then_counted_once_it_is_back(
     app, anon, db, recipient
 ):
@@ -178,8 +171,8 @@ def test_with_the_database_down_the_gif_is_served_and_the_hit_spooled_then_count
         app.tracker.engine.dispose()
         app.tracker.engine = working_engine
     # No further hit: the process's replay thread counts the spool once the database is back.
-    wait_until(lambda: counts(db, recipient) == (3, 3), "the spooled hits to be counted")
-    wait_until(lambda: not app.tracker.spool.pending(), "the spool to be emptied")
+    wait_until(lambda: counts(db, recipient) == (3, 3), "the spooled hits to be counted", seconds=30)
+    wait_until(lambda: not app.tracker.spool.pending(), "the spool to be emptied", seconds=30)
     assert app.tracker.replay_spool() == 0
     assert counts(db, recipient) == (3, 3)
 
@@ -203,7 +196,7 @@ def test_a_spool_file_replayed_before_a_crash_is_not_counted_again(app, db, reci
 def test_hits_another_process_spooled_are_counted_once_a_hit_shows_this_process_the_spool(app, anon, db, recipient):
     app.tracker.spool.append([Hit.now(recipient.token, "192.0.2.1", "Mozilla/5.0 Firefox")])
     anon.get(PATH, {"t": recipient.token})
-    wait_until(lambda: counts(db, recipient) == (2, 2), "the spooled hit to be counted")
+    wait_until(lambda: counts(db, recipient) == (2, 2), "the spooled hit to be counted", seconds=30)
 
 
 def test_the_worker_counts_a_spool_left_by_processes_that_have_ended(app, db, recipient):
@@ -277,7 +270,7 @@ def test_the_spool_is_bounded_and_says_so_in_the_log_when_full(app, anon, db, re
         app.tracker.engine.dispose()
         app.tracker.engine = working_engine
     assert caplog.text.count("the spool is full") == 3
-    wait_until(lambda: counts(db, recipient) == (5, 5), "the kept hits to be counted")
+    wait_until(lambda: counts(db, recipient) == (5, 5), "the kept hits to be counted", seconds=30)
 
 
 def test_a_large_spool_is_replayed_in_several_short_transactions(app, db, recipient):
