@@ -175,6 +175,7 @@ class ApacheServer:
         """Everything Apache logged so far."""
         return "".join(path.read_text(errors="replace") for path in self.install.output.rglob("*log")
                        if path.is_file())
+
     # -- requests -------------------------------------------------------------------
 
     def request(self, method: str, path: str, *, user: tuple[str, str] | None = None,
