@@ -21,7 +21,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -188,15 +188,44 @@ class GroupCommit:
                 self._condition.notify_all()
 
 
+def count_hits(connection: Connection, hits: Sequence[Hit]) -> int:
+    """Counts hits inside the caller's transaction; how many were counted.  The one place the
+    rules live, for the image endpoint and the hit-log ingester alike: hits already recorded (by
+    their id), of unknown tokens or made while tracking was off count nothing.  Raises on database
+    errors (the caller's transaction then counts nothing)."""
+    policy = connection.execute(_IP_STORAGE).scalar() or "truncated"
+    # In token order: concurrent batches (other processes) then take row locks in the same
+    # order, and wait for each other briefly instead of deadlocking.
+    return sum(_count_one(connection, hit, policy) for hit in sorted(hits, key=lambda hit: hit.token))
+
+
+def _count_one(connection: Connection, hit: Hit, ip_policy: str) -> bool:
+    minute = hit.at.replace(second=0, microsecond=0)
+    window = {"token": hit.token, "minute": minute, "next_minute": minute + timedelta(minutes=1)}
+    recipient_id = connection.execute(
+        _RECORD_EVENT,
+        {**window, "at": hit.at, "ip": store_ip(hit.ip, ip_policy), "user_agent": hit.user_agent,
+         "verdict": classify(hit.user_agent), "hit_id": hit.hit_id,
+         "events_per_minute": EVENTS_PER_RECIPIENT_PER_MINUTE},
+    ).scalar()
+    if recipient_id is None:
+        row = connection.execute(_EVENT_TO_FOLD_INTO, {**window, "hit_id": hit.hit_id}).first()
+        if row is None or row[1] is None:
+            return False  # unknown recipient, tracking disabled, or this hit was counted already
+        recipient_id = row[0]
+        connection.execute(_FOLD_HIT, {"event_id": row[1]})
+    connection.execute(_COUNT_HIT, {"recipient_id": recipient_id, "at": hit.at})
+    return True
+
+
 class Tracker:
-    # How long the IP policy and the "anything spooled?" check are cached per process.
+    # How long the "anything spooled?" check is cached per process.
     CACHE_SECONDS = 5.0
 
     def __init__(self, engine: Engine, secret: bytes, spool: Spool):
         self.engine = engine
         self.secret = secret
         self.spool = spool
-        self._ip_policy = ("truncated", 0.0)
         self._next_spool_check = 0.0
         self._group = GroupCommit(self._count_or_spool)
         self._replayer: threading.Thread | None = None
@@ -219,13 +248,9 @@ class Tracker:
                 self.start_replaying()
 
     def record(self, hits: list[Hit]) -> int:
-        """Counts the hits in one transaction; how many were counted.  Raises on database errors.
-        Hits already recorded (by their id), unknown or made while tracking is off count nothing."""
+        """Counts the hits in one transaction; how many were counted.  Raises on database errors."""
         with self.engine.begin() as connection:
-            policy = self._ip_storage_policy(connection)
-            # In token order: concurrent batches (other processes) then take row locks in the same
-            # order, and wait for each other briefly instead of deadlocking.
-            return sum(self._count_on(connection, hit, policy) for hit in sorted(hits, key=lambda hit: hit.token))
+            return count_hits(connection, hits)
 
     def _count_or_spool(self, hits: list[Hit]) -> None:
         try:
@@ -234,33 +259,6 @@ class Tracker:
             # The engines hide statement parameters: the message names no token.
             log.warning("database unavailable, %d tracking hit(s) spooled", len(hits), exc_info=True)
             self._spool(hits)
-
-    @staticmethod
-    def _count_on(connection: Connection, hit: Hit, ip_policy: str) -> bool:
-        minute = hit.at.replace(second=0, microsecond=0)
-        window = {"token": hit.token, "minute": minute, "next_minute": minute + timedelta(minutes=1)}
-        recipient_id = connection.execute(
-            _RECORD_EVENT,
-            {**window, "at": hit.at, "ip": store_ip(hit.ip, ip_policy), "user_agent": hit.user_agent,
-             "verdict": classify(hit.user_agent), "hit_id": hit.hit_id,
-             "events_per_minute": EVENTS_PER_RECIPIENT_PER_MINUTE},
-        ).scalar()
-        if recipient_id is None:
-            row = connection.execute(_EVENT_TO_FOLD_INTO, {**window, "hit_id": hit.hit_id}).first()
-            if row is None or row[1] is None:
-                return False  # unknown recipient, tracking disabled, or this hit was counted already
-            recipient_id = row[0]
-            connection.execute(_FOLD_HIT, {"event_id": row[1]})
-        connection.execute(_COUNT_HIT, {"recipient_id": recipient_id, "at": hit.at})
-        return True
-
-    def _ip_storage_policy(self, connection: Connection) -> str:
-        policy, expires = self._ip_policy
-        if time.monotonic() < expires:
-            return policy
-        policy = connection.execute(_IP_STORAGE).scalar() or "truncated"
-        self._ip_policy = (policy, time.monotonic() + self.CACHE_SECONDS)
-        return policy
 
     def _spool(self, hits: list[Hit]) -> None:
         try:
