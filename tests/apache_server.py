@@ -42,6 +42,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM to the process group a child started (its own session), SIGKILL after 20 s."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 @dataclass
 class Reply:
     status: int
@@ -58,10 +69,15 @@ class Reply:
 class ApacheServer:
     def __init__(self, form: str, prefix: str = "", *, auth_removed: bool = False,
                  edit: Callable[[Path], None] | None = None, database_url: str | None = None,
-                 processes: int = 2, threads: int = 5, tls: tuple[Path, Path, Path] | None = None):
+                 processes: int = 2, threads: int = 5, tls: tuple[Path, Path, Path] | None = None,
+                 beside: ApacheServer | None = None):
         """``edit(output_dir)`` may change the generated files before Apache starts; ``database_url``
         (default: SQLite in the data directory) must point at an empty database; ``tls`` (ca, certificate,
-        key): serve HTTPS on ``port`` (express: as mod_wsgi-express's options say) and trust that CA."""
+        key): serve HTTPS on ``port`` (express: as mod_wsgi-express's options say) and trust that CA;
+        ``beside``: another front-end of that server's install (its database, secret.key and users)."""
+        self.beside = beside
+        if beside:
+            database_url = beside.config.database_url
         self.form = form
         self.prefix = prefix
         self.port = free_port()
@@ -79,16 +95,22 @@ class ApacheServer:
                                **({"tls_certificate": tls[1], "tls_key": tls[2]} if tls and form != "express" else {}))
         self.edit = edit or (self._remove_auth if auth_removed else None)
         self.process: subprocess.Popen | None = None
+        self.services: list[tuple[subprocess.Popen, Path]] = []
 
     # -- set-up -------------------------------------------------------------------
 
     def prepare(self) -> None:
+        if self.beside:  # its secret key and users; the database already has its schema and users
+            self.home.mkdir(mode=0o750)
+            for name in ("secret.key", "htpasswd"):
+                shutil.copy2(self.beside.home / name, self.home / name)
         set_up(self.config)
         with self.session() as session:
-            users = UserService(session, Htpasswd(self.config.htpasswd_path))
-            users.add("sam", STAFF_PASSWORD, role="staff")
-            users.add("dora", DISABLED_PASSWORD, role="staff")
-            users.set_active("dora", False)
+            if not self.beside:
+                users = UserService(session, Htpasswd(self.config.htpasswd_path))
+                users.add("sam", STAFF_PASSWORD, role="staff")
+                users.add("dora", DISABLED_PASSWORD, role="staff")
+                users.set_active("dora", False)
         www = pwd.getpwnam("www-data")
         for path in [self.home, *self.home.rglob("*")]:
             os.chown(path, www.pw_uid, www.pw_gid)
@@ -153,14 +175,30 @@ class ApacheServer:
                 time.sleep(0.1)
         raise RuntimeError(f"Apache did not answer on port {self.port}\n{self.error_log()}")
 
+    def start_service(self, *arguments: str) -> subprocess.Popen:
+        """``coretrack ARGUMENTS`` beside this Apache, as its systemd unit runs it: as the workers' user,
+        with only the generated env file.  Stopped with the server, or by stop_services."""
+        environ = {"PATH": os.environ["PATH"], "CORETRACK_CONFIG": str(self.install.output / "coretrack.env")}
+        output = self.root / f"{arguments[0]}-{len(self.services)}.out"
+        with open(output, "wb") as handle:
+            process = subprocess.Popen([str(VENV / "bin" / "coretrack"), *arguments], env=environ, stdout=handle,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                       cwd="/", user=self.install.user, group=self.install.group, extra_groups=[])
+        self.services.append((process, output))
+        return process
+
+    def stop_services(self) -> list[str]:
+        """Stops what start_service started (SIGTERM, as systemd does); returns the output of each."""
+        for process, _ in self.services:
+            _stop_group(process)
+        outputs = [output.read_text(errors="replace") for _, output in self.services]
+        self.services = []
+        return outputs
+
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        self.stop_services()
+        if self.process:
+            _stop_group(self.process)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def error_log(self) -> str:

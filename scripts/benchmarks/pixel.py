@@ -261,28 +261,9 @@ def measure(variant: Variant, seconds: int) -> Round:
 # -- the run ----------------------------------------------------------------------------------
 
 LOG_PATH_MISSING = log_path_available()
-for tool in ("wrk", "apache2", "runuser"):
+for tool in ("wrk", "apache2"):
     if not shutil.which(tool):
         raise SystemExit(f"bench-pixel: {tool} is not installed")
-
-
-def start_ingester(server: ApacheServer) -> subprocess.Popen:
-    """`coretrack ingest` as the service user, as its systemd unit runs it beside Apache."""
-    environ = {"PATH": os.environ["PATH"], "CORETRACK_CONFIG": str(server.install.output / "coretrack.env")}
-    with open(server.root / "ingest.out", "wb") as output:
-        return subprocess.Popen(["runuser", "-u", server.install.user, "--", str(CORETRACK), "ingest"],
-                                env=environ, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd="/")
-
-
-def stop_ingester(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, 15)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
-            process.wait()
 
 
 variants = [
@@ -308,7 +289,7 @@ try:
             hit_tokens = [tokens.new_token(secret) for _ in range(RECIPIENTS)]
         write_lua(variant, hit_tokens)
         if variant.name == "log":
-            variant.ingester = start_ingester(variant.server)
+            variant.ingester = variant.server.start_service("ingest")
     for variant in variants:  # both daemon processes loaded, pools filled; not measured
         wrk(variant, 1)
         if variant.counts:
@@ -317,7 +298,7 @@ try:
         for variant in variants:
             if variant.ingester and variant.ingester.poll() is not None:
                 raise SystemExit("bench-pixel: `coretrack ingest` ended:\n"
-                                 + (variant.server.root / "ingest.out").read_text(errors="replace")[-3000:])
+                                 + variant.server.stop_services()[0][-3000:])
             one = measure(variant, options.seconds)
             variant.rounds.append(one)
             failed |= not one.ok
@@ -325,8 +306,6 @@ try:
                   f"p99 {one.p99_ms:7.2f} ms  {one.answered} answered  {one.note}".rstrip(), flush=True)
 finally:
     for variant in variants:
-        if variant.ingester:
-            stop_ingester(variant.ingester)
         variant.server.stop()
 
 
