@@ -175,10 +175,11 @@ class ApacheServer:
                 time.sleep(0.1)
         raise RuntimeError(f"Apache did not answer on port {self.port}\n{self.error_log()}")
 
-    def start_service(self, *arguments: str) -> subprocess.Popen:
+    def start_service(self, *arguments: str, environ: dict[str, str] | None = None) -> subprocess.Popen:
         """``coretrack ARGUMENTS`` beside this Apache, as its systemd unit runs it: as the workers' user,
-        with only the generated env file.  Stopped with the server, or by stop_services."""
-        environ = {"PATH": os.environ["PATH"], "CORETRACK_CONFIG": str(self.install.output / "coretrack.env")}
+        with only the generated env file (and ``environ``).  Stopped with the server, or by stop_services."""
+        environ = {"PATH": os.environ["PATH"], "CORETRACK_CONFIG": str(self.install.output / "coretrack.env"),
+                   **(environ or {})}
         output = self.root / f"{arguments[0]}-{len(self.services)}.out"
         with open(output, "wb") as handle:
             process = subprocess.Popen([str(VENV / "bin" / "coretrack"), *arguments], env=environ, stdout=handle,

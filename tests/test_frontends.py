@@ -10,6 +10,7 @@ import json
 import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 
 import pytest
 from apache_server import STAFF_PASSWORD, ApacheServer
@@ -26,29 +27,39 @@ pytestmark = [pytest.mark.slow, needs_postgresql]
 HITS = 2000
 RECIPIENTS = 150
 BULK = 300
+# The log path: Apache answers the image itself and logs the hit, 'coretrack ingest' counts it.
+LOG_PATH = "ingest" in cli.commands
 
 
 @pytest.fixture
-def frontends():
-    """Two front-ends of one install, each running what its host runs beside Apache."""
-    with PostgresServer.new_database() as url:
-        first = ApacheServer("site", database_url=url, processes=2, threads=8)
-        second = ApacheServer("site", beside=first, processes=2, threads=8)
-        try:
-            for server in (first, second):
+def front_ends():
+    """``start(hit_log)``: two front-ends of one install on a new PostgreSQL database, each running
+    what its host runs beside Apache: the send worker and, with the hit log, the ingester."""
+    with ExitStack() as cleanup:
+        def start(hit_log: bool = False) -> tuple[ApacheServer, ApacheServer]:
+            url = cleanup.enter_context(PostgresServer.new_database())
+            options = {"hit_log": True} if hit_log else {}
+            first = ApacheServer("site", database_url=url, processes=2, threads=8, **options)
+            second = ApacheServer("site", beside=first, processes=2, threads=8, **options)
+            for number, server in enumerate((first, second), 1):
+                cleanup.callback(server.stop)
                 server.start()
                 # Short pauses between looks at the queue: both workers are at it when mail is queued.
                 server.start_service("worker", "--interval", "0.2")
-                if "ingest" in cli.commands:
-                    server.start_service("ingest")
-            yield first, second
-        finally:
-            second.stop()
-            first.stop()
+                if hit_log:
+                    # Each host keeps its place in its own log under its name; these two share a host name.
+                    server.start_service("ingest", environ={"CORETRACK_NODE": f"front-{number}"})
+            return first, second
+
+        yield start
 
 
-def test_hits_split_between_front_ends_count_exactly_once_each(frontends):
-    first, second = frontends
+@pytest.mark.parametrize("hit_log", [
+    pytest.param(False, id="wsgi-path"),
+    pytest.param(True, id="log-path", marks=pytest.mark.skipif(not LOG_PATH, reason="no 'coretrack ingest' here")),
+])
+def test_hits_split_between_front_ends_count_exactly_once_each(front_ends, hit_log):
+    first, second = front_ends(hit_log)
     assert first.config.secret_key() == second.config.secret_key()
     with first.session() as session:
         recipients = make_recipients(session, first.config.secret_key(), RECIPIENTS)
@@ -65,7 +76,7 @@ def test_hits_split_between_front_ends_count_exactly_once_each(frontends):
         with first.session() as session:
             return counted(session)[0] == expected
 
-    wait_until(all_counted, "every hit counted")  # at once on the WSGI path; the log path's ingesters lag
+    wait_until(all_counted, "every hit counted")  # at once on the WSGI path; the ingesters follow their logs
     with second.session() as session:
         counts, events = counted(session)
     assert counts == expected  # every recipient exactly its own hits, whichever host took them
@@ -87,8 +98,8 @@ def smtp_sink():
     return SlowSink()
 
 
-def test_bulk_email_queued_once_is_sent_by_both_workers_once_per_recipient(frontends, smtp_server):
-    first, second = frontends
+def test_bulk_email_queued_once_is_sent_by_both_workers_once_per_recipient(front_ends, smtp_server):
+    first, second = front_ends()
     sink, port = smtp_server
     with first.session() as session:
         SettingsService(session, first.config).update(

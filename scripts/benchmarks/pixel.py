@@ -47,7 +47,7 @@ SLACK = 2
 USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) Thunderbird/115.0"
 CORETRACK = VENV / "bin" / "coretrack"
 # What `coretrack apache-config` is told for the WSGI path: the log path is its default.
-WSGI_PATH_OPTION = "--no-log-path"
+WSGI_PATH_OPTION = "--no-hit-log"
 
 
 def log_path_available() -> str:
@@ -71,15 +71,22 @@ def replace_once(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new))
 
 
-def wsgi_path_config(server: ApacheServer) -> None:
-    """The shipped site config with the log path off, written by `coretrack apache-config`."""
-    if LOG_PATH_MISSING:
-        return  # before the log path, the WSGI path is all there is
-    environ = {"PATH": os.environ["PATH"], "CORETRACK_HOME": str(server.home),
-               "CORETRACK_PUBLIC_URL": server.public_url, "CORETRACK_DATABASE_URL": server.config.database_url}
-    subprocess.run([str(CORETRACK), "apache-config", "--form", "site", "--private-server", WSGI_PATH_OPTION,
-                    "--home", str(server.home), "--listen", server.install.listen,
-                    "--output", str(server.install.output)], env=environ, check=True, capture_output=True)
+def shipped_config(log_path: bool) -> Callable[[ApacheServer], None]:
+    """The site config as `coretrack apache-config` writes it for this install: the log path is
+    its default, `--no-hit-log` gives the WSGI path."""
+    def write(server: ApacheServer) -> None:
+        if LOG_PATH_MISSING:
+            return  # before the log path, the WSGI path is all there is, and ApacheServer wrote it
+        environ = {"PATH": os.environ["PATH"], "CORETRACK_HOME": str(server.home),
+                   "CORETRACK_PUBLIC_URL": server.public_url, "CORETRACK_DATABASE_URL": server.config.database_url}
+        subprocess.run([str(CORETRACK), "apache-config", "--form", "site", "--private-server",
+                        "--home", str(server.home), "--listen", server.install.listen,
+                        "--output", str(server.install.output), *([] if log_path else [WSGI_PATH_OPTION])],
+                       env=environ, check=True, capture_output=True)
+    return write
+
+
+wsgi_path_config = shipped_config(log_path=False)
 
 
 def static_gif(server: ApacheServer) -> None:
@@ -269,7 +276,7 @@ for tool in ("wrk", "apache2"):
 variants = [
     Variant("static", "Apache, static GIF file", apache(wsgi_path_config, static_gif), False),
     Variant("bare", "bare Werkzeug under mod_wsgi", apache(wsgi_path_config, bare_werkzeug), False),
-    Variant("log", "coretrack log path", apache(), True),
+    Variant("log", "coretrack log path", apache(shipped_config(log_path=True)), True),
     Variant("wsgi", "coretrack WSGI path", apache(wsgi_path_config), True),
 ]
 if LOG_PATH_MISSING:
