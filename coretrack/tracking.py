@@ -12,6 +12,7 @@ with no further traffic.  Nothing here raises into the request.
 
 from __future__ import annotations
 
+import bisect
 import fcntl
 import ipaddress
 import json
@@ -22,15 +23,31 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Engine,
+    Integer,
+    Row,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from . import tokens
 from .config import Config
-from .models import utcnow
+from .db import MAX_ID
+from .models import Base, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -58,37 +75,60 @@ REPLAY_BATCH = 500
 # How often the replay thread tries again while hits wait in the spool.
 REPLAY_INTERVAL = 1.0
 
-# The event first, made from the recipient the token names: nothing while tracking is off (read
-# inside the statement, so every Apache process sees the admin's switch at once), nothing for a hit
-# already recorded (its id, when a spooled hit's first attempt had committed after all), and
-# nothing past the recipient's events-per-minute bound (the hit is then folded, below).
-_RECORD_EVENT = text(
-    "INSERT INTO access_events (recipient_id, at, ip, user_agent, verdict, hit_id, hits) "
-    "SELECT id, :at, :ip, :user_agent, :verdict, :hit_id, 1 FROM recipients WHERE token = :token "
-    "AND NOT EXISTS (SELECT 1 FROM settings WHERE key = 'tracking_disabled' AND value = 'true') "
-    "AND (SELECT count(*) FROM access_events e WHERE e.recipient_id = recipients.id "
-    "AND e.at >= :minute AND e.at < :next_minute) < :events_per_minute "
-    "ON CONFLICT (hit_id) DO NOTHING RETURNING recipient_id"
+# Core statements on the models' tables (no ORM on the hot path), built once.
+_RECIPIENTS = Base.metadata.tables["recipients"]
+_EVENTS = Base.metadata.tables["access_events"]
+_SETTINGS = Base.metadata.tables["settings"]
+_CHANGES = Base.metadata.tables["setting_changes"]
+
+# A batch is counted in a constant number of statements whatever its size: the reads first, then
+# one executemany per kind of write.  The settings the rules read, as they are now.
+_CURRENT_SETTINGS = select(_SETTINGS.c.key, _SETTINGS.c.value).where(
+    _SETTINGS.c.key.in_(("ip_storage", "tracking_disabled")))
+# The tracking switch's history from the change in force at the batch's first hit on (or all of it,
+# if there is none): enough to tell, for each hit, whether tracking was on when it was made.
+_SWITCHED = _CHANGES.c.key == "tracking_disabled"
+_SWITCHES = (
+    select(_CHANGES.c.at, _CHANGES.c.old_value, _CHANGES.c.new_value)
+    .where(_SWITCHED, _CHANGES.c.at >= func.coalesce(
+        select(func.max(_CHANGES.c.at)).where(_SWITCHED, _CHANGES.c.at <= bindparam("first", type_=DateTime))
+        .scalar_subquery(), bindparam("first", type_=DateTime)))
+    .order_by(_CHANGES.c.at, _CHANGES.c.id)
 )
-# No event was made: find out whether the hit is past the bound (then the minute's last event
-# stands for it too) rather than unknown, switched off or already counted.
-_EVENT_TO_FOLD_INTO = text(
-    "SELECT recipients.id, (SELECT e.id FROM access_events e WHERE e.recipient_id = recipients.id "
-    "AND e.at >= :minute AND e.at < :next_minute ORDER BY e.at DESC, e.id DESC LIMIT 1) "
-    "FROM recipients WHERE token = :token "
-    "AND NOT EXISTS (SELECT 1 FROM settings WHERE key = 'tracking_disabled' AND value = 'true') "
-    "AND NOT EXISTS (SELECT 1 FROM access_events WHERE hit_id = :hit_id)"
+# The batch's recipients, locked in id order on PostgreSQL (SQLite ignores FOR UPDATE: its
+# transaction holds the one write lock already): a concurrent batch counting the same recipient
+# waits here, then sees this one's events and hit ids.
+_RECIPIENT_IDS = (
+    select(_RECIPIENTS.c.token, _RECIPIENTS.c.id)
+    .where(_RECIPIENTS.c.token.in_(bindparam("tokens", expanding=True)))
+    .order_by(_RECIPIENTS.c.id).with_for_update()
 )
-_FOLD_HIT = text("UPDATE access_events SET hits = hits + 1 WHERE id = :event_id")
-# Then the count, one atomic statement.  A replayed hit may be older than the last one counted:
-# first and last access only ever move outwards.
-_COUNT_HIT = text(
-    "UPDATE recipients SET access_count = access_count + 1, "
-    "first_access = CASE WHEN first_access IS NULL OR first_access > :at THEN :at ELSE first_access END, "
-    "last_access = CASE WHEN last_access IS NULL OR last_access < :at THEN :at ELSE last_access END "
-    "WHERE id = :recipient_id"
+_RECORDED = select(_EVENTS.c.hit_id).where(_EVENTS.c.hit_id.in_(bindparam("hit_ids", expanding=True)))
+# The events already in the minutes the batch falls in, for the per-minute bound.
+_EVENTS_IN_WINDOWS = (
+    select(_EVENTS.c.recipient_id, _EVENTS.c.at, _EVENTS.c.id)
+    .where(_EVENTS.c.recipient_id.in_(bindparam("recipient_ids", expanding=True)),
+           _EVENTS.c.at >= bindparam("start", type_=DateTime), _EVENTS.c.at < bindparam("end", type_=DateTime))
 )
-_IP_STORAGE = text("SELECT value FROM settings WHERE key = 'ip_storage'")
+# No ON CONFLICT: a hit id another transaction recorded meanwhile fails the batch, which is then
+# spooled and replayed (and the hit known by its id), rather than counted twice.
+_RECORD_EVENTS = insert(_EVENTS)
+_FOLD = (update(_EVENTS).where(_EVENTS.c.id == bindparam("event_id"))
+         .values(hits=_EVENTS.c.hits + bindparam("folded", type_=Integer)))
+# One atomic update per recipient.  A replayed hit may be older than the last one counted: first
+# and last access only ever move outwards.
+_COUNT = (
+    update(_RECIPIENTS).where(_RECIPIENTS.c.id == bindparam("recipient_id"))
+    .values(
+        access_count=_RECIPIENTS.c.access_count + bindparam("counted", type_=Integer),
+        first_access=case((or_(_RECIPIENTS.c.first_access.is_(None),
+                               _RECIPIENTS.c.first_access > bindparam("first", type_=DateTime)),
+                           bindparam("first", type_=DateTime)), else_=_RECIPIENTS.c.first_access),
+        last_access=case((or_(_RECIPIENTS.c.last_access.is_(None),
+                              _RECIPIENTS.c.last_access < bindparam("last", type_=DateTime)),
+                          bindparam("last", type_=DateTime)), else_=_RECIPIENTS.c.last_access),
+    )
+)
 
 # Substrings of user agents, lower case, checked in order.
 _VERDICTS = (
@@ -190,32 +230,141 @@ class GroupCommit:
 
 def count_hits(connection: Connection, hits: Sequence[Hit]) -> int:
     """Counts hits inside the caller's transaction; how many were counted.  The one place the
-    rules live, for the image endpoint and the hit-log ingester alike: hits already recorded (by
-    their id), of unknown tokens or made while tracking was off count nothing.  Raises on database
-    errors (the caller's transaction then counts nothing)."""
-    policy = connection.execute(_IP_STORAGE).scalar() or "truncated"
-    # In token order: concurrent batches (other processes) then take row locks in the same
-    # order, and wait for each other briefly instead of deadlocking.
-    return sum(_count_one(connection, hit, policy) for hit in sorted(hits, key=lambda hit: hit.token))
+    rules live, for the image endpoint and the hit-log ingester alike: hits of unknown tokens, made
+    while tracking was off (by the switch's history, at the hit's own time) or already recorded (by
+    their id; the same hit twice in the batch counts once) count nothing; each recipient keeps at
+    most EVENTS_PER_RECIPIENT_PER_MINUTE events a minute, further loads folded into the minute's
+    last event.  A constant number of statements, whatever the batch's size.  Raises on database
+    errors, a hit id recorded meanwhile by another transaction included (the caller's transaction
+    then counts nothing).  On SQLite, begin the transaction with ``BEGIN IMMEDIATE`` (see
+    ``write_transaction``): its reads are then consistent with its writes."""
+    if not hits:
+        return 0
+    settings: dict[str, str] = {key: value for key, value in connection.execute(_CURRENT_SETTINGS)}
+    first = min(hit.at for hit in hits)
+    tracking_off = _TrackingSwitch(connection.execute(_SWITCHES, {"first": first}).all(),
+                                   settings.get("tracking_disabled") == "true")
+    recipient_of: dict[str, int] = {token: id_ for token, id_ in connection.execute(
+        _RECIPIENT_IDS, {"tokens": sorted({hit.token for hit in hits})})}
+    # In time order: events are made for a minute's first loads, later ones folded.  Hit ids break
+    # ties, so concurrent batches holding the same hits insert them in the same order.
+    candidates = sorted((hit for hit in hits if hit.token in recipient_of and not tracking_off.at(hit.at)),
+                        key=lambda hit: (hit.at, hit.hit_id))
+    if not candidates:
+        return 0
+    seen = set(connection.scalars(_RECORDED, {"hit_ids": [hit.hit_id for hit in candidates]}))
+    minutes: dict[tuple[int, datetime], _Minute] = {}
+    for recipient_id, at, event_id in connection.execute(_EVENTS_IN_WINDOWS, {
+        "recipient_ids": sorted({recipient_of[hit.token] for hit in candidates}),
+        "start": _minute(candidates[0].at), "end": _minute(candidates[-1].at) + timedelta(minutes=1),
+    }):
+        minutes.setdefault((recipient_id, _minute(at)), _Minute()).add_existing(at, event_id)
+
+    policy = settings.get("ip_storage") or "truncated"
+    new_events: list[dict[str, Any]] = []
+    folded: dict[int, int] = {}  # existing event id -> loads folded into it
+    counted: dict[int, _Count] = {}
+    for hit in candidates:
+        if hit.hit_id in seen:
+            continue
+        seen.add(hit.hit_id)
+        recipient_id = recipient_of[hit.token]
+        minute = minutes.setdefault((recipient_id, _minute(hit.at)), _Minute())
+        if minute.events < EVENTS_PER_RECIPIENT_PER_MINUTE:
+            event = {"recipient_id": recipient_id, "at": hit.at, "ip": store_ip(hit.ip, policy),
+                     "user_agent": hit.user_agent, "verdict": classify(hit.user_agent), "hit_id": hit.hit_id,
+                     "hits": 1}
+            new_events.append(event)
+            minute.add_new(hit.at, event)
+        elif isinstance(minute.last, dict):
+            minute.last["hits"] += 1
+        else:
+            assert minute.last is not None  # a full minute has a last event
+            folded[minute.last] = folded.get(minute.last, 0) + 1
+        count = counted.get(recipient_id)
+        if count is None:
+            counted[recipient_id] = _Count(1, hit.at, hit.at)
+        else:
+            count.add(hit.at)
+
+    if new_events:
+        connection.execute(_RECORD_EVENTS, new_events)
+    if folded:
+        connection.execute(_FOLD, [{"event_id": event_id, "folded": loads}
+                                   for event_id, loads in sorted(folded.items())])
+    if counted:
+        # In id order, as the rows were locked.
+        connection.execute(_COUNT, [{"recipient_id": recipient_id, "counted": count.hits, "first": count.first,
+                                     "last": count.last} for recipient_id, count in sorted(counted.items())])
+    return sum(count.hits for count in counted.values())
 
 
-def _count_one(connection: Connection, hit: Hit, ip_policy: str) -> bool:
-    minute = hit.at.replace(second=0, microsecond=0)
-    window = {"token": hit.token, "minute": minute, "next_minute": minute + timedelta(minutes=1)}
-    recipient_id = connection.execute(
-        _RECORD_EVENT,
-        {**window, "at": hit.at, "ip": store_ip(hit.ip, ip_policy), "user_agent": hit.user_agent,
-         "verdict": classify(hit.user_agent), "hit_id": hit.hit_id,
-         "events_per_minute": EVENTS_PER_RECIPIENT_PER_MINUTE},
-    ).scalar()
-    if recipient_id is None:
-        row = connection.execute(_EVENT_TO_FOLD_INTO, {**window, "hit_id": hit.hit_id}).first()
-        if row is None or row[1] is None:
-            return False  # unknown recipient, tracking disabled, or this hit was counted already
-        recipient_id = row[0]
-        connection.execute(_FOLD_HIT, {"event_id": row[1]})
-    connection.execute(_COUNT_HIT, {"recipient_id": recipient_id, "at": hit.at})
-    return True
+def _minute(at: datetime) -> datetime:
+    return at.replace(second=0, microsecond=0)
+
+
+class _TrackingSwitch:
+    """Whether tracking was off at a given time: the value the latest change at or before that time
+    set; before the first change, the value that change replaced; with no change, the setting now."""
+
+    def __init__(self, changes: Sequence[Row[datetime, str, str]], off_now: bool):
+        self._times = [at for at, _, _ in changes]
+        self._off_after = [new == "true" for _, _, new in changes]
+        self._off_before = changes[0][1] == "true" if changes else off_now
+
+    def at(self, when: datetime) -> bool:
+        index = bisect.bisect_right(self._times, when)
+        return self._off_after[index - 1] if index else self._off_before
+
+
+class _Minute:
+    """One recipient's events in one minute: how many, and the last (by time, then id), which
+    stands for the loads past the bound: an existing event's id or an event this batch makes."""
+
+    __slots__ = ("events", "last", "_last_at")
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.last: int | dict[str, Any] | None = None
+        self._last_at: tuple[datetime, int] | None = None
+
+    def add_existing(self, at: datetime, event_id: int) -> None:
+        self.events += 1
+        if self._last_at is None or (at, event_id) > self._last_at:
+            self.last, self._last_at = event_id, (at, event_id)
+
+    def add_new(self, at: datetime, event: dict[str, Any]) -> None:
+        # Inserted after the existing events, it has the highest id so far: it wins ties.
+        self.events += 1
+        if self._last_at is None or at >= self._last_at[0]:
+            self.last, self._last_at = event, (at, MAX_ID)
+
+
+@dataclass(slots=True)
+class _Count:
+    hits: int
+    first: datetime
+    last: datetime
+
+    def add(self, at: datetime) -> None:
+        self.hits += 1
+        self.first = min(self.first, at)
+        self.last = max(self.last, at)
+
+
+def write_transaction(engine: Engine) -> AbstractContextManager[Connection]:
+    """A transaction for ``count_hits``: on SQLite it takes the write lock at once (BEGIN
+    IMMEDIATE), so its reads see what its writes build on, and a concurrent writer makes it wait
+    (busy timeout) instead of failing at its first write."""
+    return _immediate(engine) if engine.dialect.name == "sqlite" else engine.begin()
+
+
+@contextmanager
+def _immediate(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as connection:  # rolled back on leaving, unless committed
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        yield connection
+        connection.commit()
 
 
 class Tracker:
@@ -249,7 +398,7 @@ class Tracker:
 
     def record(self, hits: list[Hit]) -> int:
         """Counts the hits in one transaction; how many were counted.  Raises on database errors."""
-        with self.engine.begin() as connection:
+        with write_transaction(self.engine) as connection:
             return count_hits(connection, hits)
 
     def _count_or_spool(self, hits: list[Hit]) -> None:
