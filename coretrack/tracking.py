@@ -16,6 +16,7 @@ import bisect
 import fcntl
 import functools
 import ipaddress
+import itertools
 import json
 import logging
 import os
@@ -148,13 +149,33 @@ def store_ip(ip: str, policy: str) -> str:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
 
 
+class _HitIds:
+    """Hit ids unique across processes and time without a system call per hit: a random prefix
+    per process (made again in a forked child) and a counter.  uuid4 reads os.urandom, which lets
+    go of the GIL: getting it back behind busy request threads cost the image up to milliseconds."""
+
+    def __init__(self) -> None:
+        self._renew()
+        os.register_at_fork(after_in_child=self._renew)
+
+    def _renew(self) -> None:
+        self._prefix = os.urandom(10).hex()  # 80 random bits
+        self._counter = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFF:012x}"  # 32 characters in all
+
+
+_new_hit_id = _HitIds()
+
+
 @dataclass(frozen=True)
 class Hit:
     token: str
     at: datetime
     ip: str
     user_agent: str
-    hit_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    hit_id: str = field(default_factory=_new_hit_id)
 
     @classmethod
     def now(cls, token: str, ip: str, user_agent: str) -> Hit:
@@ -172,38 +193,39 @@ class Hit:
 
 class GroupCommit:
     """Concurrent callers share one write: while one thread writes a batch, the hits arriving
-    meanwhile gather in the next one, which one of their threads writes as soon as the first is
-    done.  A lone hit is written at once; under load each transaction carries many hits.
-    ``submit`` returns once its hit's batch is written (``write`` must not raise)."""
+    meanwhile gather in the next one, whose first thread writes it as soon as the write before is
+    done.  A lone hit is written at once (no waiting for company); under load each transaction
+    carries many hits.  ``submit`` returns once its hit's batch is written (``write`` must not
+    raise).  Each thread sleeps on its own batch and is woken once, when that batch is written."""
 
-    @dataclass
     class _Batch:
-        hits: list[Hit] = field(default_factory=list)
-        written: bool = False
+        __slots__ = ("hits", "written")
+
+        def __init__(self) -> None:
+            self.hits: list[Hit] = []
+            self.written = threading.Event()
 
     def __init__(self, write: Callable[[list[Hit]], None]):
         self._write = write
-        self._condition = threading.Condition()
+        self._lock = threading.Lock()  # guards _open
+        self._turn = threading.Lock()  # held while a batch is written
         self._open = self._Batch()
-        self._writing = False
 
     def submit(self, hit: Hit) -> None:
-        with self._condition:
+        with self._lock:
             batch = self._open
             batch.hits.append(hit)
-            while self._writing and not batch.written:
-                self._condition.wait()
-            if batch.written:
-                return
-            self._writing = True
-            self._open = self._Batch()
-        try:
-            self._write(batch.hits)
-        finally:
-            with self._condition:
-                batch.written = True
-                self._writing = False
-                self._condition.notify_all()
+            leads = len(batch.hits) == 1
+        if not leads:
+            batch.written.wait()
+            return
+        with self._turn:
+            with self._lock:
+                self._open = self._Batch()  # hits from now on go to the next batch
+            try:
+                self._write(batch.hits)
+            finally:
+                batch.written.set()
 
 
 def count_hits(connection: Connection, hits: Sequence[Hit]) -> int:
