@@ -1,6 +1,6 @@
 """The open-tracking hot path: verify a token, count the hit, keep the event.
 
-A hit is counted by one atomic ``count = count + 1``, never a read-modify-write.
+Hits are counted by atomic ``count = count + n`` updates, never a read-modify-write.
 Concurrent hits of one process share one transaction (group commit): SQLite
 takes one writer at a time, so a transaction per hit makes 32 concurrent
 clients queue past any sensible busy timeout, while one per batch does not.
@@ -285,9 +285,9 @@ class _Driver:
 
 
 def _count(driver: _Driver, hits: Sequence[Hit]) -> int:
-    time = driver.time
+    stored = driver.time
     settings: dict[str, str] = dict(driver.rows(_CURRENT_SETTINGS))
-    first = time(min(hit.at for hit in hits))
+    first = stored(min(hit.at for hit in hits))
     tracking_off = _TrackingSwitch([(driver.read_time(at), old, new) for at, old, new in driver.rows(
         _SWITCHES, (first, first))], settings.get("tracking_disabled") == "true")
     batch_tokens = sorted({hit.token for hit in hits})
@@ -304,7 +304,7 @@ def _count(driver: _Driver, hits: Sequence[Hit]) -> int:
     minutes: dict[tuple[int, datetime], _Minute] = {}
     for recipient_id, at, event_id in driver.rows(
         _EVENTS_IN_MINUTES,
-        [*recipient_ids, time(_minute(candidates[0].at)), time(_minute(candidates[-1].at) + timedelta(minutes=1))],
+        [*recipient_ids, stored(_minute(candidates[0].at)), stored(_minute(candidates[-1].at) + timedelta(minutes=1))],
         len(recipient_ids),
     ):
         at = driver.read_time(at)
@@ -321,7 +321,7 @@ def _count(driver: _Driver, hits: Sequence[Hit]) -> int:
         recipient_id = recipient_of[hit.token]
         minute = minutes.setdefault((recipient_id, _minute(hit.at)), _Minute())
         if minute.events < EVENTS_PER_RECIPIENT_PER_MINUTE:
-            event = [recipient_id, time(hit.at), store_ip(hit.ip, policy), hit.user_agent, classify(hit.user_agent),
+            event = [recipient_id, stored(hit.at), store_ip(hit.ip, policy), hit.user_agent, classify(hit.user_agent),
                      hit.hit_id, 1]
             new_events.append(event)
             minute.add_new(hit.at, event)
@@ -339,7 +339,7 @@ def _count(driver: _Driver, hits: Sequence[Hit]) -> int:
     driver.write(_RECORD_EVENT, [tuple(event) for event in new_events])
     driver.write(_FOLD, [(loads, event_id) for event_id, loads in sorted(folded.items())])
     # In id order, as the rows were locked.
-    driver.write(_COUNT, [(count.hits, *[time(count.first)] * 2, *[time(count.last)] * 2, recipient_id)
+    driver.write(_COUNT, [(count.hits, *[stored(count.first)] * 2, *[stored(count.last)] * 2, recipient_id)
                           for recipient_id, count in sorted(counted.items())])
     return sum(count.hits for count in counted.values())
 

@@ -496,3 +496,20 @@ def test_with_no_switch_ever_recorded_the_current_setting_decides(app, db, recip
     db.commit()
     assert app.tracker.record([Hit(recipient.token, datetime(2020, 1, 1), "192.0.2.1", "Mail")]) == 0
     assert counts(db, recipient) == (0, 0)
+
+
+def test_the_same_hit_counted_by_two_transactions_at_once_counts_once(app, db, recipient):
+    # Two processes holding the same hit (a spool replayed while the first attempt still commits):
+    # the second waits for the first, then finds the hit recorded.
+    from coretrack.tracking import count_hits, write_transaction
+
+    hit = Hit.now(recipient.token, "192.0.2.1", "Mail")
+    second: list[int] = []
+    with write_transaction(app.tracker.engine) as first:
+        assert count_hits(first, [hit]) == 1
+        other = threading.Thread(target=lambda: second.append(app.tracker.record([hit])))
+        other.start()
+        time.sleep(0.2)  # the other transaction is now waiting for this one
+    other.join(timeout=30)
+    assert second == [0]
+    assert counts(db, recipient) == (1, 1)
