@@ -33,7 +33,7 @@ from .db import MAX_ID, make_engine, make_session_factory
 from .http import APP_REFUSAL_HEADER, AppRequest, has_nul, json_response
 from .models import User
 from .settings import SettingsService
-from .tracking import Tracker
+from .tracking import TRACK_ACCESS_PATH, Tracker
 from .views import api, emails, public, records, reports, users
 from .views import settings as settings_views
 
@@ -216,9 +216,13 @@ class CoreTrack:
                 request.db.close()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == TRACK_ACCESS_PATH and environ.get("REQUEST_METHOD") in public.IMAGE_METHODS:
+            return public.serve_image(self.tracker, environ, start_response)
         return self.wsgi_app(environ, start_response)
 
     def is_public_path(self, path: str) -> bool:
+        if path == TRACK_ACCESS_PATH:  # the most requested path: no URL map needed to know
+            return True
         try:
             endpoint, _ = self.url_map.bind("localhost").match(path, method="GET")
         except HTTPException:

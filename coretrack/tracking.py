@@ -1,6 +1,6 @@
 """The open-tracking hot path: verify a token, count the hit, keep the event.
 
-A hit is counted by one atomic ``count = count + 1``, never a read-modify-write.
+Hits are counted by atomic ``count = count + n`` updates, never a read-modify-write.
 Concurrent hits of one process share one transaction (group commit): SQLite
 takes one writer at a time, so a transaction per hit makes 32 concurrent
 clients queue past any sensible busy timeout, while one per batch does not.
@@ -12,8 +12,11 @@ with no further traffic.  Nothing here raises into the request.
 
 from __future__ import annotations
 
+import bisect
 import fcntl
+import functools
 import ipaddress
+import itertools
 import json
 import logging
 import os
@@ -22,14 +25,18 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from . import tokens
 from .config import Config
+from .db import MAX_ID
 from .models import utcnow
 
 log = logging.getLogger(__name__)
@@ -58,37 +65,45 @@ REPLAY_BATCH = 500
 # How often the replay thread tries again while hits wait in the spool.
 REPLAY_INTERVAL = 1.0
 
-# The event first, made from the recipient the token names: nothing while tracking is off (read
-# inside the statement, so every Apache process sees the admin's switch at once), nothing for a hit
-# already recorded (its id, when a spooled hit's first attempt had committed after all), and
-# nothing past the recipient's events-per-minute bound (the hit is then folded, below).
-_RECORD_EVENT = text(
-    "INSERT INTO access_events (recipient_id, at, ip, user_agent, verdict, hit_id, hits) "
-    "SELECT id, :at, :ip, :user_agent, :verdict, :hit_id, 1 FROM recipients WHERE token = :token "
-    "AND NOT EXISTS (SELECT 1 FROM settings WHERE key = 'tracking_disabled' AND value = 'true') "
-    "AND (SELECT count(*) FROM access_events e WHERE e.recipient_id = recipients.id "
-    "AND e.at >= :minute AND e.at < :next_minute) < :events_per_minute "
-    "ON CONFLICT (hit_id) DO NOTHING RETURNING recipient_id"
+# The counting statements, written for the drivers themselves: count_hits sends them straight to
+# the DBAPI cursor, which costs a tenth of a Core statement's execution.  "?" marks a parameter and
+# "(?*)" a list of them (see _sql).  The settings the rules read, as they are now:
+_CURRENT_SETTINGS = "SELECT key, value FROM settings WHERE key IN ('ip_storage', 'tracking_disabled')"
+# The tracking switch's history from the change in force at the batch's first hit on (all of it if
+# there is none): enough to tell, for each hit, whether tracking was on when it was made.
+_SWITCHES = (
+    "SELECT at, old_value, new_value FROM setting_changes WHERE key = 'tracking_disabled' AND at >= "
+    "COALESCE((SELECT max(at) FROM setting_changes WHERE key = 'tracking_disabled' AND at <= ?), ?) "
+    "ORDER BY at, id"
 )
-# No event was made: find out whether the hit is past the bound (then the minute's last event
-# stands for it too) rather than unknown, switched off or already counted.
-_EVENT_TO_FOLD_INTO = text(
-    "SELECT recipients.id, (SELECT e.id FROM access_events e WHERE e.recipient_id = recipients.id "
-    "AND e.at >= :minute AND e.at < :next_minute ORDER BY e.at DESC, e.id DESC LIMIT 1) "
-    "FROM recipients WHERE token = :token "
-    "AND NOT EXISTS (SELECT 1 FROM settings WHERE key = 'tracking_disabled' AND value = 'true') "
-    "AND NOT EXISTS (SELECT 1 FROM access_events WHERE hit_id = :hit_id)"
+# The batch's recipients, locked in id order on PostgreSQL (SQLite's transaction holds the one
+# write lock already): a concurrent batch counting the same recipient waits here, then sees this
+# one's events and hit ids.
+_RECIPIENT_IDS = "SELECT token, id FROM recipients WHERE token IN (?*) ORDER BY id"
+_RECORDED = "SELECT hit_id FROM access_events WHERE hit_id IN (?*)"
+# The events already in the minutes the batch falls in, for the per-minute bound.
+_EVENTS_IN_MINUTES = "SELECT recipient_id, at, id FROM access_events WHERE recipient_id IN (?*) AND at >= ? AND at < ?"
+# No ON CONFLICT: a hit id another transaction recorded meanwhile fails the batch, which is then
+# spooled and replayed (and the hit known by its id), rather than counted twice.
+_RECORD_EVENT = ("INSERT INTO access_events (recipient_id, at, ip, user_agent, verdict, hit_id, hits) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?)")
+_FOLD = "UPDATE access_events SET hits = hits + ? WHERE id = ?"
+# One atomic update per recipient.  A replayed hit may be older than the last one counted: first
+# and last access only ever move outwards.
+_COUNT = (
+    "UPDATE recipients SET access_count = access_count + ?, "
+    "first_access = CASE WHEN first_access IS NULL OR first_access > ? THEN ? ELSE first_access END, "
+    "last_access = CASE WHEN last_access IS NULL OR last_access < ? THEN ? ELSE last_access END "
+    "WHERE id = ?"
 )
-_FOLD_HIT = text("UPDATE access_events SET hits = hits + 1 WHERE id = :event_id")
-# Then the count, one atomic statement.  A replayed hit may be older than the last one counted:
-# first and last access only ever move outwards.
-_COUNT_HIT = text(
-    "UPDATE recipients SET access_count = access_count + 1, "
-    "first_access = CASE WHEN first_access IS NULL OR first_access > :at THEN :at ELSE first_access END, "
-    "last_access = CASE WHEN last_access IS NULL OR last_access < :at THEN :at ELSE last_access END "
-    "WHERE id = :recipient_id"
-)
-_IP_STORAGE = text("SELECT value FROM settings WHERE key = 'ip_storage'")
+
+
+@functools.lru_cache(maxsize=512)
+def _sql(statement: str, sqlite: bool, items: int = 0) -> str:
+    """The statement in the driver's parameter style, with ``items`` parameters for its list."""
+    statement = statement.replace("(?*)", "(" + ", ".join(["?"] * items) + ")")
+    return statement if sqlite else statement.replace("?", "%s")
+
 
 # Substrings of user agents, lower case, checked in order.
 _VERDICTS = (
@@ -106,6 +121,9 @@ _PRIVACY_PREFETCH_AGENTS = frozenset({"mozilla/5.0", ""})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+# Few distinct agents and addresses make most hits (mail proxies, the same reader's opens): each
+# is worked out once per process.
+@functools.lru_cache(maxsize=4096)
 def classify(user_agent: str) -> str:
     agent = user_agent.strip().lower()
     for verdict, needles in _VERDICTS:
@@ -116,6 +134,7 @@ def classify(user_agent: str) -> str:
     return "human"
 
 
+@functools.lru_cache(maxsize=4096)
 def store_ip(ip: str, policy: str) -> str:
     """The address as the privacy option says: full, truncated (/24, /48) or none."""
     if policy == "none":
@@ -130,13 +149,33 @@ def store_ip(ip: str, policy: str) -> str:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
 
 
+class _HitIds:
+    """Hit ids unique across processes and time without a system call per hit: a random prefix
+    per process (made again in a forked child) and a counter.  uuid4 reads os.urandom, which lets
+    go of the GIL: getting it back behind busy request threads cost the image up to milliseconds."""
+
+    def __init__(self) -> None:
+        self._renew()
+        os.register_at_fork(after_in_child=self._renew)
+
+    def _renew(self) -> None:
+        self._prefix = os.urandom(10).hex()  # 80 random bits
+        self._counter = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFF:012x}"  # 32 characters in all
+
+
+_new_hit_id = _HitIds()
+
+
 @dataclass(frozen=True)
 class Hit:
     token: str
     at: datetime
     ip: str
     user_agent: str
-    hit_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    hit_id: str = field(default_factory=_new_hit_id)
 
     @classmethod
     def now(cls, token: str, ip: str, user_agent: str) -> Hit:
@@ -154,68 +193,223 @@ class Hit:
 
 class GroupCommit:
     """Concurrent callers share one write: while one thread writes a batch, the hits arriving
-    meanwhile gather in the next one, which one of their threads writes as soon as the first is
-    done.  A lone hit is written at once; under load each transaction carries many hits.
-    ``submit`` returns once its hit's batch is written (``write`` must not raise)."""
+    meanwhile gather in the next one, whose first thread writes it as soon as the write before is
+    done.  A lone hit is written at once (no waiting for company); under load each transaction
+    carries many hits.  ``submit`` returns once its hit's batch is written (``write`` must not
+    raise).  Each thread sleeps on its own batch and is woken once, when that batch is written."""
 
-    @dataclass
     class _Batch:
-        hits: list[Hit] = field(default_factory=list)
-        written: bool = False
+        __slots__ = ("hits", "written")
+
+        def __init__(self) -> None:
+            self.hits: list[Hit] = []
+            self.written = threading.Event()
 
     def __init__(self, write: Callable[[list[Hit]], None]):
         self._write = write
-        self._condition = threading.Condition()
+        self._lock = threading.Lock()  # guards _open
+        self._turn = threading.Lock()  # held while a batch is written
         self._open = self._Batch()
-        self._writing = False
 
     def submit(self, hit: Hit) -> None:
-        with self._condition:
+        with self._lock:
             batch = self._open
             batch.hits.append(hit)
-            while self._writing and not batch.written:
-                self._condition.wait()
-            if batch.written:
-                return
-            self._writing = True
-            self._open = self._Batch()
-        try:
-            self._write(batch.hits)
-        finally:
-            with self._condition:
-                batch.written = True
-                self._writing = False
-                self._condition.notify_all()
+            leads = len(batch.hits) == 1
+        if not leads:
+            batch.written.wait()
+            return
+        with self._turn:
+            with self._lock:
+                self._open = self._Batch()  # hits from now on go to the next batch
+            try:
+                self._write(batch.hits)
+            finally:
+                batch.written.set()
 
 
 def count_hits(connection: Connection, hits: Sequence[Hit]) -> int:
     """Counts hits inside the caller's transaction; how many were counted.  The one place the
-    rules live, for the image endpoint and the hit-log ingester alike: hits already recorded (by
-    their id), of unknown tokens or made while tracking was off count nothing.  Raises on database
-    errors (the caller's transaction then counts nothing)."""
-    policy = connection.execute(_IP_STORAGE).scalar() or "truncated"
-    # In token order: concurrent batches (other processes) then take row locks in the same
-    # order, and wait for each other briefly instead of deadlocking.
-    return sum(_count_one(connection, hit, policy) for hit in sorted(hits, key=lambda hit: hit.token))
+    rules live, for the image endpoint and the hit-log ingester alike: hits of unknown tokens, made
+    while tracking was off (by the switch's history, at the hit's own time) or already recorded (by
+    their id; the same hit twice in the batch counts once) count nothing; each recipient keeps at
+    most EVENTS_PER_RECIPIENT_PER_MINUTE events a minute, further loads folded into the minute's
+    last event.  A constant number of statements whatever the batch's size (up to a few thousand
+    hits: SQLite takes 32,766 parameters a statement).
+
+    On SQLite, open the transaction with ``write_transaction``: its reads are then consistent with
+    its writes.  Raises SQLAlchemy's DBAPIError on database errors, among them IntegrityError for a
+    hit id another transaction recorded meanwhile: the caller's transaction then counts nothing.
+    """
+    if not hits:
+        return 0
+    if not connection.in_transaction():
+        connection.begin()  # what goes to the driver below is committed with the caller's transaction
+    driver = _Driver(connection)
+    try:
+        return _count(driver, hits)
+    except driver.dbapi_error as error:
+        raise DBAPIError.instance(driver.statement, None, error, driver.dbapi_error, hide_parameters=True,
+                                  dialect=connection.dialect) from error
+    finally:
+        driver.cursor.close()
 
 
-def _count_one(connection: Connection, hit: Hit, ip_policy: str) -> bool:
-    minute = hit.at.replace(second=0, microsecond=0)
-    window = {"token": hit.token, "minute": minute, "next_minute": minute + timedelta(minutes=1)}
-    recipient_id = connection.execute(
-        _RECORD_EVENT,
-        {**window, "at": hit.at, "ip": store_ip(hit.ip, ip_policy), "user_agent": hit.user_agent,
-         "verdict": classify(hit.user_agent), "hit_id": hit.hit_id,
-         "events_per_minute": EVENTS_PER_RECIPIENT_PER_MINUTE},
-    ).scalar()
-    if recipient_id is None:
-        row = connection.execute(_EVENT_TO_FOLD_INTO, {**window, "hit_id": hit.hit_id}).first()
-        if row is None or row[1] is None:
-            return False  # unknown recipient, tracking disabled, or this hit was counted already
-        recipient_id = row[0]
-        connection.execute(_FOLD_HIT, {"event_id": row[1]})
-    connection.execute(_COUNT_HIT, {"recipient_id": recipient_id, "at": hit.at})
-    return True
+class _Driver:
+    """count_hits's statements on the connection's DBAPI cursor, in its parameter style and with
+    times as its database keeps them."""
+
+    def __init__(self, connection: Connection):
+        self.sqlite = connection.dialect.name == "sqlite"
+        self.lock_rows = "" if self.sqlite else " FOR UPDATE"
+        self.dbapi_error: type[Exception] = connection.dialect.loaded_dbapi.Error
+        self.cursor = connection.connection.cursor()
+        self.statement = ""  # the last one sent, for errors
+
+    def rows(self, statement: str, parameters: Sequence[Any] = (), items: int = 0) -> list[Any]:
+        self.statement = _sql(statement, self.sqlite, items)
+        self.cursor.execute(self.statement, parameters)
+        return list(self.cursor.fetchall())
+
+    def write(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            self.statement = _sql(statement, self.sqlite)
+            self.cursor.executemany(self.statement, rows)
+
+    def time(self, at: datetime) -> object:
+        # SQLite keeps times as text, in SQLAlchemy's form, and compares them as text.
+        return at.isoformat(" ", "microseconds") if self.sqlite else at
+
+    def read_time(self, value: Any) -> datetime:
+        return datetime.fromisoformat(value) if self.sqlite else value
+
+
+def _count(driver: _Driver, hits: Sequence[Hit]) -> int:
+    stored = driver.time
+    settings: dict[str, str] = dict(driver.rows(_CURRENT_SETTINGS))
+    first = stored(min(hit.at for hit in hits))
+    tracking_off = _TrackingSwitch([(driver.read_time(at), old, new) for at, old, new in driver.rows(
+        _SWITCHES, (first, first))], settings.get("tracking_disabled") == "true")
+    batch_tokens = sorted({hit.token for hit in hits})
+    recipient_of: dict[str, int] = dict(driver.rows(_RECIPIENT_IDS + driver.lock_rows, batch_tokens, len(batch_tokens)))
+    # In time order: events are made for a minute's first loads, later ones folded.  Hit ids break
+    # ties, so concurrent batches holding the same hits insert them in the same order.
+    candidates = sorted((hit for hit in hits if hit.token in recipient_of and not tracking_off.at(hit.at)),
+                        key=lambda hit: (hit.at, hit.hit_id))
+    if not candidates:
+        return 0
+    hit_ids = [hit.hit_id for hit in candidates]
+    seen = {hit_id for (hit_id,) in driver.rows(_RECORDED, hit_ids, len(hit_ids))}
+    recipient_ids = sorted({recipient_of[hit.token] for hit in candidates})
+    minutes: dict[tuple[int, datetime], _Minute] = {}
+    for recipient_id, at, event_id in driver.rows(
+        _EVENTS_IN_MINUTES,
+        [*recipient_ids, stored(_minute(candidates[0].at)), stored(_minute(candidates[-1].at) + timedelta(minutes=1))],
+        len(recipient_ids),
+    ):
+        at = driver.read_time(at)
+        minutes.setdefault((recipient_id, _minute(at)), _Minute()).add_existing(at, event_id)
+
+    policy = settings.get("ip_storage") or "truncated"
+    new_events: list[list[Any]] = []
+    folded: dict[int, int] = {}  # existing event id -> loads folded into it
+    counted: dict[int, _Count] = {}
+    for hit in candidates:
+        if hit.hit_id in seen:
+            continue
+        seen.add(hit.hit_id)
+        recipient_id = recipient_of[hit.token]
+        minute = minutes.setdefault((recipient_id, _minute(hit.at)), _Minute())
+        if minute.events < EVENTS_PER_RECIPIENT_PER_MINUTE:
+            event = [recipient_id, stored(hit.at), store_ip(hit.ip, policy), hit.user_agent, classify(hit.user_agent),
+                     hit.hit_id, 1]
+            new_events.append(event)
+            minute.add_new(hit.at, event)
+        elif isinstance(minute.last, list):
+            minute.last[-1] += 1  # an event of this batch: it is written with its hits
+        else:
+            assert minute.last is not None  # a full minute has a last event
+            folded[minute.last] = folded.get(minute.last, 0) + 1
+        count = counted.get(recipient_id)
+        if count is None:
+            counted[recipient_id] = _Count(1, hit.at, hit.at)
+        else:
+            count.add(hit.at)
+
+    driver.write(_RECORD_EVENT, [tuple(event) for event in new_events])
+    driver.write(_FOLD, [(loads, event_id) for event_id, loads in sorted(folded.items())])
+    # In id order, as the rows were locked.
+    driver.write(_COUNT, [(count.hits, *[stored(count.first)] * 2, *[stored(count.last)] * 2, recipient_id)
+                          for recipient_id, count in sorted(counted.items())])
+    return sum(count.hits for count in counted.values())
+
+
+def _minute(at: datetime) -> datetime:
+    return at.replace(second=0, microsecond=0)
+
+
+class _TrackingSwitch:
+    """Whether tracking was off at a given time: the value the latest change at or before that time
+    set; before the first change, the value that change replaced; with no change, the setting now."""
+
+    def __init__(self, changes: Sequence[tuple[datetime, str, str]], off_now: bool):
+        self._times = [at for at, _, _ in changes]
+        self._off_after = [new == "true" for _, _, new in changes]
+        self._off_before = changes[0][1] == "true" if changes else off_now
+
+    def at(self, when: datetime) -> bool:
+        index = bisect.bisect_right(self._times, when)
+        return self._off_after[index - 1] if index else self._off_before
+
+
+class _Minute:
+    """One recipient's events in one minute: how many, and the last (by time, then id), which
+    stands for the loads past the bound: an existing event's id or an event this batch makes."""
+
+    __slots__ = ("events", "last", "_last_at")
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.last: int | list[Any] | None = None
+        self._last_at: tuple[datetime, int] | None = None
+
+    def add_existing(self, at: datetime, event_id: int) -> None:
+        self.events += 1
+        if self._last_at is None or (at, event_id) > self._last_at:
+            self.last, self._last_at = event_id, (at, event_id)
+
+    def add_new(self, at: datetime, event: list[Any]) -> None:
+        # Inserted after the existing events, it has the highest id so far: it wins ties.
+        self.events += 1
+        if self._last_at is None or at >= self._last_at[0]:
+            self.last, self._last_at = event, (at, MAX_ID)
+
+
+@dataclass(slots=True)
+class _Count:
+    hits: int
+    first: datetime
+    last: datetime
+
+    def add(self, at: datetime) -> None:
+        self.hits += 1
+        self.first = min(self.first, at)
+        self.last = max(self.last, at)
+
+
+def write_transaction(engine: Engine) -> AbstractContextManager[Connection]:
+    """A transaction for ``count_hits``: on SQLite it takes the write lock at once (BEGIN
+    IMMEDIATE), so its reads see what its writes build on, and a concurrent writer makes it wait
+    (busy timeout) instead of failing at its first write."""
+    return _immediate(engine) if engine.dialect.name == "sqlite" else engine.begin()
+
+
+@contextmanager
+def _immediate(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as connection:  # rolled back on leaving, unless committed
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        yield connection
+        connection.commit()
 
 
 class Tracker:
@@ -249,7 +443,7 @@ class Tracker:
 
     def record(self, hits: list[Hit]) -> int:
         """Counts the hits in one transaction; how many were counted.  Raises on database errors."""
-        with self.engine.begin() as connection:
+        with write_transaction(self.engine) as connection:
             return count_hits(connection, hits)
 
     def _count_or_spool(self, hits: list[Hit]) -> None:

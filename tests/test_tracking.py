@@ -129,6 +129,26 @@ def test_with_tracking_disabled_old_images_still_load_but_count_nothing(anon, db
     assert counts(db, recipient) == (0, 0)
 
 
+def test_the_token_is_the_first_t_argument_wherever_it_stands_in_the_query(anon, db, recipient):
+    assert_is_the_gif(anon.get(f"{PATH}?utm_source=mail&t={recipient.token}&t=ignored"))
+    assert_is_the_gif(anon.get(f"{PATH}?t=&t={recipient.token}"))  # the first one, empty, counts nothing
+    assert counts(db, recipient) == (1, 1)
+
+
+def test_under_a_prefix_and_in_standalone_mode_the_image_counts_without_identity(app, standalone, db, recipient):
+    import webtest
+
+    assert_is_the_gif(webtest.TestApp(app).get(PATH, {"t": recipient.token}, extra_environ={"SCRIPT_NAME": "/crm"}))
+    assert_is_the_gif(standalone.get(PATH, {"t": recipient.token}))
+    assert counts(db, recipient) == (2, 2)
+
+
+def test_other_methods_on_the_image_path_are_refused_as_before(anon, db, recipient):
+    response = anon.post(PATH, {"t": recipient.token}, status=401)
+    assert "WWW-Authenticate" in response.headers
+    assert counts(db, recipient) == (0, 0)
+
+
 def test_the_endpoint_needs_no_identity_and_sets_no_cookie(anon, recipient):
     response = anon.get(PATH, {"t": recipient.token})
     assert "Set-Cookie" not in response.headers
@@ -345,3 +365,151 @@ def test_a_replayed_older_hit_never_moves_first_and_last_access_inwards(app, ano
     db.expire_all()
     row = db.get(Recipient, recipient.id)
     assert (row.access_count, row.first_access, row.last_access) == (2, earlier, latest)
+
+
+# -- the counting rules, over batches ----------------------------------------------------------
+
+
+def event_rows(db, recipient):
+    return db.execute(select(AccessEvent.at, AccessEvent.hits).where(AccessEvent.recipient_id == recipient.id)
+                      .order_by(AccessEvent.at, AccessEvent.id)).all()
+
+
+def test_in_one_batch_unknown_tokens_and_hits_already_recorded_count_nothing_and_a_repeated_hit_counts_once(
+    app, db, recipient
+):
+    other = db.scalars(select(Recipient).where(Recipient.id != recipient.id)).one()
+    at = datetime(2026, 11, 2, 9, 30)
+    recorded = Hit(recipient.token, at, "192.0.2.1", "Mail")
+    assert app.tracker.record([recorded]) == 1
+    repeated = Hit(other.token, at + timedelta(seconds=1), "192.0.2.2", "Mail")
+    batch = [
+        Hit(tokens.new_token(app.secret), at, "192.0.2.3", "Mail"),  # signed by this install, no recipient
+        recorded,
+        repeated,
+        Hit(recipient.token, at + timedelta(seconds=2), "192.0.2.1", "Mail"),
+        repeated,
+        Hit(other.token, at + timedelta(seconds=3), "192.0.2.2", "Mail"),
+    ]
+    assert app.tracker.record(batch) == 3
+    assert counts(db, recipient) == (2, 2)
+    assert counts(db, other) == (2, 2)
+    assert db.scalar(select(func.count()).select_from(AccessEvent)) == 4
+
+
+def test_loads_past_the_bound_fold_into_the_minutes_last_event_within_a_batch_and_across_batches(app, db, recipient):
+    minute = datetime(2026, 11, 2, 9, 30)
+
+    def loads(*seconds):
+        return [Hit(recipient.token, minute + timedelta(seconds=second), "192.0.2.1", "Mail") for second in seconds]
+
+    bound = EVENTS_PER_RECIPIENT_PER_MINUTE
+    app.tracker.record(loads(*range(bound - 2)))
+    # Two more events, then three loads folded into the second of them, made in this same batch.
+    app.tracker.record(loads(*range(bound - 2, bound + 3)))
+    assert [hits for _, hits in event_rows(db, recipient)] == [1] * (bound - 1) + [4]
+    # A later batch folds into the minute's last event, wherever in the minute the load is.
+    app.tracker.record(loads(59, 1))
+    rows = event_rows(db, recipient)
+    assert [hits for _, hits in rows] == [1] * (bound - 1) + [6]
+    assert rows[-1].at == minute + timedelta(seconds=bound - 1)
+    # A batch spanning the minute's end: the next minute starts afresh.
+    app.tracker.record(loads(58, 60, 61))
+    assert [hits for _, hits in event_rows(db, recipient)] == [1] * (bound - 1) + [7, 1, 1]
+    assert counts(db, recipient) == (bound + 3 + 2 + 3, bound + 3 + 2 + 3)
+
+
+def test_first_and_last_access_only_move_outwards_whatever_the_order_of_a_batch(app, db, recipient):
+    noon = datetime(2026, 11, 2, 12, 0)
+    app.tracker.record([Hit(recipient.token, noon, "192.0.2.1", "Mail")])
+    app.tracker.record([Hit(recipient.token, noon + timedelta(hours=hours), "192.0.2.1", "Mail")
+                        for hours in (1, -2, 3, -1, 2)])
+    db.expire_all()
+    row = db.get(Recipient, recipient.id)
+    assert (row.access_count, row.first_access, row.last_access) == (
+        6, noon - timedelta(hours=2), noon + timedelta(hours=3))
+    app.tracker.record([Hit(recipient.token, noon, "192.0.2.1", "Mail")])
+    db.expire_all()
+    row = db.get(Recipient, recipient.id)
+    assert (row.first_access, row.last_access) == (noon - timedelta(hours=2), noon + timedelta(hours=3))
+
+
+def test_a_batch_keeps_the_ip_storage_setting_and_the_verdict_of_each_hit(app, db, recipient):
+    app.settings(db).update({"ip_storage": "full"}, "admin")
+    at = datetime(2026, 11, 2, 9, 30)
+    app.tracker.record([Hit(recipient.token, at, "198.51.100.23", "Mozilla/5.0"),
+                        Hit(recipient.token, at + timedelta(seconds=1), "2001:db8::1", "python-requests/2.31")])
+    rows = db.execute(select(AccessEvent.ip, AccessEvent.verdict).where(AccessEvent.recipient_id == recipient.id)
+                      .order_by(AccessEvent.at)).all()
+    assert rows == [("198.51.100.23", "privacy_prefetch"), ("2001:db8::1", "scanner")]
+
+
+def test_a_batch_takes_the_same_number_of_statements_whatever_its_size(app, db, recipient):
+    from sqlalchemy import event
+
+    others = [Recipient(email_id=recipient.email_id, address=f"r{number}@example.test",
+                        token=tokens.new_token(app.secret), status="sent") for number in range(20)]
+    db.add_all(others)
+    db.commit()
+    statements = []
+    event.listen(app.tracker.engine, "before_cursor_execute", lambda *args: statements.append(1))
+    start = datetime(2026, 11, 2, 9, 30)
+    app.tracker.record([Hit(recipient.token, start, "192.0.2.1", "Mail")])
+    for_one = len(statements)
+    statements.clear()
+    app.tracker.record([Hit(others[number % 20].token, start + timedelta(seconds=number / 4), "192.0.2.1", "Mail")
+                        for number in range(200)])
+    assert len(statements) == for_one
+    assert db.scalar(select(func.sum(Recipient.access_count))) == 201
+
+
+def test_the_tracking_switch_counts_a_hit_by_its_own_time_even_when_it_is_counted_later(app, db, recipient):
+    # The spool and the hit log are counted minutes or hours late: what matters is whether tracking
+    # was on when the image was loaded, not when the hit reaches the database.
+    service = app.settings(db)
+
+    def load():
+        hit = Hit.now(recipient.token, "192.0.2.1", "Mail")
+        time.sleep(0.01)
+        return hit
+
+    before = load()
+    (switched_off,) = service.update({"tracking_disabled": "on"}, "admin")
+    after_off = utcnow()
+    assert before.at < switched_off.at <= after_off  # the audit row, on the hits' clock
+    while_off = load()
+    assert app.tracker.record([before, while_off]) == 1
+    assert counts(db, recipient) == (1, 1)
+
+    (switched_on,) = service.update({"tracking_disabled": "false"}, "admin")
+    assert switched_on.at > while_off.at
+    after_on = load()
+    later_while_off = Hit(recipient.token, while_off.at + (switched_on.at - while_off.at) / 2, "192.0.2.1", "Mail")
+    assert app.tracker.record([after_on, later_while_off]) == 1
+    assert counts(db, recipient) == (2, 2)
+    db.expire_all()
+    assert db.get(Recipient, recipient.id).last_access == after_on.at
+
+
+def test_with_no_switch_ever_recorded_the_current_setting_decides(app, db, recipient):
+    db.add(Setting(key="tracking_disabled", value="true"))
+    db.commit()
+    assert app.tracker.record([Hit(recipient.token, datetime(2020, 1, 1), "192.0.2.1", "Mail")]) == 0
+    assert counts(db, recipient) == (0, 0)
+
+
+def test_the_same_hit_counted_by_two_transactions_at_once_counts_once(app, db, recipient):
+    # Two processes holding the same hit (a spool replayed while the first attempt still commits):
+    # the second waits for the first, then finds the hit recorded.
+    from coretrack.tracking import count_hits, write_transaction
+
+    hit = Hit.now(recipient.token, "192.0.2.1", "Mail")
+    second: list[int] = []
+    with write_transaction(app.tracker.engine) as first:
+        assert count_hits(first, [hit]) == 1
+        other = threading.Thread(target=lambda: second.append(app.tracker.record([hit])))
+        other.start()
+        time.sleep(0.2)  # the other transaction is now waiting for this one
+    other.join(timeout=30)
+    assert second == [0]
+    assert counts(db, recipient) == (1, 1)
