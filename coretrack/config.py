@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ UMASK = 0o027
 DIRECTORY_MODE = 0o750
 FILE_MODE = 0o640
 SECRET_MODE = 0o600
+# The data directory's folder for Apache's hit log.
+HIT_LOG_FOLDER = "hitlog"
 
 
 def _narrow(fd: int, widest: int | None) -> None:
@@ -76,6 +79,16 @@ class SmtpServer:
         )
 
 
+def _megabytes(env: dict[str, str], name: str) -> int:
+    try:
+        value = int(env.get(name) or 100)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number of megabytes") from None
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1")
+    return value
+
+
 def _read_config_file(path: str) -> dict[str, str]:
     values: dict[str, str] = {}
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
@@ -101,6 +114,10 @@ class Config:
     inline_send_limit: int = 10
     # Tracking hits kept on disk while the database is unavailable: about 2,000 hits a MB.
     spool_max_bytes: int = 100 * 2**20
+    # Apache's hit log not yet counted, past which 'coretrack doctor' fails (the ingester is behind or stopped).
+    hit_log_max_bytes: int = 100 * 2**20
+    # This front-end's name: each one keeps its own place in its own hit log.
+    node: str = "localhost"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Config:
@@ -116,15 +133,14 @@ class Config:
         smtp_url = env.get("CORETRACK_SMTP_URL") or None
         if smtp_url:
             SmtpServer.from_url(smtp_url)  # validate early, with a clear message
-        try:
-            spool_max_mb = int(env.get("CORETRACK_SPOOL_MAX_MB") or 100)
-        except ValueError:
-            raise ConfigError("CORETRACK_SPOOL_MAX_MB must be a whole number of megabytes") from None
-        if spool_max_mb < 1:
-            raise ConfigError("CORETRACK_SPOOL_MAX_MB must be at least 1")
+        node = env.get("CORETRACK_NODE") or socket.gethostname()
+        if len(node) > 255:
+            raise ConfigError("CORETRACK_NODE must be at most 255 characters")
         return cls(
             home=home,
-            spool_max_bytes=spool_max_mb * 2**20,
+            spool_max_bytes=_megabytes(env, "CORETRACK_SPOOL_MAX_MB") * 2**20,
+            hit_log_max_bytes=_megabytes(env, "CORETRACK_HIT_LOG_MAX_MB") * 2**20,
+            node=node,
             database_url=database_url,
             public_url=public_url,
             smtp_url=smtp_url,
@@ -142,6 +158,11 @@ class Config:
     @property
     def spool_dir(self) -> Path:
         return self.home / "spool"
+
+    @property
+    def hit_log_dir(self) -> Path:
+        """Apache's log of image hits (written through rotatelogs as root; read by 'coretrack ingest')."""
+        return self.home / HIT_LOG_FOLDER
 
     @property
     def attachments_dir(self) -> Path:
@@ -207,6 +228,12 @@ class Config:
                 continue
             with os.fdopen(fd, "w") as handle:
                 handle.write(content)
+        if not self.hit_log_dir.is_dir():
+            # rotatelogs runs as root (Apache's piped loggers do): set-group-id, its files take the
+            # folder's group, which the ingester reads them through.  Not one of private_paths:
+            # its files belong to root by design.
+            self.hit_log_dir.mkdir(mode=DIRECTORY_MODE, exist_ok=True)
+            os.chmod(self.hit_log_dir, DIRECTORY_MODE | stat.S_ISGID)
 
     def secret_key(self) -> bytes:
         try:

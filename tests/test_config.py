@@ -127,7 +127,7 @@ def test_the_data_directory_is_private_to_the_service_user(tmp_path):
     assert found.pop("home/coretrack.db-wal", "0o640") == found.pop("home/coretrack.db-shm", "0o640") == "0o640"
     assert found == {"home": "0o750", "home/attachments": "0o750", "home/coretrack.db": "0o640",
                      "home/htpasswd": "0o640", "home/htpasswd.lock": "0o640", "home/secret.key": "0o600",
-                     "home/spool": "0o750"}
+                     "home/spool": "0o750", "home/hitlog": "0o2750"}
 
 
 def test_the_first_start_of_a_new_version_makes_an_older_install_private(tmp_path):
