@@ -203,6 +203,8 @@ def ingest(once: bool, interval: float) -> None:
     import signal
     import threading
 
+    from sqlalchemy.exc import SQLAlchemyError
+
     from .ingest import Ingester, IngestError
 
     stop = threading.Event()
@@ -214,8 +216,10 @@ def ingest(once: bool, interval: float) -> None:
         read = Ingester.for_install(config, engine).run(stop, once=once, interval=interval)
     except IngestError as exc:
         raise click.ClickException(str(exc)) from None
-    except Exception as exc:  # --once only: the database is unavailable
+    except SQLAlchemyError as exc:  # --once only
         raise click.ClickException(f"database unavailable ({type(exc).__name__}); the hits wait in the log") from None
+    except OSError as exc:  # --once only
+        raise click.ClickException(f"cannot read the hit log: {exc}") from None
     finally:
         engine.dispose()
     click.echo(f"read {read} lines")

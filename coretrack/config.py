@@ -183,6 +183,8 @@ class Config:
         if self.sqlite_path:
             candidates += [(self.sqlite_path.with_name(self.sqlite_path.name + suffix), FILE_MODE)
                            for suffix in ("", "-wal", "-shm", "-journal")]
+        # The hit log's folder, not its files: those are root's, written by Apache's rotatelogs.
+        candidates.append((self.hit_log_dir, DIRECTORY_MODE | stat.S_ISGID))
         for directory in (self.spool_dir, self.attachments_dir):
             candidates.append((directory, DIRECTORY_MODE))
             if directory.is_dir():
@@ -201,7 +203,8 @@ class Config:
         # running this, must not be led out of the data directory by a link the service user made.
         for folder, folders, files, folder_fd in os.fwalk(self.home):
             if Path(folder) == self.home:
-                folders[:] = [name for name in folders if self.home / name in (self.spool_dir, self.attachments_dir)]
+                folders[:] = [name for name in folders
+                              if self.home / name in (self.spool_dir, self.attachments_dir, self.hit_log_dir)]
             _narrow(folder_fd, widest.get(Path(folder)))
             for name in files:
                 if Path(folder, name) in widest:
@@ -228,12 +231,21 @@ class Config:
                 continue
             with os.fdopen(fd, "w") as handle:
                 handle.write(content)
-        if not self.hit_log_dir.is_dir():
-            # rotatelogs runs as root (Apache's piped loggers do): set-group-id, its files take the
-            # folder's group, which the ingester reads them through.  Not one of private_paths:
-            # its files belong to root by design.
-            self.hit_log_dir.mkdir(mode=DIRECTORY_MODE, exist_ok=True)
-            os.chmod(self.hit_log_dir, DIRECTORY_MODE | stat.S_ISGID)
+        # rotatelogs runs as root (Apache's piped loggers do): set-group-id, the folder gives its
+        # files its group, which the ingester reads them through.
+        self.hit_log_dir.mkdir(mode=DIRECTORY_MODE, exist_ok=True)
+        try:
+            fd = os.open(self.hit_log_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            return  # a link: never followed ('coretrack doctor' reports the folder)
+        try:
+            mode = stat.S_IMODE(os.fstat(fd).st_mode)
+            if not mode & stat.S_ISGID:
+                os.fchmod(fd, (mode & DIRECTORY_MODE) | stat.S_ISGID)
+        except PermissionError:
+            pass  # not this user's: 'coretrack doctor' names the fix
+        finally:
+            os.close(fd)
 
     def secret_key(self) -> bytes:
         try:

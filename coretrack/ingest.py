@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import tokens
 from .config import Config
@@ -50,6 +51,8 @@ _EPOCH = datetime(1970, 1, 1)
 # Lines per transaction: a busy minute's backlog is counted in a few transactions, none holding
 # SQLite's write lock for long.
 BATCH_LINES = 2000
+# And bytes: long user agents must not make a batch large in memory.
+BATCH_BYTES = 4 * 2**20
 # A line longer than this (Apache caps the request line and each header at 8 kB, escaping at
 # most quadruples them) is not one of Apache's: it is skipped.
 MAX_LINE = 256 * 1024
@@ -151,7 +154,7 @@ class HitLog:
         end = offset
         with open(self.directory / name, "rb") as handle:
             handle.seek(offset)
-            while len(lines) < limit:
+            while len(lines) < limit and end - offset < BATCH_BYTES:
                 line = handle.readline(MAX_LINE)
                 if line.endswith(b"\n"):
                     lines.append(line)
@@ -279,15 +282,16 @@ class Ingester:
             while not stop.is_set():
                 try:
                     lines = self.step()
-                except Exception:
+                except (SQLAlchemyError, OSError) as exc:
                     self._position = None
                     if once:
                         raise
                     if time.monotonic() >= self._next_warning:  # once a minute, not once a second
                         self._next_warning = time.monotonic() + 60
                         # The engines hide statement parameters: the message names no token.
-                        log.warning("hit log not counted: database unavailable; the hits wait in %s",
-                                    self.hit_log.directory, exc_info=True)
+                        what = "database unavailable" if isinstance(exc, SQLAlchemyError) else "log unreadable"
+                        log.warning("hit log not counted (%s); the hits wait in %s", what, self.hit_log.directory,
+                                    exc_info=True)
                     stop.wait(RETRY_INTERVAL)
                     continue
                 read += lines

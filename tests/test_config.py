@@ -139,7 +139,7 @@ def test_the_first_start_of_a_new_version_makes_an_older_install_private(tmp_pat
         os.chmod(path, 0o755 if path.is_dir() else 0o644)  # what earlier versions left
     assert first_start(tmp_path).exit_code == 0
     assert {path: mode for path, mode in modes(home).items() if mode not in ("0o750", "0o640")} == {
-        "home/secret.key": "0o600"}
+        "home/secret.key": "0o600", "home/hitlog": "0o2750"}
 
 
 def test_files_the_command_line_makes_later_are_private_whatever_its_umask(tmp_path, smtp_server):
