@@ -14,6 +14,8 @@ from .config import Config, ConfigError
 from .db import make_engine, make_session_factory, upgrade
 
 if TYPE_CHECKING:
+    import threading
+
     from .apache import Install
 
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -160,21 +162,28 @@ def user_list() -> None:
         click.echo(f"{account.name}\t{account.role}\t{'active' if account.active else 'disabled'}")
 
 
+def _stop_on_signals() -> threading.Event:
+    """Set by SIGTERM (systemd, scripts/run) or Ctrl-C: a loop ends after the batch in hand, never mid-way."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
 @main.command()
 @click.option("--once", is_flag=True, help="deliver what is queued, then exit")
 @click.option("--interval", default=5.0, show_default=True, type=float, help="seconds between looks at the queue")
 def worker(once: bool, interval: float) -> None:
     """Deliver queued email (run it beside Apache; 'coretrack serve' runs one itself)."""
-    import signal
     import threading
 
     from .tracking import Tracker
     from .worker import run_worker
 
-    # SIGTERM (systemd, scripts/run) ends the loop after the batch in hand, never mid-message.
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = _stop_on_signals()
     config = load_config()
     engine = make_engine(config.database_url)
     # Tracking hits spooled during an outage are counted within seconds of the database's return,
@@ -200,16 +209,11 @@ def worker(once: bool, interval: float) -> None:
 @click.option("--interval", default=0.2, show_default=True, type=float, help="seconds between looks at the log")
 def ingest(once: bool, interval: float) -> None:
     """Count the image hits Apache logged, each once (run it beside Apache; systemd unit)."""
-    import signal
-    import threading
-
     from sqlalchemy.exc import SQLAlchemyError
 
     from .ingest import Ingester, IngestError
 
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = _stop_on_signals()
     config = load_config()
     engine = make_engine(config.database_url)
     try:

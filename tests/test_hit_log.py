@@ -20,7 +20,7 @@ from apache_server import STAFF_PASSWORD, VENV, ApacheServer
 from conftest import PostgresServer, can_stop_postgresql
 from hit_load import PATH, LoadResult, counted, fire, make_recipients, plan_hits, wait_until
 from sqlalchemy import func, select
-from test_apache import TRICKY
+from test_apache import tricky_path_failures
 
 from coretrack import tokens
 from coretrack.doctor import check_hit_log
@@ -132,18 +132,7 @@ def test_apache_answers_the_gif_with_its_headers_and_the_ingester_counts_only_go
 
 
 def test_tricky_anonymous_paths_still_reach_nothing_but_the_image(apache):
-    wrong = []
-    for method, template, expected in TRICKY:
-        path = template.format(e=apache.prefix + PATH, p=apache.prefix)
-        reply = apache.request(method, path)
-        if expected == "endpoint":
-            ok = reply.status == 200 and reply.headers.get("content-type") == "image/gif" and (
-                method == "HEAD" or reply.body == GIF)
-        else:
-            ok = reply.status in (400, 401, 403, 404, 405, 501) and not reply.from_app and reply.body != GIF
-        if not ok:
-            wrong.append(f"{method} {path} -> {reply.status} {reply.body[:80]!r}")
-    assert wrong == []
+    assert tricky_path_failures(apache) == []
     # Longer paths stay with the application, behind the login.
     for suffix in ("/x", "/anything/else"):
         assert apache.request("GET", apache.prefix + PATH + suffix).status == 401
