@@ -361,6 +361,10 @@ def apache_config(form: str, home: str | None, prefix: str, server_name: str, li
     if form == "express":
         port = int(listen.rsplit(":", 1)[1])
         click.echo("start it with:\n  " + " ".join(express_command(install, port)), err=True)
+        if install.hit_log:
+            click.echo(f"and beside it, as {install.user} (or the coretrack-ingest unit), to count the image hits:\n"
+                       f"  CORETRACK_CONFIG={install.output / 'coretrack.env'} {install.venv}/bin/coretrack ingest",
+                       err=True)
 
 
 @main.command()
