@@ -305,8 +305,9 @@ class Ingester:
 
     def _more_to_read(self) -> bool:
         """Whether a file is left to move on to (a step that read nothing may have just finished one)."""
-        position = self.position()
-        return any(name > position.file for name in self.hit_log.files())
+        if self._position is None:
+            return True  # unknown: the next step reads it (and handles the database's errors)
+        return any(name > self._position.file for name in self.hit_log.files())
 
 
 def backlog(config: Config) -> Backlog:
