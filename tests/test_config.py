@@ -65,6 +65,9 @@ def test_smtp_urls_are_parsed(url, expected):
         ({"CORETRACK_PUBLIC_URL": "ftp://x"}, "must start with http"),
         ({"CORETRACK_SPOOL_MAX_MB": "lots"}, "CORETRACK_SPOOL_MAX_MB must be a whole number"),
         ({"CORETRACK_SPOOL_MAX_MB": "0"}, "CORETRACK_SPOOL_MAX_MB must be at least 1"),
+        ({"CORETRACK_HIT_LOG_MAX_MB": "1.5"}, "CORETRACK_HIT_LOG_MAX_MB must be a whole number"),
+        ({"CORETRACK_HIT_LOG_MAX_MB": "0"}, "CORETRACK_HIT_LOG_MAX_MB must be at least 1"),
+        ({"CORETRACK_NODE": "n" * 256}, "CORETRACK_NODE must be at most 255 characters"),
     ],
 )
 def test_bad_settings_get_a_clear_error(environ, message):
@@ -168,3 +171,11 @@ def test_making_the_data_directory_private_never_follows_a_link_out_of_it(tmp_pa
     assert first_start(tmp_path).exit_code == 0
     assert stat.S_IMODE(outside.stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "home").stat().st_mode) == 0o750
+
+
+def test_the_hit_log_bound_and_the_node_name_come_from_the_settings():
+    import socket
+
+    assert (Config.from_env({}).hit_log_max_bytes, Config.from_env({}).node) == (100 * 2**20, socket.gethostname())
+    config = Config.from_env({"CORETRACK_HIT_LOG_MAX_MB": "7", "CORETRACK_NODE": "front-2"})
+    assert (config.hit_log_max_bytes, config.node) == (7 * 2**20, "front-2")
