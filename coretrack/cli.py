@@ -162,28 +162,21 @@ def user_list() -> None:
         click.echo(f"{account.name}\t{account.role}\t{'active' if account.active else 'disabled'}")
 
 
-def _stop_on_signals() -> threading.Event:
-    """Set by SIGTERM (systemd, scripts/run) or Ctrl-C: a loop ends after the batch in hand, never mid-way."""
-    import signal
-    import threading
-
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    return stop
-
-
 @main.command()
 @click.option("--once", is_flag=True, help="deliver what is queued, then exit")
 @click.option("--interval", default=5.0, show_default=True, type=float, help="seconds between looks at the queue")
 def worker(once: bool, interval: float) -> None:
     """Deliver queued email (run it beside Apache; 'coretrack serve' runs one itself)."""
+    import signal
     import threading
 
     from .tracking import Tracker
     from .worker import run_worker
 
-    stop = _stop_on_signals()
+    # SIGTERM (systemd, scripts/run) ends the loop after the batch in hand, never mid-message.
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
     config = load_config()
     engine = make_engine(config.database_url)
     # Tracking hits spooled during an outage are counted within seconds of the database's return,
@@ -202,6 +195,17 @@ def worker(once: bool, interval: float) -> None:
             spool_watch.join()
         engine.dispose()
     click.echo(f"processed {processed} messages")
+
+
+def _stop_on_signals() -> threading.Event:
+    """Set by SIGTERM (systemd, scripts/run) or Ctrl-C: a loop ends after the batch in hand, never mid-way."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
 
 
 @main.command()
