@@ -18,7 +18,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from .config import Config
+from .config import HIT_LOG_FOLDER, Config
 
 PACKAGE_DIR = Path(__file__).parent
 TEMPLATES_DIR = next(
@@ -30,6 +30,8 @@ _SERVER_NAME = re.compile(r"^[A-Za-z0-9.-]+$")
 _LISTEN = re.compile(r"^(\*|[0-9.]+|\[[0-9a-fA-F:]+\]):[0-9]{1,5}$")
 # Paths go into Apache directives unquoted or in double quotes: keep them plain.
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/+@-]*$")
+# rotatelogs' rotation: a size such as 16M (a file is started each time the current one passes it).
+_ROTATION = re.compile(r"^[0-9]+[BKMG]$")
 
 
 class ApacheConfigError(ValueError):
@@ -53,6 +55,17 @@ def apache_modules_dir() -> str:
     return "/usr/lib/apache2/modules"
 
 
+def rotatelogs() -> str:
+    path = shutil.which("rotatelogs") or "/usr/bin/rotatelogs"
+    if not _SAFE_PATH.match(path):
+        raise ApacheConfigError(f"rotatelogs at {path!r}: its path may only hold letters, digits and . _ / + @ -")
+    return path
+
+
+# The image Apache answers itself (the application's GIF, byte for byte), in the output folder.
+GIF_FILE = "tracking.gif"
+
+
 @dataclass
 class Install:
     """What one Apache install of coretrack looks like."""
@@ -72,6 +85,10 @@ class Install:
     # HTTPS for the site and htaccess forms: the certificate (chain) and its private key, PEM files.
     tls_certificate: Path | None = None
     tls_key: Path | None = None
+    # Site and express forms: Apache answers the image path from a file and logs each hit for
+    # 'coretrack ingest' (no Python on the anonymous surface); False keeps the application's endpoint.
+    hit_log: bool = True
+    hit_log_rotation: str = "16M"
 
     def __post_init__(self, output_dir: Path | None) -> None:
         self.home = Path(self.home).resolve()
@@ -88,6 +105,8 @@ class Install:
             raise ApacheConfigError("--server-name is a host name such as crm.example.com")
         if not _LISTEN.match(self.listen):
             raise ApacheConfigError("--listen is ADDRESS:PORT such as *:80 or 127.0.0.1:8080")
+        if not _ROTATION.match(self.hit_log_rotation):
+            raise ApacheConfigError("the hit log's rotation is a size such as 16M (B, K, M or G)")
         for name in ("home", "venv", "output", "tls_certificate", "tls_key"):
             if getattr(self, name) is not None and not _SAFE_PATH.match(str(getattr(self, name))):
                 raise ApacheConfigError(f"the {name} path may only hold letters, digits and . _ / + @ -")
@@ -99,6 +118,9 @@ class Install:
         return Path(wsgi.__file__).resolve()
 
     def context(self) -> dict[str, object]:
+        from .ingest import LOG_FORMAT
+        from .tracking import TRACK_ACCESS_PATH
+
         script = self.wsgi_script
         return {
             "prefix": self.prefix,
@@ -122,6 +144,13 @@ class Install:
             "tls_certificate": self.tls_certificate,
             "tls_key": self.tls_key,
             "public_paths": public_paths(),
+            "hit_log": self.hit_log,
+            "track_path": TRACK_ACCESS_PATH,
+            "gif_file": self.output / GIF_FILE,
+            "hit_log_dir": self.home / HIT_LOG_FOLDER,
+            "hit_log_format": LOG_FORMAT,
+            "hit_log_rotation": self.hit_log_rotation,
+            "rotatelogs": rotatelogs(),
         }
 
 
@@ -180,6 +209,14 @@ def write_config(form: str, install: Install, config: Config) -> list[Path]:
     # The env file may hold a database password: readable by root and the workers' group only.
     _write(out / "coretrack.env", env_file_text(config), 0o640, install.group)
     written: list[Path] = []
+    if form == "htaccess":
+        # .htaccess cannot map a URL to a file before mod_wsgi: the application answers the image.
+        context["hit_log"] = False
+    if context["hit_log"]:
+        from .tracking import GIF
+
+        (out / GIF_FILE).write_bytes(GIF)
+        os.chmod(out / GIF_FILE, 0o644)
     if form == "site":
         main = out / "coretrack-site.conf"
         _write(main, env.get_template("coretrack-site.conf").render(context))
@@ -196,9 +233,10 @@ def write_config(form: str, install: Install, config: Config) -> list[Path]:
         _write(www / "coretrack.wsgi", "from coretrack.wsgi import application  # noqa: F401\n")
         shutil.copytree(PACKAGE_DIR / "static", www / "static", dirs_exist_ok=True)
         written += [main, www / ".htaccess", www / "coretrack.wsgi"]
-    unit = out / "coretrack-worker.service"
-    _write(unit, env.get_template("coretrack-worker.service").render(context))
-    written.append(unit)
+    units = ["coretrack-worker.service"] + (["coretrack-ingest.service"] if context["hit_log"] else [])
+    for name in units:
+        _write(out / name, env.get_template(name).render(context))
+        written.append(out / name)
     written.append(out / "coretrack.env")
     return written
 

@@ -14,6 +14,8 @@ from .config import Config, ConfigError
 from .db import make_engine, make_session_factory, upgrade
 
 if TYPE_CHECKING:
+    import threading
+
     from .apache import Install
 
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -195,6 +197,42 @@ def worker(once: bool, interval: float) -> None:
     click.echo(f"processed {processed} messages")
 
 
+def _stop_on_signals() -> threading.Event:
+    """Set by SIGTERM (systemd, scripts/run) or Ctrl-C: a loop ends after the batch in hand, never mid-way."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="count what the hit log holds, then exit")
+@click.option("--interval", default=0.2, show_default=True, type=float, help="seconds between looks at the log")
+def ingest(once: bool, interval: float) -> None:
+    """Count the image hits Apache logged, each once (run it beside Apache; systemd unit)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .ingest import Ingester, IngestError
+
+    stop = _stop_on_signals()
+    config = load_config()
+    engine = make_engine(config.database_url)
+    try:
+        read = Ingester.for_install(config, engine).run(stop, once=once, interval=interval)
+    except IngestError as exc:
+        raise click.ClickException(str(exc)) from None
+    except SQLAlchemyError as exc:  # --once only
+        raise click.ClickException(f"database unavailable ({type(exc).__name__}); the hits wait in the log") from None
+    except OSError as exc:  # --once only
+        raise click.ClickException(f"cannot read the hit log: {exc}") from None
+    finally:
+        engine.dispose()
+    click.echo(f"read {read} lines")
+
+
 @main.command()
 @click.option("--from-user", "from_user", required=True, help="the coretrack user sending it")
 @click.option("--to", "to", multiple=True, help="address or contact:<id> / account:<id> / lead:<id> (repeatable)")
@@ -277,7 +315,7 @@ def _install_options(command: Command) -> Command:
 
 def _install(home: str | None, prefix: str, server_name: str, listen: str, venv: str, run_user: str, run_group: str,
              output: str | None = None, tls_certificate: str | None = None,
-             tls_key: str | None = None) -> tuple[Config, Install]:
+             tls_key: str | None = None, hit_log: bool = True) -> tuple[Config, Install]:
     import os
 
     from .apache import ApacheConfigError, Install
@@ -291,7 +329,7 @@ def _install(home: str | None, prefix: str, server_name: str, listen: str, venv:
             home=config.home, venv=Path(venv), prefix=prefix, server_name=server_name, listen=listen, user=run_user,
             group=run_group, output_dir=Path(output) if output else None,
             tls_certificate=Path(tls_certificate) if tls_certificate else None,
-            tls_key=Path(tls_key) if tls_key else None)
+            tls_key=Path(tls_key) if tls_key else None, hit_log=hit_log)
     except (ConfigError, ApacheConfigError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -303,9 +341,11 @@ def _install(home: str | None, prefix: str, server_name: str, listen: str, venv:
 @click.option("--private-server", is_flag=True, help="also write httpd.conf for a private instance (site/htaccess)")
 @click.option("--tls-cert", type=click.Path(dir_okay=False), help="HTTPS (site/htaccess): the certificate chain, PEM")
 @click.option("--tls-key", type=click.Path(dir_okay=False), help="HTTPS (site/htaccess): its private key, PEM")
+@click.option("--no-hit-log", is_flag=True,
+              help="site/express: the application answers the image itself (no hit log, no 'coretrack ingest')")
 def apache_config(form: str, home: str | None, prefix: str, server_name: str, listen: str, venv: str, run_user: str,
                   run_group: str, output: str | None, private_server: bool, tls_cert: str | None,
-                  tls_key: str | None) -> None:
+                  tls_key: str | None, no_hit_log: bool) -> None:
     """Write the Apache config of one form for this install; prints the files written."""
     from .apache import ApacheConfigError, express_command, write_config, write_private_server
 
@@ -313,7 +353,7 @@ def apache_config(form: str, home: str | None, prefix: str, server_name: str, li
         raise click.ClickException("the express form takes HTTPS from mod_wsgi-express's own options "
                                    "(--https-port, --ssl-certificate-file, --ssl-certificate-key-file)")
     config, install = _install(home, prefix, server_name, listen, venv, run_user, run_group, output,
-                               tls_certificate=tls_cert, tls_key=tls_key)
+                               tls_certificate=tls_cert, tls_key=tls_key, hit_log=not no_hit_log)
     try:
         if private_server:
             click.echo(write_private_server(form, install, config))
@@ -325,6 +365,10 @@ def apache_config(form: str, home: str | None, prefix: str, server_name: str, li
     if form == "express":
         port = int(listen.rsplit(":", 1)[1])
         click.echo("start it with:\n  " + " ".join(express_command(install, port)), err=True)
+        if install.hit_log:
+            click.echo(f"and beside it, as {install.user} (or the coretrack-ingest unit), to count the image hits:\n"
+                       f"  CORETRACK_CONFIG={install.output / 'coretrack.env'} {install.venv}/bin/coretrack ingest",
+                       err=True)
 
 
 @main.command()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ UMASK = 0o027
 DIRECTORY_MODE = 0o750
 FILE_MODE = 0o640
 SECRET_MODE = 0o600
+# The data directory's folder for Apache's hit log.
+HIT_LOG_FOLDER = "hitlog"
 
 
 def _narrow(fd: int, widest: int | None) -> None:
@@ -76,6 +79,16 @@ class SmtpServer:
         )
 
 
+def _megabytes(env: dict[str, str], name: str) -> int:
+    try:
+        value = int(env.get(name) or 100)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number of megabytes") from None
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1")
+    return value
+
+
 def _read_config_file(path: str) -> dict[str, str]:
     values: dict[str, str] = {}
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
@@ -101,6 +114,10 @@ class Config:
     inline_send_limit: int = 10
     # Tracking hits kept on disk while the database is unavailable: about 2,000 hits a MB.
     spool_max_bytes: int = 100 * 2**20
+    # Apache's hit log not yet counted, past which 'coretrack doctor' fails (the ingester is behind or stopped).
+    hit_log_max_bytes: int = 100 * 2**20
+    # This front-end's name: each one keeps its own place in its own hit log.
+    node: str = "localhost"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Config:
@@ -116,15 +133,14 @@ class Config:
         smtp_url = env.get("CORETRACK_SMTP_URL") or None
         if smtp_url:
             SmtpServer.from_url(smtp_url)  # validate early, with a clear message
-        try:
-            spool_max_mb = int(env.get("CORETRACK_SPOOL_MAX_MB") or 100)
-        except ValueError:
-            raise ConfigError("CORETRACK_SPOOL_MAX_MB must be a whole number of megabytes") from None
-        if spool_max_mb < 1:
-            raise ConfigError("CORETRACK_SPOOL_MAX_MB must be at least 1")
+        node = env.get("CORETRACK_NODE") or socket.gethostname()
+        if len(node) > 255:
+            raise ConfigError("CORETRACK_NODE must be at most 255 characters")
         return cls(
             home=home,
-            spool_max_bytes=spool_max_mb * 2**20,
+            spool_max_bytes=_megabytes(env, "CORETRACK_SPOOL_MAX_MB") * 2**20,
+            hit_log_max_bytes=_megabytes(env, "CORETRACK_HIT_LOG_MAX_MB") * 2**20,
+            node=node,
             database_url=database_url,
             public_url=public_url,
             smtp_url=smtp_url,
@@ -142,6 +158,11 @@ class Config:
     @property
     def spool_dir(self) -> Path:
         return self.home / "spool"
+
+    @property
+    def hit_log_dir(self) -> Path:
+        """Apache's log of image hits (written through rotatelogs as root; read by 'coretrack ingest')."""
+        return self.home / HIT_LOG_FOLDER
 
     @property
     def attachments_dir(self) -> Path:
@@ -162,6 +183,8 @@ class Config:
         if self.sqlite_path:
             candidates += [(self.sqlite_path.with_name(self.sqlite_path.name + suffix), FILE_MODE)
                            for suffix in ("", "-wal", "-shm", "-journal")]
+        # The hit log's folder, not its files: those are root's, written by Apache's rotatelogs.
+        candidates.append((self.hit_log_dir, DIRECTORY_MODE | stat.S_ISGID))
         for directory in (self.spool_dir, self.attachments_dir):
             candidates.append((directory, DIRECTORY_MODE))
             if directory.is_dir():
@@ -180,7 +203,8 @@ class Config:
         # running this, must not be led out of the data directory by a link the service user made.
         for folder, folders, files, folder_fd in os.fwalk(self.home):
             if Path(folder) == self.home:
-                folders[:] = [name for name in folders if self.home / name in (self.spool_dir, self.attachments_dir)]
+                folders[:] = [name for name in folders
+                              if self.home / name in (self.spool_dir, self.attachments_dir, self.hit_log_dir)]
             _narrow(folder_fd, widest.get(Path(folder)))
             for name in files:
                 if Path(folder, name) in widest:
@@ -207,6 +231,21 @@ class Config:
                 continue
             with os.fdopen(fd, "w") as handle:
                 handle.write(content)
+        # rotatelogs runs as root (Apache's piped loggers do): set-group-id, the folder gives its
+        # files its group, which the ingester reads them through.
+        self.hit_log_dir.mkdir(mode=DIRECTORY_MODE, exist_ok=True)
+        try:
+            fd = os.open(self.hit_log_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            return  # a link: never followed ('coretrack doctor' reports the folder)
+        try:
+            mode = stat.S_IMODE(os.fstat(fd).st_mode)
+            if not mode & stat.S_ISGID:
+                os.fchmod(fd, (mode & DIRECTORY_MODE) | stat.S_ISGID)
+        except PermissionError:
+            pass  # not this user's: 'coretrack doctor' names the fix
+        finally:
+            os.close(fd)
 
     def secret_key(self) -> bytes:
         try:

@@ -115,6 +115,24 @@ def check_spool(config: Config) -> Iterator[Check]:
                 "(check the database and that 'coretrack worker' runs; 'coretrack spool replay' counts them now)")
 
 
+def check_hit_log(config: Config, user: str = "www-data") -> Iterator[Check]:
+    from .ingest import backlog
+
+    folder = config.hit_log_dir
+    if folder.is_dir():
+        # rotatelogs writes as root: the files are readable by the ingester through the folder's group.
+        yield Check(bool(folder.stat().st_mode & stat.S_ISGID) and _as_worker(user, "-w", folder),
+                    f"{folder} is {user}'s and set-group-id (the ingester reads Apache's root-owned hit log files)",
+                    f"chown {user}: {folder} && chmod 2750 {folder}")
+    waiting = backlog(config)
+    yield Check(waiting.bytes <= config.hit_log_max_bytes,
+                f"the hit log's backlog is within {config.hit_log_max_bytes // 2**20} MB "
+                f"({waiting.files} file(s), {waiting.bytes // 1024} kB not yet counted)",
+                f"{config.hit_log_dir} holds hits not yet counted: check that 'coretrack ingest' runs "
+                "(systemctl status coretrack-ingest) and that the database takes writes; it counts them then "
+                "(CORETRACK_HIT_LOG_MAX_MB sets this bound)")
+
+
 def check_apache_syntax(config: Config, install: Install) -> Iterator[Check]:
     from .apache import write_private_server
 
@@ -178,6 +196,6 @@ def configured_public_url(config: Config) -> str:
 
 def run(config: Config, install: Install, public_url: str | None = None) -> list[Check]:
     checks = [*check_files(config, install.user), *check_database(config), *check_spool(config),
-              *check_apache_syntax(config, install)]
+              *check_hit_log(config, install.user), *check_apache_syntax(config, install)]
     checks += check_public_surface((public_url or configured_public_url(config)).rstrip("/"))
     return checks

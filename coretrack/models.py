@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Literal, get_args
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -261,3 +262,15 @@ class SettingChange(Base):
     old_value: Mapped[str] = mapped_column(Text)
     new_value: Mapped[str] = mapped_column(Text)
 
+
+class HitLogPosition(Base):
+    """How far one front-end's ingester has counted its Apache hit log: the file and the byte
+    after its last counted line.  Written in the transaction that counts those lines, so a line
+    is never counted twice nor skipped, whatever stops the ingester."""
+
+    __tablename__ = "hit_log_positions"
+
+    node: Mapped[str] = mapped_column(String(255), primary_key=True)
+    file: Mapped[str] = mapped_column(String(255))
+    byte_offset: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)

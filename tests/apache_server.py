@@ -70,10 +70,12 @@ class ApacheServer:
     def __init__(self, form: str, prefix: str = "", *, auth_removed: bool = False,
                  edit: Callable[[Path], None] | None = None, database_url: str | None = None,
                  processes: int = 2, threads: int = 5, tls: tuple[Path, Path, Path] | None = None,
-                 beside: ApacheServer | None = None):
+                 hit_log: bool = False, hit_log_rotation: str = "16M", beside: ApacheServer | None = None):
         """``edit(output_dir)`` may change the generated files before Apache starts; ``database_url``
         (default: SQLite in the data directory) must point at an empty database; ``tls`` (ca, certificate,
         key): serve HTTPS on ``port`` (express: as mod_wsgi-express's options say) and trust that CA;
+        ``hit_log``: Apache answers the image and logs it for 'coretrack ingest' (off by default: the
+        tests of the application's own endpoint, its spool and outages, go through it);
         ``beside``: another front-end of that server's install (its database, secret.key and users)."""
         self.beside = beside
         if beside:
@@ -92,6 +94,7 @@ class ApacheServer:
         )
         self.install = Install(home=self.home, venv=VENV, prefix=prefix, listen=f"127.0.0.1:{self.port}",
                                output_dir=self.root / "apache", processes=processes, threads=threads,
+                               hit_log=hit_log, hit_log_rotation=hit_log_rotation,
                                **({"tls_certificate": tls[1], "tls_key": tls[2]} if tls and form != "express" else {}))
         self.edit = edit or (self._remove_auth if auth_removed else None)
         self.process: subprocess.Popen | None = None

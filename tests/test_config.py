@@ -65,6 +65,9 @@ def test_smtp_urls_are_parsed(url, expected):
         ({"CORETRACK_PUBLIC_URL": "ftp://x"}, "must start with http"),
         ({"CORETRACK_SPOOL_MAX_MB": "lots"}, "CORETRACK_SPOOL_MAX_MB must be a whole number"),
         ({"CORETRACK_SPOOL_MAX_MB": "0"}, "CORETRACK_SPOOL_MAX_MB must be at least 1"),
+        ({"CORETRACK_HIT_LOG_MAX_MB": "1.5"}, "CORETRACK_HIT_LOG_MAX_MB must be a whole number"),
+        ({"CORETRACK_HIT_LOG_MAX_MB": "0"}, "CORETRACK_HIT_LOG_MAX_MB must be at least 1"),
+        ({"CORETRACK_NODE": "n" * 256}, "CORETRACK_NODE must be at most 255 characters"),
     ],
 )
 def test_bad_settings_get_a_clear_error(environ, message):
@@ -127,7 +130,7 @@ def test_the_data_directory_is_private_to_the_service_user(tmp_path):
     assert found.pop("home/coretrack.db-wal", "0o640") == found.pop("home/coretrack.db-shm", "0o640") == "0o640"
     assert found == {"home": "0o750", "home/attachments": "0o750", "home/coretrack.db": "0o640",
                      "home/htpasswd": "0o640", "home/htpasswd.lock": "0o640", "home/secret.key": "0o600",
-                     "home/spool": "0o750"}
+                     "home/spool": "0o750", "home/hitlog": "0o2750"}
 
 
 def test_the_first_start_of_a_new_version_makes_an_older_install_private(tmp_path):
@@ -139,7 +142,7 @@ def test_the_first_start_of_a_new_version_makes_an_older_install_private(tmp_pat
         os.chmod(path, 0o755 if path.is_dir() else 0o644)  # what earlier versions left
     assert first_start(tmp_path).exit_code == 0
     assert {path: mode for path, mode in modes(home).items() if mode not in ("0o750", "0o640")} == {
-        "home/secret.key": "0o600"}
+        "home/secret.key": "0o600", "home/hitlog": "0o2750"}
 
 
 def test_files_the_command_line_makes_later_are_private_whatever_its_umask(tmp_path, smtp_server):
@@ -168,3 +171,11 @@ def test_making_the_data_directory_private_never_follows_a_link_out_of_it(tmp_pa
     assert first_start(tmp_path).exit_code == 0
     assert stat.S_IMODE(outside.stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "home").stat().st_mode) == 0o750
+
+
+def test_the_hit_log_bound_and_the_node_name_come_from_the_settings():
+    import socket
+
+    assert (Config.from_env({}).hit_log_max_bytes, Config.from_env({}).node) == (100 * 2**20, socket.gethostname())
+    config = Config.from_env({"CORETRACK_HIT_LOG_MAX_MB": "7", "CORETRACK_NODE": "front-2"})
+    assert (config.hit_log_max_bytes, config.node) == (7 * 2**20, "front-2")

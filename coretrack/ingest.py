@@ -1,0 +1,327 @@
+"""Counting the image hits Apache answered by itself and logged, each exactly once.
+
+In the site and express forms Apache serves the GIF for the public image path without running
+any Python, and writes one line per hit through ``rotatelogs`` into ``$CORETRACK_HOME/hitlog/``
+(files named by the UTC time they were started, so their names sort in writing order).
+``coretrack ingest`` reads those files in order and counts the hits through
+``tracking.count_hits``.  One transaction per batch counts the batch and moves this front-end's
+position (``hit_log_positions``, keyed by ``CORETRACK_NODE``) to the byte after the batch's last
+line: a crash or a restart resumes exactly there, so no line is counted twice or skipped.  While
+the database is down the hits simply wait in the log.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import tokens
+from .config import Config
+from .models import utcnow
+from .tracking import Hit
+
+log = logging.getLogger(__name__)
+
+# One line per request: tab-separated, every field escaped by Apache (no tab or line break can
+# appear inside one), the user agent last.  apache.py puts this format into the configs.
+LOG_FORMAT = r"%{usec}t\t%m\t%>s\t%a\t%{UNIQUE_ID}e\t%q\t%{User-Agent}i"
+FIELDS = 7
+# rotatelogs' file names: the prefix and the UTC time the file was started (%Y%m%d%H%M%S).
+FILE_PREFIX = "hits."
+_FILE_NAME = re.compile(r"hits\.[0-9]{14}")
+# mod_unique_id's ids: 24 characters of [A-Za-z0-9@-] (the event table's hit_id holds 32).
+_UNIQUE_ID = re.compile(r"[A-Za-z0-9@_-]{16,32}")
+# Apache's escapes in logged values (ap_escape_logitem): \" \\ \n \t ... and \xhh.
+_ESCAPE = re.compile(rb"\\(x[0-9a-fA-F]{2}|.)")
+_ESCAPES = {b'"': b'"', b"\\": b"\\", b"n": b"\n", b"t": b"\t", b"r": b"\r", b"b": b"\b", b"v": b"\v", b"f": b"\f"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_EPOCH = datetime(1970, 1, 1)
+
+# Lines per transaction: a busy minute's backlog is counted in a few transactions, none holding
+# SQLite's write lock for long.
+BATCH_LINES = 2000
+# And bytes: long user agents must not make a batch large in memory.
+BATCH_BYTES = 4 * 2**20
+# A line longer than this (Apache caps the request line and each header at 8 kB, escaping at
+# most quadruples them) is not one of Apache's: it is skipped.
+MAX_LINE = 256 * 1024
+# How often an idle ingester looks for new lines: a hit is counted well within a second.
+POLL_INTERVAL = 0.2
+# How long it waits before trying again while the database is unavailable.
+RETRY_INTERVAL = 1.0
+
+
+class IngestError(RuntimeError):
+    pass
+
+
+class _Moved(Exception):
+    """This node's position is not where this process last saw it."""
+
+
+def _unescape(value: bytes) -> str:
+    def replace(match: re.Match[bytes]) -> bytes:
+        escape = match[1]
+        if escape[:1] == b"x" and len(escape) == 3:
+            return bytes([int(escape[1:], 16)])
+        return _ESCAPES.get(escape, escape)
+
+    return _ESCAPE.sub(replace, value).decode("utf-8", errors="replace")
+
+
+def parse_line(line: bytes, secret: bytes) -> Hit | None:
+    """The hit a line of the log stands for, or None: HEAD or another method, an answer other
+    than 200, a token this install did not sign (or none), or a line that is not Apache's."""
+    fields = line.rstrip(b"\n").split(b"\t")
+    if len(fields) != FIELDS:
+        return None
+    usec, method, status, ip, unique_id, query, agent = fields
+    if method != b"GET" or status != b"200" or not usec.isdigit():
+        return None
+    hit_id = unique_id.decode("ascii", errors="replace")
+    if not _UNIQUE_ID.fullmatch(hit_id):
+        return None
+    # As the application reads it: the first t of the query string.
+    token = dict(reversed(parse_qsl(_unescape(query).removeprefix("?"), keep_blank_values=True))).get("t", "")
+    if not tokens.verify(secret, token):
+        return None
+    try:
+        at = _EPOCH + timedelta(microseconds=int(usec))
+    except OverflowError:
+        return None
+    user_agent = "" if agent == b"-" else _CONTROL.sub("", _unescape(agent))[:512]
+    return Hit(token, at, _unescape(ip)[:45], user_agent, hit_id=hit_id)
+
+
+@dataclass(frozen=True)
+class Position:
+    """The file being read and the byte after its last counted line; ("", 0) before any file."""
+
+    file: str = ""
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class Backlog:
+    files: int
+    bytes: int
+
+
+class HitLog:
+    """The folder of rotatelogs' files."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+
+    def files(self) -> list[str]:
+        try:
+            return sorted(entry.name for entry in os.scandir(self.directory) if _FILE_NAME.fullmatch(entry.name))
+        except FileNotFoundError:
+            return []
+
+    def _size(self, name: str) -> int:
+        try:
+            return (self.directory / name).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def backlog(self, position: Position) -> Backlog:
+        """What is written and not yet counted."""
+        files = size = 0
+        for name in self.files():
+            if name < position.file:
+                continue  # counted; removed with the next batch
+            waiting = self._size(name) - (position.offset if name == position.file else 0)
+            if waiting > 0:
+                files, size = files + 1, size + waiting
+        return Backlog(files, size)
+
+    def lines(self, name: str, offset: int, limit: int) -> tuple[list[bytes], int]:
+        """Up to ``limit`` whole lines from ``offset`` on, and the offset after them.  A last line
+        without its line break is still being written: it is left for a later read."""
+        lines: list[bytes] = []
+        end = offset
+        with open(self.directory / name, "rb") as handle:
+            handle.seek(offset)
+            while len(lines) < limit and end - offset < BATCH_BYTES:
+                line = handle.readline(MAX_LINE)
+                if line.endswith(b"\n"):
+                    lines.append(line)
+                    end += len(line)
+                    continue
+                if len(line) < MAX_LINE:
+                    break  # the end, or a line still being written
+                # Far too long for one of Apache's lines: skipped up to its end (when it has one).
+                skipped = len(line)
+                while line and not line.endswith(b"\n"):
+                    line = handle.readline(MAX_LINE)
+                    skipped += len(line)
+                if not line.endswith(b"\n"):
+                    break
+                lines.append(b"")
+                end += skipped
+        return lines, end
+
+    def remove(self, name: str) -> None:
+        (self.directory / name).unlink(missing_ok=True)
+
+    def lock(self) -> int:
+        """An exclusive lock on the folder's ingesting, held until the descriptor is closed: two
+        ingesters of one log would each count its lines once."""
+        fd = os.open(self.directory / ".ingest.lock", os.O_WRONLY | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise IngestError(f"another 'coretrack ingest' is reading {self.directory}") from None
+        return fd
+
+
+_SELECT_POSITION = text("SELECT file, byte_offset FROM hit_log_positions WHERE node = :node")
+# Compare-and-set, as the batch's first statement: it takes the row's lock (PostgreSQL) or the
+# write lock (SQLite) and proves that nobody moved this node's position since it was read.
+_MOVE_POSITION = text(
+    "UPDATE hit_log_positions SET file = :file, byte_offset = :offset, updated_at = :now "
+    "WHERE node = :node AND file = :old_file AND byte_offset = :old_offset"
+)
+_FIRST_POSITION = text(
+    "INSERT INTO hit_log_positions (node, file, byte_offset, updated_at) VALUES (:node, :file, :offset, :now) "
+    "ON CONFLICT (node) DO NOTHING"
+)
+
+
+def read_position(connection: Connection, node: str) -> Position:
+    row = connection.execute(_SELECT_POSITION, {"node": node}).first()
+    return Position(row[0], row[1]) if row else Position()
+
+
+class Ingester:
+    def __init__(self, engine: Engine, secret: bytes, hit_log: HitLog, node: str, batch: int = BATCH_LINES):
+        self.engine = engine
+        self.secret = secret
+        self.hit_log = hit_log
+        self.node = node
+        self.batch = batch
+        # What the database holds for this node, as far as this process knows; None: read it again.
+        self._position: Position | None = None
+        self._next_warning = 0.0
+
+    @classmethod
+    def for_install(cls, config: Config, engine: Engine) -> Ingester:
+        return cls(engine, config.secret_key(), HitLog(config.hit_log_dir), config.node)
+
+    def position(self) -> Position:
+        if self._position is None:
+            with self.engine.connect() as connection:
+                self._position = read_position(connection, self.node)
+        return self._position
+
+    def step(self) -> int:
+        """Counts one batch; how many lines it read (0: nothing new).  Raises on database errors."""
+        position = self.position()
+        files = self.hit_log.files()
+        # Files before the position's are counted (a crash may have left them): removed.
+        for name in files:
+            if name < position.file:
+                self.hit_log.remove(name)
+        later = [name for name in files if name > position.file]
+        if position.file in files:
+            current, offset = position.file, position.offset
+        elif later:
+            current, offset = later.pop(0), 0
+        else:
+            return 0
+        lines, end = self.hit_log.lines(current, offset, self.batch)
+        if not lines:
+            if later:
+                # rotatelogs writes nothing more to a file once it has started a newer one, and the
+                # listing above came after that: the file is read to its end (a torn last line,
+                # if any, can never be completed).  The next step starts on the newer file.
+                self.hit_log.remove(current)
+            return 0
+        hits = [hit for hit in (parse_line(line, self.secret) for line in lines) if hit is not None]
+        self._commit(position, Position(current, end), hits)
+        return len(lines)
+
+    def _commit(self, old: Position, new: Position, hits: list[Hit]) -> None:
+        from .tracking import count_hits
+
+        values = {"node": self.node, "file": new.file, "offset": new.offset, "now": utcnow(),
+                  "old_file": old.file, "old_offset": old.offset}
+        self._position = None  # until the commit is known to have happened
+        try:
+            with self.engine.begin() as connection:
+                if connection.execute(_MOVE_POSITION, values).rowcount != 1 and (
+                        old != Position() or connection.execute(_FIRST_POSITION, values).rowcount != 1):
+                    raise _Moved
+                if hits:
+                    count_hits(connection, hits)
+        except _Moved:
+            return  # someone else moved it: read it again; this batch counted nothing
+        self._position = new
+
+    def run(self, stop: threading.Event, *, once: bool = False, interval: float = POLL_INTERVAL) -> int:
+        """Counts until ``stop`` is set (``once``: until the log is read to its end); returns how
+        many lines it read.  With ``once``, a database error ends it (raised)."""
+        if not self.hit_log.directory.is_dir():
+            raise IngestError(f"no hit log folder {self.hit_log.directory}: run 'coretrack db upgrade'")
+        lock = self.hit_log.lock()
+        read = 0
+        try:
+            while not stop.is_set():
+                try:
+                    lines = self.step()
+                except (SQLAlchemyError, OSError) as exc:
+                    self._position = None
+                    if once:
+                        raise
+                    if time.monotonic() >= self._next_warning:  # once a minute, not once a second
+                        self._next_warning = time.monotonic() + 60
+                        # The engines hide statement parameters: the message names no token.
+                        what = "database unavailable" if isinstance(exc, SQLAlchemyError) else "log unreadable"
+                        log.warning("hit log not counted (%s); the hits wait in %s", what, self.hit_log.directory,
+                                    exc_info=True)
+                    stop.wait(RETRY_INTERVAL)
+                    continue
+                read += lines
+                if lines == 0 and not self._more_to_read():
+                    if once:
+                        break
+                    stop.wait(interval)
+        finally:
+            os.close(lock)
+        return read
+
+    def _more_to_read(self) -> bool:
+        """Whether a file is left to move on to (a step that read nothing may have just finished one)."""
+        if self._position is None:
+            return True  # unknown: the next step reads it (and handles the database's errors)
+        return any(name > self._position.file for name in self.hit_log.files())
+
+
+def backlog(config: Config) -> Backlog:
+    """This node's backlog; all of the log when the database cannot say how far it was counted."""
+    from .db import make_engine
+
+    position = Position()
+    try:
+        engine = make_engine(config.database_url)
+        try:
+            with engine.connect() as connection:
+                position = read_position(connection, config.node)
+        finally:
+            engine.dispose()
+    except Exception:
+        log.debug("position unknown: counting the whole hit log as backlog", exc_info=True)
+    return HitLog(config.hit_log_dir).backlog(position)
