@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import tokens
 from .config import Config
 from .models import utcnow
-from .tracking import Hit
+from .tracking import Hit, count_hits, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -255,13 +255,11 @@ class Ingester:
         return len(lines)
 
     def _commit(self, old: Position, new: Position, hits: list[Hit]) -> None:
-        from .tracking import count_hits
-
         values = {"node": self.node, "file": new.file, "offset": new.offset, "now": utcnow(),
                   "old_file": old.file, "old_offset": old.offset}
         self._position = None  # until the commit is known to have happened
         try:
-            with self.engine.begin() as connection:
+            with write_transaction(self.engine) as connection:
                 if connection.execute(_MOVE_POSITION, values).rowcount != 1 and (
                         old != Position() or connection.execute(_FIRST_POSITION, values).rowcount != 1):
                     raise _Moved
