@@ -27,7 +27,8 @@ from typing import cast
 
 from sqlalchemy import Table, and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.selectable import ScalarSelect
 
 from . import records, tokens
@@ -384,12 +385,30 @@ BATCH_SIZE = 100
 # live worker's claim never gets near STALE_AFTER.
 HOLD_CLAIM_SECONDS = 60.0
 _RECIPIENTS = cast(Table, Recipient.__table__)
-_STATUS_OF = select(_RECIPIENTS.c.status).where(_RECIPIENTS.c.id == bindparam("rid"))
+_STATUS_OF = "SELECT status FROM recipients WHERE id = ?"
 _RECORD = update(_RECIPIENTS).where(_RECIPIENTS.c.id == bindparam("rid")).values(
     status=bindparam("new_status"), reply=bindparam("new_reply"), attempts=_RECIPIENTS.c.attempts + 1)
 _RECORD_SENT = _RECORD.values(sent_at=bindparam("new_sent_at"))
 
 Claimed = tuple[int, str, str, str]  # a claimed recipient: id, address, name, token
+
+
+def _claim_statement() -> ReturningUpdate[tuple[int, str, str, str]]:
+    # Materialized: PostgreSQL may otherwise run a LIMIT subquery once per row it updates, and
+    # claim more than the batch.
+    pending = _RECIPIENTS.alias("pending")
+    candidates = (select(pending.c.id).where(pending.c.email_id == bindparam("eid"), pending.c.status == "pending")
+                  .limit(bindparam("size")).with_for_update(skip_locked=True)
+                  .cte("candidates").prefix_with("MATERIALIZED"))
+    return (update(_RECIPIENTS).where(_RECIPIENTS.c.id.in_(select(candidates.c.id)), _RECIPIENTS.c.status == "pending")
+            .values(status="sending", claimed_at=bindparam("now"))
+            .returning(_RECIPIENTS.c.id, _RECIPIENTS.c.address, _RECIPIENTS.c.name, _RECIPIENTS.c.token))
+
+
+# Built once: the worker runs them for every batch.
+_CLAIM = _claim_statement()
+_EMAIL_SENDING = (update(Email).where(Email.id == bindparam("eid"), Email.status == "queued")
+                  .values(status="sending"))
 
 
 def claim_batch(session: Session, email_id: int, size: int) -> list[Claimed]:
@@ -399,20 +418,10 @@ def claim_batch(session: Session, email_id: int, size: int) -> list[Claimed]:
     recipient: a row counts only while it is still pending (PostgreSQL re-checks a row another
     transaction changed meanwhile; SQLite has one writer at a time), and SKIP LOCKED lets
     concurrent workers take the next rows instead of waiting for each other's."""
-    pending = aliased(Recipient)
-    # Materialized: PostgreSQL may otherwise run a LIMIT subquery once per row it updates, and
-    # claim more than ``size``.
-    candidates = (select(pending.id).where(pending.email_id == email_id, pending.status == "pending")
-                  .limit(size).with_for_update(skip_locked=True).cte("candidates").prefix_with("MATERIALIZED"))
-    claimed = session.execute(
-        update(Recipient).where(Recipient.id.in_(select(candidates.c.id)), Recipient.status == "pending")
-        .values(status="sending", claimed_at=utcnow())
-        .returning(Recipient.id, Recipient.address, Recipient.name, Recipient.token),
-        execution_options={"synchronize_session": False},
-    ).all()
+    connection = session.connection()
+    claimed = connection.execute(_CLAIM, {"eid": email_id, "size": size, "now": utcnow()}).all()
     if claimed:
-        session.execute(update(Email).where(Email.id == email_id, Email.status == "queued").values(status="sending"),
-                        execution_options={"synchronize_session": False})
+        connection.execute(_EMAIL_SENDING, {"eid": email_id})
     session.commit()
     return sorted((row.id, row.address, row.name, row.token) for row in claimed)
 
@@ -492,13 +501,19 @@ class _Delivery:
         outcomes: list[dict[str, object]] = []
         handled: set[int] = set()
         started = time.monotonic()
+        connection = session.connection()
+        # The driver's own cursor: this check runs before every message, and SQLAlchemy's layers
+        # would cost it several times what the database does.
+        cursor = connection.connection.cursor()
+        status_of = _STATUS_OF.replace("?", "%s") if connection.dialect.paramstyle != "qmark" else _STATUS_OF
         try:
             for recipient_id, address, name, token in batch:
                 if self.stop.is_set() or time.monotonic() - started > HOLD_CLAIM_SECONDS:
                     break
                 handled.add(recipient_id)
                 # Cancelled since the claim (or declared interrupted): no longer this worker's to send.
-                if session.connection().scalar(_STATUS_OF, {"rid": recipient_id}) != "sending":
+                cursor.execute(status_of, (recipient_id,))
+                if cursor.fetchone() != ("sending",):
                     continue
                 outcome = _send_one(sender, self.template, self.from_address, recipient_id, address, name, token)
                 outcomes.append(outcome)
@@ -508,6 +523,7 @@ class _Delivery:
                     report.failed += 1
                 self._progress()
         finally:
+            cursor.close()
             unsent = [claimed[0] for claimed in batch if claimed[0] not in handled]
             skipped = list(handled.difference(outcome["rid"] for outcome in outcomes))
             _record(session, self.email_id, outcomes, unsent, skipped)
