@@ -29,6 +29,7 @@ from sqlalchemy import Table, and_, bindparam, case, delete, func, or_, select, 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import ScalarSelect
 
 from . import records, tokens
@@ -554,9 +555,11 @@ def _record(session: Session, email_id: int, outcomes: list[dict[str, object]], 
     this transaction as a deadlock victim against a cancel; SQLite's busy wait may run out)."""
     sent = [outcome for outcome in outcomes if outcome["new_status"] == "sent"]
     failed = [outcome for outcome in outcomes if outcome["new_status"] != "sent"]
+    rows = sorted({*(cast(int, outcome["rid"]) for outcome in outcomes), *unsent, *skipped})
     for attempt in (1, 2, 3):
         try:
             connection = session.connection()
+            _lock_in_order(session, Recipient.id.in_(rows))
             if sent:
                 connection.execute(_RECORD_SENT, sent)
                 connection.execute(update(Email).where(Email.id == email_id, Email.sent_at.is_(None))
@@ -579,6 +582,13 @@ def _record(session: Session, email_id: int, outcomes: list[dict[str, object]], 
             time.sleep(attempt)
 
 
+def _lock_in_order(session: Session, rows: ColumnElement[bool]) -> None:
+    """Lock these recipient rows in id order (PostgreSQL; SQLite has one writer at a time).  A
+    worker recording its batch and a cancel both write claimed rows: taking them in one order,
+    neither can hold a row the other waits for while waiting for one the other holds."""
+    session.execute(select(Recipient.id).where(rows).order_by(Recipient.id).with_for_update()).all()
+
+
 def _end_pending(session: Session, email_id: int, *, claimed: bool = False, **values: object) -> int:
     """Every recipient of the email not yet claimed by a worker gets ``values``; returns how many.
     ``claimed``: also those a live worker has claimed but not yet handed over (it checks each
@@ -589,6 +599,7 @@ def _end_pending(session: Session, email_id: int, *, claimed: bool = False, **va
     selected = Recipient.status == "pending"
     if claimed:
         selected = or_(selected, and_(Recipient.status == "sending", Recipient.claimed_at >= utcnow() - STALE_AFTER))
+        _lock_in_order(session, and_(Recipient.email_id == email_id, selected))
     count = changed_rows(session, update(Recipient).where(Recipient.email_id == email_id, selected).values(**values))
     session.commit()
     return count
