@@ -386,7 +386,7 @@ BATCH_SIZE = 100
 # live worker's claim never gets near STALE_AFTER.
 HOLD_CLAIM_SECONDS = 60.0
 _RECIPIENTS = cast(Table, Recipient.__table__)
-_STATUS_OF = "SELECT status FROM recipients WHERE id = ?"
+_STATUS_OF = f"SELECT status FROM {_RECIPIENTS.name} WHERE id = ?"
 _RECORD = update(_RECIPIENTS).where(_RECIPIENTS.c.id == bindparam("rid")).values(
     status=bindparam("new_status"), reply=bindparam("new_reply"), attempts=_RECIPIENTS.c.attempts + 1)
 _RECORD_SENT = _RECORD.values(sent_at=bindparam("new_sent_at"))
@@ -509,7 +509,8 @@ class _Delivery:
         status_of = _STATUS_OF.replace("?", "%s") if connection.dialect.paramstyle != "qmark" else _STATUS_OF
         try:
             for recipient_id, address, name, token in batch:
-                if self.stop.is_set() or time.monotonic() - started > HOLD_CLAIM_SECONDS:
+                # (One message at least per batch, so a slow server still gets them all in the end.)
+                if self.stop.is_set() or (handled and time.monotonic() - started > HOLD_CLAIM_SECONDS):
                     break
                 handled.add(recipient_id)
                 # Cancelled since the claim (or declared interrupted): no longer this worker's to send.

@@ -179,6 +179,20 @@ def test_a_stopped_worker_gives_the_rest_of_its_batch_back(app, db, users, smtp_
     assert max(received(sink).values()) == 1
 
 
+def test_a_batch_slower_than_the_hold_gives_back_what_it_has_not_sent(app, db, users, smtp_settings, monkeypatch):
+    sink, _ = smtp_settings
+    sink.delay = 0.05
+    monkeypatch.setattr(sending, "HOLD_CLAIM_SECONDS", 0.01)  # shorter than one message
+    email_id = queue(app, db, users, 4)
+
+    run_worker(app.Session, app.config, once=True)
+
+    # One message per batch, the rest given back each time (no attempt counted for them): all sent once.
+    assert statuses(db, email_id) == {"sent": 4}
+    assert received(sink) == Counter(f"r{number:05}@example.test" for number in range(4))
+    assert set(db.scalars(select(Recipient.attempts).where(Recipient.email_id == email_id))) == {1}
+
+
 # -- connections ----------------------------------------------------------------------------
 
 
