@@ -116,7 +116,7 @@ def test_a_claim_takes_at_most_the_batch_size(app, db, users):
 
 def test_two_worker_processes_send_each_recipient_once(app, db, users, smtp_settings):
     sink, _ = smtp_settings
-    sink.delay = 0.005  # long enough a send for both workers to be at it together
+    sink.delay = 0.008  # long enough a send for both workers to be at it together
     email_id = queue(app, db, users, 600)
 
     workers = [worker_process(app, "--once") for _ in range(2)]
@@ -131,12 +131,12 @@ def test_two_worker_processes_send_each_recipient_once(app, db, users, smtp_sett
 
 def test_a_worker_killed_mid_batch_leaves_at_most_that_batch_delivery_unknown(app, db, users, smtp_settings):
     sink, _ = smtp_settings
-    sink.delay = 0.005
+    sink.delay = 0.01
     count = 3 * sending.BATCH_SIZE
     email_id = queue(app, db, users, count)
 
     worker = worker_process(app)
-    wait_for(lambda: len(sink.received) >= sending.BATCH_SIZE * 3 // 2)  # in the second batch
+    wait_for(lambda: len(sink.received) >= sending.BATCH_SIZE + 20)  # early in the second batch
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=10)
 
@@ -163,7 +163,7 @@ def test_a_worker_killed_mid_batch_leaves_at_most_that_batch_delivery_unknown(ap
 
 def test_a_stopped_worker_gives_the_rest_of_its_batch_back(app, db, users, smtp_settings):
     sink, _ = smtp_settings
-    sink.delay = 0.005
+    sink.delay = 0.01
     email_id = queue(app, db, users, sending.BATCH_SIZE)
 
     worker = worker_process(app)
@@ -223,6 +223,29 @@ def test_several_connections_send_at_once_each_recipient_once(app, db, users, sm
     assert statuses(db, email_id) == {"sent": count}
     db.expire_all()
     assert db.get(Email, email_id).status == "sent"
+
+
+def test_a_cancel_stops_every_connections_batch(app, db, users, smtp_settings):
+    sink, _ = smtp_settings
+    SettingsService(db, app.config).update({"smtp_connections": "3"}, user_name="admin")
+    email_id = queue(app, db, users, sending.BATCH_SIZE * 4)
+    at_cancel: list[int] = []  # messages the server had when the cancel was made
+
+    def cancel_after_five(_):
+        if len(sink.received) >= 5 and not at_cancel:
+            at_cancel.append(len(sink.received))
+            with app.Session() as other:
+                sending.cancel(other, email_id, "admin")
+
+    sending.deliver(app.Session, app.config, email_id, on_progress=cancel_after_five)
+
+    # Each connection checks its claimed recipients one by one: at most the message it had in hand
+    # when the cancel came still went out.
+    after = statuses(db, email_id)
+    assert set(after) == {"sent", "cancelled"} and after["sent"] <= at_cancel[0] + 3
+    assert max(received(sink).values()) == 1 and sum(received(sink).values()) == after["sent"]
+    db.expire_all()
+    assert db.get(Email, email_id).status == "cancelled"
 
 
 def test_the_connections_setting_sits_with_the_outgoing_mail_settings(admin, db, app):
