@@ -173,7 +173,8 @@ def worker(once: bool, interval: float) -> None:
     from .tracking import Tracker
     from .worker import run_worker
 
-    # SIGTERM (systemd, scripts/run) ends the loop after the batch in hand, never mid-message.
+    # SIGTERM (systemd, scripts/run) ends the loop after the message in hand, never mid-message; the
+    # rest of its batch goes back to pending.
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

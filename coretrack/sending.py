@@ -3,11 +3,12 @@
 ``prepare`` validates everything and resolves the recipients, saving nothing;
 ``compose`` writes the prepared email, one recipient per address (each with its
 own token) and the attachments in one transaction.
-``deliver`` sends pending recipients over one SMTP connection; each recipient
-is claimed by an atomic ``UPDATE ... WHERE status = 'pending'`` first, so two
-workers never send the same message.  A recipient left in ``sending`` by a
-crash is marked failed ("delivery unknown") instead of being sent again: a
-duplicate is worse than a message someone has to retry by hand.
+``deliver`` sends pending recipients in batches over one or more SMTP
+connections; each batch is claimed by one atomic ``UPDATE ... WHERE status =
+'pending'`` and its outcomes are recorded in one transaction, so two workers
+never send the same message.  A recipient left in ``sending`` by a crash is
+marked failed ("delivery unknown") instead of being sent again: a duplicate is
+worse than a message someone has to retry by hand.
 """
 
 from __future__ import annotations
@@ -15,13 +16,20 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import and_, case, delete, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningUpdate
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import ScalarSelect
 
 from . import records, tokens
@@ -30,7 +38,7 @@ from .db import MAX_ID, changed_rows
 from .mailer import AttachmentData, MessageError, MessageTemplate
 from .models import RECIPIENT_KINDS, Account, Attachment, Contact, Email, Lead, Recipient, Record, User, utcnow
 from .settings import SettingsService
-from .smtp import DeliveryError, SmtpSender
+from .smtp import DeliveryError, SmtpPool, SmtpSender
 from .validation import ValidationError, check_text, clean_address, clean_mail_text, mail_problem
 
 log = logging.getLogger(__name__)
@@ -332,88 +340,270 @@ def deliver(
     *,
     limit: int | None = None,
     on_progress: Callable[[int], None] | None = None,
+    pool: SmtpPool | None = None,
+    stop: threading.Event | None = None,
 ) -> DeliveryReport:
-    """Send the email's pending recipients (up to ``limit``) over one SMTP connection."""
+    """Send the email's pending recipients (up to ``limit``) in batches, over as many connections as
+    the settings say (``pool`` keeps them open for the next call; without one they close at the end).
+    ``stop`` ends the delivery after the message in hand, giving the rest of the batch back."""
     report = DeliveryReport()
     with session_factory() as session:
         fail_interrupted(session, email_id)
         email = session.get(Email, email_id)
         if email is None:
             return report
-        pending = session.execute(
-            select(Recipient.id, Recipient.address, Recipient.name, Recipient.token)
-            .where(Recipient.email_id == email_id, Recipient.status == "pending")
-            .order_by(Recipient.id).limit(limit)
-        ).all()
-        if pending:
+        pending = select(Recipient.id).where(Recipient.email_id == email_id, Recipient.status == "pending")
+        template = None
+        if session.scalar(pending.limit(1)) is not None:
             try:
                 template = message_template(session, config, email)
             except MessageError as exc:
                 # Saved before validation refused such values: this email fails, the others go on.
                 report.failed += _end_pending(session, email_id, status="failed", reply=f"not sent: {exc}",
                                               attempts=Recipient.attempts + 1)
-                pending = []
-        if pending:
-            with SmtpSender(SettingsService(session, config).smtp_server()) as smtp:
-                for recipient_id, address, name, token in pending:
-                    claimed = changed_rows(
-                        session,
-                        update(Recipient)
-                        .where(Recipient.id == recipient_id, Recipient.status == "pending")
-                        .values(status="sending", claimed_at=utcnow()),
-                    )
-                    if claimed:
-                        session.execute(update(Email).where(Email.id == email_id, Email.status == "queued")
-                                        .values(status="sending"), execution_options={"synchronize_session": False})
-                    session.commit()
-                    if not claimed:
-                        continue  # another worker has it
-                    _send_one(session, smtp, template, email, recipient_id, address, name, token, report)
-                    if on_progress:
-                        on_progress(1)
+        settings = SettingsService(session, config)
+        server, connections = settings.smtp_server(), settings.get("smtp_connections")
+        from_address = email.from_address
+    if template is not None:
+        with ExitStack() as closing:
+            if pool is None:
+                pool = closing.enter_context(SmtpPool())
+            senders = pool.senders_for(server, connections)
+            delivery = _Delivery(session_factory, email_id, from_address, template, limit, on_progress,
+                                 stop or threading.Event())
+            for part in delivery.run(senders):
+                report.sent += part.sent
+                report.failed += part.failed
+    with session_factory() as session:
         refresh_status(session, email_id)
     return report
 
 
-def _end_pending(session: Session, email_id: int, **values: object) -> int:
-    """Every recipient of the email not yet claimed by a worker gets ``values``; returns how many.
+# Recipients claimed in one transaction and recorded in one: a worker that dies mid-batch leaves at
+# most this many per connection in "sending", later failed as "delivery unknown", never resent.
+BATCH_SIZE = 100
+# A batch still going after this long (a slow server) gives its unsent recipients back, so that a
+# live worker's claim never gets near STALE_AFTER.
+HOLD_CLAIM_SECONDS = 60.0
+_RECIPIENTS = cast(Table, Recipient.__table__)
+_STATUS_OF = f"SELECT status FROM {_RECIPIENTS.name} WHERE id = ?"
+_RECORD = update(_RECIPIENTS).where(_RECIPIENTS.c.id == bindparam("rid")).values(
+    status=bindparam("new_status"), reply=bindparam("new_reply"), attempts=_RECIPIENTS.c.attempts + 1)
+_RECORD_SENT = _RECORD.values(sent_at=bindparam("new_sent_at"))
 
-    A worker claims each recipient with ``UPDATE ... WHERE status = 'pending'``, so one that had
-    already listed them finds nothing left to claim."""
-    count = changed_rows(
-        session,
-        update(Recipient).where(Recipient.email_id == email_id, Recipient.status == "pending").values(**values),
-    )
+Claimed = tuple[int, str, str, str]  # a claimed recipient: id, address, name, token
+
+
+def _claim_statement() -> ReturningUpdate[tuple[int, str, str, str]]:
+    # Materialized: PostgreSQL may otherwise run a LIMIT subquery once per row it updates, and
+    # claim more than the batch.
+    pending = _RECIPIENTS.alias("pending")
+    candidates = (select(pending.c.id).where(pending.c.email_id == bindparam("eid"), pending.c.status == "pending")
+                  .limit(bindparam("size")).with_for_update(skip_locked=True)
+                  .cte("candidates").prefix_with("MATERIALIZED"))
+    return (update(_RECIPIENTS).where(_RECIPIENTS.c.id.in_(select(candidates.c.id)), _RECIPIENTS.c.status == "pending")
+            .values(status="sending", claimed_at=bindparam("now"))
+            .returning(_RECIPIENTS.c.id, _RECIPIENTS.c.address, _RECIPIENTS.c.name, _RECIPIENTS.c.token))
+
+
+# Built once: the worker runs them for every batch.
+_CLAIM = _claim_statement()
+_EMAIL_SENDING = (update(Email).where(Email.id == bindparam("eid"), Email.status == "queued")
+                  .values(status="sending"))
+
+
+def claim_batch(session: Session, email_id: int, size: int) -> list[Claimed]:
+    """Up to ``size`` of the email's pending recipients, now ``sending``, in one transaction.
+
+    One conditional UPDATE, so any number of workers on any number of hosts never claim the same
+    recipient: a row counts only while it is still pending (PostgreSQL re-checks a row another
+    transaction changed meanwhile; SQLite has one writer at a time), and SKIP LOCKED lets
+    concurrent workers take the next rows instead of waiting for each other's."""
+    connection = session.connection()
+    claimed = connection.execute(_CLAIM, {"eid": email_id, "size": size, "now": utcnow()}).all()
+    if claimed:
+        connection.execute(_EMAIL_SENDING, {"eid": email_id})
     session.commit()
-    return count
+    return sorted((row.id, row.address, row.name, row.token) for row in claimed)
 
 
-def _send_one(session: Session, smtp: SmtpSender, template: MessageTemplate, email: Email, recipient_id: int,
-              address: str, name: str, token: str, report: DeliveryReport) -> None:
-    values: dict[str, object]
+@dataclass
+class _Delivery:
+    """One email's delivery over one or more connections, each claiming and recording its own batches."""
+
+    session_factory: Callable[[], Session]
+    email_id: int
+    from_address: str
+    template: MessageTemplate
+    limit: int | None  # recipients still to claim (None: all)
+    on_progress: Callable[[int], None] | None
+    stop: threading.Event
+
+    def __post_init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def run(self, senders: Sequence[SmtpSender]) -> list[DeliveryReport]:
+        if len(senders) == 1:
+            return [self.over(senders[0])]
+        reports: list[DeliveryReport] = []
+        errors: list[BaseException] = []
+
+        def connection(sender: SmtpSender) -> None:
+            try:
+                report = self.over(sender)
+            except BaseException as exc:  # re-raised below, in the caller's thread
+                errors.append(exc)
+            else:
+                reports.append(report)
+
+        threads = [threading.Thread(target=connection, args=(sender,), name=f"coretrack-smtp-{number}")
+                   for number, sender in enumerate(senders, start=1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        return reports
+
+    def _take(self, most: int) -> int:
+        with self.lock:
+            if self.limit is None:
+                return most
+            taken = min(most, self.limit)
+            self.limit -= taken
+            return taken
+
+    def _give_back(self, count: int) -> None:
+        with self.lock:
+            if self.limit is not None:
+                self.limit += count
+
+    def _progress(self) -> None:
+        if self.on_progress is not None:
+            with self.lock:  # a progress bar is not made for several threads
+                self.on_progress(1)
+
+    def over(self, sender: SmtpSender) -> DeliveryReport:
+        """Claim, send and record batches over this connection until none is left."""
+        report = DeliveryReport()
+        with self.session_factory() as session:
+            while not self.stop.is_set():
+                size = self._take(BATCH_SIZE)
+                batch = claim_batch(session, self.email_id, size) if size else []
+                self._give_back(size - len(batch))
+                if not batch:
+                    break
+                self._send_batch(session, sender, batch, report)
+        return report
+
+    def _send_batch(self, session: Session, sender: SmtpSender, batch: list[Claimed],
+                    report: DeliveryReport) -> None:
+        outcomes: list[dict[str, object]] = []
+        handled: set[int] = set()
+        started = time.monotonic()
+        connection = session.connection()
+        # The driver's own cursor: this check runs before every message, and SQLAlchemy's layers
+        # would cost it several times what the database does.
+        cursor = connection.connection.cursor()
+        status_of = _STATUS_OF.replace("?", "%s") if connection.dialect.paramstyle != "qmark" else _STATUS_OF
+        try:
+            for recipient_id, address, name, token in batch:
+                # (One message at least per batch, so a slow server still gets them all in the end.)
+                if self.stop.is_set() or (handled and time.monotonic() - started > HOLD_CLAIM_SECONDS):
+                    break
+                handled.add(recipient_id)
+                # Cancelled since the claim (or declared interrupted): no longer this worker's to send.
+                cursor.execute(status_of, (recipient_id,))
+                if cursor.fetchone() != ("sending",):
+                    continue
+                outcome = _send_one(sender, self.template, self.from_address, recipient_id, address, name, token)
+                outcomes.append(outcome)
+                if outcome["new_status"] == "sent":
+                    report.sent += 1
+                else:
+                    report.failed += 1
+                self._progress()
+        finally:
+            cursor.close()
+            unsent = [claimed[0] for claimed in batch if claimed[0] not in handled]
+            skipped = list(handled.difference(outcome["rid"] for outcome in outcomes))
+            _record(session, self.email_id, outcomes, unsent, skipped)
+
+
+def _send_one(sender: SmtpSender, template: MessageTemplate, from_address: str, recipient_id: int, address: str,
+              name: str, token: str) -> dict[str, object]:
+    """Hand one message over; its outcome as the parameters of _RECORD."""
     try:
-        reply = smtp.send(email.from_address, address, template.render(address, name, token))
+        reply = sender.send(from_address, address, template.render(address, name, token))
     except DeliveryError as exc:
-        values = {"status": "failed", "reply": str(exc)}
-        report.failed += 1
+        return {"rid": recipient_id, "new_status": "failed", "new_reply": str(exc)}
     except MessageError as exc:
-        values = {"status": "failed", "reply": f"not sent: {exc}"}
-        report.failed += 1
+        return {"rid": recipient_id, "new_status": "failed", "new_reply": f"not sent: {exc}"}
     except Exception as exc:  # a bug must not leave the recipient claimed forever
         log.exception("sending to recipient %s failed", recipient_id)
-        values = {"status": "failed", "reply": f"internal error: {exc.__class__.__name__}"}
-        report.failed += 1
-    else:
-        now = utcnow()
-        values = {"status": "sent", "reply": reply, "sent_at": now}
-        report.sent += 1
-        session.execute(update(Email).where(Email.id == email.id, Email.sent_at.is_(None)).values(sent_at=now),
-                        execution_options={"synchronize_session": False})
-    session.execute(
-        update(Recipient).where(Recipient.id == recipient_id).values(attempts=Recipient.attempts + 1, **values),
-        execution_options={"synchronize_session": False},
-    )
+        return {"rid": recipient_id, "new_status": "failed", "new_reply": f"internal error: {exc.__class__.__name__}"}
+    return {"rid": recipient_id, "new_status": "sent", "new_reply": reply, "new_sent_at": utcnow()}
+
+
+def _record(session: Session, email_id: int, outcomes: list[dict[str, object]], unsent: list[int],
+            skipped: list[int]) -> None:
+    """A batch's outcomes, its unsent recipients back to pending and the claims of those cancelled
+    meanwhile released (see delete_email), in one transaction.
+
+    Outcomes are written whatever the row says now: a message the server took is sent even if a
+    cancel came while it was being handed over.  A failed write is tried again (PostgreSQL may pick
+    this transaction as a deadlock victim against a cancel; SQLite's busy wait may run out)."""
+    sent = [outcome for outcome in outcomes if outcome["new_status"] == "sent"]
+    failed = [outcome for outcome in outcomes if outcome["new_status"] != "sent"]
+    rows = sorted({*(cast(int, outcome["rid"]) for outcome in outcomes), *unsent, *skipped})
+    for attempt in (1, 2, 3):
+        try:
+            connection = session.connection()
+            _lock_in_order(session, Recipient.id.in_(rows))
+            if sent:
+                connection.execute(_RECORD_SENT, sent)
+                connection.execute(update(Email).where(Email.id == email_id, Email.sent_at.is_(None))
+                                   .values(sent_at=sent[0]["new_sent_at"]))
+            if failed:
+                connection.execute(_RECORD, failed)
+            if unsent:
+                connection.execute(update(Recipient).where(Recipient.id.in_(unsent), Recipient.status == "sending")
+                                   .values(status="pending", claimed_at=None))
+            if skipped:
+                connection.execute(update(Recipient).where(Recipient.id.in_(skipped), Recipient.status == "cancelled")
+                                   .values(claimed_at=None))
+            session.commit()
+            return
+        except DBAPIError:
+            session.rollback()
+            if attempt == 3:
+                raise
+            log.warning("recording the outcome of %s messages failed; trying again", len(outcomes), exc_info=True)
+            time.sleep(attempt)
+
+
+def _lock_in_order(session: Session, rows: ColumnElement[bool]) -> None:
+    """Lock these recipient rows in id order (PostgreSQL; SQLite has one writer at a time).  A
+    worker recording its batch and a cancel both write claimed rows: taking them in one order,
+    neither can hold a row the other waits for while waiting for one the other holds."""
+    session.execute(select(Recipient.id).where(rows).order_by(Recipient.id).with_for_update()).all()
+
+
+def _end_pending(session: Session, email_id: int, *, claimed: bool = False, **values: object) -> int:
+    """Every recipient of the email not yet claimed by a worker gets ``values``; returns how many.
+    ``claimed``: also those a live worker has claimed but not yet handed over (it checks each
+    recipient just before handing it over, and leaves one that changed).
+
+    A worker claims recipients with ``UPDATE ... WHERE status = 'pending'``, so one that had
+    already listed them finds nothing left to claim."""
+    selected = Recipient.status == "pending"
+    if claimed:
+        selected = or_(selected, and_(Recipient.status == "sending", Recipient.claimed_at >= utcnow() - STALE_AFTER))
+        _lock_in_order(session, and_(Recipient.email_id == email_id, selected))
+    count = changed_rows(session, update(Recipient).where(Recipient.email_id == email_id, selected).values(**values))
     session.commit()
+    return count
 
 
 def send_or_queue(session_factory: Callable[[], Session], config: Config, email_id: int, pending: int) -> bool:
@@ -451,9 +641,11 @@ def may_cancel(user: User, email: Email) -> bool:
 
 
 def cancel(session: Session, email_id: int, user_name: str) -> int:
-    """The recipients not yet claimed by a worker become cancelled; returns how many.  A message
-    being handed over right now still goes out (it cannot be called back)."""
-    count = _end_pending(session, email_id, status="cancelled", reply=f"cancelled by {user_name} before it was sent")
+    """The recipients not yet handed to the mail server become cancelled, also those a worker has
+    claimed; returns how many.  A message being handed over right now still goes out (it cannot be
+    called back) and is recorded as sent."""
+    count = _end_pending(session, email_id, claimed=True, status="cancelled",
+                         reply=f"cancelled by {user_name} before it was sent")
     refresh_status(session, email_id)
     session.expire_all()
     return count
@@ -465,8 +657,12 @@ def delete_email(session: Session, config: Config, email_id: int) -> None:
     storage_names = list(session.scalars(select(Attachment.storage_name).where(Attachment.email_id == email_id)))
     # Recipients first, except those a worker may claim or is sending: a row that turns pending
     # meanwhile (a retry) is re-checked by PostgreSQL and kept, and then the whole delete is refused.
+    # A recipient cancelled after a worker claimed it stays in flight until that worker has recorded
+    # its batch (and cleared the claim): it may be the message being handed over.
+    cancelled_in_flight = and_(Recipient.status == "cancelled", Recipient.claimed_at >= utcnow() - STALE_AFTER)
     session.execute(
-        delete(Recipient).where(Recipient.email_id == email_id, Recipient.status.not_in(("pending", "sending"))),
+        delete(Recipient).where(Recipient.email_id == email_id, Recipient.status.not_in(("pending", "sending")),
+                                or_(Recipient.claimed_at.is_(None), ~cancelled_in_flight)),
         execution_options={"synchronize_session": False},
     )
     if session.scalar(select(func.count()).select_from(Recipient).where(Recipient.email_id == email_id)):

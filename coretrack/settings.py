@@ -22,10 +22,12 @@ from .models import Setting, SettingChange
 from .validation import ValidationError, clean_address, clean_header_text, clean_mail_text, web_address
 
 MASK = "••••••"
+# Connections to the mail server a worker may open at once; servers limit them per client.
+MAX_SMTP_CONNECTIONS = 10
 
 # The keys by the type of their value, so that get() is typed for each.
 FlagKey = Literal["tracking_disabled"]
-NumberKey = Literal["smtp_port", "page_size"]
+NumberKey = Literal["smtp_port", "smtp_connections", "page_size"]
 TextKey = Literal["ip_storage", "smtp_host", "smtp_security", "smtp_username", "smtp_password", "from_address",
                   "from_name", "public_url"]
 Value = bool | int | str
@@ -68,6 +70,10 @@ DEFINITIONS: tuple[SettingDef, ...] = (
                "Stored encrypted and never shown again. Leave empty to keep it. It is only ever sent to the "
                "server it was typed for: it is removed when the server, port, security or user name changes, "
                "unless you type it again in the same save.", "secret", "Outgoing mail"),
+    SettingDef("smtp_connections", "Connections",
+               "How many connections the send worker uses at once. 1 suits most servers; more send faster "
+               "to a server that allows them. Each recipient still gets one message.", "int", "Outgoing mail",
+               minimum=1, maximum=MAX_SMTP_CONNECTIONS),
     SettingDef("from_address", "From address", "The sender address of every email.", "address", "Outgoing mail"),
     SettingDef("from_name", "From name", "The sender name shown by mail clients.", "text", "Outgoing mail"),
     SettingDef("public_url", "Public URL",
@@ -97,6 +103,7 @@ class SettingsService:
             "smtp_security": smtp.security,
             "smtp_username": smtp.username,
             "smtp_password": secretbox.encrypt(self.config.secret_key(), smtp.password) if smtp.password else "",
+            "smtp_connections": "1",
             "from_address": "crm@localhost",
             "from_name": "coretrack",
             "public_url": self.config.public_url,

@@ -1,4 +1,4 @@
-"""The SMTP transport: one connection reused for a batch, each message's outcome as the server said it."""
+"""The SMTP transport: connections reused across batches, each message's outcome as the server said it."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def reply_text(exc: Exception) -> str:
 
 
 class SmtpSender:
-    """One connection reused for a batch, reopened when the server dropped it between messages."""
+    """One connection reused from message to message, reopened when the server dropped it between them."""
 
     timeout = 30.0  # seconds to wait for each reply of the server
 
@@ -115,3 +115,32 @@ class SmtpSender:
             self.connection.rset()
         except (smtplib.SMTPException, OSError):
             self.connection = None
+
+
+class SmtpPool:
+    """The worker's connections to one server, kept open across batches and emails while it is busy
+    (opening one costs round trips, and TLS and a login on real servers)."""
+
+    def __init__(self) -> None:
+        self.server: SmtpServer | None = None
+        self.senders: list[SmtpSender] = []
+
+    def __enter__(self) -> SmtpPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def senders_for(self, server: SmtpServer, count: int) -> list[SmtpSender]:
+        """``count`` senders to ``server``; the open connections are kept when neither changed."""
+        if server != self.server or count != len(self.senders):
+            self.close()
+            self.server, self.senders = server, [SmtpSender(server) for _ in range(count)]
+        for sender in self.senders:
+            sender.unreachable = ""  # each delivery tries the server again
+        return self.senders
+
+    def close(self) -> None:
+        for sender in self.senders:
+            sender.close()
+        self.server, self.senders = None, []

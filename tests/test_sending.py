@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import re
+import string
 import threading
 from datetime import timedelta
 from email import message_from_bytes, policy
+from email.headerregistry import Address
 from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner
 from conftest import PUBLIC_URL, free_port
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from coretrack import sending, tokens
 from coretrack.cli import main as cli_main
-from coretrack.mailer import MessageTemplate, html_to_text, insert_image
+from coretrack.mailer import MessageError, MessageTemplate, html_to_text, insert_image
 from coretrack.models import Attachment, Contact, Email, Lead, Recipient, utcnow
 from coretrack.settings import SettingsService
 from coretrack.validation import ValidationError
@@ -362,6 +366,27 @@ def test_non_ascii_headers_are_encoded_and_parse_back():
     assert message["Subject"] == "Grüße, “friends”"
     assert message["From"].addresses[0].display_name == "Crm Ünïcode"
     assert message["To"].addresses[0].display_name == "Ännchen von Tharau"
+
+
+ATOM_TEXT = string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~-"
+
+
+@settings(max_examples=300, deadline=None)
+@given(local=st.text(ATOM_TEXT + ".", min_size=1, max_size=40),
+       domain=st.from_regex(r"[a-z0-9-]{1,20}(\.[a-z0-9-]{1,10}){0,2}", fullmatch=True),
+       name=st.text(ATOM_TEXT + " .\"", max_size=60))
+def test_the_to_header_is_what_the_mail_library_writes(local, domain, name):
+    """A plain name and address are written directly (the library's parser is the slow part of a
+    message): the header must be the library's, byte for byte."""
+    address = f"{local}@{domain}"
+    try:
+        expected = str(policy.SMTP.header_factory("To", Address(display_name=name, addr_spec=address))
+                       .fold(policy=policy.SMTP))
+    except (ValueError, IndexError):  # not an address the library takes: to_header must refuse it too
+        with pytest.raises(MessageError):
+            template("<p>Hi</p>").to_header(address, name)
+        return
+    assert template("<p>Hi</p>").to_header(address, name) == expected
 
 
 def test_no_tracking_means_no_image_and_no_token_needed():

@@ -142,6 +142,8 @@ def test_a_changed_password_is_audited_as_mask_to_mask(admin, db):
     [
         ("smtp_port", "70000", "from 1 to 65535"),
         ("smtp_port", "twenty-five", "whole number"),
+        ("smtp_connections", "0", "enter a whole number from 1 to 10"),
+        ("smtp_connections", "11", "enter a whole number from 1 to 10"),
         ("from_address", "not an address", "not a valid email address"),
         ("public_url", "ftp://files.example.test", "http://"),
         ("public_url", "https://track.example.test/crm?x=1", "http://"),
