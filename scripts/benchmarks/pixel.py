@@ -25,7 +25,7 @@ from pathlib import Path
 
 # tests/ holds the real Apache the suite uses and the load helpers.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
-from apache_server import VENV, ApacheServer  # noqa: E402
+from apache_server import VENV, ApacheServer, Service  # noqa: E402
 from hit_load import PATH, counted, make_recipients, spooled  # noqa: E402
 
 from coretrack import tokens  # noqa: E402
@@ -164,7 +164,7 @@ class Variant:
     server: ApacheServer
     counts: bool
     lua: Path | None = None
-    ingester: subprocess.Popen | None = None
+    ingester: Service | None = None
     rounds: list[Round] = field(default_factory=list)
 
     def counted(self) -> tuple[int, int]:
@@ -310,9 +310,9 @@ try:
             settle(variant, (0, 0), 0)
     for number in range(1, options.rounds + 1):
         for variant in variants:
-            if variant.ingester and variant.ingester.poll() is not None:
+            if variant.ingester and variant.ingester.process.poll() is not None:
                 raise SystemExit("bench-pixel: `coretrack ingest` ended:\n"
-                                 + variant.server.stop_services()[0][-3000:])
+                                 + variant.ingester.stop()[-3000:])
             one = measure(variant, options.seconds)
             variant.rounds.append(one)
             failed |= not one.ok
