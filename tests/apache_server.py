@@ -21,6 +21,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from coretrack.apache import Install, express_command, write_config, write_private_server
 from coretrack.auth import Htpasswd, UserService
@@ -42,15 +43,32 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _stop_group(process: subprocess.Popen) -> None:
-    """SIGTERM to the process group a child started (its own session), SIGKILL after 20 s."""
+def _stop_group(process: subprocess.Popen, how: int = signal.SIGTERM) -> None:
+    """``how`` to the process group a child started (its own session), SIGKILL after 20 s."""
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(process.pid, how)
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@dataclass
+class Service:
+    """A ``coretrack`` command running beside the server, its output going to a file."""
+
+    process: subprocess.Popen
+    log: Path
+
+    def output(self) -> str:
+        """What it has written so far."""
+        return self.log.read_text(errors="replace")
+
+    def stop(self, how: int = signal.SIGTERM) -> str:
+        """SIGTERM, as systemd stops it (SIGKILL: no clean-up at all); returns its output."""
+        _stop_group(self.process, how)
+        return self.output()
 
 
 @dataclass
@@ -98,7 +116,7 @@ class ApacheServer:
                                **({"tls_certificate": tls[1], "tls_key": tls[2]} if tls and form != "express" else {}))
         self.edit = edit or (self._remove_auth if auth_removed else None)
         self.process: subprocess.Popen | None = None
-        self.services: list[tuple[subprocess.Popen, Path]] = []
+        self.services: list[Service] = []
 
     # -- set-up -------------------------------------------------------------------
 
@@ -178,24 +196,36 @@ class ApacheServer:
                 time.sleep(0.1)
         raise RuntimeError(f"Apache did not answer on port {self.port}\n{self.error_log()}")
 
-    def start_service(self, *arguments: str, environ: dict[str, str] | None = None) -> subprocess.Popen:
+    def _as_service(self, environ: dict[str, str] | None) -> dict[str, Any]:
+        """How its systemd unit runs a command: as the workers' user, with only the generated env
+        file (and ``environ``)."""
+        return {"env": {"PATH": os.environ["PATH"], "CORETRACK_CONFIG": str(self.install.output / "coretrack.env"),
+                        **(environ or {})},
+                "stdin": subprocess.DEVNULL, "cwd": "/", "user": self.install.user, "group": self.install.group,
+                "extra_groups": []}
+
+    def run(self, *arguments: str, environ: dict[str, str] | None = None) -> str:
+        """``coretrack ARGUMENTS`` to its end, as a service runs (see start_service); returns its output
+        and fails unless it succeeded."""
+        result = subprocess.run([str(VENV / "bin" / "coretrack"), *arguments], capture_output=True, text=True,
+                                timeout=120, **self._as_service(environ))
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout + result.stderr
+
+    def start_service(self, *arguments: str, environ: dict[str, str] | None = None) -> Service:
         """``coretrack ARGUMENTS`` beside this Apache, as its systemd unit runs it: as the workers' user,
-        with only the generated env file (and ``environ``).  Stopped with the server, or by stop_services."""
-        environ = {"PATH": os.environ["PATH"], "CORETRACK_CONFIG": str(self.install.output / "coretrack.env"),
-                   **(environ or {})}
+        with only the generated env file (and ``environ``).  Stopped with the server, by stop_services,
+        or by its own stop."""
         output = self.root / f"{arguments[0]}-{len(self.services)}.out"
         with open(output, "wb") as handle:
-            process = subprocess.Popen([str(VENV / "bin" / "coretrack"), *arguments], env=environ, stdout=handle,
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                       cwd="/", user=self.install.user, group=self.install.group, extra_groups=[])
-        self.services.append((process, output))
-        return process
+            process = subprocess.Popen([str(VENV / "bin" / "coretrack"), *arguments], stdout=handle,
+                                       stderr=subprocess.STDOUT, start_new_session=True, **self._as_service(environ))
+        self.services.append(Service(process, output))
+        return self.services[-1]
 
     def stop_services(self) -> list[str]:
         """Stops what start_service started (SIGTERM, as systemd does); returns the output of each."""
-        for process, _ in self.services:
-            _stop_group(process)
-        outputs = [output.read_text(errors="replace") for _, output in self.services]
+        outputs = [service.stop() for service in self.services]
         self.services = []
         return outputs
 

@@ -148,7 +148,7 @@ def test_the_hits_wait_in_the_log_while_the_database_is_locked_and_count_once_it
         assert sum(counts(db).values()) == 0
         connection.rollback()
         connection.close()
-        wait_until(lambda: counts(db) == {recipient.id: 1 for recipient in recipients}, "the hits counted", 10)
+        wait_until(lambda: counts(db) == {recipient.id: 1 for recipient in recipients}, "the hits counted", 30)
     finally:
         stop.set()
         thread.join()
