@@ -46,6 +46,7 @@ _UNIQUE_ID = re.compile(r"[A-Za-z0-9@_-]{16,32}")
 _ESCAPE = re.compile(rb"\\(x[0-9a-fA-F]{2}|.)")
 _ESCAPES = {b'"': b'"', b"\\": b"\\", b"n": b"\n", b"t": b"\t", b"r": b"\r", b"b": b"\b", b"v": b"\v", b"f": b"\f"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_PLAIN_TOKEN_QUERY = re.compile(rb"\?t=[A-Za-z0-9_.-]*")
 _EPOCH = datetime(1970, 1, 1)
 
 # Lines per transaction: a busy minute's backlog is counted in a few transactions, none holding
@@ -80,6 +81,13 @@ def _unescape(value: bytes) -> str:
     return _ESCAPE.sub(replace, value).decode("utf-8", errors="replace")
 
 
+def _token(query: bytes) -> str:
+    """The first t of the logged query string, as the application reads it."""
+    if _PLAIN_TOKEN_QUERY.fullmatch(query):  # "?t=<token>", what the mail carries: no decoding to do
+        return query[3:].decode("ascii")
+    return dict(reversed(parse_qsl(_unescape(query).removeprefix("?"), keep_blank_values=True))).get("t", "")
+
+
 def parse_line(line: bytes, secret: bytes) -> Hit | None:
     """The hit a line of the log stands for, or None: HEAD or another method, an answer other
     than 200, a token this install did not sign (or none), or a line that is not Apache's."""
@@ -92,8 +100,7 @@ def parse_line(line: bytes, secret: bytes) -> Hit | None:
     hit_id = unique_id.decode("ascii", errors="replace")
     if not _UNIQUE_ID.fullmatch(hit_id):
         return None
-    # As the application reads it: the first t of the query string.
-    token = dict(reversed(parse_qsl(_unescape(query).removeprefix("?"), keep_blank_values=True))).get("t", "")
+    token = _token(query)
     if not tokens.verify(secret, token):
         return None
     try:
