@@ -575,6 +575,7 @@ def _close_trackers() -> None:
 def _forget_threads_in_child() -> None:
     for tracker in list(_trackers):
         tracker._forget_threads()
+        tracker.engine.dispose(close=False)  # the parent's connections stay the parent's
 
 
 os.register_at_fork(after_in_child=_forget_threads_in_child)

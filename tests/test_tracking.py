@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import subprocess
 import sys
@@ -276,6 +277,26 @@ def test_a_process_exiting_normally_first_counts_every_hit_it_answered(config, d
     # No waiting: the process counted its queue on its way out.
     assert counts(db, recipient) == (300, 300)
     assert not Spool(config.spool_dir, config.spool_max_bytes).pending()
+
+
+def test_a_forked_child_counts_its_hits_with_a_writer_of_its_own(app, db, recipient):
+    app.tracker.hit(recipient.token, "192.0.2.1", "Mozilla/5.0 Firefox")  # the parent's writer runs
+    wait_until(lambda: counts(db, recipient) == (1, 1), "the parent's hit to be counted", seconds=10)
+    child = os.fork()
+    if child == 0:  # the child answers hits, sees them counted through an engine of its own, and stops
+        status = 1
+        try:
+            for _ in range(5):
+                app.tracker.hit(recipient.token, "192.0.2.2", "Mozilla/5.0 Firefox")
+            with make_engine(app.config.database_url).connect() as connection:
+                wait_until(lambda: connection.scalar(select(Recipient.access_count).where(
+                    Recipient.id == recipient.id)) == 6, "the child's hits to be counted", seconds=10)
+            status = 0
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert counts(db, recipient) == (6, 6)
 
 
 def test_one_recipient_adds_a_bounded_number_of_events_per_minute_and_the_count_stays_exact(app, db, recipient):
