@@ -4,8 +4,8 @@ Hits are counted by atomic ``count = count + n`` updates, never a read-modify-wr
 A request verifies the token, queues the hit in memory and is answered: it
 never waits for the database.  One writer thread per process counts what was
 queued, at most every WRITE_INTERVAL (10 ms), in one transaction: SQLite takes
-one writer at a time, and a commit per batch rather than per hit keeps it
-ahead of any load.  A hit is thus counted within about 10 ms; one still queued
+one writer at a time, and a commit per batch rather than per hit lets it keep
+up under load.  A hit is thus counted within about 10 ms; one still queued
 when its process is killed hard (SIGKILL, a crash) is lost, while a normal
 exit (atexit, e.g. Apache's graceful restart) counts the queue first.  Apache's
 log path (ingest.py) has no such window.  No ORM and nothing built per request.
