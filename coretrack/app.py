@@ -125,6 +125,7 @@ class CoreTrack:
         self.jinja.globals["url_for"] = url_for
 
     def close(self) -> None:
+        self.tracker.close()  # counts the hits still queued
         self.engine.dispose()
         self.tracker.engine.dispose()
 

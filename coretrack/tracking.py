@@ -1,17 +1,23 @@
 """The open-tracking hot path: verify a token, count the hit, keep the event.
 
 Hits are counted by atomic ``count = count + n`` updates, never a read-modify-write.
-Concurrent hits of one process share one transaction (group commit): SQLite
-takes one writer at a time, so a transaction per hit makes 32 concurrent
-clients queue past any sensible busy timeout, while one per batch does not.
-No ORM and nothing built per request.  The hit is never lost: when the
-database cannot take it, it goes to a spool file on disk, and a replay thread
-counts it (exactly once, by its id) within seconds of the database being back,
-with no further traffic.  Nothing here raises into the request.
+A request verifies the token, queues the hit in memory and is answered: it
+never waits for the database.  One writer thread per process counts what was
+queued, at most every WRITE_INTERVAL (10 ms), in one transaction: SQLite takes
+one writer at a time, and a commit per batch rather than per hit lets it keep
+up under load.  A hit is thus counted within about 10 ms; one still queued
+when its process is killed hard (SIGKILL, a crash) is lost, while a normal
+exit (atexit, e.g. Apache's graceful restart) counts the queue first.  Apache's
+log path (ingest.py) has no such window.  No ORM and nothing built per request.
+When the database cannot take a batch, it goes to a spool file on disk (as
+does a hit past QUEUE_MAX), and a replay thread counts it (exactly once, by
+its id) within seconds of the database being back, with no further traffic.
+Nothing here raises into the request.
 """
 
 from __future__ import annotations
 
+import atexit
 import bisect
 import fcntl
 import functools
@@ -24,7 +30,8 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+import weakref
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -59,9 +66,20 @@ GIF_HEADERS = [
 # minute, a recipient's further loads of that minute are folded into the minute's last event
 # (its ``hits``), so the count and the sum of ``hits`` stay exact.
 EVENTS_PER_RECIPIENT_PER_MINUTE = 10
-# Hits per transaction when the spool is replayed: an outage's spool is counted in steps that
-# hold the database's write lock briefly, not in one transaction as long as the outage.
+# Hits per transaction at most, when the spool is replayed or a backlog queued in memory is
+# counted: an outage's hits are counted in steps that hold the database's write lock briefly, not in
+# one transaction as long as the outage.
 REPLAY_BATCH = 500
+# How often, at most, a process's writer thread counts the hits queued meanwhile.  A transaction's
+# commit (on SQLite with its WAL checkpoint) costs about as much as counting eight hits: one per
+# batch of whatever arrived in 10 ms keeps that cost small under load, whatever the number of
+# request threads, while a hit still shows on the pages before anyone could look for it.  Longer
+# would widen what a killed process can lose (the hits queued in it) for little more gain.
+WRITE_INTERVAL = 0.01
+# Hits a process holds in memory at most (a few MB).  Past it (the database slow or away and the
+# writer waiting for it), a request appends its hit to the spool file itself: bounded memory, and
+# still no hit lost.
+QUEUE_MAX = 10_000
 # How often the replay thread tries again while hits wait in the spool.
 REPLAY_INTERVAL = 1.0
 
@@ -189,43 +207,6 @@ class Hit:
     def from_line(cls, line: str) -> Hit:
         data = json.loads(line)
         return cls(data["token"], datetime.fromisoformat(data["at"]), data["ip"], data["user_agent"], data["hit_id"])
-
-
-class GroupCommit:
-    """Concurrent callers share one write: while one thread writes a batch, the hits arriving
-    meanwhile gather in the next one, whose first thread writes it as soon as the write before is
-    done.  A lone hit is written at once (no waiting for company); under load each transaction
-    carries many hits.  ``submit`` returns once its hit's batch is written (``write`` must not
-    raise).  Each thread sleeps on its own batch and is woken once, when that batch is written."""
-
-    class _Batch:
-        __slots__ = ("hits", "written")
-
-        def __init__(self) -> None:
-            self.hits: list[Hit] = []
-            self.written = threading.Event()
-
-    def __init__(self, write: Callable[[list[Hit]], None]):
-        self._write = write
-        self._lock = threading.Lock()  # guards _open
-        self._turn = threading.Lock()  # held while a batch is written
-        self._open = self._Batch()
-
-    def submit(self, hit: Hit) -> None:
-        with self._lock:
-            batch = self._open
-            batch.hits.append(hit)
-            leads = len(batch.hits) == 1
-        if not leads:
-            batch.written.wait()
-            return
-        with self._turn:
-            with self._lock:
-                self._open = self._Batch()  # hits from now on go to the next batch
-            try:
-                self._write(batch.hits)
-            finally:
-                batch.written.set()
 
 
 def count_hits(connection: Connection, hits: Sequence[Hit]) -> int:
@@ -421,20 +402,40 @@ class Tracker:
         self.secret = secret
         self.spool = spool
         self._next_spool_check = 0.0
-        self._group = GroupCommit(self._count_or_spool)
+        self._next_postponed_log = 0.0
+        self._forget_threads()
+        _trackers.add(self)
+
+    def _forget_threads(self) -> None:
+        """No writer, no replayer, nothing queued: for a new tracker, and in a forked child, where
+        the parent's threads do not run (and the parent counts what it had queued)."""
+        self._queued: list[Hit] = []
+        self._queue_changed = threading.Condition(threading.Lock())  # guards _queued and _writer
+        self._writer: threading.Thread | None = None
         self._replayer: threading.Thread | None = None
         self._replayer_lock = threading.Lock()
-        self._next_postponed_log = 0.0
 
     @classmethod
     def for_install(cls, config: Config, engine: Engine) -> Tracker:
         return cls(engine, config.secret_key(), Spool(config.spool_dir, config.spool_max_bytes))
 
     def hit(self, token: str, ip: str, user_agent: str) -> None:
-        """Record one load of the image.  Never raises; a bad token is silently ignored."""
+        """Record one load of the image: queued for this process's writer thread, which counts it
+        within about WRITE_INTERVAL.  Never raises, never waits for the database; a bad token is
+        silently ignored."""
         if not tokens.verify(self.secret, token):
             return
-        self._group.submit(Hit.now(token, ip, user_agent))
+        hit = Hit.now(token, ip, user_agent)
+        with self._queue_changed:
+            queued = len(self._queued) < QUEUE_MAX
+            if queued:
+                self._queued.append(hit)
+                self._queue_changed.notify()
+            start_writer = queued and self._writer is None
+        if not queued:
+            self._spool([hit])
+        elif start_writer:
+            self._start_writer()
         if time.monotonic() >= self._next_spool_check:
             # Hits another process spooled before it stopped: this one counts them.
             self._next_spool_check = time.monotonic() + self.CACHE_SECONDS
@@ -445,6 +446,53 @@ class Tracker:
         """Counts the hits in one transaction; how many were counted.  Raises on database errors."""
         with write_transaction(self.engine) as connection:
             return count_hits(connection, hits)
+
+    def close(self) -> None:
+        """Counts (or spools) every queued hit and stops the writer thread; a later hit starts
+        another.  Run at the process's exit (mod_wsgi runs atexit handlers when a daemon process
+        stops) and when the application is closed."""
+        with self._queue_changed:
+            writer, self._writer = self._writer, None
+            self._queue_changed.notify_all()
+        if writer is not None:
+            writer.join()  # its batch in flight, bounded by the engine's timeouts
+        while hits := self._take():
+            self._count_or_spool(hits)
+
+    # -- the writer -----------------------------------------------------------------------------
+
+    def _start_writer(self) -> None:
+        writer = threading.Thread(target=self._write_queued, name="coretrack-hit-writer", daemon=True)
+        with self._queue_changed:
+            if self._writer is not None:
+                return  # another request started one meanwhile
+            self._writer = writer
+            try:
+                writer.start()
+            except RuntimeError:  # no thread to be had (the interpreter stopping, or none left)
+                self._writer = None
+        if self._writer is None:
+            while hits := self._take():  # this request counts the queue itself
+                self._count_or_spool(hits)
+
+    def _write_queued(self) -> None:
+        """The writer thread: counts what was queued, then again at most every WRITE_INTERVAL,
+        until ``close`` replaces it (``close`` counts what is left)."""
+        me = threading.current_thread()
+        while True:
+            with self._queue_changed:
+                while not self._queued and self._writer is me:
+                    self._queue_changed.wait()
+                if self._writer is not me:
+                    return
+            self._count_or_spool(self._take())
+            time.sleep(WRITE_INTERVAL)
+
+    def _take(self) -> list[Hit]:
+        with self._queue_changed:
+            hits = self._queued[:REPLAY_BATCH]
+            del self._queued[:REPLAY_BATCH]
+        return hits
 
     def _count_or_spool(self, hits: list[Hit]) -> None:
         try:
@@ -511,6 +559,26 @@ class Tracker:
                 self._next_postponed_log = time.monotonic() + 60
                 log.warning("spool replay postponed: database still unavailable", exc_info=True)
         return replayed
+
+
+# Every tracker of the process, for its exit and for a forked child; weak, so an application
+# dropped without being closed is not kept alive by them.
+_trackers: weakref.WeakSet[Tracker] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_trackers() -> None:
+    for tracker in list(_trackers):
+        tracker.close()
+
+
+def _forget_threads_in_child() -> None:
+    for tracker in list(_trackers):
+        tracker._forget_threads()
+        tracker.engine.dispose(close=False)  # the parent's connections stay the parent's
+
+
+os.register_at_fork(after_in_child=_forget_threads_in_child)
 
 
 @dataclass(frozen=True)

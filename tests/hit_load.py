@@ -14,7 +14,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, event, func, select
 
 from coretrack import tokens
 from coretrack.models import AccessEvent, Email, Recipient, User
@@ -103,6 +103,14 @@ def wait_until(condition, what: str, seconds: float = 120) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"gave up waiting for {what}"
         time.sleep(0.02)
+
+
+def commits(engine: Engine) -> list[int]:
+    """The transactions the engine commits from now on: on the tracker's, one per batch of hits,
+    which shows when a hit that counts nothing has been written."""
+    committed: list[int] = []
+    event.listen(engine, "commit", lambda connection: committed.append(1))
+    return committed
 
 
 def replay_spool(config) -> int:

@@ -6,6 +6,7 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
+from hit_load import commits, wait_until
 
 from coretrack.models import Account, Contact
 from coretrack.tracking import GIF
@@ -60,6 +61,7 @@ def test_a_sent_email_is_counted_per_recipient_on_every_page_and_in_the_api(staf
     assert urls["ada@acme.example"] != urls["bob@example.test"]
 
     assert open_image(anon, urls["ada@acme.example"]).body == GIF
+    wait_until(lambda: staff.get(f"/api/emails/{sent['id']}").json["accesses"] == 1, "the open to be counted", 10)
 
     email_page = staff.get(f"/emails/{sent['id']}").text
     assert row_count(email_page, "ada@acme.example") == 1
@@ -76,7 +78,8 @@ def test_a_sent_email_is_counted_per_recipient_on_every_page_and_in_the_api(staf
     assert [(e["id"], e["access_count"]) for e in related] == [(sent["id"], 1)]
 
 
-def test_disabling_tracking_in_the_editor_removes_the_image_and_stops_counting(admin, staff, anon, smtp_settings, db):
+def test_disabling_tracking_in_the_editor_removes_the_image_and_stops_counting(app, admin, staff, anon, smtp_settings,
+                                                                               db):
     sink, _ = smtp_settings
     first = staff.post_json("/api/emails", {"to": ["eve@example.test"], "subject": "Before",
                                             "html": "<p>one</p>"}, status=201).json
@@ -88,6 +91,8 @@ def test_disabling_tracking_in_the_editor_removes_the_image_and_stops_counting(a
 
     staff.post_json("/api/emails", {"to": ["eve@example.test"], "subject": "After", "html": "<p>two</p>"}, status=201)
     assert "TrackAccess.php" not in html_part(sink.received[-1])
+    written = commits(app.tracker.engine)
     assert open_image(anon, old_url).body == GIF
+    wait_until(lambda: written, "the open to be written", 10)
     recipient = staff.get(f"/api/emails/{first['id']}").json["recipient_list"][0]
     assert recipient["access_count"] == 0

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import webtest
 from conftest import PUBLIC_URL
+from hit_load import wait_until
 from sqlalchemy import func, select
 
 from coretrack import sending
@@ -135,6 +136,11 @@ def test_the_detail_page_counts_an_image_hit(staff, anon, db, smtp_settings):
              headers={"User-Agent": "Mozilla/5.0 (Windows NT 10.0) Thunderbird/115.0"},
              extra_environ={"REMOTE_ADDR": "203.0.113.9"})
 
+    def counted() -> bool:
+        db.expire_all()
+        return db.scalar(select(func.sum(Recipient.access_count))) == 1
+
+    wait_until(counted, "the hit to be counted", 10)
     detail = staff.get(detail.request.path)
     rows = {row.select("td")[0].text: row.select("td") for row in
             detail.html.select("table[aria-labelledby=recipients] tbody tr")}

@@ -76,7 +76,7 @@ def test_hits_split_between_front_ends_count_exactly_once_each(front_ends, hit_l
         with first.session() as session:
             return counted(session)[0] == expected
 
-    wait_until(all_counted, "every hit counted")  # at once on the WSGI path; the ingesters follow their logs
+    wait_until(all_counted, "every hit counted")  # the WSGI path's writers and the ingesters count a little later
     with second.session() as session:
         counts, events = counted(session)
     assert counts == expected  # every recipient exactly its own hits, whichever host took them

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from apache_server import ApacheServer
-from hit_load import PATH, counted, fire, make_recipients, plan_hits, spooled
+from hit_load import PATH, counted, fire, make_recipients, plan_hits, spooled, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +31,12 @@ def test_thousands_of_concurrent_hits_count_exactly_once_each(apache):
     assert result.answers == {(200, True): HITS}
     # Concurrent hits share transactions: even SQLite's single writer keeps up, nothing waits in the spool.
     assert in_spool == 0, apache.error_log()
+
+    def every_hit_counted() -> bool:
+        with apache.session() as session:
+            return sum(counted(session)[0].values()) >= HITS
+
+    wait_until(every_hit_counted, "every hit to be counted", seconds=30)
     assert "spooled" not in apache.logs(), apache.error_log()
     with apache.session() as session:
         counts, events = counted(session)

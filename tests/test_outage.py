@@ -26,6 +26,7 @@ from hit_load import (
 from sqlalchemy import text
 from werkzeug.serving import make_server
 
+from coretrack import tracking
 from coretrack.app import CoreTrack
 from coretrack.auth import Htpasswd, UserService
 from coretrack.config import Config
@@ -74,8 +75,14 @@ def test_postgresql_stopped_in_the_middle_of_a_load_run_loses_no_hit():
 
             assert result.answers == {(200, True): hits}
             assert "tracking hit(s) spooled" in apache.logs(), "the outage should have spooled hits"
-            # Counted by the processes' replay threads, also those still waiting when the load ended.
-            wait_until(lambda: spooled(apache.config) == 0, "the spool to be counted", seconds=15)
+
+            def every_hit_counted() -> bool:
+                with apache.session() as session:
+                    return counted(session)[0] == expected
+
+            # Counted by the processes' writers and replay threads, also those still waiting when the load ended.
+            wait_until(every_hit_counted, "every hit to be counted", seconds=15)
+            wait_until(lambda: spooled(apache.config) == 0, "the spool to be emptied", seconds=15)
             assert replay_spool(apache.config) == 0
             with apache.session() as session:
                 assert_every_hit_counted_once(session, expected, hits)
@@ -107,7 +114,7 @@ def test_hits_during_a_lock_are_answered_at_once_and_counted_within_seconds_of_i
         result = fire(serving, PATH, hit_tokens, workers=24)
         # Every hit was answered while the lock was still held: spooled, not waiting for it.
         assert result.answers == {(200, True): 36}
-        assert spooled(app.config) == 36
+        wait_until(lambda: spooled(app.config) == 36, "the hits to be spooled", seconds=10)
     finally:
         lock.rollback()
         lock.close()
@@ -122,6 +129,32 @@ def test_hits_during_a_lock_are_answered_at_once_and_counted_within_seconds_of_i
                        if record.name.startswith("coretrack"))
     assert "tracking hit(s) spooled" in logged and "Traceback" in logged
     assert not [token for token in hit_tokens if token in logged]
+
+
+def test_past_the_queues_bound_a_request_spools_its_hit_itself_and_every_hit_is_counted(
+    app, db, users, monkeypatch
+):
+    monkeypatch.setattr(tracking, "QUEUE_MAX", 5)
+    recipients = make_recipients(db, app.secret, 4)
+    hit_tokens, expected = plan_hits(recipients, 40)
+    engine, lock = hold_lock(app.config)
+    try:
+        for token in hit_tokens:
+            app.tracker.hit(token, "192.0.2.1", "Mozilla/5.0 Firefox")
+        # The writer waits for the lock holding at most one queue's worth, and as much is queued:
+        # every other request wrote its hit to the spool before it was answered.
+        assert spooled(app.config) >= 40 - 2 * 5
+    finally:
+        lock.rollback()
+        lock.close()
+        engine.dispose()
+
+    def every_hit_counted() -> bool:
+        return counted(db)[0] == expected
+
+    wait_until(every_hit_counted, "every hit to be counted", seconds=15)
+    wait_until(lambda: spooled(app.config) == 0, "the spool to be emptied", seconds=10)
+    assert_every_hit_counted_once(db, expected, 40)
 
 
 @pytest.mark.slow
@@ -190,7 +223,7 @@ def test_with_the_database_disk_read_only_hits_are_spooled_and_counted_once_it_i
         try:
             result = fire(server.server_port, PATH, hit_tokens[10:])
             assert result.answers == {(200, True): 20}
-            assert spooled(config) == 20
+            wait_until(lambda: spooled(config) == 20, "the hits to be spooled", seconds=10)
         finally:
             remount("rw")
 

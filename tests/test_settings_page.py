@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from hit_load import commits, wait_until
 from sqlalchemy import func, select
 
 from coretrack import csrf, tokens
@@ -185,8 +186,10 @@ def test_disabling_tracking_stops_counting_but_the_image_still_loads(admin, anon
     db.commit()
 
     def hit():
+        written = commits(app.tracker.engine)
         response = anon.get(TRACK_ACCESS_PATH, params={"t": recipient.token}, status=200)
         assert response.content_type == "image/gif" and response.body == GIF
+        wait_until(lambda: written, "the hit to be written", 10)
         db.expire_all()
         return db.get(Recipient, recipient.id).access_count
 
