@@ -97,11 +97,12 @@ def spooled(config) -> int:
     return Spool(config.spool_dir, config.spool_max_bytes).state().hits
 
 
-def wait_until(condition, what: str, seconds: float = 120) -> None:
-    """A bound for a test that would otherwise hang, not a performance assertion."""
+def wait_until(condition, what, seconds: float = 120) -> None:
+    """A bound for a test that would otherwise hang, not a performance assertion.  ``what``: a
+    text, or a function giving one when the wait fails (say, a process's output by then)."""
     deadline = time.monotonic() + seconds
     while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        assert time.monotonic() < deadline, f"gave up waiting for {what() if callable(what) else what}"
         time.sleep(0.02)
 
 

@@ -145,7 +145,8 @@ def test_the_image_never_reaches_the_application(apache):
         assert result.answers == {(200, True): 300}
         with running(apache) as ingest:
             wait_until(lambda: recipient_counts(apache, recipients) == dict(expected),
-                       f"the hits counted\n{ingest.output()}", 30)
+                       lambda: f"the hits counted: {recipient_counts(apache, recipients)}\n{ingest.output()}\n"
+                               f"{apache.error_log()}", 30)
     finally:
         for pid in daemons:
             os.kill(pid, signal.SIGCONT)
