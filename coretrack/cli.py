@@ -167,17 +167,14 @@ def user_list() -> None:
 @click.option("--interval", default=5.0, show_default=True, type=float, help="seconds between looks at the queue")
 def worker(once: bool, interval: float) -> None:
     """Deliver queued email (run it beside Apache; 'coretrack serve' runs one itself)."""
-    import signal
     import threading
 
     from .tracking import Tracker
     from .worker import run_worker
 
-    # SIGTERM (systemd, scripts/run) ends the loop after the message in hand, never mid-message; the
-    # rest of its batch goes back to pending.
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    # The loop ends after the message in hand, never mid-message; the rest of its batch goes back
+    # to pending.
+    stop = _stop_on_signals()
     config = load_config()
     engine = make_engine(config.database_url)
     # Tracking hits spooled during an outage are counted within seconds of the database's return,

@@ -456,8 +456,7 @@ class Tracker:
             self._queue_changed.notify_all()
         if writer is not None:
             writer.join()  # its batch in flight, bounded by the engine's timeouts
-        while hits := self._take():
-            self._count_or_spool(hits)
+        self._count_queue()
 
     # -- the writer -----------------------------------------------------------------------------
 
@@ -472,8 +471,7 @@ class Tracker:
             except RuntimeError:  # no thread to be had (the interpreter stopping, or none left)
                 self._writer = None
         if self._writer is None:
-            while hits := self._take():  # this request counts the queue itself
-                self._count_or_spool(hits)
+            self._count_queue()  # this request counts the queue itself
 
     def _write_queued(self) -> None:
         """The writer thread: counts what was queued, then again at most every WRITE_INTERVAL,
@@ -487,6 +485,11 @@ class Tracker:
                     return
             self._count_or_spool(self._take())
             time.sleep(WRITE_INTERVAL)
+
+    def _count_queue(self) -> None:
+        """Counts (or spools) everything queued, in this thread."""
+        while hits := self._take():
+            self._count_or_spool(hits)
 
     def _take(self) -> list[Hit]:
         with self._queue_changed:
