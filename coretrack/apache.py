@@ -38,11 +38,16 @@ class ApacheConfigError(ValueError):
     pass
 
 
-def public_paths() -> list[str]:
+def public_paths() -> dict[str, list[str]]:
+    """Each public path and the methods its rules answer (a path may have a rule per method):
+    Apache lets anonymous requests through for exactly those."""
     from .app import HANDLERS, URL_MAP
 
-    return sorted(rule.rule for rule in URL_MAP.iter_rules()
-                  if getattr(HANDLERS.get(rule.endpoint), "public", False))
+    methods: dict[str, set[str]] = {}
+    for rule in URL_MAP.iter_rules():
+        if getattr(HANDLERS.get(rule.endpoint), "public", False):
+            methods.setdefault(rule.rule, set()).update(rule.methods or ())
+    return {path: sorted(methods[path]) for path in sorted(methods)}
 
 
 def apache_modules_dir() -> str:
