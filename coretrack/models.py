@@ -80,6 +80,9 @@ class Account(Base):
     phone: Mapped[str] = mapped_column(String(64), default="")
     website: Mapped[str] = mapped_column(String(200), default="")
     email_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When and why the opt-out was set (records.opt_out): an unsubscribe, a bounce, a complaint, staff.
+    email_opt_out_at: Mapped[datetime | None] = mapped_column(DateTime)
+    email_opt_out_reason: Mapped[str] = mapped_column(String(200), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     contacts: Mapped[list[Contact]] = relationship(back_populates="account")
@@ -101,6 +104,9 @@ class Contact(Base):
     email: Mapped[str] = mapped_column(String(254), default="", index=True)
     phone: Mapped[str] = mapped_column(String(64), default="")
     email_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When and why the opt-out was set (records.opt_out): an unsubscribe, a bounce, a complaint, staff.
+    email_opt_out_at: Mapped[datetime | None] = mapped_column(DateTime)
+    email_opt_out_reason: Mapped[str] = mapped_column(String(200), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     account: Mapped[Account | None] = relationship(back_populates="contacts")
@@ -122,6 +128,9 @@ class Lead(Base):
     email: Mapped[str] = mapped_column(String(254), default="", index=True)
     phone: Mapped[str] = mapped_column(String(64), default="")
     email_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When and why the opt-out was set (records.opt_out): an unsubscribe, a bounce, a complaint, staff.
+    email_opt_out_at: Mapped[datetime | None] = mapped_column(DateTime)
+    email_opt_out_reason: Mapped[str] = mapped_column(String(200), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     record_type = "lead"

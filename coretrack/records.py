@@ -21,7 +21,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, contains_eager
 
 from .db import MAX_ID
 from .inputs import whole_number
-from .models import RECORD_MODELS, Account, Contact, Email, Lead, Recipient, Record, User
+from .models import RECORD_MODELS, Account, Contact, Email, Lead, Recipient, Record, User, utcnow
 from .paging import Page, paginate
 from .validation import ValidationError, clean_address, clean_header_text, web_address
 
@@ -194,19 +194,70 @@ def form_values(record: Record) -> dict[str, str]:
 
 
 def create_record(session: Session, record_type: str, submitted: Mapping[str, str]) -> Record:
-    record: Record = _model(record_type)(**clean_record(session, record_type, submitted))
+    record = _new_record(session, record_type, submitted, STAFF_OPT_OUT)
     session.add(record)
     session.commit()
+    return record
+
+
+def _new_record(session: Session, record_type: str, submitted: Mapping[str, str], opt_out_reason: str) -> Record:
+    values = clean_record(session, record_type, submitted)
+    opt_out = values.pop("email_opt_out")
+    record: Record = _model(record_type)(**values)
+    if opt_out:
+        set_opt_out(record, opt_out_reason)
     return record
 
 
 def update_record(session: Session, record: Record, submitted: Mapping[str, str]) -> Record:
     """Fields absent from ``submitted`` keep their value (a form sends an unchecked box as "")."""
     values = clean_record(session, record.record_type, {**form_values(record), **submitted})
+    opt_out = values.pop("email_opt_out")
     for name, value in values.items():
         setattr(record, name, value)
+    if opt_out and not record.email_opt_out:
+        set_opt_out(record, STAFF_OPT_OUT)
+    elif not opt_out and record.email_opt_out:
+        record.email_opt_out, record.email_opt_out_at, record.email_opt_out_reason = False, None, ""
     session.commit()
     return record
+
+
+# -- opting out ---------------------------------------------------------------------------
+
+STAFF_OPT_OUT = "set by staff on the record"
+IMPORT_OPT_OUT = "imported as opted out"
+_REASON_LENGTH = 200  # the column's
+
+
+def set_opt_out(record: Record, reason: str, at: datetime | None = None) -> bool:
+    """Opts the record out of email with when and why; whether it changed.  A record already opted
+    out keeps the first reason: it says why sending stopped."""
+    if record.email_opt_out:
+        return False
+    record.email_opt_out = True
+    record.email_opt_out_at = at or utcnow()
+    record.email_opt_out_reason = reason[:_REASON_LENGTH]
+    return True
+
+
+def opt_out_recipient(session: Session, recipient: Recipient, reason: str, at: datetime | None = None) -> list[Record]:
+    """Opts out the record a recipient was sent to and every other contact, account and lead with
+    its address (the person behind the address asked, or their mailbox refuses mail); the records
+    that changed.  In the caller's transaction: it commits nothing."""
+    found = records_with_address(session, recipient.address)
+    if recipient.record is not None and recipient.record not in found:
+        found.insert(0, recipient.record)
+    return [record for record in found if set_opt_out(record, reason, at)]
+
+
+def records_with_address(session: Session, address: str) -> list[Record]:
+    """Contacts, then leads, then accounts whose email is ``address`` (letter case aside)."""
+    found: list[Record] = []
+    for model in (Contact, Lead, Account):
+        matching = select(model).where(func.lower(model.email) == address.lower()).order_by(model.id)
+        found.extend(session.scalars(matching))
+    return found
 
 
 # -- CSV import -------------------------------------------------------------------------
@@ -291,7 +342,7 @@ def import_csv(session: Session, record_type: str, data: bytes) -> ImportResult:
                 continue
             values["account"] = str(ids[0])
         try:
-            records.append(_model(record_type)(**clean_record(session, record_type, values)))
+            records.append(_new_record(session, record_type, values, IMPORT_OPT_OUT))
         except ValidationError as exc:
             result.errors.append((line, str(exc)))
     session.add_all(records)

@@ -96,14 +96,6 @@ def _one_line(value: str) -> str:
     return " ".join(value.split())
 
 
-def _records_with_address(session: Session, address: str) -> list[Record]:
-    found: list[Record] = []
-    for model in (Contact, Lead, Account):
-        matching = select(model).where(func.lower(model.email) == address.lower()).order_by(model.id)
-        found.extend(session.scalars(matching))
-    return found
-
-
 def _resolve(session: Session, entry: str, kind: str) -> PlannedRecipient:
     """An address or a ``contact:<id>``-style reference, as a recipient; ValueError with a message."""
     if "\r" in entry or "\n" in entry:
@@ -120,7 +112,7 @@ def _resolve(session: Session, entry: str, kind: str) -> PlannedRecipient:
     else:
         address = clean_address(entry)
         # A typed address that belongs to a record is linked to it, and respects its opt-out.
-        matches = _records_with_address(session, address)
+        matches = records.records_with_address(session, address)
         record = matches[0] if matches else None
         name = record.display_name if record else ""
         opted_out = any(each.email_opt_out for each in matches)

@@ -10,7 +10,7 @@ import webtest
 from sqlalchemy import func, select
 
 from coretrack import records
-from coretrack.models import Account, Contact, Email, Lead, Recipient
+from coretrack.models import Account, Contact, Email, Lead, Recipient, utcnow
 from coretrack.settings import SettingsService
 from coretrack.validation import ValidationError
 
@@ -416,3 +416,49 @@ def test_links_and_redirects_keep_the_url_prefix_the_app_is_mounted_under(app, u
     assert page.html.select_one("a[href='/crm/accounts/1']") is not None
     listing = mounted.get("/crm/contacts")
     assert listing.html.select_one("a[href='/crm/contacts/1']") is not None
+
+
+# -- opting out: when and why -------------------------------------------------------------
+
+
+def test_staff_opting_a_record_out_records_when_and_why_and_clearing_forgets_them(staff, db):
+    contact = add_contact(db, email="ada@example.test")
+    form = staff.get(f"/contacts/{contact.id}/edit").forms["record-form"]
+    form["email_opt_out"] = True
+    page = form.submit(status=303).follow()
+    db.expire_all()
+    assert contact.email_opt_out and contact.email_opt_out_reason == records.STAFF_OPT_OUT
+    assert contact.email_opt_out_at is not None and (utcnow() - contact.email_opt_out_at).total_seconds() < 60
+    assert records.STAFF_OPT_OUT in page.html.select_one("p.alert").text
+    form = staff.get(f"/contacts/{contact.id}/edit").forms["record-form"]
+    form["email_opt_out"] = False
+    form.submit(status=303)
+    db.expire_all()
+    assert (contact.email_opt_out, contact.email_opt_out_at, contact.email_opt_out_reason) == (False, None, "")
+
+
+def test_an_imported_opt_out_says_it_was_imported(db):
+    result = records.import_csv(db, "lead", b"first_name,last_name,email_opt_out\r\nGrace,Hopper,yes\r\n")
+    assert result.created == 1
+    lead = db.scalars(select(Lead)).one()
+    assert (lead.email_opt_out, lead.email_opt_out_reason) == (True, records.IMPORT_OPT_OUT)
+
+
+def test_opting_out_a_recipient_opts_out_every_record_with_its_address_and_keeps_the_first_reason(db, users):
+    contact = add_contact(db, email="Ada@Example.test")
+    lead = records.create_record(db, "lead", {"first_name": "Ada", "last_name": "L", "email": "ada@example.test"})
+    already = add_account(db, email="ada@example.test", email_opt_out="yes")
+    other = add_contact(db, first="Grace", email="grace@example.test")
+    email = add_email(db, users["sam"], "Hello", datetime(2026, 1, 1), [
+        {"address": "ada@example.test", "contact_id": contact.id}])
+    recipient = email.recipients[0]
+    at = datetime(2026, 2, 3, 4, 5)
+    changed = records.opt_out_recipient(db, recipient, "unsubscribed by the recipient", at)
+    db.commit()
+    db.expire_all()
+    assert changed == [contact, lead]
+    assert [(r.email_opt_out, r.email_opt_out_at, r.email_opt_out_reason) for r in (contact, lead)] == [
+        (True, at, "unsubscribed by the recipient")] * 2
+    assert already.email_opt_out_reason == records.STAFF_OPT_OUT  # its own, first reason stays
+    assert other.email_opt_out is False
+    assert records.opt_out_recipient(db, recipient, "again") == []
