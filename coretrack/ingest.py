@@ -73,6 +73,9 @@ class _Moved(Exception):
 
 
 def _unescape(value: bytes) -> str:
+    if b"\\" not in value:
+        return value.decode("utf-8", errors="replace")  # most values: nothing was escaped
+
     def replace(match: re.Match[bytes]) -> bytes:
         escape = match[1]
         if escape[:1] == b"x" and len(escape) == 3:
@@ -113,8 +116,13 @@ def parse_line(line: bytes, secret: bytes) -> Hit | None:
         at = _EPOCH + timedelta(microseconds=int(usec))
     except OverflowError:
         return None
-    user_agent = "" if agent == b"-" else _CONTROL.sub("", _unescape(agent))[:512]
-    return Hit(token, at, _unescape(ip)[:45], user_agent, hit_id=hit_id)
+    return Hit(token, at, _unescape(ip)[:45], _user_agent(agent), hit_id=hit_id)
+
+
+@functools.lru_cache(maxsize=1024)
+def _user_agent(agent: bytes) -> str:
+    """A logged user agent as the application would keep it.  Cached: a few agents make most loads."""
+    return "" if agent == b"-" else _CONTROL.sub("", _unescape(agent))[:512]
 
 
 @dataclass(frozen=True)
