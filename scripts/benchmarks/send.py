@@ -8,7 +8,7 @@ run as scripts/run runs it (its own process, only its config file in the environ
 rates are taken at the server, from the first message's arrival to the last's, so the worker's
 start-up does not count.  The worker's peak RSS is the kernel's high-water mark (VmHWM).
 
-Run: scripts/bench-send [--recipients N] [--connections C]
+Run: scripts/bench-send [--recipients N] [--connections C] [--rounds N]
 """
 
 from __future__ import annotations
@@ -109,7 +109,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="bench-send")
     parser.add_argument("--recipients", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=1, help="the smtp_connections setting (1 to 10)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="sends of each message, each between two ceilings (at least 1)")
     options = parser.parse_args()
+    if options.rounds < 1:
+        parser.error("--rounds: at least 1")
 
     from sqlalchemy import func, insert, select
 
@@ -209,19 +213,28 @@ def main() -> None:
                 user_name="bench")
         rows = []
         for label, attachments in (("6 kB HTML", []), ("6 kB HTML + 50 kB attachment", [ATTACHMENT])):
+            # Ceilings and sends in turn, the best of each compared: a moment of other load on
+            # the machine costs either side a round, not the ratio.  One more ceiling than sends:
+            # the ratio errs against the send.
             email_id = queue(label, attachments)
-            before = ceiling(email_id)
-            rate, peak_kb = send(email_id)
-            after = ceiling(email_id)
-            best = max(before, after)  # the better of two: the ratio errs against the send
-            rows.append((label, rate, best, rate / best, peak_kb))
+            ceilings, sends, peak_kb = [ceiling(email_id)], [], 0
+            for round_number in range(options.rounds):
+                if round_number:
+                    email_id = queue(label, attachments)  # the worker sends each email once
+                rate, peak = send(email_id)
+                sends.append(rate)
+                peak_kb = max(peak_kb, peak)
+                ceilings.append(ceiling(email_id))
+            print(f"{label}: send {', '.join(f'{rate:.0f}' for rate in sends)} msg/s; "
+                  f"ceiling {', '.join(f'{rate:.0f}' for rate in ceilings)} msg/s", flush=True)
+            rows.append((label, max(sends), max(ceilings), max(sends) / max(ceilings), peak_kb))
     finally:
         server.stop()
         engine.dispose()
         subprocess.run(["rm", "-rf", str(home)], check=False)
 
     print(f"{options.recipients} recipients, {options.connections} SMTP connection(s), SQLite, "
-          "one aiosmtpd server process")
+          f"one aiosmtpd server process, best of {options.rounds} sends and {options.rounds + 1} ceilings")
     print("| message | send msg/s | ceiling msg/s | ratio | worker peak RSS |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for label, rate, best, ratio, peak_kb in rows:
