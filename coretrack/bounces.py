@@ -22,7 +22,7 @@ import re
 import ssl
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage, Message
@@ -213,7 +213,6 @@ class MailboxReport:
     hard: int = 0  # of which permanent failures (their recipients opted out)
     unknown: int = 0  # of which naming no recipient of this install
     left: int = 0  # messages that are no bounce, left in the folder
-    recipients: list[int] = field(default_factory=list)
 
     def __str__(self) -> str:
         return (f"{self.bounces} bounce(s) read and moved to {PROCESSED_FOLDER} ({self.hard} hard: opted out; "
@@ -301,7 +300,6 @@ def read_mailbox(session_factory: Callable[[], Session], config: Config, *, time
             if recipient is None:
                 report.unknown += 1
             else:
-                report.recipients.append(recipient.id)
                 report.hard += bounce.hard
             _move(connection, uid)
     except (imaplib.IMAP4.error, OSError) as exc:

@@ -151,7 +151,7 @@ def apply_events(session: Session, secret: bytes, events: list[dict[str, Any]]) 
         reason = _opt_out_reason(event)
         if reason:
             records.opt_out_recipient(session, recipient, reason, at)
-        if kind == "open":
+        if kind == "open" and recipient.email.tracking:  # an email sent untracked counts no open, whoever saw it
             opens.append(Hit(recipient.token, at, _text(event.get("ip"), 45), _text(event.get("useragent"), 512),
                              hit_id="sg" + hashlib.sha256(event_id.encode()).hexdigest()[:30],
                              provider_verdict=MACHINE_OPEN if event.get("sg_machine_open") is True else ""))

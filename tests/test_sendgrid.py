@@ -339,3 +339,12 @@ def test_the_standalone_servers_basic_auth_lets_the_webhook_through(standalone, 
     post(standalone, signing_key, [event(recipient, "delivered", "ev-1")])
     assert state(db, recipient)[0] == "delivered"
     standalone.get(WEBHOOK, status=401)
+
+
+def test_opens_of_an_email_sent_untracked_count_nothing(anon, db, signing_key, recipient):
+    db.get(Recipient, recipient.id).email.tracking = False
+    db.commit()
+    post(anon, signing_key, [event(recipient, "open", "ev-1", useragent="Mozilla/5.0 Thunderbird/115")])
+    db.expire_all()
+    assert db.get(Recipient, recipient.id).access_count == 0
+    assert stored_events(db) == [("ev-1", "open")]
