@@ -84,13 +84,13 @@ class Bounce:
 def parse(raw: bytes, bounce_address: str, secret: bytes) -> Bounce | None:
     """The bounce a message reports, or None when it is no delivery status notification."""
     message = message_from_bytes(raw, policy=policy.default)
-    report = _report_fields(message)
-    if report is not None:
-        action, status, detail = report
-    elif _looks_like_bounce(message):
-        action, status, detail = _from_text(_text_of(message))
+    if message.get_content_type() == "multipart/report":
+        report = _report_fields(message)
     else:
-        return None
+        report = _from_text(_text_of(message)) if _looks_like_bounce(message) else None
+    if report is None:
+        return None  # no failure or delay reported: an auto-reply, a success notice
+    action, status, detail = report
     detail = " ".join(detail.split())[:_DETAIL_LENGTH]
     return Bounce(action, status, detail, _tokens(message, raw, bounce_address, secret), _date(message))
 
@@ -98,13 +98,14 @@ def parse(raw: bytes, bounce_address: str, secret: bytes) -> Bounce | None:
 def _report_fields(message: EmailMessage) -> tuple[str, str, str] | None:
     """Action, Status and Diagnostic-Code of the first recipient an RFC 3464 report gives up on
     (or, failing that, is delayed for)."""
-    if message.get_content_type() != "multipart/report":
-        return None
     found: list[tuple[str, str, str]] = []
     for part in message.walk():
-        if part.get_content_type() != "message/delivery-status":
+        blocks = part.get_payload()
+        if part.get_content_type() != "message/delivery-status" or not isinstance(blocks, list):
             continue
-        for block in cast(list[Message], part.get_payload()):
+        for block in blocks:
+            if not isinstance(block, Message):
+                continue
             action = str(block.get("Action", "")).strip().lower()
             if action in ("failed", "delayed"):
                 status = _ENHANCED_STATUS.search(str(block.get("Status", "")))
@@ -134,7 +135,7 @@ def _text_of(message: EmailMessage) -> str:
         return part.get_payload(decode=True).decode("utf-8", "replace")  # type: ignore[union-attr]
 
 
-def _from_text(text: str) -> tuple[str, str, str]:
+def _from_text(text: str) -> tuple[str, str, str] | None:
     """Action, status and detail of a plain-text bounce (qmail's "(#5.1.1)", Exim's and Postfix's
     "said: 550 5.1.1 ..."): the copy of the message that follows is not read."""
     text = text.replace("\r\n", "\n")
@@ -151,6 +152,8 @@ def _from_text(text: str) -> tuple[str, str, str]:
     else:
         permanent = action == "failed" and _PERMANENT_WORDS.search(text)
         status, at = ("5.0.0" if permanent else "4.0.0"), -1
+    if status.startswith("2"):
+        return None  # a success
     line = ""
     if at >= 0:
         start = text.rfind("\n\n", 0, at) + 1
@@ -224,16 +227,19 @@ def _connect(server: SmtpServer, timeout: float) -> imaplib.IMAP4:
         # The password would cross the network in clear.
         raise BounceError(f"the bounce mailbox {server.host} needs TLS or STARTTLS (no security is allowed "
                           "only on this machine's loopback address)")
+    connection: imaplib.IMAP4 | None = None
     try:
         if server.security == "tls":
-            connection: imaplib.IMAP4 = imaplib.IMAP4_SSL(server.host, server.port, timeout=timeout,
-                                                          ssl_context=ssl.create_default_context())
+            connection = imaplib.IMAP4_SSL(server.host, server.port, timeout=timeout,
+                                           ssl_context=ssl.create_default_context())
         else:
             connection = imaplib.IMAP4(server.host, server.port, timeout=timeout)
             if server.security == "starttls":
                 connection.starttls(ssl.create_default_context())
         connection.login(server.username, server.password)
     except (imaplib.IMAP4.error, OSError) as exc:
+        if connection is not None:
+            connection.shutdown()
         raise BounceError(f"could not open the bounce mailbox {server.host}:{server.port}: "
                           f"{exc or exc.__class__.__name__}") from None
     return connection
@@ -289,7 +295,13 @@ def read_mailbox(session_factory: Callable[[], Session], config: Config, *, time
         connection.create(PROCESSED_FOLDER)  # NO when it exists already: fine
         _check(connection.select(_quoted(folder)), f"open the folder {folder!r}")
         for uid, raw in _messages(connection):
-            bounce = parse(raw, bounce_address, secret)
+            try:
+                bounce = parse(raw, bounce_address, secret)
+            except (ValueError, LookupError, TypeError, AttributeError):
+                # A message the mail library cannot take apart: left for a person, the others go on.
+                log.warning("bounce mailbox: message %s could not be read as a bounce; left in place", uid,
+                            exc_info=True)
+                bounce = None
             if bounce is None:
                 report.left += 1
                 continue

@@ -138,7 +138,8 @@ def apply_events(session: Session, secret: bytes, events: list[dict[str, Any]]) 
     opens: list[Hit] = []
     # In their own time order: of two reports of equal strength the later one is kept.
     for event_id, event in sorted(fresh.items(), key=lambda item: (item[1]["timestamp"], item[0])):
-        recipient = recipients.get(event.get(UNIQUE_ARG))  # type: ignore[arg-type]
+        token = event.get(UNIQUE_ARG)
+        recipient = recipients.get(token) if isinstance(token, str) else None
         at = datetime.fromtimestamp(event["timestamp"], UTC).replace(tzinfo=None)
         kind = event["event"]
         detail = _detail(event)

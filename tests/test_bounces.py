@@ -278,6 +278,14 @@ I am away until Monday; this message could not be answered sooner.
     assert not ann(db).email_opt_out
 
 
+def test_a_report_of_successful_delivery_is_no_bounce(app, db, dovecot, mailbox, sent):
+    mail = sent["ann@example.test"]
+    dovecot.append(*mailbox, rfc3464(mail, action="delivered", status="2.0.0", diagnostic="smtp; 250 2.0.0 OK"))
+    report = read(app)
+    assert (report.bounces, report.left) == (0, 1)
+    assert recipient_of(db, mail).delivery_status == ""
+
+
 # -- the connection --------------------------------------------------------------------------------
 
 

@@ -314,7 +314,7 @@ def test_events_for_other_senders_or_forged_tokens_are_stored_but_touch_no_one(a
     events = [event(recipient, "unsubscribe", "ev-1"), event(recipient, "bounce", "ev-2", status="5.1.1")]
     events[0][sendgrid.UNIQUE_ARG] = forged
     del events[1][sendgrid.UNIQUE_ARG]
-    post(anon, signing_key, events)
+    post(anon, signing_key, [*events, event(recipient, "spamreport", "ev-3", **{sendgrid.UNIQUE_ARG: ["x"]})])
     assert state(db, recipient) == ("", "")
     assert not db.get(Contact, recipient.contact_id).email_opt_out
     assert {row.recipient_id for row in db.scalars(select(DeliveryEvent))} == {None}
