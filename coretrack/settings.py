@@ -15,7 +15,7 @@ from typing import Literal, overload
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import secretbox, sendgrid
+from . import secretbox, sendgrid, tokens
 from .config import Config, SmtpServer
 from .inputs import whole_number
 from .models import Setting, SettingChange
@@ -118,6 +118,8 @@ SMTP_LOGIN = ("smtp_host", "smtp_port", "smtp_security", "smtp_username")
 LOGINS = {"smtp_password": SMTP_LOGIN,
           "bounce_imap_password": ("bounce_imap_host", "bounce_imap_port", "bounce_imap_security",
                                    "bounce_imap_username")}
+# Return paths are <local part>+<token>@domain, and a local part has at most 64 characters.
+_BOUNCE_LOCAL_PART = 64 - 1 - tokens.TOKEN_LENGTH
 # The SendGrid preset's server: while it is chosen these values hold whatever the form says.
 SENDGRID_RELAY = {"smtp_host": "smtp.sendgrid.net", "smtp_port": "587", "smtp_security": "starttls",
                   "smtp_username": "apikey"}
@@ -232,7 +234,10 @@ class SettingsService:
             return value
         if definition.kind == "address":
             return clean_address(value)
-        if definition.kind == "optional_address":
+        if definition.kind == "optional_address":  # the bounce address
+            if value and len(clean_address(value).rpartition("@")[0]) > _BOUNCE_LOCAL_PART:
+                raise ValueError(f"the part before @ may have at most {_BOUNCE_LOCAL_PART} characters: "
+                                 "+ and a token of 45 go after it, and servers refuse more than 64")
             return clean_address(value) if value else ""
         if definition.kind == "ec_public_key":
             value = "".join(value.split())  # pasted keys may carry line breaks

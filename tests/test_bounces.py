@@ -12,11 +12,14 @@ from click.testing import CliRunner
 from conftest import PUBLIC_URL
 from dovecot_server import Dovecot
 from hit_load import wait_until
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coretrack import bounces, secretbox, sending, tokens
 from coretrack.cli import main as cli_main
 from coretrack.models import Contact, Recipient, Setting
 from coretrack.settings import SettingsService
+from coretrack.validation import ValidationError
 
 BOUNCE_ADDRESS = "bounces@example.test"
 _users = itertools.count(1)
@@ -186,6 +189,15 @@ def test_without_a_bounce_address_the_return_path_is_the_from_address(app, db, u
     draft = sending.prepare(db, to=["ann@example.test"], subject="Hi", html="<p>Hi</p>")
     sending.deliver(app.Session, app.config, sending.compose(db, app.config, users["sam"], draft).email.id)
     assert sink.received[0].mail_from == "crm@example.test"
+
+
+def test_a_bounce_address_must_leave_room_for_the_token(db, config):
+    settings = SettingsService(db, config)
+    with pytest.raises(ValidationError) as refused:
+        settings.update({"bounce_address": "x" * 19 + "@example.test"}, user_name="admin")
+    assert "at most 18 characters" in refused.value.errors["bounce_address"]
+    settings.update({"bounce_address": "x" * 18 + "@example.test"}, user_name="admin")
+    assert settings.get("bounce_address") == "x" * 18 + "@example.test"
 
 
 # -- reading the mailbox ---------------------------------------------------------------------------
@@ -371,3 +383,19 @@ def test_the_worker_reads_the_mailbox_periodically(app, db, dovecot, mailbox, se
         stop.set()
         watch.join()
     assert dovecot.messages(*mailbox) == []
+
+
+MAIL_LIKE = st.lists(st.sampled_from([
+    b"From: MAILER-DAEMON@x\r\n", b"Subject: Undelivered Mail\r\n", b"Content-Type: multipart/report; boundary=B\r\n",
+    b"Content-Type: message/delivery-status\r\n", b"--B\r\n", b"\r\n", b"Action: failed\r\n", b"Status: 5.1.1\r\n",
+    b"Content-Transfer-Encoding: base64\r\n", b"=?utf-8?q?=FF?=\r\n", b"550 5.1.1 no\r\n", b"\xff\xfe\r\n",
+    b"To: bounces+abc@example.test\r\n", b"Content-Type: text/plain; charset=unknown-8bit\r\n",
+])).map(b"".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.one_of(st.binary(max_size=400), MAIL_LIKE))
+def test_any_message_is_either_a_bounce_or_none_and_never_an_error(raw):
+    found = bounces.parse(raw, BOUNCE_ADDRESS, b"k" * 32)
+    assert found is None or (found.action in ("failed", "delayed") and found.status[0] in "45"
+                             and found.tokens == ())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from email import message_from_bytes, policy
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -14,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import select
 
-from coretrack import sendgrid, sending, tracking
+from coretrack import sendgrid, sending, tokens, tracking
+from coretrack.mailer import MessageTemplate
 from coretrack.models import AccessEvent, Contact, DeliveryEvent, Lead, Recipient, Setting
 from coretrack.settings import SettingsService
 from coretrack.validation import ValidationError
@@ -348,3 +350,14 @@ def test_opens_of_an_email_sent_untracked_count_nothing(anon, db, signing_key, r
     db.expire_all()
     assert db.get(Recipient, recipient.id).access_count == 0
     assert stored_events(db) == [("ev-1", "open")]
+
+
+def test_the_tag_names_the_recipient_also_when_the_email_is_not_tracked(app):
+    template = MessageTemplate(from_address="crm@example.test", from_name="CRM", subject="Hi", html="<p>Hi</p>",
+                               public_url=None, sendgrid_tag=True)
+    token = tokens.new_token(app.config.secret_key())
+    message = message_from_bytes(template.render("ann@example.test", "", token), policy=policy.default)
+    assert json.loads(message["X-SMTPAPI"])["unique_args"] == {sendgrid.UNIQUE_ARG: token}
+    assert "TrackAccess" not in message.as_string()
+    with pytest.raises(ValueError, match="token"):
+        template.render("ann@example.test", "", None)
