@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import deliveries, records, tokens
-from .models import DeliveryEvent, Recipient, utcnow
+from .models import DeliveryEvent, Email, Recipient, utcnow
 from .tracking import Hit, count_hits
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
@@ -133,13 +133,15 @@ def apply_events(session: Session, secret: bytes, events: list[dict[str, Any]]) 
         for event_id in known:
             del fresh[event_id]
     signed = {event[UNIQUE_ARG] for event in fresh.values() if tokens.verify(secret, event.get(UNIQUE_ARG))}
-    recipients = {recipient.token: recipient for recipient in session.scalars(
-        select(Recipient).where(Recipient.token.in_(sorted(signed))).order_by(Recipient.id))} if signed else {}
+    # With whether their email is tracked: an email sent untracked counts no open, whoever saw it.
+    recipients = {recipient.token: (recipient, tracked) for recipient, tracked in session.execute(
+        select(Recipient, Email.tracking).join(Email).where(Recipient.token.in_(sorted(signed)))
+        .order_by(Recipient.id))} if signed else {}
     opens: list[Hit] = []
     # In their own time order: of two reports of equal strength the later one is kept.
     for event_id, event in sorted(fresh.items(), key=lambda item: (item[1]["timestamp"], item[0])):
         token = event.get(UNIQUE_ARG)
-        recipient = recipients.get(token) if isinstance(token, str) else None
+        recipient, tracked = recipients.get(token, (None, False)) if isinstance(token, str) else (None, False)
         at = datetime.fromtimestamp(event["timestamp"], UTC).replace(tzinfo=None)
         kind = event["event"]
         detail = _detail(event)
@@ -152,7 +154,7 @@ def apply_events(session: Session, secret: bytes, events: list[dict[str, Any]]) 
         reason = _opt_out_reason(event)
         if reason:
             records.opt_out_recipient(session, recipient, reason, at)
-        if kind == "open" and recipient.email.tracking:  # an email sent untracked counts no open, whoever saw it
+        if kind == "open" and tracked:
             opens.append(Hit(recipient.token, at, _text(event.get("ip"), 45), _text(event.get("useragent"), 512),
                              hit_id="sg" + hashlib.sha256(event_id.encode()).hexdigest()[:30],
                              provider_verdict=MACHINE_OPEN if event.get("sg_machine_open") is True else ""))
