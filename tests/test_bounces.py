@@ -5,7 +5,12 @@ and `coretrack bounces` (or the worker) marks, opts out and moves them."""
 from __future__ import annotations
 
 import itertools
+import os
+import signal
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -382,6 +387,21 @@ def test_the_worker_reads_the_mailbox_periodically(app, db, dovecot, mailbox, se
     finally:
         stop.set()
         watch.join()
+    assert dovecot.messages(*mailbox) == []
+
+
+
+def test_the_worker_command_reads_the_mailbox_beside_sending(app, db, dovecot, mailbox, sent):
+    dovecot.append(*mailbox, rfc3464(sent["ann@example.test"]))
+    env = {**os.environ, "CORETRACK_HOME": str(app.config.home), "CORETRACK_PUBLIC_URL": PUBLIC_URL}
+    worker = subprocess.Popen([str(Path(sys.prefix) / "bin" / "coretrack"), "worker", "--interval", "0.2"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: ann(db).email_opt_out, "the worker to read the bounce", 20)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        output = worker.communicate(timeout=30)[0]
+    assert worker.returncode == 0, output
     assert dovecot.messages(*mailbox) == []
 
 
