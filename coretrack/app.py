@@ -21,7 +21,7 @@ from jinja2.runtime import Context
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import WWWAuthenticate
-from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, Unauthorized
+from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, MethodNotAllowed, Unauthorized
 from werkzeug.middleware.shared_data import SharedDataMiddleware
 from werkzeug.routing import IntegerConverter, Map, Rule
 from werkzeug.wrappers import Response
@@ -224,8 +224,12 @@ class CoreTrack:
     def is_public_path(self, path: str) -> bool:
         if path == TRACK_ACCESS_PATH:  # the most requested path: no URL map needed to know
             return True
+        adapter = self.url_map.bind("localhost")
         try:
-            endpoint, _ = self.url_map.bind("localhost").match(path, method="GET")
+            try:
+                endpoint, _ = adapter.match(path, method="GET")
+            except MethodNotAllowed:  # a public path that takes POST only (a webhook)
+                endpoint, _ = adapter.match(path, method="POST")
         except HTTPException:
             return False
         return getattr(HANDLERS[endpoint], "public", False)

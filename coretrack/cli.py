@@ -169,6 +169,7 @@ def worker(once: bool, interval: float) -> None:
     """Deliver queued email (run it beside Apache; 'coretrack serve' runs one itself)."""
     import threading
 
+    from .bounces import watch_mailbox
     from .tracking import Tracker
     from .worker import run_worker
 
@@ -181,18 +182,39 @@ def worker(once: bool, interval: float) -> None:
     # also those of Apache processes that have ended since.
     tracker = Tracker.for_install(config, engine)
     tracker.replay_spool()
-    spool_watch = None
+    watches = []
     if not once:
-        spool_watch = threading.Thread(target=tracker.watch_spool, args=(stop,), name="coretrack-spool-watch")
-        spool_watch.start()
+        watches.append(threading.Thread(target=tracker.watch_spool, args=(stop,), name="coretrack-spool-watch"))
+        # The bounce mailbox, every few minutes while one is configured.
+        watches.append(threading.Thread(target=watch_mailbox, args=(make_session_factory(engine), config, stop),
+                                        name="coretrack-bounces"))
+    for watch in watches:
+        watch.start()
     try:
         processed = run_worker(make_session_factory(engine), config, once=once, interval=interval, stop=stop)
     finally:
         stop.set()
-        if spool_watch is not None:
-            spool_watch.join()
+        for watch in watches:
+            watch.join()
         engine.dispose()
     click.echo(f"processed {processed} messages")
+
+
+@main.command()
+def bounces() -> None:
+    """Read the bounce mailbox once (settings: Bounces): bounced recipients marked with the status
+    code, hard bounces opted out, each bounce moved to the folder coretrack-processed."""
+    from .bounces import BounceError, read_mailbox
+
+    config = load_config()
+    engine = make_engine(config.database_url)
+    try:
+        report = read_mailbox(make_session_factory(engine), config)
+    except BounceError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    click.echo(str(report))
 
 
 def _stop_on_signals() -> threading.Event:

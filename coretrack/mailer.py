@@ -26,7 +26,7 @@ from email.utils import format_datetime
 from html.parser import HTMLParser
 from typing import cast
 
-from . import tokens
+from . import sendgrid, tokens
 from .tracking import TRACK_ACCESS_PATH
 from .validation import clean_address, mail_problem, text_problem
 
@@ -171,9 +171,12 @@ class MessageTemplate:
         reply_to: str = "",
         attachments: tuple[AttachmentData, ...] | list[AttachmentData] = (),
         public_url: str | None = None,
+        sendgrid_tag: bool = False,
     ):
-        """``public_url`` None means tracking is off for this email: no image at all."""
+        """``public_url`` None means tracking is off for this email: no image at all.  ``sendgrid_tag``:
+        each message names its recipient's token in X-SMTPAPI, for SendGrid's events."""
         self.domain = from_address.rpartition("@")[2]
+        self.sendgrid_tag = sendgrid_tag
         self.placeholder = None
         if public_url is not None:
             # Random, so it cannot already be in the HTML; its QP form is itself.
@@ -240,10 +243,14 @@ class MessageTemplate:
             + f"Date: {format_datetime(datetime.now(UTC))}\r\n"
             + f"Message-ID: <{secrets.token_hex(16)}@{self.domain}>\r\n"
         ).encode("ascii")
-        if self._slot is None:
+        if self._slot is None and not self.sendgrid_tag:
             return headers + self.body
         if token is None or len(token) != tokens.TOKEN_LENGTH or not tokens.TOKEN_ALPHABET.issuperset(token):
             raise ValueError("a tracking token of the fixed length and alphabet is required")
+        if self.sendgrid_tag:
+            headers += sendgrid.smtpapi_header(token).encode("ascii")
+        if self._slot is None:
+            return headers + self.body
         filled = iter(token.encode("ascii"))
         # Each placeholder character becomes the token's; soft line breaks in between stay.
         slot = bytes(next(filled) if byte in _PLACEHOLDER_BYTES else byte for byte in self._slot.group())

@@ -219,6 +219,12 @@ class Recipient(Base):
     access_count: Mapped[int] = mapped_column(Integer, default=0)
     first_access: Mapped[datetime | None] = mapped_column(DateTime)
     last_access: Mapped[datetime | None] = mapped_column(DateTime)
+    # What the receiving side said after the hand-over (deliveries.py): "" (nothing heard),
+    # processed, deferred, delivered, bounced, dropped; a later, weaker event never undoes a
+    # stronger one (DELIVERY_PRECEDENCE).  The detail is the status code and the server's words.
+    delivery_status: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    delivery_detail: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    delivery_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     email: Mapped[Email] = relationship(back_populates="recipients")
     contact: Mapped[Contact | None] = relationship()
@@ -283,3 +289,21 @@ class HitLogPosition(Base):
     file: Mapped[str] = mapped_column(String(255))
     byte_offset: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class DeliveryEvent(Base):
+    """One event a mail provider reported (a SendGrid webhook event), kept by the provider's own
+    event id so that a delivery repeated by the provider is applied once."""
+
+    __tablename__ = "delivery_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    event_id: Mapped[str] = mapped_column(String(100), unique=True)
+    # None: the event named no recipient of this install (another sender on the same account).
+    recipient_id: Mapped[int | None] = mapped_column(ForeignKey("recipients.id", ondelete="CASCADE"), index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(DateTime)
+    # The status code and reason, or a click's URL.
+    detail: Mapped[str] = mapped_column(Text, default="")
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

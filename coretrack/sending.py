@@ -33,6 +33,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import ScalarSelect
 
 from . import records, tokens
+from .bounces import verp_address
 from .config import Config
 from .db import MAX_ID, changed_rows
 from .mailer import AttachmentData, MessageError, MessageTemplate
@@ -276,7 +277,8 @@ class DeliveryReport:
 
 def message_template(session: Session, config: Config, email: Email) -> MessageTemplate:
     """The email's MIME, or MessageError naming what cannot be put into a message."""
-    public_url = SettingsService(session, config).get("public_url") if email.tracking else None
+    settings = SettingsService(session, config)
+    public_url = settings.get("public_url") if email.tracking else None
     files = []
     for attachment in email.attachments:
         try:
@@ -289,6 +291,7 @@ def message_template(session: Session, config: Config, email: Email) -> MessageT
     return MessageTemplate(
         from_address=email.from_address, from_name=email.from_name, reply_to=email.reply_to,
         subject=email.subject, html=email.html_body, text=email.text_body, attachments=files, public_url=public_url,
+        sendgrid_tag=settings.get("smtp_preset") == "sendgrid",
     )
 
 
@@ -355,14 +358,14 @@ def deliver(
                                               attempts=Recipient.attempts + 1)
         settings = SettingsService(session, config)
         server, connections = settings.smtp_server(), settings.get("smtp_connections")
-        from_address = email.from_address
+        from_address, bounce_address = email.from_address, settings.get("bounce_address")
     if template is not None:
         with ExitStack() as closing:
             if pool is None:
                 pool = closing.enter_context(SmtpPool())
             senders = pool.senders_for(server, connections)
-            delivery = _Delivery(session_factory, email_id, from_address, template, limit, on_progress,
-                                 stop or threading.Event())
+            delivery = _Delivery(session_factory, email_id, from_address, bounce_address, template, limit,
+                                 on_progress, stop or threading.Event())
             for part in delivery.run(senders):
                 report.sent += part.sent
                 report.failed += part.failed
@@ -426,6 +429,7 @@ class _Delivery:
     session_factory: Callable[[], Session]
     email_id: int
     from_address: str
+    bounce_address: str  # "": bounces go to the From address
     template: MessageTemplate
     limit: int | None  # recipients still to claim (None: all)
     on_progress: Callable[[int], None] | None
@@ -509,7 +513,9 @@ class _Delivery:
                 cursor.execute(status_of, (recipient_id,))
                 if cursor.fetchone() != ("sending",):
                     continue
-                outcome = _send_one(sender, self.template, self.from_address, recipient_id, address, name, token)
+                # The envelope sender: each recipient's own signed return path when bounces are read.
+                return_path = verp_address(self.bounce_address, token) if self.bounce_address else self.from_address
+                outcome = _send_one(sender, self.template, return_path, recipient_id, address, name, token)
                 outcomes.append(outcome)
                 if outcome["new_status"] == "sent":
                     report.sent += 1

@@ -15,7 +15,7 @@ from typing import Literal, overload
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import secretbox
+from . import secretbox, sendgrid, tokens
 from .config import Config, SmtpServer
 from .inputs import whole_number
 from .models import Setting, SettingChange
@@ -27,9 +27,11 @@ MAX_SMTP_CONNECTIONS = 10
 
 # The keys by the type of their value, so that get() is typed for each.
 FlagKey = Literal["tracking_disabled"]
-NumberKey = Literal["smtp_port", "smtp_connections", "page_size"]
-TextKey = Literal["ip_storage", "smtp_host", "smtp_security", "smtp_username", "smtp_password", "from_address",
-                  "from_name", "public_url"]
+NumberKey = Literal["smtp_port", "smtp_connections", "page_size", "bounce_imap_port"]
+TextKey = Literal["ip_storage", "smtp_preset", "smtp_host", "smtp_security", "smtp_username", "smtp_password",
+                  "from_address", "from_name", "public_url", "sendgrid_webhook_key", "bounce_address",
+                  "bounce_imap_host", "bounce_imap_security", "bounce_imap_username", "bounce_imap_password",
+                  "bounce_imap_folder"]
 Value = bool | int | str
 
 
@@ -57,6 +59,11 @@ DEFINITIONS: tuple[SettingDef, ...] = (
         choices=(("truncated", "Truncated (/24 for IPv4, /48 for IPv6)"), ("full", "Full address"),
                  ("none", "Do not store")),
     ),
+    SettingDef("smtp_preset", "Server preset",
+               "SendGrid fills in its SMTP relay (smtp.sendgrid.net, port 587, STARTTLS, user apikey: type an "
+               "API key with the Mail Send permission as the password) and tags each message with its "
+               "recipient for SendGrid's Event Webhook. Custom uses the fields below.", "choice", "Outgoing mail",
+               choices=(("custom", "Custom server"), ("sendgrid", "SendGrid SMTP relay"))),
     SettingDef("smtp_host", "Outgoing mail server", "Host name or address of the SMTP server.", "text",
                "Outgoing mail"),
     SettingDef("smtp_port", "Port", "Usually 25 (none), 587 (STARTTLS) or 465 (TLS).", "int", "Outgoing mail",
@@ -81,11 +88,41 @@ DEFINITIONS: tuple[SettingDef, ...] = (
                "Tracking image links start with it.", "url", "General"),
     SettingDef("page_size", "Rows per page", "How many rows lists show per page.", "int", "General",
                minimum=5, maximum=500),
+    SettingDef("sendgrid_webhook_key", "SendGrid webhook verification key",
+               "The public key SendGrid shows when the signed Event Webhook is enabled (base64). Events are "
+               "accepted at /webhooks/sendgrid only when signed with it; empty refuses every event.",
+               "ec_public_key", "SendGrid events"),
+    SettingDef("bounce_address", "Bounce address",
+               "Return path of every message, one per recipient (bounces+<token>@your domain). Leave empty to "
+               "let bounces go to the From address. The mailbox below must receive mail for it.",
+               "optional_address", "Bounces"),
+    SettingDef("bounce_imap_host", "Bounce mailbox server",
+               "IMAP server of the bounce address's mailbox; 'coretrack bounces' and the worker read it. "
+               "Empty: bounces are not read.", "text", "Bounces"),
+    SettingDef("bounce_imap_port", "IMAP port", "Usually 993 (TLS) or 143 (STARTTLS).", "int", "Bounces",
+               minimum=1, maximum=65535),
+    SettingDef("bounce_imap_security", "IMAP security", "How to protect the connection to the mailbox.", "choice",
+               "Bounces", choices=(("tls", "TLS (implicit)"), ("starttls", "STARTTLS"), ("none", "None"))),
+    SettingDef("bounce_imap_username", "IMAP user name", "The bounce mailbox's login.", "text", "Bounces"),
+    SettingDef("bounce_imap_password", "IMAP password",
+               "Stored encrypted and never shown again. Leave empty to keep it. It is removed when the server, "
+               "port, security or user name changes, unless you type it again in the same save.", "secret",
+               "Bounces"),
+    SettingDef("bounce_imap_folder", "IMAP folder",
+               "Where bounces arrive. Each one read is moved to the folder coretrack-processed.", "text", "Bounces"),
 )
 BY_KEY = {definition.key: definition for definition in DEFINITIONS}
 # The stored password belongs to one login: this server, reached this way, as this user.  Kept when any
 # of these change, it would go to a host of the editor's choosing, or in clear after a switch to "none".
 SMTP_LOGIN = ("smtp_host", "smtp_port", "smtp_security", "smtp_username")
+LOGINS = {"smtp_password": SMTP_LOGIN,
+          "bounce_imap_password": ("bounce_imap_host", "bounce_imap_port", "bounce_imap_security",
+                                   "bounce_imap_username")}
+# Return paths are <local part>+<token>@domain, and a local part has at most 64 characters.
+_BOUNCE_LOCAL_PART = 64 - 1 - tokens.TOKEN_LENGTH
+# The SendGrid preset's server: while it is chosen these values hold whatever the form says.
+SENDGRID_RELAY = {"smtp_host": "smtp.sendgrid.net", "smtp_port": "587", "smtp_security": "starttls",
+                  "smtp_username": "apikey"}
 
 
 class SettingsService:
@@ -98,6 +135,7 @@ class SettingsService:
         return {
             "tracking_disabled": "false",
             "ip_storage": "truncated",
+            "smtp_preset": "custom",
             "smtp_host": smtp.host,
             "smtp_port": str(smtp.port),
             "smtp_security": smtp.security,
@@ -108,6 +146,14 @@ class SettingsService:
             "from_name": "coretrack",
             "public_url": self.config.public_url,
             "page_size": "25",
+            "sendgrid_webhook_key": "",
+            "bounce_address": "",
+            "bounce_imap_host": "",
+            "bounce_imap_port": "993",
+            "bounce_imap_security": "tls",
+            "bounce_imap_username": "",
+            "bounce_imap_password": "",
+            "bounce_imap_folder": "INBOX",
         }
 
     def stored(self) -> dict[str, str]:
@@ -137,6 +183,15 @@ class SettingsService:
         stored = self.stored()
         return SmtpServer(host=stored["smtp_host"], port=int(stored["smtp_port"]), security=stored["smtp_security"],
                           username=stored["smtp_username"], password=self._decrypted(stored["smtp_password"]))
+
+    def bounce_mailbox(self) -> SmtpServer | None:
+        """The bounce mailbox's IMAP login (host, port, security, user, password), or None when unset."""
+        stored = self.stored()
+        if not stored["bounce_imap_host"]:
+            return None
+        return SmtpServer(host=stored["bounce_imap_host"], port=int(stored["bounce_imap_port"]),
+                          security=stored["bounce_imap_security"], username=stored["bounce_imap_username"],
+                          password=self._decrypted(stored["bounce_imap_password"]))
 
     @property
     def tracking_enabled(self) -> bool:
@@ -179,6 +234,16 @@ class SettingsService:
             return value
         if definition.kind == "address":
             return clean_address(value)
+        if definition.kind == "optional_address":  # the bounce address
+            if value and len(clean_address(value).rpartition("@")[0]) > _BOUNCE_LOCAL_PART:
+                raise ValueError(f"the part before @ may have at most {_BOUNCE_LOCAL_PART} characters: "
+                                 "+ and a token of 45 go after it, and servers refuse more than 64")
+            return clean_address(value) if value else ""
+        if definition.kind == "ec_public_key":
+            value = "".join(value.split())  # pasted keys may carry line breaks
+            if value:
+                sendgrid.verification_key(value)  # ValueError saying what is wrong
+            return value
         if definition.kind == "url":
             parts = web_address(value)
             # The URL goes into every tracking image link: no spaces, credentials, query or fragment.
@@ -216,9 +281,12 @@ class SettingsService:
                 errors[key] = "type a new password or remove the stored one, not both"
         if errors:
             raise ValidationError(errors)
-        login_changed = any(key in cleaned and cleaned[key] != stored[key] for key in SMTP_LOGIN)
-        if "smtp_password" not in cleaned and login_changed:
-            cleaned["smtp_password"] = ""
+        if cleaned.get("smtp_preset", stored["smtp_preset"]) == "sendgrid":
+            cleaned.update(SENDGRID_RELAY)
+        for secret_key, login in LOGINS.items():
+            login_changed = any(key in cleaned and cleaned[key] != stored[key] for key in login)
+            if secret_key not in cleaned and login_changed:
+                cleaned[secret_key] = ""
         cleaned.update({key: "" for key in remove})
         changes = []
         secret = self.config.secret_key()

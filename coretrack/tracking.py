@@ -202,6 +202,9 @@ class Hit:
     ip: str
     user_agent: str
     hit_id: str = field(default_factory=_new_hit_id)
+    # A machine-open reason a mail provider gave (e.g. "SendGrid sg_machine_open"); hits from the
+    # image carry none, so spool and log lines leave it out.
+    provider_verdict: str = ""
 
     @classmethod
     def now(cls, token: str, ip: str, user_agent: str) -> Hit:

@@ -169,6 +169,79 @@ def test_tricky_anonymous_paths_reach_nothing_but_the_image_endpoint(apache):
     assert tricky_path_failures(apache) == []
 
 
+WEBHOOK = "/webhooks/sendgrid"
+# Anonymous requests around SendGrid's webhook: only an exact POST reaches it ("webhook": the
+# application's own refusal of an unsigned delivery); "either": Apache may normalise the path to
+# the webhook's or refuse it, but nothing else answers.
+WEBHOOK_TRICKY = [
+    ("POST", "{w}/", "refused"),
+    ("POST", "{w}x", "refused"),
+    ("POST", "{w}.php", "refused"),
+    ("POST", "{w}%2f", "refused"),
+    ("POST", "{w}%2Fx", "refused"),
+    ("POST", "{w};x=1", "refused"),
+    ("POST", "{w}%00", "refused"),
+    ("POST", "{w}/../../emails", "refused"),
+    ("POST", "{p}/webhooks/SendGrid", "refused"),
+    ("POST", "{p}/WEBHOOKS/sendgrid", "refused"),
+    ("POST", "{p}/webhooks/", "refused"),
+    ("POST", "{p}/webhooks", "refused"),
+    ("POST", "{p}/webhooks/sendgrid\\..\\emails", "refused"),
+    ("POST", "{p}/emails?x=/webhooks/sendgrid", "refused"),
+    ("GET", "{w}", "refused"),
+    ("HEAD", "{w}", "refused"),
+    ("PUT", "{w}", "refused"),
+    ("DELETE", "{w}", "refused"),
+    ("POST", "{w}", "webhook"),
+    ("POST", "{w}?x=1", "webhook"),
+    ("POST", "{p}//webhooks//sendgrid", "either"),
+    ("POST", "{p}/./webhooks/sendgrid", "either"),
+    ("POST", "{p}/x/../webhooks/sendgrid", "either"),
+    ("POST", "{p}/webhooks/sendgri%64", "either"),
+]
+
+
+def test_tricky_anonymous_paths_reach_nothing_but_the_sendgrid_webhook(apache):
+    extra = [("POST", WEBHOOK, "refused")] if apache.prefix else []
+    wrong = []
+    for method, template, expected in WEBHOOK_TRICKY + extra:
+        path = template.format(w=apache.prefix + WEBHOOK, p=apache.prefix)
+        reply = apache.request(method, path, body=b"[]", headers={"Content-Type": "application/json"})
+        webhook = reply.status == 403 and reply.from_app and reply.body == b"forbidden\n"
+        refused = reply.status in (400, 401, 403, 404, 405, 501) and not reply.from_app
+        if not {"webhook": webhook, "refused": refused, "either": webhook or refused}[expected]:
+            wrong.append(f"{method} {path} -> {reply.status} {reply.body[:80]!r}")
+    assert wrong == []
+
+
+def test_a_signed_sendgrid_event_goes_through_apache_anonymously(apache):
+    import base64
+    import json
+    import time
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from coretrack import sendgrid
+    from coretrack.settings import SettingsService
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = base64.b64encode(key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
+    with apache.session() as session:
+        SettingsService(session, apache.config).update({"sendgrid_webhook_key": public.decode()}, user_name="test")
+    recipient = make_recipient(apache)
+    body = json.dumps([{"event": "delivered", "sg_event_id": f"ev-{recipient.id}", "timestamp": int(time.time()),
+                        sendgrid.UNIQUE_ARG: recipient.token}]).encode()
+    stamp = str(int(time.time()))
+    signature = base64.b64encode(key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))).decode()
+    reply = apache.request("POST", apache.prefix + WEBHOOK, body=body, headers={
+        "Content-Type": "application/json", sendgrid.SIGNATURE_HEADER: signature, sendgrid.TIMESTAMP_HEADER: stamp})
+    assert reply.status == 204
+    with apache.session() as session:
+        assert session.get(Recipient, recipient.id).delivery_status == "delivered"
+
+
 def test_with_apache_auth_removed_the_app_still_refuses_anonymous_requests():
     server = ApacheServer("site", "/crm", auth_removed=True)
     try:

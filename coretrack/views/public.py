@@ -7,9 +7,11 @@ from functools import partial
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
+from .. import sendgrid
 from ..http import AppRequest, public
 from ..tracking import GIF, GIF_HEADERS, TRACK_ACCESS_PATH, Tracker
 
@@ -45,4 +47,33 @@ def track_access(request: AppRequest) -> Response:
     return Response.from_app(partial(serve_image, request.app.tracker), request.environ)
 
 
-rules = [Rule(TRACK_ACCESS_PATH, endpoint="public.track_access", methods=sorted(IMAGE_METHODS))]
+@public
+def sendgrid_events(request: AppRequest) -> Response:
+    """SendGrid's Event Webhook: 403 for anything it did not sign just now (no detail), 400 for a
+    signed body that is not events, 204 once the whole batch is stored; else SendGrid retries."""
+    body = request.get_data(cache=False)
+    try:
+        key = request.app.settings(request.db).get("sendgrid_webhook_key")
+        sendgrid.receive(request.db, request.app.config.secret_key(), key,
+                         request.headers.get(sendgrid.SIGNATURE_HEADER, ""),
+                         request.headers.get(sendgrid.TIMESTAMP_HEADER, ""), body)
+    except sendgrid.Refused:
+        return Response("forbidden\n", 403, mimetype="text/plain")
+    except sendgrid.Malformed as exc:
+        return Response(f"{exc}\n", 400, mimetype="text/plain")
+    except IntegrityError:
+        # The same events stored by a concurrent delivery of this batch: nothing of this one was kept.
+        request.db.rollback()
+        return Response("stored meanwhile by another request; retry\n", 409, mimetype="text/plain")
+    except DBAPIError:
+        request.db.rollback()
+        return Response("the database is unavailable; retry later\n", 503, mimetype="text/plain")
+    stored = Response(status=204)
+    del stored.headers["Content-Type"]  # no body
+    return stored
+
+
+rules = [
+    Rule(TRACK_ACCESS_PATH, endpoint="public.track_access", methods=sorted(IMAGE_METHODS)),
+    Rule("/webhooks/sendgrid", endpoint="public.sendgrid_events", methods=["POST"]),
+]

@@ -13,7 +13,8 @@ from ..http import AppRequest, admin_only
 from ..settings import BY_KEY, DEFINITIONS, MASK, SettingDef, SettingsService
 from ..validation import ValidationError
 
-INPUT_TYPES = {"int": "number", "secret": "password", "address": "email", "url": "url", "text": "text"}
+INPUT_TYPES = {"int": "number", "secret": "password", "address": "email", "optional_address": "email", "url": "url",
+               "text": "text", "ec_public_key": "text"}
 
 
 @dataclass(frozen=True)

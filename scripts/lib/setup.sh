@@ -122,6 +122,12 @@ ensure_chromium() {
     apt_install chromium chromium-driver fonts-dejavu-core
 }
 
+ensure_dovecot() {
+    # Debian's Dovecot for the bounce mailbox tests: tests/dovecot_server.py starts its own on a
+    # loopback port with its own users and mail folder (the package's service is not used).
+    apt_install dovecot-imapd
+}
+
 as_postgres() {
     # From /: the checkout may be a folder postgres cannot enter (root's home, a 700 temp folder).
     (cd / && runuser -u postgres -- "$@")

@@ -1,0 +1,191 @@
+"""SendGrid: the SMTP relay's per-recipient tag, and its signed Event Webhook.
+
+Each message sent through the SendGrid preset carries ``X-SMTPAPI`` with one unique argument, the
+recipient's signed token (never a sequential id); SendGrid copies it into every event of that
+message.  ``receive`` checks the webhook's ECDSA signature (P-256, SHA-256 over the timestamp
+header followed by the raw body) and its age before it reads anything, then applies a batch of
+events in one transaction: each event once (by ``sg_event_id``), to the recipient its token names.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import deliveries, records, tokens
+from .models import DeliveryEvent, Email, Recipient, utcnow
+from .tracking import Hit, count_hits
+
+SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
+# The unique argument SendGrid copies into every event of a message.
+UNIQUE_ARG = "coretrack_recipient"
+# A signed delivery older than this is refused: a captured one cannot be replayed later.
+MAX_AGE_SECONDS = 600
+# Clocks differ a little; a timestamp further ahead than this was not made by SendGrid now.
+MAX_AHEAD_SECONDS = 300
+MACHINE_OPEN = "SendGrid sg_machine_open"
+# Events that set the opt-out, by their reason.  Drops: SendGrid refuses the address itself
+# (invalid, or already on its bounce, unsubscribe or spam lists); other drops say nothing of it.
+_OPT_OUT_DROPS = frozenset({"invalid", "bounced address", "unsubscribed address", "spam reporting address"})
+_DELIVERY_EVENTS = {"processed": "processed", "deferred": "deferred", "delivered": "delivered",
+                    "bounce": "bounced", "dropped": "dropped"}
+
+
+class Refused(Exception):
+    """Not a delivery SendGrid signed just now: answered 403 without saying why."""
+
+
+class Malformed(ValueError):
+    """A signed body that is not a list of events: answered 400 with the reason."""
+
+
+def smtpapi_header(token: str) -> str:
+    """The ``X-SMTPAPI`` header line naming one recipient."""
+    return "X-SMTPAPI: " + json.dumps({"unique_args": {UNIQUE_ARG: token}}, separators=(",", ":")) + "\r\n"
+
+
+def verification_key(text: str) -> ec.EllipticCurvePublicKey:
+    """The webhook's public key from its base64 form (as SendGrid shows it), or ValueError saying why."""
+    try:
+        key = load_der_public_key(base64.b64decode(text, validate=True))
+    except (ValueError, binascii.Error, UnsupportedAlgorithm):
+        raise ValueError("paste the verification key SendGrid shows for the signed Event Webhook "
+                         "(base64, as shown)") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ValueError("this is not an ECDSA P-256 key, which SendGrid signs its events with")
+    return key
+
+
+def verify(key_text: str, signature: str, timestamp: str, body: bytes, now: float | None = None) -> None:
+    """Returns only for a body signed with the configured key at most MAX_AGE_SECONDS ago (the
+    values of SIGNATURE_HEADER and TIMESTAMP_HEADER)."""
+    if not key_text or not signature or not timestamp.isascii() or not timestamp.isdigit():
+        raise Refused
+    age = (time.time() if now is None else now) - int(timestamp)
+    if not -MAX_AHEAD_SECONDS <= age <= MAX_AGE_SECONDS:
+        raise Refused
+    try:
+        verification_key(key_text).verify(base64.b64decode(signature, validate=True), timestamp.encode() + body,
+                                          ec.ECDSA(hashes.SHA256()))
+    except (ValueError, binascii.Error, InvalidSignature):
+        raise Refused from None
+
+
+def parse_events(body: bytes) -> list[dict[str, Any]]:
+    """The events of a signed body, or Malformed: a JSON list of objects, each with a string
+    ``event`` and ``sg_event_id`` and a Unix ``timestamp``."""
+    try:
+        events = json.loads(body)
+    except (ValueError, RecursionError):
+        raise Malformed("the body is not JSON") from None
+    if not isinstance(events, list):
+        raise Malformed("the body is not a list of events")
+    for number, event in enumerate(events, start=1):
+        if not isinstance(event, dict):
+            raise Malformed(f"event {number} is not an object")
+        for field in ("event", "sg_event_id"):
+            value = event.get(field)
+            if not isinstance(value, str) or not 0 < len(value) <= 100 or "\x00" in value:
+                raise Malformed(f"event {number} has no valid {field}")
+        stamp = event.get("timestamp")
+        if isinstance(stamp, bool) or not isinstance(stamp, int) or not 0 < stamp < 2**33:
+            raise Malformed(f"event {number} has no valid timestamp")
+    return events
+
+
+def receive(session: Session, secret: bytes, key_text: str, signature: str, timestamp: str, body: bytes,
+            now: float | None = None) -> int:
+    """Verifies and applies one webhook delivery in one transaction; the number of new events.
+    Refused or Malformed before anything is stored."""
+    verify(key_text, signature, timestamp, body, now)
+    events = parse_events(body)
+    count = apply_events(session, secret, events)
+    session.commit()
+    return count
+
+
+def _text(value: object, length: int = 500) -> str:
+    text = value if isinstance(value, str) else "" if value is None else str(value)
+    return "".join(char for char in text if char.isprintable())[:length]
+
+
+def apply_events(session: Session, secret: bytes, events: list[dict[str, Any]]) -> int:
+    """Stores and applies each event not seen before, in the caller's transaction."""
+    fresh: dict[str, dict[str, Any]] = {}
+    for event in events:
+        fresh.setdefault(event["sg_event_id"], event)
+    if fresh:
+        known = session.scalars(select(DeliveryEvent.event_id).where(DeliveryEvent.event_id.in_(list(fresh))))
+        for event_id in known:
+            del fresh[event_id]
+    signed = {event[UNIQUE_ARG] for event in fresh.values() if tokens.verify(secret, event.get(UNIQUE_ARG))}
+    # With whether their email is tracked: an email sent untracked counts no open, whoever saw it.
+    recipients = {recipient.token: (recipient, tracked) for recipient, tracked in session.execute(
+        select(Recipient, Email.tracking).join(Email).where(Recipient.token.in_(sorted(signed)))
+        .order_by(Recipient.id))} if signed else {}
+    opens: list[Hit] = []
+    # In their own time order: of two reports of equal strength the later one is kept.
+    for event_id, event in sorted(fresh.items(), key=lambda item: (item[1]["timestamp"], item[0])):
+        token = event.get(UNIQUE_ARG)
+        recipient, tracked = recipients.get(token, (None, False)) if isinstance(token, str) else (None, False)
+        at = datetime.fromtimestamp(event["timestamp"], UTC).replace(tzinfo=None)
+        kind = event["event"]
+        detail = _detail(event)
+        session.add(DeliveryEvent(provider="sendgrid", event_id=event_id, event=kind[:32], at=at, detail=detail,
+                                  recipient_id=recipient.id if recipient else None, received_at=utcnow()))
+        if recipient is None:
+            continue  # another sender's mail on the same SendGrid account, or a forged token
+        if kind in _DELIVERY_EVENTS:
+            deliveries.record_delivery(session, recipient.id, _DELIVERY_EVENTS[kind], detail, at)
+        reason = _opt_out_reason(event)
+        if reason:
+            records.opt_out_recipient(session, recipient, reason, at)
+        if kind == "open" and tracked:
+            opens.append(Hit(recipient.token, at, _text(event.get("ip"), 45), _text(event.get("useragent"), 512),
+                             hit_id="sg" + hashlib.sha256(event_id.encode()).hexdigest()[:30],
+                             provider_verdict=MACHINE_OPEN if event.get("sg_machine_open") is True else ""))
+    # The events' rows first: on SQLite that takes the write lock, so count_hits reads what it writes over.
+    session.flush()
+    if opens:
+        count_hits(session.connection(), opens)
+    return len(fresh)
+
+
+def _detail(event: Mapping[str, Any]) -> str:
+    """What the event says beyond its kind: a status code and reason, a server's response, a click's URL."""
+    if event["event"] == "click":
+        return _text(event.get("url"), 2000)
+    parts = [_text(event.get(field)) for field in ("status", "reason", "response", "type")]
+    if event.get("asm_group_id") is not None:
+        parts.append(f"group {_text(event.get('asm_group_id'))}")
+    return " ".join(part for part in parts if part)[:500]
+
+
+def _opt_out_reason(event: Mapping[str, Any]) -> str:
+    kind = event["event"]
+    if kind == "bounce" and event.get("type", "bounce") == "bounce" \
+            and deliveries.is_hard_bounce(_text(event.get("status")) or "5"):
+        return f"bounced (SendGrid): {_detail(event)}"
+    if kind == "dropped" and _text(event.get("reason")).strip().lower() in _OPT_OUT_DROPS:
+        return f"dropped by SendGrid: {_text(event.get('reason'))}"
+    if kind == "unsubscribe":
+        return "unsubscribed through SendGrid"
+    if kind == "group_unsubscribe":
+        return f"unsubscribed through SendGrid (group {_text(event.get('asm_group_id'))})"
+    if kind == "spamreport":
+        return "reported the email as spam (SendGrid)"
+    return ""
