@@ -22,15 +22,14 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from urllib.parse import parse_qsl
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import tokens
+from . import legacy, tokens
 from .config import Config
 from .models import utcnow
-from .tracking import Hit, count_hits, write_transaction
+from .tracking import Hit, count_hits, token_of_query, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +89,11 @@ def _unescape(value: bytes) -> str:
 _signed = functools.lru_cache(maxsize=2**16)(tokens.verify)
 
 
-def _token(query: bytes) -> str:
-    """The first t of the logged query string, as the application reads it."""
+def _token(query: bytes, secret: bytes) -> str:
+    """The token of the logged query string, as the application reads it (tracking.token_of_query)."""
     if _PLAIN_TOKEN_QUERY.fullmatch(query):  # "?t=<token>", what the mail carries: no decoding to do
         return query[3:].decode("ascii")
-    return dict(reversed(parse_qsl(_unescape(query).removeprefix("?"), keep_blank_values=True))).get("t", "")
+    return token_of_query(secret, _unescape(query).removeprefix("?"))
 
 
 def parse_line(line: bytes, secret: bytes) -> Hit | None:
@@ -109,8 +108,8 @@ def parse_line(line: bytes, secret: bytes) -> Hit | None:
     hit_id = unique_id.decode("ascii", errors="replace")
     if not _UNIQUE_ID.fullmatch(hit_id):
         return None
-    token = _token(query)
-    if not _signed(secret, token):
+    token = _token(query, secret)
+    if not (_signed(secret, token) or legacy.parse(token)):
         return None
     try:
         at = _EPOCH + timedelta(microseconds=int(usec))

@@ -19,6 +19,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -198,6 +199,7 @@ class Recipient(Base):
         Index("ix_recipients_email_stats", "email_id", *_STATS),
         *(Index(f"ix_recipients_{record}_stats", f"{record}_id", "email_id", *_STATS)
           for record in ("contact", "account", "lead")),
+        Index("ix_recipients_corebos_pair", "corebos_mailid", "corebos_crmid", unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -225,6 +227,9 @@ class Recipient(Base):
     delivery_status: Mapped[str] = mapped_column(String(16), default="", server_default="")
     delivery_detail: Mapped[str] = mapped_column(String(500), default="", server_default="")
     delivery_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # A recipient imported from coreBOS: its (crmid, mailid) pair, which that system's images name.
+    corebos_crmid: Mapped[int | None] = mapped_column(Integer)
+    corebos_mailid: Mapped[int | None] = mapped_column(Integer)
 
     email: Mapped[Email] = relationship(back_populates="recipients")
     contact: Mapped[Contact | None] = relationship()
@@ -258,6 +263,8 @@ class AccessEvent(Base):
     # How many loads this row stands for: 1, or more when loads past the per-minute bound of one
     # recipient were folded into it (the event table's growth is bounded, the number kept).
     hits: Mapped[int] = mapped_column(default=1, server_default="1")
+    # Made by an image in email coreBOS sent (coretrack.legacy): its identity is not signed.
+    legacy: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Setting(Base):

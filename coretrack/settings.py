@@ -8,6 +8,7 @@ endpoint's SQL reads it directly.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Literal, overload
@@ -15,7 +16,7 @@ from typing import Literal, overload
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import secretbox, sendgrid, tokens
+from . import legacy, secretbox, sendgrid, tokens
 from .config import Config, SmtpServer
 from .inputs import whole_number
 from .models import Setting, SettingChange
@@ -26,12 +27,12 @@ MASK = "••••••"
 MAX_SMTP_CONNECTIONS = 10
 
 # The keys by the type of their value, so that get() is typed for each.
-FlagKey = Literal["tracking_disabled"]
+FlagKey = Literal["tracking_disabled", "corebos_tracking"]
 NumberKey = Literal["smtp_port", "smtp_connections", "page_size", "bounce_imap_port"]
 TextKey = Literal["ip_storage", "smtp_preset", "smtp_host", "smtp_security", "smtp_username", "smtp_password",
                   "from_address", "from_name", "public_url", "sendgrid_webhook_key", "bounce_address",
                   "bounce_imap_host", "bounce_imap_security", "bounce_imap_username", "bounce_imap_password",
-                  "bounce_imap_folder"]
+                  "bounce_imap_folder", "corebos_app_key"]
 Value = bool | int | str
 
 
@@ -45,6 +46,10 @@ class SettingDef:
     choices: tuple[tuple[str, str], ...] = ()
     minimum: int = 0  # for kind int
     maximum: int = 2**31 - 1
+    # For kind secret: kept as a digest (legacy.key_digest) that hits are compared with, not
+    # encrypted: nothing needs it in clear again.
+    one_way: bool = False
+    clear_help: str = ""  # for kind secret: what removing it does
 
 
 DEFINITIONS: tuple[SettingDef, ...] = (
@@ -58,6 +63,18 @@ DEFINITIONS: tuple[SettingDef, ...] = (
         "What to keep of the address that loaded the image, for each access event.", "choice", "Tracking",
         choices=(("truncated", "Truncated (/24 for IPv4, /48 for IPv6)"), ("full", "Full address"),
                  ("none", "Do not store")),
+    ),
+    SettingDef(
+        "corebos_app_key", "coreBOS application key",
+        "The application_unique_key of the coreBOS install this one replaces (its config.inc.php). With it, "
+        "the images in email coreBOS sent count for the recipients imported from it. Those images are not "
+        "signed: anyone who knows the key and a pair of coreBOS ids can add to that recipient's count. Stored "
+        "as a one-way digest and never shown again.", "secret", "Tracking", one_way=True,
+        clear_help="The images of email coreBOS sent then count nothing.",
+    ),
+    SettingDef(
+        "corebos_tracking", "Count coreBOS images",
+        "When off, images in email coreBOS sent still load but count nothing.", "bool", "Tracking",
     ),
     SettingDef("smtp_preset", "Server preset",
                "SendGrid fills in its SMTP relay (smtp.sendgrid.net, port 587, STARTTLS, user apikey: type an "
@@ -76,7 +93,8 @@ DEFINITIONS: tuple[SettingDef, ...] = (
     SettingDef("smtp_password", "Password",
                "Stored encrypted and never shown again. Leave empty to keep it. It is only ever sent to the "
                "server it was typed for: it is removed when the server, port, security or user name changes, "
-               "unless you type it again in the same save.", "secret", "Outgoing mail"),
+               "unless you type it again in the same save.", "secret", "Outgoing mail",
+               clear_help="For a server that needs no password; the user name stays."),
     SettingDef("smtp_connections", "Connections",
                "How many connections the send worker uses at once. 1 suits most servers; more send faster "
                "to a server that allows them. Each recipient still gets one message.", "int", "Outgoing mail",
@@ -134,6 +152,8 @@ class SettingsService:
         smtp = SmtpServer.from_url(self.config.smtp_url) if self.config.smtp_url else SmtpServer("127.0.0.1", 25)
         return {
             "tracking_disabled": "false",
+            "corebos_app_key": "",
+            "corebos_tracking": "true",
             "ip_storage": "truncated",
             "smtp_preset": "custom",
             "smtp_host": smtp.host,
@@ -202,7 +222,7 @@ class SettingsService:
             return raw == "true"
         if definition.kind == "int":
             return int(raw)
-        if definition.kind == "secret":
+        if definition.kind == "secret" and not definition.one_way:
             return self._decrypted(raw)
         return raw
 
@@ -219,6 +239,10 @@ class SettingsService:
 
     def _clean(self, definition: SettingDef, submitted: str | None) -> str:
         """The stored text form of a submitted value, or ValueError with a message for the form."""
+        if definition.one_way:
+            # A key pasted from a config file: spaces around it are not part of it.
+            return clean_header_text((submitted or "").strip(), field=definition.label.lower(),
+                                     max_length=legacy.MAX_KEY_LENGTH, required=False)
         if definition.kind == "secret":
             # Kept exactly as typed: spaces can be part of a password.
             clean_header_text(submitted or "", field=definition.label.lower(), max_length=500, required=False)
@@ -289,7 +313,6 @@ class SettingsService:
                 cleaned[secret_key] = ""
         cleaned.update({key: "" for key in remove})
         changes = []
-        secret = self.config.secret_key()
         for key, new in cleaned.items():
             definition = BY_KEY[key]
             old = stored[key]
@@ -298,10 +321,10 @@ class SettingsService:
                     if not old:
                         continue
                     new_stored, audit_old, audit_new = "", MASK, ""
-                elif old and secretbox.decrypt(secret, old) == new:
+                elif old and self._secret_is(definition, old, new):
                     continue
                 else:
-                    new_stored, audit_old, audit_new = secretbox.encrypt(secret, new), MASK if old else "", MASK
+                    new_stored, audit_old, audit_new = self._secret_text(definition, new), MASK if old else "", MASK
             else:
                 if old == new:
                     continue
@@ -312,6 +335,17 @@ class SettingsService:
             changes.append(change)
         self.session.commit()
         return changes
+
+    def _secret_text(self, definition: SettingDef, value: str) -> str:
+        """What a secret setting keeps of ``value``."""
+        secret = self.config.secret_key()
+        return legacy.key_digest(secret, value) if definition.one_way else secretbox.encrypt(secret, value)
+
+    def _secret_is(self, definition: SettingDef, stored: str, value: str) -> bool:
+        """Whether the stored text of a secret setting keeps ``value``."""
+        if definition.one_way:
+            return hmac.compare_digest(stored, self._secret_text(definition, value))
+        return self._decrypted(stored) == value
 
     def history(self, limit: int = 50) -> list[SettingChange]:
         return list(

@@ -37,11 +37,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from . import tokens
+from . import legacy, tokens
 from .config import Config
 from .db import MAX_ID
 from .models import utcnow
@@ -86,7 +87,8 @@ REPLAY_INTERVAL = 1.0
 # The counting statements, written for the drivers themselves: count_hits sends them straight to
 # the DBAPI cursor, which costs a tenth of a Core statement's execution.  "?" marks a parameter and
 # "(?*)" a list of them (see _sql).  The settings the rules read, as they are now:
-_CURRENT_SETTINGS = "SELECT key, value FROM settings WHERE key IN ('ip_storage', 'tracking_disabled')"
+_CURRENT_SETTINGS = ("SELECT key, value FROM settings "
+                     "WHERE key IN ('ip_storage', 'tracking_disabled', 'corebos_app_key', 'corebos_tracking')")
 # The tracking switch's history from the change in force at the batch's first hit on (all of it if
 # there is none): enough to tell, for each hit, whether tracking was on when it was made.
 _SWITCHES = (
@@ -98,6 +100,9 @@ _SWITCHES = (
 # write lock already): a concurrent batch counting the same recipient waits here, then sees this
 # one's events and hit ids.
 _RECIPIENT_IDS = "SELECT token, id FROM recipients WHERE token IN (?*) ORDER BY id"
+# The recipients imported from coreBOS that the batch's coreBOS images may name (by mailid; the
+# crmid is matched in Python), with their own tokens.
+_IMPORTED_PAIRS = "SELECT corebos_mailid, corebos_crmid, token FROM recipients WHERE corebos_mailid IN (?*)"
 _RECORDED = "SELECT hit_id FROM access_events WHERE hit_id IN (?*)"
 # For each (recipient, minute) the batch falls in: its last event (by time; by id too on
 # PostgreSQL: SQLite gives the row of max(at), any one of equal times) and how many it has, for
@@ -111,8 +116,8 @@ _EVENTS_IN_MINUTES = {
 }
 # No ON CONFLICT: a hit id another transaction recorded meanwhile fails the batch, which is then
 # spooled and replayed (and the hit known by its id), rather than counted twice.
-_RECORD_EVENT = ("INSERT INTO access_events (recipient_id, at, ip, user_agent, verdict, hit_id, hits) "
-                 "VALUES (?, ?, ?, ?, ?, ?, ?)")
+_RECORD_EVENT = ("INSERT INTO access_events (recipient_id, at, ip, user_agent, verdict, hit_id, hits, legacy) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 _FOLD = "UPDATE access_events SET hits = hits + ? WHERE id = ?"
 # One atomic update per recipient.  A replayed hit may be older than the last one counted: first
 # and last access only ever move outwards.
@@ -220,11 +225,31 @@ class Hit:
         return cls(data["token"], datetime.fromisoformat(data["at"]), data["ip"], data["user_agent"], data["hit_id"])
 
 
+def token_of_query(secret: bytes, query: str) -> str:
+    """The token a load of the image stands for, from its query string: the first ``t``; without
+    one, the token for coreBOS's ``record``, ``mailid`` and ``app_key`` (see legacy.py)."""
+    if query.startswith("t=") and "&" not in query and "%" not in query and "+" not in query:
+        return query[2:]  # what the mail carries: nothing to decode
+    first: dict[str, str] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        first.setdefault(key, value)
+    if "t" in first or "app_key" not in first:
+        return first.get("t", "")
+    return legacy.token(secret, first.get("record", ""), first.get("mailid", ""), first["app_key"])
+
+
+def countable(secret: bytes, token: str) -> bool:
+    """Whether a hit may be queued for count_hits: a token this install signed, or one standing for
+    a coreBOS image (whose key and recipient only count_hits can check, against the database)."""
+    return tokens.verify(secret, token) or legacy.parse(token) is not None
+
+
 def count_hits(connection: Connection, hits: Sequence[Hit]) -> int:
     """Counts hits inside the caller's transaction; how many were counted.  The one place the
     rules live, for the image endpoint and the hit-log ingester alike: hits of unknown tokens, made
     while tracking was off (by the switch's history, at the hit's own time) or already recorded (by
-    their id; the same hit twice in the batch counts once) count nothing; each recipient keeps at
+    their id; the same hit twice in the batch counts once) count nothing, as do coreBOS images that
+    name no recipient imported with them or carry another key (legacy.py); each recipient keeps at
     most EVENTS_PER_RECIPIENT_PER_MINUTE events a minute, further loads folded into the minute's
     last event.  A constant number of statements whatever the batch's size (up to a few thousand
     hits: SQLite takes 32,766 parameters a statement).
@@ -282,17 +307,23 @@ def _count(driver: _Driver, hits: Sequence[Hit]) -> int:
     first = stored(min(hit.at for hit in hits))
     tracking_off = _TrackingSwitch([(driver.read_time(at), old, new) for at, old, new in driver.rows(
         _SWITCHES, (first, first))], settings.get("tracking_disabled") == "true")
-    batch_tokens = sorted({hit.token for hit in hits})
+    # Each hit's recipient token: its own, or for a coreBOS image, the imported recipient's.
+    token_of = {hit.token: hit.token for hit in hits}
+    if any(legacy.is_token(token) for token in token_of):
+        token_of.update(_imported_tokens(driver, [token for token in token_of if legacy.is_token(token)], settings))
+    batch_tokens = sorted(set(token_of.values()) - {""})
+    if not batch_tokens:
+        return 0
     recipient_of: dict[str, int] = dict(driver.rows(_RECIPIENT_IDS + driver.lock_rows, batch_tokens, len(batch_tokens)))
     # In time order: events are made for a minute's first loads, later ones folded.  Hit ids break
     # ties, so concurrent batches holding the same hits insert them in the same order.
-    candidates = sorted((hit for hit in hits if hit.token in recipient_of and not tracking_off.at(hit.at)),
+    candidates = sorted((hit for hit in hits if token_of[hit.token] in recipient_of and not tracking_off.at(hit.at)),
                         key=lambda hit: (hit.at, hit.hit_id))
     if not candidates:
         return 0
     hit_ids = [hit.hit_id for hit in candidates]
     seen = {hit_id for (hit_id,) in driver.rows(_RECORDED, hit_ids, len(hit_ids))}
-    recipient_ids = sorted({recipient_of[hit.token] for hit in candidates})
+    recipient_ids = sorted({recipient_of[token_of[hit.token]] for hit in candidates})
     minutes: dict[tuple[int, datetime], _Minute] = {}
     for recipient_id, at, event_id, events in driver.rows(
         _EVENTS_IN_MINUTES[driver.sqlite],
@@ -310,15 +341,15 @@ def _count(driver: _Driver, hits: Sequence[Hit]) -> int:
         if hit.hit_id in seen:
             continue
         seen.add(hit.hit_id)
-        recipient_id = recipient_of[hit.token]
+        recipient_id = recipient_of[token_of[hit.token]]
         minute = minutes.setdefault((recipient_id, _minute(hit.at)), _Minute())
         if minute.events < EVENTS_PER_RECIPIENT_PER_MINUTE:
             event = [recipient_id, stored(hit.at), store_ip(hit.ip, policy), hit.user_agent, classify(hit.user_agent),
-                     hit.hit_id, 1]
+                     hit.hit_id, 1, legacy.is_token(hit.token)]
             new_events.append(event)
             minute.add_new(hit.at, event)
         elif isinstance(minute.last, list):
-            minute.last[-1] += 1  # an event of this batch: it is written with its hits
+            minute.last[_EVENT_HITS] += 1  # an event of this batch: it is written with its hits
         else:
             assert minute.last is not None  # a full minute has a last event
             folded[minute.last] = folded.get(minute.last, 0) + 1
@@ -334,6 +365,24 @@ def _count(driver: _Driver, hits: Sequence[Hit]) -> int:
     driver.write(_COUNT, [(count.hits, *[stored(count.first)] * 2, *[stored(count.last)] * 2, recipient_id)
                           for recipient_id, count in sorted(counted.items())])
     return sum(count.hits for count in counted.values())
+
+
+_EVENT_HITS = 6  # the place of "hits" in _RECORD_EVENT's values
+
+
+def _imported_tokens(driver: _Driver, legacy_tokens: list[str], settings: dict[str, str]) -> dict[str, str]:
+    """Each coreBOS image token's imported recipient's own token; "" for one that counts nothing:
+    legacy counting off, no key set or another key, or a pair that was not imported."""
+    found = {token: "" for token in legacy_tokens}
+    if settings.get("corebos_tracking") == "false":
+        return found
+    key = settings.get("corebos_app_key", "")
+    keyed = {token: hit for token in legacy_tokens if (hit := legacy.parse(token)) and legacy.key_matches(hit, key)}
+    mailids = sorted({hit.mailid for hit in keyed.values()})
+    if mailids:
+        imported = {(mailid, crmid): own for mailid, crmid, own in driver.rows(_IMPORTED_PAIRS, mailids, len(mailids))}
+        found.update({token: imported.get((hit.mailid, hit.crmid), "") for token, hit in keyed.items()})
+    return found
 
 
 def _minute(at: datetime) -> datetime:
@@ -430,7 +479,7 @@ class Tracker:
         """Record one load of the image: queued for this process's writer thread, which counts it
         within about WRITE_INTERVAL.  Never raises, never waits for the database; a bad token is
         silently ignored."""
-        if not tokens.verify(self.secret, token):
+        if not countable(self.secret, token):
             return
         hit = Hit.now(token, ip, user_agent)
         with self._queue_changed:

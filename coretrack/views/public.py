@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import partial
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from werkzeug.routing import Rule
@@ -13,7 +12,7 @@ from werkzeug.wrappers import Response
 
 from .. import sendgrid
 from ..http import AppRequest, public
-from ..tracking import GIF, GIF_HEADERS, TRACK_ACCESS_PATH, Tracker
+from ..tracking import GIF, GIF_HEADERS, TRACK_ACCESS_PATH, Tracker, token_of_query
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -28,13 +27,13 @@ def serve_image(tracker: Tracker, environ: WSGIEnvironment, start_response: Star
 
     A bare WSGI function, which the application calls for the image's path before building any
     request, URL map match or response: the image is loaded far more often than any page.  The
-    ``t`` query argument and the client's address are read as Werkzeug's request reads them.
+    ``t`` query argument (or coreBOS's image arguments) and the client's address are read as
+    Werkzeug's request reads them.
     """
     if environ["REQUEST_METHOD"] != "GET":
         start_response("200 OK", list(GIF_HEADERS))
         return _NO_BODY  # HEAD: the headers only, and nothing counted
-    query = environ.get("QUERY_STRING", "")
-    token = next((value for key, value in parse_qsl(query, keep_blank_values=True) if key == "t"), "")
+    token = token_of_query(tracker.secret, environ.get("QUERY_STRING", ""))
     tracker.hit(token, environ.get("REMOTE_ADDR") or "", environ.get("HTTP_USER_AGENT", ""))
     start_response("200 OK", list(GIF_HEADERS))  # a copy: a server may add to the list it is given
     return _BODY

@@ -1,6 +1,6 @@
 """What the receiving side said of each recipient (SendGrid events, bounces), and the provider events applied.
 
-Revision ID: 0009
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-03 10:15:00
 """
@@ -8,7 +8,7 @@ Create Date: 2026-12-03 10:15:00
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
