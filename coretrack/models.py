@@ -65,6 +65,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16), default="staff")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # An IANA zone name (localtime.zone_names); empty: the install's, from the configuration editor.
+    time_zone: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
     @property
     def is_admin(self) -> bool:

@@ -15,7 +15,7 @@ from typing import Literal, overload
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import secretbox
+from . import localtime, secretbox
 from .config import Config, SmtpServer
 from .inputs import whole_number
 from .models import Setting, SettingChange
@@ -29,7 +29,7 @@ MAX_SMTP_CONNECTIONS = 10
 FlagKey = Literal["tracking_disabled"]
 NumberKey = Literal["smtp_port", "smtp_connections", "page_size"]
 TextKey = Literal["ip_storage", "smtp_host", "smtp_security", "smtp_username", "smtp_password", "from_address",
-                  "from_name", "public_url"]
+                  "from_name", "public_url", "time_zone"]
 Value = bool | int | str
 
 
@@ -79,6 +79,10 @@ DEFINITIONS: tuple[SettingDef, ...] = (
     SettingDef("public_url", "Public URL",
                "The address recipients reach coretrack at, including any prefix such as /crm. "
                "Tracking image links start with it.", "url", "General"),
+    SettingDef("time_zone", "Time zone",
+               "The time zone pages, CSV files and charts show times in, for users who have not chosen "
+               "their own (on their Account page). The JSON API always speaks UTC.", "choice", "General",
+               choices=tuple((name, name) for name in localtime.zone_names())),
     SettingDef("page_size", "Rows per page", "How many rows lists show per page.", "int", "General",
                minimum=5, maximum=500),
 )
@@ -108,6 +112,7 @@ class SettingsService:
             "from_name": "coretrack",
             "public_url": self.config.public_url,
             "page_size": "25",
+            "time_zone": localtime.DEFAULT_ZONE,
         }
 
     def stored(self) -> dict[str, str]:

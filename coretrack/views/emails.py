@@ -26,7 +26,7 @@ def index(request: AppRequest) -> Response:
 
 
 def list_emails(request: AppRequest) -> Response:
-    filters = email_queries.parse_filters(request.args)
+    filters = email_queries.parse_filters(request.args, request.time_zone)
     per_page = request.app.settings(request.db).get("page_size")
     statement = email_queries.emails_statement(filters)
     page = paginate(request.db, statement, page_number(request.args.get("page")), per_page)

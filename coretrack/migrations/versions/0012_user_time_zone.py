@@ -1,0 +1,24 @@
+"""Each user's time zone (empty: the install's).
+
+Revision ID: 0012
+Revises: 0006
+Create Date: 2026-12-03 10:30:00
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0012"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("users") as batch:
+        batch.add_column(sa.Column("time_zone", sa.String(length=64), server_default="", nullable=False))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("users") as batch:
+        batch.drop_column("time_zone")
