@@ -67,6 +67,8 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     # An IANA zone name (localtime.zone_names); empty: the install's, from the configuration editor.
     time_zone: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # Added to the email they write unless they untick it (sanitize.clean_html'd when saved).
+    signature_html: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     @property
     def is_admin(self) -> bool:

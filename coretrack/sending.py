@@ -35,7 +35,7 @@ from sqlalchemy.sql.selectable import ScalarSelect
 from . import records, tokens
 from .config import Config
 from .db import MAX_ID, changed_rows
-from .mailer import AttachmentData, MessageError, MessageTemplate
+from .mailer import AttachmentData, MessageError, MessageTemplate, add_signature
 from .models import RECIPIENT_KINDS, Account, Attachment, Contact, Email, Lead, Recipient, Record, User, utcnow
 from .settings import SettingsService
 from .smtp import DeliveryError, SmtpPool, SmtpSender
@@ -142,8 +142,10 @@ def prepare(
     text: str = "",
     reply_to: str = "",
     attachments: Iterable[tuple[str, str, bytes]] = (),
+    signature_html: str = "",
 ) -> Draft:
-    """Validate and resolve an email without saving anything; ValidationError lists every problem."""
+    """Validate and resolve an email without saving anything; ValidationError lists every problem.
+    A signature (the sender's, already sanitised) goes at the end of both bodies."""
     errors: dict[str, str] = {}
     recipients: list[PlannedRecipient] = []
     seen: set[str] = set()
@@ -187,7 +189,10 @@ def prepare(
         files.append(AttachmentData(clean_filename(filename), content_type, bytes(data)))
     if errors:
         raise ValidationError(errors)
-    return Draft(subject, html, text or "", reply_to, recipients, files)
+    text = text or ""
+    if signature_html.strip():
+        html, text = add_signature(html, text, signature_html)
+    return Draft(subject, html, text, reply_to, recipients, files)
 
 
 def _check_buildable(draft: Draft, email: Email, public_url: str | None) -> None:

@@ -1,19 +1,21 @@
-"""Each user's own page: their preferences (today the time zone pages are shown in)."""
+"""Each user's own page: their preferences (the time zone pages are shown in, their signature)."""
 
 from __future__ import annotations
 
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .. import localtime
+from .. import account, localtime
 from ..http import AppRequest
+from ..validation import ValidationError
 
 
 def render_account(request: AppRequest, status: int = 200, errors: dict[str, str] | None = None,
-                   chosen: str | None = None) -> Response:
+                   values: dict[str, str] | None = None) -> Response:
+    user = request.user
     return request.render(
         "account/index.html", status, section="account", zones=localtime.zone_names(),
-        chosen=request.user.time_zone if chosen is None else chosen,
+        values=values or {"time_zone": user.time_zone, "signature_html": user.signature_html},
         install_zone=request.app.settings(request.db).get("time_zone"), errors=errors or {},
     )
 
@@ -23,14 +25,13 @@ def account_page(request: AppRequest) -> Response:
 
 
 def save_account(request: AppRequest) -> Response:
-    chosen = (request.form.get("time_zone") or "").strip()
-    if chosen:
-        try:
-            localtime.zone(chosen)
-        except ValueError as exc:
-            return render_account(request, 400, {"time_zone": str(exc)}, chosen)
-    request.user.time_zone = chosen
-    request.db.commit()
+    values = {"time_zone": (request.form.get("time_zone") or "").strip(),
+              "signature_html": request.form.get("signature_html") or ""}
+    try:
+        preferences = account.clean_preferences(values)
+    except ValidationError as exc:
+        return render_account(request, 400, exc.errors, values)
+    account.save_preferences(request.db, request.user, preferences)
     return request.redirect_to("account.account_page", notice="Saved.")
 
 

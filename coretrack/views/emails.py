@@ -16,7 +16,7 @@ from ..models import EMAIL_STATUSES, RECORD_TYPES, Attachment, Email
 from ..paging import page_number, paginate
 from ..validation import ValidationError
 
-COMPOSE_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "html", "text")
+COMPOSE_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "html", "text", "signature")
 # Served as a download, never rendered: these could run script on our origin.
 ACTIVE_CONTENT_TYPES = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml"})
 
@@ -85,6 +85,7 @@ def _compose_page(request: AppRequest, values: dict[str, str], errors: dict[str,
 
 def new_email(request: AppRequest) -> Response:
     values = {key: request.args.get(key, "") for key in COMPOSE_FIELDS}
+    values["signature"] = "on" if request.user.signature_html.strip() else ""
     values["to"] = ", ".join([*sending.split_addresses(values["to"]), *_references(request.args)])
     return _compose_page(request, values)
 
@@ -100,6 +101,7 @@ def _draft(request: AppRequest, values: dict[str, str]) -> sending.Draft:
         request.db, to=sending.split_addresses(values["to"]), cc=sending.split_addresses(values["cc"]),
         bcc=sending.split_addresses(values["bcc"]), subject=values["subject"], html=values["html"],
         text=values["text"], reply_to=values["reply_to"], attachments=_uploads(request),
+        signature_html=request.user.signature_html if values["signature"] else "",
     )
 
 

@@ -1,4 +1,4 @@
-"""Each user's time zone (empty: the install's).
+"""Each user's preferences: time zone (empty: the install's) and email signature.
 
 Revision ID: 0012
 Revises: 0006
@@ -17,8 +17,10 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("users") as batch:
         batch.add_column(sa.Column("time_zone", sa.String(length=64), server_default="", nullable=False))
+        batch.add_column(sa.Column("signature_html", sa.Text(), server_default="", nullable=False))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("users") as batch:
+        batch.drop_column("signature_html")
         batch.drop_column("time_zone")
