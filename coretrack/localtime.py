@@ -45,6 +45,28 @@ def local(value: datetime, time_zone: ZoneInfo | None = None) -> datetime:
     return value.replace(tzinfo=UTC).astimezone(time_zone or current())
 
 
+def parse_local(value: str, time_zone: ZoneInfo | None = None) -> datetime:
+    """A time typed in a form (``YYYY-MM-DDTHH:MM``, as a datetime-local field sends it) in the
+    zone, as the database keeps times; ValueError with a message for the form."""
+    try:
+        typed = datetime.strptime(value.strip(), "%Y-%m-%dT%H:%M")
+    except ValueError:
+        raise ValueError("enter a date and time such as 2026-12-24T09:30") from None
+    return to_utc(typed.replace(tzinfo=time_zone or current()))
+
+
+def parse_iso(value: str) -> datetime:
+    """An ISO 8601 time with its offset or a Z (the API's), as the database keeps times;
+    ValueError with a message for the caller."""
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError("an ISO 8601 time such as 2026-12-24T09:30:00Z") from None
+    if moment.tzinfo is None:
+        raise ValueError("give the time's offset or Z (UTC), such as 2026-12-24T09:30:00Z")
+    return to_utc(moment)
+
+
 def to_utc(value: datetime) -> datetime:
     """An aware time as the database keeps it (naive UTC)."""
     return value.astimezone(UTC).replace(tzinfo=None)

@@ -168,6 +168,8 @@ class Email(Base):
     tracking: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    # Not sent before this time (a scheduled email: queued until then, cancellable until it starts).
+    send_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     sender: Mapped[User] = relationship()
     recipients: Mapped[list[Recipient]] = relationship(

@@ -1,4 +1,4 @@
-"""Each user's preferences: time zone (empty: the install's) and email signature.
+"""Each user's preferences (time zone, empty: the install's; email signature) and scheduled email.
 
 Revision ID: 0012
 Revises: 0006
@@ -18,9 +18,13 @@ def upgrade() -> None:
     with op.batch_alter_table("users") as batch:
         batch.add_column(sa.Column("time_zone", sa.String(length=64), server_default="", nullable=False))
         batch.add_column(sa.Column("signature_html", sa.Text(), server_default="", nullable=False))
+    with op.batch_alter_table("emails") as batch:
+        batch.add_column(sa.Column("send_at", sa.DateTime(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("emails") as batch:
+        batch.drop_column("send_at")
     with op.batch_alter_table("users") as batch:
         batch.drop_column("signature_html")
         batch.drop_column("time_zone")
