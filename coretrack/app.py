@@ -26,7 +26,7 @@ from werkzeug.middleware.shared_data import SharedDataMiddleware
 from werkzeug.routing import IntegerConverter, Map, Rule
 from werkzeug.wrappers import Response
 
-from . import csrf
+from . import csrf, localtime
 from .auth import BasicAuthMiddleware, Htpasswd
 from .config import Config
 from .db import MAX_ID, make_engine, make_session_factory
@@ -34,7 +34,7 @@ from .http import APP_REFUSAL_HEADER, AppRequest, has_nul, json_response
 from .models import User
 from .settings import SettingsService
 from .tracking import TRACK_ACCESS_PATH, Tracker
-from .views import api, emails, public, records, reports, users
+from .views import account, api, emails, public, records, reports, users
 from .views import settings as settings_views
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ class DatabaseId(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
-VIEWS = (public, emails, records, reports, settings_views, users, api)
+VIEWS = (public, emails, records, reports, settings_views, users, account, api)
 # Built once per process: a Map is read-only after construction and rules bind to one map.
 URL_MAP = Map(
     [
@@ -123,6 +123,8 @@ class CoreTrack:
             autoescape=select_autoescape(default=True, default_for_string=True),
         )
         self.jinja.globals["url_for"] = url_for
+        self.jinja.globals["time_zone"] = lambda: str(localtime.current())
+        self.jinja.filters["local"] = localtime.local
 
     def close(self) -> None:
         self.tracker.close()  # counts the hits still queued

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Select, case, func, select
 from sqlalchemy.orm import Session
 
-from . import inputs
+from . import inputs, localtime
 from .models import EMAIL_STATUSES, AccessEvent, Email, Recipient, User
 
 
@@ -21,14 +22,16 @@ class EmailFilters:
     sender: str = ""
     status: str = ""
     errors: dict[str, str] = field(default_factory=dict)
+    time_zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))  # whose days the dates are
 
 
-def parse_filters(args: Mapping[str, str]) -> EmailFilters:
+def parse_filters(args: Mapping[str, str], time_zone: ZoneInfo | None = None) -> EmailFilters:
+    """The list's filters, dates as days in ``time_zone`` (UTC if None: the API's)."""
     errors: dict[str, str] = {}
     date_from, date_to = inputs.day_range(args, errors)
     filters = EmailFilters(date_from=date_from, date_to=date_to,
                            sender=(args.get("sender") or "").strip(), status=(args.get("status") or "").strip(),
-                           errors=errors)
+                           errors=errors, time_zone=time_zone or ZoneInfo("UTC"))
     if filters.status and filters.status not in EMAIL_STATUSES:
         filters.errors["status"] = "choose a status from the list"
         filters.status = ""
@@ -38,11 +41,10 @@ def parse_filters(args: Mapping[str, str]) -> EmailFilters:
 def emails_statement(filters: EmailFilters) -> Select[Email]:
     statement = select(Email).join(Email.sender).order_by(Email.created_at.desc(), Email.id.desc())
     if filters.date_from:
-        statement = statement.where(Email.created_at >= datetime.combine(filters.date_from, datetime.min.time()))
+        statement = statement.where(Email.created_at >= localtime.day_start(filters.date_from, filters.time_zone))
     if filters.date_to:
         statement = statement.where(
-            Email.created_at < datetime.combine(filters.date_to + timedelta(days=1), datetime.min.time())
-        )
+            Email.created_at < localtime.day_start(filters.date_to + timedelta(days=1), filters.time_zone))
     if filters.sender:
         statement = statement.where(User.name == filters.sender)
     if filters.status:

@@ -10,14 +10,16 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import BadRequest
 from werkzeug.routing import MapAdapter
 from werkzeug.utils import cached_property, redirect
 from werkzeug.wrappers import Request, Response
 
-from . import csrf
+from . import csrf, localtime
 from .models import User
 
 if TYPE_CHECKING:
@@ -122,8 +124,24 @@ class AppRequest(Request):
     def csrf_token(self) -> str:
         return csrf.make_token(self.app.secret, self._user_name)
 
+    @cached_property
+    def time_zone(self) -> ZoneInfo:
+        """The zone this request shows times in: the user's choice, else the install's (UTC for a
+        page shown before anyone is identified, or when the database cannot say)."""
+        name = self._user.time_zone if self._user is not None else ""
+        if not name and self._user is not None:
+            try:
+                name = self.app.settings(self.db).get("time_zone")
+            except SQLAlchemyError:
+                name = ""
+        try:
+            return localtime.zone(name)
+        except ValueError:  # none, or a zone the system's tz database no longer has
+            return localtime.zone(localtime.DEFAULT_ZONE)
+
     def render(self, template: str, status: int = 200, **context: Any) -> Response:
         context.setdefault("notice", self.notice())
+        localtime.use(self.time_zone)
         # An error page may be rendered before anyone is identified: the templates get None then.
         html = self.app.jinja.get_template(template).render(request=self, user=self._user, **context)
         return Response(html, status=status, mimetype="text/html")

@@ -92,11 +92,25 @@ def tracking_image(public_url: str, token: str) -> str:
 
 def insert_image(html: str, image: str) -> str:
     """``image`` once, immediately before the last ``</body>``, or at the end when there is none."""
+    return insert_at_end(html, image)
+
+
+def insert_at_end(html: str, part: str) -> str:
+    """``part`` immediately before the last ``</body>``, or at the end when there is none."""
     matches = list(_BODY_END.finditer(html))
     if not matches:
-        return html + image
+        return html + part
     at = matches[-1].start()
-    return html[:at] + image + html[at:]
+    return html[:at] + part + html[at:]
+
+
+def add_signature(html: str, text: str, signature_html: str) -> tuple[str, str]:
+    """The HTML and text bodies with the signature at their end (a text body left empty is made
+    from the HTML when the message is built, signature and all)."""
+    html = insert_at_end(html, f'\n<div class="signature">{signature_html}</div>\n')
+    if text.strip():
+        text = text.rstrip("\n") + "\n\n-- \n" + html_to_text(signature_html)
+    return html, text
 
 
 class _TextExtractor(HTMLParser):

@@ -66,6 +66,10 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16), default="staff")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # An IANA zone name (localtime.zone_names); empty: the install's, from the configuration editor.
+    time_zone: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # Added to the email they write unless they untick it (sanitize.clean_html'd when saved).
+    signature_html: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     @property
     def is_admin(self) -> bool:
@@ -165,6 +169,8 @@ class Email(Base):
     tracking: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    # Not sent before this time (a scheduled email: queued until then, cancellable until it starts).
+    send_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     sender: Mapped[User] = relationship()
     recipients: Mapped[list[Recipient]] = relationship(

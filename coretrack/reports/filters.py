@@ -1,6 +1,7 @@
 """The filters every report reads, from a query string (all optional):
 
-- ``from`` / ``to``: days, inclusive, UTC.  The email's send time, except on
+- ``from`` / ``to``: days, inclusive, in the filters' time zone (the user's on pages and in CSV
+  files, UTC in the API).  The email's send time, except on
   Activity, where they are the chart's range (default: the last 30 days).
 - ``sender``: the sending user's name;  ``subject``: text in the subject.
 - ``record_type``: recipients linked to a contact, account or lead (on Records:
@@ -16,6 +17,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from .. import inputs
 from ..models import RECIPIENT_STATUSES, RECORD_TYPES, Email
@@ -39,6 +41,7 @@ class Filters:
     descending: bool = True
     by: str = "day"  # Activity: day | hour
     errors: dict[str, str] = field(default_factory=dict)
+    time_zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))  # whose days "from" and "to" are
 
     @property
     def active(self) -> bool:
@@ -58,8 +61,9 @@ def _choice(args: Mapping[str, str], key: str, choices: Collection[str], errors:
     return value
 
 
-def parse_filters(report: Report, args: Mapping[str, str]) -> Filters:
-    """Filters from a query string; each bad value is an error for its field and is ignored."""
+def parse_filters(report: Report, args: Mapping[str, str], time_zone: ZoneInfo | None = None) -> Filters:
+    """Filters from a query string, days in ``time_zone`` (UTC if None); each bad value is an error
+    for its field and is ignored."""
     errors: dict[str, str] = {}
     date_from, date_to = inputs.day_range(args, errors)
     filters = Filters(
@@ -73,6 +77,8 @@ def parse_filters(report: Report, args: Mapping[str, str]) -> Filters:
         by=_choice(args, "by", ("day", "hour"), errors, "choose day or hour") or "day",
         errors=errors,
     )
+    if time_zone is not None:
+        filters.time_zone = time_zone
     if len(filters.subject) > MAX_SUBJECT:
         errors["subject"] = f"a subject has at most {MAX_SUBJECT} characters"
         filters.subject = ""

@@ -8,8 +8,9 @@ API all use it.  Counts come from the aggregates each recipient maintains atomic
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -28,7 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.selectable import CTE, Subquery
 
-from ..models import AccessEvent, Account, Contact, Email, Lead, Recipient, User, utcnow
+from .. import localtime
+from ..models import AccessEvent, Account, Contact, Email, Lead, Recipient, User
 from ..paging import Page
 from . import chart
 from .filters import Filters
@@ -69,17 +71,13 @@ def _time(key: str, label: str) -> Column:
 ACCESSES, LAST_ACCESS = _number("accesses", "Accesses"), _time("last_access", "Last access")
 
 
-def _start(day: date) -> datetime:
-    return datetime.combine(day, time.min)
-
-
 def _day_range_condition(column: InstrumentedAttribute[datetime | None], filters: Filters) -> list[ColumnElement[bool]]:
-    """``from`` and ``to`` as a half-open range, so the whole last day is in it."""
+    """``from`` and ``to`` as a half-open range of the filters' days, so the whole last day is in it."""
     conditions = []
     if filters.date_from:
-        conditions.append(column >= _start(filters.date_from))
+        conditions.append(column >= localtime.day_start(filters.date_from, filters.time_zone))
     if filters.date_to:
-        conditions.append(column < _start(filters.date_to + timedelta(days=1)))
+        conditions.append(column < localtime.day_start(filters.date_to + timedelta(days=1), filters.time_zone))
     return conditions
 
 
@@ -335,13 +333,13 @@ class Activity:
 
 class ActivityReport(Report):
     name, title = "activity", "Activity"
-    columns = (Column("bucket", "Time (UTC)"), _number("accesses", "Accesses"),
+    columns = (Column("bucket", "Time", "time_label"), _number("accesses", "Accesses"),
                _number("unique_opens", "Unique opens"))
     default_sort, tie_breakers = "bucket", ()
 
     @staticmethod
     def range(filters: Filters) -> tuple[date, date]:
-        end = filters.date_to or utcnow().date()
+        end = filters.date_to or localtime.today(filters.time_zone)
         start = filters.date_from or end - timedelta(days=ACTIVITY_DAYS - 1)
         return start, end
 
@@ -391,18 +389,27 @@ class ActivityReport(Report):
 
     def activity(self, session: Session, filters: Filters) -> Activity:
         first, last = self.range(filters)
-        hourly = filters.by == "hour"
-        step, label = (timedelta(hours=1), "%Y-%m-%d %H:00") if hourly else (timedelta(days=1), "%Y-%m-%d")
-        start, stop = _start(first), _start(last + timedelta(days=1))
-        buckets = [start + step * number for number in range(int((stop - start) / step))]
+        zone = filters.time_zone
+        # The buckets' bounds as the database keeps times: the filters' days (23 to 25 hours long
+        # where clocks change), or the hours in them.
+        starts = [localtime.day_start(day, zone) for day in localtime.days(first, last + timedelta(days=1))]
+        if filters.by == "hour":
+            hours = [timedelta(hours=number) for number in range(25)]
+            starts = [start + hour for start, stop in itertools.pairwise(starts) for hour in hours
+                      if start + hour < stop] + starts[-1:]
+        # (Outside UTC, the zone's abbreviation tells apart the hour that comes twice a year.)
+        label = "%Y-%m-%d" if filters.by == "day" else "%Y-%m-%d %H:00" if zone.key == "UTC" else "%Y-%m-%d %H:00 %Z"
+        buckets = [(localtime.local(start, zone).strftime(label), start, stop)
+                   for start, stop in itertools.pairwise(starts)]
         # One range scan of the (at, recipient_id) index per bucket, and one for the whole range: grouping
-        # by an expression of the time would make SQLite sort every access of the range instead.
+        # by an expression of the time would make SQLite sort every access of the range instead.  Each
+        # bucket is named by its start in UTC (a local hour can come twice when clocks go back).
         kept = self.recipients(filters)
-        parts = [self._bucket(kept, moment.strftime(label), moment, moment + step) for moment in buckets]
-        whole_range = self._bucket(kept, "total", start, stop)
+        parts = [self._bucket(kept, start.isoformat(), start, stop) for _, start, stop in buckets]
+        whole_range = self._bucket(kept, "total", starts[0], starts[-1])
         found = {row.bucket: row for row in session.execute(union_all(*parts, whole_range))}
-        rows = [{"bucket": bucket, "accesses": found[bucket].accesses, "unique_opens": found[bucket].unique_opens}
-                for bucket in (moment.strftime(label) for moment in buckets)]
+        rows = [{"bucket": name, "accesses": found[start.isoformat()].accesses,
+                 "unique_opens": found[start.isoformat()].unique_opens} for name, start, _ in buckets]
         total = found["total"]
         return Activity(first, last, filters.by, rows, total.accesses, total.unique_opens)
 

@@ -9,7 +9,7 @@ from werkzeug.exceptions import BadRequest, Conflict, Forbidden, NotFound
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .. import email_queries, paging, records, sending
+from .. import email_queries, localtime, paging, records, sending
 from ..http import AppRequest, admin_only, json_response
 from ..models import Email, Recipient, utc_iso
 from ..paging import page_number, paginate
@@ -29,6 +29,7 @@ def _email_summary(email: Email, counts: email_queries.EmailCounts) -> dict[str,
         "tracking": email.tracking,
         "created_at": _time(email.created_at),
         "sent_at": _time(email.sent_at),
+        "send_at": _time(email.send_at),
         "recipients": counts.recipients,
         "opened": counts.opened,
         "accesses": counts.accesses,
@@ -129,10 +130,16 @@ def _draft(request: AppRequest) -> sending.Draft:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
+    send_at = None
+    if _text(body, "send_at").strip():
+        try:
+            send_at = localtime.parse_iso(_text(body, "send_at"))
+        except ValueError as exc:
+            raise ValidationError({"send_at": str(exc)}) from None
     return sending.prepare(
         request.db, subject=_text(body, "subject"), html=_text(body, "html"), text=_text(body, "text"),
         reply_to=_text(body, "reply_to"), to=_addresses(body, "to"), cc=_addresses(body, "cc"),
-        bcc=_addresses(body, "bcc"),
+        bcc=_addresses(body, "bcc"), send_at=send_at,
     )
 
 
@@ -142,7 +149,8 @@ def send_email(request: AppRequest) -> Response:
         result = sending.compose(request.db, request.app.config, request.user, draft)
     except ValidationError as error:
         return json_response({"error": str(error), "fields": error.errors}, 400)
-    sent_now = sending.send_or_queue(request.app.Session, request.app.config, result.email.id, result.pending)
+    sent_now = sending.send_or_queue(request.app.Session, request.app.config, result.email.id, result.pending,
+                                     result.email.send_at)
     request.db.expire_all()  # delivered, maybe, by another session
     email = _email_or_404(request, result.email.id)
     return json_response({**_email_detail(request, email), "delivery": "sent" if sent_now else "queued"}, 201)

@@ -8,7 +8,7 @@ from werkzeug.routing import Rule
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Response
 
-from .. import email_queries, records, sending
+from .. import email_queries, localtime, records, sending
 from ..db import MAX_ID
 from ..http import AppRequest, admin_only
 from ..inputs import whole_number
@@ -16,7 +16,7 @@ from ..models import EMAIL_STATUSES, RECORD_TYPES, Attachment, Email
 from ..paging import page_number, paginate
 from ..validation import ValidationError
 
-COMPOSE_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "html", "text")
+COMPOSE_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "html", "text", "signature", "send_at")
 # Served as a download, never rendered: these could run script on our origin.
 ACTIVE_CONTENT_TYPES = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml"})
 
@@ -26,7 +26,7 @@ def index(request: AppRequest) -> Response:
 
 
 def list_emails(request: AppRequest) -> Response:
-    filters = email_queries.parse_filters(request.args)
+    filters = email_queries.parse_filters(request.args, request.time_zone)
     per_page = request.app.settings(request.db).get("page_size")
     statement = email_queries.emails_statement(filters)
     page = paginate(request.db, statement, page_number(request.args.get("page")), per_page)
@@ -85,6 +85,7 @@ def _compose_page(request: AppRequest, values: dict[str, str], errors: dict[str,
 
 def new_email(request: AppRequest) -> Response:
     values = {key: request.args.get(key, "") for key in COMPOSE_FIELDS}
+    values["signature"] = "on" if request.user.signature_html.strip() else ""
     values["to"] = ", ".join([*sending.split_addresses(values["to"]), *_references(request.args)])
     return _compose_page(request, values)
 
@@ -96,11 +97,25 @@ def _uploads(request: AppRequest) -> list[tuple[str, str, bytes]]:
 
 
 def _draft(request: AppRequest, values: dict[str, str]) -> sending.Draft:
-    return sending.prepare(
-        request.db, to=sending.split_addresses(values["to"]), cc=sending.split_addresses(values["cc"]),
-        bcc=sending.split_addresses(values["bcc"]), subject=values["subject"], html=values["html"],
-        text=values["text"], reply_to=values["reply_to"], attachments=_uploads(request),
-    )
+    """The form's email, its "Send at" in the user's zone; ValidationError lists every problem."""
+    send_at, errors = None, {}
+    if values["send_at"].strip():
+        try:
+            send_at = localtime.parse_local(values["send_at"], request.time_zone)
+        except ValueError as exc:
+            errors["send_at"] = str(exc)
+    try:
+        draft = sending.prepare(
+            request.db, to=sending.split_addresses(values["to"]), cc=sending.split_addresses(values["cc"]),
+            bcc=sending.split_addresses(values["bcc"]), subject=values["subject"], html=values["html"],
+            text=values["text"], reply_to=values["reply_to"], attachments=_uploads(request),
+            signature_html=request.user.signature_html if values["signature"] else "", send_at=send_at,
+        )
+    except ValidationError as exc:
+        raise ValidationError({**exc.errors, **errors}) from None
+    if errors:
+        raise ValidationError(errors)
+    return draft
 
 
 def send_email(request: AppRequest) -> Response:
@@ -113,7 +128,8 @@ def send_email(request: AppRequest) -> Response:
     except ValidationError as exc:
         return _compose_page(request, values, exc.errors)
     email_id = result.email.id
-    sent_now = sending.send_or_queue(request.app.Session, request.app.config, email_id, result.pending)
+    sent_now = sending.send_or_queue(request.app.Session, request.app.config, email_id, result.pending,
+                                     result.email.send_at)
     return request.redirect_to("emails.show_email", email_id=email_id, notice=_outcome(request, result, sent_now))
 
 
@@ -146,7 +162,9 @@ def _detail_page(request: AppRequest, email: Email, status: int = 200, error: st
     counts = email_queries.email_counts(request.db, [email.id])[email.id]
     return request.render(
         "emails/detail.html", status=status, error=error, section="emails", email=email, counts=counts,
-        in_progress=email.status in ("queued", "sending"), events=email_queries.access_events(request.db, email.id),
+        in_progress=email.status in ("queued", "sending") and sending.is_due(email.send_at),
+        scheduled=email.status == "queued" and not sending.is_due(email.send_at),
+        events=email_queries.access_events(request.db, email.id),
         may_cancel=sending.may_cancel(request.user, email), confirm_cancel=confirm_cancel,
     )
 

@@ -38,7 +38,7 @@ def _page(request: AppRequest, report: reports.Report, filters: reports.Filters,
 
 def show_report(request: AppRequest, report: str) -> Response:
     definition = reports.REPORTS[report]
-    filters = reports.parse_filters(definition, request.args)
+    filters = reports.parse_filters(definition, request.args, request.time_zone)
     page, activity = _page(request, definition, filters, request.app.settings(request.db).get("page_size"))
     return request.render(
         f"reports/{'activity' if activity else 'table'}.html", status=400 if filters.errors else 200,
@@ -51,7 +51,7 @@ def show_report(request: AppRequest, report: str) -> Response:
 
 def export_report(request: AppRequest, report: str) -> Response:
     definition = reports.REPORTS[report]
-    filters = reports.parse_filters(definition, request.args)
+    filters = reports.parse_filters(definition, request.args, request.time_zone)
     if filters.errors:
         return Response("; ".join(f"{key}: {message}" for key, message in filters.errors.items()), status=400,
                         mimetype="text/plain")

@@ -1,0 +1,32 @@
+"""HTML that people paste or type, made safe to store, show and send: no script, no event handler,
+no javascript: or data: link, no form, no style sheet.  nh3 (Rust's ammonia) does the parsing and
+the cleaning; this module only says what email HTML may keep."""
+
+from __future__ import annotations
+
+import nh3
+
+# Inline styles are how email HTML is laid out; only these properties of them are kept (nothing
+# that positions content over the page or fetches anything).
+STYLE_PROPERTIES = frozenset({
+    "background-color", "border", "border-bottom", "border-collapse", "border-color", "border-left",
+    "border-radius", "border-right", "border-spacing", "border-style", "border-top", "border-width", "color",
+    "font", "font-family", "font-size", "font-style", "font-weight", "height", "letter-spacing", "line-height",
+    "margin", "margin-bottom", "margin-left", "margin-right", "margin-top", "max-width", "min-width", "padding",
+    "padding-bottom", "padding-left", "padding-right", "padding-top", "text-align", "text-decoration",
+    "text-transform", "vertical-align", "white-space", "width",
+})
+_ATTRIBUTES = {tag: set(names) for tag, names in nh3.ALLOWED_ATTRIBUTES.items()}
+_ATTRIBUTES.setdefault("*", set()).update({"style", "align", "valign", "width", "height", "bgcolor"})
+_ATTRIBUTES.setdefault("img", set()).update({"alt", "src", "width", "height", "title"})
+_ATTRIBUTES.setdefault("a", set()).update({"href", "title"})
+_ATTRIBUTES.setdefault("td", set()).update({"colspan", "rowspan"})
+_ATTRIBUTES.setdefault("th", set()).update({"colspan", "rowspan"})
+# Links and images on the web, and mail and phone links; nothing that runs or embeds.
+URL_SCHEMES = frozenset({"http", "https", "mailto", "tel"})
+
+
+def clean_html(html: str) -> str:
+    """``html`` with only what email HTML may keep."""
+    return nh3.clean(html, attributes=_ATTRIBUTES, url_schemes=set(URL_SCHEMES),
+                     filter_style_properties=set(STYLE_PROPERTIES), link_rel="noopener noreferrer")

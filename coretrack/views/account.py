@@ -1,0 +1,41 @@
+"""Each user's own page: their preferences (the time zone pages are shown in, their signature)."""
+
+from __future__ import annotations
+
+from werkzeug.routing import Rule
+from werkzeug.wrappers import Response
+
+from .. import account, localtime
+from ..http import AppRequest
+from ..validation import ValidationError
+
+
+def render_account(request: AppRequest, status: int = 200, errors: dict[str, str] | None = None,
+                   values: dict[str, str] | None = None) -> Response:
+    user = request.user
+    return request.render(
+        "account/index.html", status, section="account", zones=localtime.zone_names(),
+        values=values or {"time_zone": user.time_zone, "signature_html": user.signature_html},
+        install_zone=request.app.settings(request.db).get("time_zone"), errors=errors or {},
+    )
+
+
+def account_page(request: AppRequest) -> Response:
+    return render_account(request)
+
+
+def save_account(request: AppRequest) -> Response:
+    values = {"time_zone": (request.form.get("time_zone") or "").strip(),
+              "signature_html": request.form.get("signature_html") or ""}
+    try:
+        preferences = account.clean_preferences(values)
+    except ValidationError as exc:
+        return render_account(request, 400, exc.errors, values)
+    account.save_preferences(request.db, request.user, preferences)
+    return request.redirect_to("account.account_page", notice="Saved.")
+
+
+rules = [
+    Rule("/account", endpoint="account.account_page", methods=["GET"]),
+    Rule("/account", endpoint="account.save_account", methods=["POST"]),
+]
