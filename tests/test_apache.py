@@ -76,7 +76,7 @@ def test_the_image_endpoint_answers_anonymously_and_counts(apache):
 def test_a_valid_user_reaches_the_ui_and_the_app_knows_who_it_is(apache):
     reply = apache.request("GET", apache.prefix + "/emails", user=("sam", STAFF_PASSWORD))
     assert reply.status == 200, apache.error_log()
-    assert b"sam" in reply.body and b"(staff)" in reply.body
+    assert b"sam" in reply.body and b"(staff; times in UTC)" in reply.body
     static = apache.request("GET", apache.prefix + "/static/coretrack.css", user=("sam", STAFF_PASSWORD))
     assert static.status == 200 and b"coretrack" in static.body
 

@@ -106,7 +106,7 @@ def test_standalone_refuses_bad_credentials(standalone, name, password):
 def test_standalone_accepts_the_htpasswd_password(standalone):
     standalone.authorization = ("Basic", ("admin", ADMIN_PASSWORD))
     assert standalone.get("/settings", status=200).html.find(class_="whoami").get_text(" ", strip=True) == \
-        "admin (admin)"
+        "admin (admin; times in UTC)"
     # Authenticated, then authorised by role: staff is identified, and forbidden here.
     standalone.authorization = ("Basic", ("sam", STAFF_PASSWORD))
     standalone.get("/settings", status=403)
