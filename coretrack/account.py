@@ -1,20 +1,24 @@
-"""A user's own preferences: the time zone they read times in and the signature of their email."""
+"""A user's own preferences: the time zone they read times in, the signature of their email, and
+whether they are emailed when an email of theirs is first opened."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from . import localtime
 from .models import User
 from .sanitize import clean_html
-from .validation import ValidationError, check_text
+from .validation import ValidationError, check_text, clean_address
 
+# The account form's fields.
+PREFERENCES = ("time_zone", "signature_html", "notify_by_email", "notification_address")
 MAX_SIGNATURE = 20_000  # characters: a signature with a logo and a few lines is far shorter
 
 
-def clean_preferences(submitted: Mapping[str, str]) -> dict[str, str]:
+def clean_preferences(submitted: Mapping[str, str]) -> dict[str, Any]:
     """The preferences to store, or ValidationError with one message per field.  The signature is
     sanitised (no script, no event handler: it goes into every email its owner sends)."""
     errors: dict[str, str] = {}
@@ -31,12 +35,22 @@ def clean_preferences(submitted: Mapping[str, str]) -> dict[str, str]:
             raise ValueError(f"a signature has at most {MAX_SIGNATURE:,} characters")
     except ValueError as exc:
         errors["signature_html"] = str(exc)
+    notify_by_email = submitted.get("notify_by_email", "") in ("on", "true", "yes")
+    address = submitted.get("notification_address", "").strip()
+    if notify_by_email and not address:
+        errors["notification_address"] = "enter the address to email you at"
+    elif address:
+        try:
+            address = clean_address(address)
+        except ValueError as exc:
+            errors["notification_address"] = str(exc)
     if errors:
         raise ValidationError(errors)
-    return {"time_zone": time_zone, "signature_html": clean_html(signature).strip()}
+    return {"time_zone": time_zone, "signature_html": clean_html(signature).strip(),
+            "notify_by_email": notify_by_email, "notification_address": address}
 
 
-def save_preferences(session: Session, user: User, preferences: Mapping[str, str]) -> None:
-    user.time_zone = preferences["time_zone"]
-    user.signature_html = preferences["signature_html"]
+def save_preferences(session: Session, user: User, preferences: Mapping[str, Any]) -> None:
+    for name, value in preferences.items():
+        setattr(user, name, value)
     session.commit()

@@ -21,6 +21,7 @@ from werkzeug.wrappers import Request, Response
 
 from . import csrf, localtime
 from .models import User
+from .notifications import unread_count
 
 if TYPE_CHECKING:
     from .app import CoreTrack
@@ -138,6 +139,16 @@ class AppRequest(Request):
             return localtime.zone(name)
         except ValueError:  # none, or a zone the system's tz database no longer has
             return localtime.zone(localtime.DEFAULT_ZONE)
+
+    @cached_property
+    def unread_notifications(self) -> int:
+        """For the menu; 0 before anyone is identified, or when the database cannot say."""
+        if self._user is None:
+            return 0
+        try:
+            return unread_count(self.db, self._user)
+        except SQLAlchemyError:
+            return 0
 
     def render(self, template: str, status: int = 200, **context: Any) -> Response:
         context.setdefault("notice", self.notice())

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -70,6 +71,9 @@ class User(Base):
     time_zone: Mapped[str] = mapped_column(String(64), default="", server_default="")
     # Added to the email they write unless they untick it (sanitize.clean_html'd when saved).
     signature_html: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Notifications by email too (one per email sent, at its first likely-human open), to this address.
+    notify_by_email: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    notification_address: Mapped[str] = mapped_column(String(254), default="", server_default="")
 
     @property
     def is_admin(self) -> bool:
@@ -171,6 +175,8 @@ class Email(Base):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
     # Not sent before this time (a scheduled email: queued until then, cancellable until it starts).
     send_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # When its sender was emailed about its first likely-human open (at most once per email).
+    sender_emailed_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     sender: Mapped[User] = relationship()
     recipients: Mapped[list[Recipient]] = relationship(
@@ -199,6 +205,9 @@ class Attachment(Base):
 _STATS = ("status", "access_count", "last_access")
 
 
+_TO_NOTIFY = "first_human_at IS NOT NULL AND notified_at IS NULL"
+
+
 class Recipient(Base):
     __tablename__ = "recipients"
     __table_args__ = (
@@ -206,6 +215,9 @@ class Recipient(Base):
         *(Index(f"ix_recipients_{record}_stats", f"{record}_id", "email_id", *_STATS)
           for record in ("contact", "account", "lead")),
         Index("ix_recipients_corebos_pair", "corebos_mailid", "corebos_crmid", unique=True),
+        # The recipients whose sender has yet to hear of their first likely-human open: few at a time.
+        Index("ix_recipients_to_notify", "first_human_at", sqlite_where=text(_TO_NOTIFY),
+              postgresql_where=text(_TO_NOTIFY)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -233,6 +245,10 @@ class Recipient(Base):
     delivery_status: Mapped[str] = mapped_column(String(16), default="", server_default="")
     delivery_detail: Mapped[str] = mapped_column(String(500), default="", server_default="")
     delivery_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The first likely-human load of the image (tracking.count_hits): the recipient opened it.
+    first_human_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # When the sender was told of it (notifications.py); set without telling for their own copies.
+    notified_at: Mapped[datetime | None] = mapped_column(DateTime)
     # A recipient imported from coreBOS: its (crmid, mailid) pair, which that system's images name.
     corebos_crmid: Mapped[int | None] = mapped_column(Integer)
     corebos_mailid: Mapped[int | None] = mapped_column(Integer)
@@ -289,6 +305,24 @@ class SettingChange(Base):
     key: Mapped[str] = mapped_column(String(64))
     old_value: Mapped[str] = mapped_column(Text)
     new_value: Mapped[str] = mapped_column(Text)
+
+
+class Notification(Base):
+    """A sender told that a recipient opened their email (or, later, clicked in it)."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_user_unread", "user_id", "read_at", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    email_id: Mapped[int] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"))
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id", ondelete="CASCADE"), unique=True)
+    kind: Mapped[str] = mapped_column(String(8), default="open")  # open (click: when clicks are tracked)
+    at: Mapped[datetime] = mapped_column(DateTime)  # when the recipient opened it
+    read_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    email: Mapped[Email] = relationship()
+    recipient: Mapped[Recipient] = relationship()
 
 
 class HitLogPosition(Base):

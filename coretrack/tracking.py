@@ -124,7 +124,10 @@ _FOLD = "UPDATE access_events SET hits = hits + ? WHERE id = ?"
 _COUNT = (
     "UPDATE recipients SET access_count = access_count + ?, "
     "first_access = CASE WHEN first_access IS NULL OR first_access > ? THEN ? ELSE first_access END, "
-    "last_access = CASE WHEN last_access IS NULL OR last_access < ? THEN ? ELSE last_access END "
+    "last_access = CASE WHEN last_access IS NULL OR last_access < ? THEN ? ELSE last_access END, "
+    # The batch's earliest likely-human load (NULL when it has none: the column is left as it is).
+    "first_human_at = CASE WHEN first_human_at IS NULL THEN ? WHEN ? < first_human_at THEN ? "
+    "ELSE first_human_at END "
     "WHERE id = ?"
 )
 
@@ -342,9 +345,11 @@ def _count(driver: _Driver, hits: Sequence[Hit]) -> int:
             continue
         seen.add(hit.hit_id)
         recipient_id = recipient_of[token_of[hit.token]]
+        # A load a provider reports as made by its machines (SendGrid's sg_machine_open) is a proxy's.
+        verdict = "mail_proxy" if hit.provider_verdict else classify(hit.user_agent)
         minute = minutes.setdefault((recipient_id, _minute(hit.at)), _Minute())
         if minute.events < EVENTS_PER_RECIPIENT_PER_MINUTE:
-            event = [recipient_id, stored(hit.at), store_ip(hit.ip, policy), hit.user_agent, classify(hit.user_agent),
+            event = [recipient_id, stored(hit.at), store_ip(hit.ip, policy), hit.user_agent, verdict,
                      hit.hit_id, 1, legacy.is_token(hit.token)]
             new_events.append(event)
             minute.add_new(hit.at, event)
@@ -353,16 +358,18 @@ def _count(driver: _Driver, hits: Sequence[Hit]) -> int:
         else:
             assert minute.last is not None  # a full minute has a last event
             folded[minute.last] = folded.get(minute.last, 0) + 1
+        human = hit.at if verdict == "human" else None
         count = counted.get(recipient_id)
         if count is None:
-            counted[recipient_id] = _Count(1, hit.at, hit.at)
+            counted[recipient_id] = _Count(1, hit.at, hit.at, human)
         else:
-            count.add(hit.at)
+            count.add(hit.at, human)
 
     driver.write(_RECORD_EVENT, [tuple(event) for event in new_events])
     driver.write(_FOLD, [(loads, event_id) for event_id, loads in sorted(folded.items())])
     # In id order, as the rows were locked.
-    driver.write(_COUNT, [(count.hits, *[stored(count.first)] * 2, *[stored(count.last)] * 2, recipient_id)
+    driver.write(_COUNT, [(count.hits, *[stored(count.first)] * 2, *[stored(count.last)] * 2,
+                           *[None if count.first_human is None else stored(count.first_human)] * 3, recipient_id)
                           for recipient_id, count in sorted(counted.items())])
     return sum(count.hits for count in counted.values())
 
@@ -427,11 +434,14 @@ class _Count:
     hits: int
     first: datetime
     last: datetime
+    first_human: datetime | None  # the earliest likely-human load
 
-    def add(self, at: datetime) -> None:
+    def add(self, at: datetime, human: datetime | None) -> None:
         self.hits += 1
         self.first = min(self.first, at)
         self.last = max(self.last, at)
+        if human is not None and (self.first_human is None or human < self.first_human):
+            self.first_human = human
 
 
 def write_transaction(engine: Engine) -> AbstractContextManager[Connection]:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session
 
 from .config import Config
+from .notifications import notify
 from .sending import deliver, emails_to_deliver
 from .smtp import SmtpPool
 
@@ -20,6 +21,7 @@ def run_worker(session_factory: Callable[[], Session], config: Config, *, once: 
                interval: float = 5.0, stop: threading.Event | None = None, per_pass: int = 2000,
                on_progress: Callable[[int], None] | None = None) -> int:
     """Deliver queued email until nothing is pending (``once``) or forever; returns messages processed.
+    Each pass also tells senders of their email's first likely-human opens (notifications.notify).
 
     Each email gets at most ``per_pass`` recipients a pass, so that a large send does not hold up
     the ones queued after it.  The SMTP connections stay open from batch to batch and email to
@@ -45,6 +47,10 @@ def run_worker(session_factory: Callable[[], Session], config: Config, *, once: 
                 if once:
                     raise
                 log.exception("worker pass failed; trying again in %s seconds", interval)
+            try:
+                notify(session_factory, config)
+            except Exception:
+                log.exception("telling senders of opens failed; trying again in %s seconds", interval)
             processed += done
             if done:
                 continue  # more may be waiting: no pause between batches

@@ -15,7 +15,9 @@ def render_account(request: AppRequest, status: int = 200, errors: dict[str, str
     user = request.user
     return request.render(
         "account/index.html", status, section="account", zones=localtime.zone_names(),
-        values=values or {"time_zone": user.time_zone, "signature_html": user.signature_html},
+        values=values or {"time_zone": user.time_zone, "signature_html": user.signature_html,
+                          "notify_by_email": "on" if user.notify_by_email else "",
+                          "notification_address": user.notification_address},
         install_zone=request.app.settings(request.db).get("time_zone"), errors=errors or {},
     )
 
@@ -25,8 +27,7 @@ def account_page(request: AppRequest) -> Response:
 
 
 def save_account(request: AppRequest) -> Response:
-    values = {"time_zone": (request.form.get("time_zone") or "").strip(),
-              "signature_html": request.form.get("signature_html") or ""}
+    values = {name: request.form.get(name) or "" for name in account.PREFERENCES}
     try:
         preferences = account.clean_preferences(values)
     except ValidationError as exc:
