@@ -325,6 +325,21 @@ class Notification(Base):
     recipient: Mapped[Recipient] = relationship()
 
 
+class Erasure(Base):
+    """A person erased (erasure.py): who did it, when, how much went, and an HMAC of the address
+    (never the address itself)."""
+
+    __tablename__ = "erasures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    address_digest: Mapped[str] = mapped_column(String(64), index=True)
+    records: Mapped[int] = mapped_column(Integer)
+    recipients: Mapped[int] = mapped_column(Integer)
+    events: Mapped[int] = mapped_column(Integer)
+
+
 class HitLogPosition(Base):
     """How far one front-end's ingester has counted its Apache hit log: the file and the byte
     after its last counted line.  Written in the transaction that counts those lines, so a line

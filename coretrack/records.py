@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, delete, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, contains_eager
 
 from .db import MAX_ID
@@ -251,6 +251,32 @@ def opt_out_recipient(session: Session, recipient: Recipient, reason: str, at: d
     return [record for record in found if set_opt_out(record, reason, at)]
 
 
+# The records that stand for one person (an account's address is usually the company's).
+PERSON_TYPES = ("contact", "lead")
+
+
+def people_with_address(session: Session, address: str, exclude: Record | None = None) -> list[Contact | Lead]:
+    """Contacts and leads with this address (letter case aside), but ``exclude``: a person already
+    in the CRM, to warn about before another record of them is made."""
+    if not address.strip():
+        return []
+    return [record for record in records_with_address(session, address.strip())
+            if isinstance(record, Contact | Lead) and record is not exclude]
+
+
+def _people_by_address(session: Session, addresses: set[str]) -> dict[str, str]:
+    """lower-case address -> "contact Ada Lovelace" for those a contact or lead has (one query each)."""
+    wanted = sorted({address.strip().lower() for address in addresses if address.strip()})
+    found: dict[str, str] = {}
+    for chunk in range(0, len(wanted), 500):
+        for model in (Contact, Lead):
+            matching = select(model).where(func.lower(model.email).in_(wanted[chunk:chunk + 500]))
+            people: list[Contact | Lead] = list(session.scalars(matching))
+            for person in people:
+                found.setdefault(person.email.lower(), f"{person.record_type} {person.display_name}")
+    return found
+
+
 def records_with_address(session: Session, address: str) -> list[Record]:
     """Contacts, then leads, then accounts whose email is ``address`` (letter case aside)."""
     found: list[Record] = []
@@ -267,15 +293,21 @@ def records_with_address(session: Session, address: str) -> list[Record]:
 class ImportResult:
     created: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)  # (line in the file, message)
+    # Rows whose address a contact or lead already has (or an earlier row): skipped, or created
+    # with a warning when asked to.
+    duplicates: list[tuple[int, str]] = field(default_factory=list)
+    duplicates_skipped: bool = True
 
 
 def _column_name(raw: str) -> str:
     return raw.strip().lower().replace(" ", "_").replace("-", "_")
 
 
-def import_csv(session: Session, record_type: str, data: bytes) -> ImportResult:
+def import_csv(session: Session, record_type: str, data: bytes, skip_duplicates: bool = True) -> ImportResult:
     """Create a record per good row; report bad rows by line.  Contacts' ``account`` column holds an
-    account's exact name, which must exist (no account is created).
+    account's exact name, which must exist (no account is created).  A contact or lead whose address
+    a contact or lead already has (or an earlier row of the file) is a duplicate: skipped, or with
+    ``skip_duplicates`` False created, and reported either way.
 
     Raises ValidationError({"file": ...}) when the file as a whole cannot be used.
     """
@@ -331,8 +363,16 @@ def import_csv(session: Session, record_type: str, data: bytes) -> ImportResult:
             for account in session.scalars(select(Account).where(Account.name.in_(names))):
                 accounts_by_name.setdefault(account.name, []).append(account.id)
 
+    result.duplicates_skipped = skip_duplicates
+    known = _people_by_address(session, {values.get("email", "") for _, values in rows}) \
+        if record_type in PERSON_TYPES else {}
     records = []
     for line, values in rows:
+        address = values.get("email", "").strip().lower()
+        if address and address in known:
+            result.duplicates.append((line, f"{values.get('email', '').strip()} is already {known[address]}"))
+            if skip_duplicates:
+                continue
         name = values.get("account", "").strip()
         if name:
             ids = accounts_by_name.get(name, [])
@@ -345,6 +385,9 @@ def import_csv(session: Session, record_type: str, data: bytes) -> ImportResult:
             records.append(_new_record(session, record_type, values, IMPORT_OPT_OUT))
         except ValidationError as exc:
             result.errors.append((line, str(exc)))
+            continue
+        if address and record_type in PERSON_TYPES:
+            known.setdefault(address, f"on line {line} of this file")
     session.add_all(records)
     session.commit()
     result.created = len(records)
@@ -441,3 +484,35 @@ def recipient_for(session: Session, record_type: str, record_id: int) -> Recipie
     if not record.email:
         raise ValidationError({record_type: f"{record.display_name} has no email address"})
     return RecipientFor(record.email, record.display_name, record)
+
+
+# -- deleting -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeletionImpact:
+    """What deleting a record does to the rest, for its confirmation page."""
+
+    emails: int  # emails sent to it: they stay, their recipients no longer linked to a record
+    recipients: int
+    contacts: int  # an account's contacts: they stay, without an account
+
+
+def deletion_impact(session: Session, record: Record) -> DeletionImpact:
+    # Those addressed to this very record (an account's contacts keep theirs).
+    linked = getattr(Recipient, f"{record.record_type}_id") == record.id
+    emails, recipients = session.execute(
+        select(func.count(func.distinct(Recipient.email_id)), func.count(Recipient.id)).where(linked)).one()
+    contacts = session.scalar(select(func.count()).where(Contact.account_id == record.id)) \
+        if record.record_type == "account" else 0
+    return DeletionImpact(emails, recipients, contacts or 0)
+
+
+def delete_record(session: Session, record: Record) -> None:
+    """Deletes the record.  The database unlinks what pointed at it (ON DELETE SET NULL): the
+    emails sent to it and their counts stay, under their recipients' addresses, so the emails and
+    recipients reports do not change; the Records report no longer lists it."""
+    model = _model(record.record_type)
+    session.execute(delete(model).where(model.id == record.id), execution_options={"synchronize_session": False})
+    session.commit()
+    session.expire_all()

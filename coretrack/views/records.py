@@ -9,7 +9,7 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
 from .. import records
-from ..http import AppRequest
+from ..http import AppRequest, admin_only
 from ..models import Record
 from ..paging import Page, page_number
 from ..validation import ValidationError
@@ -38,10 +38,11 @@ def _submitted(request: AppRequest, section: str) -> dict[str, str]:
 
 
 def _form(request: AppRequest, section: str, values: dict[str, str], errors: dict[str, str],
-          record: Record | None = None) -> Response:
+          record: Record | None = None, duplicates: list[Record] | None = None) -> Response:
     accounts = records.account_options(request.db) if section == "contacts" else []
     return request.render("records/form.html", status=400 if errors else 200,
-                          **_context(section, values=values, errors=errors, record=record, accounts=accounts))
+                          **_context(section, values=values, errors=errors, record=record, accounts=accounts,
+                                     duplicates=duplicates or []))
 
 
 def list_records(request: AppRequest, section: str) -> Response:
@@ -64,6 +65,11 @@ def new_record(request: AppRequest, section: str) -> Response:
 
 def create_record(request: AppRequest, section: str) -> Response:
     values = _submitted(request, section)
+    if SECTIONS[section] in records.PERSON_TYPES and request.form.get("duplicate_ok") != "on":
+        # The same person twice splits their email history: say so before, and let them go on.
+        duplicates: list[Record] = list(records.people_with_address(request.db, values.get("email", "")))
+        if duplicates:
+            return _form(request, section, values, {}, duplicates=duplicates)
     try:
         record = records.create_record(request.db, SECTIONS[section], values)
     except ValidationError as exc:
@@ -96,6 +102,24 @@ def update_record(request: AppRequest, section: str, record_id: int) -> Response
                                notice=f"Saved {record.display_name}.")
 
 
+@admin_only
+def confirm_delete(request: AppRequest, section: str, record_id: int, status: int = 200) -> Response:
+    record = _record_or_404(request, section, record_id)
+    return request.render("records/delete.html", status, **_context(
+        section, record=record, impact=records.deletion_impact(request.db, record)))
+
+
+@admin_only
+def delete_record(request: AppRequest, section: str, record_id: int) -> Response:
+    record = _record_or_404(request, section, record_id)
+    if request.form.get("confirm") != "yes":
+        return confirm_delete(request, section, record_id, status=400)
+    name = record.display_name
+    records.delete_record(request.db, record)
+    return request.redirect_to("records.list_records", section=section,
+                               notice=f"Deleted {records.NOUNS[SECTIONS[section]][0]} {name}.")
+
+
 def _import_page(request: AppRequest, section: str, result: records.ImportResult | None = None,
                  errors: dict[str, str] | None = None) -> Response:
     return request.render("records/import.html", status=400 if errors else 200,
@@ -112,7 +136,8 @@ def import_records(request: AppRequest, section: str) -> Response:
     if not data:
         return _import_page(request, section, errors={"file": "choose a CSV file to import"})
     try:
-        result = records.import_csv(request.db, SECTIONS[section], data)
+        result = records.import_csv(request.db, SECTIONS[section], data,
+                                    skip_duplicates=request.form.get("duplicates") != "create")
     except ValidationError as exc:
         return _import_page(request, section, errors=exc.errors)
     return _import_page(request, section, result)
@@ -127,4 +152,6 @@ rules = [
     Rule(f"/{SECTION}/<int:record_id>", endpoint="records.show_record", methods=["GET"]),
     Rule(f"/{SECTION}/<int:record_id>/edit", endpoint="records.edit_record", methods=["GET"]),
     Rule(f"/{SECTION}/<int:record_id>/edit", endpoint="records.update_record", methods=["POST"]),
+    Rule(f"/{SECTION}/<int:record_id>/delete", endpoint="records.confirm_delete", methods=["GET"]),
+    Rule(f"/{SECTION}/<int:record_id>/delete", endpoint="records.delete_record", methods=["POST"]),
 ]

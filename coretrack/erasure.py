@@ -1,0 +1,92 @@
+"""Erasing a person, for a data-protection request: everything coretrack keeps under their email
+address goes, in one transaction, and the erasure is audited without keeping the address.
+
+Erased: the contacts, leads and accounts with that address; the address and name on every recipient
+row sent to it (the rows stay, so each email's and each report's counts stay right, under
+ERASED_ADDRESS); those recipients' access events and provider events (times, IPs, user agents); the
+sender notifications about them.  Recipients not yet sent to are cancelled.  The audit row keeps who,
+when, how many of each, and an HMAC of the address under the install's key, so a later question "was
+this address erased?" can be answered without storing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from .models import AccessEvent, DeliveryEvent, Erasure, Notification, Recipient, utcnow
+from .records import records_with_address
+from .sending import refresh_status
+from .validation import clean_address
+
+ERASED_ADDRESS = "erased@erased.invalid"  # RFC 2606: .invalid never delivers
+ERASED_REASON = "the recipient was erased before it was sent"
+_BULK = {"synchronize_session": False}  # rows changed in the database only: the session is expired after
+
+
+@dataclass(frozen=True)
+class ErasureCounts:
+    records: int
+    recipients: int
+    events: int
+
+
+def address_digest(secret: bytes, address: str) -> str:
+    return hmac.new(secret, b"coretrack-erasure:" + address.strip().lower().encode(), hashlib.sha256).hexdigest()
+
+
+def _recipient_ids(session: Session, address: str) -> list[int]:
+    return list(session.scalars(select(Recipient.id).where(func.lower(Recipient.address) == address.lower())))
+
+
+def preview(session: Session, address: str) -> ErasureCounts:
+    """What erasing ``address`` would remove; ValueError for something that is not an address."""
+    address = clean_address(address)
+    recipient_ids = _recipient_ids(session, address)
+    events = session.scalar(select(func.count()).where(AccessEvent.recipient_id.in_(recipient_ids))) or 0 \
+        if recipient_ids else 0
+    return ErasureCounts(len(records_with_address(session, address)), len(recipient_ids), events)
+
+
+def erase(session: Session, secret: bytes, address: str, user_name: str) -> ErasureCounts:
+    """Erases everything kept under ``address`` and audits it; the counts of what went."""
+    address = clean_address(address)
+    found = records_with_address(session, address)
+    recipient_ids = _recipient_ids(session, address)
+    email_ids = set(session.scalars(select(Recipient.email_id).where(Recipient.id.in_(recipient_ids)).distinct())) \
+        if recipient_ids else set()
+    events = 0
+    for start in range(0, len(recipient_ids), 500):  # (a few hundred parameters a statement)
+        chunk = recipient_ids[start:start + 500]
+        for kept_by_recipient in (AccessEvent, DeliveryEvent, Notification):
+            gone = session.execute(delete(kept_by_recipient).where(kept_by_recipient.recipient_id.in_(chunk)),
+                                   execution_options=_BULK)
+            if kept_by_recipient is AccessEvent:
+                events += gone.rowcount  # type: ignore[attr-defined]  # (a CursorResult)
+        session.execute(update(Recipient).where(Recipient.id.in_(chunk), Recipient.status == "pending")
+                        .values(status="cancelled", reply=ERASED_REASON), execution_options=_BULK)
+        session.execute(update(Recipient).where(Recipient.id.in_(chunk))
+                        .values(address=ERASED_ADDRESS, name="", contact_id=None, account_id=None, lead_id=None),
+                        execution_options=_BULK)
+    for record in found:
+        session.delete(record)
+    counts = ErasureCounts(len(found), len(recipient_ids), events)
+    session.add(Erasure(user_name=user_name, at=utcnow(), address_digest=address_digest(secret, address),
+                        records=counts.records, recipients=counts.recipients, events=counts.events))
+    session.commit()
+    session.expire_all()
+    for email_id in sorted(email_ids):
+        refresh_status(session, email_id)  # an email whose last pending recipient was cancelled
+    return counts
+
+
+def was_erased(session: Session, secret: bytes, address: str) -> bool:
+    return bool(session.scalar(select(func.count()).where(Erasure.address_digest == address_digest(secret, address))))
+
+
+def history(session: Session, limit: int = 50) -> list[Erasure]:
+    return list(session.scalars(select(Erasure).order_by(Erasure.id.desc()).limit(limit)))
