@@ -105,10 +105,13 @@ def get_record(session: Session, record_type: str, record_id: int) -> Record | N
     return record if isinstance(record, Contact | Account | Lead) else None  # (typed: get() of a union is Base)
 
 
-def account_options(session: Session) -> list[tuple[int, str]]:
-    """(id, name) of every account, for the contact form's select."""
-    rows = session.execute(select(Account.id, Account.name).order_by(Account.name, Account.id))
-    return [(account_id, name) for account_id, name in rows]
+def account_choices(session: Session, query: str, limit: int = 20) -> list[str]:
+    """The picker's suggestions: labels of the accounts matching ``query`` (as the list's search does)."""
+    try:
+        found = session.scalars(_search("account", query).limit(limit))
+    except ValueError:
+        return []  # a search too long for the list is too long for suggestions
+    return [account_label(account) for account in found if isinstance(account, Account)]
 
 
 def contacts_of(session: Session, account_id: int) -> list[Contact]:
@@ -141,16 +144,34 @@ def _website(value: str) -> str:
     return value
 
 
+# How the contact form's account picker names an account: "Acme Ltd #12" (the id tells apart
+# accounts of the same name).  A bare id or an account's exact name are taken too.
+_ACCOUNT_LABEL = re.compile(r"(?:.*\s)?#([0-9]{1,10})\s*")
+
+
+def account_label(account: Account) -> str:
+    return f"{account.name} #{account.id}"
+
+
 def _account_id(session: Session, raw: str) -> int | None:
-    if not raw.strip():
+    raw = raw.strip()
+    if not raw:
         return None
-    try:
-        account = get_record(session, "account", whole_number(raw, 1, MAX_ID))
-    except ValueError:
-        account = None
-    if account is None:
-        raise ValueError("choose an account from the list")
-    return account.id
+    labelled = _ACCOUNT_LABEL.fullmatch(raw)
+    if labelled or raw.isascii() and raw.isdigit():
+        try:
+            account = get_record(session, "account", whole_number(labelled[1] if labelled else raw, 1, MAX_ID))
+        except ValueError:
+            account = None
+        if account is None:
+            raise ValueError("choose an account from the list")
+        return account.id
+    named = list(session.scalars(select(Account.id).where(func.lower(Account.name) == raw.lower()).limit(5)))
+    if len(named) == 1:
+        return named[0]
+    if not named:
+        raise ValueError(f"there is no account named {raw!r}: choose one from the list")
+    raise ValueError(f"several accounts are named {raw!r}: choose one from the list (they differ by their #number)")
 
 
 def clean_record(session: Session, record_type: str, submitted: Mapping[str, str]) -> dict[str, object]:
@@ -187,7 +208,8 @@ def form_values(record: Record) -> dict[str, str]:
         if definition.kind == "checkbox":
             values[definition.name] = "on" if getattr(record, definition.name) else ""
         elif definition.kind == "account":
-            values[definition.name] = str(getattr(record, "account_id", None) or "")
+            account = getattr(record, "account", None)
+            values[definition.name] = account_label(account) if account is not None else ""
         else:
             values[definition.name] = getattr(record, definition.name)
     return values

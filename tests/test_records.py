@@ -462,3 +462,48 @@ def test_opting_out_a_recipient_opts_out_every_record_with_its_address_and_keeps
     assert already.email_opt_out_reason == records.STAFF_OPT_OUT  # its own, first reason stays
     assert other.email_opt_out is False
     assert records.opt_out_recipient(db, recipient, "again") == []
+
+
+# -- the account picker ------------------------------------------------------------------------
+
+
+def test_the_contact_form_searches_accounts_instead_of_listing_them_all(staff, db):
+    ids = {number: add_account(db, f"Company {number:02}").id for number in range(60)}
+    page = staff.get("/contacts/new")
+    assert page.html.select("select#f-account") == [] and page.html.select("datalist#f-account-choices option") == []
+    picker = page.html.select_one("input#f-account")
+    assert picker["data-choices"] == "/accounts/choices" and picker["list"] == "f-account-choices"
+    suggestions = staff.get("/accounts/choices", params={"q": "company 1"}).json["accounts"]
+    # Every word anywhere in the name, as the list's search: 01, 10-19, 21, 31, 41, 51.
+    assert suggestions == [f"Company {number:02} #{ids[number]}" for number in range(60) if "1" in f"{number:02}"]
+    assert len(staff.get("/accounts/choices", params={"q": "company"}).json["accounts"]) == 20  # a page of them
+
+
+def test_the_suggestions_need_a_login(anon):
+    anon.get("/accounts/choices", params={"q": "a"}, status=401)
+
+
+@pytest.mark.parametrize("typed", ["{label}", "acme ltd", "{id}"], ids=["a suggestion", "the exact name", "an id"])
+def test_an_account_is_chosen_by_its_suggestion_its_exact_name_or_its_id(staff, db, typed):
+    acme = add_account(db, "Acme Ltd")
+    add_account(db, "Acme Group")
+    form = fill(staff.get("/contacts/new").forms["record-form"], first_name="Ada", last_name="Lovelace",
+                account=typed.format(label=records.account_label(acme), id=acme.id))
+    contact_page = form.submit(status=303).follow()
+    contact = db.scalars(select(Contact)).one()
+    assert contact.account_id == acme.id and "Acme Ltd" in contact_page.text
+    assert staff.get(f"/contacts/{contact.id}/edit").forms["record-form"]["account"].value == f"Acme Ltd #{acme.id}"
+
+
+@pytest.mark.parametrize("typed, message", [
+    ("Acme", "several accounts are named 'Acme'"),
+    ("Initech", "there is no account named 'Initech'"),
+    ("Acme #999999", "choose an account from the list"),
+])
+def test_a_name_that_names_no_single_account_is_refused_and_nothing_saved(staff, db, typed, message):
+    add_account(db, "Acme")
+    add_account(db, "ACME")
+    page = fill(staff.get("/contacts/new").forms["record-form"], first_name="Ada", last_name="Lovelace",
+                account=typed).submit(status=400)
+    assert message in page.html.select_one("#e-account").text
+    assert db.scalars(select(Contact)).all() == []

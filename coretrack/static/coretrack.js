@@ -78,6 +78,37 @@
     });
   }
 
+  /* Inputs marked data-choices: suggestions for what has been typed, fetched as JSON into the
+     input's datalist (at most one request in flight; a pause of 150 ms between keys first). */
+  function suggestChoices(input) {
+    var list = document.getElementById(input.getAttribute("list"));
+    var timer = null, asked = "";
+    input.addEventListener("input", function () {
+      clearTimeout(timer);
+      timer = setTimeout(function () {
+        var query = input.value.trim();
+        if (query === asked) return;
+        asked = query;
+        // From the origin: a page opened as http://user:password@host/ would otherwise lend fetch a
+        // URL with credentials, which it refuses (the browser still sends the login it holds).
+        var url = new URL(input.getAttribute("data-choices"), window.location.origin);
+        url.searchParams.set("q", query);
+        fetch(url.href, {credentials: "same-origin"})
+          .then(function (response) { return response.ok ? response.json() : {accounts: []}; })
+          .then(function (body) {
+            if (asked !== query) return;  // an answer to an older question
+            list.textContent = "";
+            body.accounts.forEach(function (label) {
+              var option = document.createElement("option");
+              option.value = label;
+              list.appendChild(option);
+            });
+          })
+          .catch(function () { /* no suggestions: typing a name still works */ });
+      }, 150);
+    });
+  }
+
   function each(selector, action) {
     Array.prototype.forEach.call(document.querySelectorAll(selector), action);
   }
@@ -86,4 +117,5 @@
   each("table[data-sortable]", makeSortable);
   each("form[data-confirm]", confirmFirst);
   each("form[data-progress]", showProgress);
+  each("input[data-choices]", suggestChoices);
 })();

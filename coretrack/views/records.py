@@ -9,8 +9,10 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
 from .. import records
-from ..http import AppRequest, admin_only
-from ..models import Record
+from ..db import MAX_ID
+from ..http import AppRequest, admin_only, json_response
+from ..inputs import whole_number
+from ..models import Account, Record
 from ..paging import Page, page_number
 from ..validation import ValidationError
 
@@ -39,9 +41,8 @@ def _submitted(request: AppRequest, section: str) -> dict[str, str]:
 
 def _form(request: AppRequest, section: str, values: dict[str, str], errors: dict[str, str],
           record: Record | None = None, duplicates: list[Record] | None = None) -> Response:
-    accounts = records.account_options(request.db) if section == "contacts" else []
     return request.render("records/form.html", status=400 if errors else 200,
-                          **_context(section, values=values, errors=errors, record=record, accounts=accounts,
+                          **_context(section, values=values, errors=errors, record=record,
                                      duplicates=duplicates or []))
 
 
@@ -59,8 +60,13 @@ def list_records(request: AppRequest, section: str) -> Response:
 
 
 def new_record(request: AppRequest, section: str) -> Response:
-    # /contacts/new?account=<id> comes from an account's page.
-    return _form(request, section, {"account": request.args.get("account", "")}, {})
+    # /contacts/new?account=<id> comes from an account's page: the picker shows that account.
+    try:
+        account = records.get_record(request.db, "account", whole_number(request.args.get("account"), 1, MAX_ID))
+    except ValueError:
+        account = None  # none given, or not an id: an empty picker
+    return _form(request, section, {"account": records.account_label(account) if isinstance(account, Account) else ""},
+                 {})
 
 
 def create_record(request: AppRequest, section: str) -> Response:
@@ -120,6 +126,11 @@ def delete_record(request: AppRequest, section: str, record_id: int) -> Response
                                notice=f"Deleted {records.NOUNS[SECTIONS[section]][0]} {name}.")
 
 
+def account_choices(request: AppRequest) -> Response:
+    """The account picker's suggestions, as JSON, for what has been typed so far."""
+    return json_response({"accounts": records.account_choices(request.db, request.args.get("q", ""))})
+
+
 def _import_page(request: AppRequest, section: str, result: records.ImportResult | None = None,
                  errors: dict[str, str] | None = None) -> Response:
     return request.render("records/import.html", status=400 if errors else 200,
@@ -144,6 +155,7 @@ def import_records(request: AppRequest, section: str) -> Response:
 
 
 rules = [
+    Rule("/accounts/choices", endpoint="records.account_choices", methods=["GET"]),
     Rule(f"/{SECTION}", endpoint="records.list_records", methods=["GET"]),
     Rule(f"/{SECTION}/new", endpoint="records.new_record", methods=["GET"]),
     Rule(f"/{SECTION}/new", endpoint="records.create_record", methods=["POST"]),
