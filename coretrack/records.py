@@ -430,7 +430,8 @@ class RelatedEmail:
     last_access: datetime | None
 
 
-def _recipient_condition(record_type: str, record_id: int) -> ColumnElement[bool]:
+def recipient_condition(record_type: str, record_id: int) -> ColumnElement[bool]:
+    """The recipients that stand for this record (an account: also those sent to its contacts)."""
     if record_type == "contact":
         return Recipient.contact_id == record_id
     if record_type == "lead":
@@ -451,7 +452,7 @@ def related_emails(session: Session, record_type: str, record_id: int) -> list[R
         )
         .join(Recipient, Recipient.email_id == Email.id)
         .join(User, User.id == Email.sender_id)
-        .where(_recipient_condition(record_type, record_id))
+        .where(recipient_condition(record_type, record_id))
         .group_by(Email.id, Email.subject, Email.sent_at, User.name, Email.status, Email.created_at)
         # Unsent email has no sent_at yet: it sorts by when it was written.
         .order_by(func.coalesce(Email.sent_at, Email.created_at).desc(), Email.id.desc())

@@ -14,6 +14,8 @@ from ..http import AppRequest, admin_only, json_response
 from ..inputs import whole_number
 from ..models import Account, Record
 from ..paging import Page, page_number
+from ..timeline import SHOWN as TIMELINE_SHOWN
+from ..timeline import timeline
 from ..validation import ValidationError
 
 SECTIONS = {"contacts": "contact", "accounts": "account", "leads": "lead"}
@@ -89,7 +91,9 @@ def show_record(request: AppRequest, section: str, record_id: int) -> Response:
     record = _record_or_404(request, section, record_id)
     emails = records.related_emails(request.db, SECTIONS[section], record_id)
     contacts = records.contacts_of(request.db, record_id) if section == "accounts" else []
-    return request.render("records/detail.html", **_context(section, record=record, emails=emails, contacts=contacts))
+    return request.render("records/detail.html", **_context(section, record=record, emails=emails, contacts=contacts,
+                                                            timeline=timeline(request.db, record),
+                                                            timeline_shown=TIMELINE_SHOWN))
 
 
 def edit_record(request: AppRequest, section: str, record_id: int) -> Response:
