@@ -1,6 +1,6 @@
 """The audit of erased people (an HMAC of each address, never the address).
 
-Revision ID: 0015
+Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-03 11:00:00
 """
@@ -8,7 +8,7 @@ Create Date: 2026-12-03 11:00:00
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015"
+revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None
