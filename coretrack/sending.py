@@ -205,14 +205,15 @@ def prepare(
     return Draft(subject, html, text, reply_to, recipients, files, send_at)
 
 
-def _check_buildable(draft: Draft, email: Email, public_url: str | None) -> None:
+def _check_buildable(draft: Draft, email: Email, public_url: str | None, settings: SettingsService) -> None:
     """Build the message with the sender's own code, so that nothing is saved that the worker
     could not send; ValidationError naming the field for whatever the checks above let through."""
     try:
         template = MessageTemplate(
             from_address=email.from_address, from_name=email.from_name, reply_to=draft.reply_to,
             subject=draft.subject, html=draft.html, text=draft.text, attachments=draft.attachments,
-            public_url=public_url,
+            public_url=public_url, unsubscribe_url=settings.get("public_url"),
+            unsubscribe_footer=settings.get("unsubscribe_footer"),
         )
     except MessageError as exc:
         if exc.field.startswith("from_"):  # not on the form: the settings hold them
@@ -235,7 +236,7 @@ def compose(session: Session, config: Config, sender: User, draft: Draft) -> Com
         from_address=settings.get("from_address"), from_name=settings.get("from_name"), reply_to=draft.reply_to,
         status="queued", tracking=settings.tracking_enabled, send_at=draft.send_at,
     )
-    _check_buildable(draft, email, settings.get("public_url") if email.tracking else None)
+    _check_buildable(draft, email, settings.get("public_url") if email.tracking else None, settings)
     for planned in draft.recipients:
         email.recipients.append(
             Recipient(
@@ -305,7 +306,8 @@ def message_template(session: Session, config: Config, email: Email) -> MessageT
     return MessageTemplate(
         from_address=email.from_address, from_name=email.from_name, reply_to=email.reply_to,
         subject=email.subject, html=email.html_body, text=email.text_body, attachments=files, public_url=public_url,
-        sendgrid_tag=settings.get("smtp_preset") == "sendgrid",
+        sendgrid_tag=settings.get("smtp_preset") == "sendgrid", unsubscribe_url=settings.get("public_url"),
+        unsubscribe_footer=settings.get("unsubscribe_footer"),
     )
 
 

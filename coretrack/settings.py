@@ -16,7 +16,7 @@ from typing import Literal, overload
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import legacy, localtime, secretbox, sendgrid, tokens
+from . import legacy, localtime, secretbox, sendgrid, tokens, unsubscribe
 from .config import Config, SmtpServer
 from .inputs import whole_number
 from .models import Setting, SettingChange
@@ -32,7 +32,7 @@ NumberKey = Literal["smtp_port", "smtp_connections", "page_size", "bounce_imap_p
 TextKey = Literal["ip_storage", "smtp_preset", "smtp_host", "smtp_security", "smtp_username", "smtp_password",
                   "from_address", "from_name", "public_url", "sendgrid_webhook_key", "bounce_address",
                   "bounce_imap_host", "bounce_imap_security", "bounce_imap_username", "bounce_imap_password",
-                  "bounce_imap_folder", "corebos_app_key", "time_zone"]
+                  "bounce_imap_folder", "corebos_app_key", "time_zone", "unsubscribe_footer"]
 Value = bool | int | str
 
 
@@ -101,6 +101,10 @@ DEFINITIONS: tuple[SettingDef, ...] = (
                minimum=1, maximum=MAX_SMTP_CONNECTIONS),
     SettingDef("from_address", "From address", "The sender address of every email.", "address", "Outgoing mail"),
     SettingDef("from_name", "From name", "The sender name shown by mail clients.", "text", "Outgoing mail"),
+    SettingDef("unsubscribe_footer", "Unsubscribe footer",
+               "The line every message ends with, before its recipient's unsubscribe link (HTML and text). "
+               "The link opens a page that opts the address out of email after one click.", "text",
+               "Outgoing mail"),
     SettingDef("public_url", "Public URL",
                "The address recipients reach coretrack at, including any prefix such as /crm. "
                "Tracking image links start with it.", "url", "General"),
@@ -168,6 +172,7 @@ class SettingsService:
             "smtp_connections": "1",
             "from_address": "crm@localhost",
             "from_name": "coretrack",
+            "unsubscribe_footer": unsubscribe.DEFAULT_FOOTER,
             "public_url": self.config.public_url,
             "page_size": "25",
             "time_zone": localtime.DEFAULT_ZONE,
@@ -283,7 +288,8 @@ class SettingsService:
             return value.rstrip("/")
         # The From name goes into every message's From header.
         clean = clean_mail_text if definition.key == "from_name" else clean_header_text
-        return clean(value, field=definition.label.lower(), max_length=200, required=definition.key == "smtp_host")
+        return clean(value, field=definition.label.lower(), max_length=500 if definition.key == "unsubscribe_footer"
+                     else 200, required=definition.key == "smtp_host")
 
     def update(self, submitted: Mapping[str, str | None], user_name: str,
                remove: Collection[str] = ()) -> list[SettingChange]:
