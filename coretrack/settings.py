@@ -32,7 +32,7 @@ NumberKey = Literal["smtp_port", "smtp_connections", "page_size", "bounce_imap_p
 TextKey = Literal["ip_storage", "smtp_preset", "smtp_host", "smtp_security", "smtp_username", "smtp_password",
                   "from_address", "from_name", "public_url", "sendgrid_webhook_key", "bounce_address",
                   "bounce_imap_host", "bounce_imap_security", "bounce_imap_username", "bounce_imap_password",
-                  "bounce_imap_folder", "corebos_app_key", "time_zone", "unsubscribe_footer"]
+                  "bounce_imap_folder", "corebos_app_key", "time_zone", "unsubscribe_footer", "retention_days"]
 Value = bool | int | str
 
 
@@ -41,7 +41,7 @@ class SettingDef:
     key: str
     label: str
     help: str
-    kind: str  # bool | int | text | choice | secret | address | url
+    kind: str  # bool | int | optional_days | text | choice | secret | address | url
     group: str
     choices: tuple[tuple[str, str], ...] = ()
     minimum: int = 0  # for kind int
@@ -63,6 +63,13 @@ DEFINITIONS: tuple[SettingDef, ...] = (
         "What to keep of the address that loaded the image, for each access event.", "choice", "Tracking",
         choices=(("truncated", "Truncated (/24 for IPv4, /48 for IPv6)"), ("full", "Full address"),
                  ("none", "Do not store")),
+    ),
+    # At least 2 days: SendGrid repeats a webhook delivery for 24 hours, and its events recognise repeats.
+    SettingDef(
+        "retention_days", "Keep access events for (days)",
+        "After this many days each image load's event (time, address, browser) is deleted by the worker's "
+        "daily task or 'coretrack purge'; the counts on recipients stay. Empty: kept forever.",
+        "optional_days", "Tracking", minimum=2, maximum=36500,
     ),
     SettingDef(
         "corebos_app_key", "coreBOS application key",
@@ -163,6 +170,7 @@ class SettingsService:
             "corebos_app_key": "",
             "corebos_tracking": "true",
             "ip_storage": "truncated",
+            "retention_days": "",
             "smtp_preset": "custom",
             "smtp_host": smtp.host,
             "smtp_port": str(smtp.port),
@@ -223,6 +231,11 @@ class SettingsService:
                           security=stored["bounce_imap_security"], username=stored["bounce_imap_username"],
                           password=self._decrypted(stored["bounce_imap_password"]))
 
+    def retention_days(self) -> int | None:
+        """How many days access events are kept (retention.purge), or None: forever."""
+        raw = self.get("retention_days")
+        return int(raw) if raw else None
+
     @property
     def tracking_enabled(self) -> bool:
         return not self.get("tracking_disabled")
@@ -262,6 +275,8 @@ class SettingsService:
             return "true" if value in ("on", "true", "1", "yes") else "false"
         if definition.kind == "int":
             return str(whole_number(value, definition.minimum, definition.maximum))
+        if definition.kind == "optional_days":  # empty: no limit
+            return str(whole_number(value, definition.minimum, definition.maximum)) if value else ""
         if definition.kind == "choice":
             if value not in dict(definition.choices):
                 raise ValueError("choose one of the options")
