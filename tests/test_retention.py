@@ -3,9 +3,14 @@ worker's daily task) while the counts on recipients stay; the period is an audit
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -130,3 +135,20 @@ def test_the_worker_task_purges_at_start_and_then_each_interval(app, db, recipie
         watch.join(5)
     assert not watch.is_alive()
     assert db.scalar(select(func.count()).select_from(Recipient)) == 1
+
+
+def test_the_worker_command_purges_beside_sending(app, db, recipient):
+    keep_for(app, db, "30")
+    env = {**os.environ, "CORETRACK_HOME": str(app.config.home), "CORETRACK_PUBLIC_URL": PUBLIC_URL}
+    worker = subprocess.Popen([str(Path(sys.prefix) / "bin" / "coretrack"), "worker", "--interval", "0.2"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while events(db, AccessEvent) != [0, 10] and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        output = worker.communicate(timeout=30)[0]
+    assert worker.returncode == 0, output
+    assert events(db, AccessEvent) == [0, 10]
+    assert events(db, DeliveryEvent) == [0, 10]
