@@ -210,7 +210,7 @@ class CoreTrack:
                 if request.__dict__.get("db") is not None:
                     request.db.rollback()
                 response = self.error_response(request, error)
-            if not request.public:
+            if not request.public or response.mimetype == "text/html":  # a public page too (unsubscribe)
                 response.headers.update(SECURITY_HEADERS)
                 response.headers.update(PRIVATE_HEADERS)
             return response(environ, start_response)

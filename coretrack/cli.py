@@ -170,6 +170,7 @@ def worker(once: bool, interval: float) -> None:
     import threading
 
     from .bounces import watch_mailbox
+    from .retention import watch_retention
     from .tracking import Tracker
     from .worker import run_worker
 
@@ -188,6 +189,9 @@ def worker(once: bool, interval: float) -> None:
         # The bounce mailbox, every few minutes while one is configured.
         watches.append(threading.Thread(target=watch_mailbox, args=(make_session_factory(engine), config, stop),
                                         name="coretrack-bounces"))
+        # Events past the retention period, once a day.
+        watches.append(threading.Thread(target=watch_retention, args=(make_session_factory(engine), config, stop),
+                                        name="coretrack-retention"))
     for watch in watches:
         watch.start()
     try:
@@ -215,6 +219,25 @@ def bounces() -> None:
     finally:
         engine.dispose()
     click.echo(str(report))
+
+
+@main.command()
+def purge() -> None:
+    """Delete access and click events older than the retention period (settings: Tracking); the
+    counts on recipients stay.  The worker does it once a day."""
+    from .retention import purge as purge_events
+
+    config = load_config()
+    engine = make_engine(config.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            deleted = purge_events(session, config)
+    finally:
+        engine.dispose()
+    if deleted is None:
+        click.echo("no retention period set: every event is kept")
+    else:
+        click.echo(" ".join(f"{table}={count}" for table, count in deleted.items()))
 
 
 def _stop_on_signals() -> threading.Event:

@@ -54,7 +54,7 @@ def make_engine(url: str, *, fail_fast: bool = False) -> Engine:
 
 
 def changed_rows(session: Session, statement: Executable) -> int:
-    """Runs an UPDATE without refreshing the session's objects; how many rows it changed."""
+    """Runs an UPDATE or DELETE without refreshing the session's objects; how many rows it changed."""
     result = session.execute(statement, execution_options={"synchronize_session": False})
     return cast("CursorResult[Any]", result).rowcount
 

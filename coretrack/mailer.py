@@ -3,11 +3,12 @@
 Building and serialising an ``EmailMessage`` per recipient is the slow part
 of a large send (scripts/bench-mime times it against this template), so
 ``MessageTemplate`` serialises the message once, with a random placeholder
-where the tracking token goes, and ``render`` only puts the per-recipient
-headers (To, Date, Message-ID) in front and the token into the placeholder.
-Tokens have a fixed length and an alphabet that quoted-printable leaves as
-is, so the swap keeps every line as long as it was; a soft line break
-(``=\\r\\n``) may fall inside the placeholder and is kept.
+wherever the recipient's token goes (the tracking image, the unsubscribe link
+in both bodies and the List-Unsubscribe header), and ``render`` only puts the
+per-recipient headers (To, Date, Message-ID) in front and the token into every
+placeholder.  Tokens have a fixed length and an alphabet that quoted-printable
+leaves as is, so the swap keeps every line as long as it was; a soft line
+break (``=\\r\\n``) may fall inside a placeholder and is kept.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import cast
 
 from . import sendgrid, tokens
 from .tracking import TRACK_ACCESS_PATH
+from .unsubscribe import UNSUBSCRIBE_PATH
 from .validation import clean_address, mail_problem, text_problem
 
 SMTP_POLICY = policy.SMTP
@@ -88,6 +90,20 @@ class AttachmentData:
 def tracking_image(public_url: str, token: str) -> str:
     url = f"{public_url.rstrip('/')}{TRACK_ACCESS_PATH}?t={token}"
     return f'<img src="{html_lib.escape(url)}" width="1" height="1" alt="">'
+
+
+def unsubscribe_link(public_url: str, token: str) -> str:
+    return f"{public_url.rstrip('/')}{UNSUBSCRIBE_PATH}?t={token}"
+
+
+def add_unsubscribe_footer(html: str, text: str, footer: str, url: str) -> tuple[str, str]:
+    """Both bodies with the footer and the unsubscribe link at their end (an empty text body is made
+    from the HTML when the message is built, footer and link included)."""
+    html = insert_at_end(html, f'\n<p class="unsubscribe" style="font-size:small;color:#666">'
+                               f'{html_lib.escape(footer)} <a href="{html_lib.escape(url)}">Unsubscribe</a></p>\n')
+    if text.strip():
+        text = text.rstrip("\n") + f"\n\n{footer}\n{url}\n"
+    return html, text
 
 
 def insert_image(html: str, image: str) -> str:
@@ -186,15 +202,24 @@ class MessageTemplate:
         attachments: tuple[AttachmentData, ...] | list[AttachmentData] = (),
         public_url: str | None = None,
         sendgrid_tag: bool = False,
+        unsubscribe_url: str | None = None,
+        unsubscribe_footer: str = "",
     ):
         """``public_url`` None means tracking is off for this email: no image at all.  ``sendgrid_tag``:
-        each message names its recipient's token in X-SMTPAPI, for SendGrid's events."""
+        each message names its recipient's token in X-SMTPAPI, for SendGrid's events.
+        ``unsubscribe_url`` (the install's public URL): each message carries its recipient's signed
+        unsubscribe link after ``unsubscribe_footer`` in both bodies, and in List-Unsubscribe with
+        List-Unsubscribe-Post (RFC 8058 one-click)."""
         self.domain = from_address.rpartition("@")[2]
         self.sendgrid_tag = sendgrid_tag
         self.placeholder = None
-        if public_url is not None:
+        if public_url is not None or unsubscribe_url is not None:
             # Random, so it cannot already be in the HTML; its QP form is itself.
             self.placeholder = "".join(secrets.choice(_ALPHABET) for _ in range(tokens.TOKEN_LENGTH))
+        if unsubscribe_url is not None and self.placeholder:
+            html, text = add_unsubscribe_footer(html, text, unsubscribe_footer,
+                                                unsubscribe_link(unsubscribe_url, self.placeholder))
+        if public_url is not None and self.placeholder:
             html = insert_image(html, tracking_image(public_url, self.placeholder))
 
         message = EmailMessage(policy=SMTP_POLICY)
@@ -225,15 +250,19 @@ class MessageTemplate:
             if part is not message:
                 del part["MIME-Version"]  # only the top level carries it
         self.body = message.as_bytes(policy=SMTP_POLICY)
-        self._slot = self._find_placeholder(self.placeholder) if self.placeholder else None
+        if unsubscribe_url is not None and self.placeholder:
+            # Written as is, never folded: the URL has no spaces and stays far below 998 characters.
+            self.body = (f"List-Unsubscribe: <{unsubscribe_link(unsubscribe_url, self.placeholder)}>\r\n"
+                         "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n").encode("ascii") + self.body
+        self._slots = self._find_placeholders(self.placeholder) if self.placeholder else []
 
-    def _find_placeholder(self, placeholder: str) -> re.Match[bytes]:
+    def _find_placeholders(self, placeholder: str) -> list[re.Match[bytes]]:
         soft_break = rb"(?:=\r?\n)?"
         pattern = soft_break.join(re.escape(char.encode("ascii")) for char in placeholder)
         matches = list(re.finditer(pattern, self.body))
-        if len(matches) != 1:
-            raise RuntimeError("tracking placeholder not found exactly once in the serialised message")
-        return matches[0]
+        if not matches:
+            raise RuntimeError("token placeholder not found in the serialised message")
+        return matches
 
     def to_header(self, address: str, name: str = "") -> str:
         """The folded To header; MessageError when the recipient's name or address cannot go into it."""
@@ -257,18 +286,21 @@ class MessageTemplate:
             + f"Date: {format_datetime(datetime.now(UTC))}\r\n"
             + f"Message-ID: <{secrets.token_hex(16)}@{self.domain}>\r\n"
         ).encode("ascii")
-        if self._slot is None and not self.sendgrid_tag:
+        if not self._slots and not self.sendgrid_tag:
             return headers + self.body
         if token is None or len(token) != tokens.TOKEN_LENGTH or not tokens.TOKEN_ALPHABET.issuperset(token):
             raise ValueError("a tracking token of the fixed length and alphabet is required")
         if self.sendgrid_tag:
             headers += sendgrid.smtpapi_header(token).encode("ascii")
-        if self._slot is None:
-            return headers + self.body
-        filled = iter(token.encode("ascii"))
-        # Each placeholder character becomes the token's; soft line breaks in between stay.
-        slot = bytes(next(filled) if byte in _PLACEHOLDER_BYTES else byte for byte in self._slot.group())
-        return headers + self.body[: self._slot.start()] + slot + self.body[self._slot.end() :]
+        parts, end = [headers], 0
+        for slot in self._slots:
+            filled = iter(token.encode("ascii"))
+            # Each placeholder character becomes the token's; soft line breaks in between stay.
+            parts += (self.body[end : slot.start()],
+                      bytes(next(filled) if byte in _PLACEHOLDER_BYTES else byte for byte in slot.group()))
+            end = slot.end()
+        parts.append(self.body[end:])
+        return b"".join(parts)
 
 
 _PLACEHOLDER_BYTES = frozenset(_ALPHABET.encode("ascii"))

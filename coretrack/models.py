@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     false,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -116,6 +117,8 @@ class Contact(Base):
     # When and why the opt-out was set (records.opt_out): an unsubscribe, a bounce, a complaint, staff.
     email_opt_out_at: Mapped[datetime | None] = mapped_column(DateTime)
     email_opt_out_reason: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    # No tracking image (nor rewritten links) in email to them; still sent and counted as sent.
+    do_not_track: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     account: Mapped[Account | None] = relationship(back_populates="contacts")
@@ -140,6 +143,8 @@ class Lead(Base):
     # When and why the opt-out was set (records.opt_out): an unsubscribe, a bounce, a complaint, staff.
     email_opt_out_at: Mapped[datetime | None] = mapped_column(DateTime)
     email_opt_out_reason: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    # No tracking image (nor rewritten links) in email to them; still sent and counted as sent.
+    do_not_track: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     record_type = "lead"
@@ -230,6 +235,9 @@ class Recipient(Base):
     lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"))
     # Signed, random: see coretrack.tokens.  Unique so a hit finds one row by index.
     token: Mapped[str] = mapped_column(String(64), unique=True)
+    # Whether this recipient's message carries the tracking image (and rewritten links), decided once
+    # when the email is composed (sending.is_tracked); sent either way.
+    tracked: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # pending -> sending -> sent | failed; pending -> cancelled; skipped (opted out) never leaves.
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     reply: Mapped[str] = mapped_column(Text, default="")

@@ -38,14 +38,17 @@ class FieldDef:
 _EMAIL = FieldDef("email", "Email", "email", max_length=254)
 _PHONE = FieldDef("phone", "Phone", max_length=64)
 _OPT_OUT = FieldDef("email_opt_out", "Email opt-out", "checkbox")
+# No tracking image (nor rewritten links) in email to this person: sent and counted as sent all the same.
+_DO_NOT_TRACK = FieldDef("do_not_track", "Do not track", "checkbox")
 _FIRST_NAME = FieldDef("first_name", "First name", required=True, max_length=100)
 _LAST_NAME = FieldDef("last_name", "Last name", required=True, max_length=100)
 
 FIELDS: dict[str, tuple[FieldDef, ...]] = {
-    "contact": (_FIRST_NAME, _LAST_NAME, _EMAIL, _PHONE, FieldDef("account", "Account", "account"), _OPT_OUT),
+    "contact": (_FIRST_NAME, _LAST_NAME, _EMAIL, _PHONE, FieldDef("account", "Account", "account"), _OPT_OUT,
+                _DO_NOT_TRACK),
     "account": (FieldDef("name", "Name", required=True), _EMAIL, _PHONE, FieldDef("website", "Website", "url"),
                 _OPT_OUT),
-    "lead": (_FIRST_NAME, _LAST_NAME, FieldDef("company", "Company"), _EMAIL, _PHONE, _OPT_OUT),
+    "lead": (_FIRST_NAME, _LAST_NAME, FieldDef("company", "Company"), _EMAIL, _PHONE, _OPT_OUT, _DO_NOT_TRACK),
 }
 NOUNS = {"contact": ("contact", "contacts"), "account": ("account", "accounts"), "lead": ("lead", "leads")}
 

@@ -63,6 +63,7 @@ class PlannedRecipient:
     kind: str
     record: Record | None = None
     skip_reason: str = ""
+    do_not_track: bool = False  # a record with the address asks not to be tracked
 
 
 @dataclass
@@ -76,6 +77,7 @@ class Draft:
     recipients: list[PlannedRecipient]
     attachments: list[AttachmentData]
     send_at: datetime | None = None  # UTC; None: now
+    track: bool = True  # False: "Don't track this email" (no recipient's message is tracked)
 
     @property
     def skipped(self) -> list[PlannedRecipient]:
@@ -111,6 +113,7 @@ def _resolve(session: Session, entry: str, kind: str) -> PlannedRecipient:
     if found is not None:
         address = clean_address(found.address)
         record, name, opted_out = found.record, found.display_name, found.record.email_opt_out
+        do_not_track = _do_not_track(found.record)
     else:
         address = clean_address(entry)
         # A typed address that belongs to a record is linked to it, and respects its opt-out.
@@ -118,12 +121,24 @@ def _resolve(session: Session, entry: str, kind: str) -> PlannedRecipient:
         record = matches[0] if matches else None
         name = record.display_name if record else ""
         opted_out = any(each.email_opt_out for each in matches)
+        do_not_track = any(_do_not_track(each) for each in matches)
     name = _one_line(name)
     problem = mail_problem(name)
     if problem and record is not None:  # only a record gives a name
         raise ValueError(f"{entry}: the name {name!r} of {record.record_type} {record.id} cannot be put in an "
                          f"email ({problem}); correct the record")
-    return PlannedRecipient(address, name, kind, record, OPTED_OUT if opted_out else "")
+    return PlannedRecipient(address, name, kind, record, OPTED_OUT if opted_out else "", do_not_track)
+
+
+def _do_not_track(record: Record) -> bool:
+    return isinstance(record, Contact | Lead) and record.do_not_track  # accounts have no such flag
+
+
+def is_tracked(email: Email, planned: PlannedRecipient) -> bool:
+    """Whether this recipient's message carries the tracking image (and, where links are rewritten,
+    rewritten links): the one decision, made when the email is composed and kept as Recipient.tracked.
+    Tracking on for the install and this email, and no record with the address asking not to be."""
+    return email.tracking and not planned.do_not_track
 
 
 def clean_filename(name: str) -> str:
@@ -146,6 +161,7 @@ def prepare(
     attachments: Iterable[tuple[str, str, bytes]] = (),
     signature_html: str = "",
     send_at: datetime | None = None,
+    track: bool = True,
 ) -> Draft:
     """Validate and resolve an email without saving anything; ValidationError lists every problem.
     A signature (the sender's, already sanitised) goes at the end of both bodies; ``send_at`` (UTC)
@@ -202,17 +218,18 @@ def prepare(
     text = text or ""
     if signature_html.strip():
         html, text = add_signature(html, text, signature_html)
-    return Draft(subject, html, text, reply_to, recipients, files, send_at)
+    return Draft(subject, html, text, reply_to, recipients, files, send_at, track)
 
 
-def _check_buildable(draft: Draft, email: Email, public_url: str | None) -> None:
+def _check_buildable(draft: Draft, email: Email, public_url: str | None, settings: SettingsService) -> None:
     """Build the message with the sender's own code, so that nothing is saved that the worker
     could not send; ValidationError naming the field for whatever the checks above let through."""
     try:
         template = MessageTemplate(
             from_address=email.from_address, from_name=email.from_name, reply_to=draft.reply_to,
             subject=draft.subject, html=draft.html, text=draft.text, attachments=draft.attachments,
-            public_url=public_url,
+            public_url=public_url, unsubscribe_url=settings.get("public_url"),
+            unsubscribe_footer=settings.get("unsubscribe_footer"),
         )
     except MessageError as exc:
         if exc.field.startswith("from_"):  # not on the form: the settings hold them
@@ -233,9 +250,9 @@ def compose(session: Session, config: Config, sender: User, draft: Draft) -> Com
     email = Email(
         subject=draft.subject, html_body=draft.html, text_body=draft.text, sender_id=sender.id,
         from_address=settings.get("from_address"), from_name=settings.get("from_name"), reply_to=draft.reply_to,
-        status="queued", tracking=settings.tracking_enabled, send_at=draft.send_at,
+        status="queued", tracking=settings.tracking_enabled and draft.track, send_at=draft.send_at,
     )
-    _check_buildable(draft, email, settings.get("public_url") if email.tracking else None)
+    _check_buildable(draft, email, settings.get("public_url") if email.tracking else None, settings)
     for planned in draft.recipients:
         email.recipients.append(
             Recipient(
@@ -244,6 +261,7 @@ def compose(session: Session, config: Config, sender: User, draft: Draft) -> Com
                 account_id=planned.record.id if isinstance(planned.record, Account) else None,
                 lead_id=planned.record.id if isinstance(planned.record, Lead) else None,
                 status="skipped" if planned.skip_reason else "pending", reply=planned.skip_reason,
+                tracked=is_tracked(email, planned),
             )
         )
     written: list[Path] = []
@@ -289,10 +307,11 @@ class DeliveryReport:
         return self.sent + self.failed
 
 
-def message_template(session: Session, config: Config, email: Email) -> MessageTemplate:
-    """The email's MIME, or MessageError naming what cannot be put into a message."""
+def message_template(session: Session, config: Config, email: Email, tracked: bool = True) -> MessageTemplate:
+    """The email's MIME for its tracked recipients (or, ``tracked`` False, the others), or MessageError
+    naming what cannot be put into a message."""
     settings = SettingsService(session, config)
-    public_url = settings.get("public_url") if email.tracking else None
+    public_url = settings.get("public_url") if email.tracking and tracked else None
     files = []
     for attachment in email.attachments:
         try:
@@ -305,7 +324,8 @@ def message_template(session: Session, config: Config, email: Email) -> MessageT
     return MessageTemplate(
         from_address=email.from_address, from_name=email.from_name, reply_to=email.reply_to,
         subject=email.subject, html=email.html_body, text=email.text_body, attachments=files, public_url=public_url,
-        sendgrid_tag=settings.get("smtp_preset") == "sendgrid",
+        sendgrid_tag=settings.get("smtp_preset") == "sendgrid", unsubscribe_url=settings.get("public_url"),
+        unsubscribe_footer=settings.get("unsubscribe_footer"),
     )
 
 
@@ -362,10 +382,14 @@ def deliver(
         if email is None or not is_due(email.send_at):
             return report
         pending = select(Recipient.id).where(Recipient.email_id == email_id, Recipient.status == "pending")
-        template = None
+        templates = None
         if session.scalar(pending.limit(1)) is not None:
             try:
-                template = message_template(session, config, email)
+                templates = {True: message_template(session, config, email)}
+                templates[False] = templates[True]
+                if email.tracking and session.scalar(pending.where(~Recipient.tracked).limit(1)) is not None:
+                    # Recipients who asked not to be tracked: the same message without the image.
+                    templates[False] = message_template(session, config, email, tracked=False)
             except MessageError as exc:
                 # Saved before validation refused such values: this email fails, the others go on.
                 report.failed += _end_pending(session, email_id, status="failed", reply=f"not sent: {exc}",
@@ -373,12 +397,12 @@ def deliver(
         settings = SettingsService(session, config)
         server, connections = settings.smtp_server(), settings.get("smtp_connections")
         from_address, bounce_address = email.from_address, settings.get("bounce_address")
-    if template is not None:
+    if templates is not None:
         with ExitStack() as closing:
             if pool is None:
                 pool = closing.enter_context(SmtpPool())
             senders = pool.senders_for(server, connections)
-            delivery = _Delivery(session_factory, email_id, from_address, bounce_address, template, limit,
+            delivery = _Delivery(session_factory, email_id, from_address, bounce_address, templates, limit,
                                  on_progress, stop or threading.Event())
             for part in delivery.run(senders):
                 report.sent += part.sent
@@ -400,10 +424,10 @@ _RECORD = update(_RECIPIENTS).where(_RECIPIENTS.c.id == bindparam("rid")).values
     status=bindparam("new_status"), reply=bindparam("new_reply"), attempts=_RECIPIENTS.c.attempts + 1)
 _RECORD_SENT = _RECORD.values(sent_at=bindparam("new_sent_at"))
 
-Claimed = tuple[int, str, str, str]  # a claimed recipient: id, address, name, token
+Claimed = tuple[int, str, str, str, bool]  # a claimed recipient: id, address, name, token, tracked
 
 
-def _claim_statement() -> ReturningUpdate[tuple[int, str, str, str]]:
+def _claim_statement() -> ReturningUpdate[tuple[int, str, str, str, bool]]:
     # Materialized: PostgreSQL may otherwise run a LIMIT subquery once per row it updates, and
     # claim more than the batch.
     pending = _RECIPIENTS.alias("pending")
@@ -412,7 +436,8 @@ def _claim_statement() -> ReturningUpdate[tuple[int, str, str, str]]:
                   .cte("candidates").prefix_with("MATERIALIZED"))
     return (update(_RECIPIENTS).where(_RECIPIENTS.c.id.in_(select(candidates.c.id)), _RECIPIENTS.c.status == "pending")
             .values(status="sending", claimed_at=bindparam("now"))
-            .returning(_RECIPIENTS.c.id, _RECIPIENTS.c.address, _RECIPIENTS.c.name, _RECIPIENTS.c.token))
+            .returning(_RECIPIENTS.c.id, _RECIPIENTS.c.address, _RECIPIENTS.c.name, _RECIPIENTS.c.token,
+                       _RECIPIENTS.c.tracked))
 
 
 # Built once: the worker runs them for every batch.
@@ -433,7 +458,7 @@ def claim_batch(session: Session, email_id: int, size: int) -> list[Claimed]:
     if claimed:
         connection.execute(_EMAIL_SENDING, {"eid": email_id})
     session.commit()
-    return sorted((row.id, row.address, row.name, row.token) for row in claimed)
+    return sorted((row.id, row.address, row.name, row.token, row.tracked) for row in claimed)
 
 
 @dataclass
@@ -444,7 +469,7 @@ class _Delivery:
     email_id: int
     from_address: str
     bounce_address: str  # "": bounces go to the From address
-    template: MessageTemplate
+    templates: dict[bool, MessageTemplate]  # by Recipient.tracked
     limit: int | None  # recipients still to claim (None: all)
     on_progress: Callable[[int], None] | None
     stop: threading.Event
@@ -518,7 +543,7 @@ class _Delivery:
         cursor = connection.connection.cursor()
         status_of = _STATUS_OF.replace("?", "%s") if connection.dialect.paramstyle != "qmark" else _STATUS_OF
         try:
-            for recipient_id, address, name, token in batch:
+            for recipient_id, address, name, token, tracked in batch:
                 # (One message at least per batch, so a slow server still gets them all in the end.)
                 if self.stop.is_set() or (handled and time.monotonic() - started > HOLD_CLAIM_SECONDS):
                     break
@@ -529,7 +554,8 @@ class _Delivery:
                     continue
                 # The envelope sender: each recipient's own signed return path when bounces are read.
                 return_path = verp_address(self.bounce_address, token) if self.bounce_address else self.from_address
-                outcome = _send_one(sender, self.template, return_path, recipient_id, address, name, token)
+                outcome = _send_one(sender, self.templates[tracked], return_path, recipient_id, address, name,
+                                    token)
                 outcomes.append(outcome)
                 if outcome["new_status"] == "sent":
                     report.sent += 1

@@ -16,7 +16,7 @@ from typing import Literal, overload
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import legacy, localtime, secretbox, sendgrid, tokens
+from . import legacy, localtime, secretbox, sendgrid, tokens, unsubscribe
 from .config import Config, SmtpServer
 from .inputs import whole_number
 from .models import Setting, SettingChange
@@ -32,7 +32,7 @@ NumberKey = Literal["smtp_port", "smtp_connections", "page_size", "bounce_imap_p
 TextKey = Literal["ip_storage", "smtp_preset", "smtp_host", "smtp_security", "smtp_username", "smtp_password",
                   "from_address", "from_name", "public_url", "sendgrid_webhook_key", "bounce_address",
                   "bounce_imap_host", "bounce_imap_security", "bounce_imap_username", "bounce_imap_password",
-                  "bounce_imap_folder", "corebos_app_key", "time_zone"]
+                  "bounce_imap_folder", "corebos_app_key", "time_zone", "unsubscribe_footer", "retention_days"]
 Value = bool | int | str
 
 
@@ -41,7 +41,7 @@ class SettingDef:
     key: str
     label: str
     help: str
-    kind: str  # bool | int | text | choice | secret | address | url
+    kind: str  # bool | int | optional_days | text | choice | secret | address | url
     group: str
     choices: tuple[tuple[str, str], ...] = ()
     minimum: int = 0  # for kind int
@@ -63,6 +63,13 @@ DEFINITIONS: tuple[SettingDef, ...] = (
         "What to keep of the address that loaded the image, for each access event.", "choice", "Tracking",
         choices=(("truncated", "Truncated (/24 for IPv4, /48 for IPv6)"), ("full", "Full address"),
                  ("none", "Do not store")),
+    ),
+    # At least 2 days: SendGrid repeats a webhook delivery for 24 hours, and its events recognise repeats.
+    SettingDef(
+        "retention_days", "Keep access events for (days)",
+        "After this many days each image load's event (time, address, browser) is deleted by the worker's "
+        "daily task or 'coretrack purge'; the counts on recipients stay. Empty: kept forever.",
+        "optional_days", "Tracking", minimum=2, maximum=36500,
     ),
     SettingDef(
         "corebos_app_key", "coreBOS application key",
@@ -101,6 +108,10 @@ DEFINITIONS: tuple[SettingDef, ...] = (
                minimum=1, maximum=MAX_SMTP_CONNECTIONS),
     SettingDef("from_address", "From address", "The sender address of every email.", "address", "Outgoing mail"),
     SettingDef("from_name", "From name", "The sender name shown by mail clients.", "text", "Outgoing mail"),
+    SettingDef("unsubscribe_footer", "Unsubscribe footer",
+               "The line every message ends with, before its recipient's unsubscribe link (HTML and text). "
+               "The link opens a page that opts the address out of email after one click.", "text",
+               "Outgoing mail"),
     SettingDef("public_url", "Public URL",
                "The address recipients reach coretrack at, including any prefix such as /crm. "
                "Tracking image links start with it.", "url", "General"),
@@ -159,6 +170,7 @@ class SettingsService:
             "corebos_app_key": "",
             "corebos_tracking": "true",
             "ip_storage": "truncated",
+            "retention_days": "",
             "smtp_preset": "custom",
             "smtp_host": smtp.host,
             "smtp_port": str(smtp.port),
@@ -168,6 +180,7 @@ class SettingsService:
             "smtp_connections": "1",
             "from_address": "crm@localhost",
             "from_name": "coretrack",
+            "unsubscribe_footer": unsubscribe.DEFAULT_FOOTER,
             "public_url": self.config.public_url,
             "page_size": "25",
             "time_zone": localtime.DEFAULT_ZONE,
@@ -218,6 +231,11 @@ class SettingsService:
                           security=stored["bounce_imap_security"], username=stored["bounce_imap_username"],
                           password=self._decrypted(stored["bounce_imap_password"]))
 
+    def retention_days(self) -> int | None:
+        """How many days access events are kept (retention.purge), or None: forever."""
+        raw = self.get("retention_days")
+        return int(raw) if raw else None
+
     @property
     def tracking_enabled(self) -> bool:
         return not self.get("tracking_disabled")
@@ -257,6 +275,8 @@ class SettingsService:
             return "true" if value in ("on", "true", "1", "yes") else "false"
         if definition.kind == "int":
             return str(whole_number(value, definition.minimum, definition.maximum))
+        if definition.kind == "optional_days":  # empty: no limit
+            return str(whole_number(value, definition.minimum, definition.maximum)) if value else ""
         if definition.kind == "choice":
             if value not in dict(definition.choices):
                 raise ValueError("choose one of the options")
@@ -283,7 +303,8 @@ class SettingsService:
             return value.rstrip("/")
         # The From name goes into every message's From header.
         clean = clean_mail_text if definition.key == "from_name" else clean_header_text
-        return clean(value, field=definition.label.lower(), max_length=200, required=definition.key == "smtp_host")
+        return clean(value, field=definition.label.lower(), max_length=500 if definition.key == "unsubscribe_footer"
+                     else 200, required=definition.key == "smtp_host")
 
     def update(self, submitted: Mapping[str, str | None], user_name: str,
                remove: Collection[str] = ()) -> list[SettingChange]:

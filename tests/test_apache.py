@@ -242,6 +242,72 @@ def test_a_signed_sendgrid_event_goes_through_apache_anonymously(apache):
         assert session.get(Recipient, recipient.id).delivery_status == "delivered"
 
 
+UNSUBSCRIBE = "/email/unsubscribe"
+# Anonymous requests around the unsubscribe page: GET, HEAD and POST of the exact path reach it
+# ("page": its neutral answer to a missing token), nothing else does.
+UNSUBSCRIBE_TRICKY = [
+    ("GET", "{u}/", "refused"),
+    ("GET", "{u}x", "refused"),
+    ("GET", "{u}.php", "refused"),
+    ("GET", "{u}%2f", "refused"),
+    ("GET", "{u}%2Fx", "refused"),
+    ("GET", "{u};x=1", "refused"),
+    ("GET", "{u}%00", "refused"),
+    ("GET", "{u}/../../emails", "refused"),
+    ("POST", "{u}/", "refused"),
+    ("POST", "{u}.bak", "refused"),
+    ("GET", "{p}/email/Unsubscribe", "refused"),
+    ("GET", "{p}/EMAIL/unsubscribe", "refused"),
+    ("GET", "{p}/email/", "refused"),
+    ("GET", "{p}/email", "refused"),
+    ("GET", "{p}/emails/unsubscribe", "refused"),
+    ("GET", "{p}/email/unsubscribe\\..\\emails", "refused"),
+    ("GET", "{p}/emails?x=/email/unsubscribe", "refused"),
+    ("PUT", "{u}", "refused"),
+    ("DELETE", "{u}", "refused"),
+    ("PATCH", "{u}", "refused"),
+    ("OPTIONS", "{u}", "refused"),
+    ("GET", "{u}", "page"),
+    ("HEAD", "{u}", "page"),
+    ("POST", "{u}", "page"),
+    ("GET", "{u}?t=../../emails", "page"),
+    ("GET", "{p}//email//unsubscribe", "either"),
+    ("GET", "{p}/./email/unsubscribe", "either"),
+    ("POST", "{p}/x/../email/unsubscribe", "either"),
+    ("GET", "{p}/email/unsubscrib%65", "either"),
+]
+
+
+def test_tricky_anonymous_paths_reach_nothing_but_the_unsubscribe_page(apache):
+    extra = [("GET", UNSUBSCRIBE, "refused"), ("POST", UNSUBSCRIBE, "refused")] if apache.prefix else []
+    wrong = []
+    for method, template, expected in UNSUBSCRIBE_TRICKY + extra:
+        path = template.format(u=apache.prefix + UNSUBSCRIBE, p=apache.prefix)
+        reply = apache.request(method, path, body=b"List-Unsubscribe=One-Click",
+                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+        page = reply.status == 400 and reply.from_app and (method == "HEAD" or b"This link does not work" in reply.body)
+        refused = reply.status in (400, 401, 403, 404, 405, 501) and not reply.from_app
+        if not {"page": page, "refused": refused, "either": page or refused}[expected]:
+            wrong.append(f"{method} {path} -> {reply.status} {reply.body[:80]!r}")
+    assert wrong == []
+
+
+def test_a_one_click_unsubscribe_goes_through_apache_anonymously(apache):
+    from coretrack.models import Contact
+
+    recipient = make_recipient(apache)
+    with apache.session() as session:
+        session.add(Contact(first_name="Rea", last_name="Der", email=recipient.address))
+        session.commit()
+    path = f"{apache.prefix}{UNSUBSCRIBE}?t={recipient.token}"
+    assert apache.request("GET", path).status == 200
+    reply = apache.request("POST", path, body=b"List-Unsubscribe=One-Click",
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert reply.status == 200 and b"You are unsubscribed" in reply.body
+    with apache.session() as session:
+        assert session.scalar(select(Contact).where(Contact.email == recipient.address)).email_opt_out
+
+
 def test_with_apache_auth_removed_the_app_still_refuses_anonymous_requests():
     server = ApacheServer("site", "/crm", auth_removed=True)
     try:

@@ -49,6 +49,7 @@ def _recipient(recipient: Recipient) -> dict[str, Any]:
         "delivery_status": recipient.delivery_status,
         "delivery_detail": recipient.delivery_detail,
         "delivery_at": _time(recipient.delivery_at),
+        "tracked": recipient.tracked,
         "access_count": recipient.access_count,
         "first_access": _time(recipient.first_access),
         "last_access": _time(recipient.last_access),
@@ -126,6 +127,13 @@ def _text(body: dict[str, Any], key: str) -> str:
     return value
 
 
+def _flag(body: dict[str, Any], key: str, default: bool = True) -> bool:
+    value = body.get(key, default)
+    if not isinstance(value, bool):
+        raise ValidationError({key: "must be true or false"})
+    return value
+
+
 def _draft(request: AppRequest) -> sending.Draft:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
@@ -139,7 +147,7 @@ def _draft(request: AppRequest) -> sending.Draft:
     return sending.prepare(
         request.db, subject=_text(body, "subject"), html=_text(body, "html"), text=_text(body, "text"),
         reply_to=_text(body, "reply_to"), to=_addresses(body, "to"), cc=_addresses(body, "cc"),
-        bcc=_addresses(body, "bcc"), send_at=send_at,
+        bcc=_addresses(body, "bcc"), send_at=send_at, track=_flag(body, "track"),
     )
 
 

@@ -16,7 +16,7 @@ from ..models import EMAIL_STATUSES, RECORD_TYPES, Attachment, Email
 from ..paging import page_number, paginate
 from ..validation import ValidationError
 
-COMPOSE_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "html", "text", "signature", "send_at")
+COMPOSE_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "html", "text", "signature", "send_at", "dont_track")
 # Served as a download, never rendered: these could run script on our origin.
 ACTIVE_CONTENT_TYPES = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml"})
 
@@ -110,6 +110,7 @@ def _draft(request: AppRequest, values: dict[str, str]) -> sending.Draft:
             bcc=sending.split_addresses(values["bcc"]), subject=values["subject"], html=values["html"],
             text=values["text"], reply_to=values["reply_to"], attachments=_uploads(request),
             signature_html=request.user.signature_html if values["signature"] else "", send_at=send_at,
+            track=not values["dont_track"],
         )
     except ValidationError as exc:
         raise ValidationError({**exc.errors, **errors}) from None

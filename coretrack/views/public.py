@@ -10,9 +10,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .. import sendgrid
+from .. import sendgrid, tokens, unsubscribe
 from ..http import AppRequest, public
 from ..tracking import GIF, GIF_HEADERS, TRACK_ACCESS_PATH, Tracker, token_of_query
+from ..unsubscribe import UNSUBSCRIBE_PATH
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -72,7 +73,40 @@ def sendgrid_events(request: AppRequest) -> Response:
     return stored
 
 
+def _unsubscribe_page(request: AppRequest, state: str, status: int = 200) -> Response:
+    # "invalid" for a forged, mangled, missing or unknown token alike: a stranger learns nothing.
+    return request.render("public/unsubscribe.html", status=status, state=state, token=request.args.get("t", ""))
+
+
+@public
+def unsubscribe_form(request: AppRequest) -> Response:
+    """The link in the footer: a confirmation page with a button, and nothing changed (mail scanners
+    and link previews follow links).  Only the signature is checked: the page needs no database."""
+    if not tokens.verify(request.app.secret, request.args.get("t")):
+        return _unsubscribe_page(request, "invalid", 400)
+    return _unsubscribe_page(request, "confirm")
+
+
+@public
+def unsubscribe_now(request: AppRequest) -> Response:
+    """The confirmation button, and RFC 8058's one-click POST (body ``List-Unsubscribe=One-Click``) that
+    mail providers send on the recipient's behalf without cookies: it opts out at once.
+
+    The one public POST form, so no CSRF token (dispatch checks none for @public handlers): the mail
+    provider's request cannot carry one, and the signed per-recipient token is the authority.  A
+    forged request can only unsubscribe the address whose token it holds, which is what the token's
+    owner can do anyway."""
+    try:
+        done = unsubscribe.unsubscribe(request.db, request.app.secret, request.args.get("t"))
+    except DBAPIError:
+        request.db.rollback()
+        return _unsubscribe_page(request, "unavailable", 503)
+    return _unsubscribe_page(request, "done") if done else _unsubscribe_page(request, "invalid", 400)
+
+
 rules = [
     Rule(TRACK_ACCESS_PATH, endpoint="public.track_access", methods=sorted(IMAGE_METHODS)),
     Rule("/webhooks/sendgrid", endpoint="public.sendgrid_events", methods=["POST"]),
+    Rule(UNSUBSCRIBE_PATH, endpoint="public.unsubscribe_form", methods=["GET"]),  # and HEAD
+    Rule(UNSUBSCRIBE_PATH, endpoint="public.unsubscribe_now", methods=["POST"]),
 ]

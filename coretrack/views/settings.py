@@ -14,7 +14,8 @@ from ..settings import BY_KEY, DEFINITIONS, MASK, SettingDef, SettingsService
 from ..validation import ValidationError
 
 INPUT_TYPES = {"int": "number", "secret": "password", "address": "email", "optional_address": "email", "url": "url",
-               "text": "text", "ec_public_key": "text"}
+               "text": "text", "ec_public_key": "text",
+               "optional_days": "number"}
 
 
 @dataclass(frozen=True)

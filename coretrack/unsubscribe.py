@@ -1,0 +1,44 @@
+"""Unsubscribing: the signed link and the one-click List-Unsubscribe POST (RFC 8058) opt the
+recipient's address out of email.
+
+The recipient's own tracking token (tokens.py) identifies them: it is signed, so its MAC is
+checked before any database work, and nothing in it says who it belongs to.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import records, tokens
+from .models import Lead, Recipient
+
+UNSUBSCRIBE_PATH = "/email/unsubscribe"
+DEFAULT_FOOTER = "You are receiving this email because you are in our contacts. To receive no more email from us:"
+
+
+def reason(recipient: Recipient) -> str:
+    return f"unsubscribed with the link in email {recipient.email_id}"
+
+
+def recipient_of(session: Session, secret: bytes, token: object) -> Recipient | None:
+    """The recipient a signed token names, or None (forged, mangled, or its email deleted)."""
+    if not tokens.verify(secret, token):
+        return None
+    return session.scalar(select(Recipient).where(Recipient.token == token))
+
+
+def unsubscribe(session: Session, secret: bytes, token: object) -> bool:
+    """Opt out every record with the address of the recipient ``token`` names, and commit; False when
+    the token names no recipient (nothing changed).  Asking again changes nothing more."""
+    recipient = recipient_of(session, secret, token)
+    if recipient is None:
+        return False
+    records.opt_out_recipient(session, recipient, reason(recipient))
+    if recipient.record is None and not records.records_with_address(session, recipient.address):
+        # A typed address no record holds: a lead keeps the opt-out, which later sends respect.
+        lead = Lead(last_name=(recipient.name or recipient.address)[:100], email=recipient.address)
+        records.set_opt_out(lead, reason(recipient))
+        session.add(lead)
+    session.commit()
+    return True
