@@ -290,7 +290,7 @@ def test_numbers_are_ascii_digits_only_and_other_digits_get_a_clear_4xx(admin, d
                status=403)
     response = admin.post("/contacts/new", {"csrf_token": token, "first_name": "A", "last_name": "B",
                                             "account": "²"}, status=400)
-    assert response.html.select_one("#e-account").text == "choose an account from the list"
+    assert response.html.select_one("#e-account").text == "there is no account named '²': choose one from the list"
     assert "whole number" in admin.post(ada_email + "/retry", {"csrf_token": token, "recipient_id": "²"},
                                         status=400).text
     form = admin.get("/settings").forms["settings-form"]
