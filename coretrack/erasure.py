@@ -4,7 +4,8 @@ address goes, in one transaction, and the erasure is audited without keeping the
 Erased: the contacts, leads and accounts with that address; the address and name on every recipient
 row sent to it (the rows stay, so each email's and each report's counts stay right, under
 ERASED_ADDRESS); those recipients' access events and provider events (times, IPs, user agents); the
-sender notifications about them.  Recipients not yet sent to are cancelled.  The audit row keeps who,
+sender notifications about them.  Recipients not yet sent to are cancelled, and later email to the
+address is skipped (sending.compose asks ``erased``).  The audit row keeps who,
 when, how many of each, and an HMAC of the address under the install's key, so a later question "was
 this address erased?" can be answered without storing it.
 """
@@ -20,7 +21,6 @@ from sqlalchemy.orm import Session
 
 from .models import AccessEvent, DeliveryEvent, Erasure, Notification, Recipient, utcnow
 from .records import records_with_address
-from .sending import refresh_status
 from .validation import clean_address
 
 ERASED_ADDRESS = "erased@erased.invalid"  # RFC 2606: .invalid never delivers
@@ -79,13 +79,23 @@ def erase(session: Session, secret: bytes, address: str, user_name: str) -> Eras
                         records=counts.records, recipients=counts.recipients, events=counts.events))
     session.commit()
     session.expire_all()
+    from .sending import refresh_status  # (sending asks this module whom not to send to)
+
     for email_id in sorted(email_ids):
         refresh_status(session, email_id)  # an email whose last pending recipient was cancelled
     return counts
 
 
 def was_erased(session: Session, secret: bytes, address: str) -> bool:
-    return bool(session.scalar(select(func.count()).where(Erasure.address_digest == address_digest(secret, address))))
+    return bool(erased(session, secret, [address]))
+
+
+def erased(session: Session, secret: bytes, addresses: list[str]) -> set[str]:
+    """Those of ``addresses`` (as given) that belong to someone erased: sending skips them, so an
+    erased person's opt-out, gone with their records, does not let mail reach them again."""
+    digests = {address_digest(secret, address): address for address in addresses}
+    found = session.scalars(select(Erasure.address_digest).where(Erasure.address_digest.in_(sorted(digests))))
+    return {digests[digest] for digest in found}
 
 
 def history(session: Session, limit: int = 50) -> list[Erasure]:

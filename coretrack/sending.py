@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import cast
@@ -32,7 +32,7 @@ from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import ScalarSelect
 
-from . import records, tokens
+from . import erasure, records, tokens
 from .bounces import verp_address
 from .config import Config
 from .db import MAX_ID, changed_rows
@@ -45,6 +45,7 @@ from .validation import ValidationError, check_text, clean_address, clean_mail_t
 log = logging.getLogger(__name__)
 
 OPTED_OUT = "opted out of email"
+ERASED = "erased on request: not sent"
 INTERRUPTED = ("delivery unknown: the send was interrupted while this message was being handed to the mail "
                "server; it was not resent automatically to avoid a duplicate (retry to send it again)")
 # A claim older than this belongs to a process that died mid-send.
@@ -253,7 +254,10 @@ def compose(session: Session, config: Config, sender: User, draft: Draft) -> Com
         status="queued", tracking=settings.tracking_enabled and draft.track, send_at=draft.send_at,
     )
     _check_buildable(draft, email, settings.get("public_url") if email.tracking else None, settings)
+    gone = erasure.erased(session, secret, [planned.address for planned in draft.recipients])
     for planned in draft.recipients:
+        if planned.address in gone and not planned.skip_reason:
+            planned = replace(planned, skip_reason=ERASED)
         email.recipients.append(
             Recipient(
                 address=planned.address, name=planned.name, kind=planned.kind, token=tokens.new_token(secret),

@@ -150,3 +150,14 @@ def test_every_record_type_has_its_delete_confirmation(admin, db, section):
     record = records.create_record(db, section[:-1], values)
     page = admin.get(f"/{section}/{record.id}/delete")
     assert "No email was sent to it." in page.html.select_one("#impact").text
+
+
+def test_mail_to_an_erased_person_is_skipped_although_their_opt_out_went_with_them(app, db, users):
+    from coretrack import sending
+
+    add_contact(db, email_opt_out="yes")
+    erasure.erase(db, app.secret, "ann@example.test", "admin")
+    draft = sending.prepare(db, to=["Ann@Example.test", "bob@example.test"], subject="Again", html="<p>x</p>")
+    result = sending.compose(db, app.config, users["sam"], draft)
+    statuses = {recipient.address: (recipient.status, recipient.reply) for recipient in result.email.recipients}
+    assert statuses == {"Ann@Example.test": ("skipped", sending.ERASED), "bob@example.test": ("pending", "")}
