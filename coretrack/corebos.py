@@ -251,8 +251,8 @@ class Importer:
                  for row in self._read("SELECT crmid, activityid FROM vtiger_seactivityrel")}
         # A recipient per record an email was linked to or tracked for (an email deleted in coreBOS: none).
         pairs = sorted(pair for pair in links | counts.keys() | accesses.keys() if pair[1] in emails)
-        known_pairs = set(self.target.execute(select(Recipient.corebos_crmid, Recipient.corebos_mailid)
-                                              .where(Recipient.corebos_mailid.is_not(None))).tuples())
+        known = select(Recipient.corebos_crmid, Recipient.corebos_mailid).where(Recipient.corebos_mailid.is_not(None))
+        known_pairs = {(crmid, mailid) for crmid, mailid in self.target.execute(known)}
         new_events: Counter[str] = Counter()
         for crmid, mailid in self._stage("recipients", pairs):
             if (crmid, mailid) in known_pairs:

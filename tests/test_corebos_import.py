@@ -135,6 +135,8 @@ class CoreBOS:
         return self.server.url(self.name)
 
     def execute(self, statement: str, *rows: tuple) -> None:
+        if "%s" in statement and not rows:
+            return  # no rows to insert
         with self.server.admin(self.name) as connection, connection.cursor() as cursor:
             cursor.executemany(statement, rows) if rows else cursor.execute(statement)
 
@@ -285,13 +287,15 @@ def test_an_import_brings_every_live_record_email_and_count_and_a_second_run_add
     differ = sum(source.counts[pair] != source.accesses[pair] for pair in source.links)
     assert differ > 0
     assert f"(coreBOS's count kept): {differ}" in result.output
-    assert f"contacts: 80 in coreBOS, imported {len(source.live['contact'])} new" in result.output
+    live = len(source.live["contact"])
+    assert f"contacts: {live} in coreBOS, imported {live} new" in result.output
 
     again = cli("--from", source.url)
     assert again.exit_code == 0, again.output
     assert imported(db) == expected(source)
     for stage in ("accounts", "contacts", "leads", "emails", "recipients", "events"):
-        assert f"{stage}: " in again.output and "imported 0 new" in again.output.split(f"{stage}: ", 1)[1].split("\n")[0]
+        line = next(line for line in again.output.splitlines() if line.startswith(f"{stage}: ") and "new" in line)
+        assert line.endswith("imported 0 new"), line
 
 
 def test_a_second_run_adds_what_is_new_in_coreBOS_and_changes_nothing_else(cli, db, source):
@@ -317,7 +321,7 @@ def test_a_second_run_adds_what_is_new_in_coreBOS_and_changes_nothing_else(cli, 
 def test_a_dry_run_says_what_it_would_import_and_writes_nothing(cli, db, source):
     result = cli("--from", source.url, "--dry-run")
     assert result.exit_code == 0, result.output
-    assert f"emails: 42 in coreBOS, would import {len(source.emails)} new" in result.output
+    assert f"emails: {len(source.emails)} in coreBOS, would import {len(source.emails)} new" in result.output
     assert "dry run: nothing was written" in result.output
     assert imported(db)["pairs"] == set() and db.scalar(select(func.count(Contact.id))) == 0
 
