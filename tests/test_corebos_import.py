@@ -129,6 +129,7 @@ class CoreBOS:
     links: set[tuple[int, int]] = field(default_factory=set)
     counts: dict[tuple[int, int], int] = field(default_factory=dict)
     accesses: dict[tuple[int, int], int] = field(default_factory=dict)
+    connection: pymysql.Connection | None = None  # one for the test's writes (autocommit)
 
     @property
     def url(self) -> str:
@@ -137,7 +138,9 @@ class CoreBOS:
     def execute(self, statement: str, *rows: tuple) -> None:
         if "%s" in statement and not rows:
             return  # no rows to insert
-        with self.server.admin(self.name) as connection, connection.cursor() as cursor:
+        if self.connection is None:
+            self.connection = self.server.admin(self.name)
+        with self.connection.cursor() as cursor:
             cursor.executemany(statement, rows) if rows else cursor.execute(statement)
 
     def entity(self, setype: str, deleted: bool = False, description: str = "") -> int:
@@ -233,7 +236,9 @@ def source(mariadb, request):
     for index in range(40):
         crm.email(rng, rng.sample(everyone, rng.randint(1, 4)), deleted=index % 13 == 0)
     crm.email(rng, everyone[:3], kind="Call")
-    return crm
+    yield crm
+    if crm.connection is not None:
+        crm.connection.close()
 
 
 @pytest.fixture
