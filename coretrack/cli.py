@@ -448,6 +448,50 @@ def routes() -> None:
         click.echo("  ".join(value.ljust(width) for value, width in zip(row[:3], widths, strict=True)) + "  " + row[3])
 
 
+@main.group("import")
+def import_() -> None:
+    """Bring data over from another system."""
+
+
+@import_.command("corebos")
+@click.option("--from", "source", required=True, metavar="URL",
+              help="the coreBOS database: mysql+pymysql://user:password@host/database (only read)")
+@click.option("--dry-run", is_flag=True, help="say what would be imported; write nothing")
+def import_corebos(source: str, dry_run: bool) -> None:
+    """Import coreBOS's contacts, accounts, leads, emails and access counts; a second run adds only what is new."""
+    from collections.abc import Iterator
+
+    from . import corebos
+
+    def progress(stage: str, rows: list[object]) -> Iterator[object]:
+        # A bar on a terminal, one line per stage otherwise (logs, cron).
+        if sys.stderr.isatty():
+            with click.progressbar(rows, label=f"{stage:<10}", file=sys.stderr) as bar:
+                yield from bar
+        else:
+            yield from rows
+            click.echo(f"{stage}: {len(rows)} read", err=True)
+
+    config = load_config()
+    try:
+        engine = corebos.connect(source)
+    except corebos.CoreBOSError as exc:
+        raise click.ClickException(str(exc)) from None
+    target = make_engine(config.database_url)
+    try:
+        with make_session_factory(target)() as session:
+            report = corebos.Importer(engine, session, config.secret_key(), progress).run(dry_run=dry_run)
+    except corebos.CoreBOSError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+        target.dispose()
+    for line in report.lines(dry_run):
+        click.echo(line)
+    if dry_run:
+        click.echo("dry run: nothing was written")
+
+
 @main.group()
 def spool() -> None:
     """Tracking hits kept on disk while the database was unavailable."""

@@ -94,6 +94,8 @@ class Account(Base):
     email_opt_out_at: Mapped[datetime | None] = mapped_column(DateTime)
     email_opt_out_reason: Mapped[str] = mapped_column(String(200), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Its crmid in the coreBOS install it was imported from (corebos.py): a re-run skips it.
+    corebos_id: Mapped[int | None] = mapped_column(Integer, unique=True)
 
     contacts: Mapped[list[Contact]] = relationship(back_populates="account")
 
@@ -120,6 +122,8 @@ class Contact(Base):
     # No tracking image (nor rewritten links) in email to them; still sent and counted as sent.
     do_not_track: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Its crmid in the coreBOS install it was imported from (corebos.py).
+    corebos_id: Mapped[int | None] = mapped_column(Integer, unique=True)
 
     account: Mapped[Account | None] = relationship(back_populates="contacts")
 
@@ -146,6 +150,8 @@ class Lead(Base):
     # No tracking image (nor rewritten links) in email to them; still sent and counted as sent.
     do_not_track: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Its crmid in the coreBOS install it was imported from (corebos.py).
+    corebos_id: Mapped[int | None] = mapped_column(Integer, unique=True)
 
     record_type = "lead"
 
@@ -182,6 +188,8 @@ class Email(Base):
     send_at: Mapped[datetime | None] = mapped_column(DateTime)
     # When its sender was emailed about its first likely-human open (at most once per email).
     sender_emailed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Its activityid in the coreBOS install it was imported from (corebos.py): the images' mailid.
+    corebos_id: Mapped[int | None] = mapped_column(Integer, unique=True)
 
     sender: Mapped[User] = relationship()
     recipients: Mapped[list[Recipient]] = relationship(

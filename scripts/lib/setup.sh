@@ -128,6 +128,12 @@ ensure_dovecot() {
     apt_install dovecot-imapd
 }
 
+ensure_mariadb() {
+    # Debian's MariaDB for the coreBOS import tests: tests/test_corebos_import.py starts a private
+    # server on a loopback port with its own data directory (the package's service is not used).
+    apt_install mariadb-server
+}
+
 as_postgres() {
     # From /: the checkout may be a folder postgres cannot enter (root's home, a 700 temp folder).
     (cd / && runuser -u postgres -- "$@")

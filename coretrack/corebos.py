@@ -1,0 +1,280 @@
+"""Importing a coreBOS (or vtiger) install: its contacts, accounts, leads, emails and access counts.
+
+Read-only on the source (the session is READ ONLY).  Each imported row keeps its coreBOS id
+(``corebos_id``; recipients their (crmid, mailid) pair), so a second run adds only what is new
+and changes nothing else.  The pairs are what coreBOS's image URLs name: with them, old images
+keep counting (legacy.py).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, select, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.orm import Session
+
+from . import tokens
+from .models import AccessEvent, Account, Contact, Email, Lead, Recipient, User
+from .records import set_opt_out
+
+OPT_OUT_REASON = "imported from coreBOS"
+# What the import reads; a database without vtiger_crmentity is not coreBOS at all.
+TABLES = ("vtiger_crmentity", "vtiger_account", "vtiger_contactdetails", "vtiger_leaddetails", "vtiger_activity",
+          "vtiger_emaildetails", "vtiger_seactivityrel", "vtiger_email_track", "vtiger_email_access")
+# MySQL's error numbers, told in words (the driver's own text may name the user or host in full).
+_ERRORS = {1045: "the user name or password was refused", 1044: "that user may not read the database",
+           1049: "there is no such database", 2003: "cannot reach the server", 2005: "unknown server host",
+           1146: "a table is missing"}
+_YES = frozenset({"1", "on", "yes", "true"})
+
+Rows = list[Any]
+Progress = Callable[[str, Rows], Iterable[Any]]
+
+
+class CoreBOSError(Exception):
+    """The source cannot be imported: one line, no password."""
+
+
+@dataclass
+class Stage:
+    found: int = 0
+    new: int = 0
+
+
+@dataclass
+class ImportReport:
+    stages: dict[str, Stage] = field(default_factory=lambda: {name: Stage() for name in (
+        "accounts", "contacts", "leads", "emails", "recipients", "events")})
+    opted_out: int = 0
+    # Recipients whose coreBOS count is not the number of its access rows (kept: coreBOS's count).
+    counts_differ: int = 0
+    # Links to a record that was not imported (deleted, converted) or has no address.
+    unlinked: int = 0
+
+    def lines(self, dry_run: bool = False) -> list[str]:
+        verb = "would import" if dry_run else "imported"
+        lines = [f"{name}: {stage.found} in coreBOS, {verb} {stage.new} new" for name, stage in self.stages.items()]
+        lines.append(f"opted out on import: {self.opted_out}")
+        lines.append(f"recipients whose coreBOS count differs from its access rows (coreBOS's count kept): "
+                     f"{self.counts_differ}")
+        if self.unlinked:
+            lines.append(f"links skipped (record deleted, converted or without an address): {self.unlinked}")
+        return lines
+
+
+def source_url(raw: str) -> URL:
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise CoreBOSError("--from: not a database URL (mysql+pymysql://user:password@host/database)") from None
+    if url.get_backend_name() not in ("mysql", "mariadb") or not url.database:
+        raise CoreBOSError(f"--from: {url.render_as_string(hide_password=True)} is not a MySQL URL with a database "
+                           f"(mysql+pymysql://user:password@host/database)")
+    return url
+
+
+def connect(raw: str) -> Engine:
+    """An engine on the coreBOS database whose sessions cannot write; CoreBOSError if it is not one."""
+    url = source_url(raw)
+    shown = url.render_as_string(hide_password=True)
+    try:
+        engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    except (NoSuchModuleError, ImportError):
+        raise CoreBOSError(f"{url.drivername}: driver not installed (pip install 'coretrack[corebos]')") from None
+
+    @event.listens_for(engine, "connect")
+    def read_only(connection: Any, _record: Any) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SET SESSION TRANSACTION READ ONLY")
+
+    try:
+        with engine.connect() as connection:
+            present = set(connection.scalars(text(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()")))
+    except DBAPIError as exc:
+        engine.dispose()
+        raise CoreBOSError(f"{shown}: {describe(exc)}") from None
+    present = {name.lower() for name in present}
+    if "vtiger_crmentity" not in present:
+        engine.dispose()
+        raise CoreBOSError(f"{shown}: not a coreBOS database (no vtiger_crmentity table)")
+    missing = [table for table in TABLES if table not in present]
+    if missing:
+        engine.dispose()
+        raise CoreBOSError(f"{shown}: not a complete coreBOS database (missing {', '.join(missing)})")
+    return engine
+
+
+def describe(exc: DBAPIError) -> str:
+    code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+    return _ERRORS.get(code, type(exc.orig).__name__) if isinstance(code, int) else type(exc.orig).__name__
+
+
+def _when(day: date | None, at: datetime | str | None) -> datetime | None:
+    if isinstance(at, datetime):
+        return at
+    if day is None:
+        return None
+    if isinstance(at, str) and at:
+        try:
+            return datetime.combine(day, time.fromisoformat(at))
+        except ValueError:
+            pass
+    return datetime.combine(day, time())
+
+
+def _text(value: Any, length: int) -> str:
+    return ("" if value is None else str(value)).strip()[:length]
+
+
+class Importer:
+    def __init__(self, source: Engine, target: Session, secret: bytes, progress: Progress | None = None):
+        self.source, self.target, self.secret = source, target, secret
+        self.progress: Progress = progress or (lambda _stage, rows: rows)
+        self.report = ImportReport()
+
+    def _read(self, statement: str) -> Rows:
+        with self.source.connect() as connection:
+            return list(connection.execute(text(statement)))
+
+    def _stage(self, name: str, rows: Rows) -> Iterator[Any]:
+        self.report.stages[name].found = len(rows)
+        yield from self.progress(name, rows)
+
+    def run(self, dry_run: bool = False) -> ImportReport:
+        """Imports what is new; commits unless ``dry_run`` (then everything is rolled back)."""
+        try:
+            records = self._records()
+            self._emails(records)
+        except DBAPIError as exc:
+            self.target.rollback()
+            if exc.orig is not None and type(exc.orig).__module__.startswith("pymysql"):
+                raise CoreBOSError(f"reading coreBOS: {describe(exc)}") from None
+            raise
+        if dry_run:
+            self.target.rollback()
+        else:
+            self.target.commit()
+        return self.report
+
+    def _known(self, model: Any) -> dict[int, Any]:
+        return {row.corebos_id: row for row in self.target.scalars(select(model).where(model.corebos_id.is_not(None)))}
+
+    def _opt_out(self, record: Account | Contact | Lead, value: Any) -> None:
+        if _text(value, 10).lower() in _YES and set_opt_out(record, OPT_OUT_REASON):
+            self.report.opted_out += 1
+
+    def _records(self) -> dict[int, Account | Contact | Lead]:
+        live = "JOIN vtiger_crmentity e ON e.crmid = {} AND e.deleted = 0"
+        accounts = self._known(Account)
+        for row in self._stage("accounts", self._read(
+                "SELECT a.accountid, a.accountname, a.email1, a.phone, a.website, a.emailoptout, e.createdtime "
+                "FROM vtiger_account a " + live.format("a.accountid") + " ORDER BY a.accountid")):
+            if row.accountid in accounts:
+                continue
+            account = Account(corebos_id=row.accountid, name=_text(row.accountname, 200) or f"coreBOS {row.accountid}",
+                              email=_text(row.email1, 254), phone=_text(row.phone, 64),
+                              website=_text(row.website, 200), created_at=row.createdtime)
+            self._opt_out(account, row.emailoptout)
+            accounts[row.accountid] = account
+            self.target.add(account)
+            self.report.stages["accounts"].new += 1
+        self.target.flush()
+        contacts = self._known(Contact)
+        for row in self._stage("contacts", self._read(
+                "SELECT c.contactid, c.firstname, c.lastname, c.email, c.phone, c.accountid, c.emailoptout, "
+                "e.createdtime FROM vtiger_contactdetails c " + live.format("c.contactid") + " ORDER BY c.contactid")):
+            if row.contactid in contacts:
+                continue
+            employer = accounts.get(row.accountid) if row.accountid else None
+            contact = Contact(corebos_id=row.contactid, first_name=_text(row.firstname, 100),
+                              last_name=_text(row.lastname, 100) or "(no name)", email=_text(row.email, 254),
+                              phone=_text(row.phone, 64), account=employer, created_at=row.createdtime)
+            self._opt_out(contact, row.emailoptout)
+            contacts[row.contactid] = contact
+            self.target.add(contact)
+            self.report.stages["contacts"].new += 1
+        leads = self._known(Lead)
+        for row in self._stage("leads", self._read(
+                "SELECT l.leadid, l.firstname, l.lastname, l.company, l.email, l.emailoptout, e.createdtime "
+                "FROM vtiger_leaddetails l " + live.format("l.leadid") + " WHERE l.converted = 0 ORDER BY l.leadid")):
+            if row.leadid in leads:
+                continue
+            lead = Lead(corebos_id=row.leadid, first_name=_text(row.firstname, 100),
+                        last_name=_text(row.lastname, 100) or "(no name)", company=_text(row.company, 200),
+                        email=_text(row.email, 254), created_at=row.createdtime)
+            self._opt_out(lead, row.emailoptout)
+            leads[row.leadid] = lead
+            self.target.add(lead)
+            self.report.stages["leads"].new += 1
+        self.target.flush()
+        return {**accounts, **contacts, **leads}  # crmids are unique across coreBOS's modules
+
+    def _emails(self, records: dict[int, Account | Contact | Lead]) -> None:
+        sender = self.target.scalars(select(User).order_by(User.role != "admin", User.id)).first()
+        if sender is None:
+            raise CoreBOSError("no coretrack user to own the imported email: run 'coretrack db upgrade' first")
+        emails = self._known(Email)
+        for row in self._stage("emails", self._read(
+                "SELECT a.activityid, a.subject, a.date_start, a.time_start, d.from_email, e.description, "
+                "e.createdtime FROM vtiger_activity a JOIN vtiger_emaildetails d ON d.emailid = a.activityid "
+                "JOIN vtiger_crmentity e ON e.crmid = a.activityid AND e.deleted = 0 "
+                "WHERE a.activitytype = 'Emails' ORDER BY a.activityid")):
+            if row.activityid in emails:
+                continue
+            sent_at = _when(row.date_start, row.time_start) or row.createdtime
+            email = Email(corebos_id=row.activityid, subject=_text(row.subject, 998) or "(no subject)",
+                          html_body=row.description or "", sender_id=sender.id,
+                          from_address=_text(row.from_email, 254), status="sent", tracking=True,
+                          created_at=row.createdtime or sent_at, sent_at=sent_at)
+            emails[row.activityid] = email
+            self.target.add(email)
+            self.report.stages["emails"].new += 1
+        self.target.flush()
+
+        counts = {(row.crmid, row.mailid): row.access_count or 0 for row in self._read(
+            "SELECT crmid, mailid, access_count FROM vtiger_email_track "
+            "WHERE crmid IS NOT NULL AND mailid IS NOT NULL")}
+        accesses: dict[tuple[int, int], list[datetime]] = {}
+        for row in self._read("SELECT crmid, mailid, accessdate, accesstime FROM vtiger_email_access "
+                              "WHERE crmid IS NOT NULL AND mailid IS NOT NULL"):
+            at = _when(row.accessdate, row.accesstime)
+            if at is not None:
+                accesses.setdefault((row.crmid, row.mailid), []).append(at)
+        links = {(row.crmid, row.activityid)
+                 for row in self._read("SELECT crmid, activityid FROM vtiger_seactivityrel")}
+        # A recipient per record an email was linked to or tracked for (an email deleted in coreBOS: none).
+        pairs = sorted(pair for pair in links | counts.keys() | accesses.keys() if pair[1] in emails)
+        known = select(Recipient.corebos_crmid, Recipient.corebos_mailid).where(Recipient.corebos_mailid.is_not(None))
+        known_pairs = {(crmid, mailid) for crmid, mailid in self.target.execute(known)}
+        new_events: Counter[str] = Counter()
+        for crmid, mailid in self._stage("recipients", pairs):
+            if (crmid, mailid) in known_pairs:
+                continue
+            record = records.get(crmid)
+            if record is None or not record.email:
+                self.report.unlinked += 1
+                continue
+            times = sorted(accesses.get((crmid, mailid), []))
+            count = counts.get((crmid, mailid), len(times))
+            if count != len(times):
+                self.report.counts_differ += 1
+            email = emails[mailid]
+            recipient = Recipient(email_id=email.id, address=record.email, name=record.display_name[:200],
+                                  token=tokens.new_token(self.secret), status="sent", sent_at=email.sent_at,
+                                  corebos_crmid=crmid, corebos_mailid=mailid, access_count=count,
+                                  first_access=times[0] if times else None, last_access=times[-1] if times else None,
+                                  **{f"{record.record_type}_id": record.id})
+            self.target.add(recipient)
+            self.target.flush()
+            self.target.add_all(AccessEvent(recipient_id=recipient.id, at=at, legacy=True) for at in times)
+            self.report.stages["recipients"].new += 1
+            new_events["events"] += len(times)
+        self.report.stages["events"].found = sum(len(times) for times in accesses.values())
+        self.report.stages["events"].new = new_events["events"]

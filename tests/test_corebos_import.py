@@ -1,0 +1,380 @@
+"""``coretrack import corebos``: a real MariaDB holding a small coreBOS (the column names and types
+of coreBOS's own tables), imported into SQLite and PostgreSQL, imported again, every count compared."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import pymysql
+import pytest
+from click.testing import CliRunner
+from conftest import free_port
+from sqlalchemy import func, select, text
+
+from coretrack import corebos, legacy
+from coretrack.cli import main
+from coretrack.models import AccessEvent, Account, Contact, Email, Lead, Recipient
+from coretrack.tracking import Hit, count_hits, write_transaction
+
+SCHEMA = """
+CREATE TABLE vtiger_crmentity (
+  crmid int(19) NOT NULL, smcreatorid int(19) NOT NULL DEFAULT 0, smownerid int(19) NOT NULL DEFAULT 0,
+  modifiedby int(19) NOT NULL DEFAULT 0, setype varchar(30) NOT NULL, description mediumtext,
+  createdtime datetime NOT NULL, modifiedtime datetime NOT NULL, viewedtime datetime DEFAULT NULL,
+  status varchar(50) DEFAULT NULL, version int(19) NOT NULL DEFAULT 0, presence int(1) DEFAULT 1,
+  deleted int(1) NOT NULL DEFAULT 0, PRIMARY KEY (crmid)) ENGINE=InnoDB DEFAULT CHARSET=utf8;
+CREATE TABLE vtiger_account (
+  accountid int(19) NOT NULL DEFAULT 0, account_no varchar(100) NOT NULL, accountname varchar(100) NOT NULL,
+  parentid int(19) DEFAULT 0, phone varchar(30) DEFAULT NULL, email1 varchar(100) DEFAULT NULL,
+  website varchar(100) DEFAULT NULL, emailoptout varchar(3) DEFAULT '0', PRIMARY KEY (accountid)) DEFAULT CHARSET=utf8;
+CREATE TABLE vtiger_contactdetails (
+  contactid int(19) NOT NULL DEFAULT 0, contact_no varchar(100) NOT NULL, accountid int(19) DEFAULT NULL,
+  firstname varchar(40) DEFAULT NULL, lastname varchar(80) NOT NULL, email varchar(100) DEFAULT NULL,
+  phone varchar(50) DEFAULT NULL, emailoptout varchar(3) DEFAULT '0', PRIMARY KEY (contactid)) DEFAULT CHARSET=utf8;
+CREATE TABLE vtiger_leaddetails (
+  leadid int(19) NOT NULL, lead_no varchar(100) NOT NULL, email varchar(100) DEFAULT NULL,
+  firstname varchar(40) DEFAULT NULL, lastname varchar(80) NOT NULL, company varchar(100) NOT NULL,
+  converted int(1) NOT NULL DEFAULT 0, emailoptout varchar(3) DEFAULT '0', PRIMARY KEY (leadid)) DEFAULT CHARSET=utf8;
+CREATE TABLE vtiger_activity (
+  activityid int(19) NOT NULL DEFAULT 0, subject varchar(100) NOT NULL, semodule varchar(20) DEFAULT NULL,
+  activitytype varchar(200) NOT NULL, date_start date NOT NULL, due_date date DEFAULT NULL,
+  time_start varchar(50) DEFAULT NULL, time_end varchar(50) DEFAULT NULL, status varchar(200) DEFAULT NULL,
+  PRIMARY KEY (activityid)) DEFAULT CHARSET=utf8;
+CREATE TABLE vtiger_emaildetails (
+  emailid int(19) NOT NULL, from_email varchar(50) NOT NULL DEFAULT '', to_email text, cc_email text,
+  bcc_email text, assigned_user_email varchar(50) NOT NULL DEFAULT '', idlists text,
+  email_flag varchar(50) NOT NULL DEFAULT '', PRIMARY KEY (emailid)) DEFAULT CHARSET=utf8;
+CREATE TABLE vtiger_seactivityrel (
+  crmid int(19) NOT NULL, activityid int(19) NOT NULL, PRIMARY KEY (crmid, activityid)) DEFAULT CHARSET=utf8;
+CREATE TABLE vtiger_email_track (
+  crmid int(11) DEFAULT NULL, mailid int(11) DEFAULT NULL, access_count int(11) DEFAULT NULL,
+  UNIQUE KEY link_tabidtype_idx (crmid, mailid)) DEFAULT CHARSET=utf8;
+CREATE TABLE vtiger_email_access (
+  crmid int(11) DEFAULT NULL, mailid int(11) DEFAULT NULL, accessdate date DEFAULT NULL,
+  accesstime datetime DEFAULT NULL) DEFAULT CHARSET=utf8;
+"""
+PASSWORD = "s3cret-reader-pw"
+APP_KEY = "4a1b2c3d4e5f60718293a4b5c6d7e8f9"
+START = datetime(2025, 3, 1, 9, 0)
+
+
+@dataclass
+class MariaDB:
+    socket: str
+    port: int
+
+    def admin(self, database: str | None = None) -> pymysql.Connection:
+        return pymysql.connect(unix_socket=self.socket, user="root", database=database, autocommit=True)
+
+    def url(self, database: str, password: str = PASSWORD) -> str:
+        return f"mysql+pymysql://reader:{password}@127.0.0.1:{self.port}/{database}"
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory):
+    """A private MariaDB server (Debian's mariadb-server, which scripts/test installs) on a free loopback
+    port with its own data directory; stopped and removed after the session."""
+    server, install = shutil.which("mariadbd", path="/usr/sbin:/usr/bin"), shutil.which("mariadb-install-db")
+    if not (server and install):
+        pytest.skip("no mariadb-server: scripts/test installs it")
+    root = tmp_path_factory.mktemp("mariadb")
+    # The server refuses to run as root unless told to: as whoever runs the tests, in their temp dir.
+    user = ["--user=root"] if os.geteuid() == 0 else []
+    subprocess.run([install, "--no-defaults", f"--datadir={root / 'data'}", "--auth-root-authentication-method=socket",
+                    "--skip-test-db", *user], check=True, capture_output=True, timeout=120)
+    database = MariaDB(str(root / "mysqld.sock"), free_port())
+    log = open(root / "server.log", "wb")  # noqa: SIM115  (closed after the server stops)
+    process = subprocess.Popen([server, "--no-defaults", f"--datadir={root / 'data'}", f"--socket={database.socket}",
+                                f"--port={database.port}", "--bind-address=127.0.0.1", "--skip-name-resolve",
+                                f"--pid-file={root / 'mysqld.pid'}", "--innodb-flush-log-at-trx-commit=0", *user],
+                               stdout=log, stderr=log)
+    try:
+        for _ in range(300):
+            try:
+                database.admin().close()
+                break
+            except pymysql.err.OperationalError:
+                if process.poll() is not None:
+                    raise RuntimeError((root / "server.log").read_text()) from None
+                time.sleep(0.1)
+        with database.admin() as connection, connection.cursor() as cursor:
+            cursor.execute(f"CREATE USER 'reader'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'")
+            cursor.execute("GRANT SELECT, INSERT ON *.* TO 'reader'@'127.0.0.1'")  # INSERT: read-only is ours
+        yield database
+    finally:
+        process.terminate()
+        process.wait(60)
+        log.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class CoreBOS:
+    """A coreBOS database and what the tests wrote into it."""
+
+    server: MariaDB
+    name: str
+    next_id: int = 1000
+    live: dict[str, set[int]] = field(default_factory=lambda: {"account": set(), "contact": set(), "lead": set()})
+    emails: set[int] = field(default_factory=set)
+    employer: dict[int, int] = field(default_factory=dict)  # contactid -> accountid
+    opted_out: set[int] = field(default_factory=set)
+    addresses: dict[int, str] = field(default_factory=dict)
+    links: set[tuple[int, int]] = field(default_factory=set)
+    counts: dict[tuple[int, int], int] = field(default_factory=dict)
+    accesses: dict[tuple[int, int], int] = field(default_factory=dict)
+    connection: pymysql.Connection | None = None  # one for the test's writes (autocommit)
+
+    @property
+    def url(self) -> str:
+        return self.server.url(self.name)
+
+    def execute(self, statement: str, *rows: tuple) -> None:
+        if "%s" in statement and not rows:
+            return  # no rows to insert
+        if self.connection is None:
+            self.connection = self.server.admin(self.name)
+        with self.connection.cursor() as cursor:
+            cursor.executemany(statement, rows) if rows else cursor.execute(statement)
+
+    def entity(self, setype: str, deleted: bool = False, description: str = "") -> int:
+        self.next_id += 1
+        at = START + timedelta(hours=self.next_id)
+        self.execute("INSERT INTO vtiger_crmentity (crmid, setype, description, createdtime, modifiedtime, deleted) "
+                     "VALUES (%s, %s, %s, %s, %s, %s)", (self.next_id, setype, description, at, at, int(deleted)))
+        return self.next_id
+
+    def record(self, kind: str, rng: random.Random, deleted: bool = False, converted: bool = False) -> int:
+        crmid = self.entity({"account": "Accounts", "contact": "Contacts", "lead": "Leads"}[kind], deleted)
+        optout = rng.random() < 0.1
+        address = f"{kind}{crmid}@example.test"
+        if kind == "account":
+            self.execute("INSERT INTO vtiger_account (accountid, account_no, accountname, email1, phone, website, "
+                         "emailoptout) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                         (crmid, f"ACC{crmid}", f"Account {crmid}", address, "+34 600", "https://example.test",
+                          "1" if optout else "0"))
+        elif kind == "contact":
+            accounts = sorted(self.live["account"])
+            employer = rng.choice(accounts) if accounts and rng.random() < 0.7 else None
+            self.execute("INSERT INTO vtiger_contactdetails (contactid, contact_no, accountid, firstname, lastname, "
+                         "email, phone, emailoptout) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                         (crmid, f"CON{crmid}", employer, "Ada", f"Lovelace {crmid}", address, "+34 601",
+                          "1" if optout else "0"))
+            if employer and not deleted:
+                self.employer[crmid] = employer
+        else:
+            self.execute("INSERT INTO vtiger_leaddetails (leadid, lead_no, email, firstname, lastname, company, "
+                         "converted, emailoptout) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                         (crmid, f"LEA{crmid}", address, "Grace", f"Hopper {crmid}", "Navy", int(converted),
+                          "1" if optout else "0"))
+        if not (deleted or converted):
+            self.live[kind].add(crmid)
+            self.addresses[crmid] = address
+            if optout:
+                self.opted_out.add(crmid)
+        return crmid
+
+    def email(self, rng: random.Random, recipients: list[int], deleted: bool = False, kind: str = "Emails") -> int:
+        mailid = self.entity("Emails" if kind == "Emails" else "Calendar", deleted, "<p>Hello from coreBOS</p>")
+        sent = START + timedelta(days=mailid % 90)
+        self.execute("INSERT INTO vtiger_activity (activityid, subject, semodule, activitytype, date_start, "
+                     "time_start) VALUES (%s, %s, %s, %s, %s, %s)",
+                     (mailid, f"Offer {mailid}", "Contacts", kind, sent.date(), "10:15"))
+        self.execute("INSERT INTO vtiger_emaildetails (emailid, from_email, to_email, idlists, email_flag) "
+                     "VALUES (%s, %s, %s, %s, %s)", (mailid, "sales@example.test", "[]", "", "SENT"))
+        for crmid in recipients:
+            self.execute("INSERT INTO vtiger_seactivityrel (crmid, activityid) VALUES (%s, %s)", (crmid, mailid))
+            opens = rng.choice([0, 0, 1, 2, 3, 5])
+            # coreBOS's count is read-modify-write: now and then it drifts from its access rows.
+            count = opens + (1 if rng.random() < 0.15 else 0)
+            if opens or count:
+                self.execute("INSERT INTO vtiger_email_track (crmid, mailid, access_count) VALUES (%s, %s, %s)",
+                             (crmid, mailid, count))
+            self.execute("INSERT INTO vtiger_email_access (crmid, mailid, accessdate, accesstime) "
+                         "VALUES (%s, %s, %s, %s)",
+                         *[(crmid, mailid, (sent + timedelta(hours=n + 1)).date(), sent + timedelta(hours=n + 1))
+                           for n in range(opens)])
+            if kind == "Emails" and not deleted and crmid in self.addresses:
+                self.links.add((crmid, mailid))
+                self.counts[(crmid, mailid)] = count
+                self.accesses[(crmid, mailid)] = opens
+        if kind == "Emails" and not deleted:
+            self.emails.add(mailid)
+        return mailid
+
+
+def make_corebos(server: MariaDB, name: str) -> CoreBOS:
+    with server.admin() as connection, connection.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {name}")
+        cursor.execute(f"CREATE DATABASE {name} CHARACTER SET utf8")
+    source = CoreBOS(server, name)
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            source.execute(statement)
+    return source
+
+
+@pytest.fixture
+def source(mariadb, request):
+    """A coreBOS of a few hundred rows: some deleted, some leads converted, some opted out, calls beside
+    emails, counts that drift from the access rows."""
+    rng = random.Random(14)
+    crm = make_corebos(mariadb, f"corebos_{request.node.name.split('[')[-1].rstrip(']')}")
+    for index in range(30):
+        crm.record("account", rng, deleted=index % 15 == 0)
+    for index in range(80):
+        crm.record("contact", rng, deleted=index % 20 == 0)
+    for index in range(40):
+        crm.record("lead", rng, deleted=index % 20 == 1, converted=index % 8 == 0)
+    everyone = sorted(set(range(1001, crm.next_id + 1)))
+    for index in range(40):
+        crm.email(rng, rng.sample(everyone, rng.randint(1, 4)), deleted=index % 13 == 0)
+    crm.email(rng, everyone[:3], kind="Call")
+    yield crm
+    if crm.connection is not None:
+        crm.connection.close()
+
+
+@pytest.fixture
+def cli(config, users):
+    environ = {"CORETRACK_HOME": str(config.home), "CORETRACK_DATABASE_URL": config.database_url,
+               "CORETRACK_CONFIG": ""}
+
+    def run(*arguments: str):
+        return CliRunner().invoke(main, ["import", "corebos", *arguments], env=environ)
+
+    return run
+
+
+def imported(db) -> dict[str, object]:
+    """Everything the import wrote, as the comparisons need it."""
+    db.expire_all()
+    recipients = db.scalars(select(Recipient).where(Recipient.corebos_mailid.is_not(None))).all()
+    events = {(crmid, mailid): n for crmid, mailid, n in db.execute(
+        select(Recipient.corebos_crmid, Recipient.corebos_mailid, func.count(AccessEvent.id))
+        .join(AccessEvent, AccessEvent.recipient_id == Recipient.id).where(AccessEvent.legacy)
+        .group_by(Recipient.corebos_crmid, Recipient.corebos_mailid))}
+    records = {kind: {row.corebos_id: row for row in db.scalars(select(model).where(model.corebos_id.is_not(None)))}
+               for kind, model in (("account", Account), ("contact", Contact), ("lead", Lead))}
+    return {
+        "records": {kind: set(rows) for kind, rows in records.items()},
+        "employer": {crmid: contact.account.corebos_id for crmid, contact in records["contact"].items()
+                     if contact.account is not None},
+        "opted_out": {crmid for rows in records.values() for crmid, row in rows.items()
+                      if row.email_opt_out and row.email_opt_out_reason == "imported from coreBOS"},
+        "emails": set(db.scalars(select(Email.corebos_id).where(Email.corebos_id.is_not(None)))),
+        "pairs": {(r.corebos_crmid, r.corebos_mailid) for r in recipients},
+        "counts": {(r.corebos_crmid, r.corebos_mailid): r.access_count for r in recipients},
+        "events": events,
+        "addresses": {r.corebos_crmid: r.address for r in recipients},
+    }
+
+
+def expected(crm: CoreBOS) -> dict[str, object]:
+    return {
+        "records": crm.live, "employer": crm.employer, "opted_out": crm.opted_out, "emails": crm.emails,
+        "pairs": crm.links, "counts": crm.counts,
+        "events": {pair: n for pair, n in crm.accesses.items() if n},
+        "addresses": {crmid: crm.addresses[crmid] for crmid, _ in crm.links},
+    }
+
+
+def test_an_import_brings_every_live_record_email_and_count_and_a_second_run_adds_nothing(cli, db, source):
+    result = cli("--from", source.url)
+    assert result.exit_code == 0, result.output
+    assert imported(db) == expected(source)
+    differ = sum(source.counts[pair] != source.accesses[pair] for pair in source.links)
+    assert differ > 0
+    assert f"(coreBOS's count kept): {differ}" in result.output
+    live = len(source.live["contact"])
+    assert f"contacts: {live} in coreBOS, imported {live} new" in result.output
+
+    again = cli("--from", source.url)
+    assert again.exit_code == 0, again.output
+    assert imported(db) == expected(source)
+    for stage in ("accounts", "contacts", "leads", "emails", "recipients", "events"):
+        line = next(line for line in again.output.splitlines() if line.startswith(f"{stage}: ") and "new" in line)
+        assert line.endswith("imported 0 new"), line
+
+
+def test_a_second_run_adds_what_is_new_in_coreBOS_and_changes_nothing_else(cli, db, source):
+    assert cli("--from", source.url).exit_code == 0
+    rng = random.Random(99)
+    old_pair = sorted(source.links)[0]
+    before = imported(db)
+    # coreBOS goes on counting an old pair; a contact and an email to it are new.
+    source.execute("UPDATE vtiger_email_track SET access_count = access_count + 7 WHERE crmid = %s AND mailid = %s",
+                   old_pair)
+    contact = source.record("contact", rng)
+    mailid = source.email(rng, [contact])
+    result = cli("--from", source.url)
+    assert result.exit_code == 0, result.output
+    after = imported(db)
+    assert after["records"]["contact"] - before["records"]["contact"] == {contact}
+    assert after["emails"] - before["emails"] == {mailid}
+    assert after["pairs"] - before["pairs"] == {(contact, mailid)}
+    assert after["counts"][old_pair] == before["counts"][old_pair]  # what was imported is left as it was
+    assert after["counts"][(contact, mailid)] == source.counts[(contact, mailid)]
+
+
+def test_a_dry_run_says_what_it_would_import_and_writes_nothing(cli, db, source):
+    result = cli("--from", source.url, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert f"emails: {len(source.emails)} in coreBOS, would import {len(source.emails)} new" in result.output
+    assert "dry run: nothing was written" in result.output
+    assert imported(db)["pairs"] == set() and db.scalar(select(func.count(Contact.id))) == 0
+
+
+def test_an_imported_pair_s_coreBOS_image_then_counts(app, cli, db, source):
+    from coretrack.settings import SettingsService
+
+    assert cli("--from", source.url).exit_code == 0
+    SettingsService(db, app.config).update({"corebos_app_key": APP_KEY}, "admin")
+    crmid, mailid = sorted(source.links)[0]
+    recipient = db.scalars(select(Recipient).where(Recipient.corebos_crmid == crmid,
+                                                   Recipient.corebos_mailid == mailid)).one()
+    before = recipient.access_count
+    hit = Hit(legacy.token(app.secret, str(crmid), str(mailid), APP_KEY), datetime(2026, 12, 3, 10), "203.0.113.1",
+              "Thunderbird")
+    with write_transaction(app.engine) as connection:
+        assert count_hits(connection, [hit]) == 1
+    db.refresh(recipient)
+    assert recipient.access_count == before + 1
+
+
+def test_the_source_is_only_read(mariadb, source):
+    engine = corebos.connect(source.url)  # the reader may INSERT: the session may not
+    try:
+        with engine.connect() as connection, pytest.raises(Exception, match="READ ONLY"):
+            connection.execute(text("INSERT INTO vtiger_email_track (crmid, mailid, access_count) VALUES (1, 1, 1)"))
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("database", ["sqlite"])
+def test_a_source_that_cannot_be_imported_is_one_clear_line_without_the_password(cli, mariadb, source):
+    empty = make_corebos(mariadb, "not_corebos")
+    empty.execute("DROP TABLE vtiger_crmentity")
+    partial = make_corebos(mariadb, "partial_corebos")
+    partial.execute("DROP TABLE vtiger_email_access")
+    cases = {
+        "not-a-url": "not a database URL",
+        f"postgresql://reader:{PASSWORD}@127.0.0.1/corebos": "is not a MySQL URL",
+        mariadb.url(source.name).replace(str(mariadb.port), str(free_port())): "cannot reach the server",
+        mariadb.url(source.name, password="wrong-" + PASSWORD): "password was refused",
+        mariadb.url("no_such_database"): "no such database",
+        empty.url: "not a coreBOS database",
+        partial.url: "missing vtiger_email_access",
+    }
+    for url, message in cases.items():
+        result = cli("--from", url)
+        assert result.exit_code == 1, (url, result.output)
+        assert message in result.output and "Traceback" not in result.output, result.output
+        assert PASSWORD not in result.output
+        assert result.output.strip().count("\n") == 0, result.output
