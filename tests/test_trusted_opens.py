@@ -3,13 +3,15 @@ the likely-human ones counted apart (tracking.classify, applied by count_hits on
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
 from coretrack import sendgrid, tokens
-from coretrack.models import AccessEvent, Email, Recipient
+from coretrack.models import AccessEvent, Contact, Email, Recipient
 from coretrack.tracking import Hit
 
 SENT = datetime(2026, 11, 2, 9, 0)
@@ -85,3 +87,92 @@ def test_a_batch_counts_every_load_and_the_human_ones_apart(app, db, recipient):
     db.expire_all()
     row = db.get(Recipient, recipient.id)
     assert (row.access_count, row.human_opens, row.first_human_at) == (4, 3, LATER)
+
+
+# -- both counts on every surface ------------------------------------------------------------
+
+
+@pytest.fixture
+def mixed(app, db, users):
+    """One email to three contacts: Ann read it (and Apple prefetched it), Bob's copy was only
+    loaded by Google's proxy and a scanner, Cy's never loaded."""
+    people = [Contact(first_name=name, last_name="Doe", email=f"{name.lower()}@example.test")
+              for name in ("Ann", "Bob", "Cy")]
+    db.add_all(people)
+    db.flush()
+    email = Email(subject="Mixed", html_body="<p>hi</p>", sender_id=users["sam"].id, from_address="crm@example.test",
+                  status="sent", sent_at=SENT)
+    email.recipients = [Recipient(address=person.email, contact_id=person.id, token=tokens.new_token(app.secret),
+                                  status="sent", sent_at=SENT) for person in people]
+    db.add(email)
+    db.commit()
+    ann, bob, _ = email.recipients
+    app.tracker.record([
+        Hit(ann.token, SENT + timedelta(minutes=5), "17.58.101.4", READER),
+        Hit(ann.token, LATER, "198.51.100.7", READER),
+        Hit(ann.token, LATER + timedelta(hours=1), "198.51.100.7", READER),
+        Hit(bob.token, SENT + timedelta(seconds=2), "203.0.113.5", READER),
+        Hit(bob.token, LATER, "66.249.84.1", "Mozilla/5.0 (via ggpht.com GoogleImageProxy)"),
+    ])
+    return email, people
+
+
+def test_the_email_page_shows_likely_human_opens_beside_all_loads(staff, mixed):
+    email, _ = mixed
+    page = staff.get(f"/emails/{email.id}")
+    stats = page.html.select_one("ul.stats").text
+    assert "1 opened, likely by a person (33%); 2 loaded the image at all" in " ".join(stats.split())
+    assert "5 accesses (image loads); 2 likely-human opens" in " ".join(stats.split())
+    rows = {row.select("td")[0].text: [td.text for td in row.select("td")[5:7]]
+            for row in page.html.select("table[aria-labelledby=recipients] tbody tr")}
+    assert rows == {"ann@example.test": ["3", "2"], "bob@example.test": ["2", "0"], "cy@example.test": ["0", "0"]}
+    reasons = [row.select("td")[5].text for row in page.html.select("table[aria-labelledby=accesses] tbody tr")]
+    assert sorted(reasons) == sorted(["—", "—", "Apple address block (17.0.0.0/8)", "Google image proxy",
+                                      "loaded within seconds of the send"])
+
+
+def test_a_records_related_list_shows_both_counts(staff, mixed):
+    _, (ann, bob, _) = mixed
+    for person, counts in ((ann, ["3", "2"]), (bob, ["2", "0"])):
+        row = staff.get(f"/contacts/{person.id}").html.select_one("#emails + .table-wrap tbody tr")
+        assert [td.text.strip() for td in row.select("td")][4:6] == counts
+        api = staff.get(f"/api/records/contact/{person.id}/emails").json["emails"][0]
+        assert (str(api["access_count"]), str(api["human_opens"])) == tuple(counts)
+
+
+def test_the_api_gives_both_counts_for_the_email_and_each_recipient(staff, mixed):
+    email, _ = mixed
+    summary = staff.get(f"/api/emails/{email.id}").json
+    assert (summary["opened"], summary["loaded"], summary["accesses"], summary["human_opens"]) == (1, 2, 5, 2)
+    recipients = {r["address"]: (r["access_count"], r["human_opens"], r["opened_at"])
+                  for r in summary["recipient_list"]}
+    assert recipients["ann@example.test"] == (3, 2, "2026-11-02T11:00:00Z")
+    assert recipients["bob@example.test"] == (2, 0, None)
+
+
+def test_the_open_rate_counts_likely_human_opens_with_the_load_rate_beside_it(staff, mixed):
+    [row] = staff.get("/api/reports/emails").json["rows"]
+    assert (row["delivered"], row["opened"], row["open_rate"], row["loaded"], row["load_rate"], row["accesses"],
+            row["human_opens"]) == (3, 1, 33.3, 2, 66.7, 5, 2)
+    exported = list(csv.DictReader(io.StringIO(staff.get("/reports/emails.csv").body.decode("utf-8-sig"))))
+    assert [(r["Opened"], r["Open rate (%)"], r["Loaded the image"], r["Load rate (%)"], r["Accesses"],
+             r["Likely-human opens"]) for r in exported] == [("1", "33.3", "2", "66.7", "5", "2")]
+
+
+def test_the_recipients_and_records_reports_show_both_counts(staff, mixed):
+    rows = staff.get("/api/reports/recipients").json["rows"]
+    assert sorted((r["address"], r["accesses"], r["human_opens"]) for r in rows) == [
+        ("ann@example.test", 3, 2), ("bob@example.test", 2, 0), ("cy@example.test", 0, 0)]
+    rows = staff.get("/api/reports/records").json["rows"]
+    assert sorted((r["record"], r["opened"], r["loaded"], r["accesses"], r["human_opens"]) for r in rows) == [
+        ("Ann Doe", 1, 1, 3, 2), ("Bob Doe", 0, 1, 2, 0), ("Cy Doe", 0, 0, 0, 0)]
+
+
+def test_a_recipient_made_opened_by_a_click_counts_as_opened_without_a_human_load(app, db, staff, mixed):
+    # The clicks feature sets first_human_at for a human click: "opened" follows it.
+    email, _ = mixed
+    bob = email.recipients[1]
+    bob.first_human_at = LATER
+    db.commit()
+    [row] = staff.get("/api/reports/emails").json["rows"]
+    assert (row["opened"], row["human_opens"]) == (2, 2)
