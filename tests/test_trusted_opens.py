@@ -8,9 +8,10 @@ import io
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from coretrack import sendgrid, tokens
+from coretrack.db import make_engine, upgrade
 from coretrack.models import AccessEvent, Contact, Email, Recipient
 from coretrack.tracking import Hit
 
@@ -176,3 +177,29 @@ def test_a_recipient_made_opened_by_a_click_counts_as_opened_without_a_human_loa
     db.commit()
     [row] = staff.get("/api/reports/emails").json["rows"]
     assert (row["opened"], row["human_opens"]) == (2, 2)
+
+
+def test_the_migration_makes_human_opens_of_the_loads_already_judged_human(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    upgrade(url, "0015")
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO users (id, name, role, active, created_at) VALUES (1, 'sam', 'staff', 1, '2026-01-01')"))
+        connection.execute(text(
+            "INSERT INTO emails (id, subject, html_body, text_body, sender_id, from_address, from_name, reply_to, "
+            "status, tracking, created_at) "
+            "VALUES (1, 's', '', '', 1, 'a@example.test', '', '', 'sent', 1, '2026-01-01')"))
+        connection.execute(text(
+            "INSERT INTO recipients (id, email_id, address, name, kind, token, status, reply, attempts, access_count) "
+            "VALUES (1, 1, 'ann@example.test', '', 'to', 'tok', 'sent', '', 0, 14)"))
+        connection.execute(text(
+            "INSERT INTO access_events (recipient_id, at, ip, user_agent, verdict, hits, legacy) VALUES "
+            "(1, '2026-01-02', '', 'Thunderbird', 'human', 1, 0), (1, '2026-01-02', '', 'Thunderbird', 'human', 12, 0),"
+            "(1, '2026-01-02', '', 'Mozilla/5.0', 'privacy_prefetch', 1, 0)"))
+    upgrade(url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT access_count, human_opens FROM recipients")).one() == (14, 13)
+        assert sorted(connection.execute(text("SELECT verdict, reason FROM access_events")).all()) == [
+            ("human", ""), ("human", ""), ("privacy_prefetch", "user agent")]
+    engine.dispose()
