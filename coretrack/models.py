@@ -269,10 +269,11 @@ class Recipient(Base):
 
 class AccessEvent(Base):
     __tablename__ = "access_events"
-    # (at, recipient_id, hits): the Activity report sums accesses and counts distinct recipients by time range from it.
+    # (at, recipient_id, hits, verdict): the Activity report sums accesses and likely-human opens and
+    # counts distinct recipients by time range from it.
     __table_args__ = (
         Index("ix_access_events_recipient_at", "recipient_id", "at"),
-        Index("ix_access_events_at_recipient", "at", "recipient_id", "hits"),
+        Index("ix_access_events_at_recipient", "at", "recipient_id", "hits", "verdict"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -366,7 +366,7 @@ def test_the_activity_page_draws_an_accessible_svg_chart_beside_its_numbers(staf
     heights = [float(rect["height"]) for rect in svg.select("rect") if rect.select_one("title")]
     assert heights[2] == heights[4] == max(heights) and heights[0] == 0  # 3 accesses on the 3rd and the 5th
     table = [[cell.text.strip() for cell in row.select("td")] for row in page.html.select(".activity tbody tr")]
-    assert table[2] == ["2026-03-03", "3", "2"]
+    assert table[2] == ["2026-03-03", "3", "2", "3"]
     # Drawn on the server: nothing to run, nothing fetched.
     assert not svg.select("script") and "http" not in svg.decode().replace("http://www.w3.org/2000/svg", "")
 
@@ -405,8 +405,8 @@ def test_the_csv_export_takes_the_same_filters_as_the_page(staff, data):
     ]
     activity = staff.get("/reports/activity.csv", params={**WEEK, "sender": "admin"}).body.decode("utf-8-sig")
     assert list(csv.reader(io.StringIO(activity)))[:4] == [
-        ["Time (UTC)", "Accesses", "Unique opens"], ["2026-03-01", "0", "0"], ["2026-03-02", "0", "0"],
-        ["2026-03-03", "1", "1"]]
+        ["Time (UTC)", "Accesses", "Unique opens", "Likely-human opens"], ["2026-03-01", "0", "0", "0"],
+        ["2026-03-02", "0", "0", "0"], ["2026-03-03", "1", "1", "1"]]
 
 
 def test_the_csv_link_on_a_page_carries_its_filters(staff, data):

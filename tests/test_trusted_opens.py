@@ -169,6 +169,12 @@ def test_the_recipients_and_records_reports_show_both_counts(staff, mixed):
         ("Ann Doe", 1, 1, 3, 2), ("Bob Doe", 0, 1, 2, 0), ("Cy Doe", 0, 0, 0, 0)]
 
 
+def test_the_activity_report_gives_likely_human_opens_beside_all_loads_per_day(staff, mixed):
+    rows = staff.get("/api/reports/activity", params={"from": "2026-11-01", "to": "2026-11-03"}).json["rows"]
+    assert [(r["bucket"], r["accesses"], r["unique_opens"], r["human_opens"]) for r in rows] == [
+        ("2026-11-01", 0, 0, 0), ("2026-11-02", 5, 2, 2), ("2026-11-03", 0, 0, 0)]
+
+
 def test_a_recipient_made_opened_by_a_click_counts_as_opened_without_a_human_load(app, db, staff, mixed):
     # The clicks feature sets first_human_at for a human click: "opened" follows it.
     email, _ = mixed

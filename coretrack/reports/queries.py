@@ -355,7 +355,7 @@ class Activity:
 class ActivityReport(Report):
     name, title = "activity", "Activity"
     columns = (Column("bucket", "Time", "time_label"), _number("accesses", "Accesses"),
-               _number("unique_opens", "Unique opens"))
+               _number("unique_opens", "Unique opens"), HUMAN_OPENS)
     default_sort, tie_breakers = "bucket", ()
 
     @staticmethod
@@ -388,7 +388,9 @@ class ActivityReport(Report):
         # An event may stand for several loads of one minute (the per-recipient bound): sum them.
         statement = select(literal(label, String).label("bucket"),
                            func.coalesce(func.sum(AccessEvent.hits), 0).label("accesses"),
-                           func.count(distinct(AccessEvent.recipient_id)).label("unique_opens"))
+                           func.count(distinct(AccessEvent.recipient_id)).label("unique_opens"),
+                           func.coalesce(func.sum(case((AccessEvent.verdict == "human", AccessEvent.hits), else_=0)),
+                                         0).label("human_opens"))
         statement = statement.where(AccessEvent.at >= start, AccessEvent.at < stop)
         if recipients is not None:
             # "+ 0": read the bucket's time range and look each access up in the kept set; seeking every
@@ -430,7 +432,8 @@ class ActivityReport(Report):
         whole_range = self._bucket(kept, "total", starts[0], starts[-1])
         found = {row.bucket: row for row in session.execute(union_all(*parts, whole_range))}
         rows = [{"bucket": name, "accesses": found[start.isoformat()].accesses,
-                 "unique_opens": found[start.isoformat()].unique_opens} for name, start, _ in buckets]
+                 "unique_opens": found[start.isoformat()].unique_opens,
+                 "human_opens": found[start.isoformat()].human_opens} for name, start, _ in buckets]
         total = found["total"]
         return Activity(first, last, filters.by, rows, total.accesses, total.unique_opens)
 

@@ -17,6 +17,9 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("access_events") as batch:
         batch.add_column(sa.Column("reason", sa.String(length=64), server_default="", nullable=False))
+        # The Activity report's covering index takes the verdict, for its likely-human opens.
+        batch.drop_index("ix_access_events_at_recipient")
+        batch.create_index("ix_access_events_at_recipient", ["at", "recipient_id", "hits", "verdict"])
     with op.batch_alter_table("recipients") as batch:
         batch.add_column(sa.Column("human_opens", sa.Integer(), server_default="0", nullable=False))
     # Events kept their verdict already: the loads judged human become the recipient's human opens
@@ -31,4 +34,6 @@ def downgrade() -> None:
     with op.batch_alter_table("recipients") as batch:
         batch.drop_column("human_opens")
     with op.batch_alter_table("access_events") as batch:
+        batch.drop_index("ix_access_events_at_recipient")
+        batch.create_index("ix_access_events_at_recipient", ["at", "recipient_id", "hits"])
         batch.drop_column("reason")
