@@ -55,13 +55,15 @@ def emails_statement(filters: EmailFilters) -> Select[Email]:
 @dataclass
 class EmailCounts:
     recipients: int = 0
-    opened: int = 0
-    accesses: int = 0
+    opened: int = 0  # recipients who likely opened it: a human load (or click), first_human_at
+    accesses: int = 0  # every load of the image, proxies and scanners too
     sent: int = 0
     failed: int = 0
     skipped: int = 0
     cancelled: int = 0
     pending: int = 0  # not yet handed to the mail server: what a cancel stops
+    loaded: int = 0  # recipients whose image was loaded at all, by anyone or anything
+    human_opens: int = 0  # the likely-human loads among the accesses
 
     @property
     def done(self) -> int:
@@ -69,7 +71,8 @@ class EmailCounts:
 
 
 def email_counts(session: Session, email_ids: Iterable[int]) -> dict[int, EmailCounts]:
-    """Recipients, recipients who opened, total accesses and delivery counts, per email, in one query."""
+    """Recipients, recipients who opened (likely-human) and whose image loaded at all, accesses and
+    likely-human opens, and delivery counts, per email, in one query."""
     ids = list(email_ids)
     counts = {email_id: EmailCounts() for email_id in ids}
     if not ids:
@@ -80,10 +83,11 @@ def email_counts(session: Session, email_ids: Iterable[int]) -> dict[int, EmailC
 
     rows = session.execute(
         select(
-            Recipient.email_id, func.count(), number(Recipient.access_count > 0),
+            Recipient.email_id, func.count(), number(Recipient.first_human_at.is_not(None)),
             func.coalesce(func.sum(Recipient.access_count), 0), number(Recipient.status == "sent"),
             number(Recipient.status == "failed"), number(Recipient.status == "skipped"),
             number(Recipient.status == "cancelled"), number(Recipient.status == "pending"),
+            number(Recipient.access_count > 0), func.coalesce(func.sum(Recipient.human_opens), 0),
         ).where(Recipient.email_id.in_(ids)).group_by(Recipient.email_id)
     )
     for email_id, *values in rows:

@@ -252,7 +252,10 @@ class Recipient(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Every load of the image (proxies and scanners too), and the likely-human ones among them
+    # (tracking.classify): the two counts shown side by side.
     access_count: Mapped[int] = mapped_column(Integer, default=0)
+    human_opens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     first_access: Mapped[datetime | None] = mapped_column(DateTime)
     last_access: Mapped[datetime | None] = mapped_column(DateTime)
     # What the receiving side said after the hand-over (deliveries.py): "" (nothing heard),
@@ -282,10 +285,11 @@ class Recipient(Base):
 
 class AccessEvent(Base):
     __tablename__ = "access_events"
-    # (at, recipient_id, hits): the Activity report sums accesses and counts distinct recipients by time range from it.
+    # (at, recipient_id, hits, verdict): the Activity report sums accesses and likely-human opens and
+    # counts distinct recipients by time range from it.
     __table_args__ = (
         Index("ix_access_events_recipient_at", "recipient_id", "at"),
-        Index("ix_access_events_at_recipient", "at", "recipient_id", "hits"),
+        Index("ix_access_events_at_recipient", "at", "recipient_id", "hits", "verdict"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -293,8 +297,9 @@ class AccessEvent(Base):
     at: Mapped[datetime] = mapped_column(DateTime)
     ip: Mapped[str] = mapped_column(String(45), default="")
     user_agent: Mapped[str] = mapped_column(String(512), default="")
-    # human | mail_proxy | privacy_prefetch | scanner
+    # human | mail_proxy | privacy_prefetch | scanner, and why (tracking.classify; "" for human).
     verdict: Mapped[str] = mapped_column(String(16), default="human")
+    reason: Mapped[str] = mapped_column(String(64), default="", server_default="")
     # One id per hit, made when the image is requested: a hit replayed from the spool after its
     # first attempt did commit (the reply was lost) is recognised and not counted again.
     hit_id: Mapped[str | None] = mapped_column(String(32), index=True, unique=True)

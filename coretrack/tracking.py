@@ -99,7 +99,8 @@ _SWITCHES = (
 # The batch's recipients, locked in id order on PostgreSQL (SQLite's transaction holds the one
 # write lock already): a concurrent batch counting the same recipient waits here, then sees this
 # one's events and hit ids.
-_RECIPIENT_IDS = "SELECT token, id FROM recipients WHERE token IN (?*) ORDER BY id"
+# With the times the timing rules of classify need.
+_RECIPIENT_IDS = "SELECT token, id, sent_at, delivery_at FROM recipients WHERE token IN (?*) ORDER BY id"
 # The recipients imported from coreBOS that the batch's coreBOS images may name (by mailid; the
 # crmid is matched in Python), with their own tokens.
 _IMPORTED_PAIRS = "SELECT corebos_mailid, corebos_crmid, token FROM recipients WHERE corebos_mailid IN (?*)"
@@ -116,13 +117,13 @@ _EVENTS_IN_MINUTES = {
 }
 # No ON CONFLICT: a hit id another transaction recorded meanwhile fails the batch, which is then
 # spooled and replayed (and the hit known by its id), rather than counted twice.
-_RECORD_EVENT = ("INSERT INTO access_events (recipient_id, at, ip, user_agent, verdict, hit_id, hits, legacy) "
-                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+_RECORD_EVENT = ("INSERT INTO access_events (recipient_id, at, ip, user_agent, verdict, hit_id, hits, legacy, reason) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _FOLD = "UPDATE access_events SET hits = hits + ? WHERE id = ?"
 # One atomic update per recipient.  A replayed hit may be older than the last one counted: first
 # and last access only ever move outwards.
 _COUNT = (
-    "UPDATE recipients SET access_count = access_count + ?, "
+    "UPDATE recipients SET access_count = access_count + ?, human_opens = human_opens + ?, "
     "first_access = CASE WHEN first_access IS NULL OR first_access > ? THEN ? ELSE first_access END, "
     "last_access = CASE WHEN last_access IS NULL OR last_access < ? THEN ? ELSE last_access END, "
     # The batch's earliest likely-human load (NULL when it has none: the column is left as it is).
@@ -139,33 +140,72 @@ def _sql(statement: str, sqlite: bool, items: int = 0) -> str:
     return statement if sqlite else statement.replace("?", "%s")
 
 
-# Substrings of user agents, lower case, checked in order.
-_VERDICTS = (
-    ("mail_proxy", ("googleimageproxy", "ggpht.com", "yahoomailproxy", "outlook-image-proxy")),
+# Substrings of user agents, lower case, checked in order, with the reason each gives.
+_AGENTS = (
+    ("mail_proxy", "Google image proxy", ("googleimageproxy", "ggpht.com")),
+    ("mail_proxy", "Yahoo image proxy", ("yahoomailproxy",)),
+    ("mail_proxy", "Outlook image proxy", ("outlook-image-proxy", "outlookimageproxy")),
     (
         "scanner",
+        "security scanner's agent",
         ("bot", "spider", "crawl", "scan", "curl/", "wget/", "python-", "go-http-client", "java/",
          "barracuda", "mimecast", "proofpoint", "symantec", "trendmicro", "libwww"),
     ),
 )
-# Apple Mail Privacy Protection fetches every image with this bare user agent.
+# Apple Mail Privacy Protection fetches every image with this bare user agent ...
 _PRIVACY_PREFETCH_AGENTS = frozenset({"mozilla/5.0", ""})
+# ... from Apple's own address block.
+_APPLE_NETWORK = ipaddress.ip_network("17.0.0.0/8")
+# A load this soon after the send is a security scanner's (gateways fetch images as the message
+# passes them); no person opens a message this fast.
+SCANNER_WINDOW = timedelta(seconds=10)
+# A load this soon after delivery (the provider's report, else the send) is Apple's prefetch,
+# which fetches images as the message reaches the device, before anyone looks at it.
+PREFETCH_WINDOW = timedelta(seconds=60)
 # Control characters: PostgreSQL refuses NUL outright, and one hit the database refuses would
 # fail its whole batch and, spooled, every replay of it.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+def classify(hit: Hit, sent_at: datetime | None = None, delivered_at: datetime | None = None) -> tuple[str, str]:
+    """The hit's verdict (human | mail_proxy | privacy_prefetch | scanner) and the reason for it,
+    from its full address (before the storage policy truncates it), agent and timing.  The one
+    place the rules live: count_hits applies it to every hit, from the image, the hit log or a
+    provider."""
+    if hit.provider_verdict:
+        return "mail_proxy", hit.provider_verdict
+    verdict = _by_agent(hit.user_agent)
+    if verdict[0] != "human":
+        return verdict
+    if _in_apple_network(hit.ip):
+        return "privacy_prefetch", "Apple address block (17.0.0.0/8)"
+    if sent_at is not None and hit.at - sent_at < SCANNER_WINDOW:
+        return "scanner", "loaded within seconds of the send"
+    delivered = delivered_at or sent_at
+    if delivered is not None and hit.at - delivered < PREFETCH_WINDOW:
+        return "privacy_prefetch", "loaded right at delivery"
+    return verdict
+
+
 # Few distinct agents and addresses make most hits (mail proxies, the same reader's opens): each
 # is worked out once per process.
 @functools.lru_cache(maxsize=4096)
-def classify(user_agent: str) -> str:
+def _by_agent(user_agent: str) -> tuple[str, str]:
     agent = user_agent.strip().lower()
-    for verdict, needles in _VERDICTS:
+    for verdict, reason, needles in _AGENTS:
         if any(needle in agent for needle in needles):
-            return verdict
+            return verdict, reason
     if agent in _PRIVACY_PREFETCH_AGENTS:
-        return "privacy_prefetch"
-    return "human"
+        return "privacy_prefetch", "Apple Mail Privacy Protection's bare agent"
+    return "human", ""
+
+
+@functools.lru_cache(maxsize=4096)
+def _in_apple_network(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip) in _APPLE_NETWORK
+    except ValueError:
+        return False
 
 
 @functools.lru_cache(maxsize=4096)
@@ -317,7 +357,13 @@ def _count(driver: _Driver, hits: Sequence[Hit]) -> int:
     batch_tokens = sorted(set(token_of.values()) - {""})
     if not batch_tokens:
         return 0
-    recipient_of: dict[str, int] = dict(driver.rows(_RECIPIENT_IDS + driver.lock_rows, batch_tokens, len(batch_tokens)))
+    recipient_of: dict[str, int] = {}
+    times_of: dict[int, tuple[datetime | None, datetime | None]] = {}  # recipient id -> (sent, delivered)
+    for token, recipient_id, sent_at, delivered_at in driver.rows(_RECIPIENT_IDS + driver.lock_rows, batch_tokens,
+                                                                  len(batch_tokens)):
+        recipient_of[token] = recipient_id
+        times_of[recipient_id] = (None if sent_at is None else driver.read_time(sent_at),
+                                  None if delivered_at is None else driver.read_time(delivered_at))
     # In time order: events are made for a minute's first loads, later ones folded.  Hit ids break
     # ties, so concurrent batches holding the same hits insert them in the same order.
     candidates = sorted((hit for hit in hits if token_of[hit.token] in recipient_of and not tracking_off.at(hit.at)),
@@ -345,12 +391,11 @@ def _count(driver: _Driver, hits: Sequence[Hit]) -> int:
             continue
         seen.add(hit.hit_id)
         recipient_id = recipient_of[token_of[hit.token]]
-        # A load a provider reports as made by its machines (SendGrid's sg_machine_open) is a proxy's.
-        verdict = "mail_proxy" if hit.provider_verdict else classify(hit.user_agent)
+        verdict, reason = classify(hit, *times_of[recipient_id])
         minute = minutes.setdefault((recipient_id, _minute(hit.at)), _Minute())
         if minute.events < EVENTS_PER_RECIPIENT_PER_MINUTE:
             event = [recipient_id, stored(hit.at), store_ip(hit.ip, policy), hit.user_agent, verdict,
-                     hit.hit_id, 1, legacy.is_token(hit.token)]
+                     hit.hit_id, 1, legacy.is_token(hit.token), reason]
             new_events.append(event)
             minute.add_new(hit.at, event)
         elif isinstance(minute.last, list):
@@ -361,14 +406,14 @@ def _count(driver: _Driver, hits: Sequence[Hit]) -> int:
         human = hit.at if verdict == "human" else None
         count = counted.get(recipient_id)
         if count is None:
-            counted[recipient_id] = _Count(1, hit.at, hit.at, human)
+            counted[recipient_id] = _Count(1, hit.at, hit.at, human, int(human is not None))
         else:
             count.add(hit.at, human)
 
     driver.write(_RECORD_EVENT, [tuple(event) for event in new_events])
     driver.write(_FOLD, [(loads, event_id) for event_id, loads in sorted(folded.items())])
     # In id order, as the rows were locked.
-    driver.write(_COUNT, [(count.hits, *[stored(count.first)] * 2, *[stored(count.last)] * 2,
+    driver.write(_COUNT, [(count.hits, count.human, *[stored(count.first)] * 2, *[stored(count.last)] * 2,
                            *[None if count.first_human is None else stored(count.first_human)] * 3, recipient_id)
                           for recipient_id, count in sorted(counted.items())])
     return sum(count.hits for count in counted.values())
@@ -435,9 +480,11 @@ class _Count:
     first: datetime
     last: datetime
     first_human: datetime | None  # the earliest likely-human load
+    human: int  # likely-human loads
 
     def add(self, at: datetime, human: datetime | None) -> None:
         self.hits += 1
+        self.human += human is not None
         self.first = min(self.first, at)
         self.last = max(self.last, at)
         if human is not None and (self.first_human is None or human < self.first_human):

@@ -307,7 +307,7 @@ def test_the_import_page_shows_a_refused_file_next_to_the_field(staff, db):
 def test_a_contact_page_lists_its_emails_with_access_counts_newest_first(staff, db, users):
     ada, other = add_contact(db, "Ada", "Lovelace", email="ada@example.test"), add_contact(db, "Bo", "B")
     add_email(db, users["sam"], "Older news", datetime(2024, 1, 1, 9), [
-        {"address": "ada@example.test", "contact_id": ada.id, "access_count": 2,
+        {"address": "ada@example.test", "contact_id": ada.id, "access_count": 2, "human_opens": 1,
          "last_access": datetime(2024, 1, 2, 10, 30)},
     ])
     newer = add_email(db, users["admin"], "Newer <b>news</b>", datetime(2024, 3, 1, 9), [
@@ -315,15 +315,15 @@ def test_a_contact_page_lists_its_emails_with_access_counts_newest_first(staff, 
         {"address": "bo@example.test", "contact_id": other.id, "access_count": 7},
     ])
     listed = records.related_emails(db, "contact", ada.id)
-    assert [(e.subject, e.sender, e.access_count) for e in listed] == [
-        ("Newer <b>news</b>", "admin", 0), ("Older news", "sam", 2)]
+    assert [(e.subject, e.sender, e.access_count, e.human_opens) for e in listed] == [
+        ("Newer <b>news</b>", "admin", 0, 0), ("Older news", "sam", 2, 1)]
     assert listed[1].last_access == datetime(2024, 1, 2, 10, 30)
 
     page = staff.get(f"/contacts/{ada.id}")
     rows = page.html.select("#emails + .table-wrap tbody tr")
     assert [[td.text.strip() for td in row.select("td")] for row in rows] == [
-        ["Newer <b>news</b>", "2024-03-01 09:00", "admin", "sent", "0", "—"],
-        ["Older news", "2024-01-01 09:00", "sam", "sent", "2", "2024-01-02 10:30"],
+        ["Newer <b>news</b>", "2024-03-01 09:00", "admin", "sent", "0", "0", "—"],
+        ["Older news", "2024-01-01 09:00", "sam", "sent", "2", "1", "2024-01-02 10:30"],
     ]
     assert rows[0].select_one("a")["href"] == f"/emails/{newer.id}"
     assert page.html.select_one(f"a[href='/emails/new?contact={ada.id}']").text == "Send email"

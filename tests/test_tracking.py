@@ -373,7 +373,7 @@ def test_tokens_are_random_signed_and_fixed_length():
     ],
 )
 def test_hits_are_classified_by_user_agent(agent, verdict):
-    assert classify(agent) == verdict
+    assert classify(Hit("t", datetime(2026, 11, 2, 9, 30), "192.0.2.1", agent))[0] == verdict
 
 
 @pytest.mark.parametrize(

@@ -69,6 +69,9 @@ def _time(key: str, label: str) -> Column:
 
 
 ACCESSES, LAST_ACCESS = _number("accesses", "Accesses"), _time("last_access", "Last access")
+# Every count twice: all loads of the image (accesses, loaded) and the likely-human ones (human
+# opens, opened: first_human_at, which a human click sets too).
+HUMAN_OPENS = _number("human_opens", "Likely-human opens")
 
 
 def _day_range_condition(column: InstrumentedAttribute[datetime | None], filters: Filters) -> list[ColumnElement[bool]]:
@@ -168,7 +171,10 @@ class EmailsReport(Report):
         _number("delivered", "Delivered"),
         _number("opened", "Opened"),
         _number("open_rate", "Open rate (%)", "percent"),
+        _number("loaded", "Loaded the image"),
+        _number("load_rate", "Load rate (%)", "percent"),
         ACCESSES,
+        HUMAN_OPENS,
         LAST_ACCESS,
     )
     default_sort, tie_breakers = "sent_at", (("email_id", True),)
@@ -176,14 +182,17 @@ class EmailsReport(Report):
 
     def statement(self, filters: Filters) -> AnySelect:
         delivered = _count_if(Recipient.status == "sent")
-        opened = _count_if(Recipient.access_count > 0)
+        opened = _count_if(Recipient.first_human_at.is_not(None))
+        loaded = _count_if(Recipient.access_count > 0)
         return (
             select(
                 Email.id.label("email_id"), Email.subject.label("subject"), User.name.label("sender"),
                 Email.sent_at.label("sent_at"), func.count(Recipient.id).label("recipients"),
                 delivered.label("delivered"), opened.label("opened"),
                 (opened * 100.0 / func.nullif(delivered, 0)).label("open_rate"),
+                loaded.label("loaded"), (loaded * 100.0 / func.nullif(delivered, 0)).label("load_rate"),
                 func.coalesce(func.sum(Recipient.access_count), 0).label("accesses"),
+                func.coalesce(func.sum(Recipient.human_opens), 0).label("human_opens"),
                 func.max(Recipient.last_access).label("last_access"),
             )
             .join(Recipient, Recipient.email_id == Email.id)
@@ -194,8 +203,9 @@ class EmailsReport(Report):
 
     def row(self, mapping: RowMapping) -> Row:
         row = super().row(mapping)
-        if row["open_rate"] is not None:
-            row["open_rate"] = round(float(row["open_rate"]), 1)
+        for rate in ("open_rate", "load_rate"):
+            if row[rate] is not None:
+                row[rate] = round(float(row[rate]), 1)
         return row
 
 
@@ -208,6 +218,7 @@ class RecipientsReport(Report):
         Column("record", "Related record"),
         Column("status", "Status", "status"),
         ACCESSES,
+        HUMAN_OPENS,
         _time("first_access", "First access"),
         LAST_ACCESS,
     )
@@ -244,6 +255,7 @@ class RecipientsReport(Report):
                 func.coalesce(_person_name(Contact), Account.name, _person_name(Lead)).label("record"),
                 case((record_type.is_(None), null()), else_=Recipient.name).label("record_sort_name"),
                 Recipient.status.label("status"), Recipient.access_count.label("accesses"),
+                Recipient.human_opens.label("human_opens"),
                 Recipient.first_access.label("first_access"), Recipient.last_access.label("last_access"),
             )
             .join(Email, Email.id == Recipient.email_id)
@@ -262,7 +274,9 @@ class RecordsReport(Report):
         Column("record", "Record"),
         _number("emails", "Emails sent"),
         _number("opened", "Opened"),
+        _number("loaded", "Loaded the image"),
         ACCESSES,
+        HUMAN_OPENS,
         LAST_ACCESS,
     )
     default_sort, tie_breakers = "accesses", (("record", False), ("record_id", False))
@@ -277,8 +291,10 @@ class RecordsReport(Report):
 
     @staticmethod
     def _sent_to(record_type: str) -> Subquery:
-        """(record_id, email_id, status, access_count, last_access) of each recipient that is the record."""
-        columns = (Recipient.email_id, Recipient.status, Recipient.access_count, Recipient.last_access)
+        """(record_id, email_id, status, access_count, last_access, human_opens, first_human_at) of each
+        recipient that is the record."""
+        columns = (Recipient.email_id, Recipient.status, Recipient.access_count, Recipient.last_access,
+                   Recipient.human_opens, Recipient.first_human_at)
         if record_type != "account":
             key = _RECORD_KEYS[record_type]
             return select(key.label("record_id"), *columns).where(key.is_not(None)).subquery()
@@ -293,16 +309,20 @@ class RecordsReport(Report):
         sent = self._sent_to(filters.record_type)
         emails: ColumnElement[int]
         opened: ColumnElement[int]
+        loaded: ColumnElement[int]
         if filters.record_type == "account":
             # Several contacts of one account may get the same email: it counts once.
             emails = func.count(distinct(sent.c.email_id))
-            opened = func.count(distinct(case((sent.c.access_count > 0, sent.c.email_id))))
+            opened = func.count(distinct(case((sent.c.first_human_at.is_not(None), sent.c.email_id))))
+            loaded = func.count(distinct(case((sent.c.access_count > 0, sent.c.email_id))))
         else:
             # An email has one recipient per address, so a contact or lead is in it once: no DISTINCT to pay for.
-            emails, opened = func.count(), _count_if(sent.c.access_count > 0)
+            emails, opened = func.count(), _count_if(sent.c.first_human_at.is_not(None))
+            loaded = _count_if(sent.c.access_count > 0)
         totals = (
-            select(sent.c.record_id, emails.label("emails"), opened.label("opened"),
+            select(sent.c.record_id, emails.label("emails"), opened.label("opened"), loaded.label("loaded"),
                    func.coalesce(func.sum(sent.c.access_count), 0).label("accesses"),
+                   func.coalesce(func.sum(sent.c.human_opens), 0).label("human_opens"),
                    func.max(sent.c.last_access).label("last_access"))
             .join(Email, Email.id == sent.c.email_id)
             .where(*_email_conditions(filters), *([sent.c.status == filters.status] if filters.status else []))
@@ -311,7 +331,8 @@ class RecordsReport(Report):
         model, name = self.NAMES[filters.record_type]
         return select(
             literal(filters.record_type, String).label("record_type"), totals.c.record_id, name.label("record"),
-            totals.c.emails, totals.c.opened, totals.c.accesses, totals.c.last_access,
+            totals.c.emails, totals.c.opened, totals.c.loaded, totals.c.accesses, totals.c.human_opens,
+            totals.c.last_access,
         ).join(model, model.id == totals.c.record_id)
 
 
@@ -334,7 +355,7 @@ class Activity:
 class ActivityReport(Report):
     name, title = "activity", "Activity"
     columns = (Column("bucket", "Time", "time_label"), _number("accesses", "Accesses"),
-               _number("unique_opens", "Unique opens"))
+               _number("unique_opens", "Unique opens"), HUMAN_OPENS)
     default_sort, tie_breakers = "bucket", ()
 
     @staticmethod
@@ -367,7 +388,9 @@ class ActivityReport(Report):
         # An event may stand for several loads of one minute (the per-recipient bound): sum them.
         statement = select(literal(label, String).label("bucket"),
                            func.coalesce(func.sum(AccessEvent.hits), 0).label("accesses"),
-                           func.count(distinct(AccessEvent.recipient_id)).label("unique_opens"))
+                           func.count(distinct(AccessEvent.recipient_id)).label("unique_opens"),
+                           func.coalesce(func.sum(case((AccessEvent.verdict == "human", AccessEvent.hits), else_=0)),
+                                         0).label("human_opens"))
         statement = statement.where(AccessEvent.at >= start, AccessEvent.at < stop)
         if recipients is not None:
             # "+ 0": read the bucket's time range and look each access up in the kept set; seeking every
@@ -409,7 +432,8 @@ class ActivityReport(Report):
         whole_range = self._bucket(kept, "total", starts[0], starts[-1])
         found = {row.bucket: row for row in session.execute(union_all(*parts, whole_range))}
         rows = [{"bucket": name, "accesses": found[start.isoformat()].accesses,
-                 "unique_opens": found[start.isoformat()].unique_opens} for name, start, _ in buckets]
+                 "unique_opens": found[start.isoformat()].unique_opens,
+                 "human_opens": found[start.isoformat()].human_opens} for name, start, _ in buckets]
         total = found["total"]
         return Activity(first, last, filters.by, rows, total.accesses, total.unique_opens)
 

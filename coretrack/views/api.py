@@ -33,6 +33,8 @@ def _email_summary(email: Email, counts: email_queries.EmailCounts) -> dict[str,
         "recipients": counts.recipients,
         "opened": counts.opened,
         "accesses": counts.accesses,
+        "loaded": counts.loaded,
+        "human_opens": counts.human_opens,
     }
 
 
@@ -51,6 +53,8 @@ def _recipient(recipient: Recipient) -> dict[str, Any]:
         "delivery_at": _time(recipient.delivery_at),
         "tracked": recipient.tracked,
         "access_count": recipient.access_count,
+        "human_opens": recipient.human_opens,
+        "opened_at": _time(recipient.first_human_at),
         "first_access": _time(recipient.first_access),
         "last_access": _time(recipient.last_access),
     }
@@ -173,7 +177,8 @@ def record_emails(request: AppRequest, record_type: str, record_id: int) -> Resp
         "record": {"type": record_type, "id": record.id, "name": record.display_name},
         "emails": [
             {"id": row.email_id, "subject": row.subject, "sent_at": _time(row.sent_at), "sender": row.sender,
-             "status": row.status, "access_count": row.access_count, "last_access": _time(row.last_access)}
+             "status": row.status, "access_count": row.access_count, "human_opens": row.human_opens,
+             "last_access": _time(row.last_access)}
             for row in related
         ],
     })
