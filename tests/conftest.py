@@ -37,6 +37,7 @@ from coretrack.config import Config
 from coretrack.db import make_engine, upgrade
 from coretrack.models import Account, Contact, Lead
 from coretrack.settings import SettingsService
+from coretrack.unsubscribe import UNSUBSCRIBE_PATH
 from coretrack.views.public import TRACK_ACCESS_PATH
 
 ADMIN_PASSWORD = "admin-password-1"
@@ -330,6 +331,8 @@ def every_route(app, db, users):
                 values["record_id"] = records[section].id
             path = URL_MAP.bind("localhost").build(rule.endpoint, {k: v for k, v in values.items()
                                                                    if k in rule.arguments})
+            if rule.rule == UNSUBSCRIBE_PATH:
+                path += f"?t={email.recipients[0].token}"  # a page of its own only with a recipient's token
             routes += [(method, path) for method in sorted(rule.methods & {"GET", "POST"})]
     return routes
 

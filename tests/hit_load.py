@@ -64,18 +64,32 @@ def fire(port: int, path: str, hit_tokens: list[str], *, workers: int = 24, resu
 
     def worker(share: list[str]) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        served = 0  # answers on this connection so far
         try:
             for token in share:
-                try:
-                    connection.request("GET", f"{path}?t={token}", headers={"User-Agent": user_agent})
-                    response = connection.getresponse()
-                    body = response.read()
-                    result.count((response.status, body == GIF))
-                    if response.will_close:
+                for attempt in (1, 2):
+                    try:
+                        connection.request("GET", f"{path}?t={token}", headers={"User-Agent": user_agent})
+                        response = connection.getresponse()
+                        body = response.read()
+                        result.count((response.status, body == GIF))
+                        served += 1
+                        if response.will_close:
+                            connection.close()
+                            served = 0
+                        break
+                    except (OSError, http.client.HTTPException) as exc:
                         connection.close()
-                except (OSError, http.client.HTTPException) as exc:
-                    result.count(("no answer", exc.__class__.__name__))
-                    connection.close()
+                        # A busy event MPM closes idle keep-alive connections: a request sent on one
+                        # that had served others, refused without a byte of answer, was never
+                        # handled, so it goes again on a new connection (as browsers and urllib3
+                        # do).  Any other failure is counted.
+                        closed_idle = served and isinstance(exc, (http.client.RemoteDisconnected,
+                                                                  ConnectionResetError, BrokenPipeError))
+                        served = 0
+                        if not (closed_idle and attempt == 1):
+                            result.count(("no answer", exc.__class__.__name__))
+                            break
         finally:
             connection.close()
 

@@ -71,7 +71,10 @@ def test_the_signature_ends_each_email_unless_unticked(staff, db, smtp_settings,
     if ticked:
         # At the end of the body, before </body>, in both parts.
         assert html.index("Our news") < html.index("Sam Smith") < html.index("</body>")
-        assert text.replace("\r\n", "\n").rstrip().endswith("-- \nSam Smith, example.test (https://example.test/)")
+        # After the body typed, before the unsubscribe footer.
+        text = text.replace("\r\n", "\n")
+        assert text.index("Our news") < text.index("-- \nSam Smith, example.test (https://example.test/)") < \
+            text.index("unsubscribe")
     else:
         assert "Sam Smith" not in html and "Sam Smith" not in text
     assert len(sink.received) == 1
