@@ -2,10 +2,11 @@
 
 Building and serialising an ``EmailMessage`` per recipient is the slow part
 of a large send (scripts/bench-mime times it against this template), so
-``MessageTemplate`` serialises the message once, with a random placeholder
-where the tracking token goes, and ``render`` only puts the per-recipient
-headers (To, Date, Message-ID) in front and the token into the placeholder.
-Tokens have a fixed length and an alphabet that quoted-printable leaves as
+``MessageTemplate`` serialises the message once, with random placeholders
+where the tracking token goes (the image and each rewritten link) and where
+each link's signature goes, and ``render`` only puts the per-recipient
+headers (To, Date, Message-ID) in front and the token and signatures into the
+placeholders.  Tokens and signatures have a fixed length and an alphabet that quoted-printable leaves as
 is, so the swap keeps every line as long as it was; a soft line break
 (``=\\r\\n``) may fall inside the placeholder and is kept.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import html as html_lib
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from email.utils import format_datetime
 from html.parser import HTMLParser
 from typing import cast
 
-from . import sendgrid, tokens
+from . import clicks, sendgrid, tokens
 from .tracking import TRACK_ACCESS_PATH
 from .validation import clean_address, mail_problem, text_problem
 
@@ -186,15 +187,32 @@ class MessageTemplate:
         attachments: tuple[AttachmentData, ...] | list[AttachmentData] = (),
         public_url: str | None = None,
         sendgrid_tag: bool = False,
+        links: Sequence[str] = (),
+        secret: bytes = b"",
     ):
-        """``public_url`` None means tracking is off for this email: no image at all.  ``sendgrid_tag``:
-        each message names its recipient's token in X-SMTPAPI, for SendGrid's events."""
+        """``public_url`` None means tracking is off for this email: no image at all, no link
+        rewritten.  ``links``: the email's stored links (clicks.trackable_links), each pointed to
+        the click endpoint with a MAC made with ``secret``.  ``sendgrid_tag``: each message names
+        its recipient's token in X-SMTPAPI, for SendGrid's events."""
         self.domain = from_address.rpartition("@")[2]
         self.sendgrid_tag = sendgrid_tag
+        self.secret = secret
         self.placeholder = None
+        # Each link's MAC placeholder, by position: filled per recipient like the token.
+        self.link_placeholders: dict[int, str] = {}
+        plain = text or html_to_text(html)  # made before the links are rewritten: it keeps their URLs
         if public_url is not None:
             # Random, so it cannot already be in the HTML; its QP form is itself.
-            self.placeholder = "".join(secrets.choice(_ALPHABET) for _ in range(tokens.TOKEN_LENGTH))
+            self.placeholder = _random_placeholder(tokens.TOKEN_LENGTH)
+            if links:
+                self.link_placeholders = {position: _random_placeholder(clicks.MAC_LENGTH)
+                                          for position in range(len(links))}
+                html = clicks.rewrite_links(html, links, {
+                    position: clicks.click_url(public_url, position, self.placeholder, placeholder)
+                    for position, placeholder in self.link_placeholders.items()})
+                # A stored link the HTML no longer has in its place is not rewritten, and gets no slot.
+                self.link_placeholders = {position: placeholder for position, placeholder
+                                          in self.link_placeholders.items() if placeholder in html}
             html = insert_image(html, tracking_image(public_url, self.placeholder))
 
         message = EmailMessage(policy=SMTP_POLICY)
@@ -212,7 +230,7 @@ class MessageTemplate:
             message["Subject"] = subject
             message["Subject"].fold(policy=SMTP_POLICY)
         with _part("text" if text else "html", text or html):
-            message.set_content(text or html_to_text(html), subtype="plain", charset="utf-8", cte="quoted-printable")
+            message.set_content(plain, subtype="plain", charset="utf-8", cte="quoted-printable")
         with _part("html", html):
             message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
         for attachment in attachments:
@@ -225,15 +243,24 @@ class MessageTemplate:
             if part is not message:
                 del part["MIME-Version"]  # only the top level carries it
         self.body = message.as_bytes(policy=SMTP_POLICY)
-        self._slot = self._find_placeholder(self.placeholder) if self.placeholder else None
+        # Where each placeholder is in the body, in order: (start, end, its bytes, None for the
+        # token or a link's position for its MAC).  The token is in the image and in every link.
+        self._slots: list[tuple[int, int, bytes, int | None]] = []
+        if self.placeholder:
+            self._slots += [(*match.span(), match.group(), None)
+                            for match in self._find_placeholder(self.placeholder, 1 + len(self.link_placeholders))]
+        for position, placeholder in self.link_placeholders.items():
+            self._slots += [(*match.span(), match.group(), position)
+                            for match in self._find_placeholder(placeholder, 1)]
+        self._slots.sort()
 
-    def _find_placeholder(self, placeholder: str) -> re.Match[bytes]:
+    def _find_placeholder(self, placeholder: str, times: int) -> list[re.Match[bytes]]:
         soft_break = rb"(?:=\r?\n)?"
         pattern = soft_break.join(re.escape(char.encode("ascii")) for char in placeholder)
         matches = list(re.finditer(pattern, self.body))
-        if len(matches) != 1:
-            raise RuntimeError("tracking placeholder not found exactly once in the serialised message")
-        return matches[0]
+        if len(matches) != times:
+            raise RuntimeError("tracking placeholder not found as often as it was put in the serialised message")
+        return matches
 
     def to_header(self, address: str, name: str = "") -> str:
         """The folded To header; MessageError when the recipient's name or address cannot go into it."""
@@ -257,21 +284,34 @@ class MessageTemplate:
             + f"Date: {format_datetime(datetime.now(UTC))}\r\n"
             + f"Message-ID: <{secrets.token_hex(16)}@{self.domain}>\r\n"
         ).encode("ascii")
-        if self._slot is None and not self.sendgrid_tag:
+        if not self._slots and not self.sendgrid_tag:
             return headers + self.body
         if token is None or len(token) != tokens.TOKEN_LENGTH or not tokens.TOKEN_ALPHABET.issuperset(token):
             raise ValueError("a tracking token of the fixed length and alphabet is required")
         if self.sendgrid_tag:
             headers += sendgrid.smtpapi_header(token).encode("ascii")
-        if self._slot is None:
+        if not self._slots:
             return headers + self.body
-        filled = iter(token.encode("ascii"))
-        # Each placeholder character becomes the token's; soft line breaks in between stay.
-        slot = bytes(next(filled) if byte in _PLACEHOLDER_BYTES else byte for byte in self._slot.group())
-        return headers + self.body[: self._slot.start()] + slot + self.body[self._slot.end() :]
+        values: dict[int | None, bytes] = {None: token.encode("ascii")}
+        for position in self.link_placeholders:
+            values[position] = clicks.link_mac(self.secret, token, position).encode("ascii")
+        pieces = [headers]
+        done = 0
+        for start, end, placeholder, key in self._slots:
+            filled = iter(values[key])
+            # Each placeholder character becomes the value's; soft line breaks in between stay.
+            pieces += [self.body[done:start],
+                       bytes(next(filled) if byte in _PLACEHOLDER_BYTES else byte for byte in placeholder)]
+            done = end
+        pieces.append(self.body[done:])
+        return b"".join(pieces)
 
 
 _PLACEHOLDER_BYTES = frozenset(_ALPHABET.encode("ascii"))
+
+
+def _random_placeholder(length: int) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
 # An address as a dot-atom, and a name of atoms ('=' and '?' left out: they could start an
 # encoded word), in ASCII: both go into a header as they are.
 _ATOM = r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+"

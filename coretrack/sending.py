@@ -32,12 +32,24 @@ from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import ScalarSelect
 
-from . import records, tokens
+from . import clicks, records, tokens
 from .bounces import verp_address
 from .config import Config
 from .db import MAX_ID, changed_rows
 from .mailer import AttachmentData, MessageError, MessageTemplate, add_signature
-from .models import RECIPIENT_KINDS, Account, Attachment, Contact, Email, Lead, Recipient, Record, User, utcnow
+from .models import (
+    RECIPIENT_KINDS,
+    Account,
+    Attachment,
+    Contact,
+    Email,
+    EmailLink,
+    Lead,
+    Recipient,
+    Record,
+    User,
+    utcnow,
+)
 from .settings import SettingsService
 from .smtp import DeliveryError, SmtpPool, SmtpSender
 from .validation import ValidationError, check_text, clean_address, clean_mail_text, mail_problem
@@ -205,14 +217,14 @@ def prepare(
     return Draft(subject, html, text, reply_to, recipients, files, send_at)
 
 
-def _check_buildable(draft: Draft, email: Email, public_url: str | None) -> None:
+def _check_buildable(draft: Draft, email: Email, public_url: str | None, links: list[str]) -> None:
     """Build the message with the sender's own code, so that nothing is saved that the worker
     could not send; ValidationError naming the field for whatever the checks above let through."""
     try:
         template = MessageTemplate(
             from_address=email.from_address, from_name=email.from_name, reply_to=draft.reply_to,
             subject=draft.subject, html=draft.html, text=draft.text, attachments=draft.attachments,
-            public_url=public_url,
+            public_url=public_url, links=links,
         )
     except MessageError as exc:
         if exc.field.startswith("from_"):  # not on the form: the settings hold them
@@ -235,7 +247,11 @@ def compose(session: Session, config: Config, sender: User, draft: Draft) -> Com
         from_address=settings.get("from_address"), from_name=settings.get("from_name"), reply_to=draft.reply_to,
         status="queued", tracking=settings.tracking_enabled, send_at=draft.send_at,
     )
-    _check_buildable(draft, email, settings.get("public_url") if email.tracking else None)
+    public_url = settings.get("public_url") if email.tracking else None
+    # The links a click is recorded for (and redirected to), kept as they were written.
+    links = clicks.trackable_links(draft.html, public_url) if public_url else []
+    _check_buildable(draft, email, public_url, links)
+    email.links = [EmailLink(position=position, url=url) for position, url in enumerate(links)]
     for planned in draft.recipients:
         email.recipients.append(
             Recipient(
@@ -305,7 +321,9 @@ def message_template(session: Session, config: Config, email: Email) -> MessageT
     return MessageTemplate(
         from_address=email.from_address, from_name=email.from_name, reply_to=email.reply_to,
         subject=email.subject, html=email.html_body, text=email.text_body, attachments=files, public_url=public_url,
-        sendgrid_tag=settings.get("smtp_preset") == "sendgrid",
+        sendgrid_tag=settings.get("smtp_preset") == "sendgrid", secret=config.secret_key(),
+        links=session.scalars(select(EmailLink.url).where(EmailLink.email_id == email.id)
+                              .order_by(EmailLink.position)).all() if public_url else (),
     )
 
 

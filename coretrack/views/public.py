@@ -10,7 +10,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .. import sendgrid
+from .. import clicks, sendgrid
 from ..http import AppRequest, public
 from ..tracking import GIF, GIF_HEADERS, TRACK_ACCESS_PATH, Tracker, token_of_query
 
@@ -72,7 +72,39 @@ def sendgrid_events(request: AppRequest) -> Response:
     return stored
 
 
+# One answer for every click that is not a good one (bad, tampered, missing token, unknown link):
+# a stranger learns nothing of which tokens exist.
+_NO_SUCH_LINK = ("<!doctype html><title>Link not found</title><p>This link is not valid.</p>\n", 404)
+
+
+@public
+def follow_link(request: AppRequest) -> Response:
+    """A rewritten link: 302 to the URL stored for it, after recording the click (GET; HEAD, which
+    scanners send and browsers do not, answers the same and records nothing)."""
+    parsed = clicks.parse(request.app.config.secret_key(), request.query_string.decode("latin-1"))
+    if parsed is None:
+        return Response(*_NO_SUCH_LINK, mimetype="text/html")
+    try:
+        found = clicks.target(request.db, *parsed)
+        if found is None:
+            return Response(*_NO_SUCH_LINK, mimetype="text/html")
+        recipient, link = found
+        settings = request.app.settings(request.db)
+        if request.method == "GET" and settings.tracking_enabled:
+            clicks.record(request.db, recipient, link, request.environ.get("REMOTE_ADDR") or "",
+                          request.headers.get("User-Agent", ""), settings.get("ip_storage") or "truncated")
+    except DBAPIError:
+        request.db.rollback()
+        return Response("<!doctype html><title>Unavailable</title><p>This link cannot be followed just now; "
+                        "try again in a minute.</p>\n", 503, mimetype="text/html", headers={"Retry-After": "60"})
+    response = Response(status=302, headers={"Location": link.url, "Cache-Control": "no-store",
+                                             "Referrer-Policy": "no-referrer"})
+    del response.headers["Content-Type"]
+    return response
+
+
 rules = [
     Rule(TRACK_ACCESS_PATH, endpoint="public.track_access", methods=sorted(IMAGE_METHODS)),
+    Rule(clicks.CLICK_PATH, endpoint="public.follow_link", methods=["GET", "HEAD"]),
     Rule("/webhooks/sendgrid", endpoint="public.sendgrid_events", methods=["POST"]),
 ]
