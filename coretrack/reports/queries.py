@@ -69,6 +69,8 @@ def _time(key: str, label: str) -> Column:
 
 
 ACCESSES, LAST_ACCESS = _number("accesses", "Accesses"), _time("last_access", "Last access")
+# Clicks on the email's rewritten links (scanners' included: each click event keeps its verdict).
+CLICKS = _number("clicks", "Clicks")
 
 
 def _day_range_condition(column: InstrumentedAttribute[datetime | None], filters: Filters) -> list[ColumnElement[bool]]:
@@ -169,6 +171,7 @@ class EmailsReport(Report):
         _number("opened", "Opened"),
         _number("open_rate", "Open rate (%)", "percent"),
         ACCESSES,
+        CLICKS,
         LAST_ACCESS,
     )
     default_sort, tie_breakers = "sent_at", (("email_id", True),)
@@ -184,6 +187,7 @@ class EmailsReport(Report):
                 delivered.label("delivered"), opened.label("opened"),
                 (opened * 100.0 / func.nullif(delivered, 0)).label("open_rate"),
                 func.coalesce(func.sum(Recipient.access_count), 0).label("accesses"),
+                func.coalesce(func.sum(Recipient.click_count), 0).label("clicks"),
                 func.max(Recipient.last_access).label("last_access"),
             )
             .join(Recipient, Recipient.email_id == Email.id)
@@ -208,6 +212,7 @@ class RecipientsReport(Report):
         Column("record", "Related record"),
         Column("status", "Status", "status"),
         ACCESSES,
+        CLICKS,
         _time("first_access", "First access"),
         LAST_ACCESS,
     )
@@ -244,7 +249,7 @@ class RecipientsReport(Report):
                 func.coalesce(_person_name(Contact), Account.name, _person_name(Lead)).label("record"),
                 case((record_type.is_(None), null()), else_=Recipient.name).label("record_sort_name"),
                 Recipient.status.label("status"), Recipient.access_count.label("accesses"),
-                Recipient.first_access.label("first_access"), Recipient.last_access.label("last_access"),
+                Recipient.click_count.label("clicks"), Recipient.first_access.label("first_access"), Recipient.last_access.label("last_access"),
             )
             .join(Email, Email.id == Recipient.email_id)
             .outerjoin(Contact, Contact.id == Recipient.contact_id)

@@ -52,6 +52,7 @@ def _recipient(recipient: Recipient) -> dict[str, Any]:
         "access_count": recipient.access_count,
         "first_access": _time(recipient.first_access),
         "last_access": _time(recipient.last_access),
+        "click_count": recipient.click_count,
     }
 
 
@@ -63,6 +64,8 @@ def _email_detail(request: AppRequest, email: Email) -> dict[str, Any]:
         "attachments": [{"filename": a.filename, "content_type": a.content_type, "size": a.size}
                         for a in email.attachments],
         "recipient_list": [_recipient(recipient) for recipient in email.recipients],
+        "links": [{"position": link.position, "url": link.url, "click_count": link.click_count}
+                  for link in email.links],
     }
 
 
@@ -165,7 +168,8 @@ def record_emails(request: AppRequest, record_type: str, record_id: int) -> Resp
         "record": {"type": record_type, "id": record.id, "name": record.display_name},
         "emails": [
             {"id": row.email_id, "subject": row.subject, "sent_at": _time(row.sent_at), "sender": row.sender,
-             "status": row.status, "access_count": row.access_count, "last_access": _time(row.last_access)}
+             "status": row.status, "access_count": row.access_count, "last_access": _time(row.last_access),
+             "click_count": row.click_count}
             for row in related
         ],
     })
