@@ -245,3 +245,46 @@ def test_every_link_survives_quoted_printable_soft_breaks(padding):
 def test_recipients_without_clicks_count_zero(db, sent):
     email, _ = sent
     assert db.scalars(select(Recipient.click_count).where(Recipient.email_id == email.id)).all() == [0, 0]
+
+
+def test_clicks_are_shown_per_recipient_and_link_in_pages_reports_csv_and_api(app, db, users, staff, anon,
+                                                                               smtp_settings):
+    from coretrack import notifications
+    from coretrack.models import Contact
+
+    ada = Contact(first_name="Ada", last_name="Lovelace", email="ada@example.test")
+    db.add(ada)
+    db.commit()
+    email = send(app, db, users, to=[f"contact:{ada.id}", "bob@example.test"])
+    follow(anon, click_links(received(smtp_settings[0])["ada@example.test"])[1])
+
+    page = staff.get(f"/emails/{email.id}").html
+    recipients = {row.select("td")[0].text: row.select("td")[6].text
+                  for row in page.select("#recipients + div tbody tr")}
+    assert page.select("#recipients + div thead th")[6].text == "Clicks"
+    assert recipients == {"ada@example.test": "1", "bob@example.test": "0"}
+    assert [[cell.text for cell in row.select("td")] for row in page.select("#links + div tbody tr")] == [
+        ["1", STORED[0], "0"], ["2", STORED[1], "1"]]
+
+    record = staff.get(f"/contacts/{ada.id}").html
+    assert record.select("#emails + div thead th")[-1].text == "Clicks"
+    assert record.select("#emails + div tbody tr td")[-1].text == "1"
+
+    header, row = staff.get("/reports/emails.csv").body.decode("utf-8-sig").splitlines()
+    assert dict(zip(header.split(","), row.split(","), strict=True))['"Clicks"'] == '"1"'
+    recipients_report = staff.get("/api/reports/recipients", params={"sort": "address"}).json
+    assert [(row["address"], row["clicks"]) for row in recipients_report["rows"]] == [
+        ("ada@example.test", 1), ("bob@example.test", 0)]
+
+    detail = staff.get(f"/api/emails/{email.id}").json
+    assert [(r["address"], r["click_count"]) for r in detail["recipient_list"]] == [
+        ("ada@example.test", 1), ("bob@example.test", 0)]
+    assert [(link["position"], link["url"], link["click_count"]) for link in detail["links"]] == [
+        (0, STORED[0], 0), (1, STORED[1], 1)]
+    related = staff.get(f"/api/records/contact/{ada.id}/emails").json
+    assert [row["click_count"] for row in related["emails"]] == [1]
+
+    # The first human engagement was a click: the sender is told so.
+    notifications.notify(app.Session, app.config)
+    assert "Ada" in staff.get("/notifications").html.select_one("tbody tr").text
+    assert "clicked a link in" in staff.get("/notifications").html.select_one("tbody tr").text

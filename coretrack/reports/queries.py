@@ -249,7 +249,8 @@ class RecipientsReport(Report):
                 func.coalesce(_person_name(Contact), Account.name, _person_name(Lead)).label("record"),
                 case((record_type.is_(None), null()), else_=Recipient.name).label("record_sort_name"),
                 Recipient.status.label("status"), Recipient.access_count.label("accesses"),
-                Recipient.click_count.label("clicks"), Recipient.first_access.label("first_access"), Recipient.last_access.label("last_access"),
+                Recipient.click_count.label("clicks"),
+                Recipient.first_access.label("first_access"), Recipient.last_access.label("last_access"),
             )
             .join(Email, Email.id == Recipient.email_id)
             .outerjoin(Contact, Contact.id == Recipient.contact_id)
