@@ -3,7 +3,7 @@ address goes, in one transaction, and the erasure is audited without keeping the
 
 Erased: the contacts, leads and accounts with that address; the address and name on every recipient
 row sent to it (the rows stay, so each email's and each report's counts stay right, under
-ERASED_ADDRESS); those recipients' access events and provider events (times, IPs, user agents); the
+ERASED_ADDRESS); those recipients' access, click and provider events (times, IPs, user agents); the
 sender notifications about them.  Recipients not yet sent to are cancelled, and later email to the
 address is skipped (sending.compose asks ``erased``).  The audit row keeps who,
 when, how many of each, and an HMAC of the address under the install's key, so a later question "was
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from .models import AccessEvent, DeliveryEvent, Erasure, Notification, Recipient, utcnow
+from .models import AccessEvent, ClickEvent, DeliveryEvent, Erasure, Notification, Recipient, utcnow
 from .records import records_with_address
 from .validation import clean_address
 
@@ -62,7 +62,7 @@ def erase(session: Session, secret: bytes, address: str, user_name: str) -> Eras
     events = 0
     for start in range(0, len(recipient_ids), 500):  # (a few hundred parameters a statement)
         chunk = recipient_ids[start:start + 500]
-        for kept_by_recipient in (AccessEvent, DeliveryEvent, Notification):
+        for kept_by_recipient in (AccessEvent, ClickEvent, DeliveryEvent, Notification):
             gone = session.execute(delete(kept_by_recipient).where(kept_by_recipient.recipient_id.in_(chunk)),
                                    execution_options=_BULK)
             if kept_by_recipient is AccessEvent:

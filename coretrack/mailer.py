@@ -2,13 +2,14 @@
 
 Building and serialising an ``EmailMessage`` per recipient is the slow part
 of a large send (scripts/bench-mime times it against this template), so
-``MessageTemplate`` serialises the message once, with a random placeholder
-wherever the recipient's token goes (the tracking image, the unsubscribe link
-in both bodies and the List-Unsubscribe header), and ``render`` only puts the
-per-recipient headers (To, Date, Message-ID) in front and the token into every
-placeholder.  Tokens have a fixed length and an alphabet that quoted-printable
-leaves as is, so the swap keeps every line as long as it was; a soft line
-break (``=\\r\\n``) may fall inside a placeholder and is kept.
+``MessageTemplate`` serialises the message once, with random placeholders
+wherever the recipient's token goes (the tracking image, each rewritten link,
+the unsubscribe link in both bodies and the List-Unsubscribe header) and where
+each link's signature goes, and ``render`` only puts the per-recipient headers
+(To, Date, Message-ID) in front and the token and signatures into the
+placeholders.  Tokens and signatures have a fixed length and an alphabet that
+quoted-printable leaves as is, so the swap keeps every line as long as it was;
+a soft line break (``=\\r\\n``) may fall inside a placeholder and is kept.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import html as html_lib
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from email.utils import format_datetime
 from html.parser import HTMLParser
 from typing import cast
 
-from . import sendgrid, tokens
+from . import clicks, sendgrid, tokens
 from .tracking import TRACK_ACCESS_PATH
 from .unsubscribe import UNSUBSCRIBE_PATH
 from .validation import clean_address, mail_problem, text_problem
@@ -202,24 +203,42 @@ class MessageTemplate:
         attachments: tuple[AttachmentData, ...] | list[AttachmentData] = (),
         public_url: str | None = None,
         sendgrid_tag: bool = False,
+        links: Sequence[str] = (),
+        secret: bytes = b"",
         unsubscribe_url: str | None = None,
         unsubscribe_footer: str = "",
     ):
-        """``public_url`` None means tracking is off for this email: no image at all.  ``sendgrid_tag``:
-        each message names its recipient's token in X-SMTPAPI, for SendGrid's events.
-        ``unsubscribe_url`` (the install's public URL): each message carries its recipient's signed
-        unsubscribe link after ``unsubscribe_footer`` in both bodies, and in List-Unsubscribe with
-        List-Unsubscribe-Post (RFC 8058 one-click)."""
+        """``public_url`` None means tracking is off for this email: no image at all, no link
+        rewritten.  ``links``: the email's stored links (clicks.trackable_links), each pointed to
+        the click endpoint with a MAC made with ``secret``.  ``sendgrid_tag``: each message names
+        its recipient's token in X-SMTPAPI, for SendGrid's events.  ``unsubscribe_url`` (the
+        install's public URL): each message carries its recipient's signed unsubscribe link after
+        ``unsubscribe_footer`` in both bodies, and in List-Unsubscribe with List-Unsubscribe-Post
+        (RFC 8058 one-click)."""
         self.domain = from_address.rpartition("@")[2]
         self.sendgrid_tag = sendgrid_tag
+        self.secret = secret
         self.placeholder = None
+        # Each link's MAC placeholder, by position: filled per recipient like the token.
+        self.link_placeholders: dict[int, str] = {}
         if public_url is not None or unsubscribe_url is not None:
             # Random, so it cannot already be in the HTML; its QP form is itself.
-            self.placeholder = "".join(secrets.choice(_ALPHABET) for _ in range(tokens.TOKEN_LENGTH))
+            self.placeholder = _random_placeholder(tokens.TOKEN_LENGTH)
         if unsubscribe_url is not None and self.placeholder:
+            # (A link under the install's URL: never rewritten into a click.)
             html, text = add_unsubscribe_footer(html, text, unsubscribe_footer,
                                                 unsubscribe_link(unsubscribe_url, self.placeholder))
+        plain = text or html_to_text(html)  # made before the links are rewritten: it keeps their URLs
         if public_url is not None and self.placeholder:
+            if links:
+                self.link_placeholders = {position: _random_placeholder(clicks.MAC_LENGTH)
+                                          for position in range(len(links))}
+                html = clicks.rewrite_links(html, links, {
+                    position: clicks.click_url(public_url, position, self.placeholder, placeholder)
+                    for position, placeholder in self.link_placeholders.items()})
+                # A stored link the HTML no longer has in its place is not rewritten, and gets no slot.
+                self.link_placeholders = {position: placeholder for position, placeholder
+                                          in self.link_placeholders.items() if placeholder in html}
             html = insert_image(html, tracking_image(public_url, self.placeholder))
 
         message = EmailMessage(policy=SMTP_POLICY)
@@ -237,7 +256,7 @@ class MessageTemplate:
             message["Subject"] = subject
             message["Subject"].fold(policy=SMTP_POLICY)
         with _part("text" if text else "html", text or html):
-            message.set_content(text or html_to_text(html), subtype="plain", charset="utf-8", cte="quoted-printable")
+            message.set_content(plain, subtype="plain", charset="utf-8", cte="quoted-printable")
         with _part("html", html):
             message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
         for attachment in attachments:
@@ -254,14 +273,25 @@ class MessageTemplate:
             # Written as is, never folded: the URL has no spaces and stays far below 998 characters.
             self.body = (f"List-Unsubscribe: <{unsubscribe_link(unsubscribe_url, self.placeholder)}>\r\n"
                          "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n").encode("ascii") + self.body
-        self._slots = self._find_placeholders(self.placeholder) if self.placeholder else []
+        # Where each placeholder is in the body, in order: (start, end, its bytes, None for the
+        # token or a link's position for its MAC).  The token is in the image, every link and the
+        # unsubscribe links.
+        self._slots: list[tuple[int, int, bytes, int | None]] = []
+        if self.placeholder:
+            self._slots += [(*match.span(), match.group(), None)
+                            for match in self._find_placeholder(self.placeholder)]
+        for position, placeholder in self.link_placeholders.items():
+            self._slots += [(*match.span(), match.group(), position)
+                            for match in self._find_placeholder(placeholder, 1)]
+        self._slots.sort()
 
-    def _find_placeholders(self, placeholder: str) -> list[re.Match[bytes]]:
+    def _find_placeholder(self, placeholder: str, times: int | None = None) -> list[re.Match[bytes]]:
+        """Every place of the placeholder (exactly ``times`` of them when given; at least one)."""
         soft_break = rb"(?:=\r?\n)?"
         pattern = soft_break.join(re.escape(char.encode("ascii")) for char in placeholder)
         matches = list(re.finditer(pattern, self.body))
-        if not matches:
-            raise RuntimeError("token placeholder not found in the serialised message")
+        if not matches or times is not None and len(matches) != times:
+            raise RuntimeError("placeholder not found as often as it was put in the serialised message")
         return matches
 
     def to_header(self, address: str, name: str = "") -> str:
@@ -292,18 +322,28 @@ class MessageTemplate:
             raise ValueError("a tracking token of the fixed length and alphabet is required")
         if self.sendgrid_tag:
             headers += sendgrid.smtpapi_header(token).encode("ascii")
-        parts, end = [headers], 0
-        for slot in self._slots:
-            filled = iter(token.encode("ascii"))
-            # Each placeholder character becomes the token's; soft line breaks in between stay.
-            parts += (self.body[end : slot.start()],
-                      bytes(next(filled) if byte in _PLACEHOLDER_BYTES else byte for byte in slot.group()))
-            end = slot.end()
-        parts.append(self.body[end:])
-        return b"".join(parts)
+        if not self._slots:
+            return headers + self.body
+        values: dict[int | None, bytes] = {None: token.encode("ascii")}
+        for position in self.link_placeholders:
+            values[position] = clicks.link_mac(self.secret, token, position).encode("ascii")
+        pieces = [headers]
+        done = 0
+        for start, end, placeholder, key in self._slots:
+            filled = iter(values[key])
+            # Each placeholder character becomes the value's; soft line breaks in between stay.
+            pieces += [self.body[done:start],
+                       bytes(next(filled) if byte in _PLACEHOLDER_BYTES else byte for byte in placeholder)]
+            done = end
+        pieces.append(self.body[done:])
+        return b"".join(pieces)
 
 
 _PLACEHOLDER_BYTES = frozenset(_ALPHABET.encode("ascii"))
+
+
+def _random_placeholder(length: int) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
 # An address as a dot-atom, and a name of atoms ('=' and '?' left out: they could start an
 # encoded word), in ASCII: both go into a header as they are.
 _ATOM = r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+"

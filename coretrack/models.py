@@ -19,6 +19,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     false,
     text,
     true,
@@ -198,6 +199,7 @@ class Email(Base):
     attachments: Mapped[list[Attachment]] = relationship(
         back_populates="email", order_by="Attachment.id", cascade="all, delete-orphan"
     )
+    links: Mapped[list[EmailLink]] = relationship(order_by="EmailLink.position", cascade="all, delete-orphan")
 
 
 class Attachment(Base):
@@ -271,6 +273,8 @@ class Recipient(Base):
     # A recipient imported from coreBOS: its (crmid, mailid) pair, which that system's images name.
     corebos_crmid: Mapped[int | None] = mapped_column(Integer)
     corebos_mailid: Mapped[int | None] = mapped_column(Integer)
+    # Clicks on the email's rewritten links (clicks.py), scanners' included (each click_events row has its verdict).
+    click_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     email: Mapped[Email] = relationship(back_populates="recipients")
     contact: Mapped[Contact | None] = relationship()
@@ -308,6 +312,35 @@ class AccessEvent(Base):
     hits: Mapped[int] = mapped_column(default=1, server_default="1")
     # Made by an image in email coreBOS sent (coretrack.legacy): its identity is not signed.
     legacy: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class EmailLink(Base):
+    """One link of an email's HTML that is rewritten to the click endpoint (clicks.py), in document
+    order: a click redirects to this stored URL only."""
+
+    __tablename__ = "email_links"
+    __table_args__ = (UniqueConstraint("email_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_id: Mapped[int] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str] = mapped_column(Text)
+    # Clicks on it by every recipient, scanners' included.
+    click_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class ClickEvent(Base):
+    __tablename__ = "click_events"
+    __table_args__ = (Index("ix_click_events_recipient_at", "recipient_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id", ondelete="CASCADE"))
+    link_id: Mapped[int] = mapped_column(ForeignKey("email_links.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
+    ip: Mapped[str] = mapped_column(String(45), default="")
+    user_agent: Mapped[str] = mapped_column(String(512), default="")
+    # human | scanner (clicks.SCANNER_RULE)
+    verdict: Mapped[str] = mapped_column(String(16), default="human")
 
 
 class Setting(Base):

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from . import localtime
 from .config import Config
 from .mailer import SMTP_POLICY
-from .models import Email, Notification, Recipient, User, utcnow
+from .models import ClickEvent, Email, Notification, Recipient, User, utcnow
 from .settings import SettingsService
 from .smtp import DeliveryError, SmtpSender
 
@@ -54,8 +54,12 @@ def notify(session_factory: Callable[[], Session], config: Config) -> int:
             own = {address.lower() for address in (row.from_address, row.notification_address) if address}
             if row.address.lower() in own:
                 continue  # the sender's own copy
-            session.add(Notification(user_id=row.sender_id, email_id=row.email_id, recipient_id=row.id, kind="open",
-                                     at=row.first_human_at))
+            # A click sets first_human_at too (clicks.record): the first engagement is a click when one was then.
+            clicked = session.scalar(select(ClickEvent.id).where(
+                ClickEvent.recipient_id == row.id, ClickEvent.at == row.first_human_at,
+                ClickEvent.verdict == "human").limit(1)) is not None
+            session.add(Notification(user_id=row.sender_id, email_id=row.email_id, recipient_id=row.id,
+                                     kind="click" if clicked else "open", at=row.first_human_at))
             made.append(row.email_id)
         session.commit()
     if made:

@@ -432,6 +432,7 @@ class RelatedEmail:
     access_count: int  # summed over this record's recipients of the email
     last_access: datetime | None
     human_opens: int  # the likely-human loads among them
+    click_count: int  # summed likewise
 
 
 def recipient_condition(record_type: str, record_id: int) -> ColumnElement[bool]:
@@ -454,6 +455,7 @@ def related_emails(session: Session, record_type: str, record_id: int) -> list[R
             Email.id, Email.subject, Email.sent_at, User.name, Email.status,
             func.coalesce(func.sum(Recipient.access_count), 0), func.max(Recipient.last_access),
             func.coalesce(func.sum(Recipient.human_opens), 0),
+            func.coalesce(func.sum(Recipient.click_count), 0),
         )
         .join(Recipient, Recipient.email_id == Email.id)
         .join(User, User.id == Email.sender_id)

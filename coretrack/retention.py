@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from .config import Config
 from .db import changed_rows
-from .models import AccessEvent, DeliveryEvent, utcnow
+from .models import AccessEvent, ClickEvent, DeliveryEvent, utcnow
 from .settings import SettingsService
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 EVENT_TABLES = (
     (AccessEvent, AccessEvent.at),
     (DeliveryEvent, DeliveryEvent.at),
+    (ClickEvent, ClickEvent.at),
 )
 DAY = 24 * 60 * 60.0
 BATCH = 5000

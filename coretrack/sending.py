@@ -32,12 +32,24 @@ from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import ScalarSelect
 
-from . import erasure, records, tokens
+from . import clicks, erasure, records, tokens
 from .bounces import verp_address
 from .config import Config
 from .db import MAX_ID, changed_rows
 from .mailer import AttachmentData, MessageError, MessageTemplate, add_signature
-from .models import RECIPIENT_KINDS, Account, Attachment, Contact, Email, Lead, Recipient, Record, User, utcnow
+from .models import (
+    RECIPIENT_KINDS,
+    Account,
+    Attachment,
+    Contact,
+    Email,
+    EmailLink,
+    Lead,
+    Recipient,
+    Record,
+    User,
+    utcnow,
+)
 from .settings import SettingsService
 from .smtp import DeliveryError, SmtpPool, SmtpSender
 from .validation import ValidationError, check_text, clean_address, clean_mail_text, mail_problem
@@ -222,14 +234,15 @@ def prepare(
     return Draft(subject, html, text, reply_to, recipients, files, send_at, track)
 
 
-def _check_buildable(draft: Draft, email: Email, public_url: str | None, settings: SettingsService) -> None:
+def _check_buildable(draft: Draft, email: Email, public_url: str | None, links: list[str],
+                     settings: SettingsService) -> None:
     """Build the message with the sender's own code, so that nothing is saved that the worker
     could not send; ValidationError naming the field for whatever the checks above let through."""
     try:
         template = MessageTemplate(
             from_address=email.from_address, from_name=email.from_name, reply_to=draft.reply_to,
             subject=draft.subject, html=draft.html, text=draft.text, attachments=draft.attachments,
-            public_url=public_url, unsubscribe_url=settings.get("public_url"),
+            public_url=public_url, links=links, unsubscribe_url=settings.get("public_url"),
             unsubscribe_footer=settings.get("unsubscribe_footer"),
         )
     except MessageError as exc:
@@ -253,7 +266,11 @@ def compose(session: Session, config: Config, sender: User, draft: Draft) -> Com
         from_address=settings.get("from_address"), from_name=settings.get("from_name"), reply_to=draft.reply_to,
         status="queued", tracking=settings.tracking_enabled and draft.track, send_at=draft.send_at,
     )
-    _check_buildable(draft, email, settings.get("public_url") if email.tracking else None, settings)
+    public_url = settings.get("public_url") if email.tracking else None
+    # The links a click is recorded for (and redirected to), kept as they were written.
+    links = clicks.trackable_links(draft.html, public_url) if public_url else []
+    _check_buildable(draft, email, public_url, links, settings)
+    email.links = [EmailLink(position=position, url=url) for position, url in enumerate(links)]
     gone = erasure.erased(session, secret, [planned.address for planned in draft.recipients])
     for planned in draft.recipients:
         if planned.address in gone and not planned.skip_reason:
@@ -328,8 +345,10 @@ def message_template(session: Session, config: Config, email: Email, tracked: bo
     return MessageTemplate(
         from_address=email.from_address, from_name=email.from_name, reply_to=email.reply_to,
         subject=email.subject, html=email.html_body, text=email.text_body, attachments=files, public_url=public_url,
-        sendgrid_tag=settings.get("smtp_preset") == "sendgrid", unsubscribe_url=settings.get("public_url"),
-        unsubscribe_footer=settings.get("unsubscribe_footer"),
+        sendgrid_tag=settings.get("smtp_preset") == "sendgrid", secret=config.secret_key(),
+        links=session.scalars(select(EmailLink.url).where(EmailLink.email_id == email.id)
+                              .order_by(EmailLink.position)).all() if public_url else (),
+        unsubscribe_url=settings.get("public_url"), unsubscribe_footer=settings.get("unsubscribe_footer"),
     )
 
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .models import AccessEvent, Email, Recipient, Record
+from .models import AccessEvent, ClickEvent, Email, EmailLink, Recipient, Record
 from .records import recipient_condition
 
 # The most entries shown: the newest of each kind are read, then the newest of all kept.
@@ -20,7 +20,7 @@ SHOWN = 100
 @dataclass(frozen=True)
 class Entry:
     at: datetime
-    kind: str  # sent | opened | delivery | opted_out
+    kind: str  # sent | opened | clicked | delivery | opted_out
     text: str
     email_id: int | None = None
 
@@ -41,6 +41,14 @@ def timeline(session: Session, record: Record) -> list[Entry]:
             select(AccessEvent.at, AccessEvent.verdict, AccessEvent.hits, Email.subject, Email.id)
             .join(Recipient, Recipient.id == AccessEvent.recipient_id).join(Email, Email.id == Recipient.email_id)
             .where(mine).order_by(AccessEvent.at.desc()).limit(SHOWN))
+    ]
+    entries += [
+        Entry(at, "clicked", f"Clicked {url} in “{subject}”{'' if verdict == 'human' else ' (a scanner)'}", email_id)
+        for at, verdict, url, subject, email_id in session.execute(
+            select(ClickEvent.at, ClickEvent.verdict, EmailLink.url, Email.subject, Email.id)
+            .join(EmailLink, EmailLink.id == ClickEvent.link_id)
+            .join(Recipient, Recipient.id == ClickEvent.recipient_id).join(Email, Email.id == Recipient.email_id)
+            .where(mine).order_by(ClickEvent.at.desc()).limit(SHOWN))
     ]
     entries += [
         Entry(at, "delivery", f"“{subject}”: {status}{f' ({detail})' if detail else ''}", email_id)

@@ -174,7 +174,7 @@ def classify(hit: Hit, sent_at: datetime | None = None, delivered_at: datetime |
     provider."""
     if hit.provider_verdict:
         return "mail_proxy", hit.provider_verdict
-    verdict = _by_agent(hit.user_agent)
+    verdict = by_agent(hit.user_agent)
     if verdict[0] != "human":
         return verdict
     if _in_apple_network(hit.ip):
@@ -190,7 +190,7 @@ def classify(hit: Hit, sent_at: datetime | None = None, delivered_at: datetime |
 # Few distinct agents and addresses make most hits (mail proxies, the same reader's opens): each
 # is worked out once per process.
 @functools.lru_cache(maxsize=4096)
-def _by_agent(user_agent: str) -> tuple[str, str]:
+def by_agent(user_agent: str) -> tuple[str, str]:
     agent = user_agent.strip().lower()
     for verdict, reason, needles in _AGENTS:
         if any(needle in agent for needle in needles):

@@ -292,6 +292,59 @@ def test_tricky_anonymous_paths_reach_nothing_but_the_unsubscribe_page(apache):
     assert wrong == []
 
 
+CLICK = "/email/click"
+# Anonymous requests around the click redirect: only an exact GET or HEAD reaches it ("click": the
+# application's one answer for a bad token); "either": Apache may normalise the path to the
+# endpoint's or refuse it, but nothing else answers.
+CLICK_TRICKY = [
+    ("GET", "{c}/", "refused"),
+    ("GET", "{c}x", "refused"),
+    ("GET", "{c}.php", "refused"),
+    ("GET", "{c}%2f", "refused"),
+    ("GET", "{c}%2Fx", "refused"),
+    ("GET", "{c};x=1", "refused"),
+    ("GET", "{c}%00", "refused"),
+    ("GET", "{c}%20", "refused"),
+    ("GET", "{c}~", "refused"),
+    ("GET", "{c}/../../emails", "refused"),
+    ("GET", "{c}/%2e%2e/emails", "refused"),
+    ("GET", "{p}/email/Click", "refused"),
+    ("GET", "{p}/EMAIL/click", "refused"),
+    ("GET", "{p}/email/", "refused"),
+    ("GET", "{p}/email", "refused"),
+    ("GET", "{p}/emails/click", "refused"),
+    ("GET", "{p}/email/click\\..\\emails", "refused"),
+    ("GET", "{p}/emails?x=/email/click", "refused"),
+    ("POST", "{c}", "refused"),
+    ("PUT", "{c}", "refused"),
+    ("DELETE", "{c}", "refused"),
+    ("OPTIONS", "{c}", "refused"),
+    ("TRACE", "{c}", "refused"),
+    ("GET", "{c}", "click"),
+    ("HEAD", "{c}", "click"),
+    ("GET", "{c}?c=0.x.y&url=https://evil.example", "click"),
+    ("GET", "{c}?next=//evil.example", "click"),
+    ("GET", "{p}//email//click", "either"),
+    ("GET", "{p}/./email/click", "either"),
+    ("GET", "{p}/x/../email/click", "either"),
+    ("GET", "{p}/email/clic%6b", "either"),
+]
+
+
+def test_tricky_anonymous_paths_reach_nothing_but_the_click_endpoint(apache):
+    extra = [("GET", CLICK, "refused"), ("GET", CLICK + "?c=x", "refused")] if apache.prefix else []
+    wrong = []
+    for method, template, expected in CLICK_TRICKY + extra:
+        path = template.format(c=apache.prefix + CLICK, p=apache.prefix)
+        reply = apache.request(method, path)
+        click = reply.status == 404 and reply.from_app and "location" not in reply.headers and (
+            method == "HEAD" or b"This link is not valid" in reply.body)
+        refused = reply.status in (400, 401, 403, 404, 405, 501) and not reply.from_app
+        if not {"click": click, "refused": refused, "either": click or refused}[expected]:
+            wrong.append(f"{method} {path} -> {reply.status} {reply.body[:80]!r}")
+    assert wrong == []
+
+
 def test_a_one_click_unsubscribe_goes_through_apache_anonymously(apache):
     from coretrack.models import Contact
 
@@ -307,6 +360,25 @@ def test_a_one_click_unsubscribe_goes_through_apache_anonymously(apache):
     assert reply.status == 200 and b"You are unsubscribed" in reply.body
     with apache.session() as session:
         assert session.scalar(select(Contact).where(Contact.email == recipient.address)).email_opt_out
+
+
+def test_a_signed_click_goes_through_apache_anonymously_to_the_stored_url(apache):
+    from coretrack import clicks
+    from coretrack.models import EmailLink
+
+    recipient = make_recipient(apache)
+    with apache.session() as session:
+        email_id = session.get(Recipient, recipient.id).email_id
+        session.add(EmailLink(email_id=email_id, position=0, url="https://shop.example.com/a?b=1"))
+        session.commit()
+    mac = clicks.link_mac(apache.config.secret_key(), recipient.token, 0)
+    query = f"?c=0.{recipient.token}.{mac}&next=//evil.example"
+    head = apache.request("HEAD", apache.prefix + CLICK + query)
+    reply = apache.request("GET", apache.prefix + CLICK + query, headers={"User-Agent": "Mozilla/5.0 (X11) Firefox/1"})
+    assert (head.status, head.headers["location"]) == (302, "https://shop.example.com/a?b=1")
+    assert (reply.status, reply.headers["location"]) == (302, "https://shop.example.com/a?b=1")
+    with apache.session() as session:
+        assert session.get(Recipient, recipient.id).click_count == 2  # mod_wsgi hands a HEAD over as a GET
 
 
 def test_with_apache_auth_removed_the_app_still_refuses_anonymous_requests():

@@ -126,7 +126,7 @@ def test_the_emails_page_shows_the_same_numbers_linked_to_each_email(staff, data
     page = staff.get("/reports/emails")
     assert page.status_int == 200
     rows = [[cell.text.strip() for cell in row.select("td")] for row in page.html.select("table tbody tr")]
-    assert rows[2] == ["Spring launch", "sam", "2026-03-02 09:00", "4", "3", "2", "66.7%", "2", "66.7%", "4", "4",
+    assert rows[2] == ["Spring launch", "sam", "2026-03-02 09:00", "4", "3", "2", "66.7%", "2", "66.7%", "4", "4", "0",
                        "2026-03-04 08:00"]
     assert page.html.select("table tbody tr")[2].select_one("a")["href"] == f"/emails/{data.emails['e1'].id}"
     assert page.html.select_one("th[aria-sort]").text.strip() == "Sent at ▼"
@@ -380,11 +380,12 @@ def test_the_emails_csv_is_rfc_4180_utf8_with_formulas_neutralised(staff, data):
     assert response.headers["Content-Disposition"].startswith('attachment; filename="coretrack-emails-')
     assert response.body == (
         '\ufeff"Subject","Sender","Sent at (UTC)","Recipients","Delivered","Opened","Open rate (%)",'
-        '"Loaded the image","Load rate (%)","Accesses","Likely-human opens","Last access (UTC)"\r\n'
-        '"Spring launch","sam","2026-03-02 09:00:00","4","3","2","66.7","2","66.7","4","4","2026-03-04 08:00:00"\r\n'
+        '"Loaded the image","Load rate (%)","Accesses","Likely-human opens","Clicks","Last access (UTC)"\r\n'
+        '"Spring launch","sam","2026-03-02 09:00:00","4","3","2","66.7","2","66.7","4","4","0",'
+        '"2026-03-04 08:00:00"\r\n'
         '"\'=HYPERLINK(""http://evil.test/?leak"",""Click"")","admin","2026-03-03 15:00:00","2","2","2","100.0","2",'
-        '"100.0","3","3","2026-03-05 10:00:00"\r\n'
-        '"Spring follow-up","tess","2026-03-05 08:00:00","2","1","1","100.0","1","100.0","1","1",'
+        '"100.0","3","3","0","2026-03-05 10:00:00"\r\n'
+        '"Spring follow-up","tess","2026-03-05 08:00:00","2","1","1","100.0","1","100.0","1","1","0",'
         '"2026-03-05 09:30:00"\r\n'
     ).encode("utf-8")
 
@@ -399,7 +400,7 @@ def test_the_csv_export_takes_the_same_filters_as_the_page(staff, data):
     recipients = list(csv.reader(io.StringIO(
         staff.get("/reports/recipients.csv", params={"status": "failed"}).body.decode("utf-8-sig"))))
     assert recipients == [
-        ["Email", "Address", "Record type", "Related record", "Status", "Accesses", "Likely-human opens",
+        ["Email", "Address", "Record type", "Related record", "Status", "Accesses", "Likely-human opens", "Clicks",
          "First access (UTC)", "Last access (UTC)"],
         ["Spring launch", "x@nowhere.test", "", "", "failed", "0", "0", "", ""],
     ]

@@ -72,6 +72,8 @@ ACCESSES, LAST_ACCESS = _number("accesses", "Accesses"), _time("last_access", "L
 # Every count twice: all loads of the image (accesses, loaded) and the likely-human ones (human
 # opens, opened: first_human_at, which a human click sets too).
 HUMAN_OPENS = _number("human_opens", "Likely-human opens")
+# Clicks on the email's rewritten links (scanners' included: each click event keeps its verdict).
+CLICKS = _number("clicks", "Clicks")
 
 
 def _day_range_condition(column: InstrumentedAttribute[datetime | None], filters: Filters) -> list[ColumnElement[bool]]:
@@ -175,6 +177,7 @@ class EmailsReport(Report):
         _number("load_rate", "Load rate (%)", "percent"),
         ACCESSES,
         HUMAN_OPENS,
+        CLICKS,
         LAST_ACCESS,
     )
     default_sort, tie_breakers = "sent_at", (("email_id", True),)
@@ -193,6 +196,7 @@ class EmailsReport(Report):
                 loaded.label("loaded"), (loaded * 100.0 / func.nullif(delivered, 0)).label("load_rate"),
                 func.coalesce(func.sum(Recipient.access_count), 0).label("accesses"),
                 func.coalesce(func.sum(Recipient.human_opens), 0).label("human_opens"),
+                func.coalesce(func.sum(Recipient.click_count), 0).label("clicks"),
                 func.max(Recipient.last_access).label("last_access"),
             )
             .join(Recipient, Recipient.email_id == Email.id)
@@ -219,6 +223,7 @@ class RecipientsReport(Report):
         Column("status", "Status", "status"),
         ACCESSES,
         HUMAN_OPENS,
+        CLICKS,
         _time("first_access", "First access"),
         LAST_ACCESS,
     )
@@ -256,6 +261,7 @@ class RecipientsReport(Report):
                 case((record_type.is_(None), null()), else_=Recipient.name).label("record_sort_name"),
                 Recipient.status.label("status"), Recipient.access_count.label("accesses"),
                 Recipient.human_opens.label("human_opens"),
+                Recipient.click_count.label("clicks"),
                 Recipient.first_access.label("first_access"), Recipient.last_access.label("last_access"),
             )
             .join(Email, Email.id == Recipient.email_id)

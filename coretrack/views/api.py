@@ -57,6 +57,7 @@ def _recipient(recipient: Recipient) -> dict[str, Any]:
         "opened_at": _time(recipient.first_human_at),
         "first_access": _time(recipient.first_access),
         "last_access": _time(recipient.last_access),
+        "click_count": recipient.click_count,
     }
 
 
@@ -68,6 +69,8 @@ def _email_detail(request: AppRequest, email: Email) -> dict[str, Any]:
         "attachments": [{"filename": a.filename, "content_type": a.content_type, "size": a.size}
                         for a in email.attachments],
         "recipient_list": [_recipient(recipient) for recipient in email.recipients],
+        "links": [{"position": link.position, "url": link.url, "click_count": link.click_count}
+                  for link in email.links],
     }
 
 
@@ -178,7 +181,7 @@ def record_emails(request: AppRequest, record_type: str, record_id: int) -> Resp
         "emails": [
             {"id": row.email_id, "subject": row.subject, "sent_at": _time(row.sent_at), "sender": row.sender,
              "status": row.status, "access_count": row.access_count, "human_opens": row.human_opens,
-             "last_access": _time(row.last_access)}
+             "last_access": _time(row.last_access), "click_count": row.click_count}
             for row in related
         ],
     })

@@ -10,7 +10,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .. import sendgrid, tokens, unsubscribe
+from .. import clicks, sendgrid, tokens, unsubscribe
 from ..http import AppRequest, public
 from ..tracking import GIF, GIF_HEADERS, TRACK_ACCESS_PATH, Tracker, token_of_query
 from ..unsubscribe import UNSUBSCRIBE_PATH
@@ -104,8 +104,41 @@ def unsubscribe_now(request: AppRequest) -> Response:
     return _unsubscribe_page(request, "done") if done else _unsubscribe_page(request, "invalid", 400)
 
 
+# One answer for every click that is not a good one (bad, tampered, missing token, unknown link):
+# a stranger learns nothing of which tokens exist.
+_NO_SUCH_LINK = ("<!doctype html><title>Link not found</title><p>This link is not valid.</p>\n", 404)
+
+
+@public
+def follow_link(request: AppRequest) -> Response:
+    """A rewritten link: 302 to the URL stored for it, after recording the click.  A HEAD is
+    recorded like a GET: mod_wsgi hands the application a HEAD as a GET, so the two cannot be told
+    apart under Apache (the scanner rule judges it like any other click)."""
+    parsed = clicks.parse(request.app.config.secret_key(), request.query_string.decode("latin-1"))
+    if parsed is None:
+        return Response(*_NO_SUCH_LINK, mimetype="text/html")
+    try:
+        found = clicks.target(request.db, *parsed)
+        if found is None:
+            return Response(*_NO_SUCH_LINK, mimetype="text/html")
+        recipient, link = found
+        settings = request.app.settings(request.db)
+        if settings.tracking_enabled:
+            clicks.record(request.db, recipient, link, request.environ.get("REMOTE_ADDR") or "",
+                          request.headers.get("User-Agent", ""), settings.get("ip_storage") or "truncated")
+    except DBAPIError:
+        request.db.rollback()
+        return Response("<!doctype html><title>Unavailable</title><p>This link cannot be followed just now; "
+                        "try again in a minute.</p>\n", 503, mimetype="text/html", headers={"Retry-After": "60"})
+    response = Response(status=302, headers={"Location": link.url, "Cache-Control": "no-store",
+                                             "Referrer-Policy": "no-referrer"})
+    del response.headers["Content-Type"]
+    return response
+
+
 rules = [
     Rule(TRACK_ACCESS_PATH, endpoint="public.track_access", methods=sorted(IMAGE_METHODS)),
+    Rule(clicks.CLICK_PATH, endpoint="public.follow_link", methods=["GET", "HEAD"]),
     Rule("/webhooks/sendgrid", endpoint="public.sendgrid_events", methods=["POST"]),
     Rule(UNSUBSCRIBE_PATH, endpoint="public.unsubscribe_form", methods=["GET"]),  # and HEAD
     Rule(UNSUBSCRIBE_PATH, endpoint="public.unsubscribe_now", methods=["POST"]),

@@ -1,0 +1,203 @@
+"""Click tracking: links rewritten to a signed redirect, each click recorded and sent on.
+
+When an email is tracked, every http(s) link of its HTML (not mailto:, tel:, in-page anchors,
+javascript:/data: or anything under the install's own public URL) is stored in ``email_links``
+when the email is composed, in document order, and the HTML sent to each recipient points it to
+``CLICK_PATH?c=<position>.<recipient token>.<mac>``, where the MAC is an HMAC of the token and the
+position with the install's secret.  The endpoint checks the MAC in constant time before it touches
+the database and redirects only to the URL stored for that email's link: nothing of the query but
+the signed token picks it, so the endpoint cannot be made to redirect anywhere else.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import html as html_lib
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from html.parser import HTMLParser
+from urllib.parse import parse_qsl, urlsplit
+
+from sqlalchemy import and_, case, select, update
+from sqlalchemy.orm import Session
+
+from . import tokens
+from .models import ClickEvent, EmailLink, Recipient, utcnow
+from .tracking import _CONTROL, by_agent, store_ip
+
+CLICK_PATH = "/email/click"
+MAC_LENGTH = 22  # base64url of 16 bytes, unpadded
+# The scanner rule.  A click is a scanner's, not a person's, when
+#  - its user agent is not a browser's (tracking.by_agent: known scanners, bots, HTTP libraries,
+#    proxies, an empty or bare agent), or
+#  - it comes before the message was handed to the mail server (or while it was not yet sent), or
+#  - the same recipient clicked another link of the message within SCANNER_WINDOW of it: a person
+#    opens one link at a time, a link scanner opens them all at once.  The earlier clicks of such a
+#    burst are marked too.
+SCANNER_WINDOW = timedelta(seconds=2)
+_TRACKED_SCHEMES = frozenset({"http", "https"})
+# Browsers drop these anywhere in a URL, and surrounding white space.
+_URL_NOISE = re.compile(r"[\t\n\r]")
+# One attribute of a start tag, as html.parser reads it (name, then an optional value).
+_ATTRIBUTE = re.compile(r"""\s*([^\s/>"'=][^\s/>=]*)(\s*=\s*("[^"]*"|'[^']*'|[^\s>]*))?""")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def link_mac(secret: bytes, token: str, position: int) -> str:
+    """The signature of one recipient's link: MAC_LENGTH characters of the token alphabet."""
+    digest = hmac.new(secret, f"coretrack-click:{position}:{token}".encode("ascii"), hashlib.sha256).digest()
+    return _b64(digest[:16])
+
+
+def click_url(public_url: str, position: int, token: str, mac: str) -> str:
+    return f"{public_url.rstrip('/')}{CLICK_PATH}?c={position}.{token}.{mac}"
+
+
+def _clean_url(href: str) -> str:
+    return _URL_NOISE.sub("", html_lib.unescape(href)).strip()
+
+
+def is_trackable(url: str, public_url: str = "") -> bool:
+    """An http(s) URL with a host, not under the install's own public URL (its pages and the
+    unsubscribe link stay as they are)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in _TRACKED_SCHEMES or not parts.netloc:
+        return False
+    if public_url:
+        own = urlsplit(public_url)
+        if (parts.scheme.lower(), parts.netloc.lower()) == (own.scheme.lower(), own.netloc.lower()) and (
+                parts.path.rstrip("/") + "/").startswith(own.path.rstrip("/") + "/"):
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class _Href:
+    start: int  # offsets of the attribute's value in the HTML, quotes included
+    end: int
+    url: str
+
+
+class _AnchorFinder(HTMLParser):
+    """The href of each <a> start tag (the first one: what browsers follow), with its place."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.html = html
+        self.line_starts = [0] + [match.end() for match in re.finditer(r"\n", html)]
+        self.hrefs: list[_Href] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag != "a":
+            return
+        line, column = self.getpos()
+        start = self.line_starts[line - 1] + column
+        raw = self.get_starttag_text() or ""
+        at = 2  # after "<a"
+        while match := _ATTRIBUTE.match(raw, at):
+            if not match.group(0).strip():
+                break
+            at = match.end()
+            if match.group(1).lower() == "href" and match.group(3) is not None:
+                value = match.group(3)
+                unquoted = value[1:-1] if value[:1] in "\"'" and len(value) > 1 else value
+                self.hrefs.append(_Href(start + match.start(3), start + match.end(3), _clean_url(unquoted)))
+                return
+
+    handle_startendtag = handle_starttag
+
+
+def _hrefs(html: str) -> Iterator[_Href]:
+    finder = _AnchorFinder(html)
+    finder.feed(html)
+    finder.close()
+    return iter(finder.hrefs)
+
+
+def trackable_links(html: str, public_url: str) -> list[str]:
+    """The URLs to store for an email, in document order (their position is their index)."""
+    return [href.url for href in _hrefs(html) if is_trackable(href.url, public_url)]
+
+
+def rewrite_links(html: str, links: Sequence[str], url_of: dict[int, str]) -> str:
+    """The HTML with the links stored for its email (``links``, in order) pointing to
+    ``url_of[position]``; every other href stays as it is."""
+    parts: list[str] = []
+    done = 0
+    position = 0
+    for href in _hrefs(html):
+        if position < len(links) and href.url == links[position] and is_trackable(href.url):
+            parts += [html[done:href.start], '"', html_lib.escape(url_of[position]), '"']
+            done = href.end
+            position += 1
+    return "".join(parts) + html[done:]
+
+
+def parse(secret: bytes, query: str) -> tuple[str, int] | None:
+    """The recipient token and link position a click URL's query names, if this install signed
+    them for each other; None for anything else (one HMAC at most, no database)."""
+    value = next((value for key, value in parse_qsl(query, keep_blank_values=True) if key == "c"), "")
+    position_text, _, rest = value.partition(".")
+    token, _, mac = rest.rpartition(".")
+    if not (position_text.isascii() and position_text.isdigit() and len(position_text) <= 4):
+        return None
+    position = int(position_text)
+    if len(mac) != MAC_LENGTH or not tokens.verify(secret, token):
+        return None
+    if not hmac.compare_digest(link_mac(secret, token, position), mac):
+        return None
+    return token, position
+
+
+def target(session: Session, token: str, position: int) -> tuple[Recipient, EmailLink] | None:
+    found = session.execute(
+        select(Recipient, EmailLink).join(EmailLink, and_(EmailLink.email_id == Recipient.email_id,
+                                                          EmailLink.position == position))
+        .where(Recipient.token == token)
+    ).first()
+    return None if found is None else (found[0], found[1])
+
+
+def verdict_of(user_agent: str, sent_at: datetime | None, at: datetime) -> str:
+    """The first two parts of the scanner rule (the third needs the recipient's other clicks)."""
+    if by_agent(user_agent)[0] != "human" or sent_at is None or at < sent_at:
+        return "scanner"
+    return "human"
+
+
+def record(session: Session, recipient: Recipient, link: EmailLink, ip: str, user_agent: str, ip_policy: str,
+           at: datetime | None = None) -> str:
+    """Count one click and keep its event; commits.  Returns the click's verdict."""
+    at = at or utcnow()
+    verdict = verdict_of(user_agent, recipient.sent_at, at)
+    # The recipient's row first: it serialises this recipient's concurrent clicks, so the burst
+    # rule below sees the others.
+    session.execute(update(Recipient).where(Recipient.id == recipient.id)
+                    .values(click_count=Recipient.click_count + 1))
+    session.execute(update(EmailLink).where(EmailLink.id == link.id).values(click_count=EmailLink.click_count + 1))
+    burst = [
+        event_id for event_id, link_id in session.execute(
+            select(ClickEvent.id, ClickEvent.link_id).where(
+                ClickEvent.recipient_id == recipient.id, ClickEvent.at >= at - SCANNER_WINDOW,
+                ClickEvent.at <= at + SCANNER_WINDOW))
+        if link_id != link.id
+    ]
+    if burst:
+        verdict = "scanner"
+        session.execute(update(ClickEvent).where(ClickEvent.id.in_(burst)).values(verdict="scanner"))
+    session.add(ClickEvent(recipient_id=recipient.id, link_id=link.id, at=at, ip=store_ip(ip, ip_policy),
+                           user_agent=_CONTROL.sub("", user_agent)[:512], verdict=verdict))
+    if verdict == "human":
+        # A person's click is a human engagement, like a likely-human open: the sender is told of the first.
+        session.execute(update(Recipient).where(Recipient.id == recipient.id).values(
+            first_human_at=case((Recipient.first_human_at.is_(None), at),
+                                (Recipient.first_human_at > at, at), else_=Recipient.first_human_at)))
+    session.commit()
+    return verdict
