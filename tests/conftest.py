@@ -33,6 +33,7 @@ from sqlalchemy import text
 from coretrack import sending
 from coretrack.app import URL_MAP, CoreTrack, create_standalone_app
 from coretrack.auth import Htpasswd, UserService
+from coretrack.clicks import CLICK_PATH
 from coretrack.config import Config
 from coretrack.db import make_engine, upgrade
 from coretrack.models import Account, Contact, Lead
@@ -319,7 +320,8 @@ def every_route(app, db, users):
     singular = {"contacts": "contact", "accounts": "account", "leads": "lead"}
     routes = []
     for rule in URL_MAP.iter_rules():
-        if rule.rule == TRACK_ACCESS_PATH or rule.build_only:
+        # The image and the click redirect are no pages (a click needs a stored link: tests/test_clicks.py).
+        if rule.rule in (TRACK_ACCESS_PATH, CLICK_PATH) or rule.build_only:
             continue
         choices = {name: sorted(getattr(converter, "items", ())) for name, converter in rule._converters.items()}
         names = [name for name, items in choices.items() if items]
