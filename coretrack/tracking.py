@@ -294,8 +294,8 @@ def count_hits(connection: Connection, hits: Sequence[Hit]) -> int:
     their id; the same hit twice in the batch counts once) count nothing, as do coreBOS images that
     name no recipient imported with them or carry another key (legacy.py); each recipient keeps at
     most EVENTS_PER_RECIPIENT_PER_MINUTE events a minute, further loads folded into the minute's
-    last event.  A constant number of statements whatever the batch's size (up to a few thousand
-    hits: SQLite takes 32,766 parameters a statement).
+    last event.  A constant number of statements whatever the batch's size (up to ten thousand
+    hits or so: SQLite takes 32,766 parameters a statement).
 
     On SQLite, open the transaction with ``write_transaction``: its reads are then consistent with
     its writes.  Raises SQLAlchemy's DBAPIError on database errors, among them IntegrityError for a

@@ -207,7 +207,7 @@ def make_recipients_in(server: ApacheServer, count: int):
 
 def test_an_ingester_killed_mid_way_and_restarted_counts_no_hit_twice(server):
     recipients = make_recipients_in(server, 100)
-    hits = 2000
+    hits = 6000  # enough to last several kills on a fast machine
     hit_tokens, expected = plan_hits(recipients, hits)
     result = LoadResult()
     load = threading.Thread(target=fire, args=(server.port, server.prefix + PATH, hit_tokens),
