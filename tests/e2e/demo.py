@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Message
@@ -72,7 +73,7 @@ class Received(Message):
 
 
 def fill(server: ApacheServer) -> Demo:
-    """Records, three emails (opened, to a lead and an account, failed) and some opens."""
+    """Records, four emails (opened, to a lead and an account, failed, scheduled) and some opens."""
     demo = Demo()
     with server.session() as session:
         for values in ACCOUNTS:
@@ -112,6 +113,10 @@ def _send_demo_mail(server: ApacheServer, ids: dict[str, int], smtp_port: int, r
     _smtp(server, free_port())  # nothing listens there: this one fails, with the reason shown
     ids["failed"] = _send(server, *staff, subject="Invoice 2024-117", to=[f"contact:{ids['Grace']}"],
                           html="<p>Please find the invoice below.</p>")["id"]
+    # Scheduled well ahead: it waits, cancellable, whatever the worker does meanwhile.
+    ids["scheduled"] = _send(server, *staff, subject="Autumn catalogue", to=[f"lead:{ids['Edsger']}"],
+                             html="<p>The autumn catalogue is out.</p>",
+                             send_at=(datetime.now(UTC) + timedelta(days=7)).strftime("%Y-%m-%dT09:00:00Z"))["id"]
 
 
 @dataclass(frozen=True)
@@ -161,9 +166,15 @@ def pages(demo: Demo, with_reports: bool) -> list[Page]:
         Page("account-empty", "sam", f"/accounts/{ids['Initech']}"),
         Page("leads", "sam", "/leads"),
         Page("lead", "sam", f"/leads/{ids['Margaret']}"),
+        Page("contact-delete", "admin", f"/contacts/{ids['Katherine']}/delete"),
+        Page("email-scheduled", "sam", f"/emails/{ids['scheduled']}"),
+        Page("email-cancel", "sam", f"/emails/{ids['scheduled']}?confirm=cancel"),
+        Page("my-account", "sam", "/account"),
+        Page("notifications", "sam", "/notifications"),
         Page("settings", "admin", "/settings"),
         Page("users", "admin", "/users"),
         Page("user-disable", "admin", "/users/sam/disable"),
+        Page("erase", "admin", "/erase?address=grace@globex.example"),
         Page("forbidden", "sam", "/settings"),
         Page("not-found", "sam", "/emails/999999"),
     ]
