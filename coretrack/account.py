@@ -1,4 +1,5 @@
-"""A user's own preferences: the time zone they read times in, the signature of their email, and
+"""A user's own details and preferences: their name and address (the sender's merge fields), the
+time zone they read times in, the signature of their email, and
 whether they are emailed when an email of theirs is first opened."""
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from sqlalchemy.orm import Session
 from . import localtime
 from .models import User
 from .sanitize import clean_html
-from .validation import ValidationError, check_text, clean_address
+from .validation import ValidationError, check_text, clean_address, clean_mail_text
 
 # The account form's fields.
-PREFERENCES = ("time_zone", "signature_html", "notify_by_email", "notification_address")
+PREFERENCES = ("first_name", "last_name", "email", "time_zone", "signature_html", "notify_by_email",
+               "notification_address")
 MAX_SIGNATURE = 20_000  # characters: a signature with a logo and a few lines is far shorter
 
 
@@ -22,6 +24,20 @@ def clean_preferences(submitted: Mapping[str, str]) -> dict[str, Any]:
     """The preferences to store, or ValidationError with one message per field.  The signature is
     sanitised (no script, no event handler: it goes into every email its owner sends)."""
     errors: dict[str, str] = {}
+    # Shown in email through the $users-...$ merge fields: header-safe, one line.
+    names = {}
+    for field in ("first_name", "last_name"):
+        try:
+            names[field] = clean_mail_text(submitted.get(field, ""), field=field.replace("_", " "), max_length=100,
+                                           required=False)
+        except ValueError as exc:
+            errors[field] = str(exc)
+    own_address = submitted.get("email", "").strip()
+    if own_address:
+        try:
+            own_address = clean_address(own_address)
+        except ValueError as exc:
+            errors["email"] = str(exc)
     time_zone = submitted.get("time_zone", "").strip()
     if time_zone:
         try:
@@ -46,7 +62,7 @@ def clean_preferences(submitted: Mapping[str, str]) -> dict[str, Any]:
             errors["notification_address"] = str(exc)
     if errors:
         raise ValidationError(errors)
-    return {"time_zone": time_zone, "signature_html": clean_html(signature).strip(),
+    return {**names, "email": own_address, "time_zone": time_zone, "signature_html": clean_html(signature).strip(),
             "notify_by_email": notify_by_email, "notification_address": address}
 
 

@@ -34,7 +34,7 @@ from .http import APP_REFUSAL_HEADER, AppRequest, has_nul, json_response
 from .models import User
 from .settings import SettingsService
 from .tracking import TRACK_ACCESS_PATH, Tracker
-from .views import account, api, emails, erasure, notifications, public, records, reports, users
+from .views import account, api, email_templates, emails, erasure, notifications, public, records, reports, users
 from .views import settings as settings_views
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ class DatabaseId(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
-VIEWS = (public, emails, records, reports, settings_views, users, account, notifications, erasure, api)
+VIEWS = (public, emails, email_templates, records, reports, settings_views, users, account, notifications, erasure, api)
 # Built once per process: a Map is read-only after construction and rules bind to one map.
 URL_MAP = Map(
     [

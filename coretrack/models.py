@@ -76,6 +76,10 @@ class User(Base):
     # Notifications by email too (one per email sent, at its first likely-human open), to this address.
     notify_by_email: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     notification_address: Mapped[str] = mapped_column(String(254), default="", server_default="")
+    # Their name and address as email may show them: the $users-...$ merge fields (mergefields.py).
+    first_name: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    last_name: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    email: Mapped[str] = mapped_column(String(254), default="", server_default="")
 
     @property
     def is_admin(self) -> bool:
@@ -214,6 +218,39 @@ class Attachment(Base):
     storage_name: Mapped[str] = mapped_column(String(64), unique=True)
 
     email: Mapped[Email] = relationship(back_populates="attachments")
+
+
+class EmailTemplate(Base):
+    """A saved email to start from: subject and bodies with merge fields, and attachments."""
+
+    __tablename__ = "email_templates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    subject: Mapped[str] = mapped_column(String(998))
+    html_body: Mapped[str] = mapped_column(Text)
+    text_body: Mapped[str] = mapped_column(Text, default="")
+    # Who may change it (besides admins); None once that user is gone.
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    owner: Mapped[User | None] = relationship()
+    attachments: Mapped[list[TemplateAttachment]] = relationship(
+        back_populates="template", cascade="all, delete-orphan", order_by="TemplateAttachment.id")
+
+
+class TemplateAttachment(Base):
+    __tablename__ = "template_attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    template_id: Mapped[int] = mapped_column(ForeignKey("email_templates.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(127))
+    size: Mapped[int] = mapped_column(Integer)
+    # File name inside CORETRACK_HOME/attachments, like an email's attachment's.
+    storage_name: Mapped[str] = mapped_column(String(64), unique=True)
+
+    template: Mapped[EmailTemplate] = relationship(back_populates="attachments")
 
 
 # Reports aggregate recipients per email and per record from these indexes alone (covering: no table reads).

@@ -23,16 +23,16 @@ from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import ScalarSelect
 
-from . import clicks, erasure, records, tokens
+from . import clicks, erasure, mergefields, records, tokens
 from .bounces import verp_address
 from .config import Config
 from .db import MAX_ID, changed_rows
@@ -47,6 +47,7 @@ from .models import (
     Lead,
     Recipient,
     Record,
+    TemplateAttachment,
     User,
     utcnow,
 )
@@ -161,6 +162,15 @@ def clean_filename(name: str) -> str:
     return name[:200] or "attachment"
 
 
+def attachment_data(filename: str, content_type: str, data: bytes) -> AttachmentData:
+    """An uploaded file as it is kept and sent: a safe file name, and a plain content type (else
+    application/octet-stream)."""
+    content_type = (content_type or "").split(";")[0].strip().lower()
+    if not _CONTENT_TYPE.match(content_type):
+        content_type = "application/octet-stream"
+    return AttachmentData(clean_filename(filename), content_type, bytes(data))
+
+
 def prepare(
     session: Session,
     *,
@@ -214,12 +224,7 @@ def prepare(
             reply_to = clean_address(reply_to)
         except ValueError as exc:
             errors["reply_to"] = str(exc)
-    files = []
-    for filename, content_type, data in attachments:
-        content_type = (content_type or "").split(";")[0].strip().lower()
-        if not _CONTENT_TYPE.match(content_type):
-            content_type = "application/octet-stream"
-        files.append(AttachmentData(clean_filename(filename), content_type, bytes(data)))
+    files = [attachment_data(*upload) for upload in attachments]
     if send_at is not None:
         now = utcnow()
         if send_at < now - SCHEDULE_SLACK:
@@ -287,13 +292,8 @@ def compose(session: Session, config: Config, sender: User, draft: Draft) -> Com
         )
     written: list[Path] = []
     try:
-        config.attachments_dir.mkdir(parents=True, exist_ok=True)
         for attachment in draft.attachments:
-            storage_name = secrets.token_hex(16)  # never the uploaded name
-            path = config.attachments_dir / storage_name
-            with open(path, "xb") as handle:
-                written.append(path)
-                handle.write(attachment.data)
+            storage_name = store_file(config, attachment.data, written)
             email.attachments.append(
                 Attachment(filename=attachment.filename, content_type=attachment.content_type,
                            size=len(attachment.data), storage_name=storage_name)
@@ -311,7 +311,19 @@ def compose(session: Session, config: Config, sender: User, draft: Draft) -> Com
     return ComposeResult(email, len(email.recipients) - len(skipped), skipped)
 
 
-def attachment_path(config: Config, attachment: Attachment) -> Path:
+def store_file(config: Config, data: bytes, written: list[Path]) -> str:
+    """Write an attachment's bytes into the attachments folder under a new random name (never the
+    uploaded one), appended to ``written`` for the caller to remove if its transaction fails."""
+    config.attachments_dir.mkdir(parents=True, exist_ok=True)
+    storage_name = secrets.token_hex(16)
+    path = config.attachments_dir / storage_name
+    with open(path, "xb") as handle:
+        written.append(path)
+        handle.write(data)
+    return storage_name
+
+
+def attachment_path(config: Config, attachment: Attachment | TemplateAttachment) -> Path:
     return config.attachments_dir / attachment.storage_name
 
 
@@ -328,9 +340,9 @@ class DeliveryReport:
         return self.sent + self.failed
 
 
-def message_template(session: Session, config: Config, email: Email, tracked: bool = True) -> MessageTemplate:
-    """The email's MIME for its tracked recipients (or, ``tracked`` False, the others), or MessageError
-    naming what cannot be put into a message."""
+def message_parts(session: Session, config: Config, email: Email, tracked: bool = True) -> dict[str, Any]:
+    """What MessageTemplate builds the email's MIME from, for its tracked recipients (or, ``tracked``
+    False, the others); MessageError naming what cannot be put into a message."""
     settings = SettingsService(session, config)
     public_url = settings.get("public_url") if email.tracking and tracked else None
     files = []
@@ -342,7 +354,7 @@ def message_template(session: Session, config: Config, email: Email, tracked: bo
             raise MessageError("attachments", f"the file of the attachment {attachment.filename!r} {trouble} "
                                               "the attachments folder") from None
         files.append(AttachmentData(attachment.filename, attachment.content_type, data))
-    return MessageTemplate(
+    return dict(
         from_address=email.from_address, from_name=email.from_name, reply_to=email.reply_to,
         subject=email.subject, html=email.html_body, text=email.text_body, attachments=files, public_url=public_url,
         sendgrid_tag=settings.get("smtp_preset") == "sendgrid", secret=config.secret_key(),
@@ -350,6 +362,60 @@ def message_template(session: Session, config: Config, email: Email, tracked: bo
                               .order_by(EmailLink.position)).all() if public_url else (),
         unsubscribe_url=settings.get("public_url"), unsubscribe_footer=settings.get("unsubscribe_footer"),
     )
+
+
+def message_template(session: Session, config: Config, email: Email, tracked: bool = True) -> MessageTemplate:
+    """The email's MIME (see message_parts), serialised once for all its recipients."""
+    return MessageTemplate(**message_parts(session, config, email, tracked))
+
+
+class Personaliser:
+    """The messages of an email with merge fields: each recipient's own subject and bodies
+    (mergefields.render) from their record, as it is when the message goes, and the sender's account.
+    Recipients whose fields come out the same share one serialised message."""
+
+    CACHED = 64  # messages kept for recipients whose fields come out the same
+
+    def __init__(self, session: Session, config: Config, email: Email, tracked_too: bool):
+        self.parts = {True: message_parts(session, config, email)}
+        self.parts[False] = message_parts(session, config, email, tracked=False) if tracked_too else self.parts[True]
+        self.sender = mergefields.sender_values(session.get(User, email.sender_id) if email.sender_id else None)
+        self.cache: dict[tuple[bool, str, str, str], MessageTemplate] = {}
+        self.lock = threading.Lock()  # one cache for the connections' threads
+
+    def values(self, session: Session, recipient_ids: Sequence[int]) -> dict[int, dict[str, str]]:
+        """Each recipient's field values, read in one query per kind of record."""
+        links = session.execute(select(Recipient.id, Recipient.contact_id, Recipient.account_id, Recipient.lead_id)
+                                .where(Recipient.id.in_(recipient_ids))).all()
+        def ids(column: int) -> set[int]:
+            return {value for row in links if (value := row[column]) is not None}
+
+        contacts = {contact.id: contact for contact in session.scalars(
+            select(Contact).options(selectinload(Contact.account)).where(Contact.id.in_(ids(1))))}
+        accounts = {account.id: account for account in session.scalars(select(Account).where(Account.id.in_(ids(2))))}
+        leads = {lead.id: lead for lead in session.scalars(select(Lead).where(Lead.id.in_(ids(3))))}
+        values = {}
+        for recipient_id, contact_id, account_id, lead_id in links:
+            record: Record | None = (contacts.get(contact_id) if contact_id else None) or (
+                accounts.get(account_id) if account_id else None) or (leads.get(lead_id) if lead_id else None)
+            values[recipient_id] = mergefields.values_for(record, self.sender)
+        return values
+
+    def template(self, tracked: bool, values: dict[str, str]) -> MessageTemplate:
+        """This recipient's message; MessageError when their values cannot go into one."""
+        parts = self.parts[tracked]
+        rendered = mergefields.render(parts["subject"], parts["html"], parts["text"], values)
+        key = (tracked, rendered.subject, rendered.html, rendered.text)
+        with self.lock:
+            template = self.cache.get(key)
+        if template is None:
+            template = MessageTemplate(**{**parts, "subject": rendered.subject, "html": rendered.html,
+                                          "text": rendered.text})
+            with self.lock:
+                if len(self.cache) >= self.CACHED:
+                    self.cache.clear()
+                self.cache[key] = template
+        return template
 
 
 def fail_interrupted(session: Session, email_id: int | None = None) -> int:
@@ -406,13 +472,18 @@ def deliver(
             return report
         pending = select(Recipient.id).where(Recipient.email_id == email_id, Recipient.status == "pending")
         templates = None
+        personaliser = None
         if session.scalar(pending.limit(1)) is not None:
+            # Recipients who asked not to be tracked: the same message without the image.
+            untracked_too = email.tracking and session.scalar(pending.where(~Recipient.tracked).limit(1)) is not None
             try:
-                templates = {True: message_template(session, config, email)}
-                templates[False] = templates[True]
-                if email.tracking and session.scalar(pending.where(~Recipient.tracked).limit(1)) is not None:
-                    # Recipients who asked not to be tracked: the same message without the image.
-                    templates[False] = message_template(session, config, email, tracked=False)
+                if mergefields.has_fields(email.subject, email.html_body, email.text_body):
+                    personaliser = Personaliser(session, config, email, untracked_too)
+                    templates = {}
+                else:
+                    templates = {True: message_template(session, config, email)}
+                    templates[False] = (message_template(session, config, email, tracked=False) if untracked_too
+                                        else templates[True])
             except MessageError as exc:
                 # Saved before validation refused such values: this email fails, the others go on.
                 report.failed += _end_pending(session, email_id, status="failed", reply=f"not sent: {exc}",
@@ -426,7 +497,7 @@ def deliver(
                 pool = closing.enter_context(SmtpPool())
             senders = pool.senders_for(server, connections)
             delivery = _Delivery(session_factory, email_id, from_address, bounce_address, templates, limit,
-                                 on_progress, stop or threading.Event())
+                                 on_progress, stop or threading.Event(), personaliser)
             for part in delivery.run(senders):
                 report.sent += part.sent
                 report.failed += part.failed
@@ -496,6 +567,7 @@ class _Delivery:
     limit: int | None  # recipients still to claim (None: all)
     on_progress: Callable[[int], None] | None
     stop: threading.Event
+    personaliser: Personaliser | None = None  # an email with merge fields: a message per recipient
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
@@ -565,6 +637,7 @@ class _Delivery:
         # would cost it several times what the database does.
         cursor = connection.connection.cursor()
         status_of = _STATUS_OF.replace("?", "%s") if connection.dialect.paramstyle != "qmark" else _STATUS_OF
+        values = self.personaliser.values(session, [claimed[0] for claimed in batch]) if self.personaliser else {}
         try:
             for recipient_id, address, name, token, tracked in batch:
                 # (One message at least per batch, so a slow server still gets them all in the end.)
@@ -577,8 +650,13 @@ class _Delivery:
                     continue
                 # The envelope sender: each recipient's own signed return path when bounces are read.
                 return_path = verp_address(self.bounce_address, token) if self.bounce_address else self.from_address
-                outcome = _send_one(sender, self.templates[tracked], return_path, recipient_id, address, name,
-                                    token)
+                try:
+                    template = (self.personaliser.template(tracked, values[recipient_id]) if self.personaliser
+                                else self.templates[tracked])
+                except MessageError as exc:  # this recipient's own fields cannot go into a message
+                    outcome = {"rid": recipient_id, "new_status": "failed", "new_reply": f"not sent: {exc}"}
+                else:
+                    outcome = _send_one(sender, template, return_path, recipient_id, address, name, token)
                 outcomes.append(outcome)
                 if outcome["new_status"] == "sent":
                     report.sent += 1

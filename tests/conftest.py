@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import text
 
-from coretrack import sending
+from coretrack import email_templates, sending
 from coretrack.app import URL_MAP, CoreTrack, create_standalone_app
 from coretrack.auth import Htpasswd, UserService
 from coretrack.clicks import CLICK_PATH
@@ -317,6 +317,8 @@ def every_route(app, db, users):
     draft = sending.prepare(db, to=["ada@example.test"], subject="Hi", html="<p>Hi <b>there</b></p>",
                             attachments=[("notes.txt", "text/plain", b"notes")])
     email = sending.compose(db, app.config, users["sam"], draft).email
+    template = email_templates.save(db, app.config, users["sam"], {"name": "Welcome", "subject": "Hi",
+                                                                   "html": "<p>Hi $contacts-firstname$</p>"})
     singular = {"contacts": "contact", "accounts": "account", "leads": "lead"}
     routes = []
     for rule in URL_MAP.iter_rules():
@@ -328,7 +330,8 @@ def every_route(app, db, users):
         for combination in itertools.product(*(choices[name] for name in names)):
             values = dict(zip(names, combination, strict=True))
             section = values.get("section") or {v: k for k, v in singular.items()}.get(values.get("record_type"))
-            values.update({"email_id": email.id, "attachment_id": email.attachments[0].id, "name": "sam"})
+            values.update({"email_id": email.id, "attachment_id": email.attachments[0].id, "name": "sam",
+                           "template_id": template.id})
             if "record_id" in rule.arguments:
                 values["record_id"] = records[section].id
             path = URL_MAP.bind("localhost").build(rule.endpoint, {k: v for k, v in values.items()

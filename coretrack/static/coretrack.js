@@ -109,6 +109,31 @@
     });
   }
 
+  /* The merge-field picker: Insert puts the chosen code where the cursor was in the last of the
+     form's subject and bodies to have had the focus (the HTML body at first).  A rich-text editor
+     over a textarea takes the code itself by cancelling the "coretrack:insert" event. */
+  function mergePicker(picker) {
+    var form = picker.closest("form");
+    var button = picker.querySelector("[data-merge-insert]");
+    var choice = picker.querySelector("select");
+    var targets = form.querySelectorAll("[data-merge-target]");
+    var target = form.querySelector("textarea[data-merge-target]") || targets[0];
+    Array.prototype.forEach.call(targets, function (field) {
+      field.addEventListener("focus", function () { target = field; });
+    });
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      var code = choice.value;
+      var event = new CustomEvent("coretrack:insert", {detail: code, cancelable: true});
+      if (!target.dispatchEvent(event)) return;  // an editor took it
+      var start = target.selectionStart, end = target.selectionEnd;
+      target.value = target.value.slice(0, start) + code + target.value.slice(end);
+      target.focus();
+      target.setSelectionRange(start + code.length, start + code.length);
+      target.dispatchEvent(new Event("input", {bubbles: true}));
+    });
+  }
+
   function each(selector, action) {
     Array.prototype.forEach.call(document.querySelectorAll(selector), action);
   }
@@ -118,4 +143,5 @@
   each("form[data-confirm]", confirmFirst);
   each("form[data-progress]", showProgress);
   each("input[data-choices]", suggestChoices);
+  each("[data-merge-picker]", mergePicker);
 })();

@@ -15,7 +15,8 @@ def render_account(request: AppRequest, status: int = 200, errors: dict[str, str
     user = request.user
     return request.render(
         "account/index.html", status, section="account", zones=localtime.zone_names(),
-        values=values or {"time_zone": user.time_zone, "signature_html": user.signature_html,
+        values=values or {"first_name": user.first_name, "last_name": user.last_name, "email": user.email,
+                          "time_zone": user.time_zone, "signature_html": user.signature_html,
                           "notify_by_email": "on" if user.notify_by_email else "",
                           "notification_address": user.notification_address},
         install_zone=request.app.settings(request.db).get("time_zone"), errors=errors or {},

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest, Forbidden, NotFound
 from werkzeug.routing import Rule
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Response
 
-from .. import email_queries, localtime, records, sending
+from .. import email_queries, email_templates, localtime, mergefields, records, sending
 from ..db import MAX_ID
 from ..http import AppRequest, admin_only
 from ..inputs import whole_number
-from ..models import EMAIL_STATUSES, RECORD_TYPES, Attachment, Email
+from ..models import EMAIL_STATUSES, RECORD_TYPES, Attachment, Email, EmailTemplate
 from ..paging import page_number, paginate
 from ..validation import ValidationError
 
-COMPOSE_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "html", "text", "signature", "send_at", "dont_track")
+COMPOSE_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "html", "text", "signature", "send_at", "dont_track",
+                  "template", "preview_as")
 # Served as a download, never rendered: these could run script on our origin.
 ACTIVE_CONTENT_TYPES = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml"})
 
@@ -79,14 +82,68 @@ def _compose_page(request: AppRequest, values: dict[str, str], errors: dict[str,
     return request.render(
         "emails/compose.html", status=400 if errors or find_error else 200, section="compose", values=values,
         errors=errors or {}, draft=draft, find=find, found=found, find_error=find_error, keep=keep, add_link=add_link,
-        named=_named(request, values.get("to", "")),
+        named=_named(request, values.get("to", "")), templates=email_templates.all_templates(request.db),
+        from_template=_template_or_none(request, values.get("template", "")), merge_fields=mergefields.OFFERED,
+        preview=_preview(request, draft, values.get("preview_as", "")) if draft else None,
     )
+
+
+def _template(request: AppRequest, template_id: str) -> EmailTemplate | None:
+    """The template an email is written from (the form carries its id: its attachments go with it)."""
+    if not template_id:
+        return None
+    try:
+        template = request.db.get(EmailTemplate, whole_number(template_id, 1, MAX_ID))
+    except ValueError:
+        template = None
+    if template is None:
+        raise ValidationError({"template": "that template no longer exists: choose another"})
+    return template
+
+
+def _template_or_none(request: AppRequest, template_id: str) -> EmailTemplate | None:
+    try:
+        return _template(request, template_id)
+    except ValidationError:
+        return None  # its error is on the page already
+
+
+@dataclass
+class Preview:
+    """The message as one recipient gets it, and what the preview warns of."""
+
+    recipient: sending.PlannedRecipient
+    subject: str
+    html: str
+    unknown: list[str]  # merge fields not offered: they come out empty for everyone
+    empty: list[str]  # fields this recipient has no value for
+
+
+def _preview(request: AppRequest, draft: sending.Draft, preview_as: str) -> Preview | None:
+    """With merge fields: the draft as the recipient named (by address) gets it; by default the first
+    one with a record.  None without fields: every recipient gets the same."""
+    if not mergefields.has_fields(draft.subject, draft.html, draft.text):
+        return None
+    chosen = [planned for planned in draft.recipients if not planned.skip_reason] or draft.recipients
+    wanted = preview_as.strip().lower()
+    recipient = next((planned for planned in chosen if planned.address.lower() == wanted), None) or next(
+        (planned for planned in chosen if planned.record is not None), chosen[0])
+    rendered = mergefields.render(draft.subject, draft.html, draft.text, mergefields.values_for(
+        recipient.record, mergefields.sender_values(request.user)))
+    return Preview(recipient, rendered.subject, rendered.html, rendered.unknown, rendered.empty)
 
 
 def new_email(request: AppRequest) -> Response:
     values = {key: request.args.get(key, "") for key in COMPOSE_FIELDS}
     values["signature"] = "on" if request.user.signature_html.strip() else ""
     values["to"] = ", ".join([*sending.split_addresses(values["to"]), *_references(request.args)])
+    try:
+        template = _template(request, values["template"])
+    except ValidationError as exc:
+        values["template"] = ""
+        return _compose_page(request, values, exc.errors)
+    if template is not None:
+        values.update(subject=template.subject, html=template.html_body, text=template.text_body)
     return _compose_page(request, values)
 
 
@@ -104,11 +161,18 @@ def _draft(request: AppRequest, values: dict[str, str]) -> sending.Draft:
             send_at = localtime.parse_local(values["send_at"], request.time_zone)
         except ValueError as exc:
             errors["send_at"] = str(exc)
+    attachments = _uploads(request)
+    try:
+        template = _template(request, values["template"])
+        if template is not None:
+            attachments = email_templates.attachments_of(request.app.config, template) + attachments
+    except ValidationError as exc:
+        errors.update(exc.errors)
     try:
         draft = sending.prepare(
             request.db, to=sending.split_addresses(values["to"]), cc=sending.split_addresses(values["cc"]),
             bcc=sending.split_addresses(values["bcc"]), subject=values["subject"], html=values["html"],
-            text=values["text"], reply_to=values["reply_to"], attachments=_uploads(request),
+            text=values["text"], reply_to=values["reply_to"], attachments=attachments,
             signature_html=request.user.signature_html if values["signature"] else "", send_at=send_at,
             track=not values["dont_track"],
         )

@@ -1,0 +1,114 @@
+"""Saved email templates: a subject, HTML and text with merge fields, and attachments, to start an
+email from.  Anyone may write one; its owner and administrators may change or delete it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from .config import Config
+from .models import EmailTemplate, TemplateAttachment, User, utcnow
+from .sanitize import clean_html
+from .sending import attachment_data, attachment_path, store_file
+from .validation import ValidationError, check_text, clean_mail_text
+
+FIELDS = ("name", "subject", "html", "text")
+
+
+def all_templates(session: Session) -> list[EmailTemplate]:
+    return list(session.scalars(select(EmailTemplate).order_by(func.lower(EmailTemplate.name))))
+
+
+def may_change(user: User, template: EmailTemplate) -> bool:
+    return user.is_admin or template.owner_id == user.id
+
+
+def _clean(session: Session, submitted: Mapping[str, str], template_id: int | None) -> dict[str, str]:
+    """The template's fields to store, or ValidationError with one message per field.  Its HTML is
+    sanitised like a signature: nothing in it may run, in the preview or in anyone's mail."""
+    errors: dict[str, str] = {}
+    values = {name: submitted.get(name) or "" for name in FIELDS}
+    try:
+        values["name"] = clean_mail_text(values["name"], field="name", max_length=200)
+        same_name = session.scalar(select(EmailTemplate.id).where(
+            func.lower(EmailTemplate.name) == values["name"].lower()))
+        if same_name is not None and same_name != template_id:
+            raise ValueError(f"a template named “{values['name']}” exists already: choose another name")
+    except ValueError as exc:
+        errors["name"] = str(exc)
+    try:
+        values["subject"] = clean_mail_text(values["subject"], field="subject", max_length=998)
+    except ValueError as exc:
+        errors["subject"] = str(exc)
+    for field, label in (("html", "HTML body"), ("text", "text body")):
+        try:
+            check_text(values[field], field=label)
+        except ValueError as exc:
+            errors[field] = str(exc)
+    if "html" not in errors and not values["html"].strip():
+        errors["html"] = "an HTML body is required"
+    if errors:
+        raise ValidationError(errors)
+    values["html"] = clean_html(values["html"])
+    return values
+
+
+def save(session: Session, config: Config, user: User, submitted: Mapping[str, str],
+         uploads: Iterable[tuple[str, str, bytes]] = (), remove: Iterable[int] = (),
+         template: EmailTemplate | None = None) -> EmailTemplate:
+    """Create a template (``template`` None, owned by ``user``) or change one: its fields, new
+    attachments, and the attachments whose ids are in ``remove`` gone.  All or nothing."""
+    values = _clean(session, submitted, template.id if template else None)
+    if template is None:
+        template = EmailTemplate(owner_id=user.id)
+        session.add(template)
+    template.name, template.subject = values["name"], values["subject"]
+    template.html_body, template.text_body = values["html"], values["text"]
+    template.updated_at = utcnow()
+    removed_ids = set(remove)
+    removed = [attachment for attachment in template.attachments if attachment.id in removed_ids]
+    for attachment in removed:
+        template.attachments.remove(attachment)
+    written: list[Path] = []
+    try:
+        for upload in uploads:
+            data = attachment_data(*upload)
+            template.attachments.append(TemplateAttachment(
+                filename=data.filename, content_type=data.content_type, size=len(data.data),
+                storage_name=store_file(config, data.data, written)))
+        session.commit()
+    except BaseException:
+        session.rollback()
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    for attachment in removed:  # only once the rows are gone: a failed commit keeps both
+        attachment_path(config, attachment).unlink(missing_ok=True)
+    return template
+
+
+def delete(session: Session, config: Config, template: EmailTemplate) -> None:
+    """The template and its attachments' files; emails started from it keep their own copies."""
+    paths = [attachment_path(config, attachment) for attachment in template.attachments]
+    session.delete(template)
+    session.commit()
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def attachments_of(config: Config, template: EmailTemplate) -> list[tuple[str, str, bytes]]:
+    """The template's attachments as uploads, for an email started from it; ValidationError when a
+    file has gone from the attachments folder."""
+    files = []
+    for attachment in template.attachments:
+        try:
+            files.append((attachment.filename, attachment.content_type,
+                          attachment_path(config, attachment).read_bytes()))
+        except OSError:
+            raise ValidationError({"template": f"the file of the template's attachment {attachment.filename!r} "
+                                               "is missing from the attachments folder"}) from None
+    return files
+

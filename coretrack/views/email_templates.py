@@ -1,0 +1,95 @@
+"""Templates: the list, the form to write or change one, and deleting one."""
+
+from __future__ import annotations
+
+from werkzeug.exceptions import BadRequest, Forbidden, NotFound
+from werkzeug.routing import Rule
+from werkzeug.wrappers import Response
+
+from .. import email_templates, mergefields
+from ..db import MAX_ID
+from ..http import AppRequest
+from ..inputs import whole_number
+from ..models import EmailTemplate
+from ..validation import ValidationError
+
+
+def _template_or_404(request: AppRequest, template_id: int) -> EmailTemplate:
+    template = request.db.get(EmailTemplate, template_id)
+    if template is None:
+        raise NotFound(f"there is no template with id {template_id}")
+    return template
+
+
+def _changeable(request: AppRequest, template_id: int) -> EmailTemplate:
+    template = _template_or_404(request, template_id)
+    if not email_templates.may_change(request.user, template):
+        raise Forbidden("only administrators and the template's owner can change it")
+    return template
+
+
+def list_templates(request: AppRequest) -> Response:
+    return request.render("email_templates/list.html", section="templates",
+                          templates=email_templates.all_templates(request.db))
+
+
+def _form(request: AppRequest, template: EmailTemplate | None, values: dict[str, str] | None = None,
+          errors: dict[str, str] | None = None, status: int = 200) -> Response:
+    if values is None:
+        values = {"name": "", "subject": "", "html": "", "text": ""} if template is None else {
+            "name": template.name, "subject": template.subject, "html": template.html_body, "text": template.text_body}
+    return request.render("email_templates/form.html", status, section="templates", saved=template, values=values,
+                          errors=errors or {}, merge_fields=mergefields.OFFERED,
+                          may_change=template is None or email_templates.may_change(request.user, template))
+
+
+def new_template(request: AppRequest) -> Response:
+    return _form(request, None)
+
+
+def show_template(request: AppRequest, template_id: int) -> Response:
+    return _form(request, _template_or_404(request, template_id))
+
+
+def _save(request: AppRequest, template: EmailTemplate | None) -> Response:
+    values = {name: request.form.get(name, "") for name in email_templates.FIELDS}
+    uploads = [(upload.filename, upload.mimetype, upload.read())
+               for upload in request.files.getlist("attachments") if upload.filename]
+    try:
+        remove = [whole_number(value, 1, MAX_ID) for value in request.form.getlist("remove")]
+    except ValueError as error:
+        raise BadRequest(f"remove: {error}") from None
+    try:
+        saved = email_templates.save(request.db, request.app.config, request.user, values, uploads, remove, template)
+    except ValidationError as exc:
+        return _form(request, template, values, exc.errors, 400)
+    return request.redirect_to("email_templates.show_template", template_id=saved.id,
+                               notice=f"Saved the template “{saved.name}”.")
+
+
+def create_template(request: AppRequest) -> Response:
+    return _save(request, None)
+
+
+def update_template(request: AppRequest, template_id: int) -> Response:
+    return _save(request, _changeable(request, template_id))
+
+
+def delete_template(request: AppRequest, template_id: int) -> Response:
+    template = _changeable(request, template_id)
+    if request.form.get("confirm") != "yes":
+        return _form(request, template, errors={"confirm": "Nothing was deleted: tick the box to confirm."},
+                     status=400)
+    name = template.name
+    email_templates.delete(request.db, request.app.config, template)
+    return request.redirect_to("email_templates.list_templates", notice=f"Deleted the template “{name}”.")
+
+
+rules = [
+    Rule("/templates", endpoint="email_templates.list_templates", methods=["GET"]),
+    Rule("/templates", endpoint="email_templates.create_template", methods=["POST"]),
+    Rule("/templates/new", endpoint="email_templates.new_template", methods=["GET"]),
+    Rule("/templates/<int:template_id>", endpoint="email_templates.show_template", methods=["GET"]),
+    Rule("/templates/<int:template_id>", endpoint="email_templates.update_template", methods=["POST"]),
+    Rule("/templates/<int:template_id>/delete", endpoint="email_templates.delete_template", methods=["POST"]),
+]
