@@ -101,6 +101,73 @@ def search_records(session: Session, record_type: str, query: str, page: int, pe
     return paginate(session, _search(record_type, query or ""), page, per_page)
 
 
+# -- audiences (mass sends) -------------------------------------------------------------
+
+
+# Rows one may tick on a list page and send to: more than any page shows.
+MAX_SELECTED = 1000
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Records to email at once, from a list page: the rows ticked (``ids``) or every record that
+    matches the list's search (``ids`` None); for accounts, with their contacts if chosen.  Kept on
+    the compose form as these few values and resolved again on the server at preview and at send."""
+
+    record_type: str
+    query: str = ""
+    ids: tuple[int, ...] | None = None
+    with_contacts: bool = False
+
+    @classmethod
+    def from_form(cls, section: str, scope: str, query: str, ids: list[str], with_contacts: bool) -> Audience:
+        """ValueError with a message for the user."""
+        record_type = {"contacts": "contact", "accounts": "account", "leads": "lead"}.get(section)
+        if record_type is None:
+            raise ValueError("send to contacts, accounts or leads")
+        if scope == "all":
+            _search(record_type, query)  # a search the list refuses is refused here too
+            return cls(record_type, query.strip(), None, with_contacts and record_type == "account")
+        chosen = sorted({whole_number(value, 1, MAX_ID) for value in ids})
+        if not chosen:
+            raise ValueError(f"tick at least one of the {NOUNS[record_type][1]} to email, or email all that match")
+        if len(chosen) > MAX_SELECTED:
+            raise ValueError(f"at most {MAX_SELECTED:,} ticked rows: email all that match a search instead")
+        return cls(record_type, "", tuple(chosen), with_contacts and record_type == "account")
+
+    def describe(self, count: int) -> str:
+        nouns = NOUNS[self.record_type][1] if count != 1 else NOUNS[self.record_type][0]
+        if self.ids is not None:
+            what = f"the {count:,} {nouns} ticked"
+        elif self.query:
+            what = f"all {count:,} {nouns} matching “{self.query}”"
+        else:
+            what = f"all {count:,} {nouns}"
+        return what + (" and their contacts" if self.with_contacts else "")
+
+    def statement(self) -> Select[Record]:
+        statement = _search(self.record_type, self.query)
+        if self.ids is not None:
+            model = _model(self.record_type)
+            statement = statement.where(model.id.in_(self.ids))
+        return statement
+
+    def count(self, session: Session) -> int:
+        return session.scalar(select(func.count()).select_from(self.statement().order_by(None).subquery())) or 0
+
+    def records(self, session: Session) -> list[Record]:
+        """The records, in the list's order; an account's contacts after the accounts, in name order.
+        One query (two with contacts), however many records."""
+        found = list(session.scalars(self.statement()).unique())
+        if self.with_contacts:
+            account_ids = self.statement().with_only_columns(Account.id).order_by(None)
+            found.extend(session.scalars(select(Contact).where(Contact.account_id.in_(account_ids))
+                                         .options(contains_eager(Contact.account))
+                                         .join(Contact.account)
+                                         .order_by(Contact.last_name, Contact.first_name, Contact.id)))
+        return found
+
+
 def get_record(session: Session, record_type: str, record_id: int) -> Record | None:
     if not 0 < record_id <= MAX_ID:
         return None  # a typed reference like contact:99999999999 names no record (and overflows the column)

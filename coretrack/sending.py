@@ -20,12 +20,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql.dml import ReturningUpdate
@@ -80,6 +80,17 @@ class PlannedRecipient:
     do_not_track: bool = False  # a record with the address asks not to be tracked
 
 
+@dataclass(frozen=True)
+class LeftOut:
+    """A record of a mass send that gets no message and no recipient row: the preview lists it."""
+
+    record: Record
+    reason: str
+
+
+NO_ADDRESS = "no email address"
+
+
 @dataclass
 class Draft:
     """A validated email, not yet saved: what the preview shows and what ``compose`` writes."""
@@ -92,6 +103,8 @@ class Draft:
     attachments: list[AttachmentData]
     send_at: datetime | None = None  # UTC; None: now
     track: bool = True  # False: "Don't track this email" (no recipient's message is tracked)
+    left_out: list[LeftOut] = field(default_factory=list)  # an audience's records without an own message
+    audience_size: int = 0  # records the audience named
 
     @property
     def skipped(self) -> list[PlannedRecipient]:
@@ -144,6 +157,34 @@ def _resolve(session: Session, entry: str, kind: str) -> PlannedRecipient:
     return PlannedRecipient(address, name, kind, record, OPTED_OUT if opted_out else "", do_not_track)
 
 
+def _plan_audience(records_found: Sequence[Record],
+                   seen: dict[str, str]) -> tuple[list[PlannedRecipient], list[LeftOut]]:
+    """An audience's records as To recipients, without a query per record: one each that has a
+    usable address not already among the recipients (``seen``: lower-case address -> who has it,
+    updated); the others left out with the reason."""
+    planned, left_out = [], []
+    for record in records_found:
+        if not record.email.strip():
+            left_out.append(LeftOut(record, NO_ADDRESS))
+            continue
+        try:
+            address = clean_address(record.email)
+        except ValueError as exc:
+            left_out.append(LeftOut(record, f"address {record.email!r}: {exc}"))
+            continue
+        if (first := seen.get(address.lower())) is not None:
+            left_out.append(LeftOut(record, f"duplicate: {address} already gets this email ({first})"))
+            continue
+        name = _one_line(record.display_name)
+        if problem := mail_problem(name):
+            left_out.append(LeftOut(record, f"the name cannot be put in an email ({problem}); correct the record"))
+            continue
+        seen[address.lower()] = f"{record.record_type} {name}"
+        planned.append(PlannedRecipient(address, name, "to", record, OPTED_OUT if record.email_opt_out else "",
+                                        _do_not_track(record)))
+    return planned, left_out
+
+
 def _do_not_track(record: Record) -> bool:
     return isinstance(record, Contact | Lead) and record.do_not_track  # accounts have no such flag
 
@@ -185,13 +226,14 @@ def prepare(
     signature_html: str = "",
     send_at: datetime | None = None,
     track: bool = True,
+    audience: records.Audience | None = None,
 ) -> Draft:
     """Validate and resolve an email without saving anything; ValidationError lists every problem.
     A signature (the sender's, already sanitised) goes at the end of both bodies; ``send_at`` (UTC)
     schedules it, up to MAX_SCHEDULE ahead."""
     errors: dict[str, str] = {}
     recipients: list[PlannedRecipient] = []
-    seen: set[str] = set()
+    seen: dict[str, str] = {}  # lower-case address -> who has it
     for kind, entries in zip(RECIPIENT_KINDS, (to, cc, bcc), strict=True):
         problems = []
         for entry in entries:
@@ -201,21 +243,31 @@ def prepare(
                 problems.append(str(exc))
                 continue
             if planned.address.lower() not in seen:  # the first field an address appears in wins
-                seen.add(planned.address.lower())
+                seen[planned.address.lower()] = f"{kind}: {entry}"
                 recipients.append(planned)
         if problems:
             errors[kind] = "; ".join(problems)
+    left_out: list[LeftOut] = []
+    audience_size = 0
+    if audience is not None:
+        found = audience.records(session)
+        audience_size = len(found)
+        planned_records, left_out = _plan_audience(found, seen)
+        recipients.extend(planned_records)
+        if not found:
+            errors["audience"] = "no records match: nobody to send to"
     if not recipients and not errors:
-        errors["to"] = "add at least one recipient"
+        errors["to"] = ("none of these records has an address to send to" if audience is not None
+                        else "add at least one recipient")
     try:
         subject = clean_mail_text(subject, field="subject", max_length=998)
     except ValueError as exc:
         errors["subject"] = str(exc)
-    for field, label, value in (("html", "HTML body", html), ("text", "text body", text)):
+    for body, label, value in (("html", "HTML body", html), ("text", "text body", text)):
         try:
             check_text(value, field=label)
         except ValueError as exc:
-            errors[field] = str(exc)
+            errors[body] = str(exc)
     if not (html or "").strip():
         errors["html"] = "an HTML body is required"
     reply_to = (reply_to or "").strip()
@@ -236,7 +288,7 @@ def prepare(
     text = text or ""
     if signature_html.strip():
         html, text = add_signature(html, text, signature_html)
-    return Draft(subject, html, text, reply_to, recipients, files, send_at, track)
+    return Draft(subject, html, text, reply_to, recipients, files, send_at, track, left_out, audience_size)
 
 
 def _check_buildable(draft: Draft, email: Email, public_url: str | None, links: list[str],
@@ -277,19 +329,21 @@ def compose(session: Session, config: Config, sender: User, draft: Draft) -> Com
     _check_buildable(draft, email, public_url, links, settings)
     email.links = [EmailLink(position=position, url=url) for position, url in enumerate(links)]
     gone = erasure.erased(session, secret, [planned.address for planned in draft.recipients])
+    # Plain rows, inserted in one executemany below: ORM objects would be one INSERT each, and a
+    # mass send has thousands.
+    rows = []
     for planned in draft.recipients:
         if planned.address in gone and not planned.skip_reason:
             planned = replace(planned, skip_reason=ERASED)
-        email.recipients.append(
-            Recipient(
-                address=planned.address, name=planned.name, kind=planned.kind, token=tokens.new_token(secret),
-                contact_id=planned.record.id if isinstance(planned.record, Contact) else None,
-                account_id=planned.record.id if isinstance(planned.record, Account) else None,
-                lead_id=planned.record.id if isinstance(planned.record, Lead) else None,
-                status="skipped" if planned.skip_reason else "pending", reply=planned.skip_reason,
-                tracked=is_tracked(email, planned),
-            )
-        )
+        rows.append({
+            "address": planned.address, "name": planned.name, "kind": planned.kind, "token": tokens.new_token(secret),
+            "contact_id": planned.record.id if isinstance(planned.record, Contact) else None,
+            "account_id": planned.record.id if isinstance(planned.record, Account) else None,
+            "lead_id": planned.record.id if isinstance(planned.record, Lead) else None,
+            "status": "skipped" if planned.skip_reason else "pending", "reply": planned.skip_reason,
+            "tracked": is_tracked(email, planned),
+        })
+    pending = sum(row["status"] == "pending" for row in rows)
     written: list[Path] = []
     try:
         for attachment in draft.attachments:
@@ -298,17 +352,20 @@ def compose(session: Session, config: Config, sender: User, draft: Draft) -> Com
                 Attachment(filename=attachment.filename, content_type=attachment.content_type,
                            size=len(attachment.data), storage_name=storage_name)
             )
-        session.add(email)
-        if not any(recipient.status == "pending" for recipient in email.recipients):
+        if not pending:
             email.status = "sent"  # everyone opted out: nothing to deliver
+        session.add(email)
+        session.flush()  # the email's id, for its recipients
+        session.execute(insert(Recipient), [{**row, "email_id": email.id} for row in rows])
         session.commit()
     except BaseException:
         session.rollback()
         for path in written:
             path.unlink(missing_ok=True)
         raise
-    skipped = [recipient for recipient in email.recipients if recipient.status == "skipped"]
-    return ComposeResult(email, len(email.recipients) - len(skipped), skipped)
+    skipped = list(session.scalars(select(Recipient).where(Recipient.email_id == email.id,
+                                                           Recipient.status == "skipped").order_by(Recipient.id)))
+    return ComposeResult(email, pending, skipped)
 
 
 def store_file(config: Config, data: bytes, written: list[Path]) -> str:

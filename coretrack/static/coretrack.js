@@ -15,6 +15,7 @@
   function makeSortable(table) {
     var headings = table.tHead ? table.tHead.rows[0].cells : [];
     Array.prototype.forEach.call(headings, function (heading, column) {
+      if (heading.classList.contains("pick")) return;  // the row boxes' column: nothing to sort by
       var button = document.createElement("button");
       button.type = "button";
       button.className = "sort";
@@ -134,6 +135,17 @@
     });
   }
 
+  /* A list's "select all" box ticks every row of the page (shown only with script). */
+  function selectAll(box) {
+    var table = box.closest("table");
+    box.hidden = false;
+    box.addEventListener("change", function () {
+      Array.prototype.forEach.call(table.querySelectorAll("tbody input[type=checkbox]"), function (row) {
+        row.checked = box.checked;
+      });
+    });
+  }
+
   function each(selector, action) {
     Array.prototype.forEach.call(document.querySelectorAll(selector), action);
   }
@@ -144,4 +156,5 @@
   each("form[data-progress]", showProgress);
   each("input[data-choices]", suggestChoices);
   each("[data-merge-picker]", mergePicker);
+  each("input[data-select-all]", selectAll);
 })();

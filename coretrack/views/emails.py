@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest, Forbidden, NotFound
@@ -19,7 +20,9 @@ from ..paging import page_number, paginate
 from ..validation import ValidationError
 
 COMPOSE_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "html", "text", "signature", "send_at", "dont_track",
-                  "template", "preview_as")
+                  "template", "preview_as", "audience", "scope", "q", "with_contacts")
+# Recipients (and records left out) the preview lists: a mass send's first ones, with a count of the rest.
+PREVIEW_ROWS = 100
 # Served as a download, never rendered: these could run script on our origin.
 ACTIVE_CONTENT_TYPES = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml"})
 
@@ -63,7 +66,35 @@ def _named(request: AppRequest, field_value: str) -> list[tuple[str, str]]:
     return named
 
 
-def _compose_page(request: AppRequest, values: dict[str, str], errors: dict[str, str] | None = None,
+def _values(source: MultiDict[str, str]) -> dict[str, Any]:
+    """The compose form's fields; ``ids``, the rows ticked on a list page, is a list."""
+    values: dict[str, Any] = {key: source.get(key, "") for key in COMPOSE_FIELDS}
+    values["ids"] = source.getlist("ids")
+    return values
+
+
+def _audience(values: dict[str, Any]) -> records.Audience | None:
+    """The records a list page sent to compose (``audience`` names its section); ValidationError."""
+    if not values["audience"]:
+        return None
+    try:
+        return records.Audience.from_form(values["audience"], values["scope"], values["q"], values["ids"],
+                                          bool(values["with_contacts"]))
+    except ValueError as exc:
+        raise ValidationError({"audience": str(exc)}) from None
+
+
+def _audience_summary(request: AppRequest, values: dict[str, Any], draft: sending.Draft | None) -> str:
+    try:
+        audience = _audience(values)
+    except ValidationError:
+        return ""  # its error is on the page
+    if audience is None:
+        return ""
+    return audience.describe(draft.audience_size if draft else audience.count(request.db))
+
+
+def _compose_page(request: AppRequest, values: dict[str, Any], errors: dict[str, str] | None = None,
                   draft: sending.Draft | None = None) -> Response:
     find = request.args.get("find", "").strip()
     found, find_error = {}, ""
@@ -72,7 +103,9 @@ def _compose_page(request: AppRequest, values: dict[str, str], errors: dict[str,
             found = {kind: records.record_choices(request.db, kind, find, limit=10) for kind in RECORD_TYPES}
     except ValueError as exc:
         find_error = str(exc)
-    keep = {key: values.get(key, "") for key in ("to", "cc", "bcc", "subject") if values.get(key)}
+    # What the page's other forms (find, template) carry over: the recipients chosen so far.
+    keep = {key: values.get(key, "") for key in ("to", "cc", "bcc", "subject", "audience", "scope", "q",
+                                                 "with_contacts", "ids") if values.get(key)}
 
     def add_link(reference: str) -> str:
         entries = sending.split_addresses(values.get("to"))
@@ -85,6 +118,9 @@ def _compose_page(request: AppRequest, values: dict[str, str], errors: dict[str,
         named=_named(request, values.get("to", "")), templates=email_templates.all_templates(request.db),
         from_template=_template_or_none(request, values.get("template", "")), merge_fields=mergefields.OFFERED,
         preview=_preview(request, draft, values.get("preview_as", "")) if draft else None,
+        audience=_audience_summary(request, values, draft), shown=PREVIEW_ROWS,
+        keep_recipients={key: value for key, value in keep.items() if key != "subject"},
+        keep_without_audience={key: value for key, value in keep.items() if key in ("to", "cc", "bcc", "subject")},
     )
 
 
@@ -134,7 +170,7 @@ def _preview(request: AppRequest, draft: sending.Draft, preview_as: str) -> Prev
 
 
 def new_email(request: AppRequest) -> Response:
-    values = {key: request.args.get(key, "") for key in COMPOSE_FIELDS}
+    values = _values(request.args)
     values["signature"] = "on" if request.user.signature_html.strip() else ""
     values["to"] = ", ".join([*sending.split_addresses(values["to"]), *_references(request.args)])
     try:
@@ -144,6 +180,10 @@ def new_email(request: AppRequest) -> Response:
         return _compose_page(request, values, exc.errors)
     if template is not None:
         values.update(subject=template.subject, html=template.html_body, text=template.text_body)
+    try:
+        _audience(values)
+    except ValidationError as exc:
+        return _compose_page(request, values, exc.errors)
     return _compose_page(request, values)
 
 
@@ -153,7 +193,7 @@ def _uploads(request: AppRequest) -> list[tuple[str, str, bytes]]:
             for upload in request.files.getlist("attachments") if upload.filename]
 
 
-def _draft(request: AppRequest, values: dict[str, str]) -> sending.Draft:
+def _draft(request: AppRequest, values: dict[str, Any]) -> sending.Draft:
     """The form's email, its "Send at" in the user's zone; ValidationError lists every problem."""
     send_at, errors = None, {}
     if values["send_at"].strip():
@@ -162,7 +202,9 @@ def _draft(request: AppRequest, values: dict[str, str]) -> sending.Draft:
         except ValueError as exc:
             errors["send_at"] = str(exc)
     attachments = _uploads(request)
+    audience = None
     try:
+        audience = _audience(values)
         template = _template(request, values["template"])
         if template is not None:
             attachments = email_templates.attachments_of(request.app.config, template) + attachments
@@ -174,7 +216,7 @@ def _draft(request: AppRequest, values: dict[str, str]) -> sending.Draft:
             bcc=sending.split_addresses(values["bcc"]), subject=values["subject"], html=values["html"],
             text=values["text"], reply_to=values["reply_to"], attachments=attachments,
             signature_html=request.user.signature_html if values["signature"] else "", send_at=send_at,
-            track=not values["dont_track"],
+            track=not values["dont_track"], audience=audience,
         )
     except ValidationError as exc:
         raise ValidationError({**exc.errors, **errors}) from None
@@ -184,7 +226,7 @@ def _draft(request: AppRequest, values: dict[str, str]) -> sending.Draft:
 
 
 def send_email(request: AppRequest) -> Response:
-    values = {key: request.form.get(key, "") for key in COMPOSE_FIELDS}
+    values = _values(request.form)
     try:
         draft = _draft(request, values)
         if request.form.get("action") == "preview":
