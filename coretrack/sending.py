@@ -51,6 +51,7 @@ from .models import (
     User,
     utcnow,
 )
+from .sanitize import clean_html
 from .settings import SettingsService
 from .smtp import DeliveryError, SmtpPool, SmtpSender
 from .validation import ValidationError, check_text, clean_address, clean_mail_text, mail_problem
@@ -286,6 +287,8 @@ def prepare(
     if errors:
         raise ValidationError(errors)
     text = text or ""
+    # Whatever the editor, the source view or the API sent: nothing that runs reaches a message.
+    html = clean_html(html)
     if signature_html.strip():
         html, text = add_signature(html, text, signature_html)
     return Draft(subject, html, text, reply_to, recipients, files, send_at, track, left_out, audience_size)

@@ -69,8 +69,8 @@ def test_the_signature_ends_each_email_unless_unticked(staff, db, smtp_settings,
     html = message.get_body(("html",)).get_content()
     text = message.get_body(("plain",)).get_content()
     if ticked:
-        # At the end of the body, before </body>, in both parts.
-        assert html.index("Our news") < html.index("Sam Smith") < html.index("</body>")
+        # After the body, in both parts (before the tracking image).
+        assert html.index("Our news") < html.index("Sam Smith") < html.index("TrackAccess.php")
         # After the body typed, before the unsubscribe footer.
         text = text.replace("\r\n", "\n")
         assert text.index("Our news") < text.index("-- \nSam Smith, example.test (https://example.test/)") < \
