@@ -117,10 +117,12 @@
     var form = picker.closest("form");
     var button = picker.querySelector("[data-merge-insert]");
     var choice = picker.querySelector("select");
-    var targets = form.querySelectorAll("[data-merge-target]");
-    var target = form.querySelector("textarea[data-merge-target]") || targets[0];
-    Array.prototype.forEach.call(targets, function (field) {
-      field.addEventListener("focus", function () { target = field; });
+    var target = form.querySelector("textarea[data-merge-target]") || form.querySelector("[data-merge-target]");
+    // (A rich-text editor's area stands for its textarea: data-merge-for names it.)
+    form.addEventListener("focusin", function (event) {
+      var editor = event.target.closest("[data-merge-for]");
+      if (editor) target = document.getElementById(editor.getAttribute("data-merge-for"));
+      else if (event.target.hasAttribute("data-merge-target")) target = event.target;
     });
     button.hidden = false;
     button.addEventListener("click", function () {

@@ -99,6 +99,13 @@ class Browser:
         element.clear()
         element.send_keys(value)
 
+    def fill_html(self, css: str, html: str) -> None:
+        """An HTML body: typed into the rich-text editor's HTML source view, as one pastes HTML made
+        elsewhere (the textarea itself where no editor covers it)."""
+        if not self.find(css).is_displayed():
+            self.press("HTML source", navigates=False)
+        self.fill(css, html)
+
     def press(self, text: str, *, navigates: bool = True) -> None:
         """Clicks the button or link that says ``text`` (the page's own first, then the menu's), and
         waits for the next page to load, so what follows never reads the page being left."""

@@ -16,8 +16,10 @@ from datetime import UTC, datetime, timedelta
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Message
 from apache_server import ADMIN_PASSWORD, STAFF_PASSWORD, ApacheServer, free_port
+from sqlalchemy import select
 
-from coretrack import records
+from coretrack import email_templates, records
+from coretrack.models import User
 from coretrack.settings import SettingsService
 from e2e.chromium import Browser
 
@@ -87,6 +89,12 @@ def fill(server: ApacheServer) -> Demo:
             demo.ids[first] = records.create_record(session, "lead", {
                 "first_name": first, "last_name": last, "company": company, "email": email, "phone": "",
                 "email_opt_out": ""}).id
+    with server.session() as session:
+        sam = session.scalar(select(User).where(User.name == "sam"))
+        demo.ids["template"] = email_templates.save(session, server.config, sam, {
+            "name": "Welcome", "subject": "Welcome, $contacts-firstname$",
+            "html": "<p>Dear $contacts-firstname$,</p><p>Thank you for choosing us at $accounts-accountname$.</p>"
+                    "<p>$users-first_name$ $users-last_name$</p>"}).id
     received = Received()
     smtp = Controller(received, hostname="127.0.0.1", port=free_port())
     smtp.start()
@@ -130,14 +138,22 @@ class Page:
 def _compose_errors(browser: Browser) -> None:
     browser.fill("#f-to", "ada@, contact:999")
     browser.fill("#f-subject", "Hello")
-    browser.fill("#f-html", "<p>Hello</p>")
+    browser.fill_html("#f-html", "<p>Hello</p>")
     browser.press("Send")
 
 
 def _compose_preview(browser: Browser) -> None:
     browser.fill("#f-to", "ada@acme.example, buyer@example.test")
     browser.fill("#f-subject", "Summer offer")
-    browser.fill("#f-html", "<h1>Summer offer</h1><p>Two for one, all July.</p>")
+    browser.fill_html("#f-html", "<h1>Summer offer</h1><p>Two for one, all July.</p>")
+    browser.press("Preview")
+
+
+def _preview(browser: Browser) -> None:
+    """Preview what the page's form holds, with a subject where it has none (a mass send)."""
+    if not browser.find("#f-subject").get_attribute("value"):
+        browser.fill("#f-subject", "Spring news for $contacts-firstname$")
+        browser.fill_html("#f-html", "<p>Dear $contacts-firstname$, our spring news.</p>")
     browser.press("Preview")
 
 
@@ -156,6 +172,11 @@ def pages(demo: Demo, with_reports: bool) -> list[Page]:
         Page("compose-find", "sam", "/emails/new?find=acme"),
         Page("compose-errors", "sam", "/emails/new", _compose_errors),
         Page("compose-preview", "sam", "/emails/new", _compose_preview),
+        Page("compose-from-template", "sam", f"/emails/new?template={ids['template']}&contact={ids['Ada']}"
+                                                f"&contact={ids['Charles']}", _preview),
+        Page("compose-mass-preview", "sam", "/emails/new?audience=contacts&scope=all&q=acme", _preview),
+        Page("templates", "sam", "/templates"),
+        Page("template", "sam", f"/templates/{ids['template']}"),
         Page("contacts", "sam", "/contacts"),
         Page("contacts-no-match", "sam", "/contacts?q=nobody-like-this"),
         Page("contact", "sam", f"/contacts/{ids['Ada']}"),

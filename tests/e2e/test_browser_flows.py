@@ -31,7 +31,7 @@ def compose(staff: Browser, to: str, subject: str, html: str, attachment=None) -
         to_field.clear()
         to_field.send_keys(", ".join(filter(None, [current, to])))
     staff.fill("#f-subject", subject)
-    staff.fill("#f-html", html)
+    staff.fill_html("#f-html", html)
     if attachment:
         staff.find("#f-attachments").send_keys(str(attachment))
     staff.press("Send")

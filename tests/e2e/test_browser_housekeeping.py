@@ -30,7 +30,7 @@ def test_a_scheduled_email_waits_for_its_time_and_the_worker_sends_it_then(apach
             staff.open("/emails/new")
             staff.fill("#f-to", "later@example.test")
             staff.fill("#f-subject", "Scheduled hello")
-            staff.fill("#f-html", "<p>Sent at its time.</p>")
+            staff.fill_html("#f-html", "<p>Sent at its time.</p>")
             # A datetime-local input takes its value in one form whatever the browser's locale.
             staff.driver.execute_script("arguments[0].value = arguments[1]", staff.find("#f-send_at"),
                                         due.strftime("%Y-%m-%dT%H:%M"))

@@ -63,7 +63,7 @@ def test_sending_shows_progress_and_a_role_change_asks_first(browser, site):
         staff.open("/emails/new")
         staff.fill("#f-to", "someone@example.test")
         staff.fill("#f-subject", "Progress")
-        staff.fill("#f-html", "<p>Hi</p>")
+        staff.fill_html("#f-html", "<p>Hi</p>")
         status = staff.find("#compose [data-progress-status]")
         assert not status.is_displayed()
         # Stop the post itself, to look at the page while it would be waiting for the server.
