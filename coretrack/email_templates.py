@@ -4,7 +4,6 @@ email from.  Anyone may write one; its owner and administrators may change or de
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -12,7 +11,7 @@ from sqlalchemy.orm import Session
 from .config import Config
 from .models import EmailTemplate, TemplateAttachment, User, utcnow
 from .sanitize import clean_html
-from .sending import attachment_data, attachment_path, store_file
+from .sending import attachment_data, attachment_path, files_or_nothing, store_file
 from .validation import ValidationError, check_text, clean_mail_text
 
 FIELDS = ("name", "subject", "html", "text")
@@ -72,19 +71,13 @@ def save(session: Session, config: Config, user: User, submitted: Mapping[str, s
     removed = [attachment for attachment in template.attachments if attachment.id in removed_ids]
     for attachment in removed:
         template.attachments.remove(attachment)
-    written: list[Path] = []
-    try:
+    with files_or_nothing(session) as written:
         for upload in uploads:
             data = attachment_data(*upload)
             template.attachments.append(TemplateAttachment(
                 filename=data.filename, content_type=data.content_type, size=len(data.data),
                 storage_name=store_file(config, data.data, written)))
         session.commit()
-    except BaseException:
-        session.rollback()
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
     for attachment in removed:  # only once the rows are gone: a failed commit keeps both
         attachment_path(config, attachment).unlink(missing_ok=True)
     return template

@@ -18,8 +18,8 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -347,8 +347,7 @@ def compose(session: Session, config: Config, sender: User, draft: Draft) -> Com
             "tracked": is_tracked(email, planned),
         })
     pending = sum(row["status"] == "pending" for row in rows)
-    written: list[Path] = []
-    try:
+    with files_or_nothing(session) as written:
         for attachment in draft.attachments:
             storage_name = store_file(config, attachment.data, written)
             email.attachments.append(
@@ -361,14 +360,23 @@ def compose(session: Session, config: Config, sender: User, draft: Draft) -> Com
         session.flush()  # the email's id, for its recipients
         session.execute(insert(Recipient), [{**row, "email_id": email.id} for row in rows])
         session.commit()
+    skipped = list(session.scalars(select(Recipient).where(Recipient.email_id == email.id,
+                                                           Recipient.status == "skipped").order_by(Recipient.id)))
+    return ComposeResult(email, pending, skipped)
+
+
+@contextmanager
+def files_or_nothing(session: Session) -> Iterator[list[Path]]:
+    """A transaction that writes attachment files (store_file, into the list yielded): if it fails
+    it is rolled back and the files are removed, so no file is left without its row."""
+    written: list[Path] = []
+    try:
+        yield written
     except BaseException:
         session.rollback()
         for path in written:
             path.unlink(missing_ok=True)
         raise
-    skipped = list(session.scalars(select(Recipient).where(Recipient.email_id == email.id,
-                                                           Recipient.status == "skipped").order_by(Recipient.id)))
-    return ComposeResult(email, pending, skipped)
 
 
 def store_file(config: Config, data: bytes, written: list[Path]) -> str:
