@@ -239,6 +239,20 @@ class EmailTemplate(Base):
         back_populates="template", cascade="all, delete-orphan", order_by="TemplateAttachment.id")
 
 
+class EmailDraft(Base):
+    """An email being written, saved to finish later: the compose form's fields as its owner left
+    them (attachments are chosen again when it is sent)."""
+
+    __tablename__ = "email_drafts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    subject: Mapped[str] = mapped_column(String(998), default="")
+    # The form's fields as JSON (drafts.FIELDS): whatever was typed, valid or not yet.
+    fields: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class TemplateAttachment(Base):
     __tablename__ = "template_attachments"
 

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import text
 
-from coretrack import email_templates, sending
+from coretrack import drafts, email_templates, sending
 from coretrack.app import URL_MAP, CoreTrack, create_standalone_app
 from coretrack.auth import Htpasswd, UserService
 from coretrack.clicks import CLICK_PATH
@@ -319,6 +319,7 @@ def every_route(app, db, users):
     email = sending.compose(db, app.config, users["sam"], draft).email
     template = email_templates.save(db, app.config, users["sam"], {"name": "Welcome", "subject": "Hi",
                                                                    "html": "<p>Hi $contacts-firstname$</p>"})
+    own_draft = drafts.save(db, users["sam"], {"to": "ada@example.test", "subject": "Unfinished"})
     singular = {"contacts": "contact", "accounts": "account", "leads": "lead"}
     routes = []
     for rule in URL_MAP.iter_rules():
@@ -331,7 +332,7 @@ def every_route(app, db, users):
             values = dict(zip(names, combination, strict=True))
             section = values.get("section") or {v: k for k, v in singular.items()}.get(values.get("record_type"))
             values.update({"email_id": email.id, "attachment_id": email.attachments[0].id, "name": "sam",
-                           "template_id": template.id})
+                           "template_id": template.id, "draft_id": own_draft.id})
             if "record_id" in rule.arguments:
                 values["record_id"] = records[section].id
             path = URL_MAP.bind("localhost").build(rule.endpoint, {k: v for k, v in values.items()

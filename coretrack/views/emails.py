@@ -11,16 +11,16 @@ from werkzeug.routing import Rule
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Response
 
-from .. import email_queries, email_templates, localtime, mergefields, records, sending
+from .. import drafts, email_queries, email_templates, localtime, mergefields, records, sending
 from ..db import MAX_ID
 from ..http import AppRequest, admin_only
 from ..inputs import whole_number
-from ..models import EMAIL_STATUSES, RECORD_TYPES, Attachment, Email, EmailTemplate
+from ..models import EMAIL_STATUSES, RECORD_TYPES, Attachment, Email, EmailDraft, EmailTemplate
 from ..paging import page_number, paginate
 from ..validation import ValidationError
 
 COMPOSE_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "html", "text", "signature", "send_at", "dont_track",
-                  "template", "preview_as", "audience", "scope", "q", "with_contacts")
+                  "template", "preview_as", "audience", "scope", "q", "with_contacts", "draft")
 # Recipients (and records left out) the preview lists: a mass send's first ones, with a count of the rest.
 PREVIEW_ROWS = 100
 # Served as a download, never rendered: these could run script on our origin.
@@ -169,8 +169,21 @@ def _preview(request: AppRequest, draft: sending.Draft, preview_as: str) -> Prev
     return Preview(recipient, rendered.subject, rendered.html, rendered.unknown, rendered.empty)
 
 
+def _own_draft(request: AppRequest, draft_id: str | int) -> EmailDraft:
+    try:
+        draft = drafts.own_draft(request.db, request.user, whole_number(str(draft_id), 1, MAX_ID))
+    except ValueError:
+        draft = None
+    if draft is None:
+        raise NotFound("you have no draft with that id")
+    return draft
+
+
 def new_email(request: AppRequest) -> Response:
     values = _values(request.args)
+    if values["draft"]:  # a draft goes on where it was left
+        draft = _own_draft(request, values["draft"])
+        return _compose_page(request, {**values, **drafts.fields_of(draft), "draft": str(draft.id)})
     values["signature"] = "on" if request.user.signature_html.strip() else ""
     values["to"] = ", ".join([*sending.split_addresses(values["to"]), *_references(request.args)])
     try:
@@ -227,6 +240,8 @@ def _draft(request: AppRequest, values: dict[str, Any]) -> sending.Draft:
 
 def send_email(request: AppRequest) -> Response:
     values = _values(request.form)
+    if request.form.get("action") == "draft":
+        return _save_draft(request, values)
     try:
         draft = _draft(request, values)
         if request.form.get("action") == "preview":
@@ -235,9 +250,35 @@ def send_email(request: AppRequest) -> Response:
     except ValidationError as exc:
         return _compose_page(request, values, exc.errors)
     email_id = result.email.id
+    if values["draft"] and (saved := drafts.own_draft(request.db, request.user, int(values["draft"]))):
+        drafts.delete(request.db, saved)  # written: no longer a draft
     sent_now = sending.send_or_queue(request.app.Session, request.app.config, email_id, result.pending,
                                      result.email.send_at)
     return request.redirect_to("emails.show_email", email_id=email_id, notice=_outcome(request, result, sent_now))
+
+
+def _save_draft(request: AppRequest, values: dict[str, Any]) -> Response:
+    existing = _own_draft(request, values["draft"]) if values["draft"] else None
+    kept = {key: value for key, value in values.items() if key not in ("draft", "preview_as")}
+    try:
+        saved = drafts.save(request.db, request.user, kept, existing)
+    except ValidationError as exc:
+        return _compose_page(request, values, exc.errors)
+    return request.redirect_to("emails.new_email", draft=saved.id,
+                               notice="Draft saved: find it under Drafts. Attachments are chosen when you send.")
+
+
+def list_drafts(request: AppRequest) -> Response:
+    return request.render("emails/drafts.html", section="emails", drafts=drafts.drafts_of(request.db, request.user))
+
+
+def delete_draft(request: AppRequest, draft_id: int) -> Response:
+    draft = _own_draft(request, draft_id)
+    if request.form.get("confirm") != "yes":
+        return request.redirect_to("emails.list_drafts", notice="Nothing was deleted: tick the box to confirm.")
+    subject = draft.subject or "(no subject)"
+    drafts.delete(request.db, draft)
+    return request.redirect_to("emails.list_drafts", notice=f"Deleted the draft “{subject}”.")
 
 
 def _outcome(request: AppRequest, result: sending.ComposeResult, sent_now: bool) -> str:
@@ -346,6 +387,8 @@ rules = [
     Rule("/emails", endpoint="emails.list_emails", methods=["GET"]),
     Rule("/emails", endpoint="emails.send_email", methods=["POST"]),
     Rule("/emails/new", endpoint="emails.new_email", methods=["GET"]),
+    Rule("/emails/drafts", endpoint="emails.list_drafts", methods=["GET"]),
+    Rule("/emails/drafts/<int:draft_id>/delete", endpoint="emails.delete_draft", methods=["POST"]),
     Rule("/emails/<int:email_id>", endpoint="emails.show_email", methods=["GET"]),
     Rule("/emails/<int:email_id>/retry", endpoint="emails.retry_email", methods=["POST"]),
     Rule("/emails/<int:email_id>/cancel", endpoint="emails.cancel_email", methods=["POST"]),

@@ -18,7 +18,7 @@ from aiosmtpd.handlers import Message
 from apache_server import ADMIN_PASSWORD, STAFF_PASSWORD, ApacheServer, free_port
 from sqlalchemy import select
 
-from coretrack import email_templates, records
+from coretrack import drafts, email_templates, records
 from coretrack.models import User
 from coretrack.settings import SettingsService
 from e2e.chromium import Browser
@@ -95,6 +95,8 @@ def fill(server: ApacheServer) -> Demo:
             "name": "Welcome", "subject": "Welcome, $contacts-firstname$",
             "html": "<p>Dear $contacts-firstname$,</p><p>Thank you for choosing us at $accounts-accountname$.</p>"
                     "<p>$users-first_name$ $users-last_name$</p>"}).id
+        drafts.save(session, sam, {"to": f"contact:{demo.ids['Grace']}", "subject": "Follow-up on our call",
+                                   "html": "<p>Dear Grace,</p><p>As promised …</p>"})
     received = Received()
     smtp = Controller(received, hostname="127.0.0.1", port=free_port())
     smtp.start()
@@ -175,6 +177,7 @@ def pages(demo: Demo, with_reports: bool) -> list[Page]:
         Page("compose-from-template", "sam", f"/emails/new?template={ids['template']}&contact={ids['Ada']}"
                                                 f"&contact={ids['Charles']}", _preview),
         Page("compose-mass-preview", "sam", "/emails/new?audience=contacts&scope=all&q=acme", _preview),
+        Page("drafts", "sam", "/emails/drafts"),
         Page("templates", "sam", "/templates"),
         Page("template", "sam", f"/templates/{ids['template']}"),
         Page("contacts", "sam", "/contacts"),
