@@ -268,7 +268,7 @@ class TemplateAttachment(Base):
 
 
 # Reports aggregate recipients per email and per record from these indexes alone (covering: no table reads).
-_STATS = ("status", "access_count", "last_access")
+_STATS = ("status", "access_count", "last_access", "human_opens", "first_human_at", "click_count")
 
 
 _TO_NOTIFY = "first_human_at IS NOT NULL AND notified_at IS NULL"
