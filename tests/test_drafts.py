@@ -39,6 +39,10 @@ def test_sending_a_draft_removes_it(staff, db, smtp_settings):
     assert [mail.rcpt_tos for mail in sink.received] == [["ann@example.test"]]
     db.expire_all()
     assert db.scalar(select(func.count()).select_from(EmailDraft)) == 0
+    form["draft"].force_value("not-an-id")  # a draft id that names nothing does not stop the send
+    form["subject"] = "Again"
+    form.submit("action", value="send", status=303)
+    assert len(sink.received) == 2
 
 
 def test_drafts_are_their_writers_own_and_deleting_one_asks_first(app, staff, db, users):

@@ -250,8 +250,11 @@ def send_email(request: AppRequest) -> Response:
     except ValidationError as exc:
         return _compose_page(request, values, exc.errors)
     email_id = result.email.id
-    if values["draft"] and (saved := drafts.own_draft(request.db, request.user, int(values["draft"]))):
-        drafts.delete(request.db, saved)  # written: no longer a draft
+    if values["draft"]:
+        try:
+            drafts.delete(request.db, _own_draft(request, values["draft"]))  # sent: no longer a draft
+        except NotFound:
+            pass  # deleted meanwhile (another tab): the email went all the same
     sent_now = sending.send_or_queue(request.app.Session, request.app.config, email_id, result.pending,
                                      result.email.send_at)
     return request.redirect_to("emails.show_email", email_id=email_id, notice=_outcome(request, result, sent_now))
