@@ -90,11 +90,20 @@ def was_erased(session: Session, secret: bytes, address: str) -> bool:
     return bool(erased(session, secret, [address]))
 
 
+_CHUNK = 10_000
+
+
 def erased(session: Session, secret: bytes, addresses: list[str]) -> set[str]:
     """Those of ``addresses`` (as given) that belong to someone erased: sending skips them, so an
     erased person's opt-out, gone with their records, does not let mail reach them again."""
     digests = {address_digest(secret, address): address for address in addresses}
-    found = session.scalars(select(Erasure.address_digest).where(Erasure.address_digest.in_(sorted(digests))))
+    wanted = sorted(digests)
+    found: set[str] = set()
+    # A mass send has many addresses; a statement takes at most 65,535 parameters on PostgreSQL, and
+    # 32,766 on SQLite as built by default.
+    for start in range(0, len(wanted), _CHUNK):
+        found.update(session.scalars(select(Erasure.address_digest)
+                                     .where(Erasure.address_digest.in_(wanted[start:start + _CHUNK]))))
     return {digests[digest] for digest in found}
 
 
