@@ -79,11 +79,17 @@ class PostgresTestDatabase:
     def empty(self) -> None:
         with self.engine.begin() as connection:
             # A connection a test left inside a transaction would block TRUNCATE: end them all
-            # (ours only: autovacuum workers run as the superuser and must be left alone).
+            # (ours only: autovacuum workers run as the superuser and must be left alone).  A backend
+            # may end between the listing and the signal and its pid go to another role's process:
+            # that one is not ours to stop, and is skipped.
             connection.execute(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "DO $$ DECLARE backend int; BEGIN "
+                "FOR backend IN SELECT pid FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                "AND usename = current_user AND backend_type = 'client backend'"
+                "AND usename = current_user AND backend_type = 'client backend' LOOP "
+                "BEGIN PERFORM pg_terminate_backend(backend); "
+                "EXCEPTION WHEN insufficient_privilege THEN NULL; END; "
+                "END LOOP; END $$"
             ))
             connection.execute(self._truncate)
 
