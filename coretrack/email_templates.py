@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 from .config import Config
 from .models import EmailTemplate, TemplateAttachment, User, utcnow
 from .sanitize import clean_html
-from .sending import attachment_data, attachment_path, files_or_nothing, store_file
-from .validation import ValidationError, check_text, clean_mail_text
+from .sending import attachment_data, attachment_path, check_message, files_or_nothing, store_file
+from .validation import ValidationError, clean_mail_text
 
 FIELDS = ("name", "subject", "html", "text")
 
@@ -38,17 +38,7 @@ def _clean(session: Session, submitted: Mapping[str, str], template_id: int | No
             raise ValueError(f"a template named “{values['name']}” exists already: choose another name")
     except ValueError as exc:
         errors["name"] = str(exc)
-    try:
-        values["subject"] = clean_mail_text(values["subject"], field="subject", max_length=998)
-    except ValueError as exc:
-        errors["subject"] = str(exc)
-    for field, label in (("html", "HTML body"), ("text", "text body")):
-        try:
-            check_text(values[field], field=label)
-        except ValueError as exc:
-            errors[field] = str(exc)
-    if "html" not in errors and not values["html"].strip():
-        errors["html"] = "an HTML body is required"
+    values["subject"] = check_message(values["subject"], values["html"], values["text"], errors)
     if errors:
         raise ValidationError(errors)
     values["html"] = clean_html(values["html"])

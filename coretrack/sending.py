@@ -213,6 +213,23 @@ def attachment_data(filename: str, content_type: str, data: bytes) -> Attachment
     return AttachmentData(clean_filename(filename), content_type, bytes(data))
 
 
+def check_message(subject: str, html: str, text: str, errors: dict[str, str]) -> str:
+    """An email's subject as it is kept (one line for the header), the problems of the subject and
+    bodies added to ``errors`` by field: what a sent email and a template both need."""
+    try:
+        subject = clean_mail_text(subject, field="subject", max_length=998)
+    except ValueError as exc:
+        errors["subject"] = str(exc)
+    for body, label, value in (("html", "HTML body", html), ("text", "text body", text)):
+        try:
+            check_text(value, field=label)
+        except ValueError as exc:
+            errors[body] = str(exc)
+    if "html" not in errors and not (html or "").strip():
+        errors["html"] = "an HTML body is required"
+    return subject
+
+
 def prepare(
     session: Session,
     *,
@@ -260,17 +277,7 @@ def prepare(
     if not recipients and not errors:
         errors["to"] = ("none of these records has an address to send to" if audience is not None
                         else "add at least one recipient")
-    try:
-        subject = clean_mail_text(subject, field="subject", max_length=998)
-    except ValueError as exc:
-        errors["subject"] = str(exc)
-    for body, label, value in (("html", "HTML body", html), ("text", "text body", text)):
-        try:
-            check_text(value, field=label)
-        except ValueError as exc:
-            errors[body] = str(exc)
-    if not (html or "").strip():
-        errors["html"] = "an HTML body is required"
+    subject = check_message(subject, html, text, errors)
     reply_to = (reply_to or "").strip()
     if reply_to:
         try:

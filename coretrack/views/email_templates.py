@@ -53,14 +53,13 @@ def show_template(request: AppRequest, template_id: int) -> Response:
 
 def _save(request: AppRequest, template: EmailTemplate | None) -> Response:
     values = {name: request.form.get(name, "") for name in email_templates.FIELDS}
-    uploads = [(upload.filename, upload.mimetype, upload.read())
-               for upload in request.files.getlist("attachments") if upload.filename]
     try:
         remove = [whole_number(value, 1, MAX_ID) for value in request.form.getlist("remove")]
     except ValueError as error:
         raise BadRequest(f"remove: {error}") from None
     try:
-        saved = email_templates.save(request.db, request.app.config, request.user, values, uploads, remove, template)
+        saved = email_templates.save(request.db, request.app.config, request.user, values,
+                                     request.uploads("attachments"), remove, template)
     except ValidationError as exc:
         return _form(request, template, values, exc.errors, 400)
     return request.redirect_to("email_templates.show_template", template_id=saved.id,

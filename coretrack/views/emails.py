@@ -200,12 +200,6 @@ def new_email(request: AppRequest) -> Response:
     return _compose_page(request, values)
 
 
-def _uploads(request: AppRequest) -> list[tuple[str, str, bytes]]:
-    # A file input with nothing chosen still sends one empty part.
-    return [(upload.filename, upload.mimetype, upload.read())
-            for upload in request.files.getlist("attachments") if upload.filename]
-
-
 def _draft(request: AppRequest, values: dict[str, Any]) -> sending.Draft:
     """The form's email, its "Send at" in the user's zone; ValidationError lists every problem."""
     send_at, errors = None, {}
@@ -214,7 +208,7 @@ def _draft(request: AppRequest, values: dict[str, Any]) -> sending.Draft:
             send_at = localtime.parse_local(values["send_at"], request.time_zone)
         except ValueError as exc:
             errors["send_at"] = str(exc)
-    attachments = _uploads(request)
+    attachments = request.uploads("attachments")
     audience = None
     try:
         audience = _audience(values)
