@@ -303,17 +303,17 @@ def test_a_worker_sending_to_100000_recipients_stays_under_200_mb(app, db, users
     try:
         wait_for(lambda: smtp_sink.count >= 2_000, timeout=60)
         early = _status_kb(worker.pid, "VmRSS")
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and worker.poll() is None:
-            peak = _status_kb(worker.pid, "VmHWM")
-            time.sleep(0.5)
+        # Progress, not a clock, decides when to look again: a slow machine sends fewer a second.
+        wait_for(lambda: worker.poll() is not None or smtp_sink.count >= 8_000, timeout=300)
+        assert worker.poll() is None, worker.communicate()[0]
+        peak = _status_kb(worker.pid, "VmHWM")
         late = _status_kb(worker.pid, "VmRSS")
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
 
     sent = statuses(db, email.id)["sent"]
-    assert sent >= 4_000, sent
+    assert sent >= 6_000, sent
     assert peak < 200 * 1024, f"peak RSS {peak} kB"
     # After the first 2,000 messages the worker's memory stays flat while thousands more go out.
     assert late - early < 10 * 1024, f"RSS grew from {early} kB to {late} kB over {sent - 2_000} messages"
