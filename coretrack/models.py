@@ -206,16 +206,21 @@ class Email(Base):
     links: Mapped[list[EmailLink]] = relationship(order_by="EmailLink.position", cascade="all, delete-orphan")
 
 
-class Attachment(Base):
-    __tablename__ = "attachments"
+class StoredFile:
+    """The columns of a file kept under CORETRACK_HOME/attachments (an email's or a template's)."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    email_id: Mapped[int] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"), index=True)
     filename: Mapped[str] = mapped_column(String(255))
     content_type: Mapped[str] = mapped_column(String(127))
     size: Mapped[int] = mapped_column(Integer)
-    # File name inside CORETRACK_HOME/attachments: generated, never the uploaded name.
+    # The name on disk: generated, never the uploaded name.
     storage_name: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class Attachment(StoredFile, Base):
+    __tablename__ = "attachments"
+
+    email_id: Mapped[int] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"), index=True)
 
     email: Mapped[Email] = relationship(back_populates="attachments")
 
@@ -253,16 +258,10 @@ class EmailDraft(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
-class TemplateAttachment(Base):
+class TemplateAttachment(StoredFile, Base):
     __tablename__ = "template_attachments"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
     template_id: Mapped[int] = mapped_column(ForeignKey("email_templates.id", ondelete="CASCADE"), index=True)
-    filename: Mapped[str] = mapped_column(String(255))
-    content_type: Mapped[str] = mapped_column(String(127))
-    size: Mapped[int] = mapped_column(Integer)
-    # File name inside CORETRACK_HOME/attachments, like an email's attachment's.
-    storage_name: Mapped[str] = mapped_column(String(64), unique=True)
 
     template: Mapped[EmailTemplate] = relationship(back_populates="attachments")
 

@@ -47,7 +47,7 @@ from .models import (
     Lead,
     Recipient,
     Record,
-    TemplateAttachment,
+    StoredFile,
     User,
     utcnow,
 )
@@ -398,7 +398,7 @@ def store_file(config: Config, data: bytes, written: list[Path]) -> str:
     return storage_name
 
 
-def attachment_path(config: Config, attachment: Attachment | TemplateAttachment) -> Path:
+def attachment_path(config: Config, attachment: StoredFile) -> Path:
     return config.attachments_dir / attachment.storage_name
 
 
