@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
@@ -15,6 +16,8 @@ from .db import make_engine, make_session_factory, upgrade
 
 if TYPE_CHECKING:
     import threading
+
+    from sqlalchemy import Engine
 
     from .apache import Install
 
@@ -28,25 +31,33 @@ def load_config() -> Config:
         raise click.ClickException(str(exc)) from None
 
 
+@contextmanager
+def database(config: Config) -> Iterator[Engine]:
+    """The install's database for one command, its connections closed at the end (commands also
+    run inside other processes: tests, and the set-up of 'coretrack serve')."""
+    engine = make_engine(config.database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 def set_up(config: Config) -> None:
     """Everything a first start needs: data directory, secret key, schema, an admin."""
     config.prepare_home()
     upgrade(config.database_url)
-    engine = make_engine(config.database_url)
-    try:
-        with make_session_factory(engine)() as session:
-            generated = UserService(session, Htpasswd(config.htpasswd_path)).ensure_admin(config.admin_password)
-    finally:
-        engine.dispose()
+    with user_service(config) as users:
+        generated = users.ensure_admin(config.admin_password)
     config.make_private()  # the new database too, and what an older version left open
     if generated:
         click.echo(f"Created user 'admin' with password: {generated}  (shown once; change it with "
                    f"'coretrack user passwd admin')", err=True)
 
 
-def user_service(config: Config) -> UserService:
-    engine = make_engine(config.database_url)
-    return UserService(make_session_factory(engine)(), Htpasswd(config.htpasswd_path))
+@contextmanager
+def user_service(config: Config) -> Iterator[UserService]:
+    with database(config) as engine, make_session_factory(engine)() as session:
+        yield UserService(session, Htpasswd(config.htpasswd_path))
 
 
 @click.group()
@@ -112,9 +123,9 @@ def _read_password(password_stdin: bool) -> str:
 @click.option("--password-stdin", is_flag=True, help="read the password from standard input")
 def user_add(name: str, admin: bool, password_stdin: bool) -> None:
     """Add a user (staff unless --admin)."""
-    service = user_service(load_config())
     try:
-        service.add(name, _read_password(password_stdin), role="admin" if admin else "staff")
+        with user_service(load_config()) as service:
+            service.add(name, _read_password(password_stdin), role="admin" if admin else "staff")
     except UserError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"added {'admin' if admin else 'staff'} user {name}")
@@ -125,9 +136,9 @@ def user_add(name: str, admin: bool, password_stdin: bool) -> None:
 @click.option("--password-stdin", is_flag=True, help="read the password from standard input")
 def user_passwd(name: str, password_stdin: bool) -> None:
     """Set a user's password."""
-    service = user_service(load_config())
     try:
-        service.set_password(name, _read_password(password_stdin))
+        with user_service(load_config()) as service:
+            service.set_password(name, _read_password(password_stdin))
     except UserError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"password of {name} changed")
@@ -138,7 +149,8 @@ def user_passwd(name: str, password_stdin: bool) -> None:
 def user_disable(name: str) -> None:
     """Disable a user: they are refused (403) everywhere."""
     try:
-        user_service(load_config()).set_active(name, False)
+        with user_service(load_config()) as service:
+            service.set_active(name, False)
     except UserError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"disabled {name}")
@@ -149,7 +161,8 @@ def user_disable(name: str) -> None:
 def user_enable(name: str) -> None:
     """Enable a disabled user again."""
     try:
-        user_service(load_config()).set_active(name, True)
+        with user_service(load_config()) as service:
+            service.set_active(name, True)
     except UserError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"enabled {name}")
@@ -158,8 +171,9 @@ def user_enable(name: str) -> None:
 @user.command("list")
 def user_list() -> None:
     """List users with their role and state."""
-    for account in user_service(load_config()).list():
-        click.echo(f"{account.name}\t{account.role}\t{'active' if account.active else 'disabled'}")
+    with user_service(load_config()) as service:
+        for account in service.list():
+            click.echo(f"{account.name}\t{account.role}\t{'active' if account.active else 'disabled'}")
 
 
 @main.command()
@@ -178,29 +192,28 @@ def worker(once: bool, interval: float) -> None:
     # to pending.
     stop = _stop_on_signals()
     config = load_config()
-    engine = make_engine(config.database_url)
-    # Tracking hits spooled during an outage are counted within seconds of the database's return,
-    # also those of Apache processes that have ended since.
-    tracker = Tracker.for_install(config, engine)
-    tracker.replay_spool()
-    watches = []
-    if not once:
-        watches.append(threading.Thread(target=tracker.watch_spool, args=(stop,), name="coretrack-spool-watch"))
-        # The bounce mailbox, every few minutes while one is configured.
-        watches.append(threading.Thread(target=watch_mailbox, args=(make_session_factory(engine), config, stop),
-                                        name="coretrack-bounces"))
-        # Events past the retention period, once a day.
-        watches.append(threading.Thread(target=watch_retention, args=(make_session_factory(engine), config, stop),
-                                        name="coretrack-retention"))
-    for watch in watches:
-        watch.start()
-    try:
-        processed = run_worker(make_session_factory(engine), config, once=once, interval=interval, stop=stop)
-    finally:
-        stop.set()
+    with database(config) as engine:
+        # Tracking hits spooled during an outage are counted within seconds of the database's return,
+        # also those of Apache processes that have ended since.
+        tracker = Tracker.for_install(config, engine)
+        tracker.replay_spool()
+        watches = []
+        if not once:
+            watches.append(threading.Thread(target=tracker.watch_spool, args=(stop,), name="coretrack-spool-watch"))
+            # The bounce mailbox, every few minutes while one is configured.
+            watches.append(threading.Thread(target=watch_mailbox, args=(make_session_factory(engine), config, stop),
+                                            name="coretrack-bounces"))
+            # Events past the retention period, once a day.
+            watches.append(threading.Thread(target=watch_retention, args=(make_session_factory(engine), config, stop),
+                                            name="coretrack-retention"))
         for watch in watches:
-            watch.join()
-        engine.dispose()
+            watch.start()
+        try:
+            processed = run_worker(make_session_factory(engine), config, once=once, interval=interval, stop=stop)
+        finally:
+            stop.set()
+            for watch in watches:
+                watch.join()
     click.echo(f"processed {processed} messages")
 
 
@@ -211,13 +224,11 @@ def bounces() -> None:
     from .bounces import BounceError, read_mailbox
 
     config = load_config()
-    engine = make_engine(config.database_url)
     try:
-        report = read_mailbox(make_session_factory(engine), config)
+        with database(config) as engine:
+            report = read_mailbox(make_session_factory(engine), config)
     except BounceError as exc:
         raise click.ClickException(str(exc)) from None
-    finally:
-        engine.dispose()
     click.echo(str(report))
 
 
@@ -228,12 +239,8 @@ def purge() -> None:
     from .retention import purge as purge_events
 
     config = load_config()
-    engine = make_engine(config.database_url)
-    try:
-        with make_session_factory(engine)() as session:
-            deleted = purge_events(session, config)
-    finally:
-        engine.dispose()
+    with database(config) as engine, make_session_factory(engine)() as session:
+        deleted = purge_events(session, config)
     if deleted is None:
         click.echo("no retention period set: every event is kept")
     else:
@@ -262,17 +269,15 @@ def ingest(once: bool, interval: float) -> None:
 
     stop = _stop_on_signals()
     config = load_config()
-    engine = make_engine(config.database_url)
     try:
-        read = Ingester.for_install(config, engine).run(stop, once=once, interval=interval)
+        with database(config) as engine:
+            read = Ingester.for_install(config, engine).run(stop, once=once, interval=interval)
     except IngestError as exc:
         raise click.ClickException(str(exc)) from None
     except SQLAlchemyError as exc:  # --once only
         raise click.ClickException(f"database unavailable ({type(exc).__name__}); the hits wait in the log") from None
     except OSError as exc:  # --once only
         raise click.ClickException(f"cannot read the hit log: {exc}") from None
-    finally:
-        engine.dispose()
     click.echo(f"read {read} lines")
 
 
@@ -302,9 +307,8 @@ def send(from_user: str, to: tuple[str, ...], cc: tuple[str, ...], bcc: tuple[st
     if (html_file is None) == (html_text is None):
         raise click.UsageError("give exactly one of --html-file and --html")
     config = load_config()
-    engine = make_engine(config.database_url)
-    session_factory = make_session_factory(engine)
-    try:
+    with database(config) as engine:
+        session_factory = make_session_factory(engine)
         with session_factory() as session:
             sender = session.scalar(select(User).where(User.name == from_user))
             if sender is None or not sender.active:
@@ -331,8 +335,6 @@ def send(from_user: str, to: tuple[str, ...], cc: tuple[str, ...], bcc: tuple[st
             for recipient in email.recipients if email else ():
                 if recipient.status == "failed":
                     click.echo(f"failed {recipient.address}: {recipient.reply}", err=True)
-    finally:
-        engine.dispose()
     click.echo(f"email {result.email.id}: {report.sent} sent, {report.failed} failed, {len(result.skipped)} skipped")
     if report.failed:
         sys.exit(1)
@@ -459,7 +461,6 @@ def import_() -> None:
 @click.option("--dry-run", is_flag=True, help="say what would be imported; write nothing")
 def import_corebos(source: str, dry_run: bool) -> None:
     """Import coreBOS's contacts, accounts, leads, emails and access counts; a second run adds only what is new."""
-    from collections.abc import Iterator
 
     from . import corebos
 
@@ -477,15 +478,13 @@ def import_corebos(source: str, dry_run: bool) -> None:
         engine = corebos.connect(source)
     except corebos.CoreBOSError as exc:
         raise click.ClickException(str(exc)) from None
-    target = make_engine(config.database_url)
     try:
-        with make_session_factory(target)() as session:
+        with database(config) as target, make_session_factory(target)() as session:
             report = corebos.Importer(engine, session, config.secret_key(), progress).run(dry_run=dry_run)
     except corebos.CoreBOSError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         engine.dispose()
-        target.dispose()
     for line in report.lines(dry_run):
         click.echo(line)
     if dry_run:
@@ -503,15 +502,12 @@ def spool_replay() -> None:
     from .tracking import Tracker
 
     config = load_config()
-    engine = make_engine(config.database_url)
-    try:
+    with database(config) as engine:
         tracker = Tracker.for_install(config, engine)
         pending = tracker.spool.pending()
         replayed = tracker.replay_spool()
         if pending and tracker.spool.pending():
             raise click.ClickException("the database is still unavailable; the spool is kept for later")
-    finally:
-        engine.dispose()
     click.echo(f"replayed {replayed} hits")
 
 
