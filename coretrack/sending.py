@@ -23,7 +23,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, and_, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError
@@ -444,6 +444,31 @@ def message_template(session: Session, config: Config, email: Email, tracked: bo
     return MessageTemplate(**message_parts(session, config, email, tracked))
 
 
+# A batch's message for each of its recipients: by recipient id and Recipient.tracked.
+MessageOf = Callable[[int, bool], MessageTemplate]
+
+
+class Messages(Protocol):
+    """How the worker gets each recipient's message."""
+
+    def for_batch(self, session: Session, recipient_ids: Sequence[int]) -> MessageOf:
+        """The batch's messages (the callable raises MessageError for a recipient's that cannot be made)."""
+        ...
+
+
+class SharedMessages:
+    """The messages of an email without merge fields: one for all tracked recipients, one for the
+    others (without the image), each serialised once."""
+
+    def __init__(self, session: Session, config: Config, email: Email, untracked_too: bool):
+        self.templates = {True: message_template(session, config, email)}
+        self.templates[False] = (message_template(session, config, email, tracked=False) if untracked_too
+                                 else self.templates[True])
+
+    def for_batch(self, session: Session, recipient_ids: Sequence[int]) -> MessageOf:
+        return lambda recipient_id, tracked: self.templates[tracked]
+
+
 class Personaliser:
     """The messages of an email with merge fields: each recipient's own subject and bodies
     (mergefields.render) from their record, as it is when the message goes, and the sender's account.
@@ -451,9 +476,10 @@ class Personaliser:
 
     CACHED = 64  # messages kept for recipients whose fields come out the same
 
-    def __init__(self, session: Session, config: Config, email: Email, tracked_too: bool):
+    def __init__(self, session: Session, config: Config, email: Email, untracked_too: bool):
         self.parts = {True: message_parts(session, config, email)}
-        self.parts[False] = message_parts(session, config, email, tracked=False) if tracked_too else self.parts[True]
+        self.parts[False] = (message_parts(session, config, email, tracked=False) if untracked_too
+                             else self.parts[True])
         self.sender = mergefields.sender_values(session.get(User, email.sender_id) if email.sender_id else None)
         self.cache: dict[tuple[bool, str, str, str], MessageTemplate] = {}
         self.lock = threading.Lock()  # one cache for the connections' threads
@@ -475,6 +501,10 @@ class Personaliser:
                 accounts.get(account_id) if account_id else None) or (leads.get(lead_id) if lead_id else None)
             values[recipient_id] = mergefields.values_for(record, self.sender)
         return values
+
+    def for_batch(self, session: Session, recipient_ids: Sequence[int]) -> MessageOf:
+        values = self.values(session, recipient_ids)
+        return lambda recipient_id, tracked: self.template(tracked, values[recipient_id])
 
     def template(self, tracked: bool, values: dict[str, str]) -> MessageTemplate:
         """This recipient's message; MessageError when their values cannot go into one."""
@@ -546,19 +576,13 @@ def deliver(
         if email is None or not is_due(email.send_at):
             return report
         pending = select(Recipient.id).where(Recipient.email_id == email_id, Recipient.status == "pending")
-        templates = None
-        personaliser = None
+        messages: Messages | None = None
         if session.scalar(pending.limit(1)) is not None:
             # Recipients who asked not to be tracked: the same message without the image.
             untracked_too = email.tracking and session.scalar(pending.where(~Recipient.tracked).limit(1)) is not None
             try:
-                if mergefields.has_fields(email.subject, email.html_body, email.text_body):
-                    personaliser = Personaliser(session, config, email, untracked_too)
-                    templates = {}
-                else:
-                    templates = {True: message_template(session, config, email)}
-                    templates[False] = (message_template(session, config, email, tracked=False) if untracked_too
-                                        else templates[True])
+                messages = (Personaliser if mergefields.has_fields(email.subject, email.html_body, email.text_body)
+                            else SharedMessages)(session, config, email, untracked_too)
             except MessageError as exc:
                 # Saved before validation refused such values: this email fails, the others go on.
                 report.failed += _end_pending(session, email_id, status="failed", reply=f"not sent: {exc}",
@@ -566,13 +590,13 @@ def deliver(
         settings = SettingsService(session, config)
         server, connections = settings.smtp_server(), settings.get("smtp_connections")
         from_address, bounce_address = email.from_address, settings.get("bounce_address")
-    if templates is not None:
+    if messages is not None:
         with ExitStack() as closing:
             if pool is None:
                 pool = closing.enter_context(SmtpPool())
             senders = pool.senders_for(server, connections)
-            delivery = _Delivery(session_factory, email_id, from_address, bounce_address, templates, limit,
-                                 on_progress, stop or threading.Event(), personaliser)
+            delivery = _Delivery(session_factory, email_id, from_address, bounce_address, messages, limit,
+                                 on_progress, stop or threading.Event())
             for part in delivery.run(senders):
                 report.sent += part.sent
                 report.failed += part.failed
@@ -638,11 +662,10 @@ class _Delivery:
     email_id: int
     from_address: str
     bounce_address: str  # "": bounces go to the From address
-    templates: dict[bool, MessageTemplate]  # by Recipient.tracked
+    messages: Messages
     limit: int | None  # recipients still to claim (None: all)
     on_progress: Callable[[int], None] | None
     stop: threading.Event
-    personaliser: Personaliser | None = None  # an email with merge fields: a message per recipient
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
@@ -712,7 +735,7 @@ class _Delivery:
         # would cost it several times what the database does.
         cursor = connection.connection.cursor()
         status_of = _STATUS_OF.replace("?", "%s") if connection.dialect.paramstyle != "qmark" else _STATUS_OF
-        values = self.personaliser.values(session, [claimed[0] for claimed in batch]) if self.personaliser else {}
+        message_of = self.messages.for_batch(session, [claimed[0] for claimed in batch])
         try:
             for recipient_id, address, name, token, tracked in batch:
                 # (One message at least per batch, so a slow server still gets them all in the end.)
@@ -726,8 +749,7 @@ class _Delivery:
                 # The envelope sender: each recipient's own signed return path when bounces are read.
                 return_path = verp_address(self.bounce_address, token) if self.bounce_address else self.from_address
                 try:
-                    template = (self.personaliser.template(tracked, values[recipient_id]) if self.personaliser
-                                else self.templates[tracked])
+                    template = message_of(recipient_id, tracked)
                 except MessageError as exc:  # this recipient's own fields cannot go into a message
                     outcome = {"rid": recipient_id, "new_status": "failed", "new_reply": f"not sent: {exc}"}
                 else:
