@@ -96,7 +96,20 @@ def test_bad_input_is_shown_next_to_the_fields_with_the_values_kept(staff, db, u
     assert "is not a valid email address" in response.html.select_one("#e-to").text
     assert "single line" in response.html.select_one("#e-subject").text
     assert "HTML body is required" in response.html.select_one("#e-html").text
+    assert response.html.select_one("#f-html")["aria-describedby"].split() == ["h-html", "e-html"]
     assert email_count(db) == 0
+
+
+def test_the_html_field_says_before_saving_that_style_sheets_are_removed(staff, db, smtp_settings):
+    page = staff.get("/emails/new")
+    help_id = page.html.select_one("#f-html")["aria-describedby"]
+    assert "style sheets" in page.html.select_one(f"#{help_id}").text
+
+    sent = submit(page.forms["compose"], to="ann@example.test", subject="Styled",
+                  html="<style>p { color: red }</style><p style=\"color: red\">Hi</p>")
+    assert sent.status_int == 303
+    html = db.scalar(select(Email.html_body).where(Email.subject == "Styled"))
+    assert html == '<p style="color:red">Hi</p>'  # the sheet gone, the inline style kept
 
 
 def test_a_post_without_the_csrf_token_is_refused_and_creates_nothing(staff, db, users):
