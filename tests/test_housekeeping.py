@@ -161,3 +161,14 @@ def test_mail_to_an_erased_person_is_skipped_although_their_opt_out_went_with_th
     result = sending.compose(db, app.config, users["sam"], draft)
     statuses = {recipient.address: (recipient.status, recipient.reply) for recipient in result.email.recipients}
     assert statuses == {"Ann@Example.test": ("skipped", sending.ERASED), "bob@example.test": ("pending", "")}
+
+
+def test_the_erasure_check_of_a_mass_send_finds_erased_people_among_70000_addresses(app, db):
+    # More addresses than one PostgreSQL statement takes parameters (65,535): the check goes in parts.
+    erasure.erase(db, app.secret, "ann@example.test", "admin")
+    erasure.erase(db, app.secret, "zoe@example.test", "admin")
+    addresses = [f"person{number:05}@example.test" for number in range(70_000)]
+    addresses[10] = "Ann@Example.test"
+    addresses[-10] = "zoe@example.test"
+
+    assert erasure.erased(db, app.secret, addresses) == {"Ann@Example.test", "zoe@example.test"}
