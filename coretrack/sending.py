@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, and_, bindparam, case, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql.dml import ReturningUpdate
@@ -716,26 +716,31 @@ class _Delivery:
         """Claim, send and record batches over this connection until none is left."""
         report = DeliveryReport()
         with self.session_factory() as session:
-            while not self.stop.is_set():
-                size = self._take(BATCH_SIZE)
-                batch = claim_batch(session, self.email_id, size) if size else []
-                self._give_back(size - len(batch))
-                if not batch:
-                    break
-                self._send_batch(session, sender, batch, report)
+            # The check before each message reads outside any transaction: while the mail server
+            # takes its time, none of ours stays open to hold up a schema change (which waits for
+            # every open transaction on its table, and makes all other queries wait behind it) or
+            # VACUUM.  The session opens one only to claim a batch and to record it.
+            with session.get_bind().engine.connect().execution_options(isolation_level="AUTOCOMMIT") as checks:
+                while not self.stop.is_set():
+                    size = self._take(BATCH_SIZE)
+                    batch = claim_batch(session, self.email_id, size) if size else []
+                    self._give_back(size - len(batch))
+                    if not batch:
+                        break
+                    self._send_batch(session, checks, sender, batch, report)
         return report
 
-    def _send_batch(self, session: Session, sender: SmtpSender, batch: list[Claimed],
+    def _send_batch(self, session: Session, checks: Connection, sender: SmtpSender, batch: list[Claimed],
                     report: DeliveryReport) -> None:
         outcomes: list[dict[str, object]] = []
         handled: set[int] = set()
         started = time.monotonic()
-        connection = session.connection()
+        message_of = self.messages.for_batch(session, [claimed[0] for claimed in batch])
+        session.commit()  # what was read is in hand
         # The driver's own cursor: this check runs before every message, and SQLAlchemy's layers
         # would cost it several times what the database does.
-        cursor = connection.connection.cursor()
-        status_of = _STATUS_OF.replace("?", "%s") if connection.dialect.paramstyle != "qmark" else _STATUS_OF
-        message_of = self.messages.for_batch(session, [claimed[0] for claimed in batch])
+        cursor = checks.connection.cursor()
+        status_of = _STATUS_OF.replace("?", "%s") if checks.dialect.paramstyle != "qmark" else _STATUS_OF
         try:
             for recipient_id, address, name, token, tracked in batch:
                 # (One message at least per batch, so a slow server still gets them all in the end.)

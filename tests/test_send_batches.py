@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SmtpSink
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 
 from coretrack import sending, tokens
 from coretrack.models import Email, Recipient, User, utcnow
@@ -191,6 +191,32 @@ def test_a_batch_slower_than_the_hold_gives_back_what_it_has_not_sent(app, db, u
     assert statuses(db, email_id) == {"sent": 4}
     assert received(sink) == Counter(f"r{number:05}@example.test" for number in range(4))
     assert set(db.scalars(select(Recipient.attempts).where(Recipient.email_id == email_id))) == {1}
+
+
+def test_while_the_mail_server_is_slow_the_worker_holds_nothing_in_the_database(app, db, users, smtp_settings,
+                                                                                 database):
+    """Between messages no transaction of the worker's stays open: an upgrade's schema change (which
+    waits for every open transaction on its table, and makes all others wait behind it) and the
+    database's own clean-up (VACUUM; SQLite's checkpoint) go ahead while a send is in progress."""
+    sink, _ = smtp_settings
+    sink.delay = 0.5
+    email_id = queue(app, db, users, 4, subject="$contacts-firstname$, hello")  # merge fields: records read too
+    db.commit()
+    worker = threading.Thread(target=run_worker, args=(app.Session, app.config), kwargs={"once": True})
+    worker.start()
+    try:
+        wait_for(lambda: len(sink.received) >= 1)
+        with app.engine.connect() as connection:
+            if database == "postgresql":
+                connection.execute(text("SET lock_timeout = '250ms'"))
+                connection.execute(text("LOCK TABLE recipients, emails, contacts IN ACCESS EXCLUSIVE MODE"))
+            else:
+                busy, _, _ = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+                assert busy == 0  # no reader held an old snapshot
+            connection.rollback()
+    finally:
+        worker.join(60)
+    assert statuses(db, email_id) == {"sent": 4}
 
 
 # -- connections ----------------------------------------------------------------------------
