@@ -452,7 +452,7 @@ class Messages(Protocol):
     """How the worker gets each recipient's message."""
 
     def for_batch(self, session: Session, recipient_ids: Sequence[int]) -> MessageOf:
-        """The batch's messages (the callable raises MessageError for a recipient's that cannot be made)."""
+        """The batch's messages (the callable raises MessageError for a recipient whose message cannot be made)."""
         ...
 
 
