@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import BadRequest, NotFound
 from werkzeug.routing import MapAdapter
 from werkzeug.utils import cached_property, redirect
 from werkzeug.wrappers import Request, Response
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .app import CoreTrack
 
 Handler = TypeVar("Handler", bound=Callable[..., Response])
+Row = TypeVar("Row")
 
 # Set on the 401 the application gives by itself (no REMOTE_USER arrived): under Apache it means
 # Apache's Basic auth is missing.  'coretrack doctor' looks for it.
@@ -107,6 +108,13 @@ class AppRequest(Request):
     @cached_property
     def db(self) -> Session:
         return self.app.Session()
+
+    def get_or_404(self, model: type[Row], key: int, missing: str) -> Row:
+        """The row of ``model`` with primary key ``key``; NotFound saying ``missing`` when there is none."""
+        row = self.db.get(model, key)
+        if row is None:
+            raise NotFound(missing)
+        return row
 
     @property
     def is_api(self) -> bool:

@@ -89,10 +89,7 @@ def list_emails(request: AppRequest) -> Response:
 
 
 def _email_or_404(request: AppRequest, email_id: int) -> Email:
-    email = request.db.get(Email, email_id)
-    if email is None:
-        raise NotFound(f"no email {email_id}")
-    return email
+    return request.get_or_404(Email, email_id, f"no email {email_id}")
 
 
 def show_email(request: AppRequest, email_id: int) -> Response:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from werkzeug.exceptions import BadRequest, Forbidden, NotFound
+from werkzeug.exceptions import BadRequest, Forbidden
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
@@ -15,10 +15,7 @@ from ..validation import ValidationError
 
 
 def _template_or_404(request: AppRequest, template_id: int) -> EmailTemplate:
-    template = request.db.get(EmailTemplate, template_id)
-    if template is None:
-        raise NotFound(f"there is no template with id {template_id}")
-    return template
+    return request.get_or_404(EmailTemplate, template_id, f"there is no template with id {template_id}")
 
 
 def _changeable(request: AppRequest, template_id: int) -> EmailTemplate:

@@ -296,10 +296,7 @@ def _outcome(request: AppRequest, result: sending.ComposeResult, sent_now: bool)
 
 
 def _email_or_404(request: AppRequest, email_id: int) -> Email:
-    email = request.db.get(Email, email_id)
-    if email is None:
-        raise NotFound(f"there is no email with id {email_id}")
-    return email
+    return request.get_or_404(Email, email_id, f"there is no email with id {email_id}")
 
 
 def _detail_page(request: AppRequest, email: Email, status: int = 200, error: str | None = None,
