@@ -60,10 +60,10 @@ def apache_modules_dir() -> str:
     return "/usr/lib/apache2/modules"
 
 
-def rotatelogs() -> str:
-    path = shutil.which("rotatelogs") or "/usr/bin/rotatelogs"
+def _program(name: str) -> str:
+    path = shutil.which(name) or f"/usr/bin/{name}"
     if not _SAFE_PATH.match(path):
-        raise ApacheConfigError(f"rotatelogs at {path!r}: its path may only hold letters, digits and . _ / + @ -")
+        raise ApacheConfigError(f"{name} at {path!r}: its path may only hold letters, digits and . _ / + @ -")
     return path
 
 
@@ -155,7 +155,8 @@ class Install:
             "hit_log_dir": self.home / HIT_LOG_FOLDER,
             "hit_log_format": LOG_FORMAT,
             "hit_log_rotation": self.hit_log_rotation,
-            "rotatelogs": rotatelogs(),
+            "rotatelogs": _program("rotatelogs"),
+            "env_command": _program("env"),
         }
 
 
@@ -179,6 +180,10 @@ def env_file_text(config: Config) -> str:
         lines.append(f"CORETRACK_DATABASE_URL={config.database_url}")
     if config.smtp_url:
         lines.append(f"CORETRACK_SMTP_URL={config.smtp_url}")
+    if config.node:
+        # Every service of this front-end reads this file (the units, scripts/run): the ingester
+        # counts under this name, however it is started.
+        lines.append(f"CORETRACK_NODE={config.node}")
     return "\n".join(lines) + "\n"
 
 

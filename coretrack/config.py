@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,6 +42,17 @@ def _narrow(fd: int, widest: int | None) -> None:
             os.fchmod(fd, mode & widest)
         except PermissionError:
             pass
+
+
+def _create_once(path: Path, mode: int, content: str) -> None:
+    # O_EXCL: two processes starting together must not both write one (a key, an id), and a link
+    # in the path's place is never followed.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)
 
 
 SMTP_SCHEMES = {"smtp": "none", "smtp+starttls": "starttls", "smtps": "tls"}
@@ -116,8 +126,9 @@ class Config:
     spool_max_bytes: int = 100 * 2**20
     # Apache's hit log not yet counted, past which 'coretrack doctor' fails (the ingester is behind or stopped).
     hit_log_max_bytes: int = 100 * 2**20
-    # This front-end's name: each one keeps its own place in its own hit log.
-    node: str = "localhost"
+    # This front-end's name for its place in its hit log, when CORETRACK_NODE gives one; else the
+    # name its ingester counted under before, or the host name (ingest.claim_node decides).
+    node: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Config:
@@ -133,8 +144,8 @@ class Config:
         smtp_url = env.get("CORETRACK_SMTP_URL") or None
         if smtp_url:
             SmtpServer.from_url(smtp_url)  # validate early, with a clear message
-        node = env.get("CORETRACK_NODE") or socket.gethostname()
-        if len(node) > 255:
+        node = env.get("CORETRACK_NODE") or None
+        if node and len(node) > 255:
             raise ConfigError("CORETRACK_NODE must be at most 255 characters")
         return cls(
             home=home,
@@ -154,6 +165,17 @@ class Config:
     @property
     def secret_key_path(self) -> Path:
         return self.home / "secret.key"
+
+    @property
+    def front_end_id_path(self) -> Path:
+        return self.home / "front-end.id"
+
+    def front_end_id(self) -> str:
+        """This data directory's own random id, made the first time it is asked for: what a hit-log
+        position is owned by, so that two front-ends can never count under one place.  A copy of the
+        whole data directory would copy it too: a second front-end gets secret.key and htpasswd only."""
+        _create_once(self.front_end_id_path, FILE_MODE, secrets.token_hex(16) + "\n")
+        return self.front_end_id_path.read_text().strip()
 
     @property
     def spool_dir(self) -> Path:
@@ -179,7 +201,8 @@ class Config:
     def private_paths(self) -> Iterator[tuple[Path, int]]:
         """Every path coretrack keeps (those that exist), with the widest mode it may have."""
         candidates = [(self.home, DIRECTORY_MODE), (self.secret_key_path, SECRET_MODE),
-                      (self.htpasswd_path, FILE_MODE), (self.home / "htpasswd.lock", FILE_MODE)]
+                      (self.htpasswd_path, FILE_MODE), (self.home / "htpasswd.lock", FILE_MODE),
+                      (self.front_end_id_path, FILE_MODE)]
         if self.sqlite_path:
             candidates += [(self.sqlite_path.with_name(self.sqlite_path.name + suffix), FILE_MODE)
                            for suffix in ("", "-wal", "-shm", "-journal")]
@@ -221,16 +244,9 @@ class Config:
         """Create the data directory, its folders, the secret key and htpasswd if missing."""
         for directory in (self.home, self.spool_dir, self.attachments_dir):
             directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
-        # O_EXCL: two processes starting together must not both write a key, and a link in the
-        # path's place is never followed.
-        for path, mode, content in ((self.secret_key_path, SECRET_MODE, secrets.token_hex(32) + "\n"),
-                                    (self.htpasswd_path, FILE_MODE, "")):
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-            except FileExistsError:
-                continue
-            with os.fdopen(fd, "w") as handle:
-                handle.write(content)
+        _create_once(self.secret_key_path, SECRET_MODE, secrets.token_hex(32) + "\n")
+        _create_once(self.htpasswd_path, FILE_MODE, "")
+        self.front_end_id()
         # rotatelogs runs as root (Apache's piped loggers do): set-group-id, the folder gives its
         # files its group, which the ingester reads them through.
         self.hit_log_dir.mkdir(mode=DIRECTORY_MODE, exist_ok=True)

@@ -455,6 +455,9 @@ class HitLogPosition(Base):
     file: Mapped[str] = mapped_column(String(255))
     byte_offset: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+    # The front-end whose ingester counts under this name (its data directory's front-end.id):
+    # another front-end given the same name is refused instead of moving this one's place.
+    owner: Mapped[str | None] = mapped_column(String(64), unique=True)
 
 
 class DeliveryEvent(Base):

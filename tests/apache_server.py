@@ -88,13 +88,15 @@ class ApacheServer:
     def __init__(self, form: str, prefix: str = "", *, auth_removed: bool = False,
                  edit: Callable[[Path], None] | None = None, database_url: str | None = None,
                  processes: int = 2, threads: int = 5, tls: tuple[Path, Path, Path] | None = None,
-                 hit_log: bool = False, hit_log_rotation: str = "16M", beside: ApacheServer | None = None):
+                 hit_log: bool = False, hit_log_rotation: str = "16M", beside: ApacheServer | None = None,
+                 node: str | None = None):
         """``edit(output_dir)`` may change the generated files before Apache starts; ``database_url``
         (default: SQLite in the data directory) must point at an empty database; ``tls`` (ca, certificate,
         key): serve HTTPS on ``port`` (express: as mod_wsgi-express's options say) and trust that CA;
         ``hit_log``: Apache answers the image and logs it for 'coretrack ingest' (off by default: the
         tests of the application's own endpoint, its spool and outages, go through it);
-        ``beside``: another front-end of that server's install (its database, secret.key and users)."""
+        ``beside``: another front-end of that server's install (its database, secret.key and users);
+        ``node``: its CORETRACK_NODE, which the generated env file carries to its services."""
         self.beside = beside
         if beside:
             database_url = beside.config.database_url
@@ -108,7 +110,8 @@ class ApacheServer:
         self.public_url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}{prefix}"
         self.config = Config.from_env(
             {"CORETRACK_HOME": str(self.home), "CORETRACK_PUBLIC_URL": self.public_url,
-             "CORETRACK_ADMIN_PASSWORD": ADMIN_PASSWORD, "CORETRACK_DATABASE_URL": database_url}
+             "CORETRACK_ADMIN_PASSWORD": ADMIN_PASSWORD, "CORETRACK_DATABASE_URL": database_url,
+             "CORETRACK_NODE": node}
         )
         self.install = Install(home=self.home, venv=VENV, prefix=prefix, listen=f"127.0.0.1:{self.port}",
                                output_dir=self.root / "apache", processes=processes, threads=threads,

@@ -12,6 +12,7 @@ import itertools
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import uuid
 from contextlib import contextmanager
@@ -301,6 +302,15 @@ class PostgresServer:
 can_stop_postgresql = pytest.mark.skipif(
     not (POSTGRES_URL and PostgresServer.data), reason="needs the PostgreSQL server that scripts/test starts"
 )
+
+
+@pytest.fixture
+def root():
+    """(scripts/run, Apache) A folder Apache's workers (www-data) can enter, for a data directory."""
+    path = Path(tempfile.mkdtemp(prefix="coretrack-run-", dir="/tmp"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(params=DATABASES)

@@ -26,13 +26,16 @@ PATH = "/modules/Emails/TrackAccess.php"
 @dataclass
 class LoadResult:
     answers: Counter = field(default_factory=Counter)  # (status, is the GIF) -> how many
+    answered: Counter = field(default_factory=Counter)  # token -> how many times it got 200 and the GIF
     done: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def count(self, answer) -> None:
+    def count(self, answer, token: str | None = None) -> None:
         with self.lock:
             self.answers[answer] += 1
             self.done += 1
+            if token is not None and answer == (200, True):
+                self.answered[token] += 1
 
 
 def make_recipients(session, secret: bytes, count: int) -> list[Recipient]:
@@ -72,7 +75,7 @@ def fire(port: int, path: str, hit_tokens: list[str], *, workers: int = 24, resu
                         connection.request("GET", f"{path}?t={token}", headers={"User-Agent": user_agent})
                         response = connection.getresponse()
                         body = response.read()
-                        result.count((response.status, body == GIF))
+                        result.count((response.status, body == GIF), token)
                         served += 1
                         if response.will_close:
                             connection.close()

@@ -130,7 +130,7 @@ def test_the_data_directory_is_private_to_the_service_user(tmp_path):
     assert found.pop("home/coretrack.db-wal", "0o640") == found.pop("home/coretrack.db-shm", "0o640") == "0o640"
     assert found == {"home": "0o750", "home/attachments": "0o750", "home/coretrack.db": "0o640",
                      "home/htpasswd": "0o640", "home/htpasswd.lock": "0o640", "home/secret.key": "0o600",
-                     "home/spool": "0o750", "home/hitlog": "0o2750"}
+                     "home/front-end.id": "0o640", "home/spool": "0o750", "home/hitlog": "0o2750"}
 
 
 def test_the_first_start_of_a_new_version_makes_an_older_install_private(tmp_path):
@@ -174,8 +174,17 @@ def test_making_the_data_directory_private_never_follows_a_link_out_of_it(tmp_pa
 
 
 def test_the_hit_log_bound_and_the_node_name_come_from_the_settings():
-    import socket
-
-    assert (Config.from_env({}).hit_log_max_bytes, Config.from_env({}).node) == (100 * 2**20, socket.gethostname())
+    # No name given: the ingester counts under its earlier name, or the host name (test_ingest.py).
+    assert (Config.from_env({}).hit_log_max_bytes, Config.from_env({}).node) == (100 * 2**20, None)
     config = Config.from_env({"CORETRACK_HIT_LOG_MAX_MB": "7", "CORETRACK_NODE": "front-2"})
     assert (config.hit_log_max_bytes, config.node) == (7 * 2**20, "front-2")
+
+
+def test_the_node_name_given_reaches_every_service_through_the_env_file(tmp_path):
+    from coretrack.apache import env_file_text
+
+    given = Config.from_env({"CORETRACK_HOME": str(tmp_path), "CORETRACK_NODE": "front-2"})
+    (tmp_path / "coretrack.env").write_text(env_file_text(given))
+    # A service started with nothing but the env file (a systemd unit, scripts/run's services).
+    assert Config.from_env({"CORETRACK_CONFIG": str(tmp_path / "coretrack.env")}).node == "front-2"
+    assert "CORETRACK_NODE" not in env_file_text(Config.from_env({"CORETRACK_HOME": str(tmp_path)}))

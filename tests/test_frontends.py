@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import shutil
+import signal
+import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -15,11 +19,14 @@ from contextlib import ExitStack
 import pytest
 from apache_server import STAFF_PASSWORD, ApacheServer
 from conftest import PostgresServer, SmtpSink, needs_postgresql
-from hit_load import PATH, counted, fire, make_recipients, plan_hits, spooled, wait_until
+from hit_load import PATH, LoadResult, counted, fire, make_recipients, plan_hits, spooled, wait_until
+from run_script import Run, start_run, stop
 from sqlalchemy import select
 
 from coretrack.cli import main as cli
-from coretrack.models import Recipient
+from coretrack.config import Config
+from coretrack.db import make_engine, make_session_factory
+from coretrack.models import HitLogPosition, Recipient
 from coretrack.settings import SettingsService
 
 pytestmark = [pytest.mark.slow, needs_postgresql]
@@ -39,16 +46,17 @@ def front_ends():
         def start(hit_log: bool = False) -> tuple[ApacheServer, ApacheServer]:
             url = cleanup.enter_context(PostgresServer.new_database())
             options = {"hit_log": True} if hit_log else {}
-            first = ApacheServer("site", database_url=url, processes=2, threads=8, **options)
-            second = ApacheServer("site", beside=first, processes=2, threads=8, **options)
-            for number, server in enumerate((first, second), 1):
+            first = ApacheServer("site", database_url=url, processes=2, threads=8, node="front-1", **options)
+            second = ApacheServer("site", beside=first, processes=2, threads=8, node="front-2", **options)
+            for server in (first, second):
                 cleanup.callback(server.stop)
                 server.start()
                 # Short pauses between looks at the queue: both workers are at it when mail is queued.
                 server.start_service("worker", "--interval", "0.2")
                 if hit_log:
-                    # Each host keeps its place in its own log under its name; these two share a host name.
-                    server.start_service("ingest", environ={"CORETRACK_NODE": f"front-{number}"})
+                    # Each host keeps its place in its own log: these two share a host name, so each
+                    # was given its own (its env file carries it to the ingester, as to a systemd unit).
+                    server.start_service("ingest")
             return first, second
 
         yield start
@@ -132,3 +140,78 @@ def test_bulk_email_queued_once_is_sent_by_both_workers_once_per_recipient(front
     processed = [sum(int(number) for number in re.findall(r"^processed (\d+) messages$", output, re.M))
                  for output in workers]
     assert all(processed) and sum(processed) == BULK, workers
+
+
+def test_two_front_ends_started_with_scripts_run_count_every_hit_across_a_killed_ingester(root, smtp_server):
+    """As the README's "Several front-ends" says: scripts/run on each, its own data directory, one
+    PostgreSQL, the first's secret.key and htpasswd copied to the second, each its own CORETRACK_NODE.
+    A second front-end given the first's name is refused at once; one whose ingester is killed
+    mid-load loses nothing once started again."""
+    smtp_port = smtp_server[1]
+    with PostgresServer.new_database() as url:
+        first = start_run(root, smtp_port, name="one", CORETRACK_DATABASE_URL=url, CORETRACK_NODE="front-1")
+        runs = [first]
+        try:
+            (root / "two").mkdir(mode=0o750)
+            for name in ("secret.key", "htpasswd"):
+                shutil.copy2(first.home / name, root / "two" / name)
+
+            clash = start_run(root, smtp_port, name="two", wait=False, CORETRACK_DATABASE_URL=url,
+                              CORETRACK_NODE="front-1")
+            runs.append(clash)
+            assert clash.wait(180) != 0
+            assert "'front-1' is another front-end's on this database" in clash.output(), clash.output()
+
+            def start_second() -> Run:
+                runs.append(start_run(root, smtp_port, name="two", CORETRACK_DATABASE_URL=url,
+                                      CORETRACK_NODE="front-2"))
+                return runs[-1]
+
+            second = start_second()
+            config = Config.from_env({"CORETRACK_HOME": str(first.home), "CORETRACK_DATABASE_URL": url})
+            engine = make_engine(url)
+            try:
+                with make_session_factory(engine)() as session:
+                    recipients = make_recipients(session, config.secret_key(), RECIPIENTS)
+                hit_tokens, _ = plan_hits(recipients, 3000)
+                load = LoadResult()
+
+                def fire_at_both(share: list[str], second: Run) -> None:
+                    with ThreadPoolExecutor(max_workers=2) as pool:
+                        list(pool.map(lambda run, half: fire(port_of(run), PATH, half, workers=8, result=load),
+                                      (first, second), (share[0::2], share[1::2])))
+
+                # The second's ingester dies mid-load: scripts/run stops that front-end; its log keeps the hits.
+                killer = threading.Timer(0.5, lambda: os.kill(
+                    second.child(lambda argv: argv[-1:] == ["ingest"]), signal.SIGKILL))
+                killer.start()
+                fire_at_both(hit_tokens[:1500], second)
+                killer.join()
+                assert second.wait(120) != 0 and "the hit-log ingester ended" in second.output(), second.output()
+                second = start_second()
+                fire_at_both(hit_tokens[1500:], second)
+
+                expected = Counter({recipient.id: load.answered[recipient.token] for recipient in recipients})
+                assert sum(expected.values()) >= 1500  # the first front-end answered all of its half
+
+                def counts() -> Counter:
+                    with make_session_factory(engine)() as session:
+                        return counted(session)[0]
+                wait_until(lambda: counts() == +expected, lambda: f"every answered hit counted: {counts()}", 60)
+                for run in (first, second):
+                    os.kill(run.process.pid, signal.SIGTERM)
+                    assert run.wait() == 0, run.output()
+                    assert run.leftovers() == []
+                with make_session_factory(engine)() as session:
+                    assert counted(session) == (+expected, sum(expected.values()))
+                    nodes = dict(session.execute(select(HitLogPosition.node, HitLogPosition.owner)).all())
+                assert set(nodes) == {"front-1", "front-2"} and len(set(nodes.values())) == 2
+            finally:
+                engine.dispose()
+        finally:
+            for run in runs:
+                stop(run)
+
+
+def port_of(run: Run) -> int:
+    return int(run.base.rsplit(":", 1)[1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ from coretrack.cli import set_up
 from coretrack.config import Config
 from coretrack.db import make_engine, make_session_factory
 from coretrack.doctor import check_hit_log
-from coretrack.ingest import Ingester, parse_line
+from coretrack.ingest import Ingester, IngestError, parse_line
 from coretrack.models import AccessEvent, HitLogPosition
 
 AGENT = "Mozilla/5.0 (X11; Linux x86_64) Thunderbird/128.0"
@@ -188,6 +189,74 @@ def test_each_front_end_keeps_its_own_place_in_its_own_log(config, db, recipient
     assert counts(db) == {recipients[0].id: 5}
     assert {row.node: row.byte_offset > 0 for row in db.scalars(select(HitLogPosition))} == {
         "front-1": True, "front-2": True}
+
+
+def front_end(config: Config, home: Path, node: str | None) -> Config:
+    """Another front-end of the same install: its own data directory, the same database and secret.key."""
+    other = dataclasses.replace(Config.from_env({"CORETRACK_HOME": str(home),
+                                                 "CORETRACK_DATABASE_URL": config.database_url}), node=node)
+    other.prepare_home()
+    (home / "secret.key").write_bytes(config.secret_key_path.read_bytes())
+    return other
+
+
+def test_a_second_front_end_given_a_name_already_counted_under_is_refused_and_its_log_waits(
+        config, db, recipients, tmp_path):
+    first = dataclasses.replace(config, node="front-1")
+    second = front_end(config, tmp_path / "second", "front-1")  # the same name, by mistake
+    write_log(first, "20261129100000", [line(recipients[0].token) for _ in range(3)])
+    # The second's file sorts after the first's position: before, it removed the first's files.
+    write_log(second, "20261129100005", [line(recipients[1].token) for _ in range(2)])
+    ingest(first)
+    with pytest.raises(IngestError, match="'front-1' is another front-end's on this database.*CORETRACK_NODE"):
+        ingest(second)
+    write_log(first, "20261129100010", [line(recipients[0].token)])
+    ingest(first)
+    assert counts(db) == {recipients[0].id: 4}
+    assert [path.name for path in second.hit_log_dir.glob("hits.*")] == ["hits.20261129100005"]
+    # Given its own name, it counts its log from the start.
+    ingest(dataclasses.replace(second, node="front-2"))
+    assert counts(db) == {recipients[0].id: 4, recipients[1].id: 2}
+
+
+def test_a_front_end_keeps_its_name_when_a_later_start_does_not_give_it_and_refuses_another(
+        config, db, recipients):
+    named = dataclasses.replace(config, node="front-1")
+    write_log(named, "20261129100000", [line(recipients[0].token) for _ in range(3)])
+    ingest(named)
+    write_log(named, "20261129100000", [line(recipients[0].token)])
+    ingest(dataclasses.replace(config, node=None))  # CORETRACK_NODE forgotten: its place is found by its id
+    assert counts(db) == {recipients[0].id: 4}
+    with pytest.raises(IngestError, match="counts its hit log under the name 'front-1', but CORETRACK_NODE says"):
+        ingest(dataclasses.replace(config, node="front-9"))  # a new name would count the log again
+    assert db.scalars(select(HitLogPosition.node)).all() == ["front-1"]
+
+
+def test_a_place_kept_before_front_ends_had_ids_is_taken_by_the_first_to_start(config, db, recipients):
+    lines = [line(recipients[0].token) for _ in range(4)]
+    write_log(config, "20261129100000", lines)
+    db.add(HitLogPosition(node=socket.gethostname(), file="hits.20261129100000",
+                          byte_offset=len("".join(lines[:3])), updated_at=T0))
+    db.commit()
+    ingest(config)
+    assert counts(db) == {recipients[0].id: 1}  # only the line after the kept place
+    db.expire_all()
+    assert db.scalars(select(HitLogPosition.owner)).one() == config.front_end_id()
+
+
+def test_stopping_counts_what_the_log_holds_before_the_ingester_ends(config, db, recipients):
+    """Stopped after Apache and its logger (scripts/run, the units' order), it counts every line
+    they wrote, rather than leaving the last ones for a next start."""
+    write_log(config, "20261129100000", [line(recipient.token) for recipient in recipients])
+    write_log(config, "20261129100001", [line(recipients[0].token)])
+    stop = threading.Event()
+    stop.set()  # told to stop before its first look
+    engine = make_engine(config.database_url)
+    try:
+        assert Ingester.for_install(config, engine).run(stop) == 6
+    finally:
+        engine.dispose()
+    assert counts(db) == {recipient.id: 1 + (recipient is recipients[0]) for recipient in recipients}
 
 
 def test_doctor_reports_the_hit_log_backlog_and_fails_past_its_bound(config, db, recipients):

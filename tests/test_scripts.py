@@ -3,7 +3,6 @@ checkout, and however it stops, nothing it started is left running."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -11,151 +10,22 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
+import threading
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import free_port
-from hit_load import wait_until
+from hit_load import PATH, LoadResult, counted, fire, make_recipients, plan_hits, wait_until
+from run_script import REPO, Run, call, child_env, start_run, stop
 
 from coretrack import doctor
 from coretrack.config import Config
+from coretrack.db import make_engine, make_session_factory
 from coretrack.tracking import GIF
 
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parent.parent
-ADMIN = base64.b64encode(b"admin:first-admin-pw").decode()
-
-
-def child_env(**chosen: str) -> dict[str, str]:
-    """A child's environment: the basics and what the test chooses, never the CORETRACK_*, PORT
-    and PostgreSQL variables that scripts/test exported for this suite."""
-    basics = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
-    return {**basics, **chosen}
-
-
-@pytest.fixture
-def root():
-    """A folder Apache's workers (www-data) can enter, for a data directory."""
-    path = Path(tempfile.mkdtemp(prefix="coretrack-run-", dir="/tmp"))
-    os.chmod(path, 0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@dataclass
-class Run:
-    """One scripts/run.  Its output goes to a file, not a pipe: a process that outlived it could
-    hold a pipe open, and reading it would block the test."""
-
-    process: subprocess.Popen
-    home: Path
-    log: Path
-    base: str
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait(self, seconds: float = 90) -> int:
-        try:
-            return self.process.wait(timeout=seconds)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"scripts/run still running {seconds}s after it was told to stop:\n"
-                                 f"{self.output()}") from None
-
-    def child(self, is_it) -> int:
-        """The pid of the direct child of scripts/run whose argv is_it(argv) accepts."""
-        for pid, argv in processes():
-            if parent(pid) == self.process.pid and is_it(argv):
-                return pid
-        raise AssertionError(f"no such child of scripts/run:\n{self.output()}")
-
-    def leftovers(self) -> list[str]:
-        """Every process whose command line names the data directory or that holds a file in it,
-        or holds scripts/run's output: what a stopped run must not leave behind."""
-        found = []
-        for pid, argv in processes():
-            if pid == os.getpid():
-                continue
-            try:
-                files = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
-            except OSError:
-                files = []
-            if any(str(self.home) in arg for arg in argv) or any(
-                    path.startswith(str(self.home) + "/") or path == str(self.log) for path in files):
-                found.append(f"{pid}: {' '.join(argv)}")
-        return found
-
-
-def processes() -> list[tuple[int, list[str]]]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
-            except OSError:
-                continue  # ended meanwhile
-            found.append((int(entry.name), argv))
-    return found
-
-
-def parent(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def start_run(root: Path, smtp_port: int, *args: str) -> Run:
-    port, home, log = free_port(), root / "home", root / "run.log"
-    env = child_env(PORT=str(port), CORETRACK_HOME=str(home), CORETRACK_ADMIN_PASSWORD="first-admin-pw",
-                    CORETRACK_SMTP_URL=f"smtp://127.0.0.1:{smtp_port}")
-    with open(log, "wb") as output:
-        process = subprocess.Popen([str(REPO / "scripts" / "run"), *args], env=env, cwd=root, stdout=output,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    run = Run(process, home, log, f"http://127.0.0.1:{port}")
-    try:
-        wait_for(run)
-    except BaseException:
-        stop(run, signal.SIGKILL)
-        raise
-    return run
-
-
-def wait_for(run: Run, seconds: float = 300) -> None:
-    """Until the image endpoint answers (the first run in a checkout installs everything)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if run.process.poll() is not None:
-            raise AssertionError(f"scripts/run exited ({run.process.returncode}):\n{run.output()}")
-        try:
-            urllib.request.urlopen(run.base + "/modules/Emails/TrackAccess.php", timeout=2).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"scripts/run did not answer within {seconds}s:\n{run.output()}")
-
-
-def stop(run: Run, how: signal.Signals = signal.SIGKILL) -> None:
-    """Clean-up after a failed test: the whole session of scripts/run, and whatever it started."""
-    if run.process.poll() is None:
-        os.killpg(run.process.pid, how)
-        run.process.wait(timeout=60)
-    for line in run.leftovers():
-        os.kill(int(line.split(":")[0]), signal.SIGKILL)
-
-
-def call(url: str, *, body: dict | None = None, auth: bool = True):
-    headers = {"Authorization": "Basic " + ADMIN} if auth else {}
-    data = None
-    if body is not None:
-        data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
-    with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers), timeout=30) as response:
-        return response.status, response.read()
 
 
 @pytest.mark.parametrize("mode", ["apache", "standalone"])
@@ -231,6 +101,45 @@ def test_however_scripts_run_stops_nothing_it_started_is_left_running(how, expec
             assert status == 0, run.output()
         else:
             assert status != 0 and "ended (exit" in run.output(), run.output()
+    finally:
+        stop(run)
+
+
+def answered_counts(answered: Counter, recipients) -> Counter:
+    """The count each recipient must have: how many of its loads were answered with the GIF."""
+    of_token = {recipient.token: recipient.id for recipient in recipients}
+    return Counter({of_token[token]: times for token, times in answered.items()})
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_stopping_under_load_counts_every_hit_answered_before_it_ends(how, root, smtp_server):
+    """Apache stops taking requests and answers those in hand, its logger writes their lines, and
+    the ingester counts them before scripts/run ends: nothing answered is lost at a stop."""
+    run = start_run(root, smtp_server[1])
+    try:
+        config = Config.from_env({"CORETRACK_HOME": str(run.home)})
+        engine = make_engine(config.database_url)
+        try:
+            with make_session_factory(engine)() as session:
+                recipients = make_recipients(session, config.secret_key(), 50)
+            hit_tokens, _ = plan_hits(recipients, 30_000)  # more than it answers before the stop
+            load = LoadResult()
+            firing = threading.Thread(target=fire, args=(int(run.base.rsplit(":", 1)[1]), PATH, hit_tokens),
+                                      kwargs={"workers": 16, "result": load})
+            firing.start()
+            wait_until(lambda: load.answers[200, True] >= 2000, "hits answered under load", 120)
+            (os.killpg if how == signal.SIGINT else os.kill)(run.process.pid, how)
+            assert run.wait() == 0, run.output()
+            firing.join(120)
+            assert run.leftovers() == []
+            # Counted by the time scripts/run ended: nothing waits for a next start.
+            with make_session_factory(engine)() as session:
+                counts, events = counted(session)
+        finally:
+            engine.dispose()
+        assert load.answers[200, True] >= 2000
+        assert counts == answered_counts(load.answered, recipients)
+        assert events == load.answers[200, True]
     finally:
         stop(run)
 
