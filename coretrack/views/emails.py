@@ -8,10 +8,19 @@ from typing import Any
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest, Forbidden, NotFound
 from werkzeug.routing import Rule
-from werkzeug.utils import send_file
 from werkzeug.wrappers import Response
 
-from .. import drafts, email_actions, email_queries, email_templates, localtime, mergefields, records, sending
+from .. import (
+    downloads,
+    drafts,
+    email_actions,
+    email_queries,
+    email_templates,
+    localtime,
+    mergefields,
+    records,
+    sending,
+)
 from ..db import MAX_ID
 from ..http import AppRequest
 from ..inputs import whole_number
@@ -23,8 +32,6 @@ COMPOSE_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "html", "text", "sig
                   "template", "preview_as", "audience", "scope", "q", "with_contacts", "draft")
 # Recipients (and records left out) the preview lists: a mass send's first ones, with a count of the rest.
 PREVIEW_ROWS = 100
-# Served as a download, never rendered: these could run script on our origin.
-ACTIVE_CONTENT_TYPES = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml"})
 
 
 def index(request: AppRequest) -> Response:
@@ -371,13 +378,7 @@ def download_attachment(request: AppRequest, email_id: int, attachment_id: int) 
     path = sending.attachment_path(request.app.config, attachment)
     if not path.is_file():
         raise NotFound("the attachment's file is missing from the attachments folder")
-    mimetype = attachment.content_type
-    if mimetype in ACTIVE_CONTENT_TYPES:
-        mimetype = "application/octet-stream"
-    response = send_file(path, request.environ, mimetype=mimetype, as_attachment=True,
-                         download_name=attachment.filename, max_age=0)
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return downloads.send_upload(request.environ, path, attachment.filename, attachment.content_type)
 
 
 rules = [
