@@ -1,5 +1,6 @@
 """Bounces without a provider: a signed return path per recipient (VERP), and the bounce mailbox
-read over IMAP (``coretrack bounces``, and the worker every few minutes).
+read over IMAP (``coretrack bounces``, the settings page's "Check now", and the worker every few
+minutes and soon after the mailbox's settings change).
 
 Every message's envelope sender is ``<local>+<token>@<domain>`` of the bounce address, the token
 being the recipient's own signed one, so a bounce names its recipient, and nobody without a
@@ -21,6 +22,7 @@ import logging
 import re
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,8 +42,14 @@ from .settings import SettingsService
 log = logging.getLogger(__name__)
 
 PROCESSED_FOLDER = "coretrack-processed"
-# How often the worker reads the bounce mailbox, when one is configured.
+# How often the worker reads the bounce mailbox, when one is configured; and how often it looks
+# whether the mailbox's settings were saved changed (then it reads at once: a new mailbox is
+# checked within seconds, not minutes).
 WATCH_INTERVAL = 300.0
+SETTINGS_CHECK_INTERVAL = 5.0
+# A read asked for on the settings page ("Check now") happens within the request: each step with
+# the mailbox server may take this long.
+CHECK_TIMEOUT = 10.0
 _TOKEN = r"([A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{22})"
 # A token in a returned message: the tracking image's query (also quoted-printable: "=3D"), the
 # X-SMTPAPI unique argument.
@@ -328,20 +336,33 @@ def _quoted(folder: str) -> str:
     return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _mailbox_settings(session_factory: Callable[[], Session], config: Config) -> tuple[object, ...] | None:
+    """What decides which mailbox is read (server, login, folder), or None when none is configured."""
+    with session_factory() as session:
+        settings = SettingsService(session, config)
+        server = settings.bounce_mailbox()
+        return None if server is None else (server, settings.get("bounce_imap_folder"))
+
+
 def watch_mailbox(session_factory: Callable[[], Session], config: Config, stop: threading.Event,
-                  interval: float = WATCH_INTERVAL) -> None:
-    """Reads the bounce mailbox every ``interval`` seconds while one is configured, until ``stop``
-    (a thread of ``coretrack worker``)."""
+                  interval: float = WATCH_INTERVAL, settings_check: float = SETTINGS_CHECK_INTERVAL) -> None:
+    """Reads the bounce mailbox every ``interval`` seconds while one is configured, and within
+    ``settings_check`` seconds of its settings being saved changed, until ``stop`` (a background job:
+    jobs.py)."""
+    last_read: tuple[object, ...] | None = None  # the settings the mailbox was last read with
+    next_read = 0.0
     while not stop.is_set():
+        wait = min(interval, settings_check)
         try:
-            with session_factory() as session:
-                configured = SettingsService(session, config).bounce_mailbox() is not None
-            if configured:
+            current = _mailbox_settings(session_factory, config)
+            if current is not None and (current != last_read or time.monotonic() >= next_read):
+                last_read, next_read = current, time.monotonic() + interval  # a failed read waits too
                 report = read_mailbox(session_factory, config)
                 if report.bounces or report.left:
                     log.info("bounce mailbox: %s", report)
         except BounceError as exc:
             log.warning("%s", exc)
         except Exception:
-            log.exception("reading the bounce mailbox failed; trying again in %s seconds", interval)
-        stop.wait(interval)
+            wait = min(interval, 60.0)  # the database is away: not a stack trace every few seconds
+            log.exception("reading the bounce mailbox failed; trying again in %s seconds", wait)
+        stop.wait(wait)

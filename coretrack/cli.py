@@ -87,8 +87,8 @@ def serve(host: str, port: int | None) -> None:
 
     from werkzeug.serving import WSGIRequestHandler, run_simple
 
+    from . import jobs
     from .app import create_standalone_app
-    from .worker import start_worker_thread
 
     class RequestHandler(WSGIRequestHandler):
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
@@ -99,11 +99,13 @@ def serve(host: str, port: int | None) -> None:
     config = load_config()
     set_up(config)
     wsgi, app = create_standalone_app(config)
-    start_worker_thread(app.Session, app.config)  # under Apache, 'coretrack worker' runs beside it instead
-    if app.tracker.spool.pending():
-        app.tracker.start_replaying()  # hits spooled before the last stop
+    # The background jobs in this process; under Apache, 'coretrack worker' runs them beside it instead.
+    stop_jobs = jobs.start(app.Session, app.config, app.tracker)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # SIGTERM stops as cleanly as Ctrl-C
-    run_simple(host, port, wsgi, threaded=True, use_reloader=False, request_handler=RequestHandler)
+    try:
+        run_simple(host, port, wsgi, threaded=True, use_reloader=False, request_handler=RequestHandler)
+    finally:
+        stop_jobs()
 
 
 @main.group()
@@ -180,40 +182,18 @@ def user_list() -> None:
 @click.option("--once", is_flag=True, help="deliver what is queued, then exit")
 @click.option("--interval", default=5.0, show_default=True, type=float, help="seconds between looks at the queue")
 def worker(once: bool, interval: float) -> None:
-    """Deliver queued email (run it beside Apache; 'coretrack serve' runs one itself)."""
-    import threading
-
-    from .bounces import watch_mailbox
-    from .retention import watch_retention
+    """Run the background jobs beside Apache: delivery, notifications, the spool, the bounce mailbox,
+    retention ('coretrack serve' runs the same itself)."""
+    from . import jobs
     from .tracking import Tracker
-    from .worker import run_worker
 
-    # The loop ends after the message in hand, never mid-message; the rest of its batch goes back
+    # Delivery ends after the message in hand, never mid-message; the rest of its batch goes back
     # to pending.
     stop = _stop_on_signals()
     config = load_config()
     with database(config) as engine:
-        # Tracking hits spooled during an outage are counted within seconds of the database's return,
-        # also those of Apache processes that have ended since.
-        tracker = Tracker.for_install(config, engine)
-        tracker.replay_spool()
-        watches = []
-        if not once:
-            watches.append(threading.Thread(target=tracker.watch_spool, args=(stop,), name="coretrack-spool-watch"))
-            # The bounce mailbox, every few minutes while one is configured.
-            watches.append(threading.Thread(target=watch_mailbox, args=(make_session_factory(engine), config, stop),
-                                            name="coretrack-bounces"))
-            # Events past the retention period, once a day.
-            watches.append(threading.Thread(target=watch_retention, args=(make_session_factory(engine), config, stop),
-                                            name="coretrack-retention"))
-        for watch in watches:
-            watch.start()
-        try:
-            processed = run_worker(make_session_factory(engine), config, once=once, interval=interval, stop=stop)
-        finally:
-            stop.set()
-            for watch in watches:
-                watch.join()
+        processed = jobs.run(make_session_factory(engine), config, Tracker.for_install(config, engine), stop,
+                             once=once, interval=interval)
     click.echo(f"processed {processed} messages")
 
 

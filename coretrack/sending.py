@@ -887,11 +887,6 @@ class InFlight(Exception):
     """The email still has messages to hand to the mail server, or one being handed over."""
 
 
-def may_cancel(user: User, email: Email) -> bool:
-    """Admins may cancel any email; staff their own (the sender is the first to see a mistake)."""
-    return user.is_admin or email.sender_id == user.id
-
-
 def cancel(session: Session, email_id: int, user_name: str) -> int:
     """The recipients not yet handed to the mail server become cancelled, also those a worker has
     claimed; returns how many.  A message being handed over right now still goes out (it cannot be

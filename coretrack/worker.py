@@ -1,5 +1,5 @@
-"""The send worker: delivers queued email beside Apache (``coretrack worker``) or in the
-standalone server's process (``coretrack serve``)."""
+"""The send worker: delivers queued email and tells senders of opens (one of the background jobs:
+jobs.py)."""
 
 from __future__ import annotations
 
@@ -58,12 +58,3 @@ def run_worker(session_factory: Callable[[], Session], config: Config, *, once: 
             if once or stop.wait(interval):
                 break
     return processed
-
-
-def start_worker_thread(session_factory: Callable[[], Session], config: Config,
-                        interval: float = 5.0) -> threading.Thread:
-    """The worker in a daemon thread of this process (``coretrack serve``)."""
-    thread = threading.Thread(target=run_worker, args=(session_factory, config), kwargs={"interval": interval},
-                              name="coretrack-worker", daemon=True)
-    thread.start()
-    return thread

@@ -10,19 +10,21 @@ import signal
 import subprocess
 import sys
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import PUBLIC_URL
+from conftest import PUBLIC_URL, free_port
 from dovecot_server import Dovecot
 from hit_load import wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import func, select
 
-from coretrack import bounces, secretbox, sending, tokens
+from coretrack import bounces, csrf, secretbox, sending, tokens
 from coretrack.cli import main as cli_main
-from coretrack.models import Contact, Recipient, Setting
+from coretrack.models import AccessEvent, Contact, Recipient, Setting, utcnow
 from coretrack.settings import SettingsService
 from coretrack.validation import ValidationError
 
@@ -403,6 +405,76 @@ def test_the_worker_command_reads_the_mailbox_beside_sending(app, db, dovecot, m
         output = worker.communicate(timeout=30)[0]
     assert worker.returncode == 0, output
     assert dovecot.messages(*mailbox) == []
+
+
+def test_the_serve_command_runs_every_background_job(app, db, dovecot, mailbox, sent):
+    """`coretrack serve` runs what `coretrack worker` runs (jobs.py), not delivery alone: here the bounce
+    mailbox is read and retention purges old events."""
+    bob = recipient_of(db, sent["bob@example.test"])
+    db.add(AccessEvent(recipient_id=bob.id, at=utcnow() - timedelta(days=40), ip="192.0.2.0", user_agent="Mail"))
+    db.commit()
+    SettingsService(db, app.config).update({"retention_days": "30"}, user_name="admin")
+    dovecot.append(*mailbox, rfc3464(sent["ann@example.test"]))
+
+    env = {**os.environ, "CORETRACK_HOME": str(app.config.home), "CORETRACK_PUBLIC_URL": PUBLIC_URL}
+    server = subprocess.Popen([str(Path(sys.prefix) / "bin" / "coretrack"), "serve", "--port", str(free_port())],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: ann(db).email_opt_out, "the server to read the bounce", 30)
+        wait_until(lambda: db.scalar(select(func.count()).select_from(AccessEvent)) == 0,
+                   "the server to purge the old event", 30)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output = server.communicate(timeout=60)[0]
+    assert server.returncode == 0, output
+    assert dovecot.messages(*mailbox) == []
+
+
+def test_the_worker_reads_a_mailbox_within_seconds_of_its_settings_being_saved(app, db, config, dovecot, mailbox,
+                                                                                 sent):
+    settings = SettingsService(db, config)
+    settings.update({"bounce_imap_host": ""}, user_name="admin")  # no mailbox yet
+    stop = threading.Event()
+    watch = threading.Thread(target=bounces.watch_mailbox, args=(app.Session, app.config, stop))  # every 5 minutes
+    watch.start()
+    try:
+        dovecot.append(*mailbox, rfc3464(sent["ann@example.test"]))
+        settings.update({"bounce_imap_host": "127.0.0.1", "bounce_imap_password": mailbox[1]}, user_name="admin")
+        wait_until(lambda: ann(db).email_opt_out, "the newly configured mailbox to be read", 15)
+
+        other = f"bounces{next(_users)}"  # another mailbox: read at once too, not in 5 minutes
+        dovecot.append(other, mailbox[1], rfc3464(sent["bob@example.test"]))
+        settings.update({"bounce_imap_username": other, "bounce_imap_password": mailbox[1]}, user_name="admin")
+        wait_until(lambda: recipient_of(db, sent["bob@example.test"]).delivery_status == "bounced",
+                   "the changed mailbox to be read", 15)
+    finally:
+        stop.set()
+        watch.join()
+    assert dovecot.messages(other, mailbox[1]) == []
+
+
+def test_check_now_reads_the_mailbox_and_says_what_it_found(app, db, admin, dovecot, mailbox, sent):
+    dovecot.append(*mailbox, rfc3464(sent["ann@example.test"]))
+    checked = admin.get("/settings").forms["check-bounces"].submit().follow()
+    assert checked.request.path == "/settings"
+    notice = checked.html.select_one("[role=status]").text
+    assert ("Bounce mailbox checked: 1 bounce(s) read and moved to coretrack-processed (1 hard: opted out; "
+            "0 for no known recipient); 0 other message(s) left in place." in notice)
+    assert ann(db).email_opt_out
+
+
+def test_check_now_says_why_the_mailbox_could_not_be_read(app, db, config, admin, dovecot, mailbox, sent):
+    SettingsService(db, config).update({"bounce_imap_password": "wrong"}, user_name="admin")
+    dovecot.append(*mailbox, rfc3464(sent["ann@example.test"]))
+    checked = admin.get("/settings").forms["check-bounces"].submit().follow()
+    assert "Bounce mailbox not read: could not open the bounce mailbox 127.0.0.1" in checked.text
+    assert len(dovecot.messages(*mailbox)) == 1
+
+
+def test_only_an_admin_checks_the_mailbox_and_only_with_the_forms_token(app, admin, staff, mailbox):
+    staff.post("/settings/bounces/check", {"csrf_token": csrf.make_token(app.secret, "sam")}, status=403)
+    admin.post("/settings/bounces/check", status=403)
+    assert "check-bounces" not in staff.get("/settings", status=403).forms
 
 
 MAIL_LIKE = st.lists(st.sampled_from([

@@ -9,8 +9,8 @@ from werkzeug.exceptions import BadRequest, Conflict, Forbidden, NotFound
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .. import email_queries, localtime, paging, records, sending
-from ..http import AppRequest, admin_only, json_response
+from .. import email_actions, email_queries, localtime, paging, records, sending
+from ..http import AppRequest, json_response
 from ..models import Email, Recipient, utc_iso
 from ..paging import page_number, paginate
 from ..validation import ValidationError
@@ -96,20 +96,24 @@ def show_email(request: AppRequest, email_id: int) -> Response:
     return json_response(_email_detail(request, _email_or_404(request, email_id)))
 
 
-def cancel_email(request: AppRequest, email_id: int) -> Response:
+def _email_to_act_on(request: AppRequest, email_id: int) -> Email:
     email = _email_or_404(request, email_id)
-    if not sending.may_cancel(request.user, email):
-        raise Forbidden("only administrators and the sender can cancel an email")
-    count = sending.cancel(request.db, email_id, request.user.name)
+    if not email_actions.may_act(request.user, email):
+        raise Forbidden(email_actions.WHO_MAY_ACT)
+    return email
+
+
+def cancel_email(request: AppRequest, email_id: int) -> Response:
+    email = _email_to_act_on(request, email_id)
+    count = email_actions.cancel(request.db, request.user, email)
     request.db.expire_all()
     return json_response({**_email_detail(request, _email_or_404(request, email_id)), "cancelled": count})
 
 
-@admin_only
 def delete_email(request: AppRequest, email_id: int) -> Response:
-    _email_or_404(request, email_id)
+    email = _email_to_act_on(request, email_id)
     try:
-        sending.delete_email(request.db, request.app.config, email_id)
+        email_actions.delete(request.db, request.app.config, request.user, email)
     except sending.InFlight as exc:
         raise Conflict(str(exc)) from None
     return json_response({"deleted": email_id})

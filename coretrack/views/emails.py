@@ -8,12 +8,21 @@ from typing import Any
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest, Forbidden, NotFound
 from werkzeug.routing import Rule
-from werkzeug.utils import send_file
 from werkzeug.wrappers import Response
 
-from .. import drafts, email_queries, email_templates, localtime, mergefields, records, sending
+from .. import (
+    downloads,
+    drafts,
+    email_actions,
+    email_queries,
+    email_templates,
+    localtime,
+    mergefields,
+    records,
+    sending,
+)
 from ..db import MAX_ID
-from ..http import AppRequest, admin_only
+from ..http import AppRequest
 from ..inputs import whole_number
 from ..models import EMAIL_STATUSES, RECORD_TYPES, Attachment, Email, EmailDraft, EmailTemplate
 from ..paging import page_number, paginate
@@ -23,8 +32,6 @@ COMPOSE_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "html", "text", "sig
                   "template", "preview_as", "audience", "scope", "q", "with_contacts", "draft")
 # Recipients (and records left out) the preview lists: a mass send's first ones, with a count of the rest.
 PREVIEW_ROWS = 100
-# Served as a download, never rendered: these could run script on our origin.
-ACTIVE_CONTENT_TYPES = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml"})
 
 
 def index(request: AppRequest) -> Response:
@@ -307,7 +314,7 @@ def _detail_page(request: AppRequest, email: Email, status: int = 200, error: st
         in_progress=email.status in ("queued", "sending") and sending.is_due(email.send_at),
         scheduled=email.status == "queued" and not sending.is_due(email.send_at),
         events=email_queries.access_events(request.db, email.id),
-        may_cancel=sending.may_cancel(request.user, email), confirm_cancel=confirm_cancel,
+        may_act=email_actions.may_act(request.user, email), confirm_cancel=confirm_cancel,
     )
 
 
@@ -317,39 +324,43 @@ def show_email(request: AppRequest, email_id: int) -> Response:
                         confirm_cancel=request.args.get("confirm") == "cancel")
 
 
-def cancel_email(request: AppRequest, email_id: int) -> Response:
+def _email_to_act_on(request: AppRequest, email_id: int) -> Email:
     email = _email_or_404(request, email_id)
-    if not sending.may_cancel(request.user, email):
-        raise Forbidden("only administrators and the sender can cancel an email")
+    if not email_actions.may_act(request.user, email):
+        raise Forbidden(email_actions.WHO_MAY_ACT)
+    return email
+
+
+def cancel_email(request: AppRequest, email_id: int) -> Response:
+    email = _email_to_act_on(request, email_id)
     if request.form.get("confirm") != "yes":
         return _detail_page(request, email, 400, "Nothing was cancelled: tick the box to confirm.", True)
-    count = sending.cancel(request.db, email_id, request.user.name)
+    count = email_actions.cancel(request.db, request.user, email)
     notice = (f"Cancelled: {count} recipients will not get this email." if count else
               "Nothing left to cancel: every message has already been handed to the mail server.")
     return request.redirect_to("emails.show_email", email_id=email_id, notice=notice)
 
 
-@admin_only
 def delete_email(request: AppRequest, email_id: int) -> Response:
-    email = _email_or_404(request, email_id)
+    email = _email_to_act_on(request, email_id)
     if request.form.get("confirm") != "yes":
         return _detail_page(request, email, 400, "Nothing was deleted: tick the box to confirm.")
     subject = email.subject
     try:
-        sending.delete_email(request.db, request.app.config, email_id)
+        email_actions.delete(request.db, request.app.config, request.user, email)
     except sending.InFlight as exc:
         return _detail_page(request, email, 409, f"Nothing was deleted: {exc}.")
     return request.redirect_to("emails.list_emails", notice=f"Deleted the email “{subject}”.")
 
 
 def retry_email(request: AppRequest, email_id: int) -> Response:
-    _email_or_404(request, email_id)
+    email = _email_to_act_on(request, email_id)
     recipient_id = request.form.get("recipient_id", "")
     try:
         chosen = whole_number(recipient_id, 1, MAX_ID) if recipient_id else None  # None: every failed one
     except ValueError as error:
         raise BadRequest(f"recipient_id: {error}") from None
-    count = sending.retry(request.db, email_id, chosen)
+    count = email_actions.retry(request.db, request.user, email, chosen)
     if not count:
         return request.redirect_to("emails.show_email", email_id=email_id, notice="No failed recipients to retry.")
     if sending.send_or_queue(request.app.Session, request.app.config, email_id, count):
@@ -367,13 +378,7 @@ def download_attachment(request: AppRequest, email_id: int, attachment_id: int) 
     path = sending.attachment_path(request.app.config, attachment)
     if not path.is_file():
         raise NotFound("the attachment's file is missing from the attachments folder")
-    mimetype = attachment.content_type
-    if mimetype in ACTIVE_CONTENT_TYPES:
-        mimetype = "application/octet-stream"
-    response = send_file(path, request.environ, mimetype=mimetype, as_attachment=True,
-                         download_name=attachment.filename, max_age=0)
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return downloads.send_upload(request.environ, path, attachment.filename, attachment.content_type)
 
 
 rules = [

@@ -9,6 +9,7 @@ from datetime import datetime
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
+from .. import bounces
 from ..http import AppRequest, admin_only
 from ..settings import BY_KEY, DEFINITIONS, MASK, SettingDef, SettingsService
 from ..validation import ValidationError
@@ -100,7 +101,20 @@ def save_settings(request: AppRequest) -> Response:
     return request.redirect_to("settings.settings_page", notice=notice)
 
 
+@admin_only
+def check_bounces(request: AppRequest) -> Response:
+    """Reads the bounce mailbox now, within this request (each step with its server at most
+    bounces.CHECK_TIMEOUT), and says what it found: an admin setting up the mailbox sees at once
+    whether it works, without waiting for the worker."""
+    try:
+        report = bounces.read_mailbox(request.app.Session, request.app.config, timeout=bounces.CHECK_TIMEOUT)
+    except bounces.BounceError as exc:
+        return request.redirect_to("settings.settings_page", notice=f"Bounce mailbox not read: {exc}.")
+    return request.redirect_to("settings.settings_page", notice=f"Bounce mailbox checked: {report}.")
+
+
 rules = [
     Rule("/settings", endpoint="settings.settings_page", methods=["GET"]),
     Rule("/settings", endpoint="settings.save_settings", methods=["POST"]),
+    Rule("/settings/bounces/check", endpoint="settings.check_bounces", methods=["POST"]),
 ]
