@@ -134,14 +134,17 @@ def apply_events(session: Session, secret: bytes, events: list[dict[str, Any]]) 
             del fresh[event_id]
     signed = {event[UNIQUE_ARG] for event in fresh.values() if tokens.verify(secret, event.get(UNIQUE_ARG))}
     # With whether their email is tracked: an email sent untracked counts no open, whoever saw it.
+    # Locked (on PostgreSQL), so an erasure is either seen here or waits until these events are in.
     recipients = {recipient.token: (recipient, tracked) for recipient, tracked in session.execute(
         select(Recipient, Email.tracking).join(Email).where(Recipient.token.in_(sorted(signed)))
-        .order_by(Recipient.id))} if signed else {}
+        .order_by(Recipient.id).with_for_update(of=Recipient))} if signed else {}
     opens: list[Hit] = []
     # In their own time order: of two reports of equal strength the later one is kept.
     for event_id, event in sorted(fresh.items(), key=lambda item: (item[1]["timestamp"], item[0])):
         token = event.get(UNIQUE_ARG)
         recipient, tracked = recipients.get(token, (None, False)) if isinstance(token, str) else (None, False)
+        if recipient is not None and recipient.erased:
+            continue  # an erased person's: nothing of it is kept (its detail may name them), nothing applied
         at = datetime.fromtimestamp(event["timestamp"], UTC).replace(tzinfo=None)
         kind = event["event"]
         detail = _detail(event)
