@@ -111,14 +111,15 @@ _RECORDED = "SELECT hit_id FROM access_events WHERE hit_id IN (?*)"
 # PostgreSQL: SQLite gives the row of max(at), any one of equal times) and how many it has, for
 # the per-minute bound.  Summed up in the database: a busy recipient has the bound's number of
 # events in each of those minutes, which every batch would otherwise fetch one by one.  Of
-# access_events, or of click_events for clicks (fold_target).
+# access_events, of click_events for clicks (fold_target), of delivery_events for a provider's
+# clicks (MinuteBound).
 _EVENTS_IN_MINUTES = {
     True: "SELECT recipient_id, max(at), id, count(*) FROM {table} "
           "WHERE recipient_id IN (?*) AND at >= ? AND at < ? GROUP BY recipient_id, substr(at, 1, 16)",
     False: "SELECT recipient_id, max(at), (array_agg(id ORDER BY at DESC, id DESC))[1], count(*) FROM {table} "
            "WHERE recipient_id IN (?*) AND at >= ? AND at < ? GROUP BY recipient_id, date_trunc('minute', at)",
 }
-_FOLDING_TABLES = frozenset({"access_events", "click_events"})
+_BOUNDED_TABLES = frozenset({"access_events", "click_events", "delivery_events"})
 # No ON CONFLICT: a hit id another transaction recorded meanwhile fails the batch, which is then
 # spooled and replayed (and the hit known by its id), rather than counted twice.
 _RECORD_EVENT = ("INSERT INTO access_events (recipient_id, at, ip, user_agent, verdict, hit_id, hits, legacy, reason) "
@@ -318,14 +319,35 @@ def fold_target(connection: Connection, table: str, recipient_id: int, at: datet
     (access_events or click_events, each with its ``hits``): None when it gets a row of its own,
     else the id of the minute's last event, to add it to.  In the caller's transaction, which
     holds the recipient's row (so concurrent events of that recipient come one after another)."""
-    if table not in _FOLDING_TABLES:
-        raise ValueError(f"{table!r} is no event table that folds")
     with _driver(connection) as driver:
         minute = _minutes(driver, table, [recipient_id], at, at).get((recipient_id, _minute(at)))
     if minute is None or minute.events < EVENTS_PER_RECIPIENT_PER_MINUTE:
         return None
     assert isinstance(minute.last, int)  # a stored event's id
     return minute.last
+
+
+class MinuteBound:
+    """The per-minute bound for events that are kept or not, with nothing to fold into (a
+    provider's clicks, which count nothing): ``admits`` those that keep a recipient's events in
+    ``table`` within EVENTS_PER_RECIPIENT_PER_MINUTE a minute, for events of these recipients at
+    these times."""
+
+    def __init__(self, connection: Connection, table: str, recipient_ids: list[int], times: list[datetime]) -> None:
+        found: dict[tuple[int, datetime], _Minute] = {}
+        if recipient_ids and times:
+            with _driver(connection) as driver:
+                found = _minutes(driver, table, recipient_ids, min(times), max(times))
+        self._events = {key: minute.events for key, minute in found.items()}
+
+    def admits(self, recipient_id: int, at: datetime) -> bool:
+        """Whether one more event of the recipient at ``at`` is kept (and counted against the bound)."""
+        key = (recipient_id, _minute(at))
+        events = self._events.get(key, 0)
+        if events >= EVENTS_PER_RECIPIENT_PER_MINUTE:
+            return False
+        self._events[key] = events + 1
+        return True
 
 
 @contextmanager
@@ -463,6 +485,8 @@ def _minute(at: datetime) -> datetime:
 def _minutes(driver: _Driver, table: str, recipient_ids: list[int], first: datetime,
              last: datetime) -> dict[tuple[int, datetime], _Minute]:
     """The recipients' events in ``table`` by (recipient id, minute), from ``first``'s minute to ``last``'s."""
+    if table not in _BOUNDED_TABLES:
+        raise ValueError(f"{table!r} is no event table with a per-minute bound")
     minutes: dict[tuple[int, datetime], _Minute] = {}
     for recipient_id, at, event_id, events in driver.rows(
         _EVENTS_IN_MINUTES[driver.sqlite].format(table=table),
