@@ -294,13 +294,13 @@ def countable(secret: bytes, token: str) -> bool:
 
 def count_hits(connection: Connection, hits: Sequence[Hit]) -> int:
     """Counts hits inside the caller's transaction; how many were counted.  The one place the
-    rules live, for the image endpoint and the hit-log ingester alike: hits of unknown tokens, made
-    while tracking was off (by the switch's history, at the hit's own time) or already recorded (by
-    their id; the same hit twice in the batch counts once) count nothing, as do coreBOS images that
-    name no recipient imported with them or carry another key (legacy.py); each recipient keeps at
-    most EVENTS_PER_RECIPIENT_PER_MINUTE events a minute, further loads folded into the minute's
-    last event.  A constant number of statements whatever the batch's size (up to ten thousand
-    hits or so: SQLite takes 32,766 parameters a statement).
+    rules live, for the image endpoint and the hit-log ingester alike: hits of unknown tokens or an
+    erased person's, made while tracking was off (by the switch's history, at the hit's own time)
+    or already recorded (by their id; the same hit twice in the batch counts once) count nothing,
+    as do coreBOS images that name no recipient imported with them or carry another key
+    (legacy.py); each recipient keeps at most EVENTS_PER_RECIPIENT_PER_MINUTE events a minute,
+    further loads folded into the minute's last event.  A constant number of statements whatever
+    the batch's size (up to ten thousand hits or so: SQLite takes 32,766 parameters a statement).
 
     On SQLite, open the transaction with ``write_transaction``: its reads are then consistent with
     its writes.  Raises SQLAlchemy's DBAPIError on database errors, among them IntegrityError for a
