@@ -206,7 +206,8 @@ def apply(session: Session, bounce: Bounce) -> Recipient | None:
     code, and opts out a hard bounce; in the caller's transaction.  None: it names no recipient."""
     recipient = None
     for token in bounce.tokens:
-        recipient = session.scalar(select(Recipient).where(Recipient.token == token))
+        # An erased person's bounce names no one: its detail would bring their address back.
+        recipient = session.scalar(select(Recipient).where(Recipient.token == token, ~Recipient.erased))
         if recipient is not None:
             break
     if recipient is None:

@@ -26,8 +26,9 @@ from sqlalchemy import and_, case, select, update
 from sqlalchemy.orm import Session
 
 from . import tokens
+from .db import changed_rows
 from .models import ClickEvent, EmailLink, Recipient, utcnow
-from .tracking import _CONTROL, by_agent, store_ip
+from .tracking import _CONTROL, by_agent, fold_target, store_ip
 
 CLICK_PATH = "/email/click"
 MAC_LENGTH = 22  # base64url of 16 bytes, unpadded
@@ -173,14 +174,23 @@ def verdict_of(user_agent: str, sent_at: datetime | None, at: datetime) -> str:
 
 
 def record(session: Session, recipient: Recipient, link: EmailLink, ip: str, user_agent: str, ip_policy: str,
-           at: datetime | None = None) -> str:
-    """Count one click and keep its event; commits.  Returns the click's verdict."""
+           at: datetime | None = None) -> str | None:
+    """Count one click and keep its event; commits.  Returns the click's verdict, or None for an
+    erased person's link, which counts and keeps nothing.  A recipient keeps at most
+    EVENTS_PER_RECIPIENT_PER_MINUTE click events a minute, as for loads of the image: their further
+    clicks of that minute are added to the minute's last event (its ``hits``), so the counts stay
+    exact and one link clicked in a loop does not grow the table."""
+    if recipient.erased:
+        return None
     at = at or utcnow()
     verdict = verdict_of(user_agent, recipient.sent_at, at)
     # The recipient's row first: it serialises this recipient's concurrent clicks, so the burst
-    # rule below sees the others.
-    session.execute(update(Recipient).where(Recipient.id == recipient.id)
-                    .values(click_count=Recipient.click_count + 1))
+    # rule and the per-minute bound below see the others; and an erasure committed meanwhile (it
+    # sets the flag on this row) is seen here.
+    if not changed_rows(session, update(Recipient).where(Recipient.id == recipient.id, ~Recipient.erased)
+                        .values(click_count=Recipient.click_count + 1)):
+        session.commit()  # nothing changed: ends the transaction (and SQLite's write lock)
+        return None
     session.execute(update(EmailLink).where(EmailLink.id == link.id).values(click_count=EmailLink.click_count + 1))
     burst = [
         event_id for event_id, link_id in session.execute(
@@ -192,8 +202,12 @@ def record(session: Session, recipient: Recipient, link: EmailLink, ip: str, use
     if burst:
         verdict = "scanner"
         session.execute(update(ClickEvent).where(ClickEvent.id.in_(burst)).values(verdict="scanner"))
-    session.add(ClickEvent(recipient_id=recipient.id, link_id=link.id, at=at, ip=store_ip(ip, ip_policy),
-                           user_agent=_CONTROL.sub("", user_agent)[:512], verdict=verdict))
+    folded_into = fold_target(session.connection(), "click_events", recipient.id, at)
+    if folded_into is None:
+        session.add(ClickEvent(recipient_id=recipient.id, link_id=link.id, at=at, ip=store_ip(ip, ip_policy),
+                               user_agent=_CONTROL.sub("", user_agent)[:512], verdict=verdict, hits=1))
+    else:
+        session.execute(update(ClickEvent).where(ClickEvent.id == folded_into).values(hits=ClickEvent.hits + 1))
     if verdict == "human":
         # A person's click is a human engagement, like a likely-human open: the sender is told of the first.
         session.execute(update(Recipient).where(Recipient.id == recipient.id).values(

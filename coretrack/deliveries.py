@@ -27,7 +27,8 @@ def record_delivery(session: Session, recipient_id: int, status: str, detail: st
     current = case(DELIVERY_PRECEDENCE, value=Recipient.delivery_status, else_=0)
     statement = (
         update(Recipient)
-        .where(Recipient.id == recipient_id,
+        # Not an erased person's (checked on the locked row: an erasure committed meanwhile is seen).
+        .where(Recipient.id == recipient_id, ~Recipient.erased,
                or_(current < rank,
                    and_(current == rank, or_(Recipient.delivery_at.is_(None), Recipient.delivery_at <= at))))
         .values(delivery_status=status, delivery_detail=detail[:_DETAIL_LENGTH], delivery_at=at)

@@ -3,8 +3,9 @@ address goes, in one transaction, and the erasure is audited without keeping the
 
 Erased: the contacts, leads and accounts with that address; the address and name on every recipient
 row sent to it (the rows stay, so each email's and each report's counts stay right, under
-ERASED_ADDRESS); those recipients' access, click and provider events (times, IPs, user agents); the
-sender notifications about them.  Recipients not yet sent to are cancelled, and later email to the
+ERASED_ADDRESS, flagged ``erased``: their old image, links and provider reports record nothing
+more); those recipients' access, click and provider events (times, IPs, user agents); the sender
+notifications about them.  Recipients not yet sent to are cancelled, and later email to the
 address is skipped (sending.compose asks ``erased``).  The audit row keeps who,
 when, how many of each, and an HMAC of the address under the install's key, so a later question "was
 this address erased?" can be answered without storing it.
@@ -62,16 +63,20 @@ def erase(session: Session, secret: bytes, address: str, user_name: str) -> Eras
     events = 0
     for start in range(0, len(recipient_ids), 500):  # (a few hundred parameters a statement)
         chunk = recipient_ids[start:start + 500]
+        # The recipients first: flagged erased, their old image, links and provider reports record
+        # nothing more (each of those paths checks the flag on the row it locks); and a hit or
+        # click being recorded right now holds the row, so it is committed before the events go.
+        session.execute(update(Recipient).where(Recipient.id.in_(chunk), Recipient.status == "pending")
+                        .values(status="cancelled", reply=ERASED_REASON), execution_options=_BULK)
+        session.execute(update(Recipient).where(Recipient.id.in_(chunk))
+                        .values(address=ERASED_ADDRESS, name="", contact_id=None, account_id=None, lead_id=None,
+                                erased=True),
+                        execution_options=_BULK)
         for kept_by_recipient in (AccessEvent, ClickEvent, DeliveryEvent, Notification):
             gone = session.execute(delete(kept_by_recipient).where(kept_by_recipient.recipient_id.in_(chunk)),
                                    execution_options=_BULK)
             if kept_by_recipient is AccessEvent:
                 events += gone.rowcount  # type: ignore[attr-defined]  # (a CursorResult)
-        session.execute(update(Recipient).where(Recipient.id.in_(chunk), Recipient.status == "pending")
-                        .values(status="cancelled", reply=ERASED_REASON), execution_options=_BULK)
-        session.execute(update(Recipient).where(Recipient.id.in_(chunk))
-                        .values(address=ERASED_ADDRESS, name="", contact_id=None, account_id=None, lead_id=None),
-                        execution_options=_BULK)
     for record in found:
         session.delete(record)
     counts = ErasureCounts(len(found), len(recipient_ids), events)

@@ -325,6 +325,10 @@ class Recipient(Base):
     corebos_mailid: Mapped[int | None] = mapped_column(Integer)
     # Clicks on the email's rewritten links (clicks.py), scanners' included (each click_events row has its verdict).
     click_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The person was erased (erasure.py): the row stays for the counts, but their old image, links
+    # and provider reports count and keep nothing more (tracking.count_hits, clicks.record,
+    # sendgrid.apply_events, bounces.apply).
+    erased: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     email: Mapped[Email] = relationship(back_populates="recipients")
     contact: Mapped[Contact | None] = relationship()
@@ -391,6 +395,9 @@ class ClickEvent(Base):
     user_agent: Mapped[str] = mapped_column(String(512), default="")
     # human | scanner (clicks.SCANNER_RULE)
     verdict: Mapped[str] = mapped_column(String(16), default="human")
+    # How many clicks this row stands for: 1, or more when clicks past the per-minute bound of one
+    # recipient were folded into it (clicks.record, as loads are: tracking.fold_target).
+    hits: Mapped[int] = mapped_column(default=1, server_default="1")
 
 
 class Setting(Base):

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from . import deliveries, records, tokens
 from .models import DeliveryEvent, Email, Recipient, utcnow
-from .tracking import Hit, count_hits
+from .tracking import Hit, MinuteBound, count_hits
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -134,16 +134,28 @@ def apply_events(session: Session, secret: bytes, events: list[dict[str, Any]]) 
             del fresh[event_id]
     signed = {event[UNIQUE_ARG] for event in fresh.values() if tokens.verify(secret, event.get(UNIQUE_ARG))}
     # With whether their email is tracked: an email sent untracked counts no open, whoever saw it.
+    # Locked (on PostgreSQL), so an erasure is either seen here or waits until these events are in.
     recipients = {recipient.token: (recipient, tracked) for recipient, tracked in session.execute(
         select(Recipient, Email.tracking).join(Email).where(Recipient.token.in_(sorted(signed)))
-        .order_by(Recipient.id))} if signed else {}
+        .order_by(Recipient.id).with_for_update(of=Recipient))} if signed else {}
+    # SendGrid's clicks count nothing (clicks are counted at coretrack's own redirect, which SendGrid's
+    # leads to): kept while a recipient has fewer than EVENTS_PER_RECIPIENT_PER_MINUTE events in that
+    # minute, as coretrack's own clicks and loads are, so a link clicked in a loop grows no table.
+    clicks = [event for event in fresh.values() if event["event"] == "click"]
+    clicked = sorted({recipients[token][0].id for event in clicks
+                      if isinstance(token := event.get(UNIQUE_ARG), str) and token in recipients})
+    clicks_kept = MinuteBound(session.connection(), "delivery_events", clicked, [_at(event) for event in clicks])
     opens: list[Hit] = []
     # In their own time order: of two reports of equal strength the later one is kept.
     for event_id, event in sorted(fresh.items(), key=lambda item: (item[1]["timestamp"], item[0])):
         token = event.get(UNIQUE_ARG)
         recipient, tracked = recipients.get(token, (None, False)) if isinstance(token, str) else (None, False)
-        at = datetime.fromtimestamp(event["timestamp"], UTC).replace(tzinfo=None)
+        if recipient is not None and recipient.erased:
+            continue  # an erased person's: nothing of it is kept (its detail may name them), nothing applied
+        at = _at(event)
         kind = event["event"]
+        if kind == "click" and recipient is not None and not clicks_kept.admits(recipient.id, at):
+            continue
         detail = _detail(event)
         session.add(DeliveryEvent(provider="sendgrid", event_id=event_id, event=kind[:32], at=at, detail=detail,
                                   recipient_id=recipient.id if recipient else None, received_at=utcnow()))
@@ -163,6 +175,10 @@ def apply_events(session: Session, secret: bytes, events: list[dict[str, Any]]) 
     if opens:
         count_hits(session.connection(), opens)
     return len(fresh)
+
+
+def _at(event: Mapping[str, Any]) -> datetime:
+    return datetime.fromtimestamp(event["timestamp"], UTC).replace(tzinfo=None)
 
 
 def _detail(event: Mapping[str, Any]) -> str:

@@ -99,8 +99,10 @@ _SWITCHES = (
 # The batch's recipients, locked in id order on PostgreSQL (SQLite's transaction holds the one
 # write lock already): a concurrent batch counting the same recipient waits here, then sees this
 # one's events and hit ids.
-# With the times the timing rules of classify need.
-_RECIPIENT_IDS = "SELECT token, id, sent_at, delivery_at FROM recipients WHERE token IN (?*) ORDER BY id"
+# With the times the timing rules of classify need.  An erased person's recipient is not among them:
+# their old image counts and keeps nothing (erasure sets the flag under the same row lock).
+_RECIPIENT_IDS = ("SELECT token, id, sent_at, delivery_at FROM recipients WHERE token IN (?*) AND NOT erased "
+                  "ORDER BY id")
 # The recipients imported from coreBOS that the batch's coreBOS images may name (by mailid; the
 # crmid is matched in Python), with their own tokens.
 _IMPORTED_PAIRS = "SELECT corebos_mailid, corebos_crmid, token FROM recipients WHERE corebos_mailid IN (?*)"
@@ -108,13 +110,16 @@ _RECORDED = "SELECT hit_id FROM access_events WHERE hit_id IN (?*)"
 # For each (recipient, minute) the batch falls in: its last event (by time; by id too on
 # PostgreSQL: SQLite gives the row of max(at), any one of equal times) and how many it has, for
 # the per-minute bound.  Summed up in the database: a busy recipient has the bound's number of
-# events in each of those minutes, which every batch would otherwise fetch one by one.
+# events in each of those minutes, which every batch would otherwise fetch one by one.  Of
+# access_events, of click_events for clicks (fold_target), of delivery_events for a provider's
+# clicks (MinuteBound).
 _EVENTS_IN_MINUTES = {
-    True: "SELECT recipient_id, max(at), id, count(*) FROM access_events "
+    True: "SELECT recipient_id, max(at), id, count(*) FROM {table} "
           "WHERE recipient_id IN (?*) AND at >= ? AND at < ? GROUP BY recipient_id, substr(at, 1, 16)",
-    False: "SELECT recipient_id, max(at), (array_agg(id ORDER BY at DESC, id DESC))[1], count(*) FROM access_events "
+    False: "SELECT recipient_id, max(at), (array_agg(id ORDER BY at DESC, id DESC))[1], count(*) FROM {table} "
            "WHERE recipient_id IN (?*) AND at >= ? AND at < ? GROUP BY recipient_id, date_trunc('minute', at)",
 }
+_BOUNDED_TABLES = frozenset({"access_events", "click_events", "delivery_events"})
 # No ON CONFLICT: a hit id another transaction recorded meanwhile fails the batch, which is then
 # spooled and replayed (and the hit known by its id), rather than counted twice.
 _RECORD_EVENT = ("INSERT INTO access_events (recipient_id, at, ip, user_agent, verdict, hit_id, hits, legacy, reason) "
@@ -289,13 +294,13 @@ def countable(secret: bytes, token: str) -> bool:
 
 def count_hits(connection: Connection, hits: Sequence[Hit]) -> int:
     """Counts hits inside the caller's transaction; how many were counted.  The one place the
-    rules live, for the image endpoint and the hit-log ingester alike: hits of unknown tokens, made
-    while tracking was off (by the switch's history, at the hit's own time) or already recorded (by
-    their id; the same hit twice in the batch counts once) count nothing, as do coreBOS images that
-    name no recipient imported with them or carry another key (legacy.py); each recipient keeps at
-    most EVENTS_PER_RECIPIENT_PER_MINUTE events a minute, further loads folded into the minute's
-    last event.  A constant number of statements whatever the batch's size (up to ten thousand
-    hits or so: SQLite takes 32,766 parameters a statement).
+    rules live, for the image endpoint and the hit-log ingester alike: hits of unknown tokens or an
+    erased person's, made while tracking was off (by the switch's history, at the hit's own time)
+    or already recorded (by their id; the same hit twice in the batch counts once) count nothing,
+    as do coreBOS images that name no recipient imported with them or carry another key
+    (legacy.py); each recipient keeps at most EVENTS_PER_RECIPIENT_PER_MINUTE events a minute,
+    further loads folded into the minute's last event.  A constant number of statements whatever
+    the batch's size (up to ten thousand hits or so: SQLite takes 32,766 parameters a statement).
 
     On SQLite, open the transaction with ``write_transaction``: its reads are then consistent with
     its writes.  Raises SQLAlchemy's DBAPIError on database errors, among them IntegrityError for a
@@ -305,9 +310,52 @@ def count_hits(connection: Connection, hits: Sequence[Hit]) -> int:
         return 0
     if not connection.in_transaction():
         connection.begin()  # what goes to the driver below is committed with the caller's transaction
+    with _driver(connection) as driver:
+        return _count(driver, hits)
+
+
+def fold_target(connection: Connection, table: str, recipient_id: int, at: datetime) -> int | None:
+    """The per-minute bound of count_hits for one more event of a recipient at ``at`` in ``table``
+    (access_events or click_events, each with its ``hits``): None when it gets a row of its own,
+    else the id of the minute's last event, to add it to.  In the caller's transaction, which
+    holds the recipient's row (so concurrent events of that recipient come one after another)."""
+    with _driver(connection) as driver:
+        minute = _minutes(driver, table, [recipient_id], at, at).get((recipient_id, _minute(at)))
+    if minute is None or minute.events < EVENTS_PER_RECIPIENT_PER_MINUTE:
+        return None
+    assert isinstance(minute.last, int)  # a stored event's id
+    return minute.last
+
+
+class MinuteBound:
+    """The per-minute bound for events that are kept or not, with nothing to fold into (a
+    provider's clicks, which count nothing): ``admits`` those that keep a recipient's events in
+    ``table`` within EVENTS_PER_RECIPIENT_PER_MINUTE a minute, for events of these recipients at
+    these times."""
+
+    def __init__(self, connection: Connection, table: str, recipient_ids: list[int], times: list[datetime]) -> None:
+        found: dict[tuple[int, datetime], _Minute] = {}
+        if recipient_ids and times:
+            with _driver(connection) as driver:
+                found = _minutes(driver, table, recipient_ids, min(times), max(times))
+        self._events = {key: minute.events for key, minute in found.items()}
+
+    def admits(self, recipient_id: int, at: datetime) -> bool:
+        """Whether one more event of the recipient at ``at`` is kept (and counted against the bound)."""
+        key = (recipient_id, _minute(at))
+        events = self._events.get(key, 0)
+        if events >= EVENTS_PER_RECIPIENT_PER_MINUTE:
+            return False
+        self._events[key] = events + 1
+        return True
+
+
+@contextmanager
+def _driver(connection: Connection) -> Iterator[_Driver]:
+    """A _Driver on the connection; the driver's errors raised as SQLAlchemy's DBAPIError."""
     driver = _Driver(connection)
     try:
-        return _count(driver, hits)
+        yield driver
     except driver.dbapi_error as error:
         raise DBAPIError.instance(driver.statement, None, error, driver.dbapi_error, hide_parameters=True,
                                   dialect=connection.dialect) from error
@@ -373,14 +421,7 @@ def _count(driver: _Driver, hits: Sequence[Hit]) -> int:
     hit_ids = [hit.hit_id for hit in candidates]
     seen = {hit_id for (hit_id,) in driver.rows(_RECORDED, hit_ids, len(hit_ids))}
     recipient_ids = sorted({recipient_of[token_of[hit.token]] for hit in candidates})
-    minutes: dict[tuple[int, datetime], _Minute] = {}
-    for recipient_id, at, event_id, events in driver.rows(
-        _EVENTS_IN_MINUTES[driver.sqlite],
-        [*recipient_ids, stored(_minute(candidates[0].at)), stored(_minute(candidates[-1].at) + timedelta(minutes=1))],
-        len(recipient_ids),
-    ):
-        at = driver.read_time(at)
-        minutes[recipient_id, _minute(at)] = _Minute(events, at, event_id)
+    minutes = _minutes(driver, "access_events", recipient_ids, candidates[0].at, candidates[-1].at)
 
     policy = settings.get("ip_storage") or "truncated"
     new_events: list[list[Any]] = []
@@ -439,6 +480,22 @@ def _imported_tokens(driver: _Driver, legacy_tokens: list[str], settings: dict[s
 
 def _minute(at: datetime) -> datetime:
     return at.replace(second=0, microsecond=0)
+
+
+def _minutes(driver: _Driver, table: str, recipient_ids: list[int], first: datetime,
+             last: datetime) -> dict[tuple[int, datetime], _Minute]:
+    """The recipients' events in ``table`` by (recipient id, minute), from ``first``'s minute to ``last``'s."""
+    if table not in _BOUNDED_TABLES:
+        raise ValueError(f"{table!r} is no event table with a per-minute bound")
+    minutes: dict[tuple[int, datetime], _Minute] = {}
+    for recipient_id, at, event_id, events in driver.rows(
+        _EVENTS_IN_MINUTES[driver.sqlite].format(table=table),
+        [*recipient_ids, driver.time(_minute(first)), driver.time(_minute(last) + timedelta(minutes=1))],
+        len(recipient_ids),
+    ):
+        at = driver.read_time(at)
+        minutes[recipient_id, _minute(at)] = _Minute(events, at, event_id)
+    return minutes
 
 
 class _TrackingSwitch:

@@ -14,7 +14,8 @@ from sqlalchemy import select
 
 from coretrack import clicks, sending, tokens
 from coretrack.mailer import MessageTemplate
-from coretrack.models import ClickEvent, EmailLink, Recipient, utcnow
+from coretrack.models import ClickEvent, Email, EmailLink, Recipient, utcnow
+from coretrack.tracking import EVENTS_PER_RECIPIENT_PER_MINUTE
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 HTML = (
@@ -290,3 +291,75 @@ def test_clicks_are_shown_per_recipient_and_link_in_pages_reports_csv_and_api(ap
     notifications.notify(app.Session, app.config)
     assert "Ada" in staff.get("/notifications").html.select_one("tbody tr").text
     assert "clicked a link in" in staff.get("/notifications").html.select_one("tbody tr").text
+
+
+# -- clicks are folded like loads: a bounded number of events a recipient a minute, the count exact ----
+
+
+def click_rows(db, recipient_id: int) -> list[tuple[object, int]]:
+    db.expire_all()
+    return [(at.replace(second=0, microsecond=0), hits) for at, hits in db.execute(
+        select(ClickEvent.at, ClickEvent.hits).where(ClickEvent.recipient_id == recipient_id)
+        .order_by(ClickEvent.at, ClickEvent.id))]
+
+
+def test_clicks_past_the_per_minute_bound_are_counted_in_the_minutes_last_event(db, sent):
+    email, _ = sent
+    ann, bob = email.recipients
+    bound = EVENTS_PER_RECIPIENT_PER_MINUTE
+    minute = utcnow().replace(second=0, microsecond=0) + timedelta(minutes=5)
+    for second in range(30):
+        clicks.record(db, ann, email.links[0], "203.0.113.9", FIREFOX, "full", minute + timedelta(seconds=second))
+    clicks.record(db, bob, email.links[0], "203.0.113.9", FIREFOX, "full", minute + timedelta(seconds=59))
+    clicks.record(db, ann, email.links[0], "203.0.113.9", FIREFOX, "full", minute + timedelta(seconds=61))
+    rows = click_rows(db, ann.id)
+    assert rows == [(minute, 1)] * (bound - 1) + [(minute, 30 - bound + 1), (minute + timedelta(minutes=1), 1)]
+    assert click_rows(db, bob.id) == [(minute, 1)]  # the bound is each recipient's own
+    assert (ann.click_count, email.links[0].click_count) == (31, 32)
+
+
+def through_apache_and_counted(server, token: str, clicks_made: int, workers: int) -> list:
+    from concurrent.futures import ThreadPoolExecutor
+
+    mac = clicks.link_mac(server.config.secret_key(), token, 0)
+
+    def one(_):
+        reply = server.request("GET", f"{server.prefix}{clicks.CLICK_PATH}?c=0.{token}.{mac}",
+                               headers={"User-Agent": FIREFOX})
+        return reply.status, reply.headers.get("location")
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, range(clicks_made)))
+
+
+@pytest.mark.slow
+def test_a_burst_of_concurrent_clicks_through_apache_keeps_a_bounded_number_of_events_and_counts_each(
+        empty_database_url):
+    from apache_server import ApacheServer
+    from hit_load import make_recipients
+
+    server = ApacheServer("site", "/crm", database_url=empty_database_url, processes=2, threads=5).start()
+    try:
+        with server.session() as session:
+            ann, bob = make_recipients(session, server.config.secret_key(), 2)
+            for recipient in (ann, bob):
+                recipient.sent_at = utcnow() - timedelta(hours=1)
+            session.get(Email, ann.email_id).links = [EmailLink(position=0, url=STORED[0])]
+            session.commit()
+        burst = 300
+        answers = through_apache_and_counted(server, ann.token, burst, workers=16)
+        assert answers == [(302, STORED[0])] * burst
+        assert through_apache_and_counted(server, bob.token, 1, workers=1) == [(302, STORED[0])]
+        with server.session() as session:
+            rows = click_rows(session, ann.id)
+            minutes = {minute for minute, _ in rows}
+            assert session.get(Recipient, ann.id).click_count == sum(hits for _, hits in rows) == burst
+            # At most the bound's number of events in each minute the burst touched (one, or two
+            # when it crossed a minute's end).
+            assert all(sum(1 for at, _ in rows if at == minute) <= EVENTS_PER_RECIPIENT_PER_MINUTE
+                       for minute in minutes)
+            assert len(rows) <= EVENTS_PER_RECIPIENT_PER_MINUTE * len(minutes) and len(minutes) <= 2
+            assert click_rows(session, bob.id)[0][1] == 1
+            assert session.scalars(select(EmailLink.click_count)).all() == [burst + 1]
+    finally:
+        server.stop()

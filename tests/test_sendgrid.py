@@ -311,6 +311,21 @@ def test_clicks_are_kept_with_their_url(anon, db, signing_key, recipient):
     assert (row.event, row.recipient_id, row.detail) == ("click", recipient.id, "https://example.test/offer")
 
 
+def test_sendgrids_clicks_are_kept_at_most_ten_a_recipient_a_minute_as_coretracks_own_are(
+        anon, db, signing_key, recipient):
+    """They count nothing (clicks count at coretrack's own redirect); past the bound they are not kept."""
+    minute = int(time.time()) // 60 * 60 - 120
+    clicks = [event(recipient, "click", f"ev-{second}", minute + second, url="https://example.test/offer")
+              for second in range(25)]
+    post(anon, signing_key, clicks[:15])
+    post(anon, signing_key, clicks[15:] + [event(recipient, "click", "ev-next", minute + 60, url="https://x.test/")])
+    post(anon, signing_key, clicks)  # again, as SendGrid retries: nothing more kept
+    kept = [(row.event_id, row.at.timestamp() // 60 * 60) for row in db.scalars(
+        select(DeliveryEvent).where(DeliveryEvent.recipient_id == recipient.id).order_by(DeliveryEvent.id))]
+    assert kept == [(f"ev-{second}", minute) for second in range(tracking.EVENTS_PER_RECIPIENT_PER_MINUTE)] + [
+        ("ev-next", minute + 60)]
+
+
 def test_events_for_other_senders_or_forged_tokens_are_stored_but_touch_no_one(anon, db, signing_key, recipient):
     forged = recipient.token[:-1] + ("A" if recipient.token[-1] != "A" else "B")
     events = [event(recipient, "unsubscribe", "ev-1"), event(recipient, "bounce", "ev-2", status="5.1.1")]

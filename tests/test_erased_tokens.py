@@ -1,0 +1,183 @@
+"""An erased person's tokens count nothing and store nothing, on every path a hit or a report of
+theirs can take: the image answered by the application, the image answered by Apache and counted
+from its hit log, a click, SendGrid's events and a bounce.  Each path is taken through a real
+Apache (the bounce as the mailbox reader applies it), on SQLite and PostgreSQL; a recipient of
+the same email who was not erased takes it too, to show the path counts."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from datetime import timedelta
+
+import pytest
+from apache_server import ApacheServer
+from conftest import DATABASES, PostgresServer
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from hit_load import PATH, wait_until
+from sqlalchemy import func, select
+
+from coretrack import bounces, clicks, erasure, sendgrid, tokens
+from coretrack.models import AccessEvent, ClickEvent, DeliveryEvent, Email, EmailLink, Recipient, User, utcnow
+from coretrack.settings import SettingsService
+from coretrack.tracking import GIF
+
+pytestmark = pytest.mark.slow
+
+AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+LINK = "https://shop.example.com/spring"
+
+
+class Site:
+    """One install: a front-end whose Apache answers the image and logs it (hit_log), and a second
+    front-end on the same database whose image goes to the application; SendGrid's key set."""
+
+    def __init__(self, logging: ApacheServer, application: ApacheServer, sendgrid_key: ec.EllipticCurvePrivateKey):
+        self.logging = logging
+        self.application = application
+        self.sendgrid_key = sendgrid_key
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def site(request):
+    database = None
+    if request.param == "postgresql":
+        new_database = PostgresServer.new_database()
+        database = new_database.__enter__()
+    logging = ApacheServer("site", "", database_url=database, hit_log=True)
+    application = None
+    try:
+        logging.start()
+        application = ApacheServer("site", "", beside=logging).start()
+        key = ec.generate_private_key(ec.SECP256R1())
+        der = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        with logging.session() as session:
+            SettingsService(session, logging.config).update(
+                {"sendgrid_webhook_key": base64.b64encode(der).decode()}, user_name="admin")
+        yield Site(logging, application, key)
+    finally:
+        if application is not None:
+            application.stop()
+        logging.stop()
+        if database is not None:
+            new_database.__exit__(None, None, None)
+
+
+def sent_email(server: ApacheServer) -> tuple[int, int]:
+    """An email with one link sent a while ago to ann@ and bob@; then ann@ is erased.  Their ids."""
+    secret = server.config.secret_key()
+    with server.session() as session:
+        sender = session.scalars(select(User).order_by(User.id)).first()
+        email = Email(subject="Spring", html_body=f'<a href="{LINK}">x</a>', sender_id=sender.id,
+                      from_address="crm@example.test", status="sent")
+        sent_at = utcnow() - timedelta(hours=1)
+        email.recipients = [Recipient(address=address, token=tokens.new_token(secret), status="sent", sent_at=sent_at)
+                            for address in ("ann@example.test", "bob@example.test")]
+        email.links = [EmailLink(position=0, url=LINK)]
+        session.add(email)
+        session.commit()
+        ann, bob = (recipient.id for recipient in email.recipients)
+        erasure.erase(session, secret, "ann@example.test", "admin")
+    return ann, bob
+
+
+def kept(server: ApacheServer, recipient_id: int) -> dict[str, object]:
+    """Everything kept of or under one recipient that a hit or a report could change."""
+    with server.session() as session:
+        row = session.get(Recipient, recipient_id)
+        kept = {name: getattr(row, name) for name in (
+            "access_count", "human_opens", "first_access", "last_access", "first_human_at", "click_count",
+            "delivery_status", "delivery_detail", "delivery_at", "notified_at")}
+        for table in (AccessEvent, ClickEvent, DeliveryEvent):
+            kept[table.__tablename__] = session.scalar(
+                select(func.count()).select_from(table).where(table.recipient_id == recipient_id))
+        return kept
+
+
+def token_of(server: ApacheServer, recipient_id: int) -> str:
+    with server.session() as session:
+        return session.get(Recipient, recipient_id).token
+
+
+def load_image(site: Site, token: str) -> None:
+    """The image from the front-end whose application answers it (tracking.Tracker, count_hits)."""
+    reply = site.application.request("GET", f"{PATH}?t={token}", headers={"User-Agent": AGENT})
+    assert (reply.status, reply.body) == (200, GIF)
+
+
+def load_logged_image(site: Site, token: str) -> None:
+    """The image Apache answers and logs; counted by 'coretrack ingest' (ingest.py, count_hits)."""
+    reply = site.logging.request("GET", f"{PATH}?t={token}", headers={"User-Agent": AGENT})
+    assert (reply.status, reply.body) == (200, GIF)
+
+
+def click(site: Site, token: str) -> None:
+    """The link: still redirected to the stored URL (it is the person's own mail), recorded or not."""
+    mac = clicks.link_mac(site.logging.config.secret_key(), token, 0)
+    reply = site.logging.request("GET", f"{clicks.CLICK_PATH}?c=0.{token}.{mac}", headers={"User-Agent": AGENT})
+    assert (reply.status, reply.headers["location"]) == (302, LINK)
+
+
+def sendgrid_event(kind: str, **fields: object):
+    def post(site: Site, token: str) -> None:
+        events = [{"email": "someone@example.test", "timestamp": int(time.time()), "event": kind,
+                   "sg_event_id": f"{kind}-{token}", sendgrid.UNIQUE_ARG: token, **fields}]
+        body = json.dumps(events).encode()
+        stamp = str(int(time.time()))
+        signature = site.sendgrid_key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+        reply = site.logging.request("POST", "/webhooks/sendgrid", body=body, headers={
+            "Content-Type": "application/json", sendgrid.TIMESTAMP_HEADER: stamp,
+            sendgrid.SIGNATURE_HEADER: base64.b64encode(signature).decode()})
+        assert reply.status == 204, reply.body
+    return post
+
+
+def bounce(site: Site, token: str) -> None:
+    """A bounce returning the message (its image names the token), applied as the mailbox reader does."""
+    raw = (f"From: MAILER-DAEMON@mx.example.net\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+           f"Date: Thu, 03 Dec 2026 10:00:00 +0000\r\n\r\n"
+           f"<someone@example.test>: host mx.example.net said: 550 5.1.1 <someone@example.test> unknown\r\n\r\n"
+           f"--- copy of the message follows ---\r\n\r\n"
+           f'<img src="{site.logging.public_url}{PATH}?t={token}">\r\n').encode()
+    parsed = bounces.parse(raw, "", site.logging.config.secret_key())
+    assert parsed is not None and token in parsed.tokens
+    with site.logging.session() as session:
+        bounces.apply(session, parsed)
+        session.commit()
+
+
+PATHS = {
+    "image": load_image,
+    "image through the hit log": load_logged_image,
+    "click": click,
+    "SendGrid open": sendgrid_event("open", ip="203.0.113.9", useragent=AGENT),
+    "SendGrid click": sendgrid_event("click", url=LINK, ip="203.0.113.9", useragent=AGENT),
+    "SendGrid bounce": sendgrid_event("bounce", status="5.1.1", reason="550 5.1.1 <someone@example.test> unknown",
+                                      type="bounce"),
+    "bounce": bounce,
+}
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_an_erased_persons_token_counts_nothing_and_stores_nothing(site, path):
+    ann, bob = sent_email(site.logging)
+    ann_before, bob_before = kept(site.logging, ann), kept(site.logging, bob)
+    assert ann_before["access_events"] == ann_before["click_events"] == ann_before["delivery_events"] == 0
+    ann_token = token_of(site.logging, ann)
+    for recipient in (ann, bob):  # the erased person's first: once bob's is counted, ann's was taken
+        PATHS[path](site, token_of(site.logging, recipient))
+    if path == "image through the hit log":
+        site.logging.run("ingest", "--once")
+    wait_until(lambda: kept(site.logging, bob) != bob_before, f"bob's {path} to be counted", 30)
+
+    assert kept(site.logging, ann) == ann_before
+    with site.logging.session() as session:
+        # Nothing under no recipient either (a provider's event of an unknown token is kept so).
+        assert session.scalars(select(DeliveryEvent.event_id).where(DeliveryEvent.event_id.contains(ann_token))
+                               ).all() == []
+        # The link's own count is the people's who were not erased.
+        assert session.scalar(select(func.sum(EmailLink.click_count)).join(Recipient, Recipient.email_id ==
+                              EmailLink.email_id).where(Recipient.id == bob)) == kept(site.logging, bob)["click_count"]
