@@ -49,7 +49,7 @@ def test_people_erased_before_the_upgrade_are_known_as_erased_after_it(tmp_path,
                             (ERASED_ADDRESS, "bob@example.test")]
         session.add(email)
         session.commit()
-    command.downgrade(alembic_config(url), "0018")  # the schema before the flag, with those rows
+    command.downgrade(alembic_config(url), "0019")  # the schema before the flag, with those rows
     with engine.begin() as connection:
         assert "erased" not in {column["name"] for column in inspect(connection).get_columns("recipients")}
         assert connection.scalar(text("SELECT count(*) FROM recipients")) == 2

@@ -1,16 +1,16 @@
 """Erased recipients are marked, so their old links and images record nothing; click events fold
 like access events (how many clicks a row stands for).
 
-Revision ID: 0021
-Revises: 0018
+Revision ID: 0020
+Revises: 0019
 Create Date: 2026-12-07 05:00:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0021"
-down_revision = "0018"
+revision = "0020"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
