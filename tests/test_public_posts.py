@@ -36,7 +36,7 @@ MB = 1024 * 1024
 BIG = 24 * MB
 BURST = 12
 # "A few MB": what a burst of forged posts may move the daemons' memory by.
-ALLOWED_GROWTH_KB = 6 * 1024
+ALLOWED_GROWTH_KB = 4 * 1024
 # Refusals of a chunked body (which declares no length): mod_wsgi takes none unless told to
 # (WSGIChunkedRequest), 411; past the cap Apache's LimitRequestBody or the application refuses it, 413.
 CHUNKED_REFUSED = {411, 413}
@@ -146,9 +146,11 @@ def burst(server: ApacheServer, path: str, headers: dict[str, str], chunked: boo
 
 
 def settle(server: ApacheServer) -> int:
-    """The daemons' memory once both have loaded the application and answered a few requests."""
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda _: server.request("POST", WEBHOOK, body=b"[]"), range(40)))
+    """The daemons' memory once every thread of both has answered small forged posts (so each has
+    loaded the application and opened its database connection, as the bursts will)."""
+    headers = {"Content-Type": "application/json", **bogus_signature()}
+    with ThreadPoolExecutor(BURST) as pool:
+        list(pool.map(lambda _: server.request("POST", WEBHOOK, body=b"[]", headers=headers), range(6 * BURST)))
     time.sleep(0.5)
     return daemons_rss_kb(server)
 
