@@ -50,6 +50,20 @@ def public_paths() -> dict[str, list[str]]:
     return {path: sorted(methods[path]) for path in sorted(methods)}
 
 
+def public_body_limits() -> dict[str, int]:
+    """Each public path that takes a POST and the most its handler reads of a body (http.body_limit):
+    Apache refuses a bigger one (413) before the application sees it, chunked or not."""
+    from .app import HANDLERS, URL_MAP
+    from .http import max_body
+
+    limits: dict[str, int] = {}
+    for rule in URL_MAP.iter_rules():
+        handler = HANDLERS.get(rule.endpoint)
+        if getattr(handler, "public", False) and "POST" in (rule.methods or ()):
+            limits[rule.rule] = max(limits.get(rule.rule, 1), max_body(handler))  # 0 is no limit to Apache
+    return {path: limits[path] for path in sorted(limits)}
+
+
 def apache_modules_dir() -> str:
     try:
         out = subprocess.run(["apxs", "-q", "LIBEXECDIR"], capture_output=True, text=True, check=True).stdout.strip()
@@ -149,6 +163,7 @@ class Install:
             "tls_certificate": self.tls_certificate,
             "tls_key": self.tls_key,
             "public_paths": public_paths(),
+            "public_body_limits": public_body_limits(),
             "hit_log": self.hit_log,
             "track_path": TRACK_ACCESS_PATH,
             "gif_file": self.output / GIF_FILE,

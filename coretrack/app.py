@@ -21,7 +21,14 @@ from jinja2.runtime import Context
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import WWWAuthenticate
-from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, MethodNotAllowed, Unauthorized
+from werkzeug.exceptions import (
+    BadRequest,
+    Forbidden,
+    HTTPException,
+    MethodNotAllowed,
+    RequestEntityTooLarge,
+    Unauthorized,
+)
 from werkzeug.middleware.shared_data import SharedDataMiddleware
 from werkzeug.routing import IntegerConverter, Map, Rule
 from werkzeug.wrappers import Response
@@ -30,7 +37,7 @@ from . import csrf, localtime
 from .auth import BasicAuthMiddleware, Htpasswd
 from .config import Config
 from .db import MAX_ID, make_engine, make_session_factory
-from .http import APP_REFUSAL_HEADER, AppRequest, has_nul, json_response
+from .http import APP_REFUSAL_HEADER, AppRequest, has_nul, json_response, max_body
 from .models import User
 from .settings import SettingsService
 from .tracking import TRACK_ACCESS_PATH, Tracker
@@ -174,6 +181,11 @@ class CoreTrack:
         handler = HANDLERS[endpoint]
         if getattr(handler, "public", False):
             request.public = True
+            # A stranger's body: refused before a byte is read when it declares more than the handler
+            # has use for; a chunked one (no length declared) cannot be read past it either.
+            request.max_content_length = max_body(handler)
+            if request.method in UNSAFE_METHODS and (request.content_length or 0) > request.max_content_length:
+                raise RequestEntityTooLarge(f"at most {request.max_content_length} bytes may be posted here")
             return handler(request, **values)
         self.identify(request)
         if getattr(handler, "admin_only", False) and not request.user.is_admin:
@@ -210,6 +222,11 @@ class CoreTrack:
                 if request.__dict__.get("db") is not None:
                     request.db.rollback()
                 response = self.error_response(request, error)
+            if "Content-Type" not in response.headers and response.status_code not in (204, 304):
+                # Every answer says what it is: under mod_wsgi Apache fills a missing type from the
+                # WSGI script's name (text/x-python for wsgi.py), a redirect's too.  A no-content
+                # answer carries none (Apache removes one there, and PEP 3333's validator refuses it).
+                response.headers["Content-Type"] = "text/plain; charset=utf-8"
             if not request.public or response.mimetype == "text/html":  # a public page too (unsubscribe)
                 response.headers.update(SECURITY_HEADERS)
                 response.headers.update(PRIVATE_HEADERS)

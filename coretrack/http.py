@@ -38,6 +38,8 @@ MAX_JSON_DEPTH = 20
 # Long enough to follow a redirect; too short for a link with one user's words to be sent around.
 NOTICE_MAX_AGE = 10 * 60
 _NOTICE_SIGNATURE = re.compile(r"([0-9]{1,12})\.([0-9a-f]{32})")
+# A request body is read in pieces of this size (AppRequest.read_body).
+_PIECE = 64 * 1024
 # Query arguments no link carries on: a notice belongs to the page a redirect led to.
 ONE_OFF_ARGS = ("notice", "ns")
 
@@ -68,6 +70,24 @@ def public(handler: Handler) -> Handler:
     """Mark a handler as reachable without identity (each one also listed in the Apache exceptions)."""
     handler.public = True  # type: ignore[attr-defined]  # a mark dispatch reads with getattr
     return handler
+
+
+def body_limit(limit: int) -> Callable[[Handler], Handler]:
+    """Mark the most a public handler reads of a request body, in bytes.  Dispatch refuses a POST
+    that declares more (413) before the handler runs, and reading past it (a chunked body, which
+    declares no length) raises 413; a public handler without a mark reads no body at all.  Apache
+    refuses the same at the door (apache.py:public_body_limits)."""
+
+    def mark(handler: Handler) -> Handler:
+        handler.max_body = limit  # type: ignore[attr-defined]  # a mark dispatch reads with getattr
+        return handler
+
+    return mark
+
+
+def max_body(handler: object) -> int:
+    """The body a public handler may read (0: none), as body_limit marked it."""
+    return int(getattr(handler, "max_body", 0))
 
 
 def admin_only(handler: Handler) -> Handler:
@@ -115,6 +135,22 @@ class AppRequest(Request):
         if row is None:
             raise NotFound(missing)
         return row
+
+    def read_body(self) -> bytes:
+        """The body, read within max_content_length (dispatch sets a public handler's body_limit):
+        RequestEntityTooLarge past it, also for a chunked body, which declares no length (Werkzeug's
+        read() stops silently at the limit; only a read after it says there was more, so a chunked
+        body must stay under the limit)."""
+        declared = self.content_length  # dispatch refused one past the limit
+        pieces: list[bytes] = []
+        size = 0
+        while declared is None or size < declared:
+            piece = self.stream.read(_PIECE if declared is None else min(_PIECE, declared - size))
+            if not piece:
+                break
+            pieces.append(piece)
+            size += len(piece)
+        return b"".join(pieces)
 
     @property
     def is_api(self) -> bool:

@@ -2,9 +2,11 @@
 
 Each message sent through the SendGrid preset carries ``X-SMTPAPI`` with one unique argument, the
 recipient's signed token (never a sequential id); SendGrid copies it into every event of that
-message.  ``receive`` checks the webhook's ECDSA signature (P-256, SHA-256 over the timestamp
-header followed by the raw body) and its age before it reads anything, then applies a batch of
-events in one transaction: each event once (by ``sg_event_id``), to the recipient its token names.
+message.  ``signature_of`` judges the signature and timestamp headers before the body is read;
+``receive`` checks the webhook's ECDSA signature (P-256, SHA-256 over the timestamp header followed
+by the raw body), then applies a batch of events in one transaction: each event once (by
+``sg_event_id``), to the recipient its token names.  A malformed event in a batch is skipped and
+logged; the others are applied.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -29,14 +32,31 @@ from . import deliveries, records, tokens
 from .models import DeliveryEvent, Email, Recipient, utcnow
 from .tracking import Hit, MinuteBound, count_hits
 
+log = logging.getLogger(__name__)
+
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 # The unique argument SendGrid copies into every event of a message.
 UNIQUE_ARG = "coretrack_recipient"
-# A signed delivery older than this is refused: a captured one cannot be replayed later.
-MAX_AGE_SECONDS = 600
+# A signed delivery older than this is refused.  SendGrid retries a delivery that got no 2xx "at
+# increasing intervals for up to 24 hours after the event occurs" (its Event Webhook documentation,
+# "Getting started" and "Troubleshooting"), and nowhere says that a retry is signed afresh: its
+# security page says only how to verify the timestamp and signature headers.  So a retry may carry
+# its first attempt's timestamp, and a 10-minute window would refuse every retry after the tenth
+# minute until SendGrid dropped it.  The window covers the retry period instead.  A captured delivery
+# replayed within it changes nothing: each event is applied once, by its stored sg_event_id, which
+# retention keeps at least 2 days past the event (retention.py).
+MAX_AGE_SECONDS = 24 * 3600
 # Clocks differ a little; a timestamp further ahead than this was not made by SendGrid now.
 MAX_AHEAD_SECONDS = 300
+# The most a delivery's body may hold; more is refused (413) before it is read.  SendGrid posts a
+# batch "within approximately 30 seconds or when the batch size reaches 768 kilobytes" (its Event
+# Webhook documentation), so a batch passes 768 KB by its last event at most (measured: a delivered
+# event with our tag is about 520 bytes, a click about 550 plus its URL; a full batch, about 1,500
+# events).  1 MiB holds every batch SendGrid makes; anything bigger is not SendGrid's.
+MAX_BODY_BYTES = 1024 * 1024
+# An ECDSA P-256 signature (DER) is at most 72 bytes: 96 characters of base64.
+_MAX_SIGNATURE_CHARS = 96
 MACHINE_OPEN = "SendGrid sg_machine_open"
 # Events that set the opt-out, by their reason.  Drops: SendGrid refuses the address itself
 # (invalid, or already on its bounce, unsubscribe or spam lists); other drops say nothing of it.
@@ -70,52 +90,88 @@ def verification_key(text: str) -> ec.EllipticCurvePublicKey:
     return key
 
 
-def verify(key_text: str, signature: str, timestamp: str, body: bytes, now: float | None = None) -> None:
-    """Returns only for a body signed with the configured key at most MAX_AGE_SECONDS ago (the
-    values of SIGNATURE_HEADER and TIMESTAMP_HEADER)."""
-    if not key_text or not signature or not timestamp.isascii() or not timestamp.isdigit():
+def signature_of(signature: str, timestamp: str, now: float | None = None) -> bytes:
+    """The signature the headers carry (the values of SIGNATURE_HEADER and TIMESTAMP_HEADER), or
+    Refused when they are missing, malformed or the timestamp is out of its window: judged from the
+    headers alone, before the key is read or a byte of the body."""
+    if not signature or len(signature) > _MAX_SIGNATURE_CHARS or not timestamp.isascii() \
+            or not timestamp.isdigit() or len(timestamp) > 12:
         raise Refused
     age = (time.time() if now is None else now) - int(timestamp)
     if not -MAX_AHEAD_SECONDS <= age <= MAX_AGE_SECONDS:
         raise Refused
     try:
-        verification_key(key_text).verify(base64.b64decode(signature, validate=True), timestamp.encode() + body,
-                                          ec.ECDSA(hashes.SHA256()))
-    except (ValueError, binascii.Error, InvalidSignature):
+        return base64.b64decode(signature, validate=True)
+    except (ValueError, binascii.Error):
         raise Refused from None
 
 
-def parse_events(body: bytes) -> list[dict[str, Any]]:
-    """The events of a signed body, or Malformed: a JSON list of objects, each with a string
-    ``event`` and ``sg_event_id`` and a Unix ``timestamp``."""
+def verify(key_text: str, signature: bytes, timestamp: str, body: bytes) -> None:
+    """Returns only for a body signed with the configured key (``signature`` as signature_of gave it)."""
+    if not key_text:
+        raise Refused
     try:
-        events = json.loads(body)
+        verification_key(key_text).verify(signature, timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+    except (ValueError, InvalidSignature):
+        raise Refused from None
+
+
+def parse_events(body: bytes) -> tuple[list[dict[str, Any]], list[str]]:
+    """The well-formed events of a signed body (a JSON object each, with a string ``event`` and
+    ``sg_event_id`` and a Unix ``timestamp``), and why each other one is not; Malformed for a
+    body that is not a JSON list at all."""
+    try:
+        items = json.loads(body)
     except (ValueError, RecursionError):
         raise Malformed("the body is not JSON") from None
-    if not isinstance(events, list):
+    if not isinstance(items, list):
         raise Malformed("the body is not a list of events")
-    for number, event in enumerate(events, start=1):
-        if not isinstance(event, dict):
-            raise Malformed(f"event {number} is not an object")
-        for field in ("event", "sg_event_id"):
-            value = event.get(field)
-            if not isinstance(value, str) or not 0 < len(value) <= 100 or "\x00" in value:
-                raise Malformed(f"event {number} has no valid {field}")
-        stamp = event.get("timestamp")
-        if isinstance(stamp, bool) or not isinstance(stamp, int) or not 0 < stamp < 2**33:
-            raise Malformed(f"event {number} has no valid timestamp")
-    return events
+    events: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for number, event in enumerate(items, start=1):
+        fault = _fault(event)
+        if fault:
+            skipped.append(f"event {number}{_id_of(event)} {fault}")
+        else:
+            events.append(event)
+    return events, skipped
 
 
-def receive(session: Session, secret: bytes, key_text: str, signature: str, timestamp: str, body: bytes,
-            now: float | None = None) -> int:
-    """Verifies and applies one webhook delivery in one transaction; the number of new events.
-    Refused or Malformed before anything is stored."""
-    verify(key_text, signature, timestamp, body, now)
-    events = parse_events(body)
-    count = apply_events(session, secret, events)
+def _fault(event: object) -> str:
+    if not isinstance(event, dict):
+        return "is not an object"
+    for field in ("event", "sg_event_id"):
+        value = event.get(field)
+        if not isinstance(value, str) or not 0 < len(value) <= 100 or "\x00" in value:
+            return f"has no valid {field}"
+    stamp = event.get("timestamp")
+    if isinstance(stamp, bool) or not isinstance(stamp, int) or not 0 < stamp < 2**33:
+        return "has no valid timestamp"
+    return ""
+
+
+def _id_of(event: object) -> str:
+    """The event's sg_event_id for the log, when it has a plain one: SendGrid's opaque id (its own
+    search finds the event), never the address, token or URL."""
+    value = event.get("sg_event_id") if isinstance(event, dict) else None
+    if isinstance(value, str) and 0 < len(value) <= 100 and value.isascii() and value.isprintable():
+        return f" ({value})"
+    return ""
+
+
+def receive(session: Session, secret: bytes, key_text: str, signature: bytes, timestamp: str,
+            body: bytes) -> list[str]:
+    """Verifies and applies one webhook delivery in one transaction; Refused or Malformed before
+    anything is stored.  Returns why each malformed event was skipped, which is also logged (its
+    position, sg_event_id and fault only): SendGrid would send it alike again, and refusing the
+    delivery would have SendGrid retry the good events with it until it dropped them all."""
+    verify(key_text, signature, timestamp, body)
+    events, skipped = parse_events(body)
+    apply_events(session, secret, events)
     session.commit()
-    return count
+    for fault in skipped:
+        log.warning("SendGrid event webhook: %s; skipped, the rest of the delivery applied", fault)
+    return skipped
 
 
 def _text(value: object, length: int = 500) -> str:

@@ -14,6 +14,9 @@ from . import records, tokens
 from .models import Lead, Recipient
 
 UNSUBSCRIBE_PATH = "/email/unsubscribe"
+# The POST's body is never read (the token in the query is the authority): RFC 8058's one-click body
+# and the page's button both send "List-Unsubscribe=One-Click" (26 bytes).  More is refused unread.
+MAX_BODY_BYTES = 1024
 DEFAULT_FOOTER = "You are receiving this email because you are in our contacts. To receive no more email from us:"
 
 

@@ -161,7 +161,7 @@ def test_forged_unsigned_stale_future_and_tampered_deliveries_are_refused_withou
         "signed with another key": signed_headers(other_key, body),
         "no headers": {},
         "no signature": {sendgrid.TIMESTAMP_HEADER: str(now)},
-        "stale (11 minutes)": signed_headers(signing_key, body, now - 660),
+        "stale (a day and a minute)": signed_headers(signing_key, body, now - sendgrid.MAX_AGE_SECONDS - 60),
         "from the future": signed_headers(signing_key, body, now + 3600),
         "signature not base64": {**signed_headers(signing_key, body), sendgrid.SIGNATURE_HEADER: "%%%"},
         "timestamp changed after signing": {**signed_headers(signing_key, body, now - 5),
@@ -183,9 +183,18 @@ def test_forged_unsigned_stale_future_and_tampered_deliveries_are_refused_withou
     assert not db.get(Contact, recipient.contact_id).email_opt_out
 
 
-def test_a_delivery_nine_minutes_old_is_still_taken(anon, db, signing_key, recipient):
-    post(anon, signing_key, [event(recipient, "processed", "ev-1")], timestamp=int(time.time()) - 540)
+def test_a_retry_signed_23_hours_ago_is_still_taken_and_a_replay_of_it_changes_nothing(
+        anon, db, signing_key, recipient):
+    """SendGrid retries for up to 24 hours and does not say it signs a retry afresh."""
+    signed_long_ago = int(time.time()) - 23 * 3600
+    post(anon, signing_key, [event(recipient, "processed", "ev-1")], timestamp=signed_long_ago)
     assert state(db, recipient)[0] == "processed"
+    post(anon, signing_key, [event(recipient, "processed", "ev-1"), event(recipient, "open", "ev-2")],
+         timestamp=signed_long_ago)
+    post(anon, signing_key, [event(recipient, "open", "ev-2")], timestamp=signed_long_ago)
+    assert stored_events(db) == [("ev-1", "processed"), ("ev-2", "open")]
+    db.expire_all()
+    assert db.get(Recipient, recipient.id).access_count == 1
 
 
 def test_without_a_key_configured_every_delivery_is_refused(anon, db, recipient):
@@ -194,21 +203,39 @@ def test_without_a_key_configured_every_delivery_is_refused(anon, db, recipient)
     assert stored_events(db) == []
 
 
-@pytest.mark.parametrize("body", [b"not json", b'{"event": "delivered"}', b'["x"]',
-                                  b'[{"event": "delivered", "timestamp": 1700000000}]',
-                                  b'[{"event": "delivered", "sg_event_id": "e", "timestamp": "soon"}]',
-                                  b'[{"event": "delivered", "sg_event_id": "e", "timestamp": true}]'])
-def test_a_signed_body_that_is_not_events_gets_400(anon, db, signing_key, body):
+@pytest.mark.parametrize("body", [b"not json", b'{"event": "delivered"}', b"[" * 100000])
+def test_a_signed_body_that_is_not_a_list_of_events_gets_400(anon, db, signing_key, body):
     reply = post(anon, signing_key, None, body=body, status=400)
     assert reply.content_type == "text/plain"
     assert stored_events(db) == []
 
 
-def test_a_batch_is_stored_whole_or_not_at_all(anon, db, signing_key, recipient):
-    good = event(recipient, "delivered", "ev-1")
-    post(anon, signing_key, [good, {"event": "open"}], status=400)
-    assert stored_events(db) == []
-    assert state(db, recipient) == ("", "")
+def test_malformed_events_are_skipped_and_logged_and_the_rest_of_the_batch_applied(
+        anon, db, signing_key, recipient, caplog):
+    """SendGrid would send a malformed event alike again: refusing the batch would have it retry the
+    good events with it for a day and then drop them all."""
+    good = [event(recipient, "delivered", "ev-1", response="250 OK"), event(recipient, "open", "ev-5")]
+    malformed = ["x", {"event": "open", "email": recipient.address, sendgrid.UNIQUE_ARG: recipient.token},
+                 {**event(recipient, "click", "ev-3"), "timestamp": "soon"},
+                 {**event(recipient, "bounce", "ev-4"), "timestamp": True},
+                 {**event(recipient, "open", "ev-6"), "event": ""}]
+    with caplog.at_level("WARNING", logger="coretrack.sendgrid"):
+        reply = post(anon, signing_key, [malformed[0], good[0], *malformed[1:], good[1]])
+    assert reply.status_int == 204
+    assert stored_events(db) == [("ev-1", "delivered"), ("ev-5", "open")]
+    assert state(db, recipient) == ("delivered", "250 OK")
+    assert [record.getMessage().split(";")[0] for record in caplog.records] == [
+        "SendGrid event webhook: event 1 is not an object",
+        "SendGrid event webhook: event 3 has no valid sg_event_id",
+        "SendGrid event webhook: event 4 (ev-3) has no valid timestamp",
+        "SendGrid event webhook: event 5 (ev-4) has no valid timestamp",
+        "SendGrid event webhook: event 6 (ev-6) has no valid event"]
+    # Who the events were about stays out of the log.
+    assert not any(recipient.address in record.getMessage() or recipient.token in record.getMessage()
+                   for record in caplog.records)
+    # A batch of nothing but malformed events is answered alike: a retry would be no better.
+    post(anon, signing_key, malformed, status=204)
+    assert stored_events(db) == [("ev-1", "delivered"), ("ev-5", "open")]
 
 
 # -- the webhook: what it does ---------------------------------------------------------------------

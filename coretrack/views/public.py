@@ -7,11 +7,12 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
 from .. import clicks, sendgrid, tokens, unsubscribe
-from ..http import AppRequest, public
+from ..http import AppRequest, body_limit, public
 from ..tracking import GIF, GIF_HEADERS, TRACK_ACCESS_PATH, Tracker, token_of_query
 from ..unsubscribe import UNSUBSCRIBE_PATH
 
@@ -48,19 +49,27 @@ def track_access(request: AppRequest) -> Response:
 
 
 @public
+@body_limit(sendgrid.MAX_BODY_BYTES)
 def sendgrid_events(request: AppRequest) -> Response:
-    """SendGrid's Event Webhook: 403 for anything it did not sign just now (no detail), 400 for a
-    signed body that is not events, 204 once the whole batch is stored; else SendGrid retries."""
-    body = request.get_data(cache=False)
+    """SendGrid's Event Webhook: 403 for anything it did not sign just now (no detail), decided from
+    the headers and the key before the body is read; 413 past MAX_BODY_BYTES; 400 for a signed body
+    that is not a list of events; 204 once its well-formed events are stored (a malformed one is
+    skipped and logged); else SendGrid retries."""
     try:
+        signature = sendgrid.signature_of(request.headers.get(sendgrid.SIGNATURE_HEADER, ""),
+                                          request.headers.get(sendgrid.TIMESTAMP_HEADER, ""))
         key = request.app.settings(request.db).get("sendgrid_webhook_key")
-        sendgrid.receive(request.db, request.app.config.secret_key(), key,
-                         request.headers.get(sendgrid.SIGNATURE_HEADER, ""),
-                         request.headers.get(sendgrid.TIMESTAMP_HEADER, ""), body)
+        if not key:
+            raise sendgrid.Refused
+        body = request.read_body()  # at most MAX_BODY_BYTES, chunked or not (413 past it)
+        sendgrid.receive(request.db, request.app.config.secret_key(), key, signature,
+                         request.headers[sendgrid.TIMESTAMP_HEADER], body)
     except sendgrid.Refused:
         return Response("forbidden\n", 403, mimetype="text/plain")
     except sendgrid.Malformed as exc:
         return Response(f"{exc}\n", 400, mimetype="text/plain")
+    except RequestEntityTooLarge:
+        return Response(f"at most {sendgrid.MAX_BODY_BYTES} bytes may be posted here\n", 413, mimetype="text/plain")
     except IntegrityError:
         # The same events stored by a concurrent delivery of this batch: nothing of this one was kept.
         request.db.rollback()
@@ -69,7 +78,7 @@ def sendgrid_events(request: AppRequest) -> Response:
         request.db.rollback()
         return Response("the database is unavailable; retry later\n", 503, mimetype="text/plain")
     stored = Response(status=204)
-    del stored.headers["Content-Type"]  # no body
+    del stored.headers["Content-Type"]  # no content, so no type (CoreTrack.wsgi_app adds none to a 204)
     return stored
 
 
@@ -88,6 +97,7 @@ def unsubscribe_form(request: AppRequest) -> Response:
 
 
 @public
+@body_limit(unsubscribe.MAX_BODY_BYTES)
 def unsubscribe_now(request: AppRequest) -> Response:
     """The confirmation button, and RFC 8058's one-click POST (body ``List-Unsubscribe=One-Click``) that
     mail providers send on the recipient's behalf without cookies: it opts out at once.
@@ -130,10 +140,9 @@ def follow_link(request: AppRequest) -> Response:
         request.db.rollback()
         return Response("<!doctype html><title>Unavailable</title><p>This link cannot be followed just now; "
                         "try again in a minute.</p>\n", 503, mimetype="text/html", headers={"Retry-After": "60"})
-    response = Response(status=302, headers={"Location": link.url, "Cache-Control": "no-store",
-                                             "Referrer-Policy": "no-referrer"})
-    del response.headers["Content-Type"]
-    return response
+    # No body, and a type of its own: Apache would give the answer the WSGI script's otherwise.
+    return Response(status=302, mimetype="text/plain", headers={"Location": link.url, "Cache-Control": "no-store",
+                                                                "Referrer-Policy": "no-referrer"})
 
 
 rules = [
