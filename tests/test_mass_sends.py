@@ -132,3 +132,12 @@ def test_a_list_is_resolved_in_a_constant_number_of_queries(staff, app, db):
     small, large = statements(100, "Hundred"), statements(1000, "Thousand")
     assert large == small, (small, large)
     assert db.scalar(select(func.count()).select_from(Recipient)) == 1100
+
+
+@pytest.mark.parametrize("query", ["audience=<script>x</script>&scope=all", "audience=people&scope=all",
+                                   "audience=contacts&scope=some&ids=abc", "audience=contacts&scope=some"])
+def test_compose_sent_a_list_that_names_no_records_says_so_at_once(staff, query):
+    """A crafted or stale link from a list page: the compose page names the problem (400), never a 500."""
+    page = staff.get(f"/emails/new?{query}", status=400)
+    assert page.html.select_one("#e-audience").get_text(strip=True)
+    assert "<script>x" not in page.text

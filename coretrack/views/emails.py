@@ -92,10 +92,8 @@ def _audience(values: dict[str, Any]) -> records.Audience | None:
 
 
 def _audience_summary(request: AppRequest, values: dict[str, Any], draft: sending.Draft | None) -> str:
-    try:
-        audience = _audience(values)
-    except ValidationError:
-        return ""  # its error is on the page
+    """What the page says of a list's records; ValidationError for a list that names none."""
+    audience = _audience(values)
     if audience is None:
         return ""
     return audience.describe(draft.audience_size if draft else audience.count(request.db))
@@ -113,6 +111,12 @@ def _compose_page(request: AppRequest, values: dict[str, Any], errors: dict[str,
     # What the page's other forms (find, template) carry over: the recipients chosen so far.
     keep = {key: values.get(key, "") for key in ("to", "cc", "bcc", "subject", "audience", "scope", "q",
                                                  "with_contacts", "ids") if values.get(key)}
+    errors = dict(errors or {})
+    try:
+        audience = _audience_summary(request, values, draft)
+    except ValidationError as exc:  # a list the page was sent that names no records: said at once
+        errors = {**exc.errors, **errors}
+        audience = ""
 
     def add_link(reference: str) -> str:
         entries = sending.split_addresses(values.get("to"))
@@ -121,11 +125,11 @@ def _compose_page(request: AppRequest, values: dict[str, Any], errors: dict[str,
 
     return request.render(
         "emails/compose.html", status=400 if errors or find_error else 200, section="compose", values=values,
-        errors=errors or {}, draft=draft, find=find, found=found, find_error=find_error, keep=keep, add_link=add_link,
+        errors=errors, draft=draft, find=find, found=found, find_error=find_error, keep=keep, add_link=add_link,
         named=_named(request, values.get("to", "")), templates=email_templates.all_templates(request.db),
         from_template=_template_or_none(request, values.get("template", "")), merge_fields=mergefields.OFFERED,
         preview=_preview(request, draft, values.get("preview_as", "")) if draft else None,
-        audience=_audience_summary(request, values, draft), shown=PREVIEW_ROWS,
+        audience=audience, shown=PREVIEW_ROWS,
         keep_recipients={key: value for key, value in keep.items() if key != "subject"},
         keep_without_audience={key: value for key, value in keep.items() if key in ("to", "cc", "bcc", "subject")},
     )
