@@ -471,6 +471,53 @@ def import_corebos(source: str, dry_run: bool) -> None:
         click.echo("dry run: nothing was written")
 
 
+@import_.command("csv")
+@click.argument("file", type=click.File("rb"))
+@click.option("--type", "section", required=True, type=click.Choice(["contacts", "accounts", "leads"]),
+              help="what each row is")
+@click.option("--create-duplicates", is_flag=True,
+              help="import a contact or lead whose address one already has (listed either way)")
+def import_csv(file: IO[bytes], section: str, create_duplicates: bool) -> None:
+    """Import a CSV file of any size (the columns of the import page); each batch is committed as it goes."""
+    from . import record_import
+    from .validation import ValidationError
+
+    try:
+        total = record_import.count_rows(file)  # for the bar; a file that is not UTF-8 is refused here
+    except ValidationError as exc:
+        raise click.ClickException(f"{file.name}: {exc.errors['file']}") from None
+    config = load_config()
+    with database(config) as engine, make_session_factory(engine)() as session, \
+            click.progressbar(length=total, label="rows", file=sys.stderr) as bar:
+        reported = 0
+
+        def committed(result: record_import.ImportResult) -> None:
+            # Each batch stays imported even if a later one fails: the lines say how far it got.
+            nonlocal reported
+            session.commit()
+            bar.update(result.rows - bar.pos)
+            if not sys.stderr.isatty() and result.rows - reported >= 10 * record_import.BATCH_ROWS:
+                click.echo(f"{result.rows} of {total} rows read, {result.created} created", err=True)
+                reported = result.rows
+
+        try:
+            result = record_import.import_csv(session, section[:-1], file, skip_duplicates=not create_duplicates,
+                                              after_batch=committed)
+        except ValidationError as exc:
+            raise click.ClickException(f"{file.name}: {exc.errors['file']}") from None
+    click.echo(f"created {result.created} {section} from {result.rows} rows")
+    for line, message in result.errors:
+        click.echo(f"line {line}: {message}")
+    if result.error_count > len(result.errors):
+        click.echo(f"... {result.error_count - len(result.errors)} more problems")
+    verb = "skipped" if result.duplicates_skipped else "imported all the same"
+    click.echo(f"rows for a person already here ({verb}): {result.duplicate_count}")
+    for line, message in result.duplicates:
+        click.echo(f"line {line}: {message}")
+    if result.duplicate_count > len(result.duplicates):
+        click.echo(f"... {result.duplicate_count - len(result.duplicates)} more")
+
+
 @main.group()
 def spool() -> None:
     """Tracking hits kept on disk while the database was unavailable."""

@@ -1,18 +1,16 @@
 """CRM records: contacts, accounts and leads.
 
 Lists with search and pagination, validated create and update (one error per
-field, nothing written on error), CSV import, the emails sent to a record,
+field, nothing written on error; record_import.py imports with the same checks), the emails sent to a record,
 and what the compose page needs to address a record.  ``record_type`` is one
 of ``models.RECORD_TYPES``: "contact", "account", "lead".
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
@@ -244,26 +242,35 @@ def _account_id(session: Session, raw: str) -> int | None:
     raise ValueError(f"several accounts are named {raw!r}: choose one from the list (they differ by their #number)")
 
 
+def clean_value(session: Session, definition: FieldDef, raw: str) -> object:
+    """One field's value as the form saves it, or ValueError with a message for the user.  Every way
+    a record is made (the form, the CSV and coreBOS imports) checks its values here."""
+    if definition.kind == "checkbox":
+        return _flag(raw)
+    if definition.kind == "account":
+        return _account_id(session, raw)
+    # Names end up in mail headers: no CR/LF anywhere.
+    text = clean_header_text(raw, field=definition.label.lower(), max_length=definition.max_length,
+                             required=definition.required)
+    if text and definition.kind == "email":
+        text = clean_address(text)
+    elif text and definition.kind == "url":
+        text = _website(text)
+    return text
+
+
+def attribute(definition: FieldDef) -> str:
+    """The model attribute a form field sets."""
+    return "account_id" if definition.kind == "account" else definition.name
+
+
 def clean_record(session: Session, record_type: str, submitted: Mapping[str, str]) -> dict[str, object]:
     """Model attribute -> value for submitted form values, or ValidationError with one message per field."""
     errors: dict[str, str] = {}
     values: dict[str, object] = {}
     for definition in FIELDS[record_type]:
-        raw = submitted.get(definition.name) or ""
         try:
-            if definition.kind == "checkbox":
-                values[definition.name] = _flag(raw)
-            elif definition.kind == "account":
-                values["account_id"] = _account_id(session, raw)
-            else:
-                # Names end up in mail headers: no CR/LF anywhere.
-                text = clean_header_text(raw, field=definition.label.lower(), max_length=definition.max_length,
-                                         required=definition.required)
-                if text and definition.kind == "email":
-                    text = clean_address(text)
-                elif text and definition.kind == "url":
-                    text = _website(text)
-                values[definition.name] = text
+            values[attribute(definition)] = clean_value(session, definition, submitted.get(definition.name) or "")
         except ValueError as exc:
             errors[definition.name] = str(exc)
     if errors:
@@ -356,19 +363,6 @@ def people_with_address(session: Session, address: str, exclude: Record | None =
             if isinstance(record, Contact | Lead) and record is not exclude]
 
 
-def _people_by_address(session: Session, addresses: set[str]) -> dict[str, str]:
-    """lower-case address -> "contact Ada Lovelace" for those a contact or lead has (one query each)."""
-    wanted = sorted({address.strip().lower() for address in addresses if address.strip()})
-    found: dict[str, str] = {}
-    for chunk in range(0, len(wanted), 500):
-        for model in (Contact, Lead):
-            matching = select(model).where(func.lower(model.email).in_(wanted[chunk:chunk + 500]))
-            people: list[Contact | Lead] = list(session.scalars(matching))
-            for person in people:
-                found.setdefault(person.email.lower(), f"{person.record_type} {person.display_name}")
-    return found
-
-
 def records_with_address(session: Session, address: str) -> list[Record]:
     """Contacts, then leads, then accounts whose email is ``address`` (letter case aside)."""
     found: list[Record] = []
@@ -376,114 +370,6 @@ def records_with_address(session: Session, address: str) -> list[Record]:
         matching = select(model).where(func.lower(model.email) == address.lower()).order_by(model.id)
         found.extend(session.scalars(matching))
     return found
-
-
-# -- CSV import -------------------------------------------------------------------------
-
-
-@dataclass
-class ImportResult:
-    created: int = 0
-    errors: list[tuple[int, str]] = field(default_factory=list)  # (line in the file, message)
-    # Rows whose address a contact or lead already has (or an earlier row): skipped, or created
-    # with a warning when asked to.
-    duplicates: list[tuple[int, str]] = field(default_factory=list)
-    duplicates_skipped: bool = True
-
-
-def _column_name(raw: str) -> str:
-    return raw.strip().lower().replace(" ", "_").replace("-", "_")
-
-
-def import_csv(session: Session, record_type: str, data: bytes, skip_duplicates: bool = True) -> ImportResult:
-    """Create a record per good row; report bad rows by line.  Contacts' ``account`` column holds an
-    account's exact name, which must exist (no account is created).  A contact or lead whose address
-    a contact or lead already has (or an earlier row of the file) is a duplicate: skipped, or with
-    ``skip_duplicates`` False created, and reported either way.
-
-    Raises ValidationError({"file": ...}) when the file as a whole cannot be used.
-    """
-    definitions = {definition.name: definition for definition in FIELDS[record_type]}
-    columns = ", ".join(definitions)
-    try:
-        text = data.decode("utf-8-sig")  # strips a BOM if there is one
-    except UnicodeDecodeError:
-        raise ValidationError({"file": "the file is not UTF-8 text: save it as “CSV UTF-8” and try again"}) from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = [_column_name(cell) for cell in next(reader, [])]
-    except csv.Error as exc:
-        raise ValidationError({"file": f"the first line is not readable CSV ({exc})"}) from None
-    required = [name for name, definition in definitions.items() if definition.required]
-    missing = [name for name in required if name not in header]
-    if not any(header) or missing:
-        raise ValidationError({"file": f"the first line must name the columns: {columns} "
-                                       f"({' and '.join(required)} required)"})
-    duplicates = sorted({name for name in header if name and header.count(name) > 1})
-    if duplicates:
-        raise ValidationError({"file": f"the header names {', '.join(duplicates)} more than once"})
-
-    result = ImportResult()
-    unknown = [name or f"column {number} (no name)" for number, name in enumerate(header, 1) if name not in definitions]
-    if unknown:
-        result.errors.append((1, f"unknown columns ignored: {', '.join(unknown)} (known: {columns})"))
-
-    rows: list[tuple[int, dict[str, str]]] = []
-    end = reader.line_num
-    while True:
-        line = end + 1  # a quoted value may span lines: report the line the row starts on
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            result.errors.append((line, f"unreadable CSV, import stopped here ({exc})"))
-            break
-        end = reader.line_num
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) > len(header):
-            result.errors.append((line, f"{len(row)} values but the header names {len(header)} columns"))
-            continue
-        rows.append((line, {name: value for name, value in zip(header, row, strict=False) if name in definitions}))
-
-    accounts_by_name: dict[str, list[int]] = {}
-    if "account" in definitions:
-        names = {values["account"].strip() for _, values in rows if values.get("account", "").strip()}
-        if names:
-            # Loaded entities stay in the identity map, so validation's session.get needs no query.
-            for account in session.scalars(select(Account).where(Account.name.in_(names))):
-                accounts_by_name.setdefault(account.name, []).append(account.id)
-
-    result.duplicates_skipped = skip_duplicates
-    known = _people_by_address(session, {values.get("email", "") for _, values in rows}) \
-        if record_type in PERSON_TYPES else {}
-    records = []
-    for line, values in rows:
-        address = values.get("email", "").strip().lower()
-        if address and address in known:
-            result.duplicates.append((line, f"{values.get('email', '').strip()} is already {known[address]}"))
-            if skip_duplicates:
-                continue
-        name = values.get("account", "").strip()
-        if name:
-            ids = accounts_by_name.get(name, [])
-            if len(ids) != 1:
-                reason = "there is no account named" if not ids else f"{len(ids)} accounts are named"
-                result.errors.append((line, f"account: {reason} {name!r}"))
-                continue
-            values["account"] = str(ids[0])
-        try:
-            records.append(_new_record(session, record_type, values, IMPORT_OPT_OUT))
-        except ValidationError as exc:
-            result.errors.append((line, str(exc)))
-            continue
-        if address and record_type in PERSON_TYPES:
-            known.setdefault(address, f"on line {line} of this file")
-    session.add_all(records)
-    session.commit()
-    result.created = len(records)
-    return result
 
 
 # -- related emails ---------------------------------------------------------------------

@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 from sqlalchemy import func, select
 
-from coretrack import erasure, records, tokens
+from coretrack import erasure, record_import, records, tokens
 from coretrack.models import AccessEvent, Contact, Email, Erasure, Lead, Recipient
 from coretrack.reports import REPORTS, parse_filters, table_page
 
@@ -61,11 +61,11 @@ def test_an_import_skips_or_lists_rows_for_people_already_here(staff, db):
     add_contact(db)
     data = (b"first_name,last_name,email\r\nAnn,Smith,ANN@example.test\r\nBob,Jones,bob@example.test\r\n"
             b"Bobby,Jones,bob@example.test\r\nCid,Lee,\r\n")
-    result = records.import_csv(db, "contact", data)
+    result = record_import.import_csv(db, "contact", data)
     assert result.created == 2  # Bob and Cid
     assert result.duplicates == [(2, "ANN@example.test is already contact Ann Smith"),
                                  (4, "bob@example.test is already on line 3 of this file")]
-    again = records.import_csv(db, "lead", b"first_name,last_name,email\r\nAnn,Smith,ann@example.test\r\n",
+    again = record_import.import_csv(db, "lead", b"first_name,last_name,email\r\nAnn,Smith,ann@example.test\r\n",
                                skip_duplicates=False)
     assert again.created == 1 and again.duplicates and not again.duplicates_skipped
     form = staff.get("/contacts/import").forms["import-form"]

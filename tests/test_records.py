@@ -9,7 +9,7 @@ import pytest
 import webtest
 from sqlalchemy import func, select
 
-from coretrack import records
+from coretrack import record_import, records
 from coretrack.models import Account, Contact, Email, Lead, Recipient, utcnow
 from coretrack.settings import SettingsService
 from coretrack.validation import ValidationError
@@ -263,20 +263,20 @@ def test_csv_import_keeps_good_rows_and_reports_bad_rows_by_line(staff, db):
 
 def test_csv_import_handles_a_byte_order_mark_and_header_spelling(db):
     data = "\ufeffName,Email,Website\nAcme Ltd,info@acme.example,acme.example\n".encode("utf-8")
-    result = records.import_csv(db, "account", data)
+    result = record_import.import_csv(db, "account", data)
     assert (result.created, result.errors) == (1, [])
     assert db.scalars(select(Account)).one().website == "https://acme.example"
 
 
 def test_csv_import_reports_unknown_columns_once(db):
     data = b"first_name,last_name,shoe_size\nAda,Lovelace,5\nGrace,Hopper,6\n"
-    result = records.import_csv(db, "lead", data)
+    result = record_import.import_csv(db, "lead", data)
     assert result.created == 2
     assert len(result.errors) == 1 and result.errors[0][0] == 1 and "shoe_size" in result.errors[0][1]
 
 
 def test_csv_import_reports_rows_with_too_many_values(db):
-    result = records.import_csv(db, "lead", b"first_name,last_name\nAda,Lovelace,extra\nGrace,Hopper\n")
+    result = record_import.import_csv(db, "lead", b"first_name,last_name\nAda,Lovelace,extra\nGrace,Hopper\n")
     assert result.created == 1
     assert [line for line, _ in result.errors] == [2]
 
@@ -290,7 +290,7 @@ def test_csv_import_reports_rows_with_too_many_values(db):
 ])
 def test_a_file_without_a_usable_header_is_refused(db, data, message):
     with pytest.raises(ValidationError) as raised:
-        records.import_csv(db, "contact", data)
+        record_import.import_csv(db, "contact", data)
     assert message in raised.value.errors["file"]
     assert count(db, Contact) == 0
 
@@ -438,7 +438,7 @@ def test_staff_opting_a_record_out_records_when_and_why_and_clearing_forgets_the
 
 
 def test_an_imported_opt_out_says_it_was_imported(db):
-    result = records.import_csv(db, "lead", b"first_name,last_name,email_opt_out\r\nGrace,Hopper,yes\r\n")
+    result = record_import.import_csv(db, "lead", b"first_name,last_name,email_opt_out\r\nGrace,Hopper,yes\r\n")
     assert result.created == 1
     lead = db.scalars(select(Lead)).one()
     assert (lead.email_opt_out, lead.email_opt_out_reason) == (True, records.IMPORT_OPT_OUT)

@@ -8,7 +8,7 @@ from werkzeug.exceptions import NotFound
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .. import records
+from .. import record_import, records
 from ..db import MAX_ID
 from ..http import AppRequest, admin_only, json_response
 from ..inputs import whole_number
@@ -135,10 +135,11 @@ def account_choices(request: AppRequest) -> Response:
     return json_response({"accounts": records.account_choices(request.db, request.args.get("q", ""))})
 
 
-def _import_page(request: AppRequest, section: str, result: records.ImportResult | None = None,
+def _import_page(request: AppRequest, section: str, result: record_import.ImportResult | None = None,
                  errors: dict[str, str] | None = None) -> Response:
     return request.render("records/import.html", status=400 if errors else 200,
-                          **_context(section, result=result, errors=errors or {}))
+                          **_context(section, result=result, errors=errors or {},
+                                     max_rows=record_import.MAX_PAGE_ROWS))
 
 
 def import_form(request: AppRequest, section: str) -> Response:
@@ -147,12 +148,13 @@ def import_form(request: AppRequest, section: str) -> Response:
 
 def import_records(request: AppRequest, section: str) -> Response:
     upload = request.files.get("file")
-    data = upload.read() if upload else b""
-    if not data:
+    if upload is None or not upload.stream.read(1):
         return _import_page(request, section, errors={"file": "choose a CSV file to import"})
     try:
-        result = records.import_csv(request.db, SECTIONS[section], data,
-                                    skip_duplicates=request.form.get("duplicates") != "create")
+        # Refused whole, before anything is written, past the page's row cap.
+        result = record_import.import_csv(request.db, SECTIONS[section], upload.stream,
+                                          skip_duplicates=request.form.get("duplicates") != "create",
+                                          max_rows=record_import.MAX_PAGE_ROWS)
     except ValidationError as exc:
         return _import_page(request, section, errors=exc.errors)
     return _import_page(request, section, result)
