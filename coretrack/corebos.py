@@ -21,9 +21,12 @@ from sqlalchemy.orm import Session
 
 from . import tokens
 from .models import AccessEvent, Account, Contact, Email, Lead, Recipient, User
-from .records import set_opt_out
+from .record_import import clean_leniently, new_record
+from .sanitize import clean_html
+from .validation import clean_address, clean_mail_text
 
 OPT_OUT_REASON = "imported from coreBOS"
+NO_NAME = "(no name)"
 # What the import reads; a database without vtiger_crmentity is not coreBOS at all.
 TABLES = ("vtiger_crmentity", "vtiger_account", "vtiger_contactdetails", "vtiger_leaddetails", "vtiger_activity",
           "vtiger_emaildetails", "vtiger_seactivityrel", "vtiger_email_track", "vtiger_email_access")
@@ -31,7 +34,6 @@ TABLES = ("vtiger_crmentity", "vtiger_account", "vtiger_contactdetails", "vtiger
 _ERRORS = {1045: "the user name or password was refused", 1044: "that user may not read the database",
            1049: "there is no such database", 2003: "cannot reach the server", 2005: "unknown server host",
            1146: "a table is missing"}
-_YES = frozenset({"1", "on", "yes", "true"})
 
 Rows = list[Any]
 Progress = Callable[[str, Rows], Iterable[Any]]
@@ -56,6 +58,9 @@ class ImportReport:
     counts_differ: int = 0
     # Links to a record that was not imported (deleted, converted) or has no address.
     unlinked: int = 0
+    # Values the form would refuse (a javascript: website, a bad address, a line break...), left
+    # out: "contacts email" -> how many.
+    left_out: Counter[str] = field(default_factory=Counter)
 
     def lines(self, dry_run: bool = False) -> list[str]:
         verb = "would import" if dry_run else "imported"
@@ -65,6 +70,9 @@ class ImportReport:
                      f"{self.counts_differ}")
         if self.unlinked:
             lines.append(f"links skipped (record deleted, converted or without an address): {self.unlinked}")
+        if self.left_out:
+            counts = ", ".join(f"{name} {count}" for name, count in sorted(self.left_out.items()))
+            lines.append(f"values left out (the form would refuse them): {counts}")
         return lines
 
 
@@ -129,8 +137,8 @@ def _when(day: date | None, at: datetime | str | None) -> datetime | None:
     return datetime.combine(day, time())
 
 
-def _text(value: Any, length: int) -> str:
-    return ("" if value is None else str(value)).strip()[:length]
+def _raw(value: Any) -> str:
+    return "" if value is None else str(value)
 
 
 class Importer:
@@ -166,9 +174,30 @@ class Importer:
     def _known(self, model: Any) -> dict[int, Any]:
         return {row.corebos_id: row for row in self.target.scalars(select(model).where(model.corebos_id.is_not(None)))}
 
-    def _opt_out(self, record: Account | Contact | Lead, value: Any) -> None:
-        if _text(value, 10).lower() in _YES and set_opt_out(record, OPT_OUT_REASON):
+    def _record(self, record_type: str, raw: dict[str, Any], placeholders: dict[str, str],
+                **extra: Any) -> Account | Contact | Lead:
+        """A record of coreBOS's values as the form's checks clean them: a value the form refuses is
+        left out and counted (never shown: it may be personal data), an empty required one is given
+        its placeholder."""
+        values, left_out = clean_leniently(self.target, record_type, {name: _raw(value) for name, value in raw.items()})
+        for name in left_out:
+            self.report.left_out[f"{record_type}s {name}"] += 1
+        for name, placeholder in placeholders.items():
+            values[name] = values[name] or placeholder
+        record = new_record(record_type, values, OPT_OUT_REASON, **extra)
+        if record.email_opt_out:
             self.report.opted_out += 1
+        assert isinstance(record, Account | Contact | Lead)
+        return record
+
+    def _checked(self, name: str, value: Any, check: Callable[[str], str]) -> str:
+        """``value`` as ``check`` cleans it, or left out (empty) and counted if it refuses it."""
+        raw = _raw(value).strip()
+        try:
+            return check(raw) if raw else ""
+        except ValueError:
+            self.report.left_out[name] += 1
+            return ""
 
     def _records(self) -> dict[int, Account | Contact | Lead]:
         live = "JOIN vtiger_crmentity e ON e.crmid = {} AND e.deleted = 0"
@@ -178,10 +207,10 @@ class Importer:
                 "FROM vtiger_account a " + live.format("a.accountid") + " ORDER BY a.accountid")):
             if row.accountid in accounts:
                 continue
-            account = Account(corebos_id=row.accountid, name=_text(row.accountname, 200) or f"coreBOS {row.accountid}",
-                              email=_text(row.email1, 254), phone=_text(row.phone, 64),
-                              website=_text(row.website, 200), created_at=row.createdtime)
-            self._opt_out(account, row.emailoptout)
+            account = self._record("account", {
+                "name": row.accountname, "email": row.email1, "phone": row.phone, "website": row.website,
+                "email_opt_out": row.emailoptout}, {"name": f"coreBOS {row.accountid}"},
+                corebos_id=row.accountid, created_at=row.createdtime)
             accounts[row.accountid] = account
             self.target.add(account)
             self.report.stages["accounts"].new += 1
@@ -193,10 +222,10 @@ class Importer:
             if row.contactid in contacts:
                 continue
             employer = accounts.get(row.accountid) if row.accountid else None
-            contact = Contact(corebos_id=row.contactid, first_name=_text(row.firstname, 100),
-                              last_name=_text(row.lastname, 100) or "(no name)", email=_text(row.email, 254),
-                              phone=_text(row.phone, 64), account=employer, created_at=row.createdtime)
-            self._opt_out(contact, row.emailoptout)
+            contact = self._record("contact", {
+                "first_name": row.firstname, "last_name": row.lastname, "email": row.email, "phone": row.phone,
+                "email_opt_out": row.emailoptout}, {"last_name": NO_NAME},
+                corebos_id=row.contactid, account=employer, created_at=row.createdtime)
             contacts[row.contactid] = contact
             self.target.add(contact)
             self.report.stages["contacts"].new += 1
@@ -206,10 +235,10 @@ class Importer:
                 "FROM vtiger_leaddetails l " + live.format("l.leadid") + " WHERE l.converted = 0 ORDER BY l.leadid")):
             if row.leadid in leads:
                 continue
-            lead = Lead(corebos_id=row.leadid, first_name=_text(row.firstname, 100),
-                        last_name=_text(row.lastname, 100) or "(no name)", company=_text(row.company, 200),
-                        email=_text(row.email, 254), created_at=row.createdtime)
-            self._opt_out(lead, row.emailoptout)
+            lead = self._record("lead", {
+                "first_name": row.firstname, "last_name": row.lastname, "company": row.company, "email": row.email,
+                "email_opt_out": row.emailoptout}, {"last_name": NO_NAME},
+                corebos_id=row.leadid, created_at=row.createdtime)
             leads[row.leadid] = lead
             self.target.add(lead)
             self.report.stages["leads"].new += 1
@@ -229,9 +258,13 @@ class Importer:
             if row.activityid in emails:
                 continue
             sent_at = _when(row.date_start, row.time_start) or row.createdtime
-            email = Email(corebos_id=row.activityid, subject=_text(row.subject, 998) or "(no subject)",
-                          html_body=row.description or "", sender_id=sender.id,
-                          from_address=_text(row.from_email, 254), status="sent", tracking=True,
+            # As the compose form has them: the subject one line for a header, the HTML cleaned.
+            subject = self._checked("emails subject", row.subject,
+                                    lambda value: clean_mail_text(value, field="subject", max_length=998))
+            email = Email(corebos_id=row.activityid, subject=subject or "(no subject)",
+                          html_body=clean_html(row.description or ""), sender_id=sender.id,
+                          from_address=self._checked("emails from_address", row.from_email, clean_address),
+                          status="sent", tracking=True,
                           created_at=row.createdtime or sent_at, sent_at=sent_at)
             emails[row.activityid] = email
             self.target.add(email)

@@ -78,6 +78,10 @@ def new_record(record_type: str, values: dict[str, object], reason: str, **extra
     return record
 
 
+# What a field left out holds: no for a yes/no, no account, else empty text.
+_LEFT_OUT: dict[str, object] = {"checkbox": False, "account": None}
+
+
 def clean_leniently(session: Session, record_type: str, raw: Mapping[str, str]) -> tuple[dict[str, object], list[str]]:
     """The form's values for the fields in ``raw``, and the names of those whose value the form
     refuses: they are left out (empty, or no for a yes/no), never stored as they came.  An empty
@@ -91,8 +95,7 @@ def clean_leniently(session: Session, record_type: str, raw: Mapping[str, str]) 
         try:
             values[attribute(definition)] = clean_value(session, replace(definition, required=False), value)
         except ValueError:
-            values[attribute(definition)] = False if definition.kind == "checkbox" else None \
-                if definition.kind == "account" else ""
+            values[attribute(definition)] = _LEFT_OUT.get(definition.kind, "")
             left_out.append(definition.name)
     return values, left_out
 
@@ -256,7 +259,8 @@ class _CsvImport:
             if address and people:
                 known.setdefault(address, f"on line {line} of this file")
         if inserts:
-            self.session.execute(insert(self.model), inserts)
+            # render_nulls: a None is sent as NULL, not left out, so that rows do not split the batch.
+            self.session.execute(insert(self.model), inserts, execution_options={"render_nulls": True})
             self.result.created += len(inserts)
 
 
