@@ -8,7 +8,7 @@ import random
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import pymysql
@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from conftest import free_port
 from sqlalchemy import func, select, text
 
-from coretrack import corebos, legacy
+from coretrack import corebos, legacy, record_import, records
 from coretrack.cli import main
 from coretrack.models import AccessEvent, Account, Contact, Email, Lead, Recipient
 from coretrack.tracking import Hit, count_hits, write_transaction
@@ -378,3 +378,145 @@ def test_a_source_that_cannot_be_imported_is_one_clear_line_without_the_password
         assert message in result.output and "Traceback" not in result.output, result.output
         assert PASSWORD not in result.output
         assert result.output.strip().count("\n") == 0, result.output
+
+
+# -- every import path uses the form's validation ----------------------------------------------
+
+# Per record type, values the form refuses (then the field they are in) and values it takes as they
+# are or cleaned: a javascript: website, bad addresses, line breaks a header would split on, a NUL,
+# a value longer than the form's field, HTML (kept as text: pages escape it).
+HOSTILE = {
+    "account": [
+        {"name": '<script>alert("name")</script> Ltd', "email": "evil@example.test>, x@example.test",
+         "phone": "+34 600\r\nBcc: evil@x.test", "website": "javascript:alert(document.domain)",
+         "email_opt_out": "1"},
+        {"name": "Fine Ltd", "email": "info@acme.example", "phone": "+34 600", "website": "acme.example",
+         "email_opt_out": "0"},
+    ],
+    "contact": [
+        {"first_name": "A" * 150, "last_name": "Lovelace\u2028Bcc: evil@example.test",
+         "email": "ada@example.test\nBcc: evil@example.test", "phone": "555\x00", "email_opt_out": "x"},
+    ],
+    "lead": [
+        {"first_name": "<img src=x onerror=alert(1)>", "last_name": "Hopper", "company": "Na\x0bvy",
+         "email": "javascript:alert(1)", "email_opt_out": "0"},
+    ],
+}
+REFUSED = {"accounts email": 1, "accounts phone": 1, "accounts website": 1, "contacts email": 1,
+           "contacts email_opt_out": 1, "contacts first_name": 1, "contacts last_name": 1, "contacts phone": 1,
+           "emails from_address": 1, "emails subject": 1, "leads company": 1, "leads email": 1}
+
+
+def hostile_corebos(crm: CoreBOS) -> None:
+    # An install whose columns were widened: values longer than the form takes.
+    crm.execute("ALTER TABLE vtiger_contactdetails MODIFY firstname varchar(300)")
+    accounts = []
+    for values in HOSTILE["account"]:
+        crmid = crm.entity("Accounts")
+        crm.execute("INSERT INTO vtiger_account (accountid, account_no, accountname, email1, phone, website, "
+                    "emailoptout) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (crmid, f"ACC{crmid}", values["name"], values["email"], values["phone"], values["website"],
+                     values["email_opt_out"]))
+        accounts.append(crmid)
+    for values in HOSTILE["contact"]:
+        crmid = crm.entity("Contacts")
+        crm.execute("INSERT INTO vtiger_contactdetails (contactid, contact_no, accountid, firstname, lastname, "
+                    "email, phone, emailoptout) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    (crmid, f"CON{crmid}", accounts[0], values["first_name"], values["last_name"], values["email"],
+                     values["phone"], values["email_opt_out"]))
+    for values in HOSTILE["lead"]:
+        crmid = crm.entity("Leads")
+        crm.execute("INSERT INTO vtiger_leaddetails (leadid, lead_no, email, firstname, lastname, company, "
+                    "emailoptout) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (crmid, f"LEA{crmid}", values["email"], values["first_name"], values["last_name"],
+                     values["company"], values["email_opt_out"]))
+    mailid = crm.entity("Emails", description='<p>Hello</p><script>alert(1)</script>'
+                                              '<a href="javascript:alert(1)" onclick="alert(2)">x</a>')
+    crm.execute("INSERT INTO vtiger_activity (activityid, subject, semodule, activitytype, date_start, time_start) "
+                "VALUES (%s, %s, %s, %s, %s, %s)",
+                (mailid, "Offer\r\nBcc: evil@example.test", "Accounts", "Emails", START.date(), "10:15"))
+    crm.execute("INSERT INTO vtiger_emaildetails (emailid, from_email, to_email, idlists, email_flag) "
+                "VALUES (%s, %s, %s, %s, %s)", (mailid, "not an address", "[]", "", "SENT"))
+    crm.execute("INSERT INTO vtiger_seactivityrel (crmid, activityid) VALUES (%s, %s)", (accounts[1], mailid))
+
+
+def the_form_would_save(db, record) -> None:
+    """Every value of ``record`` is one the form saves as it is (a required one may be empty on import)."""
+    submitted = records.form_values(record)
+    for definition in records.FIELDS[record.record_type]:
+        if definition.kind == "account":
+            continue
+        value = records.clean_value(db, replace(definition, required=False), submitted[definition.name])
+        assert value == getattr(record, definition.name), (definition.name, getattr(record, definition.name))
+
+
+def live_script(page) -> list[str]:
+    """What in a page could run: javascript:/data: links, event handlers, scripts that are not ours."""
+    found = [f"{tag.name} {name}={value!r}" for tag in page.html.find_all(True) for name, value in tag.attrs.items()
+             if name in ("href", "src", "action", "formaction")
+             and str(value).strip().lower().startswith(("javascript:", "data:", "vbscript:"))]
+    found += [f"{tag.name} {name}" for tag in page.html.find_all(True) for name in tag.attrs if name.startswith("on")]
+    found += [str(tag) for tag in page.html.find_all("script") if "alert" in tag.text]
+    found += [f"srcdoc {tag['srcdoc']!r}" for tag in page.html.find_all("iframe", srcdoc=True)
+              if "javascript:" in tag["srcdoc"] or "<script" in tag["srcdoc"]]
+    return found
+
+
+def test_coreBOS_values_the_form_would_refuse_are_left_out_and_counted_and_no_page_runs_them(
+        cli, db, staff, mariadb, request):
+    crm = make_corebos(mariadb, f"corebos_hostile_{request.node.callspec.params['database']}")
+    hostile_corebos(crm)
+    result = cli("--from", crm.url)
+    assert result.exit_code == 0, result.output
+    counts = ", ".join(f"{name} {count}" for name, count in sorted(REFUSED.items()))
+    assert f"values left out (the form would refuse them): {counts}" in result.output
+    for value in ("javascript", "evil@", "A" * 100, "555"):
+        assert value not in result.output  # counted, never printed
+
+    db.expire_all()
+    hostile, fine = db.scalars(select(Account).order_by(Account.id)).all()
+    assert (hostile.name, hostile.email, hostile.phone, hostile.website) == (HOSTILE["account"][0]["name"], "", "", "")
+    assert hostile.email_opt_out and hostile.email_opt_out_reason == corebos.OPT_OUT_REASON
+    assert (fine.email, fine.website) == ("info@acme.example", "https://acme.example")  # cleaned as the form does
+    contact, lead = db.scalars(select(Contact)).one(), db.scalars(select(Lead)).one()
+    assert (contact.first_name, contact.last_name, contact.email, contact.phone, contact.email_opt_out) == (
+        "", "(no name)", "", "", False)
+    assert contact.account == hostile
+    assert (lead.first_name, lead.company, lead.email) == (HOSTILE["lead"][0]["first_name"], "", "")
+    for record in (hostile, fine, contact, lead):
+        the_form_would_save(db, record)
+    email = db.scalars(select(Email)).one()
+    assert (email.subject, email.from_address) == ("(no subject)", "")
+    assert "<p>Hello</p>" in email.html_body
+    assert "script" not in email.html_body and "javascript:" not in email.html_body and "onclick" not in email.html_body
+
+    pages = [f"/accounts/{hostile.id}", f"/accounts/{fine.id}", f"/contacts/{contact.id}", f"/leads/{lead.id}",
+             f"/emails/{email.id}", "/accounts", "/contacts", "/leads"]
+    for path in pages:
+        page = staff.get(path)
+        assert live_script(page) == [], path
+    assert staff.get(f"/accounts/{fine.id}").html.select_one("a[href='https://acme.example']") is not None
+    assert "<script>" in staff.get(f"/accounts/{hostile.id}").html.select_one("h1").text  # shown, as text
+
+
+def test_the_same_values_through_the_CSV_import_are_refused_by_line_and_field_and_no_page_runs_them(staff, db):
+    for record_type, rows in HOSTILE.items():
+        columns = list(rows[0])
+        lines = [",".join(columns)] + [",".join('"' + row[name].replace('"', '""') + '"' for name in columns)
+                                       for row in rows]
+        result = record_import.import_csv(db, record_type, ("\r\n".join(lines) + "\r\n").encode())
+        refused = {number: [name for name in columns if f"{record_type}s {name}" in REFUSED] for number in (2,)}
+        # The first row of each holds refused values: that row is reported with each such field named
+        # and not imported; a row the form takes is imported as the form cleans it.
+        assert [line for line, _ in result.errors] == [2], result.errors
+        for name in refused[2]:
+            assert f"{name}:" in result.errors[0][1], (name, result.errors[0][1])
+        assert result.created == len(rows) - 1
+    db.expire_all()
+    fine = db.scalars(select(Account)).one()
+    assert fine.website == "https://acme.example"
+    the_form_would_save(db, fine)
+    assert db.scalar(select(func.count()).select_from(Contact)) == 0
+    assert db.scalar(select(func.count()).select_from(Lead)) == 0
+    for path in (f"/accounts/{fine.id}", "/accounts"):
+        assert live_script(staff.get(path)) == [], path
