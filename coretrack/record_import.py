@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import IO, TYPE_CHECKING
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 # README gives the measurement), far within Apache's 60 s request timeout, and a larger one is
 # refused before anything is written.  ``coretrack import csv`` takes any size.
 MAX_PAGE_ROWS = 20_000
+# And should a busy server still be slower, the page's import gives up with nothing written well
+# before Apache's 60 s timeout, rather than answer 504 and go on to commit.
+PAGE_SECONDS = 40
 # Rows resolved and written together.  A batch is one INSERT of at most 1,000 rows of at most 12
 # columns: 12,000 parameters, within SQLite's 32,766 and PostgreSQL's 65,535 a statement.
 BATCH_ROWS = 1000
@@ -208,7 +212,7 @@ def people_by_address(session: Session, addresses: set[str]) -> dict[str, str]:
             matching = select(func.lower(model.email), model.first_name, model.last_name) \
                 .where(func.lower(model.email).in_(wanted[chunk:chunk + BATCH_ROWS])).order_by(model.id)
             for address, first_name, last_name in session.execute(matching):
-                found.setdefault(address, f"{model.record_type} {first_name} {last_name}".strip())
+                found.setdefault(address, f"{model.record_type} " + f"{first_name} {last_name}".strip())
     return found
 
 
@@ -265,7 +269,7 @@ class _CsvImport:
 
 
 def import_csv(session: Session, record_type: str, data: bytes | IO[bytes], skip_duplicates: bool = True,
-               max_rows: int | None = None,
+               max_rows: int | None = None, seconds: float | None = None,
                after_batch: Callable[[ImportResult], None] | None = None) -> ImportResult:
     """Create a record per good row; report bad rows by line.  Contacts' ``account`` column holds an
     account's exact name, which must exist (no account is created).  A contact or lead whose address
@@ -275,8 +279,10 @@ def import_csv(session: Session, record_type: str, data: bytes | IO[bytes], skip
     ``data`` is the file or a seekable stream of it.  Nothing is written until the whole file is
     known to be UTF-8 and, with ``max_rows``, to hold no more rows.  ``after_batch`` is called after
     each batch is written (the CLI commits there and shows progress); otherwise it all commits at
-    the end.  Raises ValidationError({"file": ...}) when the file as a whole cannot be used.
+    the end.  Raises ValidationError({"file": ...}) when the file as a whole cannot be used, or,
+    everything rolled back, when the import takes longer than ``seconds``.
     """
+    started = time.monotonic()
     stream = io.BytesIO(data) if isinstance(data, bytes) else data
     if max_rows is not None and count_rows(stream, max_rows) > max_rows:
         raise ValidationError({"file": too_many_rows(record_type, max_rows)})
@@ -289,6 +295,10 @@ def import_csv(session: Session, record_type: str, data: bytes | IO[bytes], skip
         header = _header(reader, record_type, importing.result)
         for batch in _batches(_rows(reader, header, record_type, importing.result)):
             importing.batch(batch)
+            if seconds is not None and time.monotonic() - started > seconds:
+                session.rollback()
+                raise ValidationError({"file": f"the server was too busy to import this file within {seconds:g} s, "
+                                               f"so nothing was imported: try again later, or split it"})
             if after_batch is not None:
                 after_batch(importing.result)
         session.commit()

@@ -131,14 +131,16 @@ def test_the_command_imports_a_file_over_the_page_s_cap_and_says_what_it_importe
     assert count(db, Lead) == 0
 
 
+# The command's peak resident memory in kB: VmHWM is this process's own (getrusage's ru_maxrss would
+# count the test process it was forked from).
 PEAK_RSS = """
-import resource, sys
+import sys
 from coretrack.cli import main
 try:
     main(["import", "csv", sys.argv[1], "--type", "contacts"])
 except SystemExit as exit:
     assert not exit.code, exit.code
-print("peak", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print("peak", next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
 """
 
 
@@ -156,5 +158,13 @@ def test_the_command_s_memory_does_not_grow_with_the_file(config, users, tmp_pat
         peaks[rows] = int(done.stdout.split("peak")[-1]) / 1024  # MB
     # Twelve times the rows: the peak moves by the noise of the allocator, not by the rows (the whole
     # file held as records took some 4 KB a row: 200 MB more here).
-    assert peaks[60_000] - peaks[5_000] < 15, peaks
+    assert peaks[60_000] - peaks[5_000] < 8, peaks
 
+
+
+def test_an_import_the_page_cannot_finish_in_time_writes_nothing_and_says_so(staff, db, monkeypatch):
+    # A server too busy to finish before Apache's timeout: never a 504 for work that then commits.
+    monkeypatch.setattr(record_import, "PAGE_SECONDS", 0)
+    page = upload(staff, "contacts", people(record_import.BATCH_ROWS + 1), status=400)
+    assert "nothing was imported" in page.html.select_one("#e-file").text
+    assert count(db, Contact) == 0

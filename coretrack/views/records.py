@@ -151,10 +151,11 @@ def import_records(request: AppRequest, section: str) -> Response:
     if upload is None or not upload.stream.read(1):
         return _import_page(request, section, errors={"file": "choose a CSV file to import"})
     try:
-        # Refused whole, before anything is written, past the page's row cap.
+        # Refused whole, before anything is written, past the page's row cap; rolled back whole
+        # rather than answered by Apache's timeout.
         result = record_import.import_csv(request.db, SECTIONS[section], upload.stream,
                                           skip_duplicates=request.form.get("duplicates") != "create",
-                                          max_rows=record_import.MAX_PAGE_ROWS)
+                                          max_rows=record_import.MAX_PAGE_ROWS, seconds=record_import.PAGE_SECONDS)
     except ValidationError as exc:
         return _import_page(request, section, errors=exc.errors)
     return _import_page(request, section, result)
