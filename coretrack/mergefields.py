@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .models import Account, Contact, Lead, Record, User
+from .sanitize import clean_html
 
 # $module-field$: lower-case names, as coreBOS writes them.
 FIELD = re.compile(r"\$([a-z]+-[a-z0-9_]+)\$")
@@ -107,12 +108,16 @@ def render_text(text: str, values: Mapping[str, str], *, escape: bool = False, o
 
 
 def render(subject: str, html_body: str, text_body: str, values: Mapping[str, str]) -> Rendered:
-    """An email's subject and bodies as one recipient gets them."""
+    """An email's subject and bodies as one recipient gets them.  The HTML is cleaned again once
+    filled: an escaped value cannot open a tag or leave an attribute, but it can still be a whole
+    URL (``<a href="$contacts-phone$">`` with ``javascript:...``) or a style, which only the
+    cleaner judges."""
     unknown: set[str] = set()
     empty: set[str] = set()
+    html_filled = render_text(html_body, values, escape=True, unknown=unknown, empty=empty)
     rendered = Rendered(
         render_text(subject, values, one_line=True, unknown=unknown, empty=empty).strip(),
-        render_text(html_body, values, escape=True, unknown=unknown, empty=empty),
+        clean_html(html_filled) if html_filled != html_body else html_body,
         render_text(text_body, values, unknown=unknown, empty=empty),
     )
     rendered.unknown, rendered.empty = sorted(unknown), sorted(empty)
