@@ -127,9 +127,14 @@ def trackable_links(html: str, public_url: str) -> list[str]:
     return [href.url for href in _hrefs(html) if is_trackable(href.url, public_url)]
 
 
-def rewrite_links(html: str, links: Sequence[str], url_of: dict[int, str]) -> str:
+def link_count(html: str) -> int:
+    """How many links (``<a href>``) the HTML has, trackable or not."""
+    return sum(1 for _ in _hrefs(html))
+
+
+def rewrite_links(html: str, links: Sequence[str], url_of: dict[int, str]) -> tuple[str, list[int]]:
     """The HTML with the links stored for its email (``links``, in order) pointing to
-    ``url_of[position]``; every other href stays as it is."""
+    ``url_of[position]``, every other href as it is; and the positions rewritten."""
     parts: list[str] = []
     done = 0
     position = 0
@@ -138,7 +143,7 @@ def rewrite_links(html: str, links: Sequence[str], url_of: dict[int, str]) -> st
             parts += [html[done:href.start], '"', html_lib.escape(url_of[position]), '"']
             done = href.end
             position += 1
-    return "".join(parts) + html[done:]
+    return "".join(parts) + html[done:], list(range(position))
 
 
 def parse(secret: bytes, query: str) -> tuple[str, int] | None:

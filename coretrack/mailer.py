@@ -219,8 +219,7 @@ class MessageTemplate:
         self.sendgrid_tag = sendgrid_tag
         self.secret = secret
         self.placeholder = None
-        # Each link's MAC placeholder, by position: filled per recipient like the token.
-        self.link_placeholders: dict[int, str] = {}
+        self.link_positions: frozenset[int] = frozenset()  # the links rewritten, each with a MAC slot
         if public_url is not None or unsubscribe_url is not None:
             # Random, so it cannot already be in the HTML; its QP form is itself.
             self.placeholder = _random_placeholder(tokens.TOKEN_LENGTH)
@@ -229,16 +228,17 @@ class MessageTemplate:
             html, text = add_unsubscribe_footer(html, text, unsubscribe_footer,
                                                 unsubscribe_link(unsubscribe_url, self.placeholder))
         plain = text or html_to_text(html)  # made before the links are rewritten: it keeps their URLs
+        # Every link's MAC placeholder is one random prefix and the link's position, so that one
+        # scan of the serialised message finds them all (a search per link would grow with the
+        # square of the links).  Filled per recipient like the token.
+        self.link_prefix = _random_placeholder(clicks.MAC_LENGTH - _POSITION_DIGITS)
+        if public_url is not None and self.placeholder and links:
+            html, rewritten = clicks.rewrite_links(html, links, {
+                position: clicks.click_url(public_url, position, self.placeholder, self._link_placeholder(position))
+                for position in range(len(links))})
+            # A stored link the HTML no longer has in its place is not rewritten, and gets no slot.
+            self.link_positions = frozenset(rewritten)
         if public_url is not None and self.placeholder:
-            if links:
-                self.link_placeholders = {position: _random_placeholder(clicks.MAC_LENGTH)
-                                          for position in range(len(links))}
-                html = clicks.rewrite_links(html, links, {
-                    position: clicks.click_url(public_url, position, self.placeholder, placeholder)
-                    for position, placeholder in self.link_placeholders.items()})
-                # A stored link the HTML no longer has in its place is not rewritten, and gets no slot.
-                self.link_placeholders = {position: placeholder for position, placeholder
-                                          in self.link_placeholders.items() if placeholder in html}
             html = insert_image(html, tracking_image(public_url, self.placeholder))
 
         message = EmailMessage(policy=SMTP_POLICY)
@@ -279,20 +279,18 @@ class MessageTemplate:
         self._slots: list[tuple[int, int, bytes, int | None]] = []
         if self.placeholder:
             self._slots += [(*match.span(), match.group(), None)
-                            for match in self._find_placeholder(self.placeholder)]
-        for position, placeholder in self.link_placeholders.items():
-            self._slots += [(*match.span(), match.group(), position)
-                            for match in self._find_placeholder(placeholder, 1)]
+                            for match in _find(self.placeholder, self.body)]
+        if self.link_positions:
+            digits = rb"((?:" + _SOFT_BREAK + rb"?[0-9]){%d})" % _POSITION_DIGITS
+            found = [(*match.span(), match.group(), int(re.sub(_SOFT_BREAK, b"", match.group(1))))
+                     for match in _find(self.link_prefix, self.body, digits)]
+            if sorted(slot[3] for slot in found) != sorted(self.link_positions):
+                raise RuntimeError("a link's placeholder is not once in the serialised message")
+            self._slots += found
         self._slots.sort()
 
-    def _find_placeholder(self, placeholder: str, times: int | None = None) -> list[re.Match[bytes]]:
-        """Every place of the placeholder (exactly ``times`` of them when given; at least one)."""
-        soft_break = rb"(?:=\r?\n)?"
-        pattern = soft_break.join(re.escape(char.encode("ascii")) for char in placeholder)
-        matches = list(re.finditer(pattern, self.body))
-        if not matches or times is not None and len(matches) != times:
-            raise RuntimeError("placeholder not found as often as it was put in the serialised message")
-        return matches
+    def _link_placeholder(self, position: int) -> str:
+        return f"{self.link_prefix}{position:0{_POSITION_DIGITS}d}"
 
     def to_header(self, address: str, name: str = "") -> str:
         """The folded To header; MessageError when the recipient's name or address cannot go into it."""
@@ -325,7 +323,7 @@ class MessageTemplate:
         if not self._slots:
             return headers + self.body
         values: dict[int | None, bytes] = {None: token.encode("ascii")}
-        for position in self.link_placeholders:
+        for position in self.link_positions:
             values[position] = clicks.link_mac(self.secret, token, position).encode("ascii")
         pieces = [headers]
         done = 0
@@ -340,6 +338,20 @@ class MessageTemplate:
 
 
 _PLACEHOLDER_BYTES = frozenset(_ALPHABET.encode("ascii"))
+# A link's position at the end of its MAC placeholder: more positions than an email may have links.
+_POSITION_DIGITS = 6
+# Quoted-printable may break a line anywhere in a placeholder (its alphabet has no "=").
+_SOFT_BREAK = rb"(?:=\r?\n)"
+
+
+def _find(placeholder: str, body: bytes, then: bytes = b"") -> list[re.Match[bytes]]:
+    """Every place of the placeholder (followed by what ``then`` matches) in the body, in one scan;
+    at least one."""
+    pattern = (_SOFT_BREAK + b"?").join(re.escape(char.encode("ascii")) for char in placeholder)
+    matches = list(re.finditer(pattern + then, body))
+    if not matches:
+        raise RuntimeError("placeholder not found in the serialised message")
+    return matches
 
 
 def _random_placeholder(length: int) -> str:
