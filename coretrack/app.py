@@ -33,7 +33,7 @@ from werkzeug.middleware.shared_data import SharedDataMiddleware
 from werkzeug.routing import IntegerConverter, Map, Rule
 from werkzeug.wrappers import Response
 
-from . import csrf, localtime
+from . import csrf, limits, localtime
 from .auth import BasicAuthMiddleware, Htpasswd
 from .config import Config
 from .db import MAX_ID, make_engine, make_session_factory
@@ -215,6 +215,7 @@ class CoreTrack:
         request = AppRequest(environ)
         request.app = self
         request.max_content_length = self.config.max_upload_bytes
+        request.max_form_memory_size = limits.MAX_FORM_FIELD_BYTES
         try:
             try:
                 response = self.dispatch(request)

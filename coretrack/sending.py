@@ -32,7 +32,7 @@ from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import ScalarSelect
 
-from . import clicks, erasure, mergefields, records, tokens
+from . import clicks, erasure, limits, mergefields, records, tokens
 from .bounces import verp_address
 from .config import Config
 from .db import MAX_ID, changed_rows
@@ -215,7 +215,8 @@ def attachment_data(filename: str, content_type: str, data: bytes) -> Attachment
 
 def check_message(subject: str, html: str, text: str, errors: dict[str, str]) -> str:
     """An email's subject as it is kept (one line for the header), the problems of the subject and
-    bodies added to ``errors`` by field: what a sent email and a template both need."""
+    bodies added to ``errors`` by field: what a sent email and a template both need, the size
+    limits (coretrack.limits) included."""
     try:
         subject = clean_mail_text(subject, field="subject", max_length=998)
     except ValueError as exc:
@@ -227,6 +228,7 @@ def check_message(subject: str, html: str, text: str, errors: dict[str, str]) ->
             errors[body] = str(exc)
     if "html" not in errors and not (html or "").strip():
         errors["html"] = "an HTML body is required"
+    limits.check_bodies(html, text, errors)
     return subject
 
 
@@ -510,6 +512,9 @@ class Personaliser:
         """This recipient's message; MessageError when their values cannot go into one."""
         parts = self.parts[tracked]
         rendered = mergefields.render(parts["subject"], parts["html"], parts["text"], values)
+        for field_name, label, body in (("html", "HTML body", rendered.html), ("text", "text body", rendered.text)):
+            if problem := limits.body_problem(body, f"{label} filled with this recipient's merge fields"):
+                raise MessageError(field_name, problem)
         key = (tracked, rendered.subject, rendered.html, rendered.text)
         with self.lock:
             template = self.cache.get(key)
@@ -568,8 +573,13 @@ def deliver(
 ) -> DeliveryReport:
     """Send the email's pending recipients (up to ``limit``) in batches, over as many connections as
     the settings say (``pool`` keeps them open for the next call; without one they close at the end).
-    ``stop`` ends the delivery after the message in hand, giving the rest of the batch back."""
+    ``stop`` ends the delivery after the message in hand, giving the rest of the batch back.
+
+    A call with a ``limit`` is one turn of the worker, which goes round the emails due: the turn
+    also ends after TURN_SECONDS (building the message included; one message at least), so an email
+    that is slow to build or send holds up the ones queued after it by one turn, not by all of it."""
     report = DeliveryReport()
+    turn_ends = time.monotonic() + TURN_SECONDS if limit is not None else None
     with session_factory() as session:
         fail_interrupted(session, email_id)
         email = session.get(Email, email_id)
@@ -596,7 +606,7 @@ def deliver(
                 pool = closing.enter_context(SmtpPool())
             senders = pool.senders_for(server, connections)
             delivery = _Delivery(session_factory, email_id, from_address, bounce_address, messages, limit,
-                                 on_progress, stop or threading.Event())
+                                 on_progress, stop or threading.Event(), turn_ends)
             for part in delivery.run(senders):
                 report.sent += part.sent
                 report.failed += part.failed
@@ -608,6 +618,9 @@ def deliver(
 # Recipients claimed in one transaction and recorded in one: a worker that dies mid-batch leaves at
 # most this many per connection in "sending", later failed as "delivery unknown", never resent.
 BATCH_SIZE = 100
+# One email's turn of the worker (see deliver): long enough that the SMTP round trips, not the
+# turns, set a large send's pace; short enough that an email queued behind it goes within seconds.
+TURN_SECONDS = 10.0
 # A batch still going after this long (a slow server) gives its unsent recipients back, so that a
 # live worker's claim never gets near STALE_AFTER.
 HOLD_CLAIM_SECONDS = 60.0
@@ -666,6 +679,7 @@ class _Delivery:
     limit: int | None  # recipients still to claim (None: all)
     on_progress: Callable[[int], None] | None
     stop: threading.Event
+    turn_ends: float | None  # time.monotonic() when this turn is over (None: when all are sent)
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
@@ -707,6 +721,9 @@ class _Delivery:
             if self.limit is not None:
                 self.limit += count
 
+    def _turn_over(self) -> bool:
+        return self.turn_ends is not None and time.monotonic() >= self.turn_ends
+
     def _progress(self) -> None:
         if self.on_progress is not None:
             with self.lock:  # a progress bar is not made for several threads
@@ -728,6 +745,8 @@ class _Delivery:
                     if not batch:
                         break
                     self._send_batch(session, checks, sender, batch, report)
+                    if self._turn_over():  # (after one batch at least: a turn always sends something)
+                        break
         return report
 
     def _send_batch(self, session: Session, checks: Connection, sender: SmtpSender, batch: list[Claimed],
@@ -744,7 +763,8 @@ class _Delivery:
         try:
             for recipient_id, address, name, token, tracked in batch:
                 # (One message at least per batch, so a slow server still gets them all in the end.)
-                if self.stop.is_set() or (handled and time.monotonic() - started > HOLD_CLAIM_SECONDS):
+                if self.stop.is_set() or handled and (time.monotonic() - started > HOLD_CLAIM_SECONDS
+                                                      or self._turn_over()):
                     break
                 handled.add(recipient_id)
                 # Cancelled since the claim (or declared interrupted): no longer this worker's to send.
