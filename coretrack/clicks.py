@@ -1,8 +1,9 @@
 """Click tracking: links rewritten to a signed redirect, each click recorded and sent on.
 
 When an email is tracked, every http(s) link of its HTML (not mailto:, tel:, in-page anchors,
-javascript:/data: or anything under the install's own public URL) is stored in ``email_links``
-when the email is composed, in document order, and the HTML sent to each recipient points it to
+javascript:/data:, anything under the install's own public URL or with a merge field) is stored
+in ``email_links`` when the email is composed, in document order, and the HTML sent to each
+recipient points it to
 ``CLICK_PATH?c=<position>.<recipient token>.<mac>``, where the MAC is an HMAC of the token and the
 position with the install's secret.  The endpoint checks the MAC in constant time before it touches
 the database and redirects only to the URL stored for that email's link: nothing of the query but
@@ -25,7 +26,7 @@ from urllib.parse import parse_qsl, urlsplit
 from sqlalchemy import and_, case, select, update
 from sqlalchemy.orm import Session
 
-from . import tokens
+from . import mergefields, tokens
 from .db import changed_rows
 from .models import ClickEvent, EmailLink, Recipient, utcnow
 from .tracking import _CONTROL, by_agent, fold_target, store_ip
@@ -123,8 +124,11 @@ def _hrefs(html: str) -> Iterator[_Href]:
 
 
 def trackable_links(html: str, public_url: str) -> list[str]:
-    """The URLs to store for an email, in document order (their position is their index)."""
-    return [href.url for href in _hrefs(html) if is_trackable(href.url, public_url)]
+    """The URLs to store for an email, in document order (their position is their index).  A URL
+    with a merge field is each recipient's own, not one stored redirect: it is not tracked (stored,
+    it would match no filled link, and the links after it would not be rewritten either)."""
+    return [href.url for href in _hrefs(html)
+            if is_trackable(href.url, public_url) and not mergefields.has_fields(href.url)]
 
 
 def link_count(html: str) -> int:

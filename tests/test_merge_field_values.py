@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from coretrack import mergefields, sending
+from coretrack import clicks, mergefields, sending
 from coretrack.models import Account, Contact, Lead, User
 from coretrack.sanitize import STYLE_PROPERTIES, URL_SCHEMES
 from coretrack.worker import run_worker
@@ -86,3 +86,26 @@ def test_every_merge_field_holding_a_hostile_value_goes_out_clean(app, db, users
                 assert properties <= STYLE_PROPERTIES, value
         # Not dropped: the value is shown, as text, where the text position had it.
         assert hostile.strip() in "".join(arrived.text)
+
+
+def test_a_link_made_with_a_merge_field_goes_out_filled_and_the_links_after_it_stay_tracked(
+        app, db, users, smtp_settings):
+    """A link whose URL holds a merge field is each recipient's own: it cannot be one stored
+    redirect, so it goes out as filled, untracked; the email's other links are tracked as ever."""
+    sink, _ = smtp_settings
+    contact = Contact(first_name="Ada", last_name="Lovelace", email="ada@example.test")
+    db.add(contact)
+    db.commit()
+    html = ('<p><a href="https://shop.example.test/before">before</a> '
+            '<a href="https://shop.example.test/?name=$contacts-firstname$">yours</a> '
+            '<a href="https://shop.example.test/after">after</a></p>')
+    sending.compose(db, app.config, users["sam"], sending.prepare(db, to=[f"contact:{contact.id}"], subject="Hi",
+                                                                  html=html))
+
+    run_worker(app.Session, app.config, once=True)
+
+    arrived = Arrived()
+    arrived.feed(sink.received[0].message.get_body(preferencelist=("html",)).get_content())
+    hrefs = [value for name, value in arrived.attributes if name == "href"]
+    assert hrefs[1] == "https://shop.example.test/?name=Ada"
+    assert [clicks.CLICK_PATH in href for href in (hrefs[0], hrefs[2])] == [True, True]
