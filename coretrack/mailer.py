@@ -233,6 +233,8 @@ class MessageTemplate:
         # square of the links).  Filled per recipient like the token.
         self.link_prefix = _random_placeholder(clicks.MAC_LENGTH - _POSITION_DIGITS)
         if public_url is not None and self.placeholder and links:
+            if len(links) > 10 ** _POSITION_DIGITS:  # (far more than an email may have: coretrack.limits)
+                raise MessageError("html", f"the HTML body cannot be put in an email: {len(links):,} links")
             html, rewritten = clicks.rewrite_links(html, links, {
                 position: clicks.click_url(public_url, position, self.placeholder, self._link_placeholder(position))
                 for position in range(len(links))})
