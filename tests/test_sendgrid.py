@@ -93,12 +93,12 @@ def test_the_sendgrid_preset_fills_in_the_relay_whatever_the_form_says(db, confi
 
 
 def test_the_configuration_editor_offers_the_preset(admin):
-    page = admin.get("/settings")
-    assert page.form["smtp_preset"].options[1][0] == "sendgrid"
-    page.form["smtp_preset"] = "sendgrid"
-    page.form["smtp_password"] = "SG.key"
-    page.form.submit().follow()
-    assert admin.get("/settings").form["smtp_host"].value == "smtp.sendgrid.net"
+    form = admin.get("/settings").forms["settings-form"]
+    assert form["smtp_preset"].options[1][0] == "sendgrid"
+    form["smtp_preset"] = "sendgrid"
+    form["smtp_password"] = "SG.key"
+    form.submit().follow()
+    assert admin.get("/settings").forms["settings-form"]["smtp_host"].value == "smtp.sendgrid.net"
 
 
 def test_through_the_preset_each_message_names_its_recipients_token_in_x_smtpapi(app, db, users, smtp_server):
