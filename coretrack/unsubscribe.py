@@ -14,8 +14,9 @@ from . import suppression, tokens
 from .models import Recipient
 
 UNSUBSCRIBE_PATH = "/email/unsubscribe"
-# The POST's body is never read (the token in the query is the authority): RFC 8058's one-click body
-# and the page's button both send "List-Unsubscribe=One-Click" (26 bytes).  More is refused unread.
+# The token in the query is the authority; the POST's body only tells the page's button ("from=page"
+# beside RFC 8058's "List-Unsubscribe=One-Click": 36 bytes) from a mail provider's one-click POST,
+# kept as the opt-out's source.  More is refused unread.
 MAX_BODY_BYTES = 1024
 DEFAULT_FOOTER = "You are receiving this email because you are in our contacts. To receive no more email from us:"
 

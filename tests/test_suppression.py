@@ -15,7 +15,7 @@ from sqlalchemy import select, text
 from test_bounces import rfc3464
 from test_sendgrid import event, post, signing_key  # noqa: F401  (signing_key: a fixture)
 
-from coretrack import bounces, erasure, records, sending, suppression
+from coretrack import bounces, erasure, record_import, records, sending, suppression
 from coretrack.cli import main as cli_main
 from coretrack.db import make_engine, upgrade
 from coretrack.models import Address, AddressEvent, Contact, Lead, Recipient, utcnow
@@ -169,7 +169,7 @@ def by_mass_send(record_type):
 
 
 def by_csv_import(app, db, users, staff):
-    result = records.import_csv(db, "lead", f"first_name,last_name,email\r\nPaula,Imported,{PAULA}\r\n".encode())
+    result = record_import.import_csv(db, "lead", f"first_name,last_name,email\r\nPaula,Imported,{PAULA}\r\n".encode())
     assert result.created == 1
     lead = db.scalars(select(Lead)).one()
     return send(app, db, users, to=[f"lead:{lead.id}"]).email.id
