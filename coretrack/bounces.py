@@ -34,7 +34,7 @@ from typing import Any, cast
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import deliveries, records, tokens
+from . import deliveries, suppression, tokens
 from .config import Config, SmtpServer
 from .models import Recipient, utcnow
 from .settings import SettingsService
@@ -215,7 +215,7 @@ def apply(session: Session, bounce: Bounce) -> Recipient | None:
     status = "bounced" if bounce.action == "failed" else "deferred"
     deliveries.record_delivery(session, recipient.id, status, bounce.detail, bounce.at)
     if bounce.hard:
-        records.opt_out_recipient(session, recipient, f"bounced: {bounce.detail}", bounce.at)
+        suppression.opt_out_recipient(session, recipient, suppression.BOUNCE, f"bounced: {bounce.detail}", bounce.at)
     return recipient
 
 

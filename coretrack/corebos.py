@@ -19,7 +19,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
-from . import tokens
+from . import suppression, tokens
 from .models import AccessEvent, Account, Contact, Email, Lead, Recipient, User
 from .record_import import clean_leniently, new_record
 from .sanitize import clean_html
@@ -184,7 +184,7 @@ class Importer:
             self.report.left_out[f"{record_type}s {name}"] += 1
         for name, placeholder in placeholders.items():
             values[name] = values[name] or placeholder
-        record = new_record(record_type, values, OPT_OUT_REASON, **extra)
+        record = new_record(self.target, record_type, values, OPT_OUT_REASON, **extra)
         if record.email_opt_out:
             self.report.opted_out += 1
         assert isinstance(record, Account | Contact | Lead)
@@ -242,8 +242,11 @@ class Importer:
             leads[row.leadid] = lead
             self.target.add(lead)
             self.report.stages["leads"].new += 1
+        found = {**accounts, **contacts, **leads}  # crmids are unique across coreBOS's modules
+        # A record imported with an address already opted out shows it (one query per 10,000).
+        suppression.follow_addresses(self.target, list(found.values()), suppression.IMPORT)
         self.target.flush()
-        return {**accounts, **contacts, **leads}  # crmids are unique across coreBOS's modules
+        return found
 
     def _emails(self, records: dict[int, Account | Contact | Lead]) -> None:
         sender = self.target.scalars(select(User).order_by(User.role != "admin", User.id)).first()

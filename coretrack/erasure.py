@@ -1,7 +1,8 @@
 """Erasing a person, for a data-protection request: everything coretrack keeps under their email
 address goes, in one transaction, and the erasure is audited without keeping the address.
 
-Erased: the contacts, leads and accounts with that address; the address and name on every recipient
+Erased: the contacts, leads and accounts with that address; its opt-out and their history (later
+email to it stays skipped, by the digest below); the address and name on every recipient
 row sent to it (the rows stay, so each email's and each report's counts stay right, under
 ERASED_ADDRESS, flagged ``erased``: their old image, links and provider reports record nothing
 more); those recipients' access, click and provider events (times, IPs, user agents); the sender
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from . import suppression
 from .models import AccessEvent, ClickEvent, DeliveryEvent, Erasure, Notification, Recipient, utcnow
 from .records import records_with_address
 from .validation import clean_address
@@ -79,6 +81,7 @@ def erase(session: Session, secret: bytes, address: str, user_name: str) -> Eras
                 events += gone.rowcount  # type: ignore[attr-defined]  # (a CursorResult)
     for record in found:
         session.delete(record)
+    suppression.forget(session, address)
     counts = ErasureCounts(len(found), len(recipient_ids), events)
     session.add(Erasure(user_name=user_name, at=utcnow(), address_digest=address_digest(secret, address),
                         records=counts.records, recipients=counts.recipients, events=counts.events))

@@ -95,7 +95,7 @@ class Account(Base):
     phone: Mapped[str] = mapped_column(String(64), default="")
     website: Mapped[str] = mapped_column(String(200), default="")
     email_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
-    # When and why the opt-out was set (records.opt_out): an unsubscribe, a bounce, a complaint, staff.
+    # Kept in step with its address's opt-out (suppression.py), which is what sending asks.
     email_opt_out_at: Mapped[datetime | None] = mapped_column(DateTime)
     email_opt_out_reason: Mapped[str] = mapped_column(String(200), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -121,7 +121,7 @@ class Contact(Base):
     email: Mapped[str] = mapped_column(String(254), default="", index=True)
     phone: Mapped[str] = mapped_column(String(64), default="")
     email_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
-    # When and why the opt-out was set (records.opt_out): an unsubscribe, a bounce, a complaint, staff.
+    # Kept in step with its address's opt-out (suppression.py), which is what sending asks.
     email_opt_out_at: Mapped[datetime | None] = mapped_column(DateTime)
     email_opt_out_reason: Mapped[str] = mapped_column(String(200), default="", server_default="")
     # No tracking image (nor rewritten links) in email to them; still sent and counted as sent.
@@ -149,7 +149,7 @@ class Lead(Base):
     email: Mapped[str] = mapped_column(String(254), default="", index=True)
     phone: Mapped[str] = mapped_column(String(64), default="")
     email_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
-    # When and why the opt-out was set (records.opt_out): an unsubscribe, a bounce, a complaint, staff.
+    # Kept in step with its address's opt-out (suppression.py), which is what sending asks.
     email_opt_out_at: Mapped[datetime | None] = mapped_column(DateTime)
     email_opt_out_reason: Mapped[str] = mapped_column(String(200), default="", server_default="")
     # No tracking image (nor rewritten links) in email to them; still sent and counted as sent.
@@ -449,6 +449,36 @@ class Erasure(Base):
     records: Mapped[int] = mapped_column(Integer)
     recipients: Mapped[int] = mapped_column(Integer)
     events: Mapped[int] = mapped_column(Integer)
+
+
+class Address(Base):
+    """What one email address decided, whichever contacts, accounts and leads hold it today
+    (suppression.py): its opt-out of email, with when, from where and why.  Every send asks it;
+    address_history keeps each change."""
+
+    __tablename__ = "addresses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(254), unique=True)  # lower-case
+    # None: email may go to it.
+    opted_out_at: Mapped[datetime | None] = mapped_column(DateTime)
+    opt_out_source: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    opt_out_reason: Mapped[str] = mapped_column(String(200), default="", server_default="")
+
+
+class AddressEvent(Base):
+    """One change of what an address decided (append-only): opted out or the opt-out lifted, from
+    which source and why, and the staff user who did it."""
+
+    __tablename__ = "address_history"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address_id: Mapped[int] = mapped_column(ForeignKey("addresses.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
+    event: Mapped[str] = mapped_column(String(32))  # suppression.OPTED_OUT | suppression.LIFTED
+    source: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    user_name: Mapped[str] = mapped_column(String(64), default="", server_default="")  # staff actions
 
 
 class HitLogPosition(Base):

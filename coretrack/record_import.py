@@ -1,6 +1,7 @@
 """Importing contacts, accounts and leads: a CSV file (the import page, ``coretrack import csv``), and
 what the coreBOS import (corebos.py) shares with it: every value goes through the form's checks
-(``records.clean_value``) and every imported opt-out through ``opt_out_imported``.
+(``records.clean_value``) and every imported opt-out through ``opt_out_imported`` (which opts out
+the address: suppression.py), and a record imported with an opted-out address shows it.
 
 A CSV file is streamed, never held whole: read (a first pass counts the rows and checks the
 encoding before anything is written; the second reads them), resolve (per batch of rows: the
@@ -21,8 +22,9 @@ from typing import IO, TYPE_CHECKING
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from . import suppression
 from .models import RECORD_MODELS, Account, Contact, Lead, Record, utcnow
-from .records import FIELDS, IMPORT_OPT_OUT, PERSON_TYPES, attribute, clean_record, clean_value, set_opt_out
+from .records import FIELDS, IMPORT_OPT_OUT, PERSON_TYPES, attribute, clean_record, clean_value
 from .validation import ValidationError
 
 if TYPE_CHECKING:
@@ -67,18 +69,20 @@ class ImportResult:
             self.duplicates.append((line, message))
 
 
-def opt_out_imported(record: Record, reason: str) -> bool:
-    """The one place an import (CSV or coreBOS) opts a record out, with its reason; whether it changed."""
-    return set_opt_out(record, reason)
+def opt_out_imported(session: Session, record: Record, reason: str) -> bool:
+    """The one place an import (CSV or coreBOS) opts a record out, and its address, with its reason;
+    whether it changed."""
+    return suppression.opt_out_record(session, record, suppression.IMPORT, reason)
 
 
-def new_record(record_type: str, values: dict[str, object], reason: str, **extra: object) -> Record:
+def new_record(session: Session, record_type: str, values: dict[str, object], reason: str,
+               **extra: object) -> Record:
     """A record (not yet added) of values the form's checks cleaned; opted out if they say so."""
     values = dict(values)
     opt_out = values.pop("email_opt_out", False)
     record: Record = RECORD_MODELS[record_type](**values, **extra)
     if opt_out:
-        opt_out_imported(record, reason)
+        opt_out_imported(session, record, reason)
     return record
 
 
@@ -255,13 +259,20 @@ class _CsvImport:
             except ValidationError as exc:
                 self.result.error(line, str(exc))
                 continue
-            record = new_record(self.record_type, cleaned, IMPORT_OPT_OUT)
+            record = new_record(self.session, self.record_type, cleaned, IMPORT_OPT_OUT)
             # Every row names the same columns, so that the batch is one executemany.
             inserts.append(cleaned | {"email_opt_out": bool(record.email_opt_out),
                                       "email_opt_out_at": record.email_opt_out_at,
                                       "email_opt_out_reason": record.email_opt_out_reason or "", "created_at": now})
             if address and people:
                 known.setdefault(address, f"on line {line} of this file")
+        # A row whose address is opted out (before, or by an earlier row) shows it: a query for the batch.
+        opted_out = suppression.opted_out(self.session, [str(row.get("email") or "") for row in inserts])
+        for row in inserts:
+            found = opted_out.get(suppression.key(str(row.get("email") or "")))
+            if found is not None and not row["email_opt_out"]:
+                row.update(email_opt_out=True, email_opt_out_at=found.opted_out_at,
+                           email_opt_out_reason=found.opt_out_reason)
         if inserts:
             # render_nulls: a None is sent as NULL, not left out, so that rows do not split the batch.
             self.session.execute(insert(self.model), inserts, execution_options={"render_nulls": True})

@@ -17,9 +17,10 @@ from typing import NamedTuple
 from sqlalchemy import ColumnElement, Select, delete, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, contains_eager
 
+from . import suppression
 from .db import MAX_ID
 from .inputs import whole_number
-from .models import RECORD_MODELS, Account, Contact, Email, Lead, Recipient, Record, User, utcnow
+from .models import RECORD_MODELS, Account, Contact, Email, Lead, Recipient, Record, User
 from .paging import Page, paginate
 from .validation import ValidationError, clean_address, clean_header_text, web_address
 
@@ -292,62 +293,73 @@ def form_values(record: Record) -> dict[str, str]:
     return values
 
 
-def create_record(session: Session, record_type: str, submitted: Mapping[str, str]) -> Record:
-    record = _new_record(session, record_type, submitted, STAFF_OPT_OUT)
+def create_record(session: Session, record_type: str, submitted: Mapping[str, str], user_name: str = "") -> Record:
+    """A new record; ticked as opted out, its address is opted out by staff.  A record given an
+    address already opted out shows it."""
+    record = _new_record(session, record_type, submitted, suppression.STAFF, STAFF_OPT_OUT, user_name)
+    suppression.follow_addresses(session, [record], suppression.STAFF, user_name)
     session.add(record)
     session.commit()
     return record
 
 
-def _new_record(session: Session, record_type: str, submitted: Mapping[str, str], opt_out_reason: str) -> Record:
+def _new_record(session: Session, record_type: str, submitted: Mapping[str, str], source: str, opt_out_reason: str,
+                user_name: str = "") -> Record:
     values = clean_record(session, record_type, submitted)
     opt_out = values.pop("email_opt_out")
     record: Record = _model(record_type)(**values)
     if opt_out:
-        set_opt_out(record, opt_out_reason)
+        suppression.opt_out_record(session, record, source, opt_out_reason, user_name=user_name)
     return record
 
 
-def update_record(session: Session, record: Record, submitted: Mapping[str, str]) -> Record:
-    """Fields absent from ``submitted`` keep their value (a form sends an unchecked box as "")."""
-    values = clean_record(session, record.record_type, {**form_values(record), **submitted})
-    opt_out = values.pop("email_opt_out")
+def changed_fields(submitted: Mapping[str, str], loaded: Mapping[str, str] | None) -> dict[str, str]:
+    """The fields a form changed from the values it was opened with (all, when it does not say)."""
+    if loaded is None:
+        return dict(submitted)
+    return {name: value for name, value in submitted.items() if name not in loaded or value != loaded[name]}
+
+
+def _shown(definition: FieldDef, value: str) -> str:
+    if definition.kind == "checkbox":
+        return "ticked" if value else "not ticked"
+    return f"“{value}”" if value else "empty"
+
+
+def update_record(session: Session, record: Record, submitted: Mapping[str, str],
+                  loaded: Mapping[str, str] | None = None, user_name: str = "") -> Record:
+    """Saves the fields the form changed; the others keep their value now.
+
+    ``loaded``: the values the form was opened with.  A field changed there and also here since
+    (another user, an unsubscribe) is refused with ValidationError saying its value now, nothing
+    saved; a field left as it was never undoes a change made meanwhile.  The opt-out box only opts
+    out: an opt-out is lifted by its own action (suppression.lift_opt_out), never by saving a form.
+    """
+    now = form_values(record)
+    changes = changed_fields(submitted, loaded)
+    definitions = {definition.name: definition for definition in FIELDS[record.record_type]}
+    stale = {name: f"changed since you opened this form: it is now {_shown(definitions[name], now[name])}; "
+                   "save again to replace it with yours"
+             for name, value in changes.items()
+             if loaded is not None and name in loaded and name in now and now[name] != loaded[name] != value
+             and value != now[name]}
+    if stale:
+        raise ValidationError(stale)
+    address_before = suppression.key(record.email)
+    values = clean_record(session, record.record_type, {**now, **changes})
+    opt_out = values.pop("email_opt_out") and changes.get("email_opt_out") is not None
     for name, value in values.items():
         setattr(record, name, value)
     if opt_out and not record.email_opt_out:
-        set_opt_out(record, STAFF_OPT_OUT)
-    elif not opt_out and record.email_opt_out:
-        record.email_opt_out, record.email_opt_out_at, record.email_opt_out_reason = False, None, ""
+        suppression.opt_out_record(session, record, suppression.STAFF, STAFF_OPT_OUT, user_name=user_name)
+    elif suppression.key(record.email) != address_before:
+        suppression.follow_addresses(session, [record], suppression.STAFF, user_name)
     session.commit()
     return record
 
 
-# -- opting out ---------------------------------------------------------------------------
-
-STAFF_OPT_OUT = "set by staff on the record"
+STAFF_OPT_OUT = suppression.STAFF_REASON
 IMPORT_OPT_OUT = "imported as opted out"
-_REASON_LENGTH = 200  # the column's
-
-
-def set_opt_out(record: Record, reason: str, at: datetime | None = None) -> bool:
-    """Opts the record out of email with when and why; whether it changed.  A record already opted
-    out keeps the first reason: it says why sending stopped."""
-    if record.email_opt_out:
-        return False
-    record.email_opt_out = True
-    record.email_opt_out_at = at or utcnow()
-    record.email_opt_out_reason = reason[:_REASON_LENGTH]
-    return True
-
-
-def opt_out_recipient(session: Session, recipient: Recipient, reason: str, at: datetime | None = None) -> list[Record]:
-    """Opts out the record a recipient was sent to and every other contact, account and lead with
-    its address (the person behind the address asked, or their mailbox refuses mail); the records
-    that changed.  In the caller's transaction: it commits nothing."""
-    found = records_with_address(session, recipient.address)
-    if recipient.record is not None and recipient.record not in found:
-        found.insert(0, recipient.record)
-    return [record for record in found if set_opt_out(record, reason, at)]
 
 
 # The records that stand for one person (an account's address is usually the company's).
@@ -365,11 +377,7 @@ def people_with_address(session: Session, address: str, exclude: Record | None =
 
 def records_with_address(session: Session, address: str) -> list[Record]:
     """Contacts, then leads, then accounts whose email is ``address`` (letter case aside)."""
-    found: list[Record] = []
-    for model in (Contact, Lead, Account):
-        matching = select(model).where(func.lower(model.email) == address.lower()).order_by(model.id)
-        found.extend(session.scalars(matching))
-    return found
+    return suppression.holders(session, [address])
 
 
 # -- related emails ---------------------------------------------------------------------

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import deliveries, records, tokens
+from . import deliveries, suppression, tokens
 from .models import DeliveryEvent, Email, Recipient, utcnow
 from .tracking import Hit, MinuteBound, count_hits
 
@@ -221,7 +221,7 @@ def apply_events(session: Session, secret: bytes, events: list[dict[str, Any]]) 
             deliveries.record_delivery(session, recipient.id, _DELIVERY_EVENTS[kind], detail, at)
         reason = _opt_out_reason(event)
         if reason:
-            records.opt_out_recipient(session, recipient, reason, at)
+            suppression.opt_out_recipient(session, recipient, suppression.SENDGRID, reason, at)
         if kind == "open" and tracked:
             opens.append(Hit(recipient.token, at, _text(event.get("ip"), 45), _text(event.get("useragent"), 512),
                              hit_id="sg" + hashlib.sha256(event_id.encode()).hexdigest()[:30],

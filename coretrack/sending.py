@@ -32,7 +32,7 @@ from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import ScalarSelect
 
-from . import clicks, erasure, limits, mergefields, records, tokens
+from . import clicks, erasure, limits, mergefields, records, suppression, tokens
 from .bounces import verp_address
 from .config import Config
 from .db import MAX_ID, changed_rows
@@ -140,22 +140,21 @@ def _resolve(session: Session, entry: str, kind: str) -> PlannedRecipient:
     record: Record | None
     if found is not None:
         address = clean_address(found.address)
-        record, name, opted_out = found.record, found.display_name, found.record.email_opt_out
+        record, name = found.record, found.display_name
         do_not_track = _do_not_track(found.record)
     else:
         address = clean_address(entry)
-        # A typed address that belongs to a record is linked to it, and respects its opt-out.
+        # A typed address that belongs to a record is linked to it.
         matches = records.records_with_address(session, address)
         record = matches[0] if matches else None
         name = record.display_name if record else ""
-        opted_out = any(each.email_opt_out for each in matches)
         do_not_track = any(_do_not_track(each) for each in matches)
     name = _one_line(name)
     problem = mail_problem(name)
     if problem and record is not None:  # only a record gives a name
         raise ValueError(f"{entry}: the name {name!r} of {record.record_type} {record.id} cannot be put in an "
                          f"email ({problem}); correct the record")
-    return PlannedRecipient(address, name, kind, record, OPTED_OUT if opted_out else "", do_not_track)
+    return PlannedRecipient(address, name, kind, record, do_not_track=do_not_track)
 
 
 def _plan_audience(records_found: Sequence[Record],
@@ -181,8 +180,7 @@ def _plan_audience(records_found: Sequence[Record],
             left_out.append(LeftOut(record, f"the name cannot be put in an email ({problem}); correct the record"))
             continue
         seen[address.lower()] = f"{record.record_type} {name}"
-        planned.append(PlannedRecipient(address, name, "to", record, OPTED_OUT if record.email_opt_out else "",
-                                        _do_not_track(record)))
+        planned.append(PlannedRecipient(address, name, "to", record, do_not_track=_do_not_track(record)))
     return planned, left_out
 
 
@@ -276,6 +274,11 @@ def prepare(
         recipients.extend(planned_records)
         if not found:
             errors["audience"] = "no records match: nobody to send to"
+    # Whoever holds an opted-out address, and however it was given: skipped (one query a chunk).
+    stopped = suppression.suppressed(session, [planned.address for planned in recipients])
+    for planned in recipients:
+        if suppression.key(planned.address) in stopped:
+            planned.skip_reason = OPTED_OUT
     if not recipients and not errors:
         errors["to"] = ("none of these records has an address to send to" if audience is not None
                         else "add at least one recipient")
@@ -660,9 +663,17 @@ def claim_batch(session: Session, email_id: int, size: int) -> list[Claimed]:
     transaction changed meanwhile; SQLite has one writer at a time), and SKIP LOCKED lets
     concurrent workers take the next rows instead of waiting for each other's."""
     connection = session.connection()
-    claimed = connection.execute(_CLAIM, {"eid": email_id, "size": size, "now": utcnow()}).all()
-    if claimed:
-        connection.execute(_EMAIL_SENDING, {"eid": email_id})
+    while claimed := connection.execute(_CLAIM, {"eid": email_id, "size": size, "now": utcnow()}).all():
+        # Opted out since the email was written (a scheduled or queued send): skipped, not sent.
+        stopped = suppression.suppressed(session, [row.address for row in claimed])
+        if stopped:
+            connection.execute(update(_RECIPIENTS).where(_RECIPIENTS.c.id.in_(
+                [row.id for row in claimed if suppression.key(row.address) in stopped]))
+                .values(status="skipped", reply=OPTED_OUT, claimed_at=None))
+            claimed = [row for row in claimed if suppression.key(row.address) not in stopped]
+        if claimed:
+            connection.execute(_EMAIL_SENDING, {"eid": email_id})
+            break
     session.commit()
     return sorted((row.id, row.address, row.name, row.token, row.tracked) for row in claimed)
 

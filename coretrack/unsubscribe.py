@@ -10,12 +10,13 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import records, tokens
-from .models import Lead, Recipient
+from . import suppression, tokens
+from .models import Recipient
 
 UNSUBSCRIBE_PATH = "/email/unsubscribe"
-# The POST's body is never read (the token in the query is the authority): RFC 8058's one-click body
-# and the page's button both send "List-Unsubscribe=One-Click" (26 bytes).  More is refused unread.
+# The token in the query is the authority; the POST's body only tells the page's button ("from=page"
+# beside RFC 8058's "List-Unsubscribe=One-Click": 36 bytes) from a mail provider's one-click POST,
+# kept as the opt-out's source.  More is refused unread.
 MAX_BODY_BYTES = 1024
 DEFAULT_FOOTER = "You are receiving this email because you are in our contacts. To receive no more email from us:"
 
@@ -31,17 +32,13 @@ def recipient_of(session: Session, secret: bytes, token: object) -> Recipient | 
     return session.scalar(select(Recipient).where(Recipient.token == token))
 
 
-def unsubscribe(session: Session, secret: bytes, token: object) -> bool:
-    """Opt out every record with the address of the recipient ``token`` names, and commit; False when
-    the token names no recipient (nothing changed).  Asking again changes nothing more."""
+def unsubscribe(session: Session, secret: bytes, token: object, source: str = suppression.LINK) -> bool:
+    """Opt out the address of the recipient ``token`` names (``source``: the page's button or a
+    one-click POST), and commit; False when the token names no recipient (nothing changed).  Asking
+    again changes nothing more."""
     recipient = recipient_of(session, secret, token)
     if recipient is None:
         return False
-    records.opt_out_recipient(session, recipient, reason(recipient))
-    if recipient.record is None and not records.records_with_address(session, recipient.address):
-        # A typed address no record holds: a lead keeps the opt-out, which later sends respect.
-        lead = Lead(last_name=(recipient.name or recipient.address)[:100], email=recipient.address)
-        records.set_opt_out(lead, reason(recipient))
-        session.add(lead)
+    suppression.opt_out_recipient(session, recipient, source, reason(recipient))
     session.commit()
     return True

@@ -11,7 +11,7 @@ from conftest import PUBLIC_URL
 from hit_load import wait_until
 from sqlalchemy import func, select
 
-from coretrack import sending
+from coretrack import sending, suppression
 from coretrack.models import Contact, Email, Recipient
 from coretrack.settings import SettingsService
 
@@ -68,8 +68,9 @@ def test_sending_through_the_form_delivers_and_shows_the_detail_page(staff, db, 
 
 
 def test_preview_shows_the_body_sandboxed_and_who_is_skipped_without_saving(staff, db, users):
-    contact = Contact(first_name="Opt", last_name="Out", email="out@example.test", email_opt_out=True)
+    contact = Contact(first_name="Opt", last_name="Out", email="out@example.test")
     db.add(contact)
+    suppression.opt_out_record(db, contact, suppression.STAFF, "asked by phone")
     db.commit()
     response = submit(compose_form(staff), action="preview", to=f"ann@example.test, contact:{contact.id}",
                       subject="Hi", html='<p>Hello</p><script>alert("x")</script>')

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event, func, insert, select
 
+from coretrack import suppression
 from coretrack.models import Account, Contact, Email, Lead, Recipient
 
 
@@ -19,12 +20,13 @@ def crowd(db):
     people = [
         Contact(first_name="Ada", last_name="Acme-One", email="ada@acme.test", account=acme),
         Contact(first_name="Bob", last_name="Acme-Two", email="bob@acme.test", account=acme),
-        Contact(first_name="Cy", last_name="Acme-Opted", email="cy@acme.test", account=acme, email_opt_out=True),
+        Contact(first_name="Cy", last_name="Acme-Opted", email="cy@acme.test", account=acme),
         Contact(first_name="Di", last_name="Acme-Nomail", email="", account=acme),
         Contact(first_name="Ed", last_name="Acme-Twin", email="ADA@acme.test", account=acme),
         Contact(first_name="Flo", last_name="Elsewhere", email="flo@globex.test", account=globex),
     ]
     db.add_all([acme, globex, *people])
+    suppression.opt_out_record(db, people[2], suppression.STAFF, "asked by phone")
     db.commit()
     return {"acme": acme, "globex": globex, **{person.first_name: person for person in people}}
 

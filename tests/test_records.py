@@ -9,7 +9,7 @@ import pytest
 import webtest
 from sqlalchemy import func, select
 
-from coretrack import record_import, records
+from coretrack import record_import, records, suppression
 from coretrack.models import Account, Contact, Email, Lead, Recipient, utcnow
 from coretrack.settings import SettingsService
 from coretrack.validation import ValidationError
@@ -81,17 +81,18 @@ def test_a_lead_created_through_the_form_keeps_its_company(staff, db):
     ("leads", Lead, {"first_name": "Grace", "last_name": "Hopper"}, ("last_name", "Murray")),
 ])
 def test_each_record_type_is_edited_through_its_form(staff, db, section, model, values, changed):
-    record = records.create_record(db, model.record_type, {**values, "email_opt_out": "yes"})
+    record = records.create_record(db, model.record_type, {**values, "email": "ada@example.test"})
     form = staff.get(f"/{section}/{record.id}/edit").forms["record-form"]
-    assert form["email_opt_out"].checked
+    assert not form["email_opt_out"].checked
     form[changed[0]] = changed[1]
-    form["email_opt_out"] = False  # an unchecked box is absent from the post: it must still clear the flag
+    form["email_opt_out"] = True
     response = form.submit(status=303).follow()
     assert "Saved" in response and changed[1] in response
     db.expire_all()
     saved = db.get(model, record.id)
     assert getattr(saved, changed[0]) == changed[1]
-    assert saved.email_opt_out is False
+    assert saved.email_opt_out is True
+    assert suppression.suppressed(db, ["ada@example.test"]) == {"ada@example.test"}
 
 
 def test_a_contact_can_be_moved_to_no_account(staff, db):
@@ -421,7 +422,7 @@ def test_links_and_redirects_keep_the_url_prefix_the_app_is_mounted_under(app, u
 # -- opting out: when and why -------------------------------------------------------------
 
 
-def test_staff_opting_a_record_out_records_when_and_why_and_clearing_forgets_them(staff, db):
+def test_staff_opting_a_record_out_records_when_and_why_and_lifting_it_forgets_them(staff, db):
     contact = add_contact(db, email="ada@example.test")
     form = staff.get(f"/contacts/{contact.id}/edit").forms["record-form"]
     form["email_opt_out"] = True
@@ -430,8 +431,8 @@ def test_staff_opting_a_record_out_records_when_and_why_and_clearing_forgets_the
     assert contact.email_opt_out and contact.email_opt_out_reason == records.STAFF_OPT_OUT
     assert contact.email_opt_out_at is not None and (utcnow() - contact.email_opt_out_at).total_seconds() < 60
     assert records.STAFF_OPT_OUT in page.html.select_one("p.alert").text
-    form = staff.get(f"/contacts/{contact.id}/edit").forms["record-form"]
-    form["email_opt_out"] = False
+    form = page.forms["lift-opt-out"]
+    form["reason"] = "asked to get email again"
     form.submit(status=303)
     db.expire_all()
     assert (contact.email_opt_out, contact.email_opt_out_at, contact.email_opt_out_reason) == (False, None, "")
@@ -447,21 +448,22 @@ def test_an_imported_opt_out_says_it_was_imported(db):
 def test_opting_out_a_recipient_opts_out_every_record_with_its_address_and_keeps_the_first_reason(db, users):
     contact = add_contact(db, email="Ada@Example.test")
     lead = records.create_record(db, "lead", {"first_name": "Ada", "last_name": "L", "email": "ada@example.test"})
-    already = add_account(db, email="ada@example.test", email_opt_out="yes")
     other = add_contact(db, first="Grace", email="grace@example.test")
     email = add_email(db, users["sam"], "Hello", datetime(2026, 1, 1), [
         {"address": "ada@example.test", "contact_id": contact.id}])
     recipient = email.recipients[0]
     at = datetime(2026, 2, 3, 4, 5)
-    changed = records.opt_out_recipient(db, recipient, "unsubscribed by the recipient", at)
+    assert suppression.opt_out_recipient(db, recipient, suppression.LINK, "unsubscribed by the recipient", at)
     db.commit()
     db.expire_all()
-    assert changed == [contact, lead]
     assert [(r.email_opt_out, r.email_opt_out_at, r.email_opt_out_reason) for r in (contact, lead)] == [
         (True, at, "unsubscribed by the recipient")] * 2
-    assert already.email_opt_out_reason == records.STAFF_OPT_OUT  # its own, first reason stays
     assert other.email_opt_out is False
-    assert records.opt_out_recipient(db, recipient, "again") == []
+    assert not suppression.opt_out_recipient(db, recipient, suppression.SENDGRID, "again")
+    # A record given the address later shows the first when and why.
+    account = add_account(db, email="ADA@example.test")
+    assert (account.email_opt_out, account.email_opt_out_at, account.email_opt_out_reason) == (
+        True, at, "unsubscribed by the recipient")
 
 
 # -- the account picker ------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from coretrack import sending, tokens
+from coretrack import sending, suppression, tokens
 from coretrack.cli import main as cli_main
 from coretrack.mailer import MessageError, MessageTemplate, html_to_text, insert_image
 from coretrack.models import Attachment, Contact, Email, Lead, Recipient, utcnow
@@ -164,9 +164,11 @@ def test_no_image_once_tracking_is_disabled(app, db, users, smtp_settings):
 
 def test_opted_out_records_are_skipped_with_the_reason(app, db, users, smtp_settings):
     sink, _ = smtp_settings
-    contact = add_contact(db, email_opt_out=True)
-    lead = Lead(first_name="Lee", last_name="Opt", email="lee@example.test", email_opt_out=True)
+    contact = add_contact(db)
+    lead = Lead(first_name="Lee", last_name="Opt", email="lee@example.test")
     db.add(lead)
+    for record in (contact, lead):
+        suppression.opt_out_record(db, record, suppression.STAFF, "asked by phone")
     db.commit()
 
     result = send(app, db, users, to=[f"contact:{contact.id}", "ann@example.test", "lee@example.test"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from coretrack import records, tokens
+from coretrack import records, suppression, tokens
 from coretrack.models import AccessEvent, Email, Recipient
 
 
@@ -25,7 +25,8 @@ def test_a_contacts_timeline_tells_its_story_newest_first(app, db, users, staff)
     db.add_all([AccessEvent(recipient_id=mine.id, at=datetime(2026, 3, 1, 9, 2), verdict="mail_proxy"),
                 AccessEvent(recipient_id=mine.id, at=datetime(2026, 3, 2, 8, 0), verdict="human", hits=3),
                 AccessEvent(recipient_id=theirs.id, at=datetime(2026, 3, 2, 8, 30), verdict="human")])
-    records.set_opt_out(ann, "unsubscribed by the recipient", datetime(2026, 3, 3, 12, 0))
+    suppression.opt_out_recipient(db, mine, suppression.LINK, "unsubscribed by the recipient",
+                                  datetime(2026, 3, 3, 12, 0))
     db.commit()
 
     page = staff.get(f"/contacts/{ann.id}")

@@ -10,7 +10,7 @@ import pytest
 from conftest import PUBLIC_URL
 from sqlalchemy import select
 
-from coretrack import sending, tokens
+from coretrack import sending, suppression, tokens
 from coretrack.db import make_engine, make_session_factory
 from coretrack.mailer import MessageTemplate
 from coretrack.models import Contact, Lead, Recipient, SettingChange
@@ -149,13 +149,14 @@ def test_the_one_click_post_of_a_mail_provider_opts_out_and_later_sends_skip_the
     assert skipped.status == "skipped"
 
 
-def test_an_address_no_record_holds_is_kept_opted_out_as_a_lead(app, db, users, anon, smtp_settings):
+def test_an_address_no_record_holds_is_kept_opted_out_by_address_without_making_a_record(
+        app, db, users, anon, smtp_settings):
     sink, _ = smtp_settings
     send(app, db, users, to=["stranger@example.test"])
     (recipient,) = db.scalars(select(Recipient)).all()
     anon.post(unsubscribe_path(recipient.token))
-    (lead,) = db.scalars(select(Lead)).all()
-    assert lead.email == "stranger@example.test" and lead.email_opt_out
+    assert db.scalars(select(Lead)).all() == []
+    assert suppression.suppressed(db, ["Stranger@example.test"]) == {"stranger@example.test"}
     send(app, db, users, to=["stranger@example.test"])
     assert len(sink.received) == 1
 

@@ -11,7 +11,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .. import clicks, sendgrid, tokens, unsubscribe
+from .. import clicks, sendgrid, suppression, tokens, unsubscribe
 from ..http import AppRequest, body_limit, public
 from ..tracking import GIF, GIF_HEADERS, TRACK_ACCESS_PATH, Tracker, token_of_query
 from ..unsubscribe import UNSUBSCRIBE_PATH
@@ -106,8 +106,10 @@ def unsubscribe_now(request: AppRequest) -> Response:
     provider's request cannot carry one, and the signed per-recipient token is the authority.  A
     forged request can only unsubscribe the address whose token it holds, which is what the token's
     owner can do anyway."""
+    # The page's button says so; a mail provider's one-click POST carries RFC 8058's body alone.
+    source = suppression.LINK if request.form.get("from") == "page" else suppression.ONE_CLICK
     try:
-        done = unsubscribe.unsubscribe(request.db, request.app.secret, request.args.get("t"))
+        done = unsubscribe.unsubscribe(request.db, request.app.secret, request.args.get("t"), source)
     except DBAPIError:
         request.db.rollback()
         return _unsubscribe_page(request, "unavailable", 503)

@@ -8,7 +8,7 @@ from werkzeug.exceptions import NotFound
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .. import record_import, records
+from .. import record_import, records, suppression
 from ..db import MAX_ID
 from ..http import AppRequest, admin_only, json_response
 from ..inputs import whole_number
@@ -43,9 +43,19 @@ def _submitted(request: AppRequest, section: str) -> dict[str, str]:
 
 def _form(request: AppRequest, section: str, values: dict[str, str], errors: dict[str, str],
           record: Record | None = None, duplicates: list[Record] | None = None) -> Response:
+    # An edit form carries the values it was opened with: saving changes only what the user changed.
+    loaded = records.form_values(record) if record is not None else {}
     return request.render("records/form.html", status=400 if errors else 200,
-                          **_context(section, values=values, errors=errors, record=record,
+                          **_context(section, values=values, errors=errors, record=record, loaded=loaded,
                                      duplicates=duplicates or []))
+
+
+_LOADED = "loaded-"
+
+
+def _loaded(request: AppRequest) -> dict[str, str] | None:
+    loaded = {name[len(_LOADED):]: value for name, value in request.form.items() if name.startswith(_LOADED)}
+    return loaded or None
 
 
 def list_records(request: AppRequest, section: str) -> Response:
@@ -79,7 +89,7 @@ def create_record(request: AppRequest, section: str) -> Response:
         if duplicates:
             return _form(request, section, values, {}, duplicates=duplicates)
     try:
-        record = records.create_record(request.db, SECTIONS[section], values)
+        record = records.create_record(request.db, SECTIONS[section], values, request.user.name)
     except ValidationError as exc:
         return _form(request, section, values, exc.errors)
     noun = records.NOUNS[SECTIONS[section]][0]
@@ -93,7 +103,10 @@ def show_record(request: AppRequest, section: str, record_id: int) -> Response:
     contacts = records.contacts_of(request.db, record_id) if section == "accounts" else []
     return request.render("records/detail.html", **_context(section, record=record, emails=emails, contacts=contacts,
                                                             timeline=timeline(request.db, record),
-                                                            timeline_shown=TIMELINE_SHOWN))
+                                                            timeline_shown=TIMELINE_SHOWN,
+                                                            address=suppression.state(request.db, record.email),
+                                                            address_history=suppression.history(request.db,
+                                                                                                record.email)))
 
 
 def edit_record(request: AppRequest, section: str, record_id: int) -> Response:
@@ -103,13 +116,29 @@ def edit_record(request: AppRequest, section: str, record_id: int) -> Response:
 
 def update_record(request: AppRequest, section: str, record_id: int) -> Response:
     record = _record_or_404(request, section, record_id)
-    values = _submitted(request, section)
+    values, loaded = _submitted(request, section), _loaded(request)
     try:
-        records.update_record(request.db, record, values)
+        records.update_record(request.db, record, values, loaded, request.user.name)
     except ValidationError as exc:
-        return _form(request, section, values, exc.errors, record)
+        # Shown again over the record as it is now, with this user's changes: saving again changes
+        # only those, and a field refused as changed meanwhile is then theirs to replace.
+        return _form(request, section, {**records.form_values(record), **records.changed_fields(values, loaded)},
+                     exc.errors, record)
     return request.redirect_to("records.show_record", section=section, record_id=record.id,
                                notice=f"Saved {record.display_name}.")
+
+
+def lift_opt_out(request: AppRequest, section: str, record_id: int) -> Response:
+    """Staff take back the opt-out of the record's address, saying why (kept in its history)."""
+    record = _record_or_404(request, section, record_id)
+    reason = " ".join(request.form.get("reason", "").split())
+    if not reason:
+        notice = "Nothing changed: say why the opt-out is lifted (for example, the person asked to receive email)."
+    elif suppression.lift_opt_out(request.db, record.email, request.user.name, reason):
+        notice = f"Lifted the opt-out of {record.email}: email to it is sent again."
+    else:
+        notice = f"Nothing changed: {record.email or 'this record'} is not opted out."
+    return request.redirect_to("records.show_record", section=section, record_id=record.id, notice=notice)
 
 
 @admin_only
@@ -171,6 +200,7 @@ rules = [
     Rule(f"/{SECTION}/<int:record_id>", endpoint="records.show_record", methods=["GET"]),
     Rule(f"/{SECTION}/<int:record_id>/edit", endpoint="records.edit_record", methods=["GET"]),
     Rule(f"/{SECTION}/<int:record_id>/edit", endpoint="records.update_record", methods=["POST"]),
+    Rule(f"/{SECTION}/<int:record_id>/lift-opt-out", endpoint="records.lift_opt_out", methods=["POST"]),
     Rule(f"/{SECTION}/<int:record_id>/delete", endpoint="records.confirm_delete", methods=["GET"]),
     Rule(f"/{SECTION}/<int:record_id>/delete", endpoint="records.delete_record", methods=["POST"]),
 ]

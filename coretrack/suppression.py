@@ -1,0 +1,188 @@
+"""What a person decided binds to their address, not to the records that held it that day.
+
+An opt-out, from whichever source (the unsubscribe link or its one-click POST, a provider's
+unsubscribe, spam report, hard bounce or drop, the bounce mailbox, staff, an import), goes through
+``opt_out``: it lands on the address (``addresses``, one row per lower-case address) with when, from
+where and why, and is kept in address_history, which is only ever added to.  Only ``lift_opt_out``,
+a staff user's explicit action, takes it back.  Every send asks ``suppressed`` for its addresses:
+records of any kind made later with the address are skipped as well as typed addresses.
+
+The contacts, accounts and leads that hold an address show its opt-out in their own flag (their
+pages and lists read it), kept in step here: set and cleared with the address, and taken over by
+a record given the address later (``follow_addresses``).  Sending never reads the flag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from .db import changed_rows
+from .models import Account, Address, AddressEvent, Contact, Lead, Recipient, Record, utcnow
+
+# Where an opt-out came from (address_history.source, addresses.opt_out_source).
+LINK = "link"  # the unsubscribe page's button
+ONE_CLICK = "one-click"  # RFC 8058's List-Unsubscribe POST, sent by the recipient's mail provider
+SENDGRID = "sendgrid"  # its unsubscribe, spam report, hard bounce or drop of the address
+BOUNCE = "bounce"  # a hard bounce read from the bounce mailbox
+STAFF = "staff"
+IMPORT = "import"  # a CSV or coreBOS record imported as opted out
+CARRIED_OVER = "records"  # a record's opt-out from before addresses kept them (migration 0021)
+
+OPTED_OUT, LIFTED = "opted_out", "opt_out_lifted"  # address_history.event
+STAFF_REASON = "set by staff on the record"
+_REASON_LENGTH = 200  # the columns'
+# Addresses asked about in one statement: PostgreSQL takes at most 65,535 parameters a statement,
+# SQLite (as built by default) 32,766.
+_CHUNK = 10_000
+
+
+def key(address: str) -> str:
+    """The form an address is kept and compared in: letter case aside, as the records' lookups."""
+    return address.strip().lower()
+
+
+def _insert_address(session: Session, address: str) -> int:
+    """The id of the address's row, made if there is none: concurrent opt-outs of one address (two
+    webhook deliveries at once) both find the one row instead of one failing on the unique key."""
+    dialect_insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(dialect_insert(Address).values(address=address).on_conflict_do_nothing(
+        index_elements=[Address.address]))
+    address_id = session.scalar(select(Address.id).where(Address.address == address))
+    assert address_id is not None  # (inserted just now, or there before)
+    return address_id
+
+
+def opt_out(session: Session, address: str, source: str, reason: str, at: datetime | None = None,
+            user_name: str = "") -> bool:
+    """Opts ``address`` out of email: every later send to it, whoever holds it, is skipped.  The
+    one way an opt-out is recorded, from every source.  In the caller's transaction (it commits
+    nothing); whether it changed anything.  An address already opted out keeps its first when and
+    why: they say why sending stopped."""
+    wanted = key(address)
+    if not wanted:
+        return False
+    at = at or utcnow()
+    reason = reason[:_REASON_LENGTH]
+    address_id = _insert_address(session, wanted)
+    changed = changed_rows(session, update(Address).where(Address.id == address_id, Address.opted_out_at.is_(None))
+                           .values(opted_out_at=at, opt_out_source=source, opt_out_reason=reason))
+    if changed:
+        session.add(AddressEvent(address_id=address_id, at=at, event=OPTED_OUT, source=source, reason=reason,
+                                 user_name=user_name))
+    for record in holders(session, [wanted]):
+        if not record.email_opt_out:
+            _flag(record, at, reason)
+    return bool(changed)
+
+
+def opt_out_recipient(session: Session, recipient: Recipient, source: str, reason: str,
+                      at: datetime | None = None) -> bool:
+    """Opts out the address a recipient was sent to (its person asked, or their mailbox refuses
+    mail); in the caller's transaction."""
+    return opt_out(session, recipient.address, source, reason, at)
+
+
+def opt_out_record(session: Session, record: Record, source: str, reason: str, at: datetime | None = None,
+                   user_name: str = "") -> bool:
+    """Opts a record out, and with it its address (an import's or the new-record form's opted-out
+    record; one without an address keeps the flag alone).  The record may be new, not yet added:
+    nothing is flushed meanwhile, so one still being built (linked to an account) is not written half-made."""
+    changed = not record.email_opt_out
+    if changed:
+        _flag(record, at or utcnow(), reason[:_REASON_LENGTH])
+    if record.email.strip():
+        with session.no_autoflush:
+            changed = opt_out(session, record.email, source, reason, at, user_name) or changed
+    return changed
+
+
+def lift_opt_out(session: Session, address: str, user_name: str, reason: str) -> bool:
+    """Takes back the address's opt-out: a staff user's explicit action, kept in the history with
+    who and why.  The records that hold it no longer show it.  Commits; whether it changed."""
+    wanted = key(address)
+    # As the database has it now: opt_out changes the row without the session's copy.
+    found = session.scalar(select(Address).where(Address.address == wanted).execution_options(populate_existing=True))
+    if found is None or found.opted_out_at is None:
+        return False
+    found.opted_out_at, found.opt_out_source, found.opt_out_reason = None, "", ""
+    session.add(AddressEvent(address_id=found.id, at=utcnow(), event=LIFTED, source=STAFF,
+                             reason=reason[:_REASON_LENGTH], user_name=user_name))
+    for record in holders(session, [wanted]):
+        record.email_opt_out, record.email_opt_out_at, record.email_opt_out_reason = False, None, ""
+    session.commit()
+    return True
+
+
+def _flag(record: Record, at: datetime, reason: str) -> None:
+    record.email_opt_out, record.email_opt_out_at, record.email_opt_out_reason = True, at, reason
+
+
+def _chunks(addresses: Iterable[str]) -> Iterable[list[str]]:
+    wanted = sorted({key(address) for address in addresses} - {""})
+    for start in range(0, len(wanted), _CHUNK):
+        yield wanted[start:start + _CHUNK]
+
+
+def opted_out(session: Session, addresses: Iterable[str]) -> dict[str, Address]:
+    """lower-case address -> its row, for those of ``addresses`` opted out (one query a chunk)."""
+    found: dict[str, Address] = {}
+    for chunk in _chunks(addresses):
+        found.update((row.address, row) for row in session.scalars(
+            select(Address).where(Address.address.in_(chunk), Address.opted_out_at.is_not(None))))
+    return found
+
+
+def suppressed(session: Session, addresses: Iterable[str]) -> set[str]:
+    """The lower-case forms of those of ``addresses`` that must get no email: what every send asks."""
+    found: set[str] = set()
+    for chunk in _chunks(addresses):
+        found.update(session.scalars(
+            select(Address.address).where(Address.address.in_(chunk), Address.opted_out_at.is_not(None))))
+    return found
+
+
+def state(session: Session, address: str) -> Address | None:
+    """The address's row (opted out or not, with its when and why); None for one never opted out."""
+    return session.scalar(select(Address).where(Address.address == key(address))) if key(address) else None
+
+
+def history(session: Session, address: str) -> list[AddressEvent]:
+    """What happened to the address, newest first."""
+    return list(session.scalars(select(AddressEvent).join(Address).where(Address.address == key(address))
+                                .order_by(AddressEvent.at.desc(), AddressEvent.id.desc())))
+
+
+def follow_addresses(session: Session, records: Sequence[Record], source: str, user_name: str = "") -> None:
+    """Records just made or given an address, in step with it: one whose address is opted out shows
+    it; one opted out itself opts its address out (``source``: how it came to be).  A query per chunk."""
+    found = opted_out(session, [record.email for record in records])
+    for record in records:
+        address = found.get(key(record.email))
+        if address is not None and not record.email_opt_out:
+            assert address.opted_out_at is not None
+            _flag(record, address.opted_out_at, address.opt_out_reason)
+        elif address is None and record.email_opt_out and record.email.strip():
+            opt_out(session, record.email, source, record.email_opt_out_reason or STAFF_REASON,
+                    record.email_opt_out_at, user_name)
+
+
+def holders(session: Session, addresses: Iterable[str]) -> list[Record]:
+    """Contacts, then leads, then accounts whose email is one of ``addresses`` (letter case aside)."""
+    found: list[Record] = []
+    for chunk in _chunks(addresses):
+        for model in (Contact, Lead, Account):
+            found.extend(session.scalars(select(model).where(func.lower(model.email).in_(chunk)).order_by(model.id)))
+    return found
+
+
+def forget(session: Session, address: str) -> None:
+    """Erasure: the address's row and history go (sending skips an erased address by its digest)."""
+    found = state(session, address)
+    if found is not None:
+        session.delete(found)
