@@ -143,7 +143,7 @@ def test_bulk_email_queued_once_is_sent_by_both_workers_once_per_recipient(front
 
 
 def test_two_front_ends_started_with_scripts_run_count_every_hit_across_a_killed_ingester(root, smtp_server):
-    """As the README's "Several front-ends" says: scripts/run on each, its own data directory, one
+    """As docs/tracking.md's "Several front-ends" says: scripts/run on each, its own data directory, one
     PostgreSQL, the first's secret.key and htpasswd copied to the second, each its own CORETRACK_NODE.
     A second front-end given the first's name is refused at once; one whose ingester is killed
     mid-load loses nothing once started again."""

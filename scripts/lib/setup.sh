@@ -6,7 +6,7 @@
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # runuser, apache2 and the rest live in sbin, which a minimal PATH (cron, env -i, sudo) leaves out.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
-# Debian's Python, not pyenv's: Apache's www-data workers must be able to read it (see README).
+# Debian's Python, not pyenv's: Apache's www-data workers must be able to read it (see docs/deployment.md).
 SYSTEM_PYTHON=/usr/bin/python3
 
 log() { printf '[coretrack] %s\n' "$*" >&2; }
