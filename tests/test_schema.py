@@ -60,3 +60,43 @@ def test_people_erased_before_the_upgrade_are_known_as_erased_after_it(tmp_path,
         flags = session.execute(select(Recipient.address, Recipient.erased))
         assert {address: erased for address, erased in flags} == {ERASED_ADDRESS: True, "bob@example.test": False}
     engine.dispose()
+
+
+def test_an_upgrade_keeps_every_row_of_the_tables_that_refer_to_a_table_it_alters(tmp_path, empty_database_url):
+    """SQLite alters a table by copying it to a new one: with foreign keys on, dropping the old
+    recipients table deleted every access event with it (ON DELETE CASCADE).  From the schema
+    before this round of migrations to the newest, each row stays."""
+    from sqlalchemy import text
+
+    url = empty_database_url or f"sqlite:///{tmp_path / 'kept.db'}"
+    upgrade(url, "0018")
+    engine = make_engine(url)
+    statements = [
+        "INSERT INTO users (id, name, role, active, created_at) VALUES (1, 'sam', 'staff', true, '2026-01-01')",
+        "INSERT INTO contacts (id, first_name, last_name, email, phone, email_opt_out, created_at) "
+        "VALUES (1, 'Ann', 'Lee', 'ann@example.test', '', false, '2026-01-01')",
+        "INSERT INTO emails (id, subject, html_body, text_body, sender_id, from_address, from_name, reply_to, "
+        "status, tracking, created_at) VALUES (1, 's', '', '', 1, 'a@example.test', '', '', 'sent', true, "
+        "'2026-01-01')",
+        "INSERT INTO recipients (id, email_id, address, name, kind, token, status, reply, attempts, access_count, "
+        "contact_id) VALUES (1, 1, 'ann@example.test', '', 'to', 'tok', 'sent', '', 0, 2, 1)",
+        "INSERT INTO access_events (recipient_id, at, ip, user_agent, verdict) "
+        "VALUES (1, '2026-01-02', '', 'Thunderbird', 'human')",
+        "INSERT INTO email_links (id, email_id, position, url) VALUES (1, 1, 0, 'https://example.test/')",
+        "INSERT INTO click_events (recipient_id, link_id, at, ip, user_agent, verdict) "
+        "VALUES (1, 1, '2026-01-02', '', 'Thunderbird', 'human')",
+        "INSERT INTO notifications (user_id, email_id, recipient_id, kind, at) "
+        "VALUES (1, 1, 1, 'opened', '2026-01-02')",
+    ]
+    tables = ["users", "contacts", "emails", "recipients", "access_events", "email_links", "click_events",
+              "notifications"]
+    with engine.begin() as connection:
+        for statement in statements:
+            connection.execute(text(statement))
+    engine.dispose()
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        counts = {table: connection.execute(text(f"SELECT count(*) FROM {table}")).scalar() for table in tables}
+    engine.dispose()
+    assert counts == dict.fromkeys(tables, 1)

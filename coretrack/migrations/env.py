@@ -22,6 +22,22 @@ def run_migrations_online() -> None:
 
 
 def _run(connection: Connection) -> None:
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # SQLite alters a table by making a new one and dropping the old (Alembic's batch mode):
+        # with foreign keys on, dropping recipients would delete every event that refers to it
+        # (ON DELETE CASCADE).  Off for the migration; the pragma is read only outside a transaction.
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.commit()
+    try:
+        _migrate(connection)
+    finally:
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
+
+
+def _migrate(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
