@@ -19,9 +19,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
-from . import suppression, tokens
+from . import tokens
 from .models import AccessEvent, Account, Contact, Email, Lead, Recipient, User
-from .record_import import clean_leniently, new_record
+from .record_import import clean_leniently, new_record, opt_out_imported
 from .sanitize import clean_html
 from .validation import clean_address, clean_mail_text
 
@@ -184,7 +184,7 @@ class Importer:
             self.report.left_out[f"{record_type}s {name}"] += 1
         for name, placeholder in placeholders.items():
             values[name] = values[name] or placeholder
-        record = new_record(self.target, record_type, values, OPT_OUT_REASON, **extra)
+        record = new_record(record_type, values, OPT_OUT_REASON, **extra)
         if record.email_opt_out:
             self.report.opted_out += 1
         assert isinstance(record, Account | Contact | Lead)
@@ -243,8 +243,7 @@ class Importer:
             self.target.add(lead)
             self.report.stages["leads"].new += 1
         found = {**accounts, **contacts, **leads}  # crmids are unique across coreBOS's modules
-        # A record imported with an address already opted out shows it (one query per 10,000).
-        suppression.follow_addresses(self.target, list(found.values()), suppression.IMPORT)
+        opt_out_imported(self.target, list(found.values()))
         self.target.flush()
         return found
 

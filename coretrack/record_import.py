@@ -69,20 +69,21 @@ class ImportResult:
             self.duplicates.append((line, message))
 
 
-def opt_out_imported(session: Session, record: Record, reason: str) -> bool:
-    """The one place an import (CSV or coreBOS) opts a record out, and its address, with its reason;
-    whether it changed."""
-    return suppression.opt_out_record(session, record, suppression.IMPORT, reason)
+def opt_out_imported(session: Session, records: list[Record]) -> None:
+    """The one place an import (CSV or coreBOS) opts out, once its records are made: the addresses
+    of those marked opted out (suppression.py, a few statements per chunk), and the records with an
+    address already opted out show it."""
+    suppression.follow_addresses(session, records, suppression.IMPORT)
 
 
-def new_record(session: Session, record_type: str, values: dict[str, object], reason: str,
-               **extra: object) -> Record:
-    """A record (not yet added) of values the form's checks cleaned; opted out if they say so."""
+def new_record(record_type: str, values: dict[str, object], reason: str, **extra: object) -> Record:
+    """A record (not yet added) of values the form's checks cleaned; marked opted out if they say so
+    (``opt_out_imported`` then opts out its address)."""
     values = dict(values)
     opt_out = values.pop("email_opt_out", False)
     record: Record = RECORD_MODELS[record_type](**values, **extra)
     if opt_out:
-        opt_out_imported(session, record, reason)
+        suppression.mark_opted_out(record, reason)
     return record
 
 
@@ -239,7 +240,7 @@ class _CsvImport:
         people = self.record_type in PERSON_TYPES
         known = people_by_address(self.session, {values.get("email", "") for _, values in rows}) if people else {}
         now = utcnow()
-        inserts: list[dict[str, object]] = []
+        made: list[tuple[dict[str, object], Record]] = []
         for line, values in rows:
             address = values.get("email", "").strip().lower()
             if address and address in known:
@@ -259,20 +260,14 @@ class _CsvImport:
             except ValidationError as exc:
                 self.result.error(line, str(exc))
                 continue
-            record = new_record(self.session, self.record_type, cleaned, IMPORT_OPT_OUT)
-            # Every row names the same columns, so that the batch is one executemany.
-            inserts.append(cleaned | {"email_opt_out": bool(record.email_opt_out),
-                                      "email_opt_out_at": record.email_opt_out_at,
-                                      "email_opt_out_reason": record.email_opt_out_reason or "", "created_at": now})
+            made.append((cleaned, new_record(self.record_type, cleaned, IMPORT_OPT_OUT)))
             if address and people:
                 known.setdefault(address, f"on line {line} of this file")
-        # A row whose address is opted out (before, or by an earlier row) shows it: a query for the batch.
-        opted_out = suppression.opted_out(self.session, [str(row.get("email") or "") for row in inserts])
-        for row in inserts:
-            found = opted_out.get(suppression.key(str(row.get("email") or "")))
-            if found is not None and not row["email_opt_out"]:
-                row.update(email_opt_out=True, email_opt_out_at=found.opted_out_at,
-                           email_opt_out_reason=found.opt_out_reason)
+        opt_out_imported(self.session, [record for _, record in made])
+        # Every row names the same columns, so that the batch is one executemany.
+        inserts = [cleaned | {"email_opt_out": bool(record.email_opt_out), "email_opt_out_at": record.email_opt_out_at,
+                              "email_opt_out_reason": record.email_opt_out_reason or "", "created_at": now}
+                   for cleaned, record in made]
         if inserts:
             # render_nulls: a None is sent as NULL, not left out, so that rows do not split the batch.
             self.session.execute(insert(self.model), inserts, execution_options={"render_nulls": True})

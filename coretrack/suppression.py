@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from .db import changed_rows
 from .models import Account, Address, AddressEvent, Contact, Lead, Recipient, Record, utcnow
 
 # Where an opt-out came from (address_history.source, addresses.opt_out_source).
@@ -47,38 +47,68 @@ def key(address: str) -> str:
     return address.strip().lower()
 
 
-def _insert_address(session: Session, address: str) -> int:
-    """The id of the address's row, made if there is none: concurrent opt-outs of one address (two
-    webhook deliveries at once) both find the one row instead of one failing on the unique key."""
-    dialect_insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(dialect_insert(Address).values(address=address).on_conflict_do_nothing(
-        index_elements=[Address.address]))
-    address_id = session.scalar(select(Address.id).where(Address.address == address))
-    assert address_id is not None  # (inserted just now, or there before)
-    return address_id
+_ADDRESSES = cast(Table, Address.__table__)
+_HISTORY = cast(Table, AddressEvent.__table__)
+_FLAG_ATTRIBUTES = ("email_opt_out", "email_opt_out_at", "email_opt_out_reason")
 
 
 def opt_out(session: Session, address: str, source: str, reason: str, at: datetime | None = None,
             user_name: str = "") -> bool:
     """Opts ``address`` out of email: every later send to it, whoever holds it, is skipped.  The
-    one way an opt-out is recorded, from every source.  In the caller's transaction (it commits
-    nothing); whether it changed anything.  An address already opted out keeps its first when and
-    why: they say why sending stopped."""
-    wanted = key(address)
-    if not wanted:
-        return False
-    at = at or utcnow()
-    reason = reason[:_REASON_LENGTH]
-    address_id = _insert_address(session, wanted)
-    changed = changed_rows(session, update(Address).where(Address.id == address_id, Address.opted_out_at.is_(None))
-                           .values(opted_out_at=at, opt_out_source=source, opt_out_reason=reason))
+    one way an opt-out is recorded, from every source (``opt_out_many`` for many at once).  In the
+    caller's transaction (it commits nothing); whether it changed anything.  An address already
+    opted out keeps its first when and why: they say why sending stopped."""
+    return bool(opt_out_many(session, [(address, reason, at)], source, user_name))
+
+
+def opt_out_many(session: Session, opt_outs: Iterable[tuple[str, str, datetime | None]], source: str,
+                 user_name: str = "") -> int:
+    """Opts out each (address, reason, when) from one source, a few statements per chunk of
+    addresses (an import's batch); how many addresses were not opted out before.  The records that
+    hold them show it (the session's copies are refreshed)."""
+    now = utcnow()
+    wanted: dict[str, tuple[str, datetime]] = {}
+    for address, reason, at in opt_outs:
+        if key(address):
+            wanted.setdefault(key(address), (reason[:_REASON_LENGTH], at or now))
+    # Concurrent opt-outs of one address (two webhook deliveries at once) find the one row instead
+    # of one failing on the unique key.
+    dialect_insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    make_rows = dialect_insert(_ADDRESSES).on_conflict_do_nothing(index_elements=[_ADDRESSES.c.address])
+    set_opt_out = (update(_ADDRESSES).where(_ADDRESSES.c.id == bindparam("aid"), _ADDRESSES.c.opted_out_at.is_(None))
+                   .values(opted_out_at=bindparam("at"), opt_out_source=source, opt_out_reason=bindparam("why")))
+    changed = 0
+    for chunk in _chunks(wanted):
+        session.execute(make_rows, [{"address": address} for address in chunk])
+        fresh = dict(session.execute(select(_ADDRESSES.c.address, _ADDRESSES.c.id).where(
+            _ADDRESSES.c.address.in_(chunk), _ADDRESSES.c.opted_out_at.is_(None))).all())
+        if not fresh:
+            continue
+        changes = [{"aid": address_id, "at": wanted[address][1], "why": wanted[address][0]}
+                   for address, address_id in fresh.items()]
+        session.execute(set_opt_out, changes)
+        session.execute(insert(_HISTORY), [
+            {"address_id": change["aid"], "at": change["at"], "event": OPTED_OUT, "source": source,
+             "reason": change["why"], "user_name": user_name} for change in changes])
+        for model in (Contact, Lead, Account):
+            table = cast(Table, model.__table__)
+            session.execute(update(table).where(func.lower(table.c.email) == bindparam("address"),
+                                                table.c.email_opt_out.is_(False))
+                            .values(email_opt_out=True, email_opt_out_at=bindparam("at"),
+                                    email_opt_out_reason=bindparam("why")),
+                            [{"address": address, "at": wanted[address][1], "why": wanted[address][0]}
+                             for address in fresh])
+        changed += len(fresh)
     if changed:
-        session.add(AddressEvent(address_id=address_id, at=at, event=OPTED_OUT, source=source, reason=reason,
-                                 user_name=user_name))
-    for record in holders(session, [wanted]):
-        if not record.email_opt_out:
-            _flag(record, at, reason)
-    return bool(changed)
+        _refresh_holders(session)
+    return changed
+
+
+def _refresh_holders(session: Session) -> None:
+    """The session's contacts, accounts and leads read their opt-out again (changed in the database)."""
+    for loaded in list(session.identity_map.values()):
+        if isinstance(loaded, Contact | Lead | Account) and loaded not in session.dirty:
+            session.expire(loaded, list(_FLAG_ATTRIBUTES))
 
 
 def opt_out_recipient(session: Session, recipient: Recipient, source: str, reason: str,
@@ -93,9 +123,7 @@ def opt_out_record(session: Session, record: Record, source: str, reason: str, a
     """Opts a record out, and with it its address (an import's or the new-record form's opted-out
     record; one without an address keeps the flag alone).  The record may be new, not yet added:
     nothing is flushed meanwhile, so one still being built (linked to an account) is not written half-made."""
-    changed = not record.email_opt_out
-    if changed:
-        _flag(record, at or utcnow(), reason[:_REASON_LENGTH])
+    changed = mark_opted_out(record, reason, at)
     if record.email.strip():
         with session.no_autoflush:
             changed = opt_out(session, record.email, source, reason, at, user_name) or changed
@@ -116,6 +144,15 @@ def lift_opt_out(session: Session, address: str, user_name: str, reason: str) ->
     for record in holders(session, [wanted]):
         record.email_opt_out, record.email_opt_out_at, record.email_opt_out_reason = False, None, ""
     session.commit()
+    return True
+
+
+def mark_opted_out(record: Record, reason: str, at: datetime | None = None) -> bool:
+    """The record's own flag, with when and why, for a record not yet added (an import's): its
+    address follows with ``follow_addresses``.  Whether it changed."""
+    if record.email_opt_out:
+        return False
+    _flag(record, at or utcnow(), reason[:_REASON_LENGTH])
     return True
 
 
@@ -160,16 +197,19 @@ def history(session: Session, address: str) -> list[AddressEvent]:
 
 def follow_addresses(session: Session, records: Sequence[Record], source: str, user_name: str = "") -> None:
     """Records just made or given an address, in step with it: one whose address is opted out shows
-    it; one opted out itself opts its address out (``source``: how it came to be).  A query per chunk."""
+    it; one opted out itself opts its address out (``source``: how it came to be).  A few statements
+    per chunk of addresses, whatever the number of records."""
     found = opted_out(session, [record.email for record in records])
+    opting_out = []
     for record in records:
         address = found.get(key(record.email))
         if address is not None and not record.email_opt_out:
             assert address.opted_out_at is not None
             _flag(record, address.opted_out_at, address.opt_out_reason)
         elif address is None and record.email_opt_out and record.email.strip():
-            opt_out(session, record.email, source, record.email_opt_out_reason or STAFF_REASON,
-                    record.email_opt_out_at, user_name)
+            opting_out.append((record.email, record.email_opt_out_reason or STAFF_REASON, record.email_opt_out_at))
+    if opting_out:
+        opt_out_many(session, opting_out, source, user_name)
 
 
 def holders(session: Session, addresses: Iterable[str]) -> list[Record]:

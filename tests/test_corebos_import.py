@@ -17,9 +17,9 @@ from click.testing import CliRunner
 from conftest import free_port
 from sqlalchemy import func, select, text
 
-from coretrack import corebos, legacy, record_import, records
+from coretrack import corebos, legacy, record_import, records, suppression
 from coretrack.cli import main
-from coretrack.models import AccessEvent, Account, Contact, Email, Lead, Recipient
+from coretrack.models import AccessEvent, Account, Address, Contact, Email, Lead, Recipient
 from coretrack.tracking import Hit, count_hits, write_transaction
 
 SCHEMA = """
@@ -294,6 +294,10 @@ def test_an_import_brings_every_live_record_email_and_count_and_a_second_run_add
     assert f"(coreBOS's count kept): {differ}" in result.output
     live = len(source.live["contact"])
     assert f"contacts: {live} in coreBOS, imported {live} new" in result.output
+    # An opt-out imported binds to the address: sending asks it, whichever record holds it later.
+    opted_out = {source.addresses[crmid].lower() for crmid in source.opted_out}
+    assert opted_out and suppression.suppressed(db, opted_out) == opted_out
+    assert {row.opt_out_source for row in db.scalars(select(Address))} == {suppression.IMPORT}
 
     again = cli("--from", source.url)
     assert again.exit_code == 0, again.output

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import webtest
 from click.testing import CliRunner
@@ -83,10 +84,12 @@ def test_rows_are_written_a_batch_per_statement_and_duplicates_found_a_query_per
     assert result.created == rows - 1
     assert result.duplicates == [(9, "ada7@example.test is already lead Ada Lead")]
     batches = 3
-    inserts = [statement for statement in seen if statement.startswith("INSERT")]
-    assert len(inserts) == batches and all("INTO contacts" in statement for statement in inserts)
-    # Per batch: the people with its addresses, contacts then leads.
-    assert len([statement for statement in seen if statement.startswith("SELECT")]) == 2 * batches
+    inserts = Counter(statement.split()[3] for statement in seen if statement.startswith("INSERT"))
+    # Per batch: its rows, and its opt-outs (every tenth row) as addresses with their history.
+    assert inserts == {"contacts": batches, "addresses": batches, "address_history": batches}
+    # Per batch: the people with its addresses, contacts then leads; which addresses are opted out
+    # already, and which of the batch's opt-outs are new.
+    assert len([statement for statement in seen if statement.startswith("SELECT")]) == 4 * batches
 
 
 def test_an_earlier_batch_s_rows_are_duplicates_of_a_later_batch(db):

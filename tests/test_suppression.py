@@ -87,6 +87,12 @@ def by_mailbox_bounce(sent: Sent) -> None:
     sent.db.commit()
 
 
+def by_csv_import_opted_out(sent: Sent) -> None:
+    data = f"first_name,last_name,email,email_opt_out\r\nPaula,P,{PAULA},yes\r\n".encode()
+    result = record_import.import_csv(sent.db, "lead", data)
+    assert result.created == 1
+
+
 def by_staff(sent: Sent) -> None:
     form = sent.staff.get("/contacts/new").forms["record-form"]
     form["first_name"], form["last_name"], form["email"] = "Paula", "Once", PAULA
@@ -106,6 +112,7 @@ SOURCES = [
                  id="sendgrid-drop"),
     pytest.param(by_mailbox_bounce, suppression.BOUNCE, "bounced: 5.1.1", id="mailbox-bounce"),
     pytest.param(by_staff, suppression.STAFF, records.STAFF_OPT_OUT, id="staff"),
+    pytest.param(by_csv_import_opted_out, suppression.IMPORT, records.IMPORT_OPT_OUT, id="csv-import"),
 ]
 
 
