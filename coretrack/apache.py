@@ -19,6 +19,8 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from .config import HIT_LOG_FOLDER, Config
+from .tracking.hitlog import LOG_FORMAT
+from .tracking.image import GIF, TRACK_ACCESS_PATH
 
 PACKAGE_DIR = Path(__file__).parent
 TEMPLATES_DIR = next(
@@ -137,9 +139,6 @@ class Install:
         return Path(wsgi.__file__).resolve()
 
     def context(self) -> dict[str, object]:
-        from .ingest import LOG_FORMAT
-        from .tracking import TRACK_ACCESS_PATH
-
         script = self.wsgi_script
         return {
             "prefix": self.prefix,
@@ -238,8 +237,6 @@ def write_config(form: str, install: Install, config: Config) -> list[Path]:
         # .htaccess cannot map a URL to a file before mod_wsgi: the application answers the image.
         context["hit_log"] = False
     if context["hit_log"]:
-        from .tracking import GIF
-
         (out / GIF_FILE).write_bytes(GIF)
         os.chmod(out / GIF_FILE, 0o644)
     if form == "site":

@@ -40,7 +40,8 @@ from .db import MAX_ID, make_engine, make_session_factory
 from .http import APP_REFUSAL_HEADER, AppRequest, has_nul, json_response, max_body
 from .models import User
 from .settings import SettingsService
-from .tracking import TRACK_ACCESS_PATH, Tracker
+from .tracking.image import TRACK_ACCESS_PATH
+from .tracking.tracker import Tracker
 from .views import account, api, email_templates, emails, erasure, notifications, public, records, reports, users
 from .views import settings as settings_views
 

@@ -34,10 +34,11 @@ from typing import Any, cast
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import deliveries, suppression, tokens
+from . import deliveries, suppression
 from .config import Config, SmtpServer
 from .models import Recipient, utcnow
 from .settings import SettingsService
+from .tracking import tokens
 
 log = logging.getLogger(__name__)
 

@@ -185,7 +185,7 @@ def worker(once: bool, interval: float) -> None:
     """Run the background jobs beside Apache: delivery, notifications, the spool, the bounce mailbox,
     retention ('coretrack serve' runs the same itself)."""
     from . import jobs
-    from .tracking import Tracker
+    from .tracking.tracker import Tracker
 
     # Delivery ends after the message in hand, never mid-message; the rest of its batch goes back
     # to pending.
@@ -216,7 +216,7 @@ def bounces() -> None:
 def purge() -> None:
     """Delete access and click events older than the retention period (settings: Tracking); the
     counts on recipients stay.  The worker does it once a day."""
-    from .retention import purge as purge_events
+    from .tracking.retention import purge as purge_events
 
     config = load_config()
     with database(config) as engine, make_session_factory(engine)() as session:
@@ -245,7 +245,8 @@ def ingest(once: bool, interval: float) -> None:
     """Count the image hits Apache logged, each once (run it beside Apache; systemd unit)."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from .ingest import Ingester, IngestError
+    from .tracking.hitlog import IngestError
+    from .tracking.ingester import Ingester
 
     stop = _stop_on_signals()
     config = load_config()
@@ -526,7 +527,7 @@ def spool() -> None:
 @spool.command("replay")
 def spool_replay() -> None:
     """Count the spooled hits now (each exactly once)."""
-    from .tracking import Tracker
+    from .tracking.tracker import Tracker
 
     config = load_config()
     with database(config) as engine:

@@ -127,7 +127,7 @@ class Config:
     # Apache's hit log not yet counted, past which 'coretrack doctor' fails (the ingester is behind or stopped).
     hit_log_max_bytes: int = 100 * 2**20
     # This front-end's name for its place in its hit log, when CORETRACK_NODE gives one; else the
-    # name its ingester counted under before, or the host name (ingest.claim_node decides).
+    # name its ingester counted under before, or the host name (tracking/ingester.py:claim_node decides).
     node: str | None = None
 
     @classmethod

@@ -3,7 +3,7 @@
 Read-only on the source (the session is READ ONLY).  Each imported row keeps its coreBOS id
 (``corebos_id``; recipients their (crmid, mailid) pair), so a second run adds only what is new
 and changes nothing else.  The pairs are what coreBOS's image URLs name: with them, old images
-keep counting (legacy.py).
+keep counting (tracking/corebos_images.py).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
-from . import tokens
 from .models import AccessEvent, Account, Contact, Email, Lead, Recipient, User
 from .record_import import clean_leniently, new_record, opt_out_imported
 from .sanitize import clean_html
+from .tracking import tokens
 from .validation import clean_address, clean_mail_text
 
 OPT_OUT_REASON = "imported from coreBOS"

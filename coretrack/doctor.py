@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING
 
 from .config import Config
 from .http import APP_REFUSAL_HEADER
-from .tracking import TRACK_ACCESS_PATH
+from .tracking.image import GIF, TRACK_ACCESS_PATH
+from .tracking.ingester import backlog
+from .tracking.spool import Spool
 
 if TYPE_CHECKING:
     from .apache import Install
@@ -106,8 +108,6 @@ def check_database(config: Config) -> Iterator[Check]:
 
 
 def check_spool(config: Config) -> Iterator[Check]:
-    from .tracking import Spool
-
     state = Spool(config.spool_dir, config.spool_max_bytes).state()
     yield Check(state.size == 0, "no tracking hits wait in the spool",
                 f"{state.hits} hit(s) ({state.size // 1024} kB of {config.spool_max_bytes // 2**20} MB) wait in "
@@ -116,8 +116,6 @@ def check_spool(config: Config) -> Iterator[Check]:
 
 
 def check_hit_log(config: Config, user: str = "www-data") -> Iterator[Check]:
-    from .ingest import backlog
-
     folder = config.hit_log_dir
     if folder.is_dir():
         # rotatelogs writes as root: the files are readable by the ingester through the folder's group.
@@ -156,8 +154,6 @@ def _get(url: str) -> tuple[int, dict[str, str], bytes]:
 
 
 def check_public_surface(public_url: str) -> Iterator[Check]:
-    from .tracking import GIF
-
     endpoint = public_url + TRACK_ACCESS_PATH
     try:
         status, headers, body = _get(endpoint)

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 
 from .bounces import watch_mailbox
 from .config import Config
-from .retention import watch_retention
-from .tracking import Tracker
+from .tracking.retention import watch_retention
+from .tracking.tracker import Tracker
 from .worker import run_worker
 
 # How long `coretrack serve` waits at its exit for the message in hand and the watches to end.

@@ -11,7 +11,7 @@ merge fields fill the HTML past the size.
 
 from __future__ import annotations
 
-from . import clicks
+from .tracking import clicks
 
 MAX_BODY_BYTES = 500_000  # each body (HTML, text), UTF-8
 MAX_LINKS = 1_000  # <a href> in the HTML body

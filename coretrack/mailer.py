@@ -28,8 +28,9 @@ from email.utils import format_datetime
 from html.parser import HTMLParser
 from typing import cast
 
-from . import clicks, sendgrid, tokens
-from .tracking import TRACK_ACCESS_PATH
+from . import sendgrid
+from .tracking import clicks, tokens
+from .tracking.image import TRACK_ACCESS_PATH
 from .unsubscribe import UNSUBSCRIBE_PATH
 from .validation import clean_address, mail_problem, text_problem
 

@@ -1,6 +1,6 @@
 """Telling senders that their email was opened.
 
-``tracking.count_hits`` keeps each recipient's first likely-human load (``first_human_at``: not a
+``tracking.counting.count_hits`` keeps each recipient's first likely-human load (``first_human_at``: not a
 mail proxy, a privacy prefetch, a scanner or a provider's machine open).  Every pass of the send
 worker, ``notify`` turns each one not yet told into a notification in the app for the email's
 sender and, for senders who asked for it, one email per email sent (at its first such open).

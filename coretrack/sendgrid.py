@@ -28,9 +28,11 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import deliveries, suppression, tokens
+from . import deliveries, suppression
 from .models import DeliveryEvent, Email, Recipient, utcnow
-from .tracking import Hit, MinuteBound, count_hits
+from .tracking import tokens
+from .tracking.counting import MinuteBound, count_hits
+from .tracking.hits import Hit
 
 log = logging.getLogger(__name__)
 

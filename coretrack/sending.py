@@ -32,7 +32,7 @@ from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import ScalarSelect
 
-from . import clicks, erasure, limits, mergefields, records, suppression, tokens
+from . import erasure, limits, mergefields, records, suppression
 from .bounces import verp_address
 from .config import Config
 from .db import MAX_ID, changed_rows
@@ -54,6 +54,7 @@ from .models import (
 from .sanitize import clean_html
 from .settings import SettingsService
 from .smtp import DeliveryError, SmtpPool, SmtpSender
+from .tracking import clicks, tokens
 from .validation import ValidationError, check_text, clean_address, clean_mail_text, mail_problem
 
 log = logging.getLogger(__name__)

@@ -16,10 +16,11 @@ from typing import Literal, overload
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import legacy, localtime, secretbox, sendgrid, tokens, unsubscribe
+from . import localtime, secretbox, sendgrid, unsubscribe
 from .config import Config, SmtpServer
 from .inputs import whole_number
 from .models import Setting, SettingChange
+from .tracking import corebos_images, tokens
 from .validation import ValidationError, clean_address, clean_header_text, clean_mail_text, web_address
 
 MASK = "••••••"
@@ -46,7 +47,7 @@ class SettingDef:
     choices: tuple[tuple[str, str], ...] = ()
     minimum: int = 0  # for kind int
     maximum: int = 2**31 - 1
-    # For kind secret: kept as a digest (legacy.key_digest) that hits are compared with, not
+    # For kind secret: kept as a digest (corebos_images.key_digest) that hits are compared with, not
     # encrypted: nothing needs it in clear again.
     one_way: bool = False
     clear_help: str = ""  # for kind secret: what removing it does
@@ -265,7 +266,7 @@ class SettingsService:
         if definition.one_way:
             # A key pasted from a config file: spaces around it are not part of it.
             return clean_header_text((submitted or "").strip(), field=definition.label.lower(),
-                                     max_length=legacy.MAX_KEY_LENGTH, required=False)
+                                     max_length=corebos_images.MAX_KEY_LENGTH, required=False)
         if definition.kind == "secret":
             # Kept exactly as typed: spaces can be part of a password.
             clean_header_text(submitted or "", field=definition.label.lower(), max_length=500, required=False)
@@ -365,7 +366,7 @@ class SettingsService:
     def _secret_text(self, definition: SettingDef, value: str) -> str:
         """What a secret setting keeps of ``value``."""
         secret = self.config.secret_key()
-        return legacy.key_digest(secret, value) if definition.one_way else secretbox.encrypt(secret, value)
+        return corebos_images.key_digest(secret, value) if definition.one_way else secretbox.encrypt(secret, value)
 
     def _secret_is(self, definition: SettingDef, stored: str, value: str) -> bool:
         """Whether the stored text of a secret setting keeps ``value``."""

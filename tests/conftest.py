@@ -34,11 +34,11 @@ from sqlalchemy import text
 from coretrack import drafts, email_templates, sending
 from coretrack.app import URL_MAP, CoreTrack, create_standalone_app
 from coretrack.auth import Htpasswd, UserService
-from coretrack.clicks import CLICK_PATH
 from coretrack.config import Config
 from coretrack.db import make_engine, upgrade
 from coretrack.models import Account, Contact, Lead
 from coretrack.settings import SettingsService
+from coretrack.tracking.clicks import CLICK_PATH
 from coretrack.unsubscribe import UNSUBSCRIBE_PATH
 from coretrack.views.public import TRACK_ACCESS_PATH
 

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, event, func, select
 
-from coretrack import tokens
 from coretrack.models import AccessEvent, Email, Recipient, User
-from coretrack.tracking import GIF, Spool
+from coretrack.tracking import tokens
+from coretrack.tracking.image import GIF
+from coretrack.tracking.spool import Spool
 
 PATH = "/modules/Emails/TrackAccess.php"
 

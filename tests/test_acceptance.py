@@ -11,7 +11,7 @@ from hit_load import commits, wait_until
 from sqlalchemy import update
 
 from coretrack.models import Account, Contact, Recipient, utcnow
-from coretrack.tracking import GIF
+from coretrack.tracking.image import GIF
 
 IMAGE_URL = re.compile(r'<img src="([^"]*/modules/Emails/TrackAccess\.php\?t=[^"]+)" width="1" height="1" alt="">')
 

@@ -9,9 +9,9 @@ from apache_server import ADMIN_PASSWORD, DISABLED_PASSWORD, STAFF_PASSWORD, Apa
 from hit_load import wait_until
 from sqlalchemy import select
 
-from coretrack import tokens
 from coretrack.models import AccessEvent, Email, Recipient, User
-from coretrack.tracking import GIF
+from coretrack.tracking import tokens
+from coretrack.tracking.image import GIF
 
 pytestmark = pytest.mark.slow
 
@@ -363,8 +363,8 @@ def test_a_one_click_unsubscribe_goes_through_apache_anonymously(apache):
 
 
 def test_a_signed_click_goes_through_apache_anonymously_to_the_stored_url(apache):
-    from coretrack import clicks
     from coretrack.models import EmailLink
+    from coretrack.tracking import clicks
 
     recipient = make_recipient(apache)
     with apache.session() as session:

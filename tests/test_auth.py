@@ -16,7 +16,7 @@ from werkzeug.routing.converters import AnyConverter, FloatConverter, NumberConv
 
 from coretrack.app import HANDLERS
 from coretrack.auth import Htpasswd, UserError, UserService
-from coretrack.tracking import GIF
+from coretrack.tracking.image import GIF
 from coretrack.views.public import TRACK_ACCESS_PATH
 
 

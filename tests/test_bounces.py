@@ -22,10 +22,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from coretrack import bounces, csrf, secretbox, sending, tokens
+from coretrack import bounces, csrf, secretbox, sending
 from coretrack.cli import main as cli_main
 from coretrack.models import AccessEvent, Contact, Recipient, Setting, utcnow
 from coretrack.settings import SettingsService
+from coretrack.tracking import tokens
 from coretrack.validation import ValidationError
 
 BOUNCE_ADDRESS = "bounces@example.test"

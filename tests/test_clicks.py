@@ -12,10 +12,11 @@ import pytest
 from conftest import PUBLIC_URL
 from sqlalchemy import select
 
-from coretrack import clicks, sending, tokens
+from coretrack import sending
 from coretrack.mailer import MessageTemplate
 from coretrack.models import ClickEvent, Email, EmailLink, Recipient, utcnow
-from coretrack.tracking import EVENTS_PER_RECIPIENT_PER_MINUTE
+from coretrack.tracking import clicks, tokens
+from coretrack.tracking.counting import EVENTS_PER_RECIPIENT_PER_MINUTE
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 HTML = (

@@ -17,10 +17,12 @@ from click.testing import CliRunner
 from conftest import free_port
 from sqlalchemy import func, select, text
 
-from coretrack import corebos, legacy, record_import, records, suppression
+from coretrack import corebos, record_import, records, suppression
 from coretrack.cli import main
 from coretrack.models import AccessEvent, Account, Address, Contact, Email, Lead, Recipient
-from coretrack.tracking import Hit, count_hits, write_transaction
+from coretrack.tracking import corebos_images
+from coretrack.tracking.counting import count_hits, write_transaction
+from coretrack.tracking.hits import Hit
 
 SCHEMA = """
 CREATE TABLE vtiger_crmentity (
@@ -344,8 +346,8 @@ def test_an_imported_pair_s_coreBOS_image_then_counts(app, cli, db, source):
     recipient = db.scalars(select(Recipient).where(Recipient.corebos_crmid == crmid,
                                                    Recipient.corebos_mailid == mailid)).one()
     before = recipient.access_count
-    hit = Hit(legacy.token(app.secret, str(crmid), str(mailid), APP_KEY), datetime(2026, 12, 3, 10), "203.0.113.1",
-              "Thunderbird")
+    hit = Hit(corebos_images.token(app.secret, str(crmid), str(mailid), APP_KEY), datetime(2026, 12, 3, 10),
+              "203.0.113.1", "Thunderbird")
     with write_transaction(app.engine) as connection:
         assert count_hits(connection, [hit]) == 1
     db.refresh(recipient)

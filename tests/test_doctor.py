@@ -86,7 +86,8 @@ def test_every_mode_in_the_data_directory_is_checked_and_each_too_open_one_named
 
 
 def test_hits_waiting_in_the_spool_are_reported_with_what_to_do(config):
-    from coretrack.tracking import Hit, Spool
+    from coretrack.tracking.hits import Hit
+    from coretrack.tracking.spool import Spool
 
     assert [check.ok for check in doctor.check_spool(config)] == [True]
     Spool(config.spool_dir, config.spool_max_bytes).append([Hit.now("x.y", "192.0.2.1", "") for _ in range(3)])

@@ -20,10 +20,11 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hit_load import PATH, wait_until
 from sqlalchemy import func, select
 
-from coretrack import bounces, clicks, erasure, sendgrid, tokens
+from coretrack import bounces, erasure, sendgrid
 from coretrack.models import AccessEvent, ClickEvent, DeliveryEvent, Email, EmailLink, Recipient, User, utcnow
 from coretrack.settings import SettingsService
-from coretrack.tracking import GIF
+from coretrack.tracking import clicks, tokens
+from coretrack.tracking.image import GIF
 
 pytestmark = pytest.mark.slow
 
@@ -103,13 +104,13 @@ def token_of(server: ApacheServer, recipient_id: int) -> str:
 
 
 def load_image(site: Site, token: str) -> None:
-    """The image from the front-end whose application answers it (tracking.Tracker, count_hits)."""
+    """The image from the front-end whose application answers it (tracker.Tracker, count_hits)."""
     reply = site.application.request("GET", f"{PATH}?t={token}", headers={"User-Agent": AGENT})
     assert (reply.status, reply.body) == (200, GIF)
 
 
 def load_logged_image(site: Site, token: str) -> None:
-    """The image Apache answers and logs; counted by 'coretrack ingest' (ingest.py, count_hits)."""
+    """The image Apache answers and logs; counted by 'coretrack ingest' (ingester.py, count_hits)."""
     reply = site.logging.request("GET", f"{PATH}?t={token}", headers={"User-Agent": AGENT})
     assert (reply.status, reply.body) == (200, GIF)
 

@@ -16,10 +16,11 @@ from click.testing import CliRunner
 from conftest import PUBLIC_URL, SmtpSink
 from sqlalchemy import func, select
 
-from coretrack import clicks, limits, sending
+from coretrack import limits, sending
 from coretrack.cli import main as cli_main
 from coretrack.mailer import MessageTemplate
 from coretrack.models import Email, Recipient
+from coretrack.tracking import clicks
 from coretrack.worker import run_worker
 
 TEXT = "Our products this month, with prices and what customers say about them. "

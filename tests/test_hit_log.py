@@ -21,10 +21,10 @@ from hit_load import PATH, LoadResult, counted, fire, make_recipients, plan_hits
 from sqlalchemy import func, select
 from test_apache import tricky_path_failures
 
-from coretrack import tokens
 from coretrack.doctor import check_hit_log
 from coretrack.models import AccessEvent, HitLogPosition, Recipient
-from coretrack.tracking import GIF
+from coretrack.tracking import tokens
+from coretrack.tracking.image import GIF
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 
 from coretrack.inputs import whole_number
 from coretrack.models import Email, Recipient
-from coretrack.tracking import GIF
+from coretrack.tracking.image import GIF
 from coretrack.views.public import TRACK_ACCESS_PATH
 
 HOSTILE = [

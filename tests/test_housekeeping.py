@@ -8,9 +8,10 @@ from datetime import datetime
 import pytest
 from sqlalchemy import func, select
 
-from coretrack import erasure, record_import, records, tokens
+from coretrack import erasure, record_import, records
 from coretrack.models import AccessEvent, Contact, Email, Erasure, Lead, Recipient
 from coretrack.reports import REPORTS, parse_filters, table_page
+from coretrack.tracking import tokens
 
 
 def add_contact(db, email="ann@example.test", first="Ann", last="Smith", **values) -> Contact:

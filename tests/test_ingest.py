@@ -16,13 +16,14 @@ import pytest
 from hit_load import counted, make_recipients, wait_until
 from sqlalchemy import select, text
 
-from coretrack import tokens
 from coretrack.cli import set_up
 from coretrack.config import Config
 from coretrack.db import make_engine, make_session_factory
 from coretrack.doctor import check_hit_log
-from coretrack.ingest import Ingester, IngestError, parse_line
 from coretrack.models import AccessEvent, HitLogPosition
+from coretrack.tracking import tokens
+from coretrack.tracking.hitlog import IngestError, parse_line
+from coretrack.tracking.ingester import Ingester
 
 AGENT = "Mozilla/5.0 (X11; Linux x86_64) Thunderbird/128.0"
 T0 = datetime(2026, 11, 29, 10, 0, 0)
@@ -31,7 +32,7 @@ _ids = iter(range(10**9))
 
 def line(token: str | None, *, method: str = "GET", status: int = 200, at: datetime = T0,
          agent: str = AGENT, ip: str = "203.0.113.9", hit_id: str | None = None) -> str:
-    """A line as the shipped LogFormat writes it (see coretrack.ingest.LOG_FORMAT)."""
+    """A line as the shipped LogFormat writes it (see coretrack.tracking.hitlog.LOG_FORMAT)."""
     usec = (at - datetime(1970, 1, 1)) // timedelta(microseconds=1)
     query = "" if token is None else f"?t={token}"
     return f"{usec}\t{method}\t{status}\t{ip}\t{hit_id or f'Aw{next(_ids):022d}'}\t{query}\t{agent}\n"

@@ -11,11 +11,14 @@ from apache_server import ApacheServer
 from hit_load import counted, wait_until
 from sqlalchemy import select
 
-from coretrack import legacy, tokens
-from coretrack.ingest import parse_line
 from coretrack.models import AccessEvent, Email, Recipient, Setting, SettingChange, User
 from coretrack.settings import MASK, SettingsService
-from coretrack.tracking import GIF, Hit, Spool, count_hits, write_transaction
+from coretrack.tracking import corebos_images, tokens
+from coretrack.tracking.counting import count_hits, write_transaction
+from coretrack.tracking.hitlog import parse_line
+from coretrack.tracking.hits import Hit
+from coretrack.tracking.image import GIF
+from coretrack.tracking.spool import Spool
 
 PATH = "/modules/Emails/TrackAccess.php"
 APP_KEY = "4a1b2c3d4e5f60718293a4b5c6d7e8f9"  # coreBOS's application_unique_key is an md5 hex digest
@@ -122,11 +125,12 @@ def test_with_tracking_disabled_coreBOS_images_count_nothing_either(app, anon, d
 def test_coreBOS_hits_count_in_a_batch_with_signed_ones_each_once(app, db, imported):
     first, second, plain = imported
     secret = app.secret
-    legacy_token = legacy.token(secret, "102", "7", APP_KEY)
+    legacy_token = corebos_images.token(secret, "102", "7", APP_KEY)
     hits = [Hit(legacy_token, datetime(2026, 12, 3, 10, 0, second_), "203.0.113.1", "Thunderbird")
             for second_ in range(3)]
     hits += [Hit(plain.token, datetime(2026, 12, 3, 10, 0, 5), "203.0.113.1", "Thunderbird"),
-             Hit(legacy.token(secret, "101", "7", "wrong"), datetime(2026, 12, 3, 10, 0, 6), "203.0.113.1", "x")]
+             Hit(corebos_images.token(secret, "101", "7", "wrong"), datetime(2026, 12, 3, 10, 0, 6),
+                 "203.0.113.1", "x")]
     with write_transaction(app.engine) as connection:
         assert count_hits(connection, hits + hits[:1]) == 4  # the repeated hit id counts once
     assert counts(db) == {second.id: 3, plain.id: 1}
@@ -137,7 +141,7 @@ def test_coreBOS_hits_count_in_a_batch_with_signed_ones_each_once(app, db, impor
 
 def test_the_key_is_kept_only_as_a_digest_and_never_shown_or_audited_in_clear(app, admin, db, imported):
     stored = db.get(Setting, "corebos_app_key").value
-    assert APP_KEY not in stored and stored == legacy.key_digest(app.secret, APP_KEY)
+    assert APP_KEY not in stored and stored == corebos_images.key_digest(app.secret, APP_KEY)
     change = db.scalars(select(SettingChange).where(SettingChange.key == "corebos_app_key")).one()
     assert (change.old_value, change.new_value) == ("", MASK)
     page = admin.get("/settings")
@@ -148,7 +152,7 @@ def test_the_key_is_kept_only_as_a_digest_and_never_shown_or_audited_in_clear(ap
 
 
 def test_the_key_never_reaches_the_spool_the_queue_or_an_event(app, db, imported, tmp_path):
-    token = legacy.token(app.secret, "101", "7", APP_KEY)
+    token = corebos_images.token(app.secret, "101", "7", APP_KEY)
     assert APP_KEY not in token
     spool = Spool(tmp_path / "spool", 10**6)
     spool.append([Hit.now(token, "203.0.113.1", "Thunderbird")])
@@ -163,7 +167,7 @@ def test_a_logged_coreBOS_image_is_read_as_its_legacy_token():
     query = "?" + urlencode(image_query(101, 7))
     line = f"1764756000000000\tGET\t200\t203.0.113.9\tAw{'0' * 22}\t{query}\tThunderbird\n".encode()
     hit = parse_line(line, secret)
-    assert hit is not None and hit.token == legacy.token(secret, "101", "7", APP_KEY)
+    assert hit is not None and hit.token == corebos_images.token(secret, "101", "7", APP_KEY)
     assert parse_line(line.replace(b"record=101", b"record=x"), secret) is None
 
 

@@ -10,9 +10,10 @@ from html.parser import HTMLParser
 
 import pytest
 
-from coretrack import clicks, mergefields, sending
+from coretrack import mergefields, sending
 from coretrack.models import Account, Contact, Lead, User
 from coretrack.sanitize import STYLE_PROPERTIES, URL_SCHEMES
+from coretrack.tracking import clicks
 from coretrack.worker import run_worker
 
 HOSTILE = [

@@ -9,9 +9,11 @@ from datetime import datetime
 import pytest
 from sqlalchemy import func, select
 
-from coretrack import notifications, tokens
+from coretrack import notifications
 from coretrack.models import Email, Notification, Recipient, User
-from coretrack.tracking import Hit, count_hits, write_transaction
+from coretrack.tracking import tokens
+from coretrack.tracking.counting import count_hits, write_transaction
+from coretrack.tracking.hits import Hit
 
 THUNDERBIRD = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Thunderbird/128.0"
 MACHINES = {

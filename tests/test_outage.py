@@ -26,11 +26,11 @@ from hit_load import (
 from sqlalchemy import text
 from werkzeug.serving import make_server
 
-from coretrack import tracking
 from coretrack.app import CoreTrack
 from coretrack.auth import Htpasswd, UserService
 from coretrack.config import Config
 from coretrack.db import make_engine
+from coretrack.tracking import tracker
 
 
 @pytest.fixture
@@ -134,7 +134,7 @@ def test_hits_during_a_lock_are_answered_at_once_and_counted_within_seconds_of_i
 def test_past_the_queues_bound_a_request_spools_its_hit_itself_and_every_hit_is_counted(
     app, db, users, monkeypatch
 ):
-    monkeypatch.setattr(tracking, "QUEUE_MAX", 5)
+    monkeypatch.setattr(tracker, "QUEUE_MAX", 5)
     recipients = make_recipients(db, app.secret, 4)
     hit_tokens, expected = plan_hits(recipients, 40)
     engine, lock = hold_lock(app.config)

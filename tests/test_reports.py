@@ -306,7 +306,7 @@ def test_activity_counts_accesses_and_distinct_recipients_per_day_with_empty_day
 
 
 def test_activity_counts_every_load_an_event_stands_for(app, db, staff, data):
-    from coretrack.tracking import Hit
+    from coretrack.tracking.hits import Hit
 
     # Thirty loads of one recipient in one minute: ten event rows, the last standing for twenty-one.
     recipient = data.recipients["e2:carl"]

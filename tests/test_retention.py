@@ -20,8 +20,8 @@ from sqlalchemy import func, select
 from coretrack import sending
 from coretrack.cli import main as cli_main
 from coretrack.models import AccessEvent, DeliveryEvent, Recipient, SettingChange, utcnow
-from coretrack.retention import purge, watch_retention
 from coretrack.settings import SettingsService
+from coretrack.tracking.retention import purge, watch_retention
 from coretrack.validation import ValidationError
 
 

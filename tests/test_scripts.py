@@ -23,7 +23,7 @@ from run_script import REPO, Run, call, child_env, start_run, stop
 from coretrack import doctor
 from coretrack.config import Config
 from coretrack.db import make_engine, make_session_factory
-from coretrack.tracking import GIF
+from coretrack.tracking.image import GIF
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import re
 from conftest import assert_no_script
 
 from coretrack.app import SECURITY_HEADERS
-from coretrack.tracking import GIF_HEADERS
+from coretrack.tracking.image import GIF_HEADERS
 from coretrack.views.public import TRACK_ACCESS_PATH
 
 

@@ -21,9 +21,10 @@ import pytest
 from conftest import SmtpSink
 from sqlalchemy import func, insert, select, text, update
 
-from coretrack import sending, tokens
+from coretrack import sending
 from coretrack.models import Email, Recipient, User, utcnow
 from coretrack.settings import SettingsService
+from coretrack.tracking import tokens
 from coretrack.worker import run_worker
 
 CORETRACK = str(Path(sys.prefix) / "bin" / "coretrack")

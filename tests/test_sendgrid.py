@@ -15,10 +15,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import select
 
-from coretrack import sendgrid, sending, tokens, tracking
+from coretrack import sendgrid, sending
 from coretrack.mailer import MessageTemplate
 from coretrack.models import AccessEvent, Contact, DeliveryEvent, Lead, Recipient, Setting
 from coretrack.settings import SettingsService
+from coretrack.tracking import tokens
+from coretrack.tracking.counting import EVENTS_PER_RECIPIENT_PER_MINUTE
+from coretrack.tracking.hits import Hit
 from coretrack.validation import ValidationError
 
 WEBHOOK = "/webhooks/sendgrid"
@@ -308,7 +311,7 @@ def test_soft_bounces_and_other_events_leave_the_opt_out_alone(anon, db, signing
 
 def test_opens_count_through_the_tracking_rules_and_machine_opens_carry_sendgrids_verdict(
         anon, db, signing_key, recipient, monkeypatch):
-    counted: list[tracking.Hit] = []
+    counted: list[Hit] = []
     real_count_hits = sendgrid.count_hits
 
     def spy(connection, hits):  # the real counting, watched
@@ -349,7 +352,7 @@ def test_sendgrids_clicks_are_kept_at_most_ten_a_recipient_a_minute_as_coretrack
     post(anon, signing_key, clicks)  # again, as SendGrid retries: nothing more kept
     kept = [(row.event_id, row.at.timestamp() // 60 * 60) for row in db.scalars(
         select(DeliveryEvent).where(DeliveryEvent.recipient_id == recipient.id).order_by(DeliveryEvent.id))]
-    assert kept == [(f"ev-{second}", minute) for second in range(tracking.EVENTS_PER_RECIPIENT_PER_MINUTE)] + [
+    assert kept == [(f"ev-{second}", minute) for second in range(EVENTS_PER_RECIPIENT_PER_MINUTE)] + [
         ("ev-next", minute + 60)]
 
 

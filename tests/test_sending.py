@@ -18,11 +18,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from coretrack import sending, suppression, tokens
+from coretrack import sending, suppression
 from coretrack.cli import main as cli_main
 from coretrack.mailer import MessageError, MessageTemplate, html_to_text, insert_image
 from coretrack.models import Attachment, Contact, Email, Lead, Recipient, utcnow
 from coretrack.settings import SettingsService
+from coretrack.tracking import tokens
 from coretrack.validation import ValidationError
 from coretrack.worker import run_worker
 

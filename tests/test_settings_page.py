@@ -6,11 +6,12 @@ import pytest
 from hit_load import commits, wait_until
 from sqlalchemy import func, select
 
-from coretrack import csrf, tokens
+from coretrack import csrf
 from coretrack.config import Config, SmtpServer
 from coretrack.models import Email, Recipient, Setting, SettingChange
 from coretrack.settings import MASK, SettingsService
-from coretrack.tracking import GIF
+from coretrack.tracking import tokens
+from coretrack.tracking.image import GIF
 from coretrack.views.public import TRACK_ACCESS_PATH
 
 SMTP_PASSWORD = "Sm7p-pa55word!"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from coretrack import records, suppression, tokens
+from coretrack import records, suppression
 from coretrack.models import AccessEvent, Email, Recipient
+from coretrack.tracking import tokens
 
 
 def test_a_contacts_timeline_tells_its_story_newest_first(app, db, users, staff):

@@ -19,10 +19,15 @@ from PIL import Image
 from sqlalchemy import event, func, select
 from werkzeug.serving import make_server
 
-from coretrack import tokens
 from coretrack.db import make_engine
 from coretrack.models import AccessEvent, Email, Recipient, Setting, utcnow
-from coretrack.tracking import EVENTS_PER_RECIPIENT_PER_MINUTE, GIF, REPLAY_BATCH, Hit, Spool, classify, store_ip
+from coretrack.tracking import tokens
+from coretrack.tracking.counting import EVENTS_PER_RECIPIENT_PER_MINUTE
+from coretrack.tracking.hits import Hit
+from coretrack.tracking.image import GIF
+from coretrack.tracking.spool import Spool
+from coretrack.tracking.tracker import REPLAY_BATCH
+from coretrack.tracking.verdicts import classify, store_ip
 
 PATH = "/modules/Emails/TrackAccess.php"
 NO_CACHE = {
@@ -544,7 +549,7 @@ def test_with_no_switch_ever_recorded_the_current_setting_decides(app, db, recip
 def test_the_same_hit_counted_by_two_transactions_at_once_counts_once(app, db, recipient):
     # Two processes holding the same hit (a spool replayed while the first attempt still commits):
     # the second waits for the first, then finds the hit recorded.
-    from coretrack.tracking import count_hits, write_transaction
+    from coretrack.tracking.counting import count_hits, write_transaction
 
     hit = Hit.now(recipient.token, "192.0.2.1", "Mail")
     second: list[int] = []

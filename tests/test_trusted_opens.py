@@ -10,10 +10,11 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select, text
 
-from coretrack import sendgrid, tokens
+from coretrack import sendgrid
 from coretrack.db import make_engine, upgrade
 from coretrack.models import AccessEvent, Contact, Email, Recipient
-from coretrack.tracking import Hit
+from coretrack.tracking import tokens
+from coretrack.tracking.hits import Hit
 
 SENT = datetime(2026, 11, 2, 9, 0)
 LATER = SENT + timedelta(hours=2)

@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from coretrack import sending, tokens
+from coretrack import sending
 from coretrack.models import Attachment, Contact, Email, Recipient, Setting
 from coretrack.settings import SettingsService
+from coretrack.tracking import tokens
 from coretrack.worker import run_worker
 
 # Every character that str.splitlines() (and so the mail library) treats as a line break.

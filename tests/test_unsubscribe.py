@@ -10,11 +10,12 @@ import pytest
 from conftest import PUBLIC_URL
 from sqlalchemy import select
 
-from coretrack import sending, suppression, tokens
+from coretrack import sending, suppression
 from coretrack.db import make_engine, make_session_factory
 from coretrack.mailer import MessageTemplate
 from coretrack.models import Contact, Lead, Recipient, SettingChange
 from coretrack.settings import SettingsService
+from coretrack.tracking import tokens
 from coretrack.unsubscribe import DEFAULT_FOOTER, UNSUBSCRIBE_PATH
 from coretrack.validation import ValidationError
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 import webtest
 
-from coretrack.tracking import GIF
+from coretrack.tracking.image import GIF
 
 
 def test_importing_the_entry_point_creates_and_opens_nothing(tmp_path):

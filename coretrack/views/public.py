@@ -11,9 +11,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .. import clicks, sendgrid, suppression, tokens, unsubscribe
+from .. import sendgrid, suppression, unsubscribe
 from ..http import AppRequest, body_limit, public
-from ..tracking import GIF, GIF_HEADERS, TRACK_ACCESS_PATH, Tracker, token_of_query
+from ..tracking import clicks, tokens
+from ..tracking.image import GIF, GIF_HEADERS, TRACK_ACCESS_PATH, token_of_query
+from ..tracking.tracker import Tracker
 from ..unsubscribe import UNSUBSCRIBE_PATH
 
 if TYPE_CHECKING:

@@ -10,9 +10,9 @@ and a search of the whole message per link would make it grow with the links.
 import sys
 import time
 
-from coretrack import clicks, tokens
 from coretrack.mailer import MessageTemplate
 from coretrack.sanitize import clean_html
+from coretrack.tracking import clicks, tokens
 
 PUBLIC_URL = "https://crm.example.test/crm"
 FILLER = "Our products this month, with prices and what customers say about them. " * 6

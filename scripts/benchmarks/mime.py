@@ -12,8 +12,8 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from coretrack import tokens
 from coretrack.mailer import AttachmentData, MessageTemplate, html_to_text, insert_image, tracking_image
+from coretrack.tracking import tokens
 
 PUBLIC_URL = "https://crm.example.test/crm"
 HTML = "<html><body>" + "<p>Dear customer, here is this month’s news about our products.</p>\n" * 40 + "</body></html>"

@@ -36,10 +36,10 @@ from apache_server import VENV, ApacheServer, Service  # noqa: E402
 from hit_load import PATH, counted, fire, make_recipients, spooled  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
-from coretrack import tokens  # noqa: E402
 from coretrack.db import make_engine  # noqa: E402
 from coretrack.models import Recipient  # noqa: E402
-from coretrack.tracking import GIF, GIF_HEADERS  # noqa: E402
+from coretrack.tracking import tokens  # noqa: E402
+from coretrack.tracking.image import GIF, GIF_HEADERS  # noqa: E402
 
 parser = argparse.ArgumentParser(prog="bench-pixel")
 parser.add_argument("--seconds", type=int, default=10, help="length of each wrk round")
@@ -121,7 +121,7 @@ def static_gif(server: ApacheServer) -> None:
 BARE_APP = '''\
 from werkzeug.wrappers import Request, Response
 
-from coretrack.tracking import GIF, GIF_HEADERS
+from coretrack.tracking.image import GIF, GIF_HEADERS
 
 
 @Request.application

@@ -117,12 +117,13 @@ def main() -> None:
 
     from sqlalchemy import func, insert, select
 
-    from coretrack import sending, tokens
+    from coretrack import sending
     from coretrack.config import Config, SmtpServer
     from coretrack.db import make_engine, make_session_factory
     from coretrack.models import Recipient, User
     from coretrack.settings import SettingsService
     from coretrack.smtp import SmtpSender
+    from coretrack.tracking import tokens
 
     venv_bin = Path(sys.executable).parent
     home = Path(tempfile.mkdtemp(prefix="coretrack-bench-send-"))

@@ -14,10 +14,10 @@ from datetime import timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from .config import Config
-from .db import changed_rows
-from .models import AccessEvent, ClickEvent, DeliveryEvent, utcnow
-from .settings import SettingsService
+from ..config import Config
+from ..db import changed_rows
+from ..models import AccessEvent, ClickEvent, DeliveryEvent, utcnow
+from ..settings import SettingsService
 
 log = logging.getLogger(__name__)
 

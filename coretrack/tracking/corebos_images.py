@@ -9,7 +9,7 @@ legacy.
 
 The key is kept as a digest (``key_digest``), never in clear: a hit's key is digested the same
 way where the hit is read, so the hit log, the queue and the spool never carry it either.  A
-hit's token is then ``corebos:<mailid>:<crmid>:<digest>``, which ``tracking.count_hits`` resolves
+hit's token is then ``corebos:<mailid>:<crmid>:<digest>``, which ``counting.count_hits`` resolves
 to the imported recipient's own token.
 """
 
@@ -19,7 +19,7 @@ import hashlib
 import hmac
 from typing import NamedTuple
 
-from .db import MAX_ID
+from ..db import MAX_ID
 
 PREFIX = "corebos:"
 # coreBOS's application_unique_key is an md5 hex digest; anything much longer is not one.

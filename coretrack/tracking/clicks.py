@@ -26,15 +26,18 @@ from urllib.parse import parse_qsl, urlsplit
 from sqlalchemy import and_, case, select, update
 from sqlalchemy.orm import Session
 
-from . import mergefields, tokens
-from .db import changed_rows
-from .models import ClickEvent, EmailLink, Recipient, utcnow
-from .tracking import _CONTROL, by_agent, fold_target, store_ip
+from .. import mergefields
+from ..db import changed_rows
+from ..models import ClickEvent, EmailLink, Recipient, utcnow
+from . import tokens
+from .counting import fold_target
+from .hits import clean_agent
+from .verdicts import by_agent, store_ip
 
 CLICK_PATH = "/email/click"
 MAC_LENGTH = 22  # base64url of 16 bytes, unpadded
 # The scanner rule.  A click is a scanner's, not a person's, when
-#  - its user agent is not a browser's (tracking.by_agent: known scanners, bots, HTTP libraries,
+#  - its user agent is not a browser's (verdicts.by_agent: known scanners, bots, HTTP libraries,
 #    proxies, an empty or bare agent), or
 #  - it comes before the message was handed to the mail server (or while it was not yet sent), or
 #  - the same recipient clicked another link of the message within SCANNER_WINDOW of it: a person
@@ -214,7 +217,7 @@ def record(session: Session, recipient: Recipient, link: EmailLink, ip: str, use
     folded_into = fold_target(session.connection(), "click_events", recipient.id, at)
     if folded_into is None:
         session.add(ClickEvent(recipient_id=recipient.id, link_id=link.id, at=at, ip=store_ip(ip, ip_policy),
-                               user_agent=_CONTROL.sub("", user_agent)[:512], verdict=verdict, hits=1))
+                               user_agent=clean_agent(user_agent), verdict=verdict, hits=1))
     else:
         session.execute(update(ClickEvent).where(ClickEvent.id == folded_into).values(hits=ClickEvent.hits + 1))
     if verdict == "human":
