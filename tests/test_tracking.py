@@ -22,7 +22,7 @@ from werkzeug.serving import make_server
 from coretrack.db import make_engine
 from coretrack.models import AccessEvent, Email, Recipient, Setting, utcnow
 from coretrack.tracking import tokens
-from coretrack.tracking.counting import EVENTS_PER_RECIPIENT_PER_MINUTE
+from coretrack.tracking.counting import EVENTS_PER_RECIPIENT_PER_MINUTE, count_hits, write_transaction
 from coretrack.tracking.hits import Hit
 from coretrack.tracking.image import GIF
 from coretrack.tracking.spool import Spool
@@ -549,8 +549,6 @@ def test_with_no_switch_ever_recorded_the_current_setting_decides(app, db, recip
 def test_the_same_hit_counted_by_two_transactions_at_once_counts_once(app, db, recipient):
     # Two processes holding the same hit (a spool replayed while the first attempt still commits):
     # the second waits for the first, then finds the hit recorded.
-    from coretrack.tracking.counting import count_hits, write_transaction
-
     hit = Hit.now(recipient.token, "192.0.2.1", "Mail")
     second: list[int] = []
     with write_transaction(app.tracker.engine) as first:
