@@ -33,12 +33,13 @@ from werkzeug.middleware.shared_data import SharedDataMiddleware
 from werkzeug.routing import IntegerConverter, Map, Rule
 from werkzeug.wrappers import Response
 
-from . import csrf, limits, localtime
+from . import csrf, localtime
 from .auth import BasicAuthMiddleware, Htpasswd
 from .config import Config
 from .db import MAX_ID, make_engine, make_session_factory
 from .http import APP_REFUSAL_HEADER, AppRequest, has_nul, json_response, max_body
 from .models import User
+from .sending import limits
 from .settings import SettingsService
 from .tracking.image import TRACK_ACCESS_PATH
 from .tracking.tracker import Tracker

@@ -7,8 +7,9 @@ row sent to it (the rows stay, so each email's and each report's counts stay rig
 ERASED_ADDRESS, flagged ``erased``: their old image, links and provider reports record nothing
 more); those recipients' access, click and provider events (times, IPs, user agents); the sender
 notifications about them.  Recipients not yet sent to are cancelled, and later email to the
-address is skipped (sending.compose asks ``erased``).  The audit row keeps who,
-when, how many of each, and an HMAC of the address under the install's key, so a later question "was
+address is skipped (sending.compose asks ``erased``; sending uses this module, never the other
+way, so the caller refreshes the status of the emails whose recipients were cancelled).  The audit
+row keeps who, when, how many of each, and an HMAC of the address under the install's key, so a later question "was
 this address erased?" can be answered without storing it.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -36,6 +37,9 @@ class ErasureCounts:
     records: int
     recipients: int
     events: int
+    # The emails that had recipients of the address: their status is the caller's to refresh
+    # (sending.status.refresh_status), as some may have lost their last pending recipient.
+    emails: tuple[int, ...] = field(default=(), compare=False)
 
 
 def address_digest(secret: bytes, address: str) -> str:
@@ -82,15 +86,11 @@ def erase(session: Session, secret: bytes, address: str, user_name: str) -> Eras
     for record in found:
         session.delete(record)
     suppression.forget(session, address)
-    counts = ErasureCounts(len(found), len(recipient_ids), events)
+    counts = ErasureCounts(len(found), len(recipient_ids), events, tuple(sorted(email_ids)))
     session.add(Erasure(user_name=user_name, at=utcnow(), address_digest=address_digest(secret, address),
                         records=counts.records, recipients=counts.recipients, events=counts.events))
     session.commit()
     session.expire_all()
-    from .sending import refresh_status  # (sending asks this module whom not to send to)
-
-    for email_id in sorted(email_ids):
-        refresh_status(session, email_id)  # an email whose last pending recipient was cancelled
     return counts
 
 

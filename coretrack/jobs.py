@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from .bounces import watch_mailbox
 from .config import Config
+from .sending.worker import run_worker
 from .tracking.retention import watch_retention
 from .tracking.tracker import Tracker
-from .worker import run_worker
 
 # How long `coretrack serve` waits at its exit for the message in hand and the watches to end.
 STOP_TIMEOUT = 30.0

@@ -22,10 +22,10 @@ from sqlalchemy.orm import Session
 
 from . import localtime
 from .config import Config
-from .mailer import SMTP_POLICY
 from .models import ClickEvent, Email, Notification, Recipient, User, utcnow
+from .sending.mime import SMTP_POLICY
+from .sending.smtp import DeliveryError, SmtpSender
 from .settings import SettingsService
-from .smtp import DeliveryError, SmtpSender
 
 log = logging.getLogger(__name__)
 

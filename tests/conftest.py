@@ -31,12 +31,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import text
 
-from coretrack import drafts, email_templates, sending
 from coretrack.app import URL_MAP, CoreTrack, create_standalone_app
 from coretrack.auth import Htpasswd, UserService
 from coretrack.config import Config
 from coretrack.db import make_engine, upgrade
 from coretrack.models import Account, Contact, Lead
+from coretrack.sending import drafts, templates
+from coretrack.sending.compose import compose, prepare
 from coretrack.settings import SettingsService
 from coretrack.tracking.clicks import CLICK_PATH
 from coretrack.unsubscribe import UNSUBSCRIBE_PATH
@@ -330,11 +331,11 @@ def every_route(app, db, users):
                "accounts": Account(name="Acme"), "leads": Lead(last_name="Hopper")}
     db.add_all(records.values())
     db.commit()
-    draft = sending.prepare(db, to=["ada@example.test"], subject="Hi", html="<p>Hi <b>there</b></p>",
-                            attachments=[("notes.txt", "text/plain", b"notes")])
-    email = sending.compose(db, app.config, users["sam"], draft).email
-    template = email_templates.save(db, app.config, users["sam"], {"name": "Welcome", "subject": "Hi",
-                                                                   "html": "<p>Hi $contacts-firstname$</p>"})
+    prepared = prepare(db, to=["ada@example.test"], subject="Hi", html="<p>Hi <b>there</b></p>",
+                       attachments=[("notes.txt", "text/plain", b"notes")])
+    email = compose(db, app.config, users["sam"], prepared).email
+    template = templates.save(db, app.config, users["sam"], {"name": "Welcome", "subject": "Hi",
+                                                             "html": "<p>Hi $contacts-firstname$</p>"})
     own_draft = drafts.save(db, users["sam"], {"to": "ada@example.test", "subject": "Unfinished"})
     singular = {"contacts": "contact", "accounts": "account", "leads": "lead"}
     routes = []

@@ -22,9 +22,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from coretrack import bounces, csrf, secretbox, sending
+from coretrack import bounces, csrf, secretbox
 from coretrack.cli import main as cli_main
 from coretrack.models import AccessEvent, Contact, Recipient, Setting, utcnow
+from coretrack.sending.compose import compose, prepare
+from coretrack.sending.delivery import deliver
 from coretrack.settings import SettingsService
 from coretrack.tracking import tokens
 from coretrack.validation import ValidationError
@@ -61,9 +63,9 @@ def sent(app, db, users, smtp_settings, mailbox):
     sink, _ = smtp_settings
     db.add(Contact(first_name="Ann", last_name="Example", email="ann@example.test"))
     db.commit()
-    draft = sending.prepare(db, to=["ann@example.test", "bob@example.test"], subject="Offer",
-                            html="<html><body><p>Hi</p></body></html>")
-    sending.deliver(app.Session, app.config, sending.compose(db, app.config, users["sam"], draft).email.id)
+    prepared = prepare(db, to=["ann@example.test", "bob@example.test"], subject="Offer",
+                       html="<html><body><p>Hi</p></body></html>")
+    deliver(app.Session, app.config, compose(db, app.config, users["sam"], prepared).email.id)
     return {mail.rcpt_tos[0]: mail for mail in sink.received}
 
 
@@ -194,8 +196,8 @@ def test_each_message_goes_out_with_its_recipients_signed_return_path(app, db, s
 
 def test_without_a_bounce_address_the_return_path_is_the_from_address(app, db, users, smtp_settings):
     sink, _ = smtp_settings
-    draft = sending.prepare(db, to=["ann@example.test"], subject="Hi", html="<p>Hi</p>")
-    sending.deliver(app.Session, app.config, sending.compose(db, app.config, users["sam"], draft).email.id)
+    prepared = prepare(db, to=["ann@example.test"], subject="Hi", html="<p>Hi</p>")
+    deliver(app.Session, app.config, compose(db, app.config, users["sam"], prepared).email.id)
     assert sink.received[0].mail_from == "crm@example.test"
 
 

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from coretrack import csrf, sending
+from coretrack import csrf
+from coretrack.attachments import attachment_path
 from coretrack.models import AccessEvent, Attachment, Email, Recipient, utcnow
-from coretrack.worker import run_worker
+from coretrack.sending.compose import compose as compose_email
+from coretrack.sending.compose import prepare
+from coretrack.sending.delivery import deliver
+from coretrack.sending.status import cancel_unsent
+from coretrack.sending.worker import run_worker
 
 ADDRESSES = [f"r{number:02}@example.test" for number in range(12)]
 
@@ -20,7 +25,7 @@ ADDRESSES = [f"r{number:02}@example.test" for number in range(12)]
 def compose(app, db, user, **fields):
     values = {"to": ADDRESSES, "subject": "Quarterly update", "html": "<p>Hi</p>"}
     values.update(fields)
-    return sending.compose(db, app.config, user, sending.prepare(db, **values)).email
+    return compose_email(db, app.config, user, prepare(db, **values)).email
 
 
 def statuses(db, email_id) -> dict[str, int]:
@@ -73,9 +78,9 @@ def test_a_worker_that_already_listed_the_recipients_sends_nothing_after_the_can
     def cancel_after_the_first_message(_):
         if len(sink.received) == 1:
             with app.Session() as other:
-                sending.cancel(other, email.id, "admin")
+                cancel_unsent(other, email.id, "admin")
 
-    sending.deliver(app.Session, app.config, email.id, on_progress=cancel_after_the_first_message)
+    deliver(app.Session, app.config, email.id, on_progress=cancel_after_the_first_message)
 
     assert [mail.rcpt_tos for mail in sink.received] == [[ADDRESSES[0]]]
     assert statuses(db, email.id) == {"sent": 1, "cancelled": 11}
@@ -85,8 +90,8 @@ def test_a_worker_that_already_listed_the_recipients_sends_nothing_after_the_can
 
 def test_a_cancelled_email_shows_in_the_lists_and_reports_by_its_status(admin, app, db, users, smtp_settings):
     email = compose(app, db, users["sam"])
-    sending.deliver(app.Session, app.config, email.id, limit=1)
-    sending.cancel(db, email.id, "admin")
+    deliver(app.Session, app.config, email.id, limit=1)
+    cancel_unsent(db, email.id, "admin")
 
     listed = admin.get("/emails?status=cancelled")
     assert [link.text for link in listed.html.select("tbody td:first-child a")] == ["Quarterly update"]
@@ -123,10 +128,10 @@ def test_an_admin_deletes_a_sent_email_with_its_recipients_events_and_attachment
     email = compose(app, db, users["sam"], to=["ann@example.test"],
                     attachments=[("notes.txt", "text/plain", b"notes")])
     keep = compose(app, db, users["sam"], to=["bob@example.test"], attachments=[("keep.txt", "text/plain", b"k")])
-    sending.deliver(app.Session, app.config, email.id)
+    deliver(app.Session, app.config, email.id)
     db.add(AccessEvent(recipient_id=email.recipients[0].id, at=utcnow(), verdict="human"))
     db.commit()
-    files = [sending.attachment_path(app.config, attachment) for attachment in (*email.attachments, *keep.attachments)]
+    files = [attachment_path(app.config, attachment) for attachment in (*email.attachments, *keep.attachments)]
     email_id = email.id
 
     page = admin.get(f"/emails/{email_id}")
@@ -155,14 +160,14 @@ def test_an_email_still_going_out_cannot_be_deleted(admin, app, db, users):
     first = email.recipients[0]
     first.status, first.claimed_at = "sending", utcnow()
     db.commit()
-    sending.cancel(db, email.id, "admin")
+    cancel_unsent(db, email.id, "admin")
     admin.post(f"/emails/{email.id}/delete", {"csrf_token": token, "confirm": "yes"}, status=409)
     assert count(db, Email) == 1 and count(db, Recipient) == 12
 
 
 def test_the_api_deletes_and_answers_the_id(admin, app, db, users, smtp_settings):
     email = compose(app, db, users["sam"], to=["ann@example.test"])
-    sending.deliver(app.Session, app.config, email.id)
+    deliver(app.Session, app.config, email.id)
 
     email_id = email.id
     response = admin.delete(f"/api/emails/{email_id}", headers={"Content-Type": "application/json"})

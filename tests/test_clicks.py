@@ -12,9 +12,10 @@ import pytest
 from conftest import PUBLIC_URL
 from sqlalchemy import select
 
-from coretrack import sending
-from coretrack.mailer import MessageTemplate
 from coretrack.models import ClickEvent, Email, EmailLink, Recipient, utcnow
+from coretrack.sending.compose import compose, prepare
+from coretrack.sending.delivery import deliver
+from coretrack.sending.mime import MessageTemplate
 from coretrack.tracking import clicks, tokens
 from coretrack.tracking.counting import EVENTS_PER_RECIPIENT_PER_MINUTE
 
@@ -32,9 +33,9 @@ CLICK = re.compile(r'href="(' + re.escape(PUBLIC_URL) + r'/email/click\?c=[^"]+)
 
 
 def send(app, db, users, html: str = HTML, to=("ann@example.test", "bob@example.test")):
-    result = sending.compose(db, app.config, users["sam"],
-                             sending.prepare(db, to=list(to), subject="Spring", html=html))
-    sending.deliver(app.Session, app.config, result.email.id)
+    result = compose(db, app.config, users["sam"],
+                     prepare(db, to=list(to), subject="Spring", html=html))
+    deliver(app.Session, app.config, result.email.id)
     db.expire_all()
     return result.email
 

@@ -10,8 +10,10 @@ import webtest
 from conftest import PUBLIC_URL
 from sqlalchemy import select
 
-from coretrack import records, sending
+from coretrack import records
 from coretrack.models import Contact, Email, Lead, Recipient
+from coretrack.sending.compose import compose, prepare
+from coretrack.sending.delivery import deliver
 
 IMAGE = "/modules/Emails/TrackAccess.php?t="
 UNSUBSCRIBE = "/email/unsubscribe?t="
@@ -20,8 +22,8 @@ UNSUBSCRIBE = "/email/unsubscribe?t="
 def compose_and_send(app, db, users, to, **fields):
     values = {"to": to, "subject": "Hello", "html": "<html><body><p>Hi</p></body></html>"}
     values.update(fields)
-    result = sending.compose(db, app.config, users["sam"], sending.prepare(db, **values))
-    sending.deliver(app.Session, app.config, result.email.id)
+    result = compose(db, app.config, users["sam"], prepare(db, **values))
+    deliver(app.Session, app.config, result.email.id)
     db.expire_all()
     return result.email
 

@@ -2,12 +2,13 @@
 attachment), under its own type only when that type is inert, else application/octet-stream, and with
 X-Content-Type-Options: nosniff — whatever type the uploader claimed."""
 
+
 from __future__ import annotations
 
 import pytest
 
-from coretrack import sending
 from coretrack.models import Attachment
+from coretrack.sending.compose import compose, prepare
 
 ACTIVE_TYPES = [
     "text/javascript", "application/javascript", "text/html", "image/svg+xml", "application/xhtml+xml", "text/xml",
@@ -20,9 +21,9 @@ BODY = b"<script>alert(document.domain)</script>"
 def attached(app, db, users, content_type: str) -> str:
     """The download URL of a file uploaded as ``content_type``, stored exactly so (as rows written
     before uploads' types were cleaned are)."""
-    draft = sending.prepare(db, to=["ann@example.test"], subject="Files", html="<p>Hi</p>",
-                            attachments=[("file.js", content_type, BODY)])
-    email = sending.compose(db, app.config, users["sam"], draft).email
+    prepared = prepare(db, to=["ann@example.test"], subject="Files", html="<p>Hi</p>",
+                       attachments=[("file.js", content_type, BODY)])
+    email = compose(db, app.config, users["sam"], prepared).email
     attachment = db.get(Attachment, email.attachments[0].id)
     attachment.content_type = content_type
     db.commit()

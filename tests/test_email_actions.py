@@ -12,9 +12,11 @@ import pytest
 import webtest
 from sqlalchemy import func, select
 
-from coretrack import csrf, sending
+from coretrack import csrf
 from coretrack.auth import Htpasswd, UserService
 from coretrack.models import Email, Recipient
+from coretrack.sending.compose import compose, prepare
+from coretrack.sending.delivery import deliver
 
 FAILING = "gone@example.test"
 
@@ -28,16 +30,16 @@ def clients(app, db, users):
 
 def queued(app, db, users) -> int:
     """An email of sam's still waiting for the worker: something to cancel."""
-    draft = sending.prepare(db, to=["ann@example.test", "bob@example.test"], subject="Queued", html="<p>Hi</p>")
-    return sending.compose(db, app.config, users["sam"], draft).email.id
+    prepared = prepare(db, to=["ann@example.test", "bob@example.test"], subject="Queued", html="<p>Hi</p>")
+    return compose(db, app.config, users["sam"], prepared).email.id
 
 
 def failed(app, db, users, sink) -> int:
     """An email of sam's whose one recipient failed: something to retry, or to delete."""
     sink.refuse[FAILING] = "550 5.1.1 No such user"
-    draft = sending.prepare(db, to=[FAILING], subject="Failed", html="<p>Hi</p>")
-    email_id = sending.compose(db, app.config, users["sam"], draft).email.id
-    sending.deliver(app.Session, app.config, email_id)
+    prepared = prepare(db, to=[FAILING], subject="Failed", html="<p>Hi</p>")
+    email_id = compose(db, app.config, users["sam"], prepared).email.id
+    deliver(app.Session, app.config, email_id)
     del sink.refuse[FAILING]  # a retry now goes through
     return email_id
 

@@ -11,8 +11,10 @@ from conftest import PUBLIC_URL
 from hit_load import wait_until
 from sqlalchemy import func, select
 
-from coretrack import sending, suppression
+from coretrack import suppression
 from coretrack.models import Contact, Email, Recipient
+from coretrack.sending.compose import OPTED_OUT, prepare
+from coretrack.sending.compose import compose as compose_email
 from coretrack.settings import SettingsService
 
 IMAGE_URL = re.compile(r'<img src="([^"]+)" width="1" height="1" alt="">')
@@ -36,7 +38,7 @@ def email_count(db) -> int:
 def compose(app, db, user, **fields):
     values = {"to": ["ann@example.test"], "subject": "Hello", "html": "<p>Hi</p>"}
     values.update(fields)
-    return sending.compose(db, app.config, user, sending.prepare(db, **values)).email
+    return compose_email(db, app.config, user, prepare(db, **values)).email
 
 
 def test_the_home_page_leads_to_the_emails(staff):
@@ -82,7 +84,7 @@ def test_preview_shows_the_body_sandboxed_and_who_is_skipped_without_saving(staf
     assert 'srcdoc="&lt;p&gt;Hello&lt;/p&gt;"' in response.text  # autoescaped into the attribute
     rows = response.html.select("#preview-title ~ .table-wrap tbody tr")
     assert [row.select("td")[0].text for row in rows] == ["ann@example.test", "out@example.test"]
-    assert "skipped" in rows[1].text and sending.OPTED_OUT in rows[1].text
+    assert "skipped" in rows[1].text and OPTED_OUT in rows[1].text
     assert response.forms["compose"]["subject"].value == "Hi"
     assert email_count(db) == 0
 

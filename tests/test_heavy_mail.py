@@ -16,12 +16,14 @@ from click.testing import CliRunner
 from conftest import PUBLIC_URL, SmtpSink
 from sqlalchemy import func, select
 
-from coretrack import limits, sending
 from coretrack.cli import main as cli_main
-from coretrack.mailer import MessageTemplate
 from coretrack.models import Email, Recipient
+from coretrack.sending import delivery, limits
+from coretrack.sending.compose import compose, prepare
+from coretrack.sending.messages import message_template
+from coretrack.sending.mime import MessageTemplate
+from coretrack.sending.worker import run_worker
 from coretrack.tracking import clicks
-from coretrack.worker import run_worker
 
 TEXT = "Our products this month, with prices and what customers say about them. "
 
@@ -50,9 +52,9 @@ def build_seconds(app, db, users, links: int) -> float:
     gc.disable()  # a collection that happens to fall into one run is not that run's work
     try:
         started = time.process_time()  # this process's own: the other processes' load does not count
-        draft = sending.prepare(db, to=["ann@example.test"], subject="Heavy", html=html)
-        result = sending.compose(db, app.config, users["sam"], draft)
-        template = sending.message_template(db, app.config, result.email)
+        prepared = prepare(db, to=["ann@example.test"], subject="Heavy", html=html)
+        result = compose(db, app.config, users["sam"], prepared)
+        template = message_template(db, app.config, result.email)
         token = db.scalar(select(Recipient.token).where(Recipient.email_id == result.email.id))
         message = template.render("ann@example.test", "Ann", token)
         seconds = time.process_time() - started
@@ -174,12 +176,12 @@ def test_a_normal_email_queued_after_a_heavy_one_goes_while_the_heavy_one_is_sti
         app, db, users, smtp_settings, monkeypatch):
     sink: SlowSink = smtp_settings[0]
     sink.delay = 0.05  # each message takes a moment: the heavy email takes several turns
-    monkeypatch.setattr(sending, "TURN_SECONDS", 0.5)
+    monkeypatch.setattr(delivery, "TURN_SECONDS", 0.5)
     heavy_to = [f"h{number:03}@example.test" for number in range(40)]
     normal_to = [f"n{number:02}@example.test" for number in range(12)]
-    heavy = sending.compose(db, app.config, users["sam"], sending.prepare(
+    heavy = compose(db, app.config, users["sam"], prepare(
         db, to=heavy_to, subject="Heavy", html=newsletter(limits.MAX_LINKS, limits.MAX_BODY_BYTES - 2_000))).email.id
-    normal = sending.compose(db, app.config, users["sam"], sending.prepare(
+    normal = compose(db, app.config, users["sam"], prepare(
         db, to=normal_to, subject="Normal", html="<p>Hello</p>")).email.id
 
     run_worker(app.Session, app.config, once=True)

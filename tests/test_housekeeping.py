@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from coretrack import erasure, record_import, records
 from coretrack.models import AccessEvent, Contact, Email, Erasure, Lead, Recipient
 from coretrack.reports import REPORTS, parse_filters, table_page
+from coretrack.sending.compose import ERASED, compose, prepare
 from coretrack.tracking import tokens
 
 
@@ -128,6 +129,8 @@ def test_erasing_a_person_removes_every_trace_keeps_the_counts_and_audits_withou
     assert count(db, AccessEvent, AccessEvent.recipient_id.in_([r.id for r in erased])) == 0
     assert count(db, AccessEvent) == 1  # Bob's
     assert [r.status for r in erased if r.email_id == queued.id] == ["cancelled"]
+    db.refresh(queued)
+    assert queued.status == "cancelled"  # its one pending recipient was cancelled: the email's status follows
     audit = db.scalars(select(Erasure)).one()
     assert (audit.user_name, audit.records, audit.recipients, audit.events) == ("admin", 2, 2, 2)
     assert "ann@example.test" not in audit.address_digest and erasure.was_erased(db, app.secret, "ANN@example.test")
@@ -154,14 +157,12 @@ def test_every_record_type_has_its_delete_confirmation(admin, db, section):
 
 
 def test_mail_to_an_erased_person_is_skipped_although_their_opt_out_went_with_them(app, db, users):
-    from coretrack import sending
-
     add_contact(db, email_opt_out="yes")
     erasure.erase(db, app.secret, "ann@example.test", "admin")
-    draft = sending.prepare(db, to=["Ann@Example.test", "bob@example.test"], subject="Again", html="<p>x</p>")
-    result = sending.compose(db, app.config, users["sam"], draft)
+    prepared = prepare(db, to=["Ann@Example.test", "bob@example.test"], subject="Again", html="<p>x</p>")
+    result = compose(db, app.config, users["sam"], prepared)
     statuses = {recipient.address: (recipient.status, recipient.reply) for recipient in result.email.recipients}
-    assert statuses == {"Ann@Example.test": ("skipped", sending.ERASED), "bob@example.test": ("pending", "")}
+    assert statuses == {"Ann@Example.test": ("skipped", ERASED), "bob@example.test": ("pending", "")}
 
 
 def test_the_erasure_check_of_a_mass_send_finds_erased_people_among_70000_addresses(app, db):

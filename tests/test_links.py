@@ -2,6 +2,7 @@
 is a route of the map for the method it is used with (or one of our static files), and carries the
 prefix the application is mounted under (Apache's /crm) — so no page can hold a hand-built URL."""
 
+
 from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
@@ -11,10 +12,10 @@ import webtest
 from sqlalchemy import update
 from werkzeug.exceptions import HTTPException
 
-from coretrack import sending
 from coretrack.app import STATIC_DIR, URL_MAP
 from coretrack.auth import Htpasswd, UserService
 from coretrack.models import Account, Contact, Email, Lead, Recipient, utcnow
+from coretrack.sending.compose import compose, prepare
 from coretrack.settings import SettingsService
 
 URL_ATTRIBUTES = ("href", "src", "action", "formaction")
@@ -32,9 +33,9 @@ def busy_install(app, db, users):
     db.add_all([account, lead, *contacts])
     db.commit()
     for n, contact in enumerate(contacts):
-        draft = sending.prepare(db, subject=f"News {n}", html="<p>News</p>",
-                                to=[f"contact:{contact.id}", f"account:{account.id}", f"lead:{lead.id}"])
-        sending.compose(db, app.config, users["sam"], draft)
+        prepared = prepare(db, subject=f"News {n}", html="<p>News</p>",
+                           to=[f"contact:{contact.id}", f"account:{account.id}", f"lead:{lead.id}"])
+        compose(db, app.config, users["sam"], prepared)
     now = utcnow()
     db.execute(update(Email).values(status="partial", sent_at=now))
     db.execute(update(Recipient).values(status="sent", sent_at=now))

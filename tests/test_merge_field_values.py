@@ -10,11 +10,12 @@ from html.parser import HTMLParser
 
 import pytest
 
-from coretrack import mergefields, sending
 from coretrack.models import Account, Contact, Lead, User
 from coretrack.sanitize import STYLE_PROPERTIES, URL_SCHEMES
+from coretrack.sending import merge_fields
+from coretrack.sending.compose import compose, prepare
+from coretrack.sending.worker import run_worker
 from coretrack.tracking import clicks
-from coretrack.worker import run_worker
 
 HOSTILE = [
     "javascript:alert(1)",
@@ -26,7 +27,7 @@ HOSTILE = [
     "red;position:fixed;background:url(https://evil.test/x)",
 ]
 SCHEME = re.compile(r"([a-z][a-z0-9+.-]*):")
-FIELDS = [code for code, _ in mergefields.OFFERED]
+FIELDS = [code for code, _ in merge_fields.OFFERED]
 # Every field in every kind of position a value can land in.
 HTML = "<html><body>" + "".join(
     f'<p style="color:{code}">{code} <a href="{code}" title="{code}">link</a> <img src="{code}" alt="{code}">'
@@ -67,8 +68,8 @@ def test_every_merge_field_holding_a_hostile_value_goes_out_clean(app, db, users
     db.add_all([sender, account, contact, lead])
     db.commit()
     # A contact (its account's fields too) and a lead: between them every field has the value.
-    draft = sending.prepare(db, to=[f"contact:{contact.id}", f"lead:{lead.id}"], subject="News", html=HTML)
-    sending.compose(db, app.config, sender, draft)
+    prepared = prepare(db, to=[f"contact:{contact.id}", f"lead:{lead.id}"], subject="News", html=HTML)
+    compose(db, app.config, sender, prepared)
 
     run_worker(app.Session, app.config, once=True)
 
@@ -100,8 +101,8 @@ def test_a_link_made_with_a_merge_field_goes_out_filled_and_the_links_after_it_s
     html = ('<p><a href="https://shop.example.test/before">before</a> '
             '<a href="https://shop.example.test/?name=$contacts-firstname$">yours</a> '
             '<a href="https://shop.example.test/after">after</a></p>')
-    sending.compose(db, app.config, users["sam"], sending.prepare(db, to=[f"contact:{contact.id}"], subject="Hi",
-                                                                  html=html))
+    compose(db, app.config, users["sam"], prepare(db, to=[f"contact:{contact.id}"], subject="Hi",
+                                                  html=html))
 
     run_worker(app.Session, app.config, once=True)
 

@@ -1,6 +1,7 @@
 """Retention: access and click events older than the period are deleted (coretrack purge, the
 worker's daily task) while the counts on recipients stay; the period is an audited setting."""
 
+
 from __future__ import annotations
 
 import os
@@ -17,9 +18,9 @@ from click.testing import CliRunner
 from conftest import PUBLIC_URL
 from sqlalchemy import func, select
 
-from coretrack import sending
 from coretrack.cli import main as cli_main
 from coretrack.models import AccessEvent, DeliveryEvent, Recipient, SettingChange, utcnow
+from coretrack.sending.compose import compose, prepare
 from coretrack.settings import SettingsService
 from coretrack.tracking.retention import purge, watch_retention
 from coretrack.validation import ValidationError
@@ -28,8 +29,8 @@ from coretrack.validation import ValidationError
 @pytest.fixture
 def recipient(app, db, users) -> Recipient:
     """A recipient counted 3 times: loads 40 and 10 days ago and today, and SendGrid events then."""
-    draft = sending.prepare(db, to=["ada@example.test"], subject="Hello", html="<p>Hi</p>")
-    email = sending.compose(db, app.config, users["sam"], draft).email
+    prepared = prepare(db, to=["ada@example.test"], subject="Hello", html="<p>Hi</p>")
+    email = compose(db, app.config, users["sam"], prepared).email
     recipient = email.recipients[0]
     now = utcnow()
     for number, days in enumerate((40, 10, 0)):

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from coretrack.localtime import local, zone
 from coretrack.models import Email, Recipient, utcnow
-from coretrack.worker import run_worker
+from coretrack.sending.worker import run_worker
 
 
 def compose(client, send_at: str, status: int = 303, **values):

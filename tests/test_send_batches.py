@@ -21,11 +21,15 @@ import pytest
 from conftest import SmtpSink
 from sqlalchemy import func, insert, select, text, update
 
-from coretrack import sending
 from coretrack.models import Email, Recipient, User, utcnow
+from coretrack.sending import delivery
+from coretrack.sending.claims import INTERRUPTED, STALE_AFTER, claim_batch
+from coretrack.sending.compose import compose, prepare
+from coretrack.sending.delivery import BATCH_SIZE, deliver
+from coretrack.sending.status import cancel_unsent
+from coretrack.sending.worker import run_worker
 from coretrack.settings import SettingsService
 from coretrack.tracking import tokens
-from coretrack.worker import run_worker
 
 CORETRACK = str(Path(sys.prefix) / "bin" / "coretrack")
 
@@ -53,8 +57,8 @@ def smtp_sink():
 def queue(app, db, users, count: int, subject: str = "Batches") -> int:
     """An email to ``count`` recipients, queued for the worker."""
     addresses = [f"r{number:05}@example.test" for number in range(count)]
-    draft = sending.prepare(db, to=addresses, subject=subject, html="<p>Hello</p>")
-    return sending.compose(db, app.config, users["sam"], draft).email.id
+    prepared = prepare(db, to=addresses, subject=subject, html="<p>Hello</p>")
+    return compose(db, app.config, users["sam"], prepared).email.id
 
 
 def statuses(db, email_id: int) -> Counter:
@@ -92,7 +96,7 @@ def test_concurrent_batch_claims_never_take_a_recipient_twice(app, db, users):
 
     def claimer() -> None:
         with app.Session() as session:
-            while batch := sending.claim_batch(session, email_id, 30):
+            while batch := claim_batch(session, email_id, 30):
                 with lock:
                     claimed.extend(recipient_id for recipient_id, *_ in batch)
 
@@ -111,7 +115,7 @@ def test_concurrent_batch_claims_never_take_a_recipient_twice(app, db, users):
 def test_a_claim_takes_at_most_the_batch_size(app, db, users):
     email_id = queue(app, db, users, 25)
     with app.Session() as session:
-        assert len(sending.claim_batch(session, email_id, 10)) == 10
+        assert len(claim_batch(session, email_id, 10)) == 10
     assert statuses(db, email_id) == {"sending": 10, "pending": 15}
 
 
@@ -133,20 +137,20 @@ def test_two_worker_processes_send_each_recipient_once(app, db, users, smtp_sett
 def test_a_worker_killed_mid_batch_leaves_at_most_that_batch_delivery_unknown(app, db, users, smtp_settings):
     sink, _ = smtp_settings
     sink.delay = 0.01
-    count = 3 * sending.BATCH_SIZE
+    count = 3 * BATCH_SIZE
     email_id = queue(app, db, users, count)
 
     worker = worker_process(app)
-    wait_for(lambda: len(sink.received) >= sending.BATCH_SIZE + 20)  # early in the second batch
+    wait_for(lambda: len(sink.received) >= BATCH_SIZE + 20)  # early in the second batch
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=10)
 
     after_crash = statuses(db, email_id)
-    assert 0 < after_crash["sending"] <= sending.BATCH_SIZE
-    assert after_crash["sent"] >= sending.BATCH_SIZE  # the first batch was recorded
+    assert 0 < after_crash["sending"] <= BATCH_SIZE
+    assert after_crash["sent"] >= BATCH_SIZE  # the first batch was recorded
     # Once the claim is stale, a worker fails what the dead one held and sends the rest.
     db.execute(update(Recipient).where(Recipient.status == "sending")
-               .values(claimed_at=utcnow() - sending.STALE_AFTER - timedelta(seconds=1)))
+               .values(claimed_at=utcnow() - STALE_AFTER - timedelta(seconds=1)))
     db.commit()
     run_worker(app.Session, app.config, once=True)
 
@@ -156,7 +160,7 @@ def test_a_worker_killed_mid_batch_leaves_at_most_that_batch_delivery_unknown(ap
     unknown = set(db.scalars(select(Recipient.address).where(Recipient.email_id == email_id,
                                                               Recipient.status == "failed")))
     assert {reply for reply in db.scalars(select(Recipient.reply).where(Recipient.status == "failed"))} == {
-        sending.INTERRUPTED}
+        INTERRUPTED}
     # Nobody received a message twice; everyone recorded as sent received it.
     assert max(received(sink).values()) == 1
     assert set(received(sink)) >= {f"r{number:05}@example.test" for number in range(count)} - unknown
@@ -165,7 +169,7 @@ def test_a_worker_killed_mid_batch_leaves_at_most_that_batch_delivery_unknown(ap
 def test_a_stopped_worker_gives_the_rest_of_its_batch_back(app, db, users, smtp_settings):
     sink, _ = smtp_settings
     sink.delay = 0.01
-    email_id = queue(app, db, users, sending.BATCH_SIZE)
+    email_id = queue(app, db, users, BATCH_SIZE)
 
     worker = worker_process(app)
     wait_for(lambda: len(sink.received) >= 10)
@@ -174,16 +178,16 @@ def test_a_stopped_worker_gives_the_rest_of_its_batch_back(app, db, users, smtp_
 
     after_stop = statuses(db, email_id)
     assert after_stop["sending"] == 0 and after_stop["sent"] == len(sink.received)
-    assert after_stop["pending"] == sending.BATCH_SIZE - len(sink.received) > 0
+    assert after_stop["pending"] == BATCH_SIZE - len(sink.received) > 0
     run_worker(app.Session, app.config, once=True)
-    assert statuses(db, email_id) == {"sent": sending.BATCH_SIZE}
+    assert statuses(db, email_id) == {"sent": BATCH_SIZE}
     assert max(received(sink).values()) == 1
 
 
 def test_a_batch_slower_than_the_hold_gives_back_what_it_has_not_sent(app, db, users, smtp_settings, monkeypatch):
     sink, _ = smtp_settings
     sink.delay = 0.05
-    monkeypatch.setattr(sending, "HOLD_CLAIM_SECONDS", 0.01)  # shorter than one message
+    monkeypatch.setattr(delivery, "HOLD_CLAIM_SECONDS", 0.01)  # shorter than one message
     email_id = queue(app, db, users, 4)
 
     run_worker(app.Session, app.config, once=True)
@@ -225,13 +229,13 @@ def test_while_the_mail_server_is_slow_the_worker_holds_nothing_in_the_database(
 
 def test_one_connection_by_default_kept_open_across_batches_and_emails(app, db, users, smtp_settings):
     sink, _ = smtp_settings
-    first = queue(app, db, users, sending.BATCH_SIZE * 2 + 10)
+    first = queue(app, db, users, BATCH_SIZE * 2 + 10)
     second = queue(app, db, users, 20, subject="Second")
 
     assert SettingsService(db, app.config).get("smtp_connections") == 1
     run_worker(app.Session, app.config, once=True)
 
-    assert statuses(db, first) == {"sent": sending.BATCH_SIZE * 2 + 10}
+    assert statuses(db, first) == {"sent": BATCH_SIZE * 2 + 10}
     assert statuses(db, second) == {"sent": 20}
     assert len(set(sink.peers)) == 1  # three batches and two emails over one connection
 
@@ -240,7 +244,7 @@ def test_several_connections_send_at_once_each_recipient_once(app, db, users, sm
     sink, _ = smtp_settings
     sink.delay = 0.002
     SettingsService(db, app.config).update({"smtp_connections": "3"}, user_name="admin")
-    count = sending.BATCH_SIZE * 5
+    count = BATCH_SIZE * 5
     email_id = queue(app, db, users, count)
 
     assert run_worker(app.Session, app.config, once=True) == count
@@ -255,16 +259,16 @@ def test_several_connections_send_at_once_each_recipient_once(app, db, users, sm
 def test_a_cancel_stops_every_connections_batch(app, db, users, smtp_settings):
     sink, _ = smtp_settings
     SettingsService(db, app.config).update({"smtp_connections": "3"}, user_name="admin")
-    email_id = queue(app, db, users, sending.BATCH_SIZE * 4)
+    email_id = queue(app, db, users, BATCH_SIZE * 4)
     at_cancel: list[int] = []  # messages the server had when the cancel was made
 
     def cancel_after_five(_):
         if len(sink.received) >= 5 and not at_cancel:
             at_cancel.append(len(sink.received))
             with app.Session() as other:
-                sending.cancel(other, email_id, "admin")
+                cancel_unsent(other, email_id, "admin")
 
-    sending.deliver(app.Session, app.config, email_id, on_progress=cancel_after_five)
+    deliver(app.Session, app.config, email_id, on_progress=cancel_after_five)
 
     # Each connection checks its claimed recipients one by one: at most the message it had in hand
     # when the cancel came still went out.

@@ -15,9 +15,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import select
 
-from coretrack import sendgrid, sending
-from coretrack.mailer import MessageTemplate
+from coretrack import sendgrid
 from coretrack.models import AccessEvent, Contact, DeliveryEvent, Lead, Recipient, Setting
+from coretrack.sending.compose import compose, prepare
+from coretrack.sending.delivery import deliver
+from coretrack.sending.mime import MessageTemplate
 from coretrack.settings import SettingsService
 from coretrack.tracking import tokens
 from coretrack.tracking.counting import EVENTS_PER_RECIPIENT_PER_MINUTE
@@ -62,8 +64,8 @@ def contact(db):
 
 @pytest.fixture
 def recipient(app, db, users, contact) -> Recipient:
-    draft = sending.prepare(db, to=[f"contact:{contact.id}"], subject="Hello", html="<p>Hi</p>")
-    email = sending.compose(db, app.config, users["sam"], draft).email
+    prepared = prepare(db, to=[f"contact:{contact.id}"], subject="Hello", html="<p>Hi</p>")
+    email = compose(db, app.config, users["sam"], prepared).email
     return email.recipients[0]
 
 
@@ -114,9 +116,9 @@ def test_through_the_preset_each_message_names_its_recipients_token_in_x_smtpapi
     db.merge(Setting(key="smtp_security", value="none"))
     db.merge(Setting(key="smtp_username", value=""))
     db.commit()
-    draft = sending.prepare(db, to=["ann@example.test", "bob@example.test"], subject="Hi", html="<p>Hi</p>")
-    email = sending.compose(db, app.config, users["sam"], draft).email
-    sending.deliver(app.Session, app.config, email.id)
+    prepared = prepare(db, to=["ann@example.test", "bob@example.test"], subject="Hi", html="<p>Hi</p>")
+    email = compose(db, app.config, users["sam"], prepared).email
+    deliver(app.Session, app.config, email.id)
     tokens_by_address = {r.address: r.token for r in email.recipients}
     assert len(sink.received) == 2
     for mail in sink.received:
@@ -126,8 +128,8 @@ def test_through_the_preset_each_message_names_its_recipients_token_in_x_smtpapi
 
 def test_without_the_preset_no_message_carries_x_smtpapi(app, db, users, smtp_settings):
     sink, _ = smtp_settings
-    draft = sending.prepare(db, to=["ann@example.test"], subject="Hi", html="<p>Hi</p>")
-    sending.deliver(app.Session, app.config, sending.compose(db, app.config, users["sam"], draft).email.id)
+    prepared = prepare(db, to=["ann@example.test"], subject="Hi", html="<p>Hi</p>")
+    deliver(app.Session, app.config, compose(db, app.config, users["sam"], prepared).email.id)
     assert sink.received[0].message["X-SMTPAPI"] is None
 
 

@@ -16,16 +16,21 @@ from conftest import PUBLIC_URL, free_port
 from hit_load import wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from coretrack import sending, suppression
+from coretrack import suppression
 from coretrack.cli import main as cli_main
-from coretrack.mailer import MessageError, MessageTemplate, html_to_text, insert_image
 from coretrack.models import Attachment, Contact, Email, Lead, Recipient, utcnow
+from coretrack.sending.claims import INTERRUPTED
+from coretrack.sending.compose import OPTED_OUT, prepare
+from coretrack.sending.compose import compose as compose_email
+from coretrack.sending.delivery import deliver, send_or_queue
+from coretrack.sending.mime import MessageError, MessageTemplate, html_to_text, insert_image
+from coretrack.sending.status import retry_failed
+from coretrack.sending.worker import run_worker
 from coretrack.settings import SettingsService
 from coretrack.tracking import tokens
 from coretrack.validation import ValidationError
-from coretrack.worker import run_worker
 
 IMAGE_URL = re.compile(r'<img src="([^"]+)" width="1" height="1" alt="">')
 
@@ -33,12 +38,12 @@ IMAGE_URL = re.compile(r'<img src="([^"]+)" width="1" height="1" alt="">')
 def compose(app, db, users, **fields):
     values = {"to": ["ann@example.test"], "subject": "Hello", "html": "<html><body><p>Hi</p></body></html>"}
     values.update(fields)
-    return sending.compose(db, app.config, users["sam"], sending.prepare(db, **values))
+    return compose_email(db, app.config, users["sam"], prepare(db, **values))
 
 
 def send(app, db, users, **fields):
     result = compose(app, db, users, **fields)
-    sending.deliver(app.Session, app.config, result.email.id)
+    deliver(app.Session, app.config, result.email.id)
     db.expire_all()
     return result
 
@@ -177,7 +182,7 @@ def test_opted_out_records_are_skipped_with_the_reason(app, db, users, smtp_sett
     assert [mail.rcpt_tos for mail in sink.received] == [["ann@example.test"]]
     skipped = {r.address: r for r in result.email.recipients if r.status == "skipped"}
     assert set(skipped) == {"ada@example.test", "lee@example.test"}
-    assert {r.reply for r in skipped.values()} == {sending.OPTED_OUT}
+    assert {r.reply for r in skipped.values()} == {OPTED_OUT}
     assert skipped["lee@example.test"].lead_id == lead.id  # a typed address is linked to its record
     assert result.email.status == "sent"
 
@@ -196,9 +201,9 @@ def test_refused_recipient_fails_with_the_server_reply_and_a_retry_sends_it_once
     assert sorted(by_address(sink)) == ["ann@example.test", "bob@example.test"]
 
     del sink.refuse["x@example.test"]
-    assert sending.retry(db, result.email.id) == 1
-    sending.deliver(app.Session, app.config, result.email.id)
-    sending.deliver(app.Session, app.config, result.email.id)  # nothing left: sends nothing more
+    assert retry_failed(db, result.email.id) == 1
+    deliver(app.Session, app.config, result.email.id)
+    deliver(app.Session, app.config, result.email.id)  # nothing left: sends nothing more
     db.expire_all()
 
     assert {address: len(mails) for address, mails in by_address(sink).items()} == {
@@ -236,7 +241,7 @@ def test_an_interrupted_send_resumes_without_sending_anyone_twice(app, db, users
     db.expire_all()
 
     assert sorted(mail.rcpt_tos[0] for mail in sink.received) == ["bob@example.test", "cid@example.test"]
-    assert ann.status == "failed" and ann.reply == sending.INTERRUPTED
+    assert ann.status == "failed" and ann.reply == INTERRUPTED
     assert result.email.status == "partial"
 
 
@@ -247,7 +252,7 @@ def test_a_recent_claim_is_left_to_the_worker_holding_it(app, db, users, smtp_se
     ann.status, ann.claimed_at = "sending", utcnow()
     db.commit()
 
-    sending.deliver(app.Session, app.config, result.email.id)
+    deliver(app.Session, app.config, result.email.id)
     db.expire_all()
 
     assert [mail.rcpt_tos for mail in sink.received] == [["bob@example.test"]]
@@ -258,7 +263,7 @@ def test_two_workers_on_the_same_email_send_each_message_once(app, db, users, sm
     sink, _ = smtp_settings
     addresses = [f"r{number}@example.test" for number in range(30)]
     result = compose(app, db, users, to=addresses)
-    workers = [threading.Thread(target=sending.deliver, args=(app.Session, app.config, result.email.id))
+    workers = [threading.Thread(target=deliver, args=(app.Session, app.config, result.email.id))
                for _ in range(2)]
     for worker in workers:
         worker.start()
@@ -275,7 +280,7 @@ def test_a_large_send_is_queued_and_the_worker_delivers_it(app, db, users, smtp_
     addresses = [f"r{number}@example.test" for number in range(app.config.inline_send_limit + 1)]
     result = compose(app, db, users, to=addresses)
 
-    assert sending.send_or_queue(app.Session, app.config, result.email.id, result.pending) is False
+    assert send_or_queue(app.Session, app.config, result.email.id, result.pending) is False
     assert sink.received == [] and result.email.status == "queued"
 
     assert run_worker(app.Session, app.config, once=True) == len(addresses)
@@ -287,7 +292,7 @@ def test_a_large_send_is_queued_and_the_worker_delivers_it(app, db, users, smtp_
 def test_a_small_send_goes_out_within_the_request(app, db, users, smtp_settings):
     sink, _ = smtp_settings
     result = compose(app, db, users, to=["ann@example.test"])
-    assert sending.send_or_queue(app.Session, app.config, result.email.id, result.pending) is True
+    assert send_or_queue(app.Session, app.config, result.email.id, result.pending) is True
     assert len(sink.received) == 1
 
 
@@ -435,3 +440,52 @@ def test_the_send_command_delivers_and_the_worker_command_drains_the_queue(app, 
     assert result.exit_code == 0, result.output
     assert "processed 12 messages" in result.output
     assert len(sink.received) == 14
+
+
+def test_the_send_command_schedules_with_send_at_and_the_worker_sends_it_when_its_time_comes(
+        app, db, users, smtp_settings, monkeypatch):
+    sink, _ = smtp_settings
+    monkeypatch.setenv("CORETRACK_HOME", str(app.config.home))
+    monkeypatch.setenv("CORETRACK_PUBLIC_URL", PUBLIC_URL)
+    send_at = (utcnow() + timedelta(hours=2)).replace(second=0, microsecond=0)
+    command = ["send", "--from-user", "sam", "--to", "ann@example.test", "--subject", "Later", "--html", "<p>Hi</p>"]
+
+    result = CliRunner().invoke(cli_main, [*command, "--send-at", send_at.isoformat() + "Z"])
+
+    assert result.exit_code == 0, result.output
+    assert f"scheduled for {send_at:%Y-%m-%d %H:%M} UTC, 1 to send, 0 skipped" in result.output
+    email = db.scalars(select(Email)).one()
+    assert email.send_at == send_at and email.status == "queued" and sink.received == []
+    run_worker(app.Session, app.config, once=True)
+    assert sink.received == []  # not before its time
+    db.execute(Email.__table__.update().values(send_at=utcnow() - timedelta(seconds=1)))  # its time has come
+    db.commit()
+    run_worker(app.Session, app.config, once=True)
+    assert [mail.rcpt_tos for mail in sink.received] == [["ann@example.test"]]
+    # A time without its offset is refused, as the API refuses it, and nothing is saved.
+    refused = CliRunner().invoke(cli_main, [*command, "--send-at", "2030-01-01T09:00"])
+    assert refused.exit_code == 2 and "--send-at" in refused.output and "offset or Z" in refused.output
+    assert db.scalar(select(func.count()).select_from(Email)) == 1
+
+
+def test_the_send_command_with_no_track_sends_every_message_without_the_image(app, db, users, smtp_settings,
+                                                                              monkeypatch):
+    sink, _ = smtp_settings
+    monkeypatch.setenv("CORETRACK_HOME", str(app.config.home))
+    monkeypatch.setenv("CORETRACK_PUBLIC_URL", PUBLIC_URL)
+    command = ["send", "--from-user", "sam", "--to", "ann@example.test", "--to", "bob@example.test",
+               "--subject", "Untracked", "--html", "<p>Hi <a href='https://example.test/offer'>the offer</a></p>"]
+
+    result = CliRunner().invoke(cli_main, [*command, "--no-track"])
+
+    assert result.exit_code == 0, result.output
+    assert "2 sent, 0 failed" in result.output
+    assert sorted(mail.rcpt_tos[0] for mail in sink.received) == ["ann@example.test", "bob@example.test"]
+    for mail in sink.received:
+        html = html_of(mail)
+        assert not IMAGE_URL.search(html) and "https://example.test/offer" in html
+    email = db.scalars(select(Email)).one()
+    assert not email.tracking and not any(recipient.tracked for recipient in email.recipients)
+    # Without the switch the same command tracks, as the form and the API do by default.
+    CliRunner().invoke(cli_main, command)
+    assert IMAGE_URL.search(html_of(sink.received[-1]))

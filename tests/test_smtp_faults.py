@@ -12,9 +12,12 @@ import pytest
 from conftest import SmtpSink
 from sqlalchemy import select
 
-from coretrack import sending, smtp
 from coretrack.models import Recipient
-from coretrack.worker import run_worker
+from coretrack.sending import smtp
+from coretrack.sending.compose import compose as compose_email
+from coretrack.sending.compose import prepare
+from coretrack.sending.status import retry_failed
+from coretrack.sending.worker import run_worker
 
 ADDRESSES = [f"r{number:02}@example.test" for number in range(20)]
 DROPPED = "the connection to the mail server was lost; delivery unknown"
@@ -63,8 +66,8 @@ def sink(smtp_sink):
 
 
 def compose(app, db, users, addresses=ADDRESSES):
-    draft = sending.prepare(db, to=list(addresses), subject="Faults", html="<p>Hello</p>")
-    return sending.compose(db, app.config, users["sam"], draft)
+    prepared = prepare(db, to=list(addresses), subject="Faults", html="<p>Hello</p>")
+    return compose_email(db, app.config, users["sam"], prepared)
 
 
 def outcome(db, email_id) -> dict[str, tuple[str, str]]:
@@ -97,7 +100,7 @@ def test_refused_recipients_fail_with_the_reply_the_rest_are_sent_once(app, db, 
     assert received(sink) == Counter(set(ADDRESSES) - {ADDRESSES[3], ADDRESSES[11]})
 
     sink.refuse = {}  # the mailbox was emptied: retrying sends the two, once
-    assert sending.retry(db, email.id) == 2
+    assert retry_failed(db, email.id) == 2
     run_worker(app.Session, app.config, once=True)
     assert {status for status, _ in assert_finished(db, email.id).values()} == {"sent"}
     assert received(sink) == Counter(ADDRESSES)
@@ -117,7 +120,7 @@ def test_a_connection_dropped_before_the_server_took_a_message_fails_only_that_o
     # The sender reconnected after each drop and finished the batch.
     assert received(sink) == Counter(set(ADDRESSES) - failed)
 
-    assert sending.retry(db, email.id) == 2
+    assert retry_failed(db, email.id) == 2
     run_worker(app.Session, app.config, once=True)
     assert received(sink) == Counter(ADDRESSES)
 
@@ -172,7 +175,7 @@ def test_a_server_slower_than_the_timeout_fails_with_the_reason_and_a_retry_fini
     assert sink.messages == 2  # not resent
 
     sink.delay = 0.0
-    assert sending.retry(db, email.id) == 2
+    assert retry_failed(db, email.id) == 2
     run_worker(app.Session, app.config, once=True)
     assert {status for status, _ in assert_finished(db, email.id).values()} == {"sent"}
     assert received(sink) == Counter(ADDRESSES[:2])

@@ -1,6 +1,7 @@
 """The stored SMTP password is sent only to the server it was typed for: two real SMTP servers that
 require a login, and an admin who points coretrack from one to the other without typing a password."""
 
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -10,8 +11,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from conftest import SmtpSink, free_port
 
-from coretrack import sending
 from coretrack.models import Recipient
+from coretrack.sending.compose import compose, prepare
+from coretrack.sending.delivery import deliver
 
 USER, PASSWORD = "crm-bot", "first-servers-pw"
 # Plain connections on loopback: the point is where the password goes, not how it is protected.
@@ -53,9 +55,9 @@ def two_servers():
 
 
 def send_one(app, db, users) -> Recipient:
-    draft = sending.prepare(db, to=["ann@example.test"], subject="Hello", html="<p>Hi</p>")
-    result = sending.compose(db, app.config, users["sam"], draft)
-    sending.deliver(app.Session, app.config, result.email.id)
+    prepared = prepare(db, to=["ann@example.test"], subject="Hello", html="<p>Hi</p>")
+    result = compose(db, app.config, users["sam"], prepared)
+    deliver(app.Session, app.config, result.email.id)
     db.expire_all()
     return db.get(Recipient, result.email.recipients[0].id)
 

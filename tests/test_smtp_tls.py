@@ -1,6 +1,7 @@
 """Sending over TLS with a login to a real SMTP server: STARTTLS and implicit TLS, the server's
 certificate verified, the password never shown."""
 
+
 from __future__ import annotations
 
 import logging
@@ -12,8 +13,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from conftest import SmtpSink, free_port
 
-from coretrack import sending
 from coretrack.models import Recipient
+from coretrack.sending.compose import compose, prepare
+from coretrack.sending.delivery import deliver
 from coretrack.settings import SettingsService
 
 USER, PASSWORD = "crm-bot", "s3cret-smtp-pw"
@@ -68,9 +70,9 @@ def send_one(app, db, users, tls_server, password: str) -> Recipient:
     settings.update({"smtp_host": "127.0.0.1", "smtp_port": str(port), "smtp_security": security,
                      "smtp_username": USER, "smtp_password": password, "from_address": "crm@example.test"},
                     user_name="test-setup")
-    draft = sending.prepare(db, to=["ann@example.test"], subject="Over TLS", html="<p>Hi</p>")
-    result = sending.compose(db, app.config, users["sam"], draft)
-    sending.deliver(app.Session, app.config, result.email.id)
+    prepared = prepare(db, to=["ann@example.test"], subject="Over TLS", html="<p>Hi</p>")
+    result = compose(db, app.config, users["sam"], prepared)
+    deliver(app.Session, app.config, result.email.id)
     db.expire_all()
     return db.get(Recipient, result.email.recipients[0].id)
 

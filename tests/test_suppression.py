@@ -15,10 +15,12 @@ from sqlalchemy import select, text
 from test_bounces import rfc3464
 from test_sendgrid import event, post, signing_key  # noqa: F401  (signing_key: a fixture)
 
-from coretrack import bounces, erasure, record_import, records, sending, suppression
+from coretrack import bounces, erasure, record_import, records, suppression
 from coretrack.cli import main as cli_main
 from coretrack.db import make_engine, upgrade
 from coretrack.models import Address, AddressEvent, Contact, Lead, Recipient, utcnow
+from coretrack.sending.compose import OPTED_OUT, compose, prepare
+from coretrack.sending.delivery import deliver as deliver_email
 from coretrack.settings import SettingsService
 from coretrack.unsubscribe import UNSUBSCRIBE_PATH
 
@@ -27,10 +29,10 @@ BOUNCE_ADDRESS = "bounces@example.test"
 
 
 def send(app, db, users, deliver=True, **values):
-    draft = sending.prepare(db, **{"subject": "News", "html": "<p>Hi</p>", **values})
-    result = sending.compose(db, app.config, users["sam"], draft)
+    prepared = prepare(db, **{"subject": "News", "html": "<p>Hi</p>", **values})
+    result = compose(db, app.config, users["sam"], prepared)
     if deliver:
-        sending.deliver(app.Session, app.config, result.email.id)
+        deliver_email(app.Session, app.config, result.email.id)
     db.expire_all()
     return result
 
@@ -221,7 +223,7 @@ def test_every_send_path_skips_an_opted_out_address_whatever_holds_it_later(
 
     db.expire_all()
     assert set(statuses(db, email_id).values()) == {"skipped"}
-    assert db.scalars(select(Recipient.reply).where(Recipient.email_id == email_id)).all() == [sending.OPTED_OUT]
+    assert db.scalars(select(Recipient.reply).where(Recipient.email_id == email_id)).all() == [OPTED_OUT]
     assert sink.received == []
     # Records made later show it too: their pages and lists read their own flag.
     assert all(record.email_opt_out for record in suppression.holders(db, [PAULA]))
@@ -236,7 +238,7 @@ def test_a_queued_send_skips_an_address_opted_out_after_it_was_written(app, db, 
     db.execute(text("UPDATE emails SET send_at = :now"), {"now": utcnow() - timedelta(minutes=1)})
     db.commit()
 
-    sending.deliver(app.Session, app.config, queued.email.id)
+    deliver_email(app.Session, app.config, queued.email.id)
 
     db.expire_all()
     assert statuses(db, queued.email.id) == {PAULA: "skipped", "other@example.test": "sent"}
@@ -254,12 +256,12 @@ def test_a_mass_send_asks_in_chunks_not_once_per_recipient(app, db, users):
     listener = lambda *args: statements.append(args[2])  # noqa: E731  (conn, cursor, statement, ...)
     sa_event.listen(engine, "before_cursor_execute", listener)
     try:
-        draft = sending.prepare(db, to=[], subject="News", html="<p>Hi</p>", audience=records.Audience("lead"))
+        prepared = prepare(db, to=[], subject="News", html="<p>Hi</p>", audience=records.Audience("lead"))
     finally:
         sa_event.remove(engine, "before_cursor_execute", listener)
     asked = [statement for statement in statements if "FROM addresses" in statement]
     assert len(asked) == 3  # 25,000 addresses, 10,000 a statement
-    assert [planned.address for planned in draft.skipped] == ["l7@example.test"]
+    assert [planned.address for planned in prepared.skipped] == ["l7@example.test"]
 
 
 # -- the record form (row 5) ----------------------------------------------------------------------
@@ -465,10 +467,10 @@ def test_an_unsubscribe_and_a_sendgrid_spam_report_through_apache_suppress_typed
         assert reply.status == 204, server.error_log()
 
         with server.session() as session:
-            draft = sending.prepare(session, to=["Paula@example.test", "quinn@example.test", "other@example.test"],
-                                    subject="News", html="<p>Hi</p>")
-            assert {planned.address: planned.skip_reason for planned in draft.recipients} == {
-                "Paula@example.test": sending.OPTED_OUT, "quinn@example.test": sending.OPTED_OUT,
+            prepared = prepare(session, to=["Paula@example.test", "quinn@example.test", "other@example.test"],
+                               subject="News", html="<p>Hi</p>")
+            assert {planned.address: planned.skip_reason for planned in prepared.recipients} == {
+                "Paula@example.test": OPTED_OUT, "quinn@example.test": OPTED_OUT,
                 "other@example.test": ""}
             assert {row.address: row.opt_out_source for row in session.scalars(select(Address))} == {
                 "paula@example.test": suppression.ONE_CLICK, "quinn@example.test": suppression.SENDGRID}

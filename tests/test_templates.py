@@ -8,9 +8,9 @@ import pytest
 import webtest
 from sqlalchemy import select
 
-from coretrack import mergefields
 from coretrack.auth import Htpasswd, UserService
 from coretrack.models import Account, Contact, EmailTemplate, Lead, User
+from coretrack.sending import merge_fields
 
 # -- rendering --------------------------------------------------------------------------------
 
@@ -18,12 +18,12 @@ from coretrack.models import Account, Contact, EmailTemplate, Lead, User
 def values(**fields: str) -> dict[str, str]:
     record = Contact(first_name=fields.get("first", "Ada"), last_name="Lovelace", email="ada@example.test",
                      phone="", account=Account(name=fields.get("account", "Acme"), email="", phone="", website=""))
-    return mergefields.values_for(record, mergefields.sender_values(
+    return merge_fields.values_for(record, merge_fields.sender_values(
         User(name="sam", first_name="Sam", last_name="Smith", email="sam@example.test")))
 
 
 def test_each_offered_field_renders_its_value_and_html_gets_it_escaped():
-    rendered = mergefields.render(
+    rendered = merge_fields.render(
         "Hello $contacts-firstname$ of $contacts-accountname$",
         "<p>Dear $contacts-firstname$ $contacts-lastname$, from $users-first_name$ $users-last_name$"
         " &lt;$users-email1$&gt; ($users-user_name$) at $accounts-accountname$</p>",
@@ -36,17 +36,17 @@ def test_each_offered_field_renders_its_value_and_html_gets_it_escaped():
 
 
 def test_fields_of_another_kind_of_record_or_none_render_empty_and_are_reported():
-    rendered = mergefields.render("$leads-company$", "<p>$contacts-phone$ $leads-firstname$</p>", "", values())
+    rendered = merge_fields.render("$leads-company$", "<p>$contacts-phone$ $leads-firstname$</p>", "", values())
     assert (rendered.subject, rendered.html) == ("", "<p> </p>")
     assert rendered.empty == ["$contacts-phone$", "$leads-company$", "$leads-firstname$"]
-    typed_address = mergefields.values_for(None, mergefields.sender_values(None))
-    assert mergefields.render("Hi $contacts-firstname$", "", "", typed_address).empty == ["$contacts-firstname$"]
-    lead = mergefields.values_for(Lead(first_name="Grace", last_name="Hopper", company="Navy", email="", phone=""), {})
-    assert mergefields.render("$leads-company$ $accounts-accountname$", "", "", lead).subject == "Navy"
+    typed_address = merge_fields.values_for(None, merge_fields.sender_values(None))
+    assert merge_fields.render("Hi $contacts-firstname$", "", "", typed_address).empty == ["$contacts-firstname$"]
+    lead = merge_fields.values_for(Lead(first_name="Grace", last_name="Hopper", company="Navy", email="", phone=""), {})
+    assert merge_fields.render("$leads-company$ $accounts-accountname$", "", "", lead).subject == "Navy"
 
 
 def test_a_value_goes_into_the_subject_on_one_line():
-    assert mergefields.render("Hi $contacts-firstname$!", "", "", values(first="Ada\r\nBcc: x@evil")).subject == \
+    assert merge_fields.render("Hi $contacts-firstname$!", "", "", values(first="Ada\r\nBcc: x@evil")).subject == \
         "Hi Ada Bcc: x@evil!"
 
 
@@ -56,7 +56,7 @@ def test_a_value_goes_into_the_subject_on_one_line():
     "$settings-smtp_password$", "$config-secret_key$", "$contacts-firstname.__class__$",
 ])
 def test_nothing_but_an_offered_field_is_reached(attempt):
-    rendered = mergefields.render(attempt, f"<p>{attempt}</p>", attempt, values())
+    rendered = merge_fields.render(attempt, f"<p>{attempt}</p>", attempt, values())
     # Not a field (or not an offered one): it renders empty, or stays as the text it is.
     for part in (rendered.subject, rendered.html, rendered.text):
         assert "Contact" not in part and "sam" not in part and "function" not in part and "state" not in part
@@ -66,13 +66,13 @@ def test_nothing_but_an_offered_field_is_reached(attempt):
 @pytest.mark.parametrize("code", ["{{ config }}", "{{ ''.__class__.__mro__ }}", "{% import os %}{{ os.environ }}",
                                   "${7*7}", "#{7*7}", "<%= 7*7 %>", "{7*7}"])
 def test_other_template_languages_are_plain_text(code):
-    rendered = mergefields.render(code, code, code, values())
+    rendered = merge_fields.render(code, code, code, values())
     assert rendered.subject == code and rendered.text == code and "49" not in rendered.html
 
 
 def test_a_value_is_never_rendered_again_as_a_template():
-    rendered = mergefields.render("$contacts-firstname$", "$contacts-firstname$", "$contacts-firstname$",
-                                  values(first="$users-email1$ {{ config }}"))
+    rendered = merge_fields.render("$contacts-firstname$", "$contacts-firstname$", "$contacts-firstname$",
+                                   values(first="$users-email1$ {{ config }}"))
     assert rendered.subject == rendered.html == rendered.text == "$users-email1$ {{ config }}"
 
 

@@ -13,11 +13,13 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from coretrack import sending
+from coretrack.attachments import attachment_path
 from coretrack.models import Attachment, Contact, Email, Recipient, Setting
+from coretrack.sending.compose import compose, prepare
+from coretrack.sending.delivery import deliver
+from coretrack.sending.worker import run_worker
 from coretrack.settings import SettingsService
 from coretrack.tracking import tokens
-from coretrack.worker import run_worker
 
 # Every character that str.splitlines() (and so the mail library) treats as a line break.
 LINE_BREAKS = ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
@@ -223,7 +225,7 @@ def test_an_email_that_cannot_be_built_fails_with_the_reason_and_the_next_one_is
         app, db, users, smtp_settings, fields, reason):
     sink, _ = smtp_settings
     broken = stored_email(app, db, users, names=("Ann", "Bob"), **fields)
-    later = sending.compose(db, app.config, users["sam"], sending.prepare(
+    later = compose(db, app.config, users["sam"], prepare(
         db, to=[f"r{number}@example.test" for number in range(12)], subject="Normal", html="<p>Hi</p>")).email
 
     assert run_worker(app.Session, app.config, once=True) == 14
@@ -240,12 +242,12 @@ def test_an_email_that_cannot_be_built_fails_with_the_reason_and_the_next_one_is
 
 def test_a_missing_attachment_file_fails_that_email_with_the_reason(app, db, users, smtp_settings):
     sink, _ = smtp_settings
-    draft = sending.prepare(db, to=["ann@example.test"], subject="With a file", html="<p>Hi</p>",
-                            attachments=[("notes.txt", "text/plain", b"notes")])
-    result = sending.compose(db, app.config, users["sam"], draft)
-    sending.attachment_path(app.config, result.email.attachments[0]).unlink()
+    prepared = prepare(db, to=["ann@example.test"], subject="With a file", html="<p>Hi</p>",
+                       attachments=[("notes.txt", "text/plain", b"notes")])
+    result = compose(db, app.config, users["sam"], prepared)
+    attachment_path(app.config, result.email.attachments[0]).unlink()
 
-    sending.deliver(app.Session, app.config, result.email.id)
+    deliver(app.Session, app.config, result.email.id)
     db.expire_all()
 
     assert sink.received == []
@@ -262,7 +264,7 @@ def test_an_attachment_name_that_cannot_be_encoded_fails_that_email_with_the_rea
                                         storage_name="0123456789abcdef"))
     db.commit()
 
-    sending.deliver(app.Session, app.config, email.id)
+    deliver(app.Session, app.config, email.id)
     db.expire_all()
 
     assert sink.received == []
@@ -275,7 +277,7 @@ def test_a_recipient_whose_name_cannot_be_encoded_fails_alone(app, db, users, sm
     sink, _ = smtp_settings
     email = stored_email(app, db, users, subject="Hello", names=("Ann\nBcc: eve@example.test", "Bob"))
 
-    sending.deliver(app.Session, app.config, email.id)
+    deliver(app.Session, app.config, email.id)
     db.expire_all()
 
     assert [mail.rcpt_tos for mail in sink.received] == [["old1@example.test"]]

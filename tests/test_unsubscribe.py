@@ -10,10 +10,12 @@ import pytest
 from conftest import PUBLIC_URL
 from sqlalchemy import select
 
-from coretrack import sending, suppression
+from coretrack import suppression
 from coretrack.db import make_engine, make_session_factory
-from coretrack.mailer import MessageTemplate
 from coretrack.models import Contact, Lead, Recipient, SettingChange
+from coretrack.sending.compose import compose, prepare
+from coretrack.sending.delivery import deliver
+from coretrack.sending.mime import MessageTemplate
 from coretrack.settings import SettingsService
 from coretrack.tracking import tokens
 from coretrack.unsubscribe import DEFAULT_FOOTER, UNSUBSCRIBE_PATH
@@ -25,8 +27,8 @@ LINK = re.compile(r"https?://[^\s\"<>]+/email/unsubscribe\?t=[A-Za-z0-9_.-]+")
 def send(app, db, users, to=("ada@example.test",), **fields):
     values = {"to": list(to), "subject": "Hello", "html": "<html><body><p>Hi</p></body></html>"}
     values.update(fields)
-    result = sending.compose(db, app.config, users["sam"], sending.prepare(db, **values))
-    sending.deliver(app.Session, app.config, result.email.id)
+    result = compose(db, app.config, users["sam"], prepare(db, **values))
+    deliver(app.Session, app.config, result.email.id)
     db.expire_all()
     return result
 

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .models import EmailDraft, User, utcnow
-from .validation import ValidationError, check_text
+from ..models import EmailDraft, User, utcnow
+from ..validation import ValidationError, check_text
 
 # A draft holds what the form can hold (the bodies included) and no more.
 MAX_DRAFT = 2 * 2**20  # characters of JSON

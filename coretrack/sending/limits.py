@@ -5,13 +5,13 @@ Gmail shows the first 102 kB of a message's HTML and hides the rest behind "View
 give up on far less.  A body five times that, or a thousand links (the busiest newsletters have a
 few hundred), is no campaign anyone reads: such an email costs the worker (every link is rewritten
 and signed for each recipient) without reaching a reader.  The form, the JSON API, the command line
-and templates all refuse it through ``sending.check_message``; the worker refuses a recipient whose
+and templates all refuse it through ``compose.check_message``; the worker refuses a recipient whose
 merge fields fill the HTML past the size.
 """
 
 from __future__ import annotations
 
-from .tracking import clicks
+from ..tracking import clicks
 
 MAX_BODY_BYTES = 500_000  # each body (HTML, text), UTF-8
 MAX_LINKS = 1_000  # <a href> in the HTML body

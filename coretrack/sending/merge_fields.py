@@ -16,8 +16,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from .models import Account, Contact, Lead, Record, User
-from .sanitize import clean_html
+from ..models import Account, Contact, Lead, Record, User
+from ..sanitize import clean_html
 
 # $module-field$: lower-case names, as coreBOS writes them.
 FIELD = re.compile(r"\$([a-z]+-[a-z0-9_]+)\$")

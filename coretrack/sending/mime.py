@@ -19,7 +19,6 @@ import re
 import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
 from email.headerregistry import Address, BaseHeader
@@ -28,11 +27,12 @@ from email.utils import format_datetime
 from html.parser import HTMLParser
 from typing import cast
 
-from . import sendgrid
-from .tracking import clicks, tokens
-from .tracking.image import TRACK_ACCESS_PATH
-from .unsubscribe import UNSUBSCRIBE_PATH
-from .validation import clean_address, mail_problem, text_problem
+from .. import sendgrid
+from ..attachments import AttachmentData
+from ..tracking import clicks, tokens
+from ..tracking.image import TRACK_ACCESS_PATH
+from ..unsubscribe import UNSUBSCRIBE_PATH
+from ..validation import clean_address, mail_problem, text_problem
 
 SMTP_POLICY = policy.SMTP
 _ALPHABET = "".join(sorted(tokens.TOKEN_ALPHABET))
@@ -80,13 +80,6 @@ def _part(field: str, value: str, label: str = "") -> Iterator[None]:
     except ValueError as exc:  # the mail library's errors, UnicodeEncodeError and header defects included
         raise MessageError(field, f"the {label or _LABELS[field]} cannot be put in an email: "
                                   f"{_problem(field, value, exc)}") from None
-
-
-@dataclass(frozen=True)
-class AttachmentData:
-    filename: str
-    content_type: str
-    data: bytes
 
 
 def tracking_image(public_url: str, token: str) -> str:
@@ -234,7 +227,7 @@ class MessageTemplate:
         # square of the links).  Filled per recipient like the token.
         self.link_prefix = _random_placeholder(clicks.MAC_LENGTH - _POSITION_DIGITS)
         if public_url is not None and self.placeholder and links:
-            if len(links) > 10 ** _POSITION_DIGITS:  # (far more than an email may have: coretrack.limits)
+            if len(links) > 10 ** _POSITION_DIGITS:  # (far more than an email may have: limits.py)
                 raise MessageError("html", f"the HTML body cannot be put in an email: {len(links):,} links")
             html, rewritten = clicks.rewrite_links(html, links, {
                 position: clicks.click_url(public_url, position, self.placeholder, self._link_placeholder(position))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import smtplib
 import ssl
 
-from .config import SmtpServer
+from ..config import SmtpServer
 
 
 class DeliveryError(Exception):

@@ -8,11 +8,12 @@ from collections.abc import Iterable, Mapping
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .config import Config
-from .models import EmailTemplate, TemplateAttachment, User, utcnow
-from .sanitize import clean_html
-from .sending import attachment_data, attachment_path, check_message, files_or_nothing, store_file
-from .validation import ValidationError, clean_mail_text
+from ..attachments import attachment_data, attachment_path, files_or_nothing, store_file
+from ..config import Config
+from ..models import EmailTemplate, TemplateAttachment, User, utcnow
+from ..sanitize import clean_html
+from ..validation import ValidationError, clean_mail_text
+from .compose import check_message
 
 FIELDS = ("name", "subject", "html", "text")
 

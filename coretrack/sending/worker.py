@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from .config import Config
-from .notifications import notify
-from .sending import deliver, emails_to_deliver
+from ..config import Config
+from ..notifications import notify
+from .delivery import deliver, emails_to_deliver
 from .smtp import SmtpPool
 
 log = logging.getLogger(__name__)

@@ -26,9 +26,9 @@ from urllib.parse import parse_qsl, urlsplit
 from sqlalchemy import and_, case, select, update
 from sqlalchemy.orm import Session
 
-from .. import mergefields
 from ..db import changed_rows
 from ..models import ClickEvent, EmailLink, Recipient, utcnow
+from ..sending import merge_fields
 from . import tokens
 from .counting import fold_target
 from .hits import clean_agent
@@ -131,7 +131,7 @@ def trackable_links(html: str, public_url: str) -> list[str]:
     with a merge field is each recipient's own, not one stored redirect: it is not tracked (stored,
     it would match no filled link, and the links after it would not be rewritten either)."""
     return [href.url for href in _hrefs(html)
-            if is_trackable(href.url, public_url) and not mergefields.has_fields(href.url)]
+            if is_trackable(href.url, public_url) and not merge_fields.has_fields(href.url)]
 
 
 def link_count(html: str) -> int:

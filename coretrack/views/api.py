@@ -9,10 +9,13 @@ from werkzeug.exceptions import BadRequest, Conflict, Forbidden, NotFound
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .. import email_actions, email_queries, localtime, paging, records, sending
+from .. import email_queries, localtime, paging, records
 from ..http import AppRequest, json_response
 from ..models import Email, Recipient, utc_iso
 from ..paging import page_number, paginate
+from ..sending.compose import split_addresses
+from ..sending.send import NewEmail, send
+from ..sending.status import WHO_MAY_ACT, InFlight, cancel_by, delete_by, may_act
 from ..validation import ValidationError
 
 
@@ -98,14 +101,14 @@ def show_email(request: AppRequest, email_id: int) -> Response:
 
 def _email_to_act_on(request: AppRequest, email_id: int) -> Email:
     email = _email_or_404(request, email_id)
-    if not email_actions.may_act(request.user, email):
-        raise Forbidden(email_actions.WHO_MAY_ACT)
+    if not may_act(request.user, email):
+        raise Forbidden(WHO_MAY_ACT)
     return email
 
 
 def cancel_email(request: AppRequest, email_id: int) -> Response:
     email = _email_to_act_on(request, email_id)
-    count = email_actions.cancel(request.db, request.user, email)
+    count = cancel_by(request.db, request.user, email)
     request.db.expire_all()
     return json_response({**_email_detail(request, _email_or_404(request, email_id)), "cancelled": count})
 
@@ -113,8 +116,8 @@ def cancel_email(request: AppRequest, email_id: int) -> Response:
 def delete_email(request: AppRequest, email_id: int) -> Response:
     email = _email_to_act_on(request, email_id)
     try:
-        email_actions.delete(request.db, request.app.config, request.user, email)
-    except sending.InFlight as exc:
+        delete_by(request.db, request.app.config, request.user, email)
+    except InFlight as exc:
         raise Conflict(str(exc)) from None
     return json_response({"deleted": email_id})
 
@@ -122,7 +125,7 @@ def delete_email(request: AppRequest, email_id: int) -> Response:
 def _addresses(body: dict[str, Any], key: str) -> list[str]:
     value = body.get(key) or []
     if isinstance(value, str):
-        return sending.split_addresses(value)
+        return split_addresses(value)
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ValidationError({key: "a list of addresses or record references (contact:<id>, account:<id>, lead:<id>)"})
     return value
@@ -142,7 +145,7 @@ def _flag(body: dict[str, Any], key: str, default: bool = True) -> bool:
     return value
 
 
-def _draft(request: AppRequest) -> sending.Draft:
+def _new_email(request: AppRequest) -> NewEmail:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
@@ -152,8 +155,8 @@ def _draft(request: AppRequest) -> sending.Draft:
             send_at = localtime.parse_iso(_text(body, "send_at"))
         except ValueError as exc:
             raise ValidationError({"send_at": str(exc)}) from None
-    return sending.prepare(
-        request.db, subject=_text(body, "subject"), html=_text(body, "html"), text=_text(body, "text"),
+    return NewEmail(
+        subject=_text(body, "subject"), html=_text(body, "html"), text=_text(body, "text"),
         reply_to=_text(body, "reply_to"), to=_addresses(body, "to"), cc=_addresses(body, "cc"),
         bcc=_addresses(body, "bcc"), send_at=send_at, track=_flag(body, "track"),
     )
@@ -161,15 +164,11 @@ def _draft(request: AppRequest) -> sending.Draft:
 
 def send_email(request: AppRequest) -> Response:
     try:
-        draft = _draft(request)
-        result = sending.compose(request.db, request.app.config, request.user, draft)
+        outcome = send(request.db, request.app.Session, request.app.config, request.user, _new_email(request))
     except ValidationError as error:
         return json_response({"error": str(error), "fields": error.errors}, 400)
-    sent_now = sending.send_or_queue(request.app.Session, request.app.config, result.email.id, result.pending,
-                                     result.email.send_at)
-    request.db.expire_all()  # delivered, maybe, by another session
-    email = _email_or_404(request, result.email.id)
-    return json_response({**_email_detail(request, email), "delivery": "sent" if sent_now else "queued"}, 201)
+    email = _email_or_404(request, outcome.email.id)
+    return json_response({**_email_detail(request, email), "delivery": "sent" if outcome.sent_now else "queued"}, 201)
 
 
 def record_emails(request: AppRequest, record_type: str, record_id: int) -> Response:

@@ -6,11 +6,11 @@ from werkzeug.exceptions import BadRequest, Forbidden
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .. import email_templates, mergefields
 from ..db import MAX_ID
 from ..http import AppRequest
 from ..inputs import whole_number
 from ..models import EmailTemplate
+from ..sending import merge_fields, templates
 from ..validation import ValidationError
 
 
@@ -20,14 +20,14 @@ def _template_or_404(request: AppRequest, template_id: int) -> EmailTemplate:
 
 def _changeable(request: AppRequest, template_id: int) -> EmailTemplate:
     template = _template_or_404(request, template_id)
-    if not email_templates.may_change(request.user, template):
+    if not templates.may_change(request.user, template):
         raise Forbidden("only administrators and the template's owner can change it")
     return template
 
 
 def list_templates(request: AppRequest) -> Response:
     return request.render("email_templates/list.html", section="templates",
-                          templates=email_templates.all_templates(request.db))
+                          templates=templates.all_templates(request.db))
 
 
 def _form(request: AppRequest, template: EmailTemplate | None, values: dict[str, str] | None = None,
@@ -36,8 +36,8 @@ def _form(request: AppRequest, template: EmailTemplate | None, values: dict[str,
         values = {"name": "", "subject": "", "html": "", "text": ""} if template is None else {
             "name": template.name, "subject": template.subject, "html": template.html_body, "text": template.text_body}
     return request.render("email_templates/form.html", status, section="templates", saved=template, values=values,
-                          errors=errors or {}, merge_fields=mergefields.OFFERED,
-                          may_change=template is None or email_templates.may_change(request.user, template))
+                          errors=errors or {}, merge_fields=merge_fields.OFFERED,
+                          may_change=template is None or templates.may_change(request.user, template))
 
 
 def new_template(request: AppRequest) -> Response:
@@ -49,14 +49,14 @@ def show_template(request: AppRequest, template_id: int) -> Response:
 
 
 def _save(request: AppRequest, template: EmailTemplate | None) -> Response:
-    values = {name: request.form.get(name, "") for name in email_templates.FIELDS}
+    values = {name: request.form.get(name, "") for name in templates.FIELDS}
     try:
         remove = [whole_number(value, 1, MAX_ID) for value in request.form.getlist("remove")]
     except ValueError as error:
         raise BadRequest(f"remove: {error}") from None
     try:
-        saved = email_templates.save(request.db, request.app.config, request.user, values,
-                                     request.uploads("attachments"), remove, template)
+        saved = templates.save(request.db, request.app.config, request.user, values,
+                               request.uploads("attachments"), remove, template)
     except ValidationError as exc:
         return _form(request, template, values, exc.errors, 400)
     return request.redirect_to("email_templates.show_template", template_id=saved.id,
@@ -77,7 +77,7 @@ def delete_template(request: AppRequest, template_id: int) -> Response:
         return _form(request, template, errors={"confirm": "Nothing was deleted: tick the box to confirm."},
                      status=400)
     name = template.name
-    email_templates.delete(request.db, request.app.config, template)
+    templates.delete(request.db, request.app.config, template)
     return request.redirect_to("email_templates.list_templates", notice=f"Deleted the template “{name}”.")
 
 

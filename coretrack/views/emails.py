@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from werkzeug.datastructures import MultiDict
@@ -10,22 +10,18 @@ from werkzeug.exceptions import BadRequest, Forbidden, NotFound
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .. import (
-    downloads,
-    drafts,
-    email_actions,
-    email_queries,
-    email_templates,
-    localtime,
-    mergefields,
-    records,
-    sending,
-)
+from .. import attachments, email_queries, localtime, records
+from ..attachments import attachment_path
 from ..db import MAX_ID
 from ..http import AppRequest
 from ..inputs import whole_number
 from ..models import EMAIL_STATUSES, RECORD_TYPES, Attachment, Email, EmailDraft, EmailTemplate
 from ..paging import page_number, paginate
+from ..sending import drafts, merge_fields, templates
+from ..sending.compose import OPTED_OUT, PlannedRecipient, PreparedEmail, split_addresses
+from ..sending.delivery import is_due, send_or_queue
+from ..sending.send import NewEmail, SendOutcome, prepare_new, send
+from ..sending.status import WHO_MAY_ACT, InFlight, cancel_by, delete_by, may_act, retry_by
 from ..validation import ValidationError
 
 COMPOSE_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "html", "text", "signature", "send_at", "dont_track",
@@ -59,7 +55,7 @@ def _references(args: MultiDict[str, str]) -> list[str]:
 def _named(request: AppRequest, field_value: str) -> list[tuple[str, str]]:
     """(reference, who it is) for each record reference in a field, so the form can show names."""
     named = []
-    for entry in sending.split_addresses(field_value):
+    for entry in split_addresses(field_value):
         try:
             reference = records.parse_reference(entry)
             if reference is None:
@@ -68,7 +64,7 @@ def _named(request: AppRequest, field_value: str) -> list[tuple[str, str]]:
         except ValidationError as exc:
             named.append((entry, "; ".join(exc.errors.values())))
         else:
-            opted_out = f" — {sending.OPTED_OUT}" if found.opted_out else ""
+            opted_out = f" — {OPTED_OUT}" if found.opted_out else ""
             named.append((entry, f"{found.display_name} <{found.address}>{opted_out}"))
     return named
 
@@ -91,16 +87,16 @@ def _audience(values: dict[str, Any]) -> records.Audience | None:
         raise ValidationError({"audience": str(exc)}) from None
 
 
-def _audience_summary(request: AppRequest, values: dict[str, Any], draft: sending.Draft | None) -> str:
+def _audience_summary(request: AppRequest, values: dict[str, Any], prepared: PreparedEmail | None) -> str:
     """What the page says of a list's records; ValidationError for a list that names none."""
     audience = _audience(values)
     if audience is None:
         return ""
-    return audience.describe(draft.audience_size if draft else audience.count(request.db))
+    return audience.describe(prepared.audience_size if prepared else audience.count(request.db))
 
 
 def _compose_page(request: AppRequest, values: dict[str, Any], errors: dict[str, str] | None = None,
-                  draft: sending.Draft | None = None) -> Response:
+                  prepared: PreparedEmail | None = None) -> Response:
     find = request.args.get("find", "").strip()
     found, find_error = {}, ""
     try:
@@ -113,22 +109,22 @@ def _compose_page(request: AppRequest, values: dict[str, Any], errors: dict[str,
                                                  "with_contacts", "ids") if values.get(key)}
     errors = dict(errors or {})
     try:
-        audience = _audience_summary(request, values, draft)
+        audience = _audience_summary(request, values, prepared)
     except ValidationError as exc:  # a list the page was sent that names no records: said at once
         errors = {**exc.errors, **errors}
         audience = ""
 
     def add_link(reference: str) -> str:
-        entries = sending.split_addresses(values.get("to"))
+        entries = split_addresses(values.get("to"))
         to = ", ".join(entries if reference in entries else [*entries, reference])
         return request.url_for("emails.new_email", **{**keep, "to": to})
 
     return request.render(
         "emails/compose.html", status=400 if errors or find_error else 200, section="compose", values=values,
-        errors=errors, draft=draft, find=find, found=found, find_error=find_error, keep=keep, add_link=add_link,
-        named=_named(request, values.get("to", "")), templates=email_templates.all_templates(request.db),
-        from_template=_template_or_none(request, values.get("template", "")), merge_fields=mergefields.OFFERED,
-        preview=_preview(request, draft, values.get("preview_as", "")) if draft else None,
+        errors=errors, prepared=prepared, find=find, found=found, find_error=find_error, keep=keep, add_link=add_link,
+        named=_named(request, values.get("to", "")), templates=templates.all_templates(request.db),
+        from_template=_template_or_none(request, values.get("template", "")), merge_fields=merge_fields.OFFERED,
+        preview=_preview(request, prepared, values.get("preview_as", "")) if prepared else None,
         audience=audience, shown=PREVIEW_ROWS,
         keep_recipients={key: value for key, value in keep.items() if key != "subject"},
         keep_without_audience={key: value for key, value in keep.items() if key in ("to", "cc", "bcc", "subject")},
@@ -159,24 +155,24 @@ def _template_or_none(request: AppRequest, template_id: str) -> EmailTemplate | 
 class Preview:
     """The message as one recipient gets it, and what the preview warns of."""
 
-    recipient: sending.PlannedRecipient
+    recipient: PlannedRecipient
     subject: str
     html: str
     unknown: list[str]  # merge fields not offered: they come out empty for everyone
     empty: list[str]  # fields this recipient has no value for
 
 
-def _preview(request: AppRequest, draft: sending.Draft, preview_as: str) -> Preview | None:
-    """With merge fields: the draft as the recipient named (by address) gets it; by default the first
+def _preview(request: AppRequest, prepared: PreparedEmail, preview_as: str) -> Preview | None:
+    """With merge fields: the prepared email as the recipient named (by address) gets it; by default the first
     one with a record.  None without fields: every recipient gets the same."""
-    if not mergefields.has_fields(draft.subject, draft.html, draft.text):
+    if not merge_fields.has_fields(prepared.subject, prepared.html, prepared.text):
         return None
-    chosen = [planned for planned in draft.recipients if not planned.skip_reason] or draft.recipients
+    chosen = [planned for planned in prepared.recipients if not planned.skip_reason] or prepared.recipients
     wanted = preview_as.strip().lower()
     recipient = next((planned for planned in chosen if planned.address.lower() == wanted), None) or next(
         (planned for planned in chosen if planned.record is not None), chosen[0])
-    rendered = mergefields.render(draft.subject, draft.html, draft.text, mergefields.values_for(
-        recipient.record, mergefields.sender_values(request.user)))
+    rendered = merge_fields.render(prepared.subject, prepared.html, prepared.text, merge_fields.values_for(
+        recipient.record, merge_fields.sender_values(request.user)))
     return Preview(recipient, rendered.subject, rendered.html, rendered.unknown, rendered.empty)
 
 
@@ -196,7 +192,7 @@ def new_email(request: AppRequest) -> Response:
         draft = _own_draft(request, values["draft"])
         return _compose_page(request, {**values, **drafts.fields_of(draft), "draft": str(draft.id)})
     values["signature"] = "on" if request.user.signature_html.strip() else ""
-    values["to"] = ", ".join([*sending.split_addresses(values["to"]), *_references(request.args)])
+    values["to"] = ", ".join([*split_addresses(values["to"]), *_references(request.args)])
     try:
         template = _template(request, values["template"])
     except ValidationError as exc:
@@ -211,58 +207,48 @@ def new_email(request: AppRequest) -> Response:
     return _compose_page(request, values)
 
 
-def _draft(request: AppRequest, values: dict[str, Any]) -> sending.Draft:
-    """The form's email, its "Send at" in the user's zone; ValidationError lists every problem."""
+def _new_email(request: AppRequest, values: dict[str, Any]) -> tuple[NewEmail, dict[str, str]]:
+    """The form's email, its "Send at" in the user's zone, and the problems found parsing it (the
+    send lists them with its own, so that the form shows every problem at once)."""
     send_at, errors = None, {}
     if values["send_at"].strip():
         try:
             send_at = localtime.parse_local(values["send_at"], request.time_zone)
         except ValueError as exc:
             errors["send_at"] = str(exc)
-    attachments = request.uploads("attachments")
-    audience = None
+    audience = template = None
     try:
         audience = _audience(values)
         template = _template(request, values["template"])
-        if template is not None:
-            attachments = email_templates.attachments_of(request.app.config, template) + attachments
     except ValidationError as exc:
         errors.update(exc.errors)
-    try:
-        draft = sending.prepare(
-            request.db, to=sending.split_addresses(values["to"]), cc=sending.split_addresses(values["cc"]),
-            bcc=sending.split_addresses(values["bcc"]), subject=values["subject"], html=values["html"],
-            text=values["text"], reply_to=values["reply_to"], attachments=attachments,
-            signature_html=request.user.signature_html if values["signature"] else "", send_at=send_at,
-            track=not values["dont_track"], audience=audience,
-        )
-    except ValidationError as exc:
-        raise ValidationError({**exc.errors, **errors}) from None
-    if errors:
-        raise ValidationError(errors)
-    return draft
+    new = NewEmail(
+        to=split_addresses(values["to"]), cc=split_addresses(values["cc"]), bcc=split_addresses(values["bcc"]),
+        subject=values["subject"], html=values["html"], text=values["text"], reply_to=values["reply_to"],
+        attachments=request.uploads("attachments"), template=template, audience=audience, send_at=send_at,
+        track=not values["dont_track"], signature=bool(values["signature"]),
+    )
+    return new, errors
 
 
 def send_email(request: AppRequest) -> Response:
     values = _values(request.form)
     if request.form.get("action") == "draft":
         return _save_draft(request, values)
+    new, problems = _new_email(request, values)
     try:
-        draft = _draft(request, values)
         if request.form.get("action") == "preview":
-            return _compose_page(request, values, draft=draft)
-        result = sending.compose(request.db, request.app.config, request.user, draft)
+            prepared = prepare_new(request.db, request.app.config, request.user, new, problems)
+            return _compose_page(request, values, prepared=prepared)
+        if values["draft"]:
+            try:
+                new = replace(new, draft=_own_draft(request, values["draft"]))
+            except NotFound:
+                pass  # deleted meanwhile (another tab): the email goes all the same
+        outcome = send(request.db, request.app.Session, request.app.config, request.user, new, problems=problems)
     except ValidationError as exc:
         return _compose_page(request, values, exc.errors)
-    email_id = result.email.id
-    if values["draft"]:
-        try:
-            drafts.delete(request.db, _own_draft(request, values["draft"]))  # sent: no longer a draft
-        except NotFound:
-            pass  # deleted meanwhile (another tab): the email went all the same
-    sent_now = sending.send_or_queue(request.app.Session, request.app.config, email_id, result.pending,
-                                     result.email.send_at)
-    return request.redirect_to("emails.show_email", email_id=email_id, notice=_outcome(request, result, sent_now))
+    return request.redirect_to("emails.show_email", email_id=outcome.email.id, notice=_outcome(request, outcome))
 
 
 def _save_draft(request: AppRequest, values: dict[str, Any]) -> Response:
@@ -289,9 +275,9 @@ def delete_draft(request: AppRequest, draft_id: int) -> Response:
     return request.redirect_to("emails.list_drafts", notice=f"Deleted the draft “{subject}”.")
 
 
-def _outcome(request: AppRequest, result: sending.ComposeResult, sent_now: bool) -> str:
+def _outcome(request: AppRequest, result: SendOutcome) -> str:
     counts = email_queries.email_counts(request.db, [result.email.id])[result.email.id]
-    if sent_now:
+    if result.sent_now:
         notice = f"Sent to {counts.sent} of {counts.recipients} recipients."
         if counts.failed:
             notice += f" {counts.failed} failed: see the reason below."
@@ -302,7 +288,7 @@ def _outcome(request: AppRequest, result: sending.ComposeResult, sent_now: bool)
     if result.skipped:
         addresses = ", ".join(recipient.address for recipient in result.skipped[:5])
         more = f" and {len(result.skipped) - 5} more" if len(result.skipped) > 5 else ""
-        notice += f" Skipped {len(result.skipped)} ({sending.OPTED_OUT}): {addresses}{more}."
+        notice += f" Skipped {len(result.skipped)} ({OPTED_OUT}): {addresses}{more}."
     return notice
 
 
@@ -315,10 +301,10 @@ def _detail_page(request: AppRequest, email: Email, status: int = 200, error: st
     counts = email_queries.email_counts(request.db, [email.id])[email.id]
     return request.render(
         "emails/detail.html", status=status, error=error, section="emails", email=email, counts=counts,
-        in_progress=email.status in ("queued", "sending") and sending.is_due(email.send_at),
-        scheduled=email.status == "queued" and not sending.is_due(email.send_at),
+        in_progress=email.status in ("queued", "sending") and is_due(email.send_at),
+        scheduled=email.status == "queued" and not is_due(email.send_at),
         events=email_queries.access_events(request.db, email.id),
-        may_act=email_actions.may_act(request.user, email), confirm_cancel=confirm_cancel,
+        may_act=may_act(request.user, email), confirm_cancel=confirm_cancel,
     )
 
 
@@ -330,8 +316,8 @@ def show_email(request: AppRequest, email_id: int) -> Response:
 
 def _email_to_act_on(request: AppRequest, email_id: int) -> Email:
     email = _email_or_404(request, email_id)
-    if not email_actions.may_act(request.user, email):
-        raise Forbidden(email_actions.WHO_MAY_ACT)
+    if not may_act(request.user, email):
+        raise Forbidden(WHO_MAY_ACT)
     return email
 
 
@@ -339,7 +325,7 @@ def cancel_email(request: AppRequest, email_id: int) -> Response:
     email = _email_to_act_on(request, email_id)
     if request.form.get("confirm") != "yes":
         return _detail_page(request, email, 400, "Nothing was cancelled: tick the box to confirm.", True)
-    count = email_actions.cancel(request.db, request.user, email)
+    count = cancel_by(request.db, request.user, email)
     notice = (f"Cancelled: {count} recipients will not get this email." if count else
               "Nothing left to cancel: every message has already been handed to the mail server.")
     return request.redirect_to("emails.show_email", email_id=email_id, notice=notice)
@@ -351,8 +337,8 @@ def delete_email(request: AppRequest, email_id: int) -> Response:
         return _detail_page(request, email, 400, "Nothing was deleted: tick the box to confirm.")
     subject = email.subject
     try:
-        email_actions.delete(request.db, request.app.config, request.user, email)
-    except sending.InFlight as exc:
+        delete_by(request.db, request.app.config, request.user, email)
+    except InFlight as exc:
         return _detail_page(request, email, 409, f"Nothing was deleted: {exc}.")
     return request.redirect_to("emails.list_emails", notice=f"Deleted the email “{subject}”.")
 
@@ -364,10 +350,10 @@ def retry_email(request: AppRequest, email_id: int) -> Response:
         chosen = whole_number(recipient_id, 1, MAX_ID) if recipient_id else None  # None: every failed one
     except ValueError as error:
         raise BadRequest(f"recipient_id: {error}") from None
-    count = email_actions.retry(request.db, request.user, email, chosen)
+    count = retry_by(request.db, request.user, email, chosen)
     if not count:
         return request.redirect_to("emails.show_email", email_id=email_id, notice="No failed recipients to retry.")
-    if sending.send_or_queue(request.app.Session, request.app.config, email_id, count):
+    if send_or_queue(request.app.Session, request.app.config, email_id, count):
         counts = email_queries.email_counts(request.db, [email_id])[email_id]
         notice = f"Retried {count}: {counts.failed} still failed." if counts.failed else f"Retried {count}: sent."
     else:
@@ -379,10 +365,10 @@ def download_attachment(request: AppRequest, email_id: int, attachment_id: int) 
     attachment = request.db.get(Attachment, attachment_id)
     if attachment is None or attachment.email_id != email_id:
         raise NotFound("there is no such attachment")
-    path = sending.attachment_path(request.app.config, attachment)
+    path = attachment_path(request.app.config, attachment)
     if not path.is_file():
         raise NotFound("the attachment's file is missing from the attachments folder")
-    return downloads.send_upload(request.environ, path, attachment.filename, attachment.content_type)
+    return attachments.send_upload(request.environ, path, attachment.filename, attachment.content_type)
 
 
 rules = [

@@ -7,6 +7,7 @@ from werkzeug.wrappers import Response
 
 from .. import erasure
 from ..http import AppRequest, admin_only
+from ..sending.status import refresh_status
 
 
 def _page(request: AppRequest, address: str, status: int = 200, error: str = "") -> Response:
@@ -34,6 +35,8 @@ def erase_person(request: AppRequest) -> Response:
         counts = erasure.erase(request.db, request.app.secret, address, request.user.name)
     except ValueError as exc:
         return _page(request, address, 400, str(exc))
+    for email_id in counts.emails:
+        refresh_status(request.db, email_id)  # an email whose last pending recipient was cancelled
     return request.redirect_to(
         "erasure.erase_page", notice=f"Erased: {counts.records} record(s), {counts.recipients} recipient address(es), "
                                      f"{counts.events} access event(s).")

@@ -10,8 +10,8 @@ and a search of the whole message per link would make it grow with the links.
 import sys
 import time
 
-from coretrack.mailer import MessageTemplate
 from coretrack.sanitize import clean_html
+from coretrack.sending.mime import MessageTemplate
 from coretrack.tracking import clicks, tokens
 
 PUBLIC_URL = "https://crm.example.test/crm"

@@ -12,7 +12,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from coretrack.mailer import AttachmentData, MessageTemplate, html_to_text, insert_image, tracking_image
+from coretrack.sending.mime import AttachmentData, MessageTemplate, html_to_text, insert_image, tracking_image
 from coretrack.tracking import tokens
 
 PUBLIC_URL = "https://crm.example.test/crm"

@@ -117,12 +117,13 @@ def main() -> None:
 
     from sqlalchemy import func, insert, select
 
-    from coretrack import sending
     from coretrack.config import Config, SmtpServer
     from coretrack.db import make_engine, make_session_factory
-    from coretrack.models import Recipient, User
+    from coretrack.models import Email, Recipient, User
+    from coretrack.sending.compose import compose, prepare
+    from coretrack.sending.messages import message_template
+    from coretrack.sending.smtp import SmtpSender
     from coretrack.settings import SettingsService
-    from coretrack.smtp import SmtpSender
     from coretrack.tracking import tokens
 
     venv_bin = Path(sys.executable).parent
@@ -142,11 +143,11 @@ def main() -> None:
     def queue(subject: str, attachments: list[tuple[str, str, bytes]]) -> int:
         """An email to ``options.recipients`` addresses (bulk-inserted past the first)."""
         with Session() as session:
-            draft = sending.prepare(session, to=["r0000000@example.test"], subject=subject, html=HTML,
-                                    attachments=attachments)
+            prepared = prepare(session, to=["r0000000@example.test"], subject=subject, html=HTML,
+                               attachments=attachments)
             sender = session.scalar(select(User).where(User.name == "admin"))
             assert sender is not None
-            email_id = sending.compose(session, config, sender, draft).email.id
+            email_id = compose(session, config, sender, prepared).email.id
             secret = config.secret_key()
             for start in range(1, options.recipients, 20_000):
                 stop = min(start + 20_000, options.recipients)
@@ -159,9 +160,9 @@ def main() -> None:
     def ceiling(email_id: int) -> float:
         """The same bytes the worker sends, from coretrack's SMTP client with no database work."""
         with Session() as session:
-            email = session.get(sending.Email, email_id)
+            email = session.get(Email, email_id)
             assert email is not None
-            template = sending.message_template(session, config, email)
+            template = message_template(session, config, email)
             rows = session.execute(select(Recipient.address, Recipient.name, Recipient.token)
                                    .where(Recipient.email_id == email_id).limit(500)).all()
             from_address = email.from_address

@@ -18,8 +18,9 @@ from aiosmtpd.handlers import Message
 from apache_server import ADMIN_PASSWORD, STAFF_PASSWORD, ApacheServer, free_port
 from sqlalchemy import select
 
-from coretrack import drafts, email_templates, records
+from coretrack import records
 from coretrack.models import User
+from coretrack.sending import drafts, templates
 from coretrack.settings import SettingsService
 from e2e.chromium import Browser
 
@@ -91,7 +92,7 @@ def fill(server: ApacheServer) -> Demo:
                 "email_opt_out": ""}).id
     with server.session() as session:
         sam = session.scalar(select(User).where(User.name == "sam"))
-        demo.ids["template"] = email_templates.save(session, server.config, sam, {
+        demo.ids["template"] = templates.save(session, server.config, sam, {
             "name": "Welcome", "subject": "Welcome, $contacts-firstname$",
             "html": "<p>Dear $contacts-firstname$,</p><p>Thank you for choosing us at $accounts-accountname$.</p>"
                     "<p>$users-first_name$ $users-last_name$</p>"}).id
