@@ -34,9 +34,10 @@ from typing import Any, cast
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import deliveries, suppression
+from . import deliveries
 from .config import Config, SmtpServer
 from .models import Recipient, utcnow
+from .people import suppression
 from .settings import SettingsService
 from .tracking import tokens
 

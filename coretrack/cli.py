@@ -475,7 +475,7 @@ def import_() -> None:
 def import_corebos(source: str, dry_run: bool) -> None:
     """Import coreBOS's contacts, accounts, leads, emails and access counts; a second run adds only what is new."""
 
-    from . import corebos
+    from . import corebos_import
 
     def progress(stage: str, rows: list[object]) -> Iterator[object]:
         # A bar on a terminal, one line per stage otherwise (logs, cron).
@@ -488,13 +488,13 @@ def import_corebos(source: str, dry_run: bool) -> None:
 
     config = load_config()
     try:
-        engine = corebos.connect(source)
-    except corebos.CoreBOSError as exc:
+        engine = corebos_import.connect(source)
+    except corebos_import.CoreBOSError as exc:
         raise click.ClickException(str(exc)) from None
     try:
         with database(config) as target, make_session_factory(target)() as session:
-            report = corebos.Importer(engine, session, config.secret_key(), progress).run(dry_run=dry_run)
-    except corebos.CoreBOSError as exc:
+            report = corebos_import.Importer(engine, session, config.secret_key(), progress).run(dry_run=dry_run)
+    except corebos_import.CoreBOSError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         engine.dispose()
@@ -512,11 +512,11 @@ def import_corebos(source: str, dry_run: bool) -> None:
               help="import a contact or lead whose address one already has (listed either way)")
 def import_csv(file: IO[bytes], section: str, create_duplicates: bool) -> None:
     """Import a CSV file of any size (the columns of the import page); each batch is committed as it goes."""
-    from . import record_import
+    from .records import csv_import
     from .validation import ValidationError
 
     try:
-        total = record_import.count_rows(file)  # for the bar; a file that is not UTF-8 is refused here
+        total = csv_import.count_rows(file)  # for the bar; a file that is not UTF-8 is refused here
     except ValidationError as exc:
         raise click.ClickException(f"{file.name}: {exc.errors['file']}") from None
     config = load_config()
@@ -524,17 +524,17 @@ def import_csv(file: IO[bytes], section: str, create_duplicates: bool) -> None:
             click.progressbar(length=total, label="rows", file=sys.stderr) as bar:
         reported = 0
 
-        def committed(result: record_import.ImportResult) -> None:
+        def committed(result: csv_import.ImportResult) -> None:
             # Each batch stays imported even if a later one fails: the lines say how far it got.
             nonlocal reported
             session.commit()
             bar.update(result.rows - bar.pos)
-            if not sys.stderr.isatty() and result.rows - reported >= 10 * record_import.BATCH_ROWS:
+            if not sys.stderr.isatty() and result.rows - reported >= 10 * csv_import.BATCH_ROWS:
                 click.echo(f"{result.rows} of {total} rows read, {result.created} created", err=True)
                 reported = result.rows
 
         try:
-            result = record_import.import_csv(session, section[:-1], file, skip_duplicates=not create_duplicates,
+            result = csv_import.import_csv(session, section[:-1], file, skip_duplicates=not create_duplicates,
                                               after_batch=committed)
         except ValidationError as exc:
             raise click.ClickException(f"{file.name}: {exc.errors['file']}") from None

@@ -28,8 +28,9 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import deliveries, suppression
+from . import deliveries
 from .models import DeliveryEvent, Email, Recipient, utcnow
+from .people import suppression
 from .tracking import tokens
 from .tracking.counting import MinuteBound, count_hits
 from .tracking.hits import Hit

@@ -16,10 +16,11 @@ from typing import Literal, overload
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import localtime, secretbox, sendgrid, unsubscribe
+from . import localtime, secretbox, sendgrid
 from .config import Config, SmtpServer
 from .inputs import whole_number
 from .models import Setting, SettingChange
+from .people import unsubscribe
 from .tracking import corebos_images, tokens
 from .validation import ValidationError, clean_address, clean_header_text, clean_mail_text, web_address
 

@@ -36,11 +36,11 @@ from coretrack.auth import Htpasswd, UserService
 from coretrack.config import Config
 from coretrack.db import make_engine, upgrade
 from coretrack.models import Account, Contact, Lead
+from coretrack.people.unsubscribe import UNSUBSCRIBE_PATH
 from coretrack.sending import drafts, templates
 from coretrack.sending.compose import compose, prepare
 from coretrack.settings import SettingsService
 from coretrack.tracking.clicks import CLICK_PATH
-from coretrack.unsubscribe import UNSUBSCRIBE_PATH
 from coretrack.views.public import TRACK_ACCESS_PATH
 
 ADMIN_PASSWORD = "admin-password-1"

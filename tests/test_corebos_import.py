@@ -17,9 +17,12 @@ from click.testing import CliRunner
 from conftest import free_port
 from sqlalchemy import func, select, text
 
-from coretrack import corebos, record_import, records, suppression
+from coretrack import corebos_import
 from coretrack.cli import main
 from coretrack.models import AccessEvent, Account, Address, Contact, Email, Lead, Recipient
+from coretrack.people import suppression
+from coretrack.records import csv_import
+from coretrack.records.store import FIELDS, clean_value, form_values
 from coretrack.tracking import corebos_images
 from coretrack.tracking.counting import count_hits, write_transaction
 from coretrack.tracking.hits import Hit
@@ -355,7 +358,7 @@ def test_an_imported_pair_s_coreBOS_image_then_counts(app, cli, db, source):
 
 
 def test_the_source_is_only_read(mariadb, source):
-    engine = corebos.connect(source.url)  # the reader may INSERT: the session may not
+    engine = corebos_import.connect(source.url)  # the reader may INSERT: the session may not
     try:
         with engine.connect() as connection, pytest.raises(Exception, match="READ ONLY"):
             connection.execute(text("INSERT INTO vtiger_email_track (crmid, mailid, access_count) VALUES (1, 1, 1)"))
@@ -448,11 +451,11 @@ def hostile_corebos(crm: CoreBOS) -> None:
 
 def the_form_would_save(db, record) -> None:
     """Every value of ``record`` is one the form saves as it is (a required one may be empty on import)."""
-    submitted = records.form_values(record)
-    for definition in records.FIELDS[record.record_type]:
+    submitted = form_values(record)
+    for definition in FIELDS[record.record_type]:
         if definition.kind == "account":
             continue
-        value = records.clean_value(db, replace(definition, required=False), submitted[definition.name])
+        value = clean_value(db, replace(definition, required=False), submitted[definition.name])
         assert value == getattr(record, definition.name), (definition.name, getattr(record, definition.name))
 
 
@@ -482,7 +485,7 @@ def test_coreBOS_values_the_form_would_refuse_are_left_out_and_counted_and_no_pa
     db.expire_all()
     hostile, fine = db.scalars(select(Account).order_by(Account.id)).all()
     assert (hostile.name, hostile.email, hostile.phone, hostile.website) == (HOSTILE["account"][0]["name"], "", "", "")
-    assert hostile.email_opt_out and hostile.email_opt_out_reason == corebos.OPT_OUT_REASON
+    assert hostile.email_opt_out and hostile.email_opt_out_reason == corebos_import.OPT_OUT_REASON
     assert (fine.email, fine.website) == ("info@acme.example", "https://acme.example")  # cleaned as the form does
     contact, lead = db.scalars(select(Contact)).one(), db.scalars(select(Lead)).one()
     assert (contact.first_name, contact.last_name, contact.email, contact.phone, contact.email_opt_out) == (
@@ -510,7 +513,7 @@ def test_the_same_values_through_the_CSV_import_are_refused_by_line_and_field_an
         columns = list(rows[0])
         lines = [",".join(columns)] + [",".join('"' + row[name].replace('"', '""') + '"' for name in columns)
                                        for row in rows]
-        result = record_import.import_csv(db, record_type, ("\r\n".join(lines) + "\r\n").encode())
+        result = csv_import.import_csv(db, record_type, ("\r\n".join(lines) + "\r\n").encode())
         refused = {number: [name for name in columns if f"{record_type}s {name}" in REFUSED] for number in (2,)}
         # The first row of each holds refused values: that row is reported with each such field named
         # and not imported; a row the form takes is imported as the form cleans it.

@@ -10,8 +10,8 @@ import webtest
 from conftest import PUBLIC_URL
 from sqlalchemy import select
 
-from coretrack import records
 from coretrack.models import Contact, Email, Lead, Recipient
+from coretrack.records.store import FIELDS
 from coretrack.sending.compose import compose, prepare
 from coretrack.sending.delivery import deliver
 
@@ -112,4 +112,4 @@ def test_csv_import_takes_a_do_not_track_column(staff, db):
     form.submit()
     flags = {lead.last_name: lead.do_not_track for lead in db.scalars(select(Lead))}
     assert flags == {"Lovelace": True, "Hopper": False}
-    assert "do_not_track" not in {field.name for field in records.FIELDS["account"]}  # accounts are companies
+    assert "do_not_track" not in {field.name for field in FIELDS["account"]}  # accounts are companies

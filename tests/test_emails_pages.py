@@ -11,8 +11,8 @@ from conftest import PUBLIC_URL
 from hit_load import wait_until
 from sqlalchemy import func, select
 
-from coretrack import suppression
 from coretrack.models import Contact, Email, Recipient
+from coretrack.people import suppression
 from coretrack.sending.compose import OPTED_OUT, prepare
 from coretrack.sending.compose import compose as compose_email
 from coretrack.settings import SettingsService

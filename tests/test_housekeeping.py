@@ -8,15 +8,17 @@ from datetime import datetime
 import pytest
 from sqlalchemy import func, select
 
-from coretrack import erasure, record_import, records
 from coretrack.models import AccessEvent, Contact, Email, Erasure, Lead, Recipient
+from coretrack.people import erasure
+from coretrack.records import csv_import
+from coretrack.records.store import create_record
 from coretrack.reports import REPORTS, parse_filters, table_page
 from coretrack.sending.compose import ERASED, compose, prepare
 from coretrack.tracking import tokens
 
 
 def add_contact(db, email="ann@example.test", first="Ann", last="Smith", **values) -> Contact:
-    return records.create_record(db, "contact", {"first_name": first, "last_name": last, "email": email, **values})
+    return create_record(db, "contact", {"first_name": first, "last_name": last, "email": email, **values})
 
 
 def sent_email(app, db, users, *recipients: tuple[str, Contact | None], status: str = "sent") -> Email:
@@ -46,7 +48,7 @@ def count(db, model, *conditions) -> int:
 
 
 def test_creating_a_contact_whose_address_a_lead_has_warns_first_and_creates_when_confirmed(staff, db):
-    lead = records.create_record(db, "lead", {"first_name": "Ann", "last_name": "Smith", "email": "Ann@Example.test"})
+    lead = create_record(db, "lead", {"first_name": "Ann", "last_name": "Smith", "email": "Ann@Example.test"})
     form = staff.get("/contacts/new").forms["record-form"]
     form["first_name"], form["last_name"], form["email"] = "Ann", "Smith", "ann@example.test"
     page = form.submit(status=200)
@@ -63,11 +65,11 @@ def test_an_import_skips_or_lists_rows_for_people_already_here(staff, db):
     add_contact(db)
     data = (b"first_name,last_name,email\r\nAnn,Smith,ANN@example.test\r\nBob,Jones,bob@example.test\r\n"
             b"Bobby,Jones,bob@example.test\r\nCid,Lee,\r\n")
-    result = record_import.import_csv(db, "contact", data)
+    result = csv_import.import_csv(db, "contact", data)
     assert result.created == 2  # Bob and Cid
     assert result.duplicates == [(2, "ANN@example.test is already contact Ann Smith"),
                                  (4, "bob@example.test is already on line 3 of this file")]
-    again = record_import.import_csv(db, "lead", b"first_name,last_name,email\r\nAnn,Smith,ann@example.test\r\n",
+    again = csv_import.import_csv(db, "lead", b"first_name,last_name,email\r\nAnn,Smith,ann@example.test\r\n",
                                skip_duplicates=False)
     assert again.created == 1 and again.duplicates and not again.duplicates_skipped
     form = staff.get("/contacts/import").forms["import-form"]
@@ -111,7 +113,7 @@ def test_only_admins_delete_records_and_only_with_the_forms_token(staff, admin, 
 def test_erasing_a_person_removes_every_trace_keeps_the_counts_and_audits_without_the_address(
         app, admin, db, users):
     ann = add_contact(db)
-    records.create_record(db, "lead", {"first_name": "Ann", "last_name": "S", "email": "ann@example.test"})
+    create_record(db, "lead", {"first_name": "Ann", "last_name": "S", "email": "ann@example.test"})
     email = sent_email(app, db, users, ("ann@example.test", ann), ("bob@example.test", None))
     queued = sent_email(app, db, users, ("Ann@example.test", None), status="pending")
     page = admin.get("/erase", params={"address": "ann@example.test"})
@@ -151,7 +153,7 @@ def test_erasing_needs_an_admin_a_confirmation_and_an_address(staff, admin, db):
 @pytest.mark.parametrize("section", ["accounts", "leads"])
 def test_every_record_type_has_its_delete_confirmation(admin, db, section):
     values = {"name": "Acme"} if section == "accounts" else {"first_name": "L", "last_name": "Lead"}
-    record = records.create_record(db, section[:-1], values)
+    record = create_record(db, section[:-1], values)
     page = admin.get(f"/{section}/{record.id}/delete")
     assert "No email was sent to it." in page.html.select_one("#impact").text
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event, func, insert, select
 
-from coretrack import suppression
 from coretrack.models import Account, Contact, Email, Lead, Recipient
+from coretrack.people import suppression
 
 
 @pytest.fixture

@@ -23,11 +23,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import select
 from werkzeug.test import EnvironBuilder
 
-from coretrack import sendgrid, unsubscribe
+from coretrack import sendgrid
 from coretrack.apache import public_body_limits
 from coretrack.app import HANDLERS, URL_MAP
 from coretrack.http import max_body
 from coretrack.models import Email, EmailLink, Lead, Recipient, User
+from coretrack.people import unsubscribe
 from coretrack.settings import SettingsService
 from coretrack.tracking import clicks, tokens
 

@@ -14,9 +14,9 @@ import webtest
 from click.testing import CliRunner
 from sqlalchemy import event, func, select
 
-from coretrack import record_import
 from coretrack.cli import main
 from coretrack.models import Account, Contact, Lead
+from coretrack.records import csv_import
 
 
 def count(db, model) -> int:
@@ -52,35 +52,35 @@ def statements_during(app, action):
 
 
 def test_the_page_refuses_a_file_over_its_row_cap_at_once_and_writes_nothing(app, staff, db):
-    data = people(record_import.MAX_PAGE_ROWS + 1)
+    data = people(csv_import.MAX_PAGE_ROWS + 1)
     page, seen = statements_during(app, lambda: upload(staff, "contacts", data, status=400))
     message = page.html.select_one("#e-file").text
-    assert f"more than {record_import.MAX_PAGE_ROWS:,} rows" in message
+    assert f"more than {csv_import.MAX_PAGE_ROWS:,} rows" in message
     assert "coretrack import csv FILE --type contacts" in message
     assert count(db, Contact) == 0
     assert not [statement for statement in seen if statement.startswith("INSERT")]
     help_text = staff.get("/contacts/import").html.select_one("#h-file").text
-    assert f"At most {record_import.MAX_PAGE_ROWS:,} rows" in help_text
+    assert f"At most {csv_import.MAX_PAGE_ROWS:,} rows" in help_text
 
 
 def test_a_file_at_the_cap_is_imported_well_within_apache_s_request_timeout(staff, db):
     with db.begin():
         db.add(Account(name="Acme Ltd"))
     started = time.monotonic()
-    page = upload(staff, "contacts", people(record_import.MAX_PAGE_ROWS, account="Acme Ltd"))
+    page = upload(staff, "contacts", people(csv_import.MAX_PAGE_ROWS, account="Acme Ltd"))
     took = time.monotonic() - started
-    assert f"Created {record_import.MAX_PAGE_ROWS} contacts." in page
-    assert count(db, Contact) == record_import.MAX_PAGE_ROWS
-    assert db.scalar(select(func.count()).where(Contact.email_opt_out)) == record_import.MAX_PAGE_ROWS // 10
+    assert f"Created {csv_import.MAX_PAGE_ROWS} contacts." in page
+    assert count(db, Contact) == csv_import.MAX_PAGE_ROWS
+    assert db.scalar(select(func.count()).where(Contact.email_opt_out)) == csv_import.MAX_PAGE_ROWS // 10
     # Apache answers 504 at 60 s; the cap leaves room for a loaded machine and a second import at once.
     assert took < 30, f"{took:.1f} s"
 
 
 def test_rows_are_written_a_batch_per_statement_and_duplicates_found_a_query_per_batch(app, db):
-    rows = 2 * record_import.BATCH_ROWS + 500
+    rows = 2 * csv_import.BATCH_ROWS + 500
     with db.begin():
         db.add(Lead(first_name="Ada", last_name="Lead", email="ADA7@example.test"))
-    result, seen = statements_during(app, lambda: record_import.import_csv(db, "contact", people(rows)))
+    result, seen = statements_during(app, lambda: csv_import.import_csv(db, "contact", people(rows)))
     assert result.created == rows - 1
     assert result.duplicates == [(9, "ada7@example.test is already lead Ada Lead")]
     batches = 3
@@ -93,20 +93,20 @@ def test_rows_are_written_a_batch_per_statement_and_duplicates_found_a_query_per
 
 
 def test_an_earlier_batch_s_rows_are_duplicates_of_a_later_batch(db):
-    data = people(record_import.BATCH_ROWS + 1) + b"Ada,Again,ada3@example.test,,,\r\n"
-    result = record_import.import_csv(db, "contact", data)
-    assert result.created == record_import.BATCH_ROWS + 1
-    assert result.duplicates == [(record_import.BATCH_ROWS + 3, "ada3@example.test is already contact Ada Lovelace 3")]
+    data = people(csv_import.BATCH_ROWS + 1) + b"Ada,Again,ada3@example.test,,,\r\n"
+    result = csv_import.import_csv(db, "contact", data)
+    assert result.created == csv_import.BATCH_ROWS + 1
+    assert result.duplicates == [(csv_import.BATCH_ROWS + 3, "ada3@example.test is already contact Ada Lovelace 3")]
 
 
 def test_a_file_of_many_bad_rows_lists_the_first_and_counts_them_all(staff, db):
     data = b"first_name,last_name,email\r\n" + b"Ada,Lovelace,not-an-address\r\n" * 250 + b"Grace,Hopper,\r\n"
-    result = record_import.import_csv(db, "lead", data)
-    assert (result.created, result.error_count, len(result.errors)) == (1, 250, record_import.MAX_LISTED)
+    result = csv_import.import_csv(db, "lead", data)
+    assert (result.created, result.error_count, len(result.errors)) == (1, 250, csv_import.MAX_LISTED)
     page = upload(staff, "leads", data)
     assert "250 problems; the rows listed were not imported (the first 200 are listed)" in " ".join(
         page.html.select_one("#result ~ p.alert").text.split())
-    assert len(page.html.select("#result ~ .table-wrap tbody tr")) == record_import.MAX_LISTED
+    assert len(page.html.select("#result ~ .table-wrap tbody tr")) == csv_import.MAX_LISTED
 
 
 def cli(config, *arguments: str):
@@ -116,7 +116,7 @@ def cli(config, *arguments: str):
 
 
 def test_the_command_imports_a_file_over_the_page_s_cap_and_says_what_it_imported(config, users, db, tmp_path):
-    rows = record_import.MAX_PAGE_ROWS + 10
+    rows = csv_import.MAX_PAGE_ROWS + 10
     path = tmp_path / "people.csv"
     path.write_bytes(people(rows) + b"Bad,,x@example.test,,,\r\nAda,Again,ADA5@example.test,,,\r\n")
     result = cli(config, str(path), "--type", "contacts")
@@ -167,7 +167,7 @@ def test_the_command_s_memory_does_not_grow_with_the_file(config, users, tmp_pat
 
 def test_an_import_the_page_cannot_finish_in_time_writes_nothing_and_says_so(staff, db, monkeypatch):
     # A server too busy to finish before Apache's timeout: never a 504 for work that then commits.
-    monkeypatch.setattr(record_import, "PAGE_SECONDS", 0)
-    page = upload(staff, "contacts", people(record_import.BATCH_ROWS + 1), status=400)
+    monkeypatch.setattr(csv_import, "PAGE_SECONDS", 0)
+    page = upload(staff, "contacts", people(csv_import.BATCH_ROWS + 1), status=400)
     assert "nothing was imported" in page.html.select_one("#e-file").text
     assert count(db, Contact) == 0

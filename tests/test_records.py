@@ -9,8 +9,19 @@ import pytest
 import webtest
 from sqlalchemy import func, select
 
-from coretrack import record_import, records, suppression
 from coretrack.models import Account, Contact, Email, Lead, Recipient, utcnow
+from coretrack.people import suppression
+from coretrack.records import csv_import
+from coretrack.records.store import (
+    IMPORT_OPT_OUT,
+    STAFF_OPT_OUT,
+    account_label,
+    create_record,
+    recipient_for,
+    record_choices,
+    related_emails,
+    search_records,
+)
 from coretrack.settings import SettingsService
 from coretrack.validation import ValidationError
 
@@ -27,11 +38,11 @@ def fill(form: webtest.Form, **values) -> webtest.Form:
 
 
 def add_account(db, name="Acme Ltd", **values) -> Account:
-    return records.create_record(db, "account", {"name": name, **values})
+    return create_record(db, "account", {"name": name, **values})
 
 
 def add_contact(db, first="Ada", last="Lovelace", **values) -> Contact:
-    return records.create_record(db, "contact", {"first_name": first, "last_name": last, **values})
+    return create_record(db, "contact", {"first_name": first, "last_name": last, **values})
 
 
 def add_email(db, sender, subject, sent_at, recipients) -> Email:
@@ -81,7 +92,7 @@ def test_a_lead_created_through_the_form_keeps_its_company(staff, db):
     ("leads", Lead, {"first_name": "Grace", "last_name": "Hopper"}, ("last_name", "Murray")),
 ])
 def test_each_record_type_is_edited_through_its_form(staff, db, section, model, values, changed):
-    record = records.create_record(db, model.record_type, {**values, "email": "ada@example.test"})
+    record = create_record(db, model.record_type, {**values, "email": "ada@example.test"})
     form = staff.get(f"/{section}/{record.id}/edit").forms["record-form"]
     assert not form["email_opt_out"].checked
     form[changed[0]] = changed[1]
@@ -134,14 +145,14 @@ def test_a_contact_cannot_point_at_an_account_that_does_not_exist(staff, db):
 
 def test_names_with_line_breaks_are_refused_so_they_cannot_inject_mail_headers(db):
     with pytest.raises(ValidationError) as raised:
-        records.create_record(db, "lead", {"first_name": "Eve\r\nBcc: all@example.test", "last_name": "X"})
+        create_record(db, "lead", {"first_name": "Eve\r\nBcc: all@example.test", "last_name": "X"})
     assert raised.value.errors == {"first_name": "the first name must be a single line"}
     assert count(db, Lead) == 0
 
 
 def test_a_website_must_be_a_web_address(db):
     with pytest.raises(ValidationError) as raised:
-        records.create_record(db, "account", {"name": "Acme", "website": "javascript:alert(1)"})
+        create_record(db, "account", {"name": "Acme", "website": "javascript:alert(1)"})
     assert "website" in raised.value.errors
 
 
@@ -190,15 +201,15 @@ def test_search_matches_names_email_and_account_case_insensitively(staff, db):
 def test_search_wildcards_match_only_themselves(db):
     add_contact(db, "Ada", "Lovelace")
     add_contact(db, "Per", "Cent%")
-    assert [c.last_name for c in records.search_records(db, "contact", "%", 1, 25).items] == ["Cent%"]
-    assert records.search_records(db, "contact", "_", 1, 25).total == 0
+    assert [c.last_name for c in search_records(db, "contact", "%", 1, 25).items] == ["Cent%"]
+    assert search_records(db, "contact", "_", 1, 25).total == 0
 
 
 def test_search_of_leads_and_accounts(db):
     add_account(db, "Initech", email="info@initech.example")
-    records.create_record(db, "lead", {"first_name": "Peter", "last_name": "Gibbons", "company": "Initrode"})
-    assert [a.name for a in records.search_records(db, "account", "initech.example", 1, 25).items] == ["Initech"]
-    assert [lead.last_name for lead in records.search_records(db, "lead", "initrode", 1, 25).items] == ["Gibbons"]
+    create_record(db, "lead", {"first_name": "Peter", "last_name": "Gibbons", "company": "Initrode"})
+    assert [a.name for a in search_records(db, "account", "initech.example", 1, 25).items] == ["Initech"]
+    assert [lead.last_name for lead in search_records(db, "lead", "initrode", 1, 25).items] == ["Gibbons"]
 
 
 def test_no_match_says_so_and_an_empty_list_offers_create_and_import(staff, db):
@@ -264,20 +275,20 @@ def test_csv_import_keeps_good_rows_and_reports_bad_rows_by_line(staff, db):
 
 def test_csv_import_handles_a_byte_order_mark_and_header_spelling(db):
     data = "\ufeffName,Email,Website\nAcme Ltd,info@acme.example,acme.example\n".encode("utf-8")
-    result = record_import.import_csv(db, "account", data)
+    result = csv_import.import_csv(db, "account", data)
     assert (result.created, result.errors) == (1, [])
     assert db.scalars(select(Account)).one().website == "https://acme.example"
 
 
 def test_csv_import_reports_unknown_columns_once(db):
     data = b"first_name,last_name,shoe_size\nAda,Lovelace,5\nGrace,Hopper,6\n"
-    result = record_import.import_csv(db, "lead", data)
+    result = csv_import.import_csv(db, "lead", data)
     assert result.created == 2
     assert len(result.errors) == 1 and result.errors[0][0] == 1 and "shoe_size" in result.errors[0][1]
 
 
 def test_csv_import_reports_rows_with_too_many_values(db):
-    result = record_import.import_csv(db, "lead", b"first_name,last_name\nAda,Lovelace,extra\nGrace,Hopper\n")
+    result = csv_import.import_csv(db, "lead", b"first_name,last_name\nAda,Lovelace,extra\nGrace,Hopper\n")
     assert result.created == 1
     assert [line for line, _ in result.errors] == [2]
 
@@ -291,7 +302,7 @@ def test_csv_import_reports_rows_with_too_many_values(db):
 ])
 def test_a_file_without_a_usable_header_is_refused(db, data, message):
     with pytest.raises(ValidationError) as raised:
-        record_import.import_csv(db, "contact", data)
+        csv_import.import_csv(db, "contact", data)
     assert message in raised.value.errors["file"]
     assert count(db, Contact) == 0
 
@@ -315,7 +326,7 @@ def test_a_contact_page_lists_its_emails_with_access_counts_newest_first(staff, 
         {"address": "ada@example.test", "contact_id": ada.id, "access_count": 0},
         {"address": "bo@example.test", "contact_id": other.id, "access_count": 7},
     ])
-    listed = records.related_emails(db, "contact", ada.id)
+    listed = related_emails(db, "contact", ada.id)
     assert [(e.subject, e.sender, e.access_count, e.human_opens) for e in listed] == [
         ("Newer <b>news</b>", "admin", 0, 0), ("Older news", "sam", 2, 1)]
     assert listed[1].last_access == datetime(2024, 1, 2, 10, 30)
@@ -346,10 +357,10 @@ def test_an_account_rolls_up_the_emails_of_its_contacts(staff, db, users):
     add_email(db, sam, "To a stranger", datetime(2024, 3, 1), [
         {"address": "eve@example.test", "contact_id": stranger.id, "access_count": 1}])
 
-    listed = records.related_emails(db, "account", acme.id)
+    listed = related_emails(db, "account", acme.id)
     assert [(e.subject, e.access_count, e.last_access) for e in listed] == [
         ("To both contacts", 5, datetime(2024, 2, 5)), ("To the account", 5, datetime(2024, 1, 3))]
-    assert [e.subject for e in records.related_emails(db, "contact", bob.id)] == ["To both contacts"]
+    assert [e.subject for e in related_emails(db, "contact", bob.id)] == ["To both contacts"]
 
     page = staff.get(f"/accounts/{acme.id}")
     assert [a.text for a in page.html.select("#emails + .table-wrap tbody td:first-child a")] == [
@@ -368,7 +379,7 @@ def test_related_emails_are_one_query_however_many_emails(db, users, app):
     listen = lambda *args: statements.append(args[2])  # noqa: E731
     event.listen(app.engine, "before_cursor_execute", listen)
     try:
-        listed = records.related_emails(db, "contact", contact.id)
+        listed = related_emails(db, "contact", contact.id)
     finally:
         event.remove(app.engine, "before_cursor_execute", listen)
     assert [e.access_count for e in listed] == [4, 3, 2, 1, 0]
@@ -376,7 +387,7 @@ def test_related_emails_are_one_query_however_many_emails(db, users, app):
 
 
 def test_a_lead_page_links_to_compose_for_the_lead(staff, db):
-    lead = records.create_record(db, "lead", {"first_name": "G", "last_name": "H", "email": "g@example.test"})
+    lead = create_record(db, "lead", {"first_name": "G", "last_name": "H", "email": "g@example.test"})
     page = staff.get(f"/leads/{lead.id}")
     assert page.html.select_one(f"a[href='/emails/new?lead={lead.id}']") is not None
     assert "No email sent to this lead yet." in page
@@ -387,22 +398,22 @@ def test_a_lead_page_links_to_compose_for_the_lead(staff, db):
 
 def test_recipient_for_gives_address_name_and_opt_out(db):
     contact = add_contact(db, email="ada@example.test", email_opt_out="on")
-    address, name, record = records.recipient_for(db, "contact", contact.id)
+    address, name, record = recipient_for(db, "contact", contact.id)
     assert (address, name, record.id) == ("ada@example.test", "Ada Lovelace", contact.id)
-    assert records.recipient_for(db, "contact", contact.id).opted_out is True
+    assert recipient_for(db, "contact", contact.id).opted_out is True
 
 
 def test_recipient_for_refuses_a_record_without_an_address(db):
     account = add_account(db)
     with pytest.raises(ValidationError) as raised:
-        records.recipient_for(db, "account", account.id)
+        recipient_for(db, "account", account.id)
     assert "no email address" in raised.value.errors["account"]
 
 
 def test_record_choices_offers_only_records_with_an_address(db):
     add_contact(db, "Ada", "Lovelace", email="ada@example.test")
     add_contact(db, "Ada", "Nomail")
-    assert [c.last_name for c in records.record_choices(db, "contact", "ada")] == ["Lovelace"]
+    assert [c.last_name for c in record_choices(db, "contact", "ada")] == ["Lovelace"]
 
 
 def test_links_and_redirects_keep_the_url_prefix_the_app_is_mounted_under(app, users, db):
@@ -428,9 +439,9 @@ def test_staff_opting_a_record_out_records_when_and_why_and_lifting_it_forgets_t
     form["email_opt_out"] = True
     page = form.submit(status=303).follow()
     db.expire_all()
-    assert contact.email_opt_out and contact.email_opt_out_reason == records.STAFF_OPT_OUT
+    assert contact.email_opt_out and contact.email_opt_out_reason == STAFF_OPT_OUT
     assert contact.email_opt_out_at is not None and (utcnow() - contact.email_opt_out_at).total_seconds() < 60
-    assert records.STAFF_OPT_OUT in page.html.select_one("p.alert").text
+    assert STAFF_OPT_OUT in page.html.select_one("p.alert").text
     form = page.forms["lift-opt-out"]
     form["reason"] = "asked to get email again"
     form.submit(status=303)
@@ -439,15 +450,15 @@ def test_staff_opting_a_record_out_records_when_and_why_and_lifting_it_forgets_t
 
 
 def test_an_imported_opt_out_says_it_was_imported(db):
-    result = record_import.import_csv(db, "lead", b"first_name,last_name,email_opt_out\r\nGrace,Hopper,yes\r\n")
+    result = csv_import.import_csv(db, "lead", b"first_name,last_name,email_opt_out\r\nGrace,Hopper,yes\r\n")
     assert result.created == 1
     lead = db.scalars(select(Lead)).one()
-    assert (lead.email_opt_out, lead.email_opt_out_reason) == (True, records.IMPORT_OPT_OUT)
+    assert (lead.email_opt_out, lead.email_opt_out_reason) == (True, IMPORT_OPT_OUT)
 
 
 def test_opting_out_a_recipient_opts_out_every_record_with_its_address_and_keeps_the_first_reason(db, users):
     contact = add_contact(db, email="Ada@Example.test")
-    lead = records.create_record(db, "lead", {"first_name": "Ada", "last_name": "L", "email": "ada@example.test"})
+    lead = create_record(db, "lead", {"first_name": "Ada", "last_name": "L", "email": "ada@example.test"})
     other = add_contact(db, first="Grace", email="grace@example.test")
     email = add_email(db, users["sam"], "Hello", datetime(2026, 1, 1), [
         {"address": "ada@example.test", "contact_id": contact.id}])
@@ -490,7 +501,7 @@ def test_an_account_is_chosen_by_its_suggestion_its_exact_name_or_its_id(staff, 
     acme = add_account(db, "Acme Ltd")
     add_account(db, "Acme Group")
     form = fill(staff.get("/contacts/new").forms["record-form"], first_name="Ada", last_name="Lovelace",
-                account=typed.format(label=records.account_label(acme), id=acme.id))
+                account=typed.format(label=account_label(acme), id=acme.id))
     contact_page = form.submit(status=303).follow()
     contact = db.scalars(select(Contact)).one()
     assert contact.account_id == acme.id and "Acme Ltd" in contact_page.text

@@ -33,8 +33,8 @@ def test_people_erased_before_the_upgrade_are_known_as_erased_after_it(tmp_path,
     from sqlalchemy import select, text
 
     from coretrack.db import alembic_config, make_session_factory
-    from coretrack.erasure import ERASED_ADDRESS
     from coretrack.models import Email, Recipient, User
+    from coretrack.people.erasure import ERASED_ADDRESS
     from coretrack.tracking import tokens
 
     url = empty_database_url or f"sqlite:///{tmp_path / 'erased.db'}"

@@ -18,9 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from coretrack import suppression
 from coretrack.cli import main as cli_main
 from coretrack.models import Attachment, Contact, Email, Lead, Recipient, utcnow
+from coretrack.people import suppression
 from coretrack.sending.claims import INTERRUPTED
 from coretrack.sending.compose import OPTED_OUT, prepare
 from coretrack.sending.compose import compose as compose_email

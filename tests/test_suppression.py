@@ -15,14 +15,17 @@ from sqlalchemy import select, text
 from test_bounces import rfc3464
 from test_sendgrid import event, post, signing_key  # noqa: F401  (signing_key: a fixture)
 
-from coretrack import bounces, erasure, record_import, records, suppression
+from coretrack import bounces
 from coretrack.cli import main as cli_main
 from coretrack.db import make_engine, upgrade
 from coretrack.models import Address, AddressEvent, Contact, Lead, Recipient, utcnow
+from coretrack.people import erasure, suppression
+from coretrack.people.unsubscribe import UNSUBSCRIBE_PATH
+from coretrack.records import csv_import
+from coretrack.records.store import IMPORT_OPT_OUT, STAFF_OPT_OUT, Audience, create_record
 from coretrack.sending.compose import OPTED_OUT, compose, prepare
 from coretrack.sending.delivery import deliver as deliver_email
 from coretrack.settings import SettingsService
-from coretrack.unsubscribe import UNSUBSCRIBE_PATH
 
 PAULA = "paula@example.test"
 BOUNCE_ADDRESS = "bounces@example.test"
@@ -91,7 +94,7 @@ def by_mailbox_bounce(sent: Sent) -> None:
 
 def by_csv_import_opted_out(sent: Sent) -> None:
     data = f"first_name,last_name,email,email_opt_out\r\nPaula,P,{PAULA},yes\r\n".encode()
-    result = record_import.import_csv(sent.db, "lead", data)
+    result = csv_import.import_csv(sent.db, "lead", data)
     assert result.created == 1
 
 
@@ -113,8 +116,8 @@ SOURCES = [
     pytest.param(by_sendgrid("dropped", reason="Invalid"), suppression.SENDGRID, "dropped by SendGrid",
                  id="sendgrid-drop"),
     pytest.param(by_mailbox_bounce, suppression.BOUNCE, "bounced: 5.1.1", id="mailbox-bounce"),
-    pytest.param(by_staff, suppression.STAFF, records.STAFF_OPT_OUT, id="staff"),
-    pytest.param(by_csv_import_opted_out, suppression.IMPORT, records.IMPORT_OPT_OUT, id="csv-import"),
+    pytest.param(by_staff, suppression.STAFF, STAFF_OPT_OUT, id="staff"),
+    pytest.param(by_csv_import_opted_out, suppression.IMPORT, IMPORT_OPT_OUT, id="csv-import"),
 ]
 
 
@@ -156,7 +159,7 @@ def test_asking_again_from_another_source_keeps_the_first_when_and_why(app, db, 
 def new_record(db, record_type):
     values = {"contact": {"first_name": "Paula", "last_name": "Later"}, "lead": {"first_name": "Paula",
               "last_name": "Lead"}, "account": {"name": "Paula's Shop"}}[record_type]
-    return records.create_record(db, record_type, {**values, "email": PAULA.upper()})
+    return create_record(db, record_type, {**values, "email": PAULA.upper()})
 
 
 def by_typed_address(app, db, users, staff):
@@ -173,12 +176,12 @@ def by_record(record_type):
 def by_mass_send(record_type):
     def path(app, db, users, staff):
         new_record(db, record_type)
-        return send(app, db, users, to=[], audience=records.Audience(record_type, "paula")).email.id
+        return send(app, db, users, to=[], audience=Audience(record_type, "paula")).email.id
     return path
 
 
 def by_csv_import(app, db, users, staff):
-    result = record_import.import_csv(db, "lead", f"first_name,last_name,email\r\nPaula,Imported,{PAULA}\r\n".encode())
+    result = csv_import.import_csv(db, "lead", f"first_name,last_name,email\r\nPaula,Imported,{PAULA}\r\n".encode())
     assert result.created == 1
     lead = db.scalars(select(Lead)).one()
     return send(app, db, users, to=[f"lead:{lead.id}"]).email.id
@@ -256,7 +259,7 @@ def test_a_mass_send_asks_in_chunks_not_once_per_recipient(app, db, users):
     listener = lambda *args: statements.append(args[2])  # noqa: E731  (conn, cursor, statement, ...)
     sa_event.listen(engine, "before_cursor_execute", listener)
     try:
-        prepared = prepare(db, to=[], subject="News", html="<p>Hi</p>", audience=records.Audience("lead"))
+        prepared = prepare(db, to=[], subject="News", html="<p>Hi</p>", audience=Audience("lead"))
     finally:
         sa_event.remove(engine, "before_cursor_execute", listener)
     asked = [statement for statement in statements if "FROM addresses" in statement]
@@ -270,7 +273,7 @@ def test_a_mass_send_asks_in_chunks_not_once_per_recipient(app, db, users):
 def test_a_form_opened_before_an_unsubscribe_saves_its_change_and_keeps_the_opt_out(
         app, db, users, anon, staff, smtp_settings):
     sink, _ = smtp_settings
-    contact = records.create_record(db, "contact", {"first_name": "Paula", "last_name": "Person", "email": PAULA})
+    contact = create_record(db, "contact", {"first_name": "Paula", "last_name": "Person", "email": PAULA})
     first = send(app, db, users, to=[f"contact:{contact.id}"])
     form = staff.get(f"/contacts/{contact.id}/edit").forms["record-form"]  # staff open the form
     anon.post(f"{UNSUBSCRIBE_PATH}?t={first.email.recipients[0].token}", "List-Unsubscribe=One-Click",
@@ -289,7 +292,7 @@ def test_a_form_opened_before_an_unsubscribe_saves_its_change_and_keeps_the_opt_
 
 
 def test_saving_a_field_someone_changed_meanwhile_is_refused_saying_what_it_is_now(app, db, staff):
-    contact = records.create_record(db, "contact", {"first_name": "Paula", "last_name": "Person", "phone": "1"})
+    contact = create_record(db, "contact", {"first_name": "Paula", "last_name": "Person", "phone": "1"})
     mine = staff.get(f"/contacts/{contact.id}/edit").forms["record-form"]
     theirs = staff.get(f"/contacts/{contact.id}/edit").forms["record-form"]
     theirs["phone"], theirs["last_name"] = "2", "Persson"
@@ -313,7 +316,7 @@ def test_saving_a_field_someone_changed_meanwhile_is_refused_saying_what_it_is_n
 
 
 def test_the_edit_form_of_an_opted_out_record_cannot_clear_the_opt_out(app, db, staff):
-    contact = records.create_record(db, "contact", {"first_name": "Paula", "last_name": "P", "email": PAULA,
+    contact = create_record(db, "contact", {"first_name": "Paula", "last_name": "P", "email": PAULA,
                                                     "email_opt_out": "on"})
     form = staff.get(f"/contacts/{contact.id}/edit").forms["record-form"]
     assert "email_opt_out" not in form.fields  # the form says where it is lifted instead
@@ -331,7 +334,7 @@ def test_the_edit_form_of_an_opted_out_record_cannot_clear_the_opt_out(app, db, 
 def test_a_record_given_another_address_follows_it_and_an_opted_out_one_takes_its_opt_out_along(app, db, staff):
     suppression.opt_out(db, PAULA, suppression.LINK, "unsubscribed with the link in email 1")
     db.commit()
-    moving = records.create_record(db, "lead", {"first_name": "Quinn", "last_name": "Q", "email": "q@example.test"})
+    moving = create_record(db, "lead", {"first_name": "Quinn", "last_name": "Q", "email": "q@example.test"})
     form = staff.get(f"/leads/{moving.id}/edit").forms["record-form"]
     form["email"] = PAULA
     form.submit(status=303)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from coretrack import records, suppression
 from coretrack.models import AccessEvent, Email, Recipient
+from coretrack.people import suppression
+from coretrack.records.store import create_record
 from coretrack.tracking import tokens
 
 
 def test_a_contacts_timeline_tells_its_story_newest_first(app, db, users, staff):
-    ann = records.create_record(db, "contact", {"first_name": "Ann", "last_name": "Smith", "email": "ann@example.test"})
-    other = records.create_record(db, "contact", {"first_name": "Bob", "last_name": "Jones",
+    ann = create_record(db, "contact", {"first_name": "Ann", "last_name": "Smith", "email": "ann@example.test"})
+    other = create_record(db, "contact", {"first_name": "Bob", "last_name": "Jones",
                                                   "email": "bob@example.test"})
     email = Email(subject="Spring offer", html_body="<p>hi</p>", sender_id=users["sam"].id,
                   from_address="crm@example.test", status="sent", sent_at=datetime(2026, 3, 1, 9, 0))
@@ -43,5 +44,5 @@ def test_a_contacts_timeline_tells_its_story_newest_first(app, db, users, staff)
 
 
 def test_a_record_with_no_email_says_so(staff, db):
-    lead = records.create_record(db, "lead", {"first_name": "L", "last_name": "Lead"})
+    lead = create_record(db, "lead", {"first_name": "L", "last_name": "Lead"})
     assert "Nothing yet" in staff.get(f"/leads/{lead.id}").html.select_one("p.empty:last-of-type").text

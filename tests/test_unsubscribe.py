@@ -10,15 +10,15 @@ import pytest
 from conftest import PUBLIC_URL
 from sqlalchemy import select
 
-from coretrack import suppression
 from coretrack.db import make_engine, make_session_factory
 from coretrack.models import Contact, Lead, Recipient, SettingChange
+from coretrack.people import suppression
+from coretrack.people.unsubscribe import DEFAULT_FOOTER, UNSUBSCRIBE_PATH
 from coretrack.sending.compose import compose, prepare
 from coretrack.sending.delivery import deliver
 from coretrack.sending.mime import MessageTemplate
 from coretrack.settings import SettingsService
 from coretrack.tracking import tokens
-from coretrack.unsubscribe import DEFAULT_FOOTER, UNSUBSCRIBE_PATH
 from coretrack.validation import ValidationError
 
 LINK = re.compile(r"https?://[^\s\"<>]+/email/unsubscribe\?t=[A-Za-z0-9_.-]+")

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.elements import ColumnElement
 
-from .. import suppression
 from ..db import changed_rows
 from ..models import Email, Recipient, utcnow
+from ..people import suppression
 from .compose import OPTED_OUT
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from .. import erasure, records, suppression
 from ..attachments import AttachmentData, attachment_data, files_or_nothing, store_file
 from ..config import Config
 from ..models import (
@@ -28,6 +27,8 @@ from ..models import (
     User,
     utcnow,
 )
+from ..people import erasure, suppression
+from ..records.store import Audience, parse_reference, recipient_for, records_with_address
 from ..sanitize import clean_html
 from ..settings import SettingsService
 from ..tracking import clicks, tokens
@@ -104,8 +105,8 @@ def _resolve(session: Session, entry: str, kind: str) -> PlannedRecipient:
     if "\r" in entry or "\n" in entry:
         raise ValueError("line breaks are not allowed in an address")
     try:
-        reference = records.parse_reference(entry)
-        found = records.recipient_for(session, *reference) if reference else None
+        reference = parse_reference(entry)
+        found = recipient_for(session, *reference) if reference else None
     except ValidationError as exc:
         raise ValueError("; ".join(exc.errors.values())) from None
     record: Record | None
@@ -116,7 +117,7 @@ def _resolve(session: Session, entry: str, kind: str) -> PlannedRecipient:
     else:
         address = clean_address(entry)
         # A typed address that belongs to a record is linked to it.
-        matches = records.records_with_address(session, address)
+        matches = records_with_address(session, address)
         record = matches[0] if matches else None
         name = record.display_name if record else ""
         do_not_track = any(_do_not_track(each) for each in matches)
@@ -199,7 +200,7 @@ def prepare(
     signature_html: str = "",
     send_at: datetime | None = None,
     track: bool = True,
-    audience: records.Audience | None = None,
+    audience: Audience | None = None,
 ) -> PreparedEmail:
     """Validate and resolve an email without saving anything; ValidationError lists every problem.
     A signature (the sender's, already sanitised) goes at the end of both bodies; ``send_at`` (UTC)

@@ -29,9 +29,9 @@ from typing import cast
 
 from .. import sendgrid
 from ..attachments import AttachmentData
+from ..people.unsubscribe import UNSUBSCRIBE_PATH
 from ..tracking import clicks, tokens
 from ..tracking.image import TRACK_ACCESS_PATH
-from ..unsubscribe import UNSUBSCRIBE_PATH
 from ..validation import clean_address, mail_problem, text_problem
 
 SMTP_POLICY = policy.SMTP

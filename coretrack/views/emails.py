@@ -10,13 +10,14 @@ from werkzeug.exceptions import BadRequest, Forbidden, NotFound
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .. import attachments, email_queries, localtime, records
+from .. import attachments, email_queries, localtime
 from ..attachments import attachment_path
 from ..db import MAX_ID
 from ..http import AppRequest
 from ..inputs import whole_number
 from ..models import EMAIL_STATUSES, RECORD_TYPES, Attachment, Email, EmailDraft, EmailTemplate
 from ..paging import page_number, paginate
+from ..records.store import REFERENCE, Audience, parse_reference, recipient_for, record_choices
 from ..sending import drafts, merge_fields, templates
 from ..sending.compose import OPTED_OUT, PlannedRecipient, PreparedEmail, split_addresses
 from ..sending.delivery import is_due, send_or_queue
@@ -49,7 +50,7 @@ def list_emails(request: AppRequest) -> Response:
 def _references(args: MultiDict[str, str]) -> list[str]:
     """``?contact=<id>`` (and account, lead) from a record's page, as references for the To field."""
     return [reference for kind in RECORD_TYPES for value in args.getlist(kind)
-            if records.REFERENCE.fullmatch(reference := f"{kind}:{value}")]
+            if REFERENCE.fullmatch(reference := f"{kind}:{value}")]
 
 
 def _named(request: AppRequest, field_value: str) -> list[tuple[str, str]]:
@@ -57,10 +58,10 @@ def _named(request: AppRequest, field_value: str) -> list[tuple[str, str]]:
     named = []
     for entry in split_addresses(field_value):
         try:
-            reference = records.parse_reference(entry)
+            reference = parse_reference(entry)
             if reference is None:
                 continue
-            found = records.recipient_for(request.db, *reference)
+            found = recipient_for(request.db, *reference)
         except ValidationError as exc:
             named.append((entry, "; ".join(exc.errors.values())))
         else:
@@ -76,12 +77,12 @@ def _values(source: MultiDict[str, str]) -> dict[str, Any]:
     return values
 
 
-def _audience(values: dict[str, Any]) -> records.Audience | None:
+def _audience(values: dict[str, Any]) -> Audience | None:
     """The records a list page sent to compose (``audience`` names its section); ValidationError."""
     if not values["audience"]:
         return None
     try:
-        return records.Audience.from_form(values["audience"], values["scope"], values["q"], values["ids"],
+        return Audience.from_form(values["audience"], values["scope"], values["q"], values["ids"],
                                           bool(values["with_contacts"]))
     except ValueError as exc:
         raise ValidationError({"audience": str(exc)}) from None
@@ -101,7 +102,7 @@ def _compose_page(request: AppRequest, values: dict[str, Any], errors: dict[str,
     found, find_error = {}, ""
     try:
         if find:
-            found = {kind: records.record_choices(request.db, kind, find, limit=10) for kind in RECORD_TYPES}
+            found = {kind: record_choices(request.db, kind, find, limit=10) for kind in RECORD_TYPES}
     except ValueError as exc:
         find_error = str(exc)
     # What the page's other forms (find, template) carry over: the recipients chosen so far.

@@ -5,8 +5,8 @@ from __future__ import annotations
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .. import erasure
 from ..http import AppRequest, admin_only
+from ..people import erasure
 from ..sending.status import refresh_status
 
 

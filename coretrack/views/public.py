@@ -11,12 +11,13 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .. import sendgrid, suppression, unsubscribe
+from .. import sendgrid
 from ..http import AppRequest, body_limit, public
+from ..people import suppression, unsubscribe
+from ..people.unsubscribe import UNSUBSCRIBE_PATH
 from ..tracking import clicks, tokens
 from ..tracking.image import GIF, GIF_HEADERS, TRACK_ACCESS_PATH, token_of_query
 from ..tracking.tracker import Tracker
-from ..unsubscribe import UNSUBSCRIBE_PATH
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

@@ -8,12 +8,13 @@ from werkzeug.exceptions import NotFound
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .. import record_import, records, suppression
 from ..db import MAX_ID
 from ..http import AppRequest, admin_only, json_response
 from ..inputs import whole_number
 from ..models import Account, Record
 from ..paging import Page, page_number
+from ..people import suppression
+from ..records import csv_import, store
 from ..timeline import SHOWN as TIMELINE_SHOWN
 from ..timeline import timeline
 from ..validation import ValidationError
@@ -24,27 +25,27 @@ SECTION = "<any(contacts, accounts, leads):section>"
 
 def _context(section: str, **context: Any) -> dict[str, Any]:
     record_type = SECTIONS[section]
-    noun, nouns = records.NOUNS[record_type]
-    return dict(section=section, record_type=record_type, fields=records.FIELDS[record_type],
+    noun, nouns = store.NOUNS[record_type]
+    return dict(section=section, record_type=record_type, fields=store.FIELDS[record_type],
                 noun=noun, nouns=nouns, **context)
 
 
 def _record_or_404(request: AppRequest, section: str, record_id: int) -> Record:
-    record = records.get_record(request.db, SECTIONS[section], record_id)
+    record = store.get_record(request.db, SECTIONS[section], record_id)
     if record is None:
-        raise NotFound(f"there is no {records.NOUNS[SECTIONS[section]][0]} with id {record_id}")
+        raise NotFound(f"there is no {store.NOUNS[SECTIONS[section]][0]} with id {record_id}")
     return record
 
 
 def _submitted(request: AppRequest, section: str) -> dict[str, str]:
     # Every field, so an unchecked box (absent from the form) is saved as unchecked.
-    return {definition.name: request.form.get(definition.name, "") for definition in records.FIELDS[SECTIONS[section]]}
+    return {definition.name: request.form.get(definition.name, "") for definition in store.FIELDS[SECTIONS[section]]}
 
 
 def _form(request: AppRequest, section: str, values: dict[str, str], errors: dict[str, str],
           record: Record | None = None, duplicates: list[Record] | None = None) -> Response:
     # An edit form carries the values it was opened with: saving changes only what the user changed.
-    loaded = records.form_values(record) if record is not None else {}
+    loaded = store.form_values(record) if record is not None else {}
     return request.render("records/form.html", status=400 if errors else 200,
                           **_context(section, values=values, errors=errors, record=record, loaded=loaded,
                                      duplicates=duplicates or []))
@@ -63,7 +64,7 @@ def list_records(request: AppRequest, section: str) -> Response:
     per_page = request.app.settings(request.db).get("page_size")
     error = ""
     try:
-        page = records.search_records(request.db, SECTIONS[section], query, page_number(request.args.get("page")),
+        page = store.search_records(request.db, SECTIONS[section], query, page_number(request.args.get("page")),
                                       per_page)
     except ValueError as exc:
         page, error = Page(items=[], number=1, per_page=per_page, total=0), str(exc)
@@ -74,33 +75,33 @@ def list_records(request: AppRequest, section: str) -> Response:
 def new_record(request: AppRequest, section: str) -> Response:
     # /contacts/new?account=<id> comes from an account's page: the picker shows that account.
     try:
-        account = records.get_record(request.db, "account", whole_number(request.args.get("account"), 1, MAX_ID))
+        account = store.get_record(request.db, "account", whole_number(request.args.get("account"), 1, MAX_ID))
     except ValueError:
         account = None  # none given, or not an id: an empty picker
-    return _form(request, section, {"account": records.account_label(account) if isinstance(account, Account) else ""},
+    return _form(request, section, {"account": store.account_label(account) if isinstance(account, Account) else ""},
                  {})
 
 
 def create_record(request: AppRequest, section: str) -> Response:
     values = _submitted(request, section)
-    if SECTIONS[section] in records.PERSON_TYPES and request.form.get("duplicate_ok") != "on":
+    if SECTIONS[section] in store.PERSON_TYPES and request.form.get("duplicate_ok") != "on":
         # The same person twice splits their email history: say so before, and let them go on.
-        duplicates: list[Record] = list(records.people_with_address(request.db, values.get("email", "")))
+        duplicates: list[Record] = list(store.people_with_address(request.db, values.get("email", "")))
         if duplicates:
             return _form(request, section, values, {}, duplicates=duplicates)
     try:
-        record = records.create_record(request.db, SECTIONS[section], values, request.user.name)
+        record = store.create_record(request.db, SECTIONS[section], values, request.user.name)
     except ValidationError as exc:
         return _form(request, section, values, exc.errors)
-    noun = records.NOUNS[SECTIONS[section]][0]
+    noun = store.NOUNS[SECTIONS[section]][0]
     return request.redirect_to("records.show_record", section=section, record_id=record.id,
                                notice=f"Created {noun} {record.display_name}.")
 
 
 def show_record(request: AppRequest, section: str, record_id: int) -> Response:
     record = _record_or_404(request, section, record_id)
-    emails = records.related_emails(request.db, SECTIONS[section], record_id)
-    contacts = records.contacts_of(request.db, record_id) if section == "accounts" else []
+    emails = store.related_emails(request.db, SECTIONS[section], record_id)
+    contacts = store.contacts_of(request.db, record_id) if section == "accounts" else []
     return request.render("records/detail.html", **_context(section, record=record, emails=emails, contacts=contacts,
                                                             timeline=timeline(request.db, record),
                                                             timeline_shown=TIMELINE_SHOWN,
@@ -111,18 +112,18 @@ def show_record(request: AppRequest, section: str, record_id: int) -> Response:
 
 def edit_record(request: AppRequest, section: str, record_id: int) -> Response:
     record = _record_or_404(request, section, record_id)
-    return _form(request, section, records.form_values(record), {}, record)
+    return _form(request, section, store.form_values(record), {}, record)
 
 
 def update_record(request: AppRequest, section: str, record_id: int) -> Response:
     record = _record_or_404(request, section, record_id)
     values, loaded = _submitted(request, section), _loaded(request)
     try:
-        records.update_record(request.db, record, values, loaded, request.user.name)
+        store.update_record(request.db, record, values, loaded, request.user.name)
     except ValidationError as exc:
         # Shown again over the record as it is now, with this user's changes: saving again changes
         # only those, and a field refused as changed meanwhile is then theirs to replace.
-        return _form(request, section, {**records.form_values(record), **records.changed_fields(values, loaded)},
+        return _form(request, section, {**store.form_values(record), **store.changed_fields(values, loaded)},
                      exc.errors, record)
     return request.redirect_to("records.show_record", section=section, record_id=record.id,
                                notice=f"Saved {record.display_name}.")
@@ -145,7 +146,7 @@ def lift_opt_out(request: AppRequest, section: str, record_id: int) -> Response:
 def confirm_delete(request: AppRequest, section: str, record_id: int, status: int = 200) -> Response:
     record = _record_or_404(request, section, record_id)
     return request.render("records/delete.html", status, **_context(
-        section, record=record, impact=records.deletion_impact(request.db, record)))
+        section, record=record, impact=store.deletion_impact(request.db, record)))
 
 
 @admin_only
@@ -154,21 +155,21 @@ def delete_record(request: AppRequest, section: str, record_id: int) -> Response
     if request.form.get("confirm") != "yes":
         return confirm_delete(request, section, record_id, status=400)
     name = record.display_name
-    records.delete_record(request.db, record)
+    store.delete_record(request.db, record)
     return request.redirect_to("records.list_records", section=section,
-                               notice=f"Deleted {records.NOUNS[SECTIONS[section]][0]} {name}.")
+                               notice=f"Deleted {store.NOUNS[SECTIONS[section]][0]} {name}.")
 
 
 def account_choices(request: AppRequest) -> Response:
     """The account picker's suggestions, as JSON, for what has been typed so far."""
-    return json_response({"accounts": records.account_choices(request.db, request.args.get("q", ""))})
+    return json_response({"accounts": store.account_choices(request.db, request.args.get("q", ""))})
 
 
-def _import_page(request: AppRequest, section: str, result: record_import.ImportResult | None = None,
+def _import_page(request: AppRequest, section: str, result: csv_import.ImportResult | None = None,
                  errors: dict[str, str] | None = None) -> Response:
     return request.render("records/import.html", status=400 if errors else 200,
                           **_context(section, result=result, errors=errors or {},
-                                     max_rows=record_import.MAX_PAGE_ROWS))
+                                     max_rows=csv_import.MAX_PAGE_ROWS))
 
 
 def import_form(request: AppRequest, section: str) -> Response:
@@ -182,9 +183,9 @@ def import_records(request: AppRequest, section: str) -> Response:
     try:
         # Refused whole, before anything is written, past the page's row cap; rolled back whole
         # rather than answered by Apache's timeout.
-        result = record_import.import_csv(request.db, SECTIONS[section], upload.stream,
+        result = csv_import.import_csv(request.db, SECTIONS[section], upload.stream,
                                           skip_duplicates=request.form.get("duplicates") != "create",
-                                          max_rows=record_import.MAX_PAGE_ROWS, seconds=record_import.PAGE_SECONDS)
+                                          max_rows=csv_import.MAX_PAGE_ROWS, seconds=csv_import.PAGE_SECONDS)
     except ValidationError as exc:
         return _import_page(request, section, errors=exc.errors)
     return _import_page(request, section, result)

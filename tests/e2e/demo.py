@@ -1,7 +1,7 @@
 """A small demo dataset in a running ApacheServer, and the pages worth looking at.
 
 Used by scripts/screenshots and by the phone-layout test. Everything goes through coretrack's own
-services and the real HTTP surface: records through records.create_record, mail through the JSON
+services and the real HTTP surface: records through create_record, mail through the JSON
 API (delivered to an SMTP server on loopback for the time of the fill), opens through the image endpoint.
 """
 
@@ -18,8 +18,8 @@ from aiosmtpd.handlers import Message
 from apache_server import ADMIN_PASSWORD, STAFF_PASSWORD, ApacheServer, free_port
 from sqlalchemy import select
 
-from coretrack import records
 from coretrack.models import User
+from coretrack.records.store import create_record
 from coretrack.sending import drafts, templates
 from coretrack.settings import SettingsService
 from e2e.chromium import Browser
@@ -80,14 +80,14 @@ def fill(server: ApacheServer) -> Demo:
     demo = Demo()
     with server.session() as session:
         for values in ACCOUNTS:
-            demo.ids[values["name"]] = records.create_record(session, "account", values).id
+            demo.ids[values["name"]] = create_record(session, "account", values).id
         for first, last, email, account, opt_out in CONTACTS:
-            contact = records.create_record(session, "contact", {
+            contact = create_record(session, "contact", {
                 "first_name": first, "last_name": last, "email": email, "phone": "",
                 "account": str(demo.ids.get(account, "")), "email_opt_out": opt_out})
             demo.ids[first] = contact.id
         for first, last, company, email in LEADS:
-            demo.ids[first] = records.create_record(session, "lead", {
+            demo.ids[first] = create_record(session, "lead", {
                 "first_name": first, "last_name": last, "company": company, "email": email, "phone": "",
                 "email_opt_out": ""}).id
     with server.session() as session:

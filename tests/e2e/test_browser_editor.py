@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from selenium.webdriver.common.keys import Keys
 
-from coretrack import records
+from coretrack.records.store import create_record
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -28,7 +28,7 @@ DANGEROUS = ("<script", "pwned", "onerror", "onclick", "javascript:")
 
 def test_the_editor_formats_cleans_pastes_inserts_fields_and_sends_clean_html(apache, browser, smtp):
     with apache.session() as session:
-        contact_id = records.create_record(session, "contact", {
+        contact_id = create_record(session, "contact", {
             "first_name": "Ada", "last_name": "Lovelace", "email": "ada.editor@example.test", "phone": "",
             "account": "", "email_opt_out": ""}).id
     staff = browser("staff", "sam")

@@ -9,7 +9,7 @@ import pytest
 from apache_server import STAFF_PASSWORD
 from selenium.webdriver.support.ui import WebDriverWait
 
-from coretrack import records
+from coretrack.records.store import create_record
 from e2e.demo import _send
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -60,7 +60,7 @@ def test_a_scheduled_email_waits_for_its_time_and_the_worker_sends_it_then(apach
 
 def test_an_admin_deletes_a_contact_and_its_email_keeps_its_recipient_and_counts(apache, browser, smtp):
     with apache.session() as session:
-        contact = records.create_record(session, "contact", {
+        contact = create_record(session, "contact", {
             "first_name": "Dora", "last_name": "Deleted", "email": "dora@example.test", "phone": "",
             "account": "", "email_opt_out": ""})
         contact_id = contact.id
@@ -96,10 +96,10 @@ def test_an_admin_deletes_a_contact_and_its_email_keeps_its_recipient_and_counts
 
 def test_an_admin_erases_a_person_everywhere_and_the_erasure_is_audited(apache, browser, smtp):
     with apache.session() as session:
-        contact_id = records.create_record(session, "contact", {
+        contact_id = create_record(session, "contact", {
             "first_name": "Erin", "last_name": "Erased", "email": "erin@example.test", "phone": "",
             "account": "", "email_opt_out": ""}).id
-        lead_id = records.create_record(session, "lead", {
+        lead_id = create_record(session, "lead", {
             "first_name": "Erin", "last_name": "Erased", "company": "Erin Ltd", "email": "Erin@Example.test",
             "phone": "", "email_opt_out": ""}).id
     email_id = _send(apache, "sam", STAFF_PASSWORD, subject="Before erasure",

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from ..models import AccessEvent, ClickEvent, DeliveryEvent, Erasure, Notification, Recipient, utcnow
+from ..records.store import records_with_address
+from ..validation import clean_address
 from . import suppression
-from .models import AccessEvent, ClickEvent, DeliveryEvent, Erasure, Notification, Recipient, utcnow
-from .records import records_with_address
-from .validation import clean_address
 
 ERASED_ADDRESS = "erased@erased.invalid"  # RFC 2606: .invalid never delivers
 ERASED_REASON = "the recipient was erased before it was sent"

@@ -20,7 +20,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
 from .models import AccessEvent, Account, Contact, Email, Lead, Recipient, User
-from .record_import import clean_leniently, new_record, opt_out_imported
+from .records.csv_import import clean_leniently, new_record, opt_out_imported
 from .sanitize import clean_html
 from .tracking import tokens
 from .validation import clean_address, clean_mail_text

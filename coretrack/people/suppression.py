@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from .models import Account, Address, AddressEvent, Contact, Lead, Recipient, Record, utcnow
+from ..models import Account, Address, AddressEvent, Contact, Lead, Recipient, Record, utcnow
 
 # Where an opt-out came from (address_history.source, addresses.opt_out_source).
 LINK = "link"  # the unsubscribe page's button

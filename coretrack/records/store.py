@@ -17,12 +17,12 @@ from typing import NamedTuple
 from sqlalchemy import ColumnElement, Select, delete, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, contains_eager
 
-from . import suppression
-from .db import MAX_ID
-from .inputs import whole_number
-from .models import RECORD_MODELS, Account, Contact, Email, Lead, Recipient, Record, User
-from .paging import Page, paginate
-from .validation import ValidationError, clean_address, clean_header_text, web_address
+from ..db import MAX_ID
+from ..inputs import whole_number
+from ..models import RECORD_MODELS, Account, Contact, Email, Lead, Recipient, Record, User
+from ..paging import Page, paginate
+from ..people import suppression
+from ..validation import ValidationError, clean_address, clean_header_text, web_address
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..models import Recipient
+from ..tracking import tokens
 from . import suppression
-from .models import Recipient
-from .tracking import tokens
 
 UNSUBSCRIBE_PATH = "/email/unsubscribe"
 # The token in the query is the authority; the POST's body only tells the page's button ("from=page"

@@ -22,10 +22,10 @@ from typing import IO, TYPE_CHECKING
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from . import suppression
-from .models import RECORD_MODELS, Account, Contact, Lead, Record, utcnow
-from .records import FIELDS, IMPORT_OPT_OUT, PERSON_TYPES, attribute, clean_record, clean_value
-from .validation import ValidationError
+from ..models import RECORD_MODELS, Account, Contact, Lead, Record, utcnow
+from ..people import suppression
+from ..validation import ValidationError
+from .store import FIELDS, IMPORT_OPT_OUT, PERSON_TYPES, attribute, clean_record, clean_value
 
 if TYPE_CHECKING:
     from _csv import Reader
