@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .models import AccessEvent, ClickEvent, Email, EmailLink, Recipient, Record
-from .records.store import recipient_condition
+from .records.related import recipient_condition
 
 # The most entries shown: the newest of each kind are read, then the newest of all kept.
 SHOWN = 100

@@ -22,7 +22,8 @@ from coretrack.cli import main
 from coretrack.models import AccessEvent, Account, Address, Contact, Email, Lead, Recipient
 from coretrack.people import suppression
 from coretrack.records import csv_import
-from coretrack.records.store import FIELDS, clean_value, form_values
+from coretrack.records.fields import FIELDS
+from coretrack.records.store import clean_value, form_values
 from coretrack.tracking import corebos_images
 from coretrack.tracking.counting import count_hits, write_transaction
 from coretrack.tracking.hits import Hit

@@ -11,7 +11,7 @@ from conftest import PUBLIC_URL
 from sqlalchemy import select
 
 from coretrack.models import Contact, Email, Lead, Recipient
-from coretrack.records.store import FIELDS
+from coretrack.records.fields import FIELDS
 from coretrack.sending.compose import compose, prepare
 from coretrack.sending.delivery import deliver
 

@@ -12,16 +12,10 @@ from sqlalchemy import func, select
 from coretrack.models import Account, Contact, Email, Lead, Recipient, utcnow
 from coretrack.people import suppression
 from coretrack.records import csv_import
-from coretrack.records.store import (
-    IMPORT_OPT_OUT,
-    STAFF_OPT_OUT,
-    account_label,
-    create_record,
-    recipient_for,
-    record_choices,
-    related_emails,
-    search_records,
-)
+from coretrack.records.addresses import recipient_for
+from coretrack.records.related import related_emails
+from coretrack.records.search import record_choices, search_records
+from coretrack.records.store import IMPORT_OPT_OUT, STAFF_OPT_OUT, account_label, create_record
 from coretrack.settings import SettingsService
 from coretrack.validation import ValidationError
 

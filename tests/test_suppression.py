@@ -22,7 +22,8 @@ from coretrack.models import Address, AddressEvent, Contact, Lead, Recipient, ut
 from coretrack.people import erasure, suppression
 from coretrack.people.unsubscribe import UNSUBSCRIBE_PATH
 from coretrack.records import csv_import
-from coretrack.records.store import IMPORT_OPT_OUT, STAFF_OPT_OUT, Audience, create_record
+from coretrack.records.search import Audience
+from coretrack.records.store import IMPORT_OPT_OUT, STAFF_OPT_OUT, create_record
 from coretrack.sending.compose import OPTED_OUT, compose, prepare
 from coretrack.sending.delivery import deliver as deliver_email
 from coretrack.settings import SettingsService

@@ -23,7 +23,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ..models import AccessEvent, ClickEvent, DeliveryEvent, Erasure, Notification, Recipient, utcnow
-from ..records.store import records_with_address
+from ..records.addresses import records_with_address
 from ..validation import clean_address
 from . import suppression
 

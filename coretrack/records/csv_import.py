@@ -1,7 +1,7 @@
 """Importing contacts, accounts and leads: a CSV file (the import page, ``coretrack import csv``), and
-what the coreBOS import (corebos.py) shares with it: every value goes through the form's checks
-(``records.clean_value``) and every imported opt-out through ``opt_out_imported`` (which opts out
-the address: suppression.py), and a record imported with an opted-out address shows it.
+what the coreBOS import (corebos_import.py) shares with it: every value goes through the form's checks
+(``store.clean_value``) and every imported opt-out through ``opt_out_imported`` (which opts out
+the address: people/suppression.py), and a record imported with an opted-out address shows it.
 
 A CSV file is streamed, never held whole: read (a first pass counts the rows and checks the
 encoding before anything is written; the second reads them), resolve (per batch of rows: the
@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session
 from ..models import RECORD_MODELS, Account, Contact, Lead, Record, utcnow
 from ..people import suppression
 from ..validation import ValidationError
-from .store import FIELDS, IMPORT_OPT_OUT, PERSON_TYPES, attribute, clean_record, clean_value
+from .fields import FIELDS, PERSON_TYPES, attribute
+from .store import IMPORT_OPT_OUT, clean_record, clean_value
 
 if TYPE_CHECKING:
     from _csv import Reader

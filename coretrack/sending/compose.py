@@ -28,7 +28,8 @@ from ..models import (
     utcnow,
 )
 from ..people import erasure, suppression
-from ..records.store import Audience, parse_reference, recipient_for, records_with_address
+from ..records.addresses import recipient_for, records_with_address
+from ..records.search import Audience, parse_reference
 from ..sanitize import clean_html
 from ..settings import SettingsService
 from ..tracking import clicks, tokens

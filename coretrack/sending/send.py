@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from ..config import Config
 from ..models import Email, EmailDraft, EmailTemplate, Recipient, User
-from ..records.store import Audience
+from ..records.search import Audience
 from ..validation import ValidationError
 from . import drafts
 from .compose import ComposeResult, PreparedEmail, compose, prepare

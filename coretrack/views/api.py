@@ -13,7 +13,8 @@ from .. import email_queries, localtime, paging
 from ..http import AppRequest, json_response
 from ..models import Email, Recipient, utc_iso
 from ..paging import page_number, paginate
-from ..records import store
+from ..records.related import related_emails
+from ..records.store import get_record
 from ..sending.compose import split_addresses
 from ..sending.send import NewEmail, send
 from ..sending.status import WHO_MAY_ACT, InFlight, cancel_by, delete_by, may_act
@@ -173,10 +174,10 @@ def send_email(request: AppRequest) -> Response:
 
 
 def record_emails(request: AppRequest, record_type: str, record_id: int) -> Response:
-    record = store.get_record(request.db, record_type, record_id)
+    record = get_record(request.db, record_type, record_id)
     if record is None:
         raise NotFound(f"no {record_type} {record_id}")
-    related = store.related_emails(request.db, record_type, record_id)
+    related = related_emails(request.db, record_type, record_id)
     return json_response({
         "record": {"type": record_type, "id": record.id, "name": record.display_name},
         "emails": [

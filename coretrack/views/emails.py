@@ -17,7 +17,8 @@ from ..http import AppRequest
 from ..inputs import whole_number
 from ..models import EMAIL_STATUSES, RECORD_TYPES, Attachment, Email, EmailDraft, EmailTemplate
 from ..paging import page_number, paginate
-from ..records.store import REFERENCE, Audience, parse_reference, recipient_for, record_choices
+from ..records.addresses import recipient_for
+from ..records.search import REFERENCE, Audience, parse_reference, record_choices
 from ..sending import drafts, merge_fields, templates
 from ..sending.compose import OPTED_OUT, PlannedRecipient, PreparedEmail, split_addresses
 from ..sending.delivery import is_due, send_or_queue

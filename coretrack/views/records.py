@@ -14,7 +14,7 @@ from ..inputs import whole_number
 from ..models import Account, Record
 from ..paging import Page, page_number
 from ..people import suppression
-from ..records import csv_import, store
+from ..records import addresses, csv_import, fields, related, search, store
 from ..timeline import SHOWN as TIMELINE_SHOWN
 from ..timeline import timeline
 from ..validation import ValidationError
@@ -25,21 +25,21 @@ SECTION = "<any(contacts, accounts, leads):section>"
 
 def _context(section: str, **context: Any) -> dict[str, Any]:
     record_type = SECTIONS[section]
-    noun, nouns = store.NOUNS[record_type]
-    return dict(section=section, record_type=record_type, fields=store.FIELDS[record_type],
+    noun, nouns = fields.NOUNS[record_type]
+    return dict(section=section, record_type=record_type, fields=fields.FIELDS[record_type],
                 noun=noun, nouns=nouns, **context)
 
 
 def _record_or_404(request: AppRequest, section: str, record_id: int) -> Record:
     record = store.get_record(request.db, SECTIONS[section], record_id)
     if record is None:
-        raise NotFound(f"there is no {store.NOUNS[SECTIONS[section]][0]} with id {record_id}")
+        raise NotFound(f"there is no {fields.NOUNS[SECTIONS[section]][0]} with id {record_id}")
     return record
 
 
 def _submitted(request: AppRequest, section: str) -> dict[str, str]:
     # Every field, so an unchecked box (absent from the form) is saved as unchecked.
-    return {definition.name: request.form.get(definition.name, "") for definition in store.FIELDS[SECTIONS[section]]}
+    return {definition.name: request.form.get(definition.name, "") for definition in fields.FIELDS[SECTIONS[section]]}
 
 
 def _form(request: AppRequest, section: str, values: dict[str, str], errors: dict[str, str],
@@ -64,7 +64,7 @@ def list_records(request: AppRequest, section: str) -> Response:
     per_page = request.app.settings(request.db).get("page_size")
     error = ""
     try:
-        page = store.search_records(request.db, SECTIONS[section], query, page_number(request.args.get("page")),
+        page = search.search_records(request.db, SECTIONS[section], query, page_number(request.args.get("page")),
                                       per_page)
     except ValueError as exc:
         page, error = Page(items=[], number=1, per_page=per_page, total=0), str(exc)
@@ -84,23 +84,23 @@ def new_record(request: AppRequest, section: str) -> Response:
 
 def create_record(request: AppRequest, section: str) -> Response:
     values = _submitted(request, section)
-    if SECTIONS[section] in store.PERSON_TYPES and request.form.get("duplicate_ok") != "on":
+    if SECTIONS[section] in fields.PERSON_TYPES and request.form.get("duplicate_ok") != "on":
         # The same person twice splits their email history: say so before, and let them go on.
-        duplicates: list[Record] = list(store.people_with_address(request.db, values.get("email", "")))
+        duplicates: list[Record] = list(addresses.people_with_address(request.db, values.get("email", "")))
         if duplicates:
             return _form(request, section, values, {}, duplicates=duplicates)
     try:
         record = store.create_record(request.db, SECTIONS[section], values, request.user.name)
     except ValidationError as exc:
         return _form(request, section, values, exc.errors)
-    noun = store.NOUNS[SECTIONS[section]][0]
+    noun = fields.NOUNS[SECTIONS[section]][0]
     return request.redirect_to("records.show_record", section=section, record_id=record.id,
                                notice=f"Created {noun} {record.display_name}.")
 
 
 def show_record(request: AppRequest, section: str, record_id: int) -> Response:
     record = _record_or_404(request, section, record_id)
-    emails = store.related_emails(request.db, SECTIONS[section], record_id)
+    emails = related.related_emails(request.db, SECTIONS[section], record_id)
     contacts = store.contacts_of(request.db, record_id) if section == "accounts" else []
     return request.render("records/detail.html", **_context(section, record=record, emails=emails, contacts=contacts,
                                                             timeline=timeline(request.db, record),
@@ -146,7 +146,7 @@ def lift_opt_out(request: AppRequest, section: str, record_id: int) -> Response:
 def confirm_delete(request: AppRequest, section: str, record_id: int, status: int = 200) -> Response:
     record = _record_or_404(request, section, record_id)
     return request.render("records/delete.html", status, **_context(
-        section, record=record, impact=store.deletion_impact(request.db, record)))
+        section, record=record, impact=related.deletion_impact(request.db, record)))
 
 
 @admin_only
@@ -157,12 +157,12 @@ def delete_record(request: AppRequest, section: str, record_id: int) -> Response
     name = record.display_name
     store.delete_record(request.db, record)
     return request.redirect_to("records.list_records", section=section,
-                               notice=f"Deleted {store.NOUNS[SECTIONS[section]][0]} {name}.")
+                               notice=f"Deleted {fields.NOUNS[SECTIONS[section]][0]} {name}.")
 
 
 def account_choices(request: AppRequest) -> Response:
     """The account picker's suggestions, as JSON, for what has been typed so far."""
-    return json_response({"accounts": store.account_choices(request.db, request.args.get("q", ""))})
+    return json_response({"accounts": search.account_choices(request.db, request.args.get("q", ""))})
 
 
 def _import_page(request: AppRequest, section: str, result: csv_import.ImportResult | None = None,

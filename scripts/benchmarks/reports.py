@@ -16,7 +16,7 @@ from coretrack.app import CoreTrack
 from coretrack.config import Config
 from coretrack.db import upgrade
 from coretrack.models import AccessEvent, Account, Contact, Email, Lead, Recipient, User
-from coretrack.records import store
+from coretrack.records import related
 
 parser = argparse.ArgumentParser(prog="bench-reports")
 parser.add_argument("--recipients", type=int, default=100_000)
@@ -166,7 +166,7 @@ def get(path):
 
 def related_emails():
     with app.Session() as session:
-        store.related_emails(session, "contact", busy_contact)
+        related.related_emails(session, "contact", busy_contact)
 
 
 results = [(path, *timed(get(path))) for path in PAGES]
