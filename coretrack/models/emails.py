@@ -1,0 +1,211 @@
+"""Email: an email and its recipients, links and attachments; templates and saved drafts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal, get_args
+
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false, text, true
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .base import Base, utcnow
+from .records import Account, Contact, Lead
+from .users import User
+
+if TYPE_CHECKING:
+    from .events import AccessEvent
+
+
+RECIPIENT_KINDS = ("to", "cc", "bcc")
+
+
+# A recipient goes pending -> sending -> sent | failed (failed -> pending on a retry); skipped
+# (opted out) and cancelled (before it was sent) are final.  An email's status sums up its
+# recipients' (sending.refresh_status).
+RecipientStatus = Literal["pending", "sending", "sent", "failed", "skipped", "cancelled"]
+EmailStatus = Literal["queued", "sending", "sent", "partial", "failed", "cancelled"]
+RECIPIENT_STATUSES: tuple[RecipientStatus, ...] = get_args(RecipientStatus)
+EMAIL_STATUSES: tuple[EmailStatus, ...] = get_args(EmailStatus)
+
+
+class Email(Base):
+    __tablename__ = "emails"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject: Mapped[str] = mapped_column(String(998))
+    html_body: Mapped[str] = mapped_column(Text)
+    text_body: Mapped[str] = mapped_column(Text, default="")
+    sender_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    from_address: Mapped[str] = mapped_column(String(254))
+    from_name: Mapped[str] = mapped_column(String(200), default="")
+    reply_to: Mapped[str] = mapped_column(String(254), default="")
+    # queued -> sending -> sent | partial | failed | cancelled
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    tracking: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    # Not sent before this time (a scheduled email: queued until then, cancellable until it starts).
+    send_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # When its sender was emailed about its first likely-human open (at most once per email).
+    sender_emailed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Its activityid in the coreBOS install it was imported from (corebos_import.py): the images' mailid.
+    corebos_id: Mapped[int | None] = mapped_column(Integer, unique=True)
+
+    sender: Mapped[User] = relationship()
+    recipients: Mapped[list[Recipient]] = relationship(
+        back_populates="email", order_by="Recipient.id", cascade="all, delete-orphan"
+    )
+    attachments: Mapped[list[Attachment]] = relationship(
+        back_populates="email", order_by="Attachment.id", cascade="all, delete-orphan"
+    )
+    links: Mapped[list[EmailLink]] = relationship(order_by="EmailLink.position", cascade="all, delete-orphan")
+
+
+class StoredFile:
+    """The columns of a file kept under CORETRACK_HOME/attachments (an email's or a template's)."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(127))
+    size: Mapped[int] = mapped_column(Integer)
+    # The name on disk: generated, never the uploaded name.
+    storage_name: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class Attachment(StoredFile, Base):
+    __tablename__ = "attachments"
+
+    email_id: Mapped[int] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"), index=True)
+
+    email: Mapped[Email] = relationship(back_populates="attachments")
+
+
+class EmailTemplate(Base):
+    """A saved email to start from: subject and bodies with merge fields, and attachments."""
+
+    __tablename__ = "email_templates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    subject: Mapped[str] = mapped_column(String(998))
+    html_body: Mapped[str] = mapped_column(Text)
+    text_body: Mapped[str] = mapped_column(Text, default="")
+    # Who may change it (besides admins); None once that user is gone.
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    owner: Mapped[User | None] = relationship()
+    attachments: Mapped[list[TemplateAttachment]] = relationship(
+        back_populates="template", cascade="all, delete-orphan", order_by="TemplateAttachment.id")
+
+
+class EmailDraft(Base):
+    """An email being written, saved to finish later: the compose form's fields as its owner left
+    them (attachments are chosen again when it is sent)."""
+
+    __tablename__ = "email_drafts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    subject: Mapped[str] = mapped_column(String(998), default="")
+    # The form's fields as JSON (drafts.FIELDS): whatever was typed, valid or not yet.
+    fields: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class TemplateAttachment(StoredFile, Base):
+    __tablename__ = "template_attachments"
+
+    template_id: Mapped[int] = mapped_column(ForeignKey("email_templates.id", ondelete="CASCADE"), index=True)
+
+    template: Mapped[EmailTemplate] = relationship(back_populates="attachments")
+
+
+# Reports aggregate recipients per email and per record from these indexes alone (covering: no table reads).
+_STATS = ("status", "access_count", "last_access", "human_opens", "first_human_at", "click_count")
+
+
+_TO_NOTIFY = "first_human_at IS NOT NULL AND notified_at IS NULL"
+
+
+class Recipient(Base):
+    __tablename__ = "recipients"
+    __table_args__ = (
+        Index("ix_recipients_email_stats", "email_id", *_STATS),
+        *(Index(f"ix_recipients_{record}_stats", f"{record}_id", "email_id", *_STATS)
+          for record in ("contact", "account", "lead")),
+        Index("ix_recipients_corebos_pair", "corebos_mailid", "corebos_crmid", unique=True),
+        # The recipients whose sender has yet to hear of their first likely-human open: few at a time.
+        Index("ix_recipients_to_notify", "first_human_at", sqlite_where=text(_TO_NOTIFY),
+              postgresql_where=text(_TO_NOTIFY)),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_id: Mapped[int] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(String(254))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    kind: Mapped[str] = mapped_column(String(3), default="to")
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"))
+    # Signed, random: see coretrack.tokens.  Unique so a hit finds one row by index.
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    # Whether this recipient's message carries the tracking image (and rewritten links), decided once
+    # when the email is composed (sending.is_tracked); sent either way.
+    tracked: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # pending -> sending -> sent | failed; pending -> cancelled; skipped (opted out) never leaves.
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    reply: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Every load of the image (proxies and scanners too), and the likely-human ones among them
+    # (tracking.classify): the two counts shown side by side.
+    access_count: Mapped[int] = mapped_column(Integer, default=0)
+    human_opens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    first_access: Mapped[datetime | None] = mapped_column(DateTime)
+    last_access: Mapped[datetime | None] = mapped_column(DateTime)
+    # What the receiving side said after the hand-over (deliveries.py): "" (nothing heard),
+    # processed, deferred, delivered, bounced, dropped; a later, weaker event never undoes a
+    # stronger one (DELIVERY_PRECEDENCE).  The detail is the status code and the server's words.
+    delivery_status: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    delivery_detail: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    delivery_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The first likely-human load of the image (tracking.count_hits): the recipient opened it.
+    first_human_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # When the sender was told of it (notifications.py); set without telling for their own copies.
+    notified_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # A recipient imported from coreBOS: its (crmid, mailid) pair, which that system's images name.
+    corebos_crmid: Mapped[int | None] = mapped_column(Integer)
+    corebos_mailid: Mapped[int | None] = mapped_column(Integer)
+    # Clicks on the email's rewritten links (clicks.py), scanners' included (each click_events row has its verdict).
+    click_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The person was erased (people/erasure.py): the row stays for the counts, but their old image, links
+    # and provider reports count and keep nothing more (tracking.count_hits, clicks.record,
+    # sendgrid.apply_events, bounces.apply).
+    erased: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+    email: Mapped[Email] = relationship(back_populates="recipients")
+    contact: Mapped[Contact | None] = relationship()
+    account: Mapped[Account | None] = relationship()
+    lead: Mapped[Lead | None] = relationship()
+    events: Mapped[list[AccessEvent]] = relationship(order_by="AccessEvent.id", viewonly=True)
+
+    @property
+    def record(self) -> Contact | Account | Lead | None:
+        return self.contact or self.account or self.lead
+
+
+class EmailLink(Base):
+    """One link of an email's HTML that is rewritten to the click endpoint (clicks.py), in document
+    order: a click redirects to this stored URL only."""
+
+    __tablename__ = "email_links"
+    __table_args__ = (UniqueConstraint("email_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_id: Mapped[int] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str] = mapped_column(Text)
+    # Clicks on it by every recipient, scanners' included.
+    click_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

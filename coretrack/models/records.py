@@ -1,0 +1,88 @@
+"""CRM records: accounts (companies), and the two kinds of person, contacts and leads, whose
+shared columns are the ``Person`` mixin's.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, false
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .base import Base, utcnow
+
+RECORD_TYPES = ("contact", "account", "lead")
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    email: Mapped[str] = mapped_column(String(254), default="")
+    phone: Mapped[str] = mapped_column(String(64), default="")
+    website: Mapped[str] = mapped_column(String(200), default="")
+    email_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Kept in step with its address's opt-out (people/suppression.py), which is what sending asks.
+    email_opt_out_at: Mapped[datetime | None] = mapped_column(DateTime)
+    email_opt_out_reason: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Its crmid in the coreBOS install it was imported from (corebos_import.py): a re-run skips it.
+    corebos_id: Mapped[int | None] = mapped_column(Integer, unique=True)
+
+    contacts: Mapped[list[Contact]] = relationship(back_populates="account")
+
+    record_type = "account"
+
+    @property
+    def display_name(self) -> str:
+        return self.name
+
+
+class Person:
+    """The columns a contact and a lead share (each table has its own copy of them)."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    first_name: Mapped[str] = mapped_column(String(100), default="")
+    last_name: Mapped[str] = mapped_column(String(100), index=True)
+    email: Mapped[str] = mapped_column(String(254), default="", index=True)
+    phone: Mapped[str] = mapped_column(String(64), default="")
+    email_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Kept in step with its address's opt-out (people/suppression.py), which is what sending asks.
+    email_opt_out_at: Mapped[datetime | None] = mapped_column(DateTime)
+    email_opt_out_reason: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    # No tracking image (nor rewritten links) in email to them; still sent and counted as sent.
+    do_not_track: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Its crmid in the coreBOS install it was imported from (corebos_import.py): a re-run skips it.
+    corebos_id: Mapped[int | None] = mapped_column(Integer, unique=True)
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class Contact(Person, Base):
+    __tablename__ = "contacts"
+
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"), index=True)
+
+    account: Mapped[Account | None] = relationship(back_populates="contacts")
+
+    record_type = "contact"
+
+
+class Lead(Person, Base):
+    __tablename__ = "leads"
+
+    company: Mapped[str] = mapped_column(String(200), default="")
+
+    record_type = "lead"
+
+
+Record = Contact | Account | Lead
+RECORD_MODELS: dict[str, type[Record]] = {
+    "contact": Contact,
+    "account": Account,
+    "lead": Lead,
+}
