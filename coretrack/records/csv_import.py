@@ -72,7 +72,7 @@ class ImportResult:
 
 def opt_out_imported(session: Session, records: list[Record]) -> None:
     """The one place an import (CSV or coreBOS) opts out, once its records are made: the addresses
-    of those marked opted out (suppression.py, a few statements per chunk), and the records with an
+    of those marked opted out (people/suppression.py, a few statements per chunk), and the records with an
     address already opted out show it."""
     suppression.follow_addresses(session, records, suppression.IMPORT)
 
