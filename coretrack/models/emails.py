@@ -160,7 +160,7 @@ class Recipient(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime)
     # Every load of the image (proxies and scanners too), and the likely-human ones among them
-    # (tracking.classify): the two counts shown side by side.
+    # (tracking/verdicts.classify): the two counts shown side by side.
     access_count: Mapped[int] = mapped_column(Integer, default=0)
     human_opens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     first_access: Mapped[datetime | None] = mapped_column(DateTime)
@@ -171,17 +171,18 @@ class Recipient(Base):
     delivery_status: Mapped[str] = mapped_column(String(16), default="", server_default="")
     delivery_detail: Mapped[str] = mapped_column(String(500), default="", server_default="")
     delivery_at: Mapped[datetime | None] = mapped_column(DateTime)
-    # The first likely-human load of the image (tracking.count_hits): the recipient opened it.
+    # The first likely-human load of the image (tracking/counting.count_hits): the recipient opened it.
     first_human_at: Mapped[datetime | None] = mapped_column(DateTime)
     # When the sender was told of it (notifications.py); set without telling for their own copies.
     notified_at: Mapped[datetime | None] = mapped_column(DateTime)
     # A recipient imported from coreBOS: its (crmid, mailid) pair, which that system's images name.
     corebos_crmid: Mapped[int | None] = mapped_column(Integer)
     corebos_mailid: Mapped[int | None] = mapped_column(Integer)
-    # Clicks on the email's rewritten links (clicks.py), scanners' included (each click_events row has its verdict).
+    # Clicks on the email's rewritten links (tracking/clicks.py), scanners' included (each click_events
+    # row has its verdict).
     click_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The person was erased (people/erasure.py): the row stays for the counts, but their old image, links
-    # and provider reports count and keep nothing more (tracking.count_hits, clicks.record,
+    # and provider reports count and keep nothing more (tracking/counting.count_hits, tracking/clicks.record,
     # sendgrid.apply_events, bounces.apply).
     erased: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
@@ -197,7 +198,7 @@ class Recipient(Base):
 
 
 class EmailLink(Base):
-    """One link of an email's HTML that is rewritten to the click endpoint (clicks.py), in document
+    """One link of an email's HTML that is rewritten to the click endpoint (tracking/clicks.py), in document
     order: a click redirects to this stored URL only."""
 
     __tablename__ = "email_links"

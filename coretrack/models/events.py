@@ -26,7 +26,7 @@ class AccessEvent(Base):
     at: Mapped[datetime] = mapped_column(DateTime)
     ip: Mapped[str] = mapped_column(String(45), default="")
     user_agent: Mapped[str] = mapped_column(String(512), default="")
-    # human | mail_proxy | privacy_prefetch | scanner, and why (tracking.classify; "" for human).
+    # human | mail_proxy | privacy_prefetch | scanner, and why (tracking/verdicts.classify; "" for human).
     verdict: Mapped[str] = mapped_column(String(16), default="human")
     reason: Mapped[str] = mapped_column(String(64), default="", server_default="")
     # One id per hit, made when the image is requested: a hit replayed from the spool after its
@@ -35,7 +35,7 @@ class AccessEvent(Base):
     # How many loads this row stands for: 1, or more when loads past the per-minute bound of one
     # recipient were folded into it (the event table's growth is bounded, the number kept).
     hits: Mapped[int] = mapped_column(default=1, server_default="1")
-    # Made by an image in email coreBOS sent (coretrack.legacy): its identity is not signed.
+    # Made by an image in email coreBOS sent (tracking/corebos_images.py): its identity is not signed.
     legacy: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
@@ -49,10 +49,10 @@ class ClickEvent(Base):
     at: Mapped[datetime] = mapped_column(DateTime)
     ip: Mapped[str] = mapped_column(String(45), default="")
     user_agent: Mapped[str] = mapped_column(String(512), default="")
-    # human | scanner (clicks.SCANNER_RULE)
+    # human | scanner (tracking/clicks.py, the rules above SCANNER_WINDOW)
     verdict: Mapped[str] = mapped_column(String(16), default="human")
     # How many clicks this row stands for: 1, or more when clicks past the per-minute bound of one
-    # recipient were folded into it (clicks.record, as loads are: tracking.fold_target).
+    # recipient were folded into it (tracking/clicks.record, as loads are: tracking/counting.fold_target).
     hits: Mapped[int] = mapped_column(default=1, server_default="1")
 
 
