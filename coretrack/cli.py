@@ -203,7 +203,7 @@ def worker(once: bool, interval: float) -> None:
 def bounces() -> None:
     """Read the bounce mailbox once (settings: Bounces): bounced recipients marked with the status
     code, hard bounces opted out, each bounce moved to the folder coretrack-processed."""
-    from .bounces import BounceError, read_mailbox
+    from .delivery_reports.bounces import BounceError, read_mailbox
 
     config = load_config()
     try:

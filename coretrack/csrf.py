@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import time
 
-from .inputs import whole_number
+from .validation import whole_number
 
 MAX_AGE_SECONDS = 24 * 3600
 MAX_ISSUED = 2**40  # seconds: far past any clock, still an exact float

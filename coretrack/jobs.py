@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from .bounces import watch_mailbox
 from .config import Config
+from .delivery_reports.bounces import watch_mailbox
 from .sending.worker import run_worker
 from .tracking.retention import watch_retention
 from .tracking.tracker import Tracker

@@ -9,7 +9,7 @@ from typing import Generic, TypeVar
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from .inputs import whole_number
+from .validation import whole_number
 
 T = TypeVar("T")
 

@@ -16,13 +16,13 @@ from typing import Literal, overload
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import localtime, secretbox, sendgrid
+from . import localtime, secretbox
 from .config import Config, SmtpServer
-from .inputs import whole_number
+from .delivery_reports import sendgrid
 from .models import Setting, SettingChange
 from .people import unsubscribe
 from .tracking import corebos_images, tokens
-from .validation import ValidationError, clean_address, clean_header_text, clean_mail_text, web_address
+from .validation import ValidationError, clean_address, clean_header_text, clean_mail_text, web_address, whole_number
 
 MASK = "••••••"
 # Connections to the mail server a worker may open at once; servers limit them per client.

@@ -223,7 +223,7 @@ def test_a_signed_sendgrid_event_goes_through_apache_anonymously(apache):
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    from coretrack import sendgrid
+    from coretrack.delivery_reports import sendgrid
     from coretrack.settings import SettingsService
 
     key = ec.generate_private_key(ec.SECP256R1())

@@ -22,8 +22,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from coretrack import bounces, csrf, secretbox
+from coretrack import csrf, secretbox
 from coretrack.cli import main as cli_main
+from coretrack.delivery_reports import bounces
 from coretrack.models import AccessEvent, Contact, Recipient, Setting, utcnow
 from coretrack.sending.compose import compose, prepare
 from coretrack.sending.delivery import deliver

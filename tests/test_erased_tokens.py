@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hit_load import PATH, wait_until
 from sqlalchemy import func, select
 
-from coretrack import bounces, sendgrid
+from coretrack.delivery_reports import bounces, sendgrid
 from coretrack.models import AccessEvent, ClickEvent, DeliveryEvent, Email, EmailLink, Recipient, User, utcnow
 from coretrack.people import erasure
 from coretrack.settings import SettingsService

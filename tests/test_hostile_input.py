@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from coretrack.inputs import whole_number
 from coretrack.models import Email, Recipient
 from coretrack.tracking.image import GIF
+from coretrack.validation import whole_number
 from coretrack.views.public import TRACK_ACCESS_PATH
 
 HOSTILE = [

@@ -12,7 +12,9 @@ from coretrack.models import AccessEvent, Contact, Email, Erasure, Lead, Recipie
 from coretrack.people import erasure
 from coretrack.records import csv_import
 from coretrack.records.store import create_record
-from coretrack.reports import REPORTS, parse_filters, table_page
+from coretrack.reports.catalog import REPORTS
+from coretrack.reports.filters import parse_filters
+from coretrack.reports.tables import table_page
 from coretrack.sending.compose import ERASED, compose, prepare
 from coretrack.tracking import tokens
 
@@ -84,7 +86,7 @@ def test_an_import_skips_or_lists_rows_for_people_already_here(staff, db):
 def test_deleting_a_contact_says_what_happens_then_keeps_its_emails_and_the_reports(app, admin, db, users):
     ann = add_contact(db)
     email = sent_email(app, db, users, ("ann@example.test", ann), ("bob@example.test", None))
-    filters = parse_filters(REPORTS["emails"], {})
+    filters = parse_filters({}, report=REPORTS["emails"])
     before = table_page(db, REPORTS["emails"], filters, 1, 25).items
     page = admin.get(f"/contacts/{ann.id}").click("Delete…")
     assert "1 email (1 recipient) sent to it stay" in page.html.select_one("#impact").text

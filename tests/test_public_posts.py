@@ -23,9 +23,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import select
 from werkzeug.test import EnvironBuilder
 
-from coretrack import sendgrid
 from coretrack.apache import public_body_limits
 from coretrack.app import HANDLERS, URL_MAP
+from coretrack.delivery_reports import sendgrid
 from coretrack.http import max_body
 from coretrack.models import Email, EmailLink, Lead, Recipient, User
 from coretrack.people import unsubscribe

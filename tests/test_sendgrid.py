@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import select
 
-from coretrack import sendgrid
+from coretrack.delivery_reports import sendgrid
 from coretrack.models import AccessEvent, Contact, DeliveryEvent, Lead, Recipient, Setting
 from coretrack.sending.compose import compose, prepare
 from coretrack.sending.delivery import deliver
@@ -224,7 +224,7 @@ def test_malformed_events_are_skipped_and_logged_and_the_rest_of_the_batch_appli
                  {**event(recipient, "click", "ev-3"), "timestamp": "soon"},
                  {**event(recipient, "bounce", "ev-4"), "timestamp": True},
                  {**event(recipient, "open", "ev-6"), "event": ""}]
-    with caplog.at_level("WARNING", logger="coretrack.sendgrid"):
+    with caplog.at_level("WARNING", logger="coretrack.delivery_reports.sendgrid"):
         reply = post(anon, signing_key, [malformed[0], good[0], *malformed[1:], good[1]])
     assert reply.status_int == 204
     assert stored_events(db) == [("ev-1", "delivered"), ("ev-5", "open")]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from coretrack.account import MAX_SIGNATURE
 from coretrack.models import User
+from coretrack.preferences import MAX_SIGNATURE
 
 SIGNATURE = ('<p style="color: #336699; position: fixed">Sam Smith — <b>Sales</b></p>'
              '<p><a href="https://example.test/" onclick="steal()">example.test</a>'

@@ -15,9 +15,9 @@ from sqlalchemy import select, text
 from test_bounces import rfc3464
 from test_sendgrid import event, post, signing_key  # noqa: F401  (signing_key: a fixture)
 
-from coretrack import bounces
 from coretrack.cli import main as cli_main
 from coretrack.db import make_engine, upgrade
+from coretrack.delivery_reports import bounces
 from coretrack.models import Address, AddressEvent, Contact, Lead, Recipient, utcnow
 from coretrack.people import erasure, suppression
 from coretrack.people.unsubscribe import UNSUBSCRIBE_PATH
@@ -445,7 +445,7 @@ def test_an_unsubscribe_and_a_sendgrid_spam_report_through_apache_suppress_typed
     from test_apache import make_recipient
     from test_sendgrid import public_key_text
 
-    from coretrack import sendgrid
+    from coretrack.delivery_reports import sendgrid
 
     server = ApacheServer("site")
     try:

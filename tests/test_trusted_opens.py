@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select, text
 
-from coretrack import sendgrid
 from coretrack.db import make_engine, upgrade
+from coretrack.delivery_reports import sendgrid
 from coretrack.models import AccessEvent, Contact, Email, Recipient
 from coretrack.tracking import tokens
 from coretrack.tracking.hits import Hit

@@ -11,10 +11,9 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, contains_eager
 
 from ..db import MAX_ID
-from ..inputs import whole_number
 from ..models import Account, Contact, Lead, Record
 from ..paging import Page, paginate
-from ..validation import ValidationError
+from ..validation import ValidationError, whole_number
 from .fields import NOUNS, model_of
 from .store import account_label
 

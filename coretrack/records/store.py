@@ -14,10 +14,9 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from ..db import MAX_ID
-from ..inputs import whole_number
 from ..models import Account, Contact, Lead, Record
 from ..people import suppression
-from ..validation import ValidationError, clean_address, clean_header_text, web_address
+from ..validation import ValidationError, clean_address, clean_header_text, web_address, whole_number
 from .fields import FIELDS, FieldDef, attribute, model_of
 
 _HOST = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")

@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session
 
 from .. import localtime
 from ..models import utc_iso
+from .activity import ActivityReport
 from .filters import Filters
-from .queries import ActivityReport, Report, Row
+from .report import Report, Row
 
 # OWASP "CSV injection": a spreadsheet runs a cell starting with one of = + - @ tab CR as a formula.
 # One that ignores quotes may split a cell on , ; tab | or a line break and trim spaces, so every such

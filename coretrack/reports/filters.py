@@ -1,4 +1,4 @@
-"""The filters every report reads, from a query string (all optional):
+"""The filters the reports and the email list read, from a query string (all optional):
 
 - ``from`` / ``to``: days, inclusive, in the filters' time zone (the user's on pages and in CSV
   files, UTC in the API).  The email's send time, except on
@@ -6,7 +6,8 @@
 - ``sender``: the sending user's name;  ``subject``: text in the subject.
 - ``record_type``: recipients linked to a contact, account or lead (on Records:
   which kind of record is listed, contacts by default; an account rolls up email to its contacts).
-- ``status``: the recipient's delivery status.
+- ``status``: the recipient's delivery status (on the email list: the email's status).
+The email list reads only ``from``, ``to``, ``sender`` and ``status``; the rest are the reports':
 - ``sort`` (a column key, whitelisted per report) and ``order`` (asc, desc).
 - ``by``: Activity only, a bucket per day or per hour.
 """
@@ -19,11 +20,11 @@ from datetime import date
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from .. import inputs
-from ..models import RECIPIENT_STATUSES, RECORD_TYPES, Email
+from ..models import EMAIL_STATUSES, RECIPIENT_STATUSES, RECORD_TYPES, Email
+from ..validation import day_range
 
 if TYPE_CHECKING:
-    from .queries import Report
+    from .report import Report
 
 MAX_SUBJECT: int = Email.__table__.c.subject.type.length  # type: ignore[attr-defined]  # a String's length
 # (no subject is longer: neither is a filter on one)
@@ -36,7 +37,7 @@ class Filters:
     sender: str = ""
     record_type: str = ""
     subject: str = ""
-    status: str = ""  # the recipient's delivery status (the Emails list filters on the email's)
+    status: str = ""  # the recipient's delivery status (the email list: the email's)
     sort: str = ""
     descending: bool = True
     by: str = "day"  # Activity: day | hour
@@ -61,24 +62,23 @@ def _choice(args: Mapping[str, str], key: str, choices: Collection[str], errors:
     return value
 
 
-def parse_filters(report: Report, args: Mapping[str, str], time_zone: ZoneInfo | None = None) -> Filters:
-    """Filters from a query string, days in ``time_zone`` (UTC if None); each bad value is an error
-    for its field and is ignored."""
+def parse_filters(args: Mapping[str, str], time_zone: ZoneInfo | None = None,
+                  report: Report | None = None) -> Filters:
+    """Filters from a query string, days in ``time_zone`` (UTC if None: the API's), for ``report`` or,
+    if None, for the email list; each bad value is an error for its field and is ignored."""
     errors: dict[str, str] = {}
-    date_from, date_to = inputs.day_range(args, errors)
-    filters = Filters(
-        date_from=date_from,
-        date_to=date_to,
-        sender=(args.get("sender") or "").strip(),
-        record_type=_choice(args, "record_type", RECORD_TYPES, errors, "choose contact, account or lead"),
-        subject=(args.get("subject") or "").strip(),
-        status=_choice(args, "status", RECIPIENT_STATUSES, errors, "choose a status from the list"),
-        sort=_choice(args, "sort", [column.key for column in report.columns], errors, "not a column of this report"),
-        by=_choice(args, "by", ("day", "hour"), errors, "choose day or hour") or "day",
-        errors=errors,
-    )
-    if time_zone is not None:
-        filters.time_zone = time_zone
+    date_from, date_to = day_range(args, errors)
+    filters = Filters(date_from=date_from, date_to=date_to, sender=(args.get("sender") or "").strip(), errors=errors,
+                      time_zone=time_zone or ZoneInfo("UTC"))
+    if report is None:
+        filters.status = _choice(args, "status", EMAIL_STATUSES, errors, "choose a status from the list")
+        return filters
+    filters.record_type = _choice(args, "record_type", RECORD_TYPES, errors, "choose contact, account or lead")
+    filters.subject = (args.get("subject") or "").strip()
+    filters.status = _choice(args, "status", RECIPIENT_STATUSES, errors, "choose a status from the list")
+    filters.sort = _choice(args, "sort", [column.key for column in report.columns], errors,
+                           "not a column of this report")
+    filters.by = _choice(args, "by", ("day", "hour"), errors, "choose day or hour") or "day"
     if len(filters.subject) > MAX_SUBJECT:
         errors["subject"] = f"a subject has at most {MAX_SUBJECT} characters"
         filters.subject = ""

@@ -16,8 +16,8 @@ from datetime import datetime
 from sqlalchemy import Connection, and_, or_, select
 from sqlalchemy.orm import Session
 
-from ..bounces import verp_address
 from ..config import Config
+from ..delivery_reports.bounces import verp_address
 from ..models import Email, Recipient, utcnow
 from ..settings import SettingsService
 from .claims import STALE_AFTER, Claimed, Outcome, claim_batch, end_pending, fail_interrupted, record_batch

@@ -27,8 +27,8 @@ from email.utils import format_datetime
 from html.parser import HTMLParser
 from typing import cast
 
-from .. import sendgrid
 from ..attachments import AttachmentData
+from ..delivery_reports import sendgrid
 from ..people.unsubscribe import UNSUBSCRIBE_PATH
 from ..tracking import clicks, tokens
 from ..tracking.image import TRACK_ACCESS_PATH

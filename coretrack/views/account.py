@@ -5,7 +5,7 @@ from __future__ import annotations
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .. import account, localtime
+from .. import localtime, preferences
 from ..http import AppRequest
 from ..validation import ValidationError
 
@@ -28,12 +28,12 @@ def account_page(request: AppRequest) -> Response:
 
 
 def save_account(request: AppRequest) -> Response:
-    values = {name: request.form.get(name) or "" for name in account.PREFERENCES}
+    values = {name: request.form.get(name) or "" for name in preferences.PREFERENCES}
     try:
-        preferences = account.clean_preferences(values)
+        chosen = preferences.clean_preferences(values)
     except ValidationError as exc:
         return render_account(request, 400, exc.errors, values)
-    account.save_preferences(request.db, request.user, preferences)
+    preferences.save_preferences(request.db, request.user, chosen)
     return request.redirect_to("account.account_page", notice="Saved.")
 
 

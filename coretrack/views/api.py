@@ -9,12 +9,14 @@ from werkzeug.exceptions import BadRequest, Conflict, Forbidden, NotFound
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .. import email_queries, localtime, paging
+from .. import localtime, paging
 from ..http import AppRequest, json_response
 from ..models import Email, Recipient, utc_iso
 from ..paging import page_number, paginate
 from ..records.related import related_emails
 from ..records.store import get_record
+from ..reports import email_list
+from ..reports.filters import parse_filters
 from ..sending.compose import split_addresses
 from ..sending.send import NewEmail, send
 from ..sending.status import WHO_MAY_ACT, InFlight, cancel_by, delete_by, may_act
@@ -25,7 +27,7 @@ def _time(value: datetime | None) -> str | None:
     return utc_iso(value) if value else None
 
 
-def _email_summary(email: Email, counts: email_queries.EmailCounts) -> dict[str, Any]:
+def _email_summary(email: Email, counts: email_list.EmailCounts) -> dict[str, Any]:
     return {
         "id": email.id,
         "subject": email.subject,
@@ -67,7 +69,7 @@ def _recipient(recipient: Recipient) -> dict[str, Any]:
 
 
 def _email_detail(request: AppRequest, email: Email) -> dict[str, Any]:
-    counts = email_queries.email_counts(request.db, [email.id])[email.id]
+    counts = email_list.email_counts(request.db, [email.id])[email.id]
     return {
         **_email_summary(email, counts),
         "from": email.from_address,
@@ -80,13 +82,13 @@ def _email_detail(request: AppRequest, email: Email) -> dict[str, Any]:
 
 
 def list_emails(request: AppRequest) -> Response:
-    filters = email_queries.parse_filters(request.args)
+    filters = parse_filters(request.args)
     per_page = paging.per_page(request.args.get("per_page"), filters.errors)
     if filters.errors:
         return json_response({"error": "invalid filters", "fields": filters.errors}, 400)
-    statement = email_queries.emails_statement(filters)
+    statement = email_list.emails_statement(filters)
     page = paginate(request.db, statement, page_number(request.args.get("page")), per_page)
-    counts = email_queries.email_counts(request.db, [email.id for email in page.items])
+    counts = email_list.email_counts(request.db, [email.id for email in page.items])
     return json_response({
         "emails": [_email_summary(email, counts[email.id]) for email in page.items],
         "page": page.number, "pages": page.pages, "total": page.total,

@@ -8,10 +8,9 @@ from werkzeug.wrappers import Response
 
 from ..db import MAX_ID
 from ..http import AppRequest
-from ..inputs import whole_number
 from ..models import EmailTemplate
 from ..sending import merge_fields, templates
-from ..validation import ValidationError
+from ..validation import ValidationError, whole_number
 
 
 def _template_or_404(request: AppRequest, template_id: int) -> EmailTemplate:

@@ -10,21 +10,22 @@ from werkzeug.exceptions import BadRequest, Forbidden, NotFound
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .. import attachments, email_queries, localtime
+from .. import attachments, localtime
 from ..attachments import attachment_path
 from ..db import MAX_ID
 from ..http import AppRequest
-from ..inputs import whole_number
 from ..models import EMAIL_STATUSES, RECORD_TYPES, Attachment, Email, EmailDraft, EmailTemplate
 from ..paging import page_number, paginate
 from ..records.addresses import recipient_for
 from ..records.search import REFERENCE, Audience, parse_reference, record_choices
+from ..reports import email_list
+from ..reports.filters import parse_filters
 from ..sending import drafts, merge_fields, templates
 from ..sending.compose import OPTED_OUT, PlannedRecipient, PreparedEmail, split_addresses
 from ..sending.delivery import is_due, send_or_queue
 from ..sending.send import NewEmail, SendOutcome, prepare_new, send
 from ..sending.status import WHO_MAY_ACT, InFlight, cancel_by, delete_by, may_act, retry_by
-from ..validation import ValidationError
+from ..validation import ValidationError, whole_number
 
 COMPOSE_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "html", "text", "signature", "send_at", "dont_track",
                   "template", "preview_as", "audience", "scope", "q", "with_contacts", "draft")
@@ -37,14 +38,14 @@ def index(request: AppRequest) -> Response:
 
 
 def list_emails(request: AppRequest) -> Response:
-    filters = email_queries.parse_filters(request.args, request.time_zone)
+    filters = parse_filters(request.args, request.time_zone)
     per_page = request.app.settings(request.db).get("page_size")
-    statement = email_queries.emails_statement(filters)
+    statement = email_list.emails_statement(filters)
     page = paginate(request.db, statement, page_number(request.args.get("page")), per_page)
     return request.render(
         "emails/list.html", status=400 if filters.errors else 200, section="emails", page=page, filters=filters,
-        counts=email_queries.email_counts(request.db, [email.id for email in page.items]),
-        senders=email_queries.sender_names(request.db), statuses=EMAIL_STATUSES,
+        counts=email_list.email_counts(request.db, [email.id for email in page.items]),
+        senders=email_list.sender_names(request.db), statuses=EMAIL_STATUSES,
     )
 
 
@@ -278,7 +279,7 @@ def delete_draft(request: AppRequest, draft_id: int) -> Response:
 
 
 def _outcome(request: AppRequest, result: SendOutcome) -> str:
-    counts = email_queries.email_counts(request.db, [result.email.id])[result.email.id]
+    counts = email_list.email_counts(request.db, [result.email.id])[result.email.id]
     if result.sent_now:
         notice = f"Sent to {counts.sent} of {counts.recipients} recipients."
         if counts.failed:
@@ -300,12 +301,12 @@ def _email_or_404(request: AppRequest, email_id: int) -> Email:
 
 def _detail_page(request: AppRequest, email: Email, status: int = 200, error: str | None = None,
                  confirm_cancel: bool = False) -> Response:
-    counts = email_queries.email_counts(request.db, [email.id])[email.id]
+    counts = email_list.email_counts(request.db, [email.id])[email.id]
     return request.render(
         "emails/detail.html", status=status, error=error, section="emails", email=email, counts=counts,
         in_progress=email.status in ("queued", "sending") and is_due(email.send_at),
         scheduled=email.status == "queued" and not is_due(email.send_at),
-        events=email_queries.access_events(request.db, email.id),
+        events=email_list.access_events(request.db, email.id),
         may_act=may_act(request.user, email), confirm_cancel=confirm_cancel,
     )
 
@@ -356,7 +357,7 @@ def retry_email(request: AppRequest, email_id: int) -> Response:
     if not count:
         return request.redirect_to("emails.show_email", email_id=email_id, notice="No failed recipients to retry.")
     if send_or_queue(request.app.Session, request.app.config, email_id, count):
-        counts = email_queries.email_counts(request.db, [email_id])[email_id]
+        counts = email_list.email_counts(request.db, [email_id])[email_id]
         notice = f"Retried {count}: {counts.failed} still failed." if counts.failed else f"Retried {count}: sent."
     else:
         notice = f"Queued {count} recipients again for the background worker."

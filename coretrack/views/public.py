@@ -11,7 +11,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .. import sendgrid
+from ..delivery_reports import sendgrid
 from ..http import AppRequest, body_limit, public
 from ..people import suppression, unsubscribe
 from ..people.unsubscribe import UNSUBSCRIBE_PATH

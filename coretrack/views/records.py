@@ -10,14 +10,13 @@ from werkzeug.wrappers import Response
 
 from ..db import MAX_ID
 from ..http import AppRequest, admin_only, json_response
-from ..inputs import whole_number
 from ..models import Account, Record
 from ..paging import Page, page_number
 from ..people import suppression
 from ..records import addresses, csv_import, fields, related, search, store
 from ..timeline import SHOWN as TIMELINE_SHOWN
 from ..timeline import timeline
-from ..validation import ValidationError
+from ..validation import ValidationError, whole_number
 
 SECTIONS = {"contacts": "contact", "accounts": "account", "leads": "lead"}
 SECTION = "<any(contacts, accounts, leads):section>"

@@ -7,10 +7,17 @@ from typing import Any
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .. import paging, reports
+from .. import paging
 from ..http import AppRequest, json_response
 from ..models import RECIPIENT_STATUSES, RECORD_TYPES, utcnow
 from ..paging import Page, page_number
+from ..reports.activity import Activity, ActivityReport, activity_page
+from ..reports.catalog import REPORTS, senders
+from ..reports.chart import chart
+from ..reports.export import csv_lines, json_rows
+from ..reports.filters import Filters, parse_filters
+from ..reports.report import Column, Report
+from ..reports.tables import table_page
 
 REPORT = "<any(emails, recipients, records, activity):report>"
 
@@ -19,61 +26,61 @@ def index(request: AppRequest) -> Response:
     return request.redirect_to("reports.show_report", report="emails")
 
 
-def _sort_url(request: AppRequest, report: reports.Report, filters: reports.Filters, column: reports.Column) -> str:
+def _sort_url(request: AppRequest, report: Report, filters: Filters, column: Column) -> str:
     """The link of a column header: sorts by it, or reverses it when it is the current sort (from page 1)."""
     current = filters.sort or report.default_sort
     descending = not filters.descending if column.key == current else column.descending_first
     return request.url_with(drop=("page",), sort=column.key, order="desc" if descending else "asc")
 
 
-def _page(request: AppRequest, report: reports.Report, filters: reports.Filters,
-          per_page: int) -> tuple[Page[Any], reports.Activity | None]:
+def _page(request: AppRequest, report: Report, filters: Filters,
+          per_page: int) -> tuple[Page[Any], Activity | None]:
     """(page, activity): activity is None for the table reports."""
     number = page_number(request.args.get("page"))
-    if isinstance(report, reports.ActivityReport):
+    if isinstance(report, ActivityReport):
         activity = report.activity(request.db, filters)
-        return reports.activity_page(activity, filters, number, per_page), activity
-    return reports.table_page(request.db, report, filters, number, per_page), None
+        return activity_page(activity, filters, number, per_page), activity
+    return table_page(request.db, report, filters, number, per_page), None
 
 
 def show_report(request: AppRequest, report: str) -> Response:
-    definition = reports.REPORTS[report]
-    filters = reports.parse_filters(definition, request.args, request.time_zone)
+    definition = REPORTS[report]
+    filters = parse_filters(request.args, request.time_zone, definition)
     page, activity = _page(request, definition, filters, request.app.settings(request.db).get("page_size"))
     return request.render(
         f"reports/{'activity' if activity else 'table'}.html", status=400 if filters.errors else 200,
-        section="reports", report=definition, reports=reports.REPORTS.values(), filters=filters, page=page,
-        activity=activity, chart=reports.chart(activity.rows, activity.by) if activity else None,
-        senders=reports.senders(request.db), record_types=RECORD_TYPES, statuses=RECIPIENT_STATUSES,
+        section="reports", report=definition, reports=REPORTS.values(), filters=filters, page=page,
+        activity=activity, chart=chart(activity.rows, activity.by) if activity else None,
+        senders=senders(request.db), record_types=RECORD_TYPES, statuses=RECIPIENT_STATUSES,
         sort_url=lambda column: _sort_url(request, definition, filters, column),
     )
 
 
 def export_report(request: AppRequest, report: str) -> Response:
-    definition = reports.REPORTS[report]
-    filters = reports.parse_filters(definition, request.args, request.time_zone)
+    definition = REPORTS[report]
+    filters = parse_filters(request.args, request.time_zone, definition)
     if filters.errors:
         return Response("; ".join(f"{key}: {message}" for key, message in filters.errors.items()), status=400,
                         mimetype="text/plain")
     filename = f"coretrack-{report}-{utcnow():%Y%m%d-%H%M}.csv"
     return Response(
-        reports.csv_lines(request.app.Session, definition, filters),
+        csv_lines(request.app.Session, definition, filters),
         mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"',
                                       "X-Content-Type-Options": "nosniff"},
     )
 
 
 def api_report(request: AppRequest, report: str) -> Response:
-    definition = reports.REPORTS[report]
-    filters = reports.parse_filters(definition, request.args)
+    definition = REPORTS[report]
+    filters = parse_filters(request.args, report=definition)
     per_page = paging.per_page(request.args.get("per_page"), filters.errors)
     if filters.errors:
         return json_response({"error": "invalid filters", "fields": filters.errors}, 400)
     page, activity = _page(request, definition, filters, per_page)
     body = {
-        "report": report, "filters": reports.json_rows([filters.as_dict()])[0],
+        "report": report, "filters": json_rows([filters.as_dict()])[0],
         "columns": [{"key": column.key, "label": column.label} for column in definition.columns],
-        "rows": reports.json_rows(page.items), "page": page.number, "pages": page.pages, "total": page.total,
+        "rows": json_rows(page.items), "page": page.number, "pages": page.pages, "total": page.total,
     }
     if activity:
         body.update({"from": activity.start.isoformat(), "to": activity.end.isoformat(), "by": activity.by,

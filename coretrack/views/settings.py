@@ -9,7 +9,7 @@ from datetime import datetime
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .. import bounces
+from ..delivery_reports import bounces
 from ..http import AppRequest, admin_only
 from ..settings import BY_KEY, DEFINITIONS, MASK, SettingDef, SettingsService
 from ..validation import ValidationError

@@ -1,44 +1,22 @@
-"""What the email pages and the API show: the filtered list, per-email counts, access events."""
+"""What the email pages and the API show: the filtered list (its filters are the reports', see filters.py),
+per-email counts, access events."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import date, timedelta
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Select, case, func, select
 from sqlalchemy.orm import Session
 
-from . import inputs, localtime
-from .models import EMAIL_STATUSES, AccessEvent, Email, Recipient, User
+from .. import localtime
+from ..models import AccessEvent, Email, Recipient, User
+from .filters import Filters
 
 
-@dataclass
-class EmailFilters:
-    date_from: date | None = None
-    date_to: date | None = None
-    sender: str = ""
-    status: str = ""
-    errors: dict[str, str] = field(default_factory=dict)
-    time_zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))  # whose days the dates are
-
-
-def parse_filters(args: Mapping[str, str], time_zone: ZoneInfo | None = None) -> EmailFilters:
-    """The list's filters, dates as days in ``time_zone`` (UTC if None: the API's)."""
-    errors: dict[str, str] = {}
-    date_from, date_to = inputs.day_range(args, errors)
-    filters = EmailFilters(date_from=date_from, date_to=date_to,
-                           sender=(args.get("sender") or "").strip(), status=(args.get("status") or "").strip(),
-                           errors=errors, time_zone=time_zone or ZoneInfo("UTC"))
-    if filters.status and filters.status not in EMAIL_STATUSES:
-        filters.errors["status"] = "choose a status from the list"
-        filters.status = ""
-    return filters
-
-
-def emails_statement(filters: EmailFilters) -> Select[Email]:
+def emails_statement(filters: Filters) -> Select[Email]:
     statement = select(Email).join(Email.sender).order_by(Email.created_at.desc(), Email.id.desc())
     if filters.date_from:
         statement = statement.where(Email.created_at >= localtime.day_start(filters.date_from, filters.time_zone))

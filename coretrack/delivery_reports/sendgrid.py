@@ -28,12 +28,12 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..models import DeliveryEvent, Email, Recipient, utcnow
+from ..people import suppression
+from ..tracking import tokens
+from ..tracking.counting import MinuteBound, count_hits
+from ..tracking.hits import Hit
 from . import deliveries
-from .models import DeliveryEvent, Email, Recipient, utcnow
-from .people import suppression
-from .tracking import tokens
-from .tracking.counting import MinuteBound, count_hits
-from .tracking.hits import Hit
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from datetime import datetime
 from sqlalchemy import and_, case, or_, update
 from sqlalchemy.orm import Session
 
-from .db import changed_rows
-from .models import Recipient
+from ..db import changed_rows
+from ..models import Recipient
 
 DELIVERY_PRECEDENCE = {"": 0, "processed": 1, "deferred": 2, "delivered": 3, "bounced": 4, "dropped": 4}
 _DETAIL_LENGTH = 500

@@ -34,12 +34,12 @@ from typing import Any, cast
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..config import Config, SmtpServer
+from ..models import Recipient, utcnow
+from ..people import suppression
+from ..settings import SettingsService
+from ..tracking import tokens
 from . import deliveries
-from .config import Config, SmtpServer
-from .models import Recipient, utcnow
-from .people import suppression
-from .settings import SettingsService
-from .tracking import tokens
 
 log = logging.getLogger(__name__)
 
