@@ -25,7 +25,7 @@ from typing import Any
 
 from coretrack.apache import Install, express_command, write_config, write_private_server
 from coretrack.auth import Htpasswd, UserService
-from coretrack.cli import set_up
+from coretrack.cli.common import set_up
 from coretrack.config import Config
 from coretrack.db import make_engine, make_session_factory
 

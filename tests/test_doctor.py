@@ -12,7 +12,7 @@ import pytest
 from apache_server import ApacheServer
 
 from coretrack import doctor
-from coretrack.cli import set_up
+from coretrack.cli.common import set_up
 from coretrack.config import Config
 
 pytestmark = pytest.mark.slow

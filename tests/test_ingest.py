@@ -16,7 +16,7 @@ import pytest
 from hit_load import counted, make_recipients, wait_until
 from sqlalchemy import select, text
 
-from coretrack.cli import set_up
+from coretrack.cli.common import set_up
 from coretrack.config import Config
 from coretrack.db import make_engine, make_session_factory
 from coretrack.doctor import check_hit_log

@@ -17,7 +17,7 @@ from sqlalchemy import insert
 
 from coretrack.app import CoreTrack
 from coretrack.auth import Htpasswd, UserService
-from coretrack.cli import set_up
+from coretrack.cli.common import set_up
 from coretrack.config import Config
 from coretrack.models import Contact
 

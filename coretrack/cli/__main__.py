@@ -1,0 +1,5 @@
+"""``python -m coretrack.cli``: the same as the ``coretrack`` command."""
+
+from . import run
+
+run()
