@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
 from jinja2.runtime import Context
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import (
@@ -39,6 +40,7 @@ from .config import Config
 from .db import MAX_ID, make_engine, make_session_factory
 from .http import APP_REFUSAL_HEADER, AppRequest, has_nul, json_response, max_body
 from .models import User
+from .notifications import unread_count
 from .sending import limits
 from .settings import SettingsService
 from .tracking.image import TRACK_ACCESS_PATH
@@ -117,6 +119,20 @@ def url_for(context: Context, endpoint: str, **values: Any) -> str:
     return request.url_for(endpoint, **values)
 
 
+@pass_context
+def unread_notifications(context: Context) -> int:
+    """The menu's count of the user's unread notifications; 0 before anyone is identified, or when
+    the database cannot say (the page is still shown)."""
+    user: User | None = context.get("user")
+    if user is None:
+        return 0
+    request: AppRequest = context["request"]
+    try:
+        return unread_count(request.db, user)
+    except SQLAlchemyError:
+        return 0
+
+
 class CoreTrack:
     def __init__(self, config: Config):
         self.config = config
@@ -133,6 +149,7 @@ class CoreTrack:
         )
         self.jinja.globals["url_for"] = url_for
         self.jinja.globals["time_zone"] = lambda: str(localtime.current())
+        self.jinja.globals["unread_notifications"] = unread_notifications
         self.jinja.filters["local"] = localtime.local
 
     def close(self) -> None:

@@ -21,7 +21,6 @@ from werkzeug.wrappers import Request, Response
 
 from . import csrf, localtime
 from .models import User
-from .notifications import unread_count
 
 if TYPE_CHECKING:
     from .app import CoreTrack
@@ -183,16 +182,6 @@ class AppRequest(Request):
             return localtime.zone(name)
         except ValueError:  # none, or a zone the system's tz database no longer has
             return localtime.zone(localtime.DEFAULT_ZONE)
-
-    @cached_property
-    def unread_notifications(self) -> int:
-        """For the menu; 0 before anyone is identified, or when the database cannot say."""
-        if self._user is None:
-            return 0
-        try:
-            return unread_count(self.db, self._user)
-        except SQLAlchemyError:
-            return 0
 
     def uploads(self, field: str) -> list[tuple[str, str, bytes]]:
         """The files chosen in a form's file input, as (file name, content type, bytes)."""

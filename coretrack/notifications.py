@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from . import localtime
 from .config import Config
+from .db import changed_rows
 from .models import ClickEvent, Email, Notification, Recipient, User, utcnow
 from .sending.mime import SMTP_POLICY
 from .sending.smtp import DeliveryError, SmtpSender
@@ -47,9 +48,10 @@ def notify(session_factory: Callable[[], Session], config: Config) -> int:
             .order_by(Recipient.first_human_at).limit(BATCH)
         ).all()
         for row in opened:
-            claimed = session.execute(update(Recipient).where(Recipient.id == row.id, Recipient.notified_at.is_(None))
-                                      .values(notified_at=now))
-            if claimed.rowcount != 1:  # type: ignore[attr-defined]  # (a CursorResult)
+            claimed = changed_rows(session, update(Recipient).where(Recipient.id == row.id,
+                                                                    Recipient.notified_at.is_(None))
+                                   .values(notified_at=now))
+            if claimed != 1:
                 continue  # another worker told them
             own = {address.lower() for address in (row.from_address, row.notification_address) if address}
             if row.address.lower() in own:
@@ -82,9 +84,9 @@ def email_senders(session_factory: Callable[[], Session], config: Config, email_
         messages = []
         from_address = settings.get("from_address")
         for email, sender in wanted:
-            claimed = session.execute(update(Email).where(Email.id == email.id, Email.sender_emailed_at.is_(None))
-                                      .values(sender_emailed_at=utcnow()))
-            if claimed.rowcount == 1:  # type: ignore[attr-defined]  # (a CursorResult)
+            claimed = changed_rows(session, update(Email).where(Email.id == email.id, Email.sender_emailed_at.is_(None))
+                                   .values(sender_emailed_at=utcnow()))
+            if claimed == 1:
                 messages.append(_message(session, settings, email, sender))
         session.commit()
         if not messages:
@@ -149,7 +151,7 @@ def unread_count(session: Session, user: User) -> int:
 
 def mark_read(session: Session, user: User) -> int:
     """Every unread notification of the user read now; how many."""
-    result = session.execute(update(Notification).where(Notification.user_id == user.id,
-                                                        Notification.read_at.is_(None)).values(read_at=utcnow()))
+    count = changed_rows(session, update(Notification).where(Notification.user_id == user.id,
+                                                             Notification.read_at.is_(None)).values(read_at=utcnow()))
     session.commit()
-    return result.rowcount  # type: ignore[attr-defined,no-any-return]  # (a CursorResult)
+    return count

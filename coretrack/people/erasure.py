@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from ..db import changed_rows
 from ..models import AccessEvent, ClickEvent, DeliveryEvent, Erasure, Notification, Recipient, utcnow
 from ..records.addresses import records_with_address
 from ..validation import clean_address
@@ -79,10 +80,9 @@ def erase(session: Session, secret: bytes, address: str, user_name: str) -> Eras
                                 erased=True),
                         execution_options=_BULK)
         for kept_by_recipient in (AccessEvent, ClickEvent, DeliveryEvent, Notification):
-            gone = session.execute(delete(kept_by_recipient).where(kept_by_recipient.recipient_id.in_(chunk)),
-                                   execution_options=_BULK)
+            gone = changed_rows(session, delete(kept_by_recipient).where(kept_by_recipient.recipient_id.in_(chunk)))
             if kept_by_recipient is AccessEvent:
-                events += gone.rowcount  # type: ignore[attr-defined]  # (a CursorResult)
+                events += gone
     for record in found:
         session.delete(record)
     suppression.forget(session, address)
