@@ -1,15 +1,16 @@
 """The filters the reports and the email list read, from a query string (all optional):
 
 - ``from`` / ``to``: days, inclusive, in the filters' time zone (the user's on pages and in CSV
-  files, UTC in the API).  The email's send time, except on
+  files, UTC in the API).  The email's send time (on the email list: when it was written), except on
   Activity, where they are the chart's range (default: the last 30 days).
 - ``sender``: the sending user's name;  ``subject``: text in the subject.
 - ``record_type``: recipients linked to a contact, account or lead (on Records:
   which kind of record is listed, contacts by default; an account rolls up email to its contacts).
 - ``status``: the recipient's delivery status (on the email list: the email's status).
-The email list reads only ``from``, ``to``, ``sender`` and ``status``; the rest are the reports':
 - ``sort`` (a column key, whitelisted per report) and ``order`` (asc, desc).
 - ``by``: Activity only, a bucket per day or per hour.
+
+The email list reads only ``from``, ``to``, ``sender`` and ``status``.
 """
 
 from __future__ import annotations
