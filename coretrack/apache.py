@@ -18,7 +18,10 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from . import wsgi
+from .app import HANDLERS, URL_MAP
 from .config import HIT_LOG_FOLDER, Config
+from .http import max_body
 from .tracking.hitlog import LOG_FORMAT
 from .tracking.image import GIF, TRACK_ACCESS_PATH
 
@@ -43,8 +46,6 @@ class ApacheConfigError(ValueError):
 def public_paths() -> dict[str, list[str]]:
     """Each public path and the methods its rules answer (a path may have a rule per method):
     Apache lets anonymous requests through for exactly those."""
-    from .app import HANDLERS, URL_MAP
-
     methods: dict[str, set[str]] = {}
     for rule in URL_MAP.iter_rules():
         if getattr(HANDLERS.get(rule.endpoint), "public", False):
@@ -55,9 +56,6 @@ def public_paths() -> dict[str, list[str]]:
 def public_body_limits() -> dict[str, int]:
     """Each public path that takes a POST and the most its handler reads of a body (http.body_limit):
     Apache refuses a bigger one (413) before the application sees it, chunked or not."""
-    from .app import HANDLERS, URL_MAP
-    from .http import max_body
-
     limits: dict[str, int] = {}
     for rule in URL_MAP.iter_rules():
         handler = HANDLERS.get(rule.endpoint)
@@ -134,8 +132,6 @@ class Install:
 
     @property
     def wsgi_script(self) -> Path:
-        from . import wsgi
-
         return Path(wsgi.__file__).resolve()
 
     def context(self) -> dict[str, object]:

@@ -1,18 +1,15 @@
-"""Database engines and sessions, and schema upgrades through Alembic."""
+"""Database engines and sessions (upgrading the schema: schema.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import CursorResult, Engine, Executable, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
-    from alembic.config import Config as AlembicConfig
     from sqlalchemy.engine.interfaces import DBAPIConnection
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Ids are Integer columns: 32 bits on PostgreSQL.  A larger number from a URL or a form names no
 # row, and must not reach the driver (an overflow error there would be a 500).
 MAX_ID = 2**31 - 1
@@ -61,18 +58,3 @@ def changed_rows(session: Session, statement: Executable) -> int:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
-
-
-def alembic_config(url: str) -> AlembicConfig:
-    from alembic.config import Config as AlembicConfig
-
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    return cfg
-
-
-def upgrade(url: str, revision: str = "head") -> None:
-    from alembic import command
-
-    command.upgrade(alembic_config(url), revision)

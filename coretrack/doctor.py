@@ -16,8 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from .apache import write_private_server
 from .config import Config
+from .db import make_engine, make_session_factory
 from .http import APP_REFUSAL_HEADER
+from .schema import alembic_config
+from .settings import SettingsService
 from .tracking.image import GIF, TRACK_ACCESS_PATH
 from .tracking.ingester import backlog
 from .tracking.spool import Spool
@@ -89,11 +96,6 @@ def _some(items: Iterable[str], separator: str = " && ", shown: int = 5) -> str:
 
 
 def check_database(config: Config) -> Iterator[Check]:
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    from .db import alembic_config, make_engine
-
     try:
         engine = make_engine(config.database_url)
         with engine.connect() as connection:
@@ -132,8 +134,6 @@ def check_hit_log(config: Config, user: str = "www-data") -> Iterator[Check]:
 
 
 def check_apache_syntax(config: Config, install: Install) -> Iterator[Check]:
-    from .apache import write_private_server
-
     if shutil.which("apache2") is None:
         yield Check(False, "Apache is installed", "apt-get install apache2 apache2-dev apache2-utils")
         return
@@ -174,9 +174,6 @@ def check_public_surface(public_url: str) -> Iterator[Check]:
 
 def configured_public_url(config: Config) -> str:
     """The public URL mail carries: the editor's setting, else the environment's."""
-    from .db import make_engine, make_session_factory
-    from .settings import SettingsService
-
     try:
         engine = make_engine(config.database_url)
     except Exception:

@@ -1,6 +1,6 @@
 """The entry point for mod_wsgi: ``application``.
 
-Importing this module reads nothing and opens nothing.  The application is
+Importing this module reads no configuration and opens nothing.  The application is
 built on the first request, from the process environment plus any
 ``CORETRACK_*`` variables Apache passes with ``SetEnv`` (e.g.
 ``SetEnv CORETRACK_CONFIG /srv/coretrack/coretrack.conf``).  It is the bare
@@ -14,20 +14,18 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+# Absolute imports: mod_wsgi may load this file as a script, outside its package.
+from coretrack.app import CoreTrack, create_app
+from coretrack.config import UMASK, Config
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
-
-    from coretrack.app import CoreTrack
 
 _app: CoreTrack | None = None
 _lock = threading.Lock()
 
 
 def _build(environ: WSGIEnvironment) -> CoreTrack:
-    # Absolute imports: mod_wsgi may load this file as a script, outside its package.
-    from coretrack.app import create_app
-    from coretrack.config import UMASK, Config
-
     # Attachments, spool files and database journals made by this process stay private, whatever
     # umask Apache started with (WSGIDaemonProcess could set it, mod_wsgi-express cannot).
     os.umask(UMASK)

@@ -34,9 +34,10 @@ from sqlalchemy import text
 from coretrack.app import URL_MAP, CoreTrack, create_standalone_app
 from coretrack.auth import Htpasswd, UserService
 from coretrack.config import Config
-from coretrack.db import make_engine, upgrade
+from coretrack.db import make_engine
 from coretrack.models import Account, Contact, Lead
 from coretrack.people.unsubscribe import UNSUBSCRIBE_PATH
+from coretrack.schema import upgrade
 from coretrack.sending import drafts, templates
 from coretrack.sending.compose import compose, prepare
 from coretrack.settings import SettingsService

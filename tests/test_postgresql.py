@@ -7,8 +7,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from conftest import PostgresServer, needs_postgresql
 
-from coretrack.db import make_engine, upgrade
+from coretrack.db import make_engine
 from coretrack.models import Base
+from coretrack.schema import upgrade
 
 
 @needs_postgresql

@@ -4,8 +4,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from coretrack.db import make_engine, upgrade
+from coretrack.db import make_engine
 from coretrack.models import Base
+from coretrack.schema import upgrade
 
 
 def test_migrations_to_head_match_the_models(tmp_path):
@@ -32,9 +33,10 @@ def test_people_erased_before_the_upgrade_are_known_as_erased_after_it(tmp_path,
     from alembic import command
     from sqlalchemy import select, text
 
-    from coretrack.db import alembic_config, make_session_factory
+    from coretrack.db import make_session_factory
     from coretrack.models import Email, Recipient, User
     from coretrack.people.erasure import ERASED_ADDRESS
+    from coretrack.schema import alembic_config
     from coretrack.tracking import tokens
 
     url = empty_database_url or f"sqlite:///{tmp_path / 'erased.db'}"

@@ -16,7 +16,7 @@ from test_bounces import rfc3464
 from test_sendgrid import event, post, signing_key  # noqa: F401  (signing_key: a fixture)
 
 from coretrack.cli import main as cli_main
-from coretrack.db import make_engine, upgrade
+from coretrack.db import make_engine
 from coretrack.delivery_reports import bounces
 from coretrack.models import Address, AddressEvent, Contact, Lead, Recipient, utcnow
 from coretrack.people import erasure, suppression
@@ -24,6 +24,7 @@ from coretrack.people.unsubscribe import UNSUBSCRIBE_PATH
 from coretrack.records import csv_import
 from coretrack.records.search import Audience
 from coretrack.records.store import IMPORT_OPT_OUT, STAFF_OPT_OUT, create_record
+from coretrack.schema import upgrade
 from coretrack.sending.compose import OPTED_OUT, compose, prepare
 from coretrack.sending.delivery import deliver as deliver_email
 from coretrack.settings import SettingsService

@@ -10,9 +10,10 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select, text
 
-from coretrack.db import make_engine, upgrade
+from coretrack.db import make_engine
 from coretrack.delivery_reports import sendgrid
 from coretrack.models import AccessEvent, Contact, Email, Recipient
+from coretrack.schema import upgrade
 from coretrack.tracking import tokens
 from coretrack.tracking.hits import Hit
 

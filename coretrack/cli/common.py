@@ -13,7 +13,8 @@ import click
 
 from ..auth import Htpasswd, UserService
 from ..config import Config, ConfigError
-from ..db import make_engine, make_session_factory, upgrade
+from ..db import make_engine, make_session_factory
+from ..schema import upgrade
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine

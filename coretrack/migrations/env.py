@@ -1,4 +1,4 @@
-"""Alembic environment: runs migrations for the URL given by coretrack.db.upgrade."""
+"""Alembic environment: runs migrations for the URL given by coretrack.schema.upgrade."""
 
 from alembic import context
 from sqlalchemy import Connection

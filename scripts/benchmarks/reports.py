@@ -14,9 +14,9 @@ from werkzeug.test import Client
 
 from coretrack.app import CoreTrack
 from coretrack.config import Config
-from coretrack.db import upgrade
 from coretrack.models import AccessEvent, Account, Contact, Email, Lead, Recipient, User
 from coretrack.records import related
+from coretrack.schema import upgrade
 
 parser = argparse.ArgumentParser(prog="bench-reports")
 parser.add_argument("--recipients", type=int, default=100_000)
