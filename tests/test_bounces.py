@@ -189,6 +189,7 @@ def read(app):
 
 
 def test_each_message_goes_out_with_its_recipients_signed_return_path(app, db, sent):
+    assert sorted(sent) == ["ann@example.test", "bob@example.test"]  # both arrived: the loop checks each
     for mail in sent.values():
         recipient = recipient_of(db, mail)
         assert mail.mail_from == f"bounces+{recipient.token}@example.test"
