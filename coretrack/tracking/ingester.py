@@ -183,43 +183,48 @@ class Ingester:
         if not self.hit_log.directory.is_dir():
             raise IngestError(f"no hit log folder {self.hit_log.directory}: run 'coretrack db upgrade'")
         lock = self.hit_log.lock()
-        read = 0
         try:
-            while not stop.is_set():
-                try:
-                    lines = self.step()
-                except (SQLAlchemyError, OSError) as exc:
-                    self._position = None
-                    if once:
-                        raise
-                    if time.monotonic() >= self._next_warning:  # once a minute, not once a second
-                        self._next_warning = time.monotonic() + 60
-                        # The engines hide statement parameters: the message names no token.
-                        what = "database unavailable" if isinstance(exc, SQLAlchemyError) else "log unreadable"
-                        log.warning("hit log not counted (%s); the hits wait in %s", what, self.hit_log.directory,
-                                    exc_info=True)
-                    stop.wait(RETRY_INTERVAL)
-                    continue
-                read += lines
-                if lines == 0 and not self._more_to_read():
-                    if once:
-                        break
-                    stop.wait(interval)
-            if not once:
-                read += self._drain(time.monotonic() + drain)
+            read = 0 if once else self._follow(stop, interval)
+            # Then to the log's end: all of it with --once; at a stop, what Apache and its logger
+            # wrote before they ended (scripts/run and the units stop them first), for a while.
+            return read + self._read_to_end(None if once else time.monotonic() + drain)
         finally:
             os.close(lock)
+
+    def _follow(self, stop: threading.Event, interval: float) -> int:
+        """Counts new lines as they come until ``stop`` is set, riding out database errors."""
+        read = 0
+        while not stop.is_set():
+            try:
+                lines = self.step()
+            except (SQLAlchemyError, OSError) as exc:
+                self._position = None
+                if time.monotonic() >= self._next_warning:  # once a minute, not once a second
+                    self._next_warning = time.monotonic() + 60
+                    # The engines hide statement parameters: the message names no token.
+                    what = "database unavailable" if isinstance(exc, SQLAlchemyError) else "log unreadable"
+                    log.warning("hit log not counted (%s); the hits wait in %s", what, self.hit_log.directory,
+                                exc_info=True)
+                stop.wait(RETRY_INTERVAL)
+                continue
+            read += lines
+            if lines == 0 and not self._more_to_read():
+                stop.wait(interval)
         return read
 
-    def _drain(self, deadline: float) -> int:
-        """Counts what the log holds until it is read to its end or the deadline passes."""
+    def _read_to_end(self, deadline: float | None) -> int:
+        """Counts what the log holds until it is read to its end.  With no deadline (--once) an
+        error is raised; past the deadline, or on an error, what is left waits in the log."""
         read = 0
-        while time.monotonic() < deadline:
+        while deadline is None or time.monotonic() < deadline:
             try:
                 lines = self.step()
             except (SQLAlchemyError, OSError):
-                log.warning("stopping with hits not yet counted (database unavailable); they wait in %s",
-                            self.hit_log.directory, exc_info=True)
+                self._position = None
+                if deadline is None:
+                    raise
+                log.warning("stopping with hits not yet counted; they wait in %s", self.hit_log.directory,
+                            exc_info=True)
                 break
             read += lines
             if lines == 0 and not self._more_to_read():
