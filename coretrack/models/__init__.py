@@ -2,7 +2,7 @@
 declarative base, its constraint naming, times), users.py (users, settings and their audit,
 notifications), records.py (accounts, and contacts and leads with their shared ``Person`` columns),
 emails.py (emails, recipients, links, attachments, templates, drafts), events.py (image loads,
-clicks, delivery reports, hit-log positions), addresses.py (opt-outs by address, erasures).
+clicks, delivery reports, hit-log positions), addresses.py (opt-outs and consent by address, consent texts, erasures).
 
 All times are naive UTC.  Changes to the models go with an Alembic migration in
 ``coretrack/migrations/versions`` (tests/test_schema.py compares the two).
@@ -11,12 +11,13 @@ The one package that re-exports: every model is imported here, so that Alembic's
 (``Base.metadata``) holds every table and ``from coretrack.models import X`` works for each of them.
 """
 
-from .addresses import Address, AddressEvent, Erasure
+from .addresses import Address, AddressEvent, ConsentEvent, ConsentText, Erasure
 from .base import Base, utc_iso, utcnow
 from .emails import (
     EMAIL_STATUSES,
     RECIPIENT_KINDS,
     RECIPIENT_STATUSES,
+    AnonymousTotal,
     Attachment,
     Email,
     EmailDraft,
@@ -34,7 +35,8 @@ from .users import ROLES, Notification, Setting, SettingChange, User
 
 __all__ = [
     "EMAIL_STATUSES", "RECIPIENT_KINDS", "RECIPIENT_STATUSES", "RECORD_MODELS", "RECORD_TYPES", "ROLES",
-    "AccessEvent", "Account", "Address", "AddressEvent", "Attachment", "Base", "ClickEvent", "Contact",
+    "AccessEvent", "Account", "Address", "AddressEvent", "AnonymousTotal", "Attachment", "Base", "ClickEvent",
+    "ConsentEvent", "ConsentText", "Contact",
     "DeliveryEvent", "Email", "EmailDraft", "EmailLink", "EmailStatus", "EmailTemplate", "Erasure",
     "HitLogPosition", "Lead", "Notification", "Person", "Record", "Recipient", "RecipientStatus", "Setting",
     "SettingChange", "StoredFile", "TemplateAttachment", "User", "utc_iso", "utcnow",

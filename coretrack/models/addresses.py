@@ -1,12 +1,13 @@
 """What a person decides, bound to the address: its opt-out and that opt-out's history
-(people/suppression.py), and the record of each erasure (people/erasure.py).
+(people/suppression.py), its consent to having its reading measured with the proof of each change and
+the consent texts shown (people/consent.py), and the record of each erasure (people/erasure.py).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, utcnow
@@ -25,6 +26,10 @@ class Address(Base):
     opted_out_at: Mapped[datetime | None] = mapped_column(DateTime)
     opt_out_source: Mapped[str] = mapped_column(String(32), default="", server_default="")
     opt_out_reason: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    # Consent to having its reading measured (people/consent.py): "" (never stated: unknown), granted,
+    # refused or withdrawn, as its latest change (by time) left it; consent_history keeps every change.
+    consent: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    consent_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class AddressEvent(Base):
@@ -40,6 +45,43 @@ class AddressEvent(Base):
     source: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(String(200), default="", server_default="")
     user_name: Mapped[str] = mapped_column(String(64), default="", server_default="")  # staff actions
+
+
+class ConsentText(Base):
+    """One version of the text the consent page shows (people/consent.py): admins write new versions,
+    none is changed or deleted, so each consent given names the words it was given to."""
+
+    __tablename__ = "consent_texts"
+
+    version: Mapped[int] = mapped_column(primary_key=True)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    user_name: Mapped[str] = mapped_column(String(64), default="", server_default="")
+
+
+class ConsentEvent(Base):
+    """One change of an address's consent to measuring its reading, with its proof (append-only):
+    the state, when, by which means and the source or note given, and the evidence the means has:
+    the consent text's version shown, the IP address (as the IP policy keeps it) and user agent, the
+    email whose link carried the request, the staff user."""
+
+    __tablename__ = "consent_history"
+    __table_args__ = (Index("ix_consent_history_address_at", "address_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address_id: Mapped[int] = mapped_column(ForeignKey("addresses.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(DateTime)
+    state: Mapped[str] = mapped_column(String(16))  # consent.GRANTED | REFUSED | WITHDRAWN
+    means: Mapped[str] = mapped_column(String(16))  # consent.PAGE | STAFF | IMPORT | API
+    # A staff entry's note, or where an import's consent was collected (a sign-up form, a fair...).
+    source: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    text_version: Mapped[int | None] = mapped_column(ForeignKey("consent_texts.version"))
+    ip: Mapped[str] = mapped_column(String(45), default="", server_default="")
+    user_agent: Mapped[str] = mapped_column(String(512), default="", server_default="")
+    email_id: Mapped[int | None] = mapped_column(ForeignKey("emails.id", ondelete="SET NULL"))
+    user_name: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # A withdrawal that also deleted what had been measured (its counts went to the anonymous totals).
+    measurements_deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Erasure(Base):

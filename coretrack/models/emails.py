@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Literal, get_args
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false, text, true
+from sqlalchemy import (
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, utcnow
@@ -42,6 +55,9 @@ class Email(Base):
     # queued -> sending -> sent | partial | failed | cancelled
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     tracking: Mapped[bool] = mapped_column(Boolean, default=True)
+    # A request for consent to measuring (people/consent.py): each message carries its recipient's
+    # consent link, and none is tracked.
+    asks_consent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
     # Not sent before this time (a scheduled email: queued until then, cancellable until it starts).
@@ -150,8 +166,9 @@ class Recipient(Base):
     lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"))
     # Signed, random: see coretrack.tokens.  Unique so a hit finds one row by index.
     token: Mapped[str] = mapped_column(String(64), unique=True)
-    # Whether this recipient's message carries the tracking image (and rewritten links), decided once
-    # when the email is composed (sending.is_tracked); sent either way.
+    # Whether this recipient's reading is measured: their message carries their tracking image (and
+    # rewritten links), and only then do its loads and clicks record anything.  Decided when the
+    # message goes, by the policy and the address's consent as they are then (people/consent.py).
     tracked: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # pending -> sending -> sent | failed; pending -> cancelled; skipped (opted out) never leaves.
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
@@ -195,6 +212,21 @@ class Recipient(Base):
     @property
     def record(self) -> Contact | Account | Lead | None:
         return self.contact or self.account or self.lead
+
+
+class AnonymousTotal(Base):
+    """An email's anonymous reading, one row a day: loads of its shared image, which the messages of
+    recipients whose reading is not measured carry (tracking/anonymous.py), and what a person's deleted
+    measurements amounted to.  No address, IP, agent or exact time: it cannot single anyone out."""
+
+    __tablename__ = "anonymous_totals"
+
+    email_id: Mapped[int] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    loads: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Loads whose agent and network look like a person's (tracking/verdicts.by_agent and the Apple block).
+    human_loads: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    clicks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class EmailLink(Base):

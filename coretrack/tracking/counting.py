@@ -8,7 +8,6 @@ constant number of statements per batch sent straight to the driver.  The image'
 from __future__ import annotations
 
 import bisect
-import functools
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -16,10 +15,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError
 
 from ..db import MAX_ID
-from . import corebos_images
+from ..people import consent, suppression
+from . import anonymous, corebos_images
+from .driver import Driver, driver_on
 from .hits import Hit
 from .verdicts import classify, store_ip
 
@@ -28,11 +28,11 @@ from .verdicts import classify, store_ip
 # (its ``hits``), so the count and the sum of ``hits`` stay exact.
 EVENTS_PER_RECIPIENT_PER_MINUTE = 10
 
-# The counting statements, written for the drivers themselves: count_hits sends them straight to
-# the DBAPI cursor, which costs a tenth of a Core statement's execution.  "?" marks a parameter and
-# "(?*)" a list of them (see _sql).  The settings the rules read, as they are now:
+# The counting statements, written for the drivers themselves (driver.py: "?" marks a parameter and
+# "(?*)" a list of them).  The settings the rules read, as they are now:
 _CURRENT_SETTINGS = ("SELECT key, value FROM settings "
-                     "WHERE key IN ('ip_storage', 'tracking_disabled', 'corebos_app_key', 'corebos_tracking')")
+                     "WHERE key IN ('ip_storage', 'corebos_app_key', 'corebos_tracking')")
+_TRACKING_DISABLED = "SELECT value FROM settings WHERE key = 'tracking_disabled'"
 # The tracking switch's history from the change in force at the batch's first hit on (all of it if
 # there is none): enough to tell, for each hit, whether tracking was on when it was made.
 _SWITCHES = (
@@ -45,8 +45,15 @@ _SWITCHES = (
 # one's events and hit ids.
 # With the times the timing rules of classify need.  An erased person's recipient is not among them:
 # their old image counts and keeps nothing (erasure sets the flag under the same row lock).
-_RECIPIENT_IDS = ("SELECT token, id, sent_at, delivery_at FROM recipients WHERE token IN (?*) AND NOT erased "
-                  "ORDER BY id")
+# Nor is one whose reading is not measured (Recipient.tracked): their message carried no image of theirs,
+# so a load of their token (copied from their unsubscribe link, say) stands for nothing they read.
+_RECIPIENT_IDS = ("SELECT token, id, sent_at, delivery_at, address FROM recipients "
+                  "WHERE token IN (?*) AND tracked AND NOT erased ORDER BY id")
+# The consent history of the batch's addresses: a hit made after a refusal or a withdrawal (by its own
+# time) records nothing (people/consent.Stops).
+_CONSENT_CHANGES = ("SELECT addresses.address, consent_history.at, consent_history.state FROM consent_history "
+                    "JOIN addresses ON addresses.id = consent_history.address_id "
+                    "WHERE addresses.address IN (?*) ORDER BY consent_history.at, consent_history.id")
 # The recipients imported from coreBOS that the batch's coreBOS images may name (by mailid; the
 # crmid is matched in Python), with their own tokens.
 _IMPORTED_PAIRS = "SELECT corebos_mailid, corebos_crmid, token FROM recipients WHERE corebos_mailid IN (?*)"
@@ -82,14 +89,6 @@ _COUNT = (
 )
 
 
-@functools.lru_cache(maxsize=512)
-def _sql(statement: str, sqlite: bool, items: int = 0) -> str:
-    """The statement in the driver's parameter style, with ``items`` parameters for its list."""
-    statement = statement.replace("(?*)", "(" + ", ".join(["?"] * items) + ")")
-    return statement if sqlite else statement.replace("?", "%s")
-
-
-
 def count_hits(connection: Connection, hits: Sequence[Hit]) -> int:
     """Counts hits inside the caller's transaction; how many were counted.  The one place the
     rules live, for the image endpoint and the hit-log ingester alike: hits of unknown tokens or an
@@ -108,8 +107,12 @@ def count_hits(connection: Connection, hits: Sequence[Hit]) -> int:
         return 0
     if not connection.in_transaction():
         connection.begin()  # what goes to the driver below is committed with the caller's transaction
-    with _driver(connection) as driver:
-        return _count(driver, hits)
+    with driver_on(connection) as driver:
+        tracking_off = _tracking_switch(driver, hits)
+        personal = [hit for hit in hits if anonymous.email_of(hit.token) is None]
+        counted = anonymous.count_loads(driver, [hit for hit in hits if not tracking_off.at(hit.at)
+                                                 and anonymous.email_of(hit.token) is not None])
+        return counted + _count(driver, personal, tracking_off) if personal else counted
 
 
 def fold_target(connection: Connection, table: str, recipient_id: int, at: datetime) -> int | None:
@@ -117,7 +120,7 @@ def fold_target(connection: Connection, table: str, recipient_id: int, at: datet
     (access_events or click_events, each with its ``hits``): None when it gets a row of its own,
     else the id of the minute's last event, to add it to.  In the caller's transaction, which
     holds the recipient's row (so concurrent events of that recipient come one after another)."""
-    with _driver(connection) as driver:
+    with driver_on(connection) as driver:
         minute = _minutes(driver, table, [recipient_id], at, at).get((recipient_id, _minute(at)))
     if minute is None or minute.events < EVENTS_PER_RECIPIENT_PER_MINUTE:
         return None
@@ -134,7 +137,7 @@ class MinuteBound:
     def __init__(self, connection: Connection, table: str, recipient_ids: list[int], times: list[datetime]) -> None:
         found: dict[tuple[int, datetime], _Minute] = {}
         if recipient_ids and times:
-            with _driver(connection) as driver:
+            with driver_on(connection) as driver:
                 found = _minutes(driver, table, recipient_ids, min(times), max(times))
         self._events = {key: minute.events for key, minute in found.items()}
 
@@ -148,54 +151,17 @@ class MinuteBound:
         return True
 
 
-@contextmanager
-def _driver(connection: Connection) -> Iterator[_Driver]:
-    """A _Driver on the connection; the driver's errors raised as SQLAlchemy's DBAPIError."""
-    driver = _Driver(connection)
-    try:
-        yield driver
-    except driver.dbapi_error as error:
-        raise DBAPIError.instance(driver.statement, None, error, driver.dbapi_error, hide_parameters=True,
-                                  dialect=connection.dialect) from error
-    finally:
-        driver.cursor.close()
+def _tracking_switch(driver: Driver, hits: Sequence[Hit]) -> _TrackingSwitch:
+    """Whether tracking was off, for the times of the batch's hits."""
+    first = driver.time(min(hit.at for hit in hits))
+    off_now = driver.rows(_TRACKING_DISABLED) == [("true",)]
+    return _TrackingSwitch([(driver.read_time(at), old, new) for at, old, new in driver.rows(
+        _SWITCHES, (first, first))], off_now)
 
 
-class _Driver:
-    """count_hits's statements on the connection's DBAPI cursor, in its parameter style and with
-    times as its database keeps them."""
-
-    def __init__(self, connection: Connection):
-        self.sqlite = connection.dialect.name == "sqlite"
-        self.lock_rows = "" if self.sqlite else " FOR UPDATE"
-        self.dbapi_error: type[Exception] = connection.dialect.loaded_dbapi.Error
-        self.cursor = connection.connection.cursor()
-        self.statement = ""  # the last one sent, for errors
-
-    def rows(self, statement: str, parameters: Sequence[Any] = (), items: int = 0) -> list[Any]:
-        self.statement = _sql(statement, self.sqlite, items)
-        self.cursor.execute(self.statement, parameters)
-        return list(self.cursor.fetchall())
-
-    def write(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
-        if rows:
-            self.statement = _sql(statement, self.sqlite)
-            self.cursor.executemany(self.statement, rows)
-
-    def time(self, at: datetime) -> object:
-        # SQLite keeps times as text, in SQLAlchemy's form, and compares them as text.
-        return at.isoformat(" ", "microseconds") if self.sqlite else at
-
-    def read_time(self, value: Any) -> datetime:
-        return datetime.fromisoformat(value) if self.sqlite else value
-
-
-def _count(driver: _Driver, hits: Sequence[Hit]) -> int:
+def _count(driver: Driver, hits: Sequence[Hit], tracking_off: _TrackingSwitch) -> int:
     stored = driver.time
     settings: dict[str, str] = dict(driver.rows(_CURRENT_SETTINGS))
-    first = stored(min(hit.at for hit in hits))
-    tracking_off = _TrackingSwitch([(driver.read_time(at), old, new) for at, old, new in driver.rows(
-        _SWITCHES, (first, first))], settings.get("tracking_disabled") == "true")
     # Each hit's recipient token: its own, or for a coreBOS image, the imported recipient's.
     token_of = {hit.token: hit.token for hit in hits}
     corebos_tokens = [token for token in token_of if corebos_images.is_token(token)]
@@ -206,14 +172,19 @@ def _count(driver: _Driver, hits: Sequence[Hit]) -> int:
         return 0
     recipient_of: dict[str, int] = {}
     times_of: dict[int, tuple[datetime | None, datetime | None]] = {}  # recipient id -> (sent, delivered)
-    for token, recipient_id, sent_at, delivered_at in driver.rows(_RECIPIENT_IDS + driver.lock_rows, batch_tokens,
-                                                                  len(batch_tokens)):
-        recipient_of[token] = recipient_id
+    address_of: dict[str, str] = {}  # token -> lower-case address
+    for token, recipient_id, sent_at, delivered_at, address in driver.rows(
+            _RECIPIENT_IDS + driver.lock_rows, batch_tokens, len(batch_tokens)):
+        recipient_of[token], address_of[token] = recipient_id, suppression.key(address)
         times_of[recipient_id] = (None if sent_at is None else driver.read_time(sent_at),
                                   None if delivered_at is None else driver.read_time(delivered_at))
+    addresses = sorted(set(address_of.values()))
+    stops = consent.Stops((address, driver.read_time(at), state) for address, at, state in driver.rows(
+        _CONSENT_CHANGES, addresses, len(addresses))) if addresses else consent.Stops(())
     # In time order: events are made for a minute's first loads, later ones folded.  Hit ids break
     # ties, so concurrent batches holding the same hits insert them in the same order.
-    candidates = sorted((hit for hit in hits if token_of[hit.token] in recipient_of and not tracking_off.at(hit.at)),
+    candidates = sorted((hit for hit in hits if (token := token_of[hit.token]) in recipient_of
+                         and not tracking_off.at(hit.at) and not stops.stopped(address_of[token], hit.at)),
                         key=lambda hit: (hit.at, hit.hit_id))
     if not candidates:
         return 0
@@ -262,7 +233,7 @@ def _count(driver: _Driver, hits: Sequence[Hit]) -> int:
 _EVENT_HITS = 6  # the place of "hits" in _RECORD_EVENT's values
 
 
-def _imported_tokens(driver: _Driver, legacy_tokens: list[str], settings: dict[str, str]) -> dict[str, str]:
+def _imported_tokens(driver: Driver, legacy_tokens: list[str], settings: dict[str, str]) -> dict[str, str]:
     """Each coreBOS image token's imported recipient's own token; "" for one that counts nothing:
     legacy counting off, no key set or another key, or a pair that was not imported."""
     found = {token: "" for token in legacy_tokens}
@@ -282,7 +253,7 @@ def _minute(at: datetime) -> datetime:
     return at.replace(second=0, microsecond=0)
 
 
-def _minutes(driver: _Driver, table: str, recipient_ids: list[int], first: datetime,
+def _minutes(driver: Driver, table: str, recipient_ids: list[int], first: datetime,
              last: datetime) -> dict[tuple[int, datetime], _Minute]:
     """The recipients' events in ``table`` by (recipient id, minute), from ``first``'s minute to ``last``'s."""
     if table not in _BOUNDED_TABLES:

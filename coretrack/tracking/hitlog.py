@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from . import corebos_images, tokens
 from .hits import Hit, clean_agent
-from .image import token_of_query
+from .image import countable, token_of_query
 
 # One line per request: tab-separated, every field escaped by Apache (no tab or line break can
 # appear inside one), the user agent last.  apache.py puts this format into the configs.
@@ -62,7 +61,7 @@ def _unescape(value: bytes) -> str:
 
 # A recipient's loads repeat its token (mail clients and proxies reload images): each distinct
 # token's HMAC is worked out once while it stays among the recent ones.
-_signed = functools.lru_cache(maxsize=2**16)(tokens.verify)
+_countable = functools.lru_cache(maxsize=2**16)(countable)
 
 
 def _token(query: bytes, secret: bytes) -> str:
@@ -85,7 +84,7 @@ def parse_line(line: bytes, secret: bytes) -> Hit | None:
     if not _UNIQUE_ID.fullmatch(hit_id):
         return None
     token = _token(query, secret)
-    if not (_signed(secret, token) or corebos_images.parse(token)):
+    if not _countable(secret, token):
         return None
     try:
         at = _EPOCH + timedelta(microseconds=int(usec))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
-from . import corebos_images, tokens
+from . import anonymous, corebos_images, tokens
 
 # The public path of the image, as coreBOS's mail carries it: mail sent by it keeps loading here.
 TRACK_ACCESS_PATH = "/modules/Emails/TrackAccess.php"
@@ -37,7 +37,9 @@ def token_of_query(secret: bytes, query: str) -> str:
 
 
 def countable(secret: bytes, token: str) -> bool:
-    """Whether a hit may be queued for count_hits: a token this install signed, or one standing for
-    a coreBOS image (whose key and recipient only count_hits can check, against the database)."""
-    return tokens.verify(secret, token) or corebos_images.parse(token) is not None
+    """Whether a hit may be queued for count_hits: a recipient's or an email's anonymous token this
+    install signed, or one standing for a coreBOS image (whose key and recipient only count_hits can
+    check, against the database)."""
+    return (tokens.verify(secret, token) or anonymous.verify(secret, token)
+            or corebos_images.parse(token) is not None)
 

@@ -1,4 +1,4 @@
-"""The configuration editor (admins only): one form built from settings.DEFINITIONS, and its audit trail."""
+"""The configuration editor (admins only): one form built from setting_definitions.DEFINITIONS, and its audit trail."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from werkzeug.wrappers import Response
 
 from ..delivery_reports import bounces
 from ..http import AppRequest, admin_only
-from ..settings import BY_KEY, DEFINITIONS, MASK, SettingDef, SettingsService
+from ..setting_definitions import BY_KEY, DEFINITIONS, SettingDef
+from ..settings import MASK, SettingsService
 from ..validation import ValidationError
 
 INPUT_TYPES = {"int": "number", "secret": "password", "address": "email", "optional_address": "email", "url": "url",
