@@ -390,13 +390,15 @@ def test_the_standalone_servers_basic_auth_lets_the_webhook_through(standalone, 
     standalone.get(WEBHOOK, status=401)
 
 
-def test_opens_of_an_email_sent_untracked_count_nothing(anon, db, signing_key, recipient):
+def test_opens_of_an_email_sent_untracked_count_and_keep_nothing(anon, db, signing_key, recipient):
+    """Not even as a delivery report: an open is a measurement of the person's reading."""
     db.get(Recipient, recipient.id).email.tracking = False
     db.commit()
-    post(anon, signing_key, [event(recipient, "open", "ev-1", useragent="Mozilla/5.0 Thunderbird/115")])
+    post(anon, signing_key, [event(recipient, "open", "ev-1", useragent="Mozilla/5.0 Thunderbird/115"),
+                             event(recipient, "delivered", "ev-2")])
     db.expire_all()
     assert db.get(Recipient, recipient.id).access_count == 0
-    assert stored_events(db) == [("ev-1", "open")]
+    assert stored_events(db) == [("ev-2", "delivered")]
 
 
 def test_the_tag_names_the_recipient_also_when_the_email_is_not_tracked(app):

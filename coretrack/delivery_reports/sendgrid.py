@@ -29,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..models import DeliveryEvent, Email, Recipient, utcnow
-from ..people import suppression
+from ..people import consent, suppression
 from ..tracking import tokens
 from ..tracking.counting import MinuteBound, count_hits
 from ..tracking.hits import Hit
@@ -64,6 +64,8 @@ MACHINE_OPEN = "SendGrid sg_machine_open"
 # Events that set the opt-out, by their reason.  Drops: SendGrid refuses the address itself
 # (invalid, or already on its bounce, unsubscribe or spam lists); other drops say nothing of it.
 _OPT_OUT_DROPS = frozenset({"invalid", "bounced address", "unsubscribed address", "spam reporting address"})
+# SendGrid's own open and click tracking: measurements of a person's reading, kept only for those measured.
+_READING_EVENTS = frozenset({"open", "click"})
 _DELIVERY_EVENTS = {"processed": "processed", "deferred": "deferred", "delivered": "delivered",
                     "bounce": "bounced", "dropped": "dropped"}
 
@@ -197,6 +199,7 @@ def apply_events(session: Session, secret: bytes, events: list[dict[str, Any]]) 
     recipients = {recipient.token: (recipient, tracked) for recipient, tracked in session.execute(
         select(Recipient, Email.tracking).join(Email).where(Recipient.token.in_(sorted(signed)))
         .order_by(Recipient.id).with_for_update(of=Recipient))} if signed else {}
+    stops = consent.Stops.of(session, [recipient.address for recipient, _ in recipients.values()])
     # SendGrid's clicks count nothing (clicks are counted at coretrack's own redirect, which SendGrid's
     # leads to): kept while a recipient has fewer than EVENTS_PER_RECIPIENT_PER_MINUTE events in that
     # minute, as coretrack's own clicks and loads are, so a link clicked in a loop grows no table.
@@ -213,6 +216,11 @@ def apply_events(session: Session, secret: bytes, events: list[dict[str, Any]]) 
             continue  # an erased person's: nothing of it is kept (its detail may name them), nothing applied
         at = _at(event)
         kind = event["event"]
+        if kind in _READING_EVENTS and recipient is not None and not (
+                tracked and recipient.tracked and not stops.stopped(suppression.key(recipient.address), at)):
+            # SendGrid's own open or click of someone whose reading is not measured (or no longer, by the
+            # event's time): nothing of it is kept, even as a delivery report.
+            continue
         if kind == "click" and recipient is not None and not clicks_kept.admits(recipient.id, at):
             continue
         detail = _detail(event)
@@ -225,7 +233,7 @@ def apply_events(session: Session, secret: bytes, events: list[dict[str, Any]]) 
         reason = _opt_out_reason(event)
         if reason:
             suppression.opt_out_recipient(session, recipient, suppression.SENDGRID, reason, at)
-        if kind == "open" and tracked:
+        if kind == "open":
             opens.append(Hit(recipient.token, at, _text(event.get("ip"), 45), _text(event.get("useragent"), 512),
                              hit_id="sg" + hashlib.sha256(event_id.encode()).hexdigest()[:30],
                              provider_verdict=MACHINE_OPEN if event.get("sg_machine_open") is True else ""))

@@ -125,7 +125,7 @@ def states(session: Session, addresses: Iterable[str]) -> dict[str, str]:
     for start in range(0, len(wanted), _CHUNK):
         found.update((address, consent) for address, consent in session.execute(
             select(Address.address, Address.consent).where(Address.address.in_(wanted[start:start + _CHUNK]),
-                                                           Address.consent != "")).tuples())
+                                                           Address.consent != "")))
     return found
 
 
@@ -168,10 +168,10 @@ class Stops:
         wanted = sorted({key(address) for address in addresses} - {""})
         changes: list[tuple[str, datetime, str]] = []
         for start in range(0, len(wanted), _CHUNK):
-            changes.extend(session.execute(
+            changes.extend((address, at, new_state) for address, at, new_state in session.execute(
                 select(Address.address, ConsentEvent.at, ConsentEvent.state).join(Address)
                 .where(Address.address.in_(wanted[start:start + _CHUNK]))
-                .order_by(ConsentEvent.at, ConsentEvent.id)).tuples())
+                .order_by(ConsentEvent.at, ConsentEvent.id)))
         return cls(changes)  # each address's changes in time order, as queried
 
 

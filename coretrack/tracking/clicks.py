@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from ..db import changed_rows
 from ..models import ClickEvent, EmailLink, Recipient, utcnow
+from ..people import consent, suppression
 from ..sending import merge_fields
 from . import tokens
 from .counting import fold_target
@@ -187,14 +188,16 @@ def verdict_of(user_agent: str, sent_at: datetime | None, at: datetime) -> str:
 
 def record(session: Session, recipient: Recipient, link: EmailLink, ip: str, user_agent: str, ip_policy: str,
            at: datetime | None = None) -> str | None:
-    """Count one click and keep its event; commits.  Returns the click's verdict, or None for an
-    erased person's link, which counts and keeps nothing.  A recipient keeps at most
+    """Count one click and keep its event; commits.  Returns the click's verdict, or None for the
+    link of an erased person, or of one whose reading is not measured (Recipient.tracked) or who
+    refused or withdrew before the click, which counts and keeps nothing.  A recipient keeps at most
     EVENTS_PER_RECIPIENT_PER_MINUTE click events a minute, as for loads of the image: their further
     clicks of that minute are added to the minute's last event (its ``hits``), so the counts stay
     exact and one link clicked in a loop does not grow the table."""
-    if recipient.erased:
-        return None
     at = at or utcnow()
+    if recipient.erased or not recipient.tracked or consent.Stops.of(session, [recipient.address]).stopped(
+            suppression.key(recipient.address), at):
+        return None  # not measured, or no longer (a refusal or withdrawal before this click)
     verdict = verdict_of(user_agent, recipient.sent_at, at)
     # The recipient's row first: it serialises this recipient's concurrent clicks, so the burst
     # rule and the per-minute bound below see the others; and an erasure committed meanwhile (it
