@@ -76,6 +76,7 @@ def _evidence(recipient: Recipient, visitor: Visitor, ip_policy: str, text_versi
 
 def _shown_version(session: Session, posted: object) -> int:
     """The consent text version the page showed, as posted back: it must exist."""
+    consent.current_text(session)  # a database made without the migrations' first version gets it now
     text = str(posted or "").strip()
     version = int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else None
     if version is None or session.get(ConsentText, version) is None:

@@ -61,7 +61,7 @@ def delete_measurements(session: Session, address: str) -> Deleted:
         select(Recipient.id, Recipient.email_id, Recipient.access_count, Recipient.human_opens,
                Recipient.click_count, Recipient.last_access, Recipient.sent_at)
         .where(func.lower(Recipient.address) == wanted, Recipient.erased.is_(False))
-        .order_by(Recipient.id).with_for_update()).tuples())
+        .order_by(Recipient.id).with_for_update()))
     if not recipients:
         return Deleted(0, 0, 0)
     ids = [row[0] for row in recipients]
@@ -71,14 +71,14 @@ def delete_measurements(session: Session, address: str) -> Deleted:
     for chunk in _chunks(ids):
         for recipient_id, at, hits, verdict in session.execute(
                 select(AccessEvent.recipient_id, AccessEvent.at, AccessEvent.hits, AccessEvent.verdict)
-                .where(AccessEvent.recipient_id.in_(chunk))).tuples():
+                .where(AccessEvent.recipient_id.in_(chunk))):
             for total in (totals.setdefault((email_of[recipient_id], at.date()), _DayTotal()),
                           measured.setdefault(recipient_id, _DayTotal())):
                 total.loads += hits
                 total.human_loads += hits if verdict == "human" else 0
         for recipient_id, at, hits in session.execute(
                 select(ClickEvent.recipient_id, ClickEvent.at, ClickEvent.hits)
-                .where(ClickEvent.recipient_id.in_(chunk))).tuples():
+                .where(ClickEvent.recipient_id.in_(chunk))):
             for total in (totals.setdefault((email_of[recipient_id], at.date()), _DayTotal()),
                           measured.setdefault(recipient_id, _DayTotal())):
                 total.clicks += hits
