@@ -162,6 +162,8 @@ def consent_answer(request: AppRequest) -> Response:
     """The consent page's buttons: records the answer, with the consent text version the page showed
     (posted back), and shows it.  No CSRF token: see above."""
     token = request.args.get("t")
+    if not tokens.verify(request.app.secret, token):
+        return _person_page(request, "public/consent.html", "invalid", 400)  # its body unread
     try:
         recorded = consent_page.answer(request.db, request.app.secret, token, request.form.get("answer"),
                                        request.form.get("version"), _visitor(request),
@@ -198,6 +200,8 @@ def withdrawal_form(request: AppRequest) -> Response:
 def withdraw_now(request: AppRequest) -> Response:
     """The withdrawal page's button, and a one-click POST like RFC 8058's (any body or none): withdraws
     at once; with the page's "delete" box, also deletes what was measured.  No CSRF token: see above."""
+    if not tokens.verify(request.app.secret, request.args.get("t")):
+        return _person_page(request, "public/stop_measuring.html", "invalid", 400)  # its body unread
     try:
         done = consent_page.withdraw(request.db, request.app.secret, request.args.get("t"),
                                      request.form.get("delete") in ("on", "yes"), _visitor(request),
