@@ -36,6 +36,7 @@ from coretrack.auth import Htpasswd, UserService
 from coretrack.config import Config
 from coretrack.db import make_engine
 from coretrack.models import Account, Contact, Lead
+from coretrack.people.consent_page import CONSENT_PATH, WITHDRAWAL_PATH
 from coretrack.people.unsubscribe import UNSUBSCRIBE_PATH
 from coretrack.schema import upgrade
 from coretrack.sending import drafts, templates
@@ -355,7 +356,7 @@ def every_route(app, db, users):
                 values["record_id"] = records[section].id
             path = URL_MAP.bind("localhost").build(rule.endpoint, {k: v for k, v in values.items()
                                                                    if k in rule.arguments})
-            if rule.rule == UNSUBSCRIBE_PATH:
+            if rule.rule in (UNSUBSCRIBE_PATH, CONSENT_PATH, WITHDRAWAL_PATH):
                 path += f"?t={email.recipients[0].token}"  # a page of its own only with a recipient's token
             routes += [(method, path) for method in sorted(rule.methods & {"GET", "POST"})]
     return routes

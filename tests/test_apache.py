@@ -292,6 +292,100 @@ def test_tricky_anonymous_paths_reach_nothing_but_the_unsubscribe_page(apache):
     assert wrong == []
 
 
+CONSENT, WITHDRAWAL = "/email/consent", "/email/stop-measuring"
+
+
+def person_page_tricky(path: str) -> list[tuple[str, str, str]]:
+    """Anonymous requests around a public page of a person's own (consent, withdrawal) at ``path``
+    (/email/<name>): GET, HEAD and POST of the exact path reach it ("page": its one answer to a
+    missing token), nothing else does ("either": Apache may normalise the path to the page's or
+    refuse it)."""
+    name = path.rpartition("/")[2]
+    return [
+        ("GET", "{u}/", "refused"), ("GET", "{u}/x", "refused"), ("GET", "{u}x", "refused"),
+        ("GET", "{u}.php", "refused"), ("GET", "{u}%2f", "refused"), ("GET", "{u}%2Fx", "refused"),
+        ("GET", "{u};x=1", "refused"), ("POST", "{u};x=1", "refused"), ("GET", "{u}%00", "refused"),
+        ("GET", "{u}%20", "refused"), ("GET", "{u}~", "refused"), ("GET", "{u}/../../emails", "refused"),
+        ("GET", "{u}/%2e%2e/emails", "refused"), ("POST", "{u}/", "refused"), ("POST", "{u}.bak", "refused"),
+        ("GET", "{p}/email/" + name.capitalize(), "refused"), ("GET", "{p}/email/" + name.upper(), "refused"),
+        ("GET", "{p}/EMAIL/" + name, "refused"), ("GET", "{p}/email/", "refused"), ("GET", "{p}/email", "refused"),
+        ("GET", "{p}/emails/" + name, "refused"), ("GET", "{p}/email/" + name + "\\..\\emails", "refused"),
+        ("GET", "{p}/emails?x=/email/" + name, "refused"), ("PUT", "{u}", "refused"), ("DELETE", "{u}", "refused"),
+        ("PATCH", "{u}", "refused"), ("OPTIONS", "{u}", "refused"), ("TRACE", "{u}", "refused"),
+        ("GET", "{u}", "page"), ("HEAD", "{u}", "page"), ("POST", "{u}", "page"),
+        ("GET", "{u}?t=../../emails", "page"), ("POST", "{u}?t=../../settings", "page"),
+        ("GET", "{p}//email//" + name, "either"), ("GET", "{p}/./email/" + name, "either"),
+        ("POST", "{p}/x/../email/" + name, "either"), ("GET", "{p}/email/" + name[:-1] + "%" + f"{ord(name[-1]):02x}",
+                                                      "either"),
+    ]
+
+
+@pytest.mark.parametrize("page_path", [CONSENT, WITHDRAWAL])
+def test_tricky_anonymous_paths_reach_nothing_but_the_consent_and_withdrawal_pages(apache, page_path):
+    extra = [("GET", page_path, "refused"), ("POST", page_path, "refused")] if apache.prefix else []
+    wrong = []
+    for method, template, expected in person_page_tricky(page_path) + extra:
+        path = template.format(u=apache.prefix + page_path, p=apache.prefix)
+        reply = apache.request(method, path, body=b"answer=accept&version=1&delete=yes",
+                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+        page = reply.status == 400 and reply.from_app and (method == "HEAD" or b"This link does not work" in reply.body)
+        refused = reply.status in (400, 401, 403, 404, 405, 501) and not reply.from_app
+        if not {"page": page, "refused": refused, "either": page or refused}[expected]:
+            wrong.append(f"{method} {path} -> {reply.status} {reply.body[:80]!r}")
+    assert wrong == []
+
+
+def consent_events(server: ApacheServer, address: str) -> list[tuple[str, str, int | None]]:
+    from coretrack.models import Address, ConsentEvent
+
+    with server.session() as session:
+        return [(event.state, event.ip, event.email_id) for event in session.scalars(
+            select(ConsentEvent).join(Address).where(Address.address == address).order_by(ConsentEvent.id))]
+
+
+def test_the_consent_page_goes_through_apache_anonymously_and_only_its_post_records(apache):
+    from coretrack.tracking import anonymous
+
+    ann = make_recipient(apache, "consenting@example.test")
+    bob = make_recipient(apache, "other-consenting@example.test")
+    path = f"{apache.prefix}{CONSENT}?t={ann.token}"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    shown = apache.request("GET", path)
+    assert shown.status == 200 and b"Accept" in shown.body and b'name="version" value="1"' in shown.body
+    assert apache.request("HEAD", path).status == 200
+    assert consent_events(apache, ann.address) == []
+    others = [tokens.new_token(apache.config.secret_key()), ann.token[:-1] + ("A" if ann.token[-1] != "A" else "B"),
+              anonymous.token(apache.config.secret_key(), ann.email_id)]
+    for token in others:
+        reply = apache.request("POST", f"{apache.prefix}{CONSENT}?t={token}", body=b"answer=accept&version=1",
+                               headers=form)
+        assert reply.status == 400 and b"This link does not work" in reply.body
+    assert consent_events(apache, ann.address) == []
+    reply = apache.request("POST", path, body=b"answer=accept&version=1", headers=form)
+    assert reply.status == 200 and b"Thank you" in reply.body
+    assert consent_events(apache, ann.address) == [("granted", "127.0.0.0", ann.email_id)]
+    apache.request("GET", path)
+    # Another recipient's link decides for that recipient's address only.
+    apache.request("POST", f"{apache.prefix}{CONSENT}?t={bob.token}", body=b"answer=decline&version=1", headers=form)
+    assert consent_events(apache, ann.address) == [("granted", "127.0.0.0", ann.email_id)]
+    assert consent_events(apache, bob.address) == [("refused", "127.0.0.0", bob.email_id)]
+
+
+def test_the_withdrawal_page_goes_through_apache_anonymously_and_a_bare_post_withdraws(apache):
+    ann = make_recipient(apache, "withdrawing@example.test")
+    path = f"{apache.prefix}{WITHDRAWAL}?t={ann.token}"
+    shown = apache.request("GET", path)
+    assert shown.status == 200 and b"Stop measuring my reading" in shown.body
+    forged = apache.request("POST", f"{apache.prefix}{WITHDRAWAL}?t={tokens.new_token(b'another key')}", body=b"")
+    assert forged.status == 400 and consent_events(apache, ann.address) == []
+    reply = apache.request("POST", path, body=b"")
+    assert reply.status == 200 and b"no longer measured" in reply.body
+    assert consent_events(apache, ann.address) == [("withdrawn", "127.0.0.0", ann.email_id)]
+    too_big = apache.request("POST", path, body=b"delete=yes&" + b"x" * 2048,
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert too_big.status == 413 and len(consent_events(apache, ann.address)) == 1
+
+
 CLICK = "/email/click"
 # Anonymous requests around the click redirect: only an exact GET or HEAD reaches it ("click": the
 # application's one answer for a bad token); "either": Apache may normalise the path to the

@@ -28,7 +28,7 @@ from coretrack.app import HANDLERS, URL_MAP
 from coretrack.delivery_reports import sendgrid
 from coretrack.http import max_body
 from coretrack.models import Email, EmailLink, Lead, Recipient, User
-from coretrack.people import unsubscribe
+from coretrack.people import consent_page, unsubscribe
 from coretrack.settings import SettingsService
 from coretrack.tracking import clicks, tokens
 
@@ -251,6 +251,12 @@ def test_every_answer_of_every_public_path_carries_a_deliberate_type(apache, sig
         "unsubscribe": apache.request("POST", f"{unsubscribe.UNSUBSCRIBE_PATH}?t={recipient.token}",
                                       body=b"List-Unsubscribe=One-Click"),
         "unsubscribe, bad token": apache.request("POST", f"{unsubscribe.UNSUBSCRIBE_PATH}?t=x", body=b""),
+        "consent page": apache.request("GET", f"{consent_page.CONSENT_PATH}?t={recipient.token}"),
+        "consent, bad token": apache.request("POST", f"{consent_page.CONSENT_PATH}?t=x", body=b"answer=accept"),
+        "withdrawal page, bad token": apache.request("GET", f"{consent_page.WITHDRAWAL_PATH}?t=x"),
+        "withdrawal, too large": apache.request("POST", f"{consent_page.WITHDRAWAL_PATH}?t=x",
+                                                body=b"x" * (consent_page.MAX_BODY_BYTES + 1)),
+        "withdrawal": apache.request("POST", f"{consent_page.WITHDRAWAL_PATH}?t={recipient.token}", body=b""),
     }
     # A 204 carries no type at all: Apache removes it from a no-content answer (and adds none).
     wrong = {name: reply.headers.get("content-type") for name, reply in answers.items()
@@ -264,7 +270,8 @@ def test_every_answer_of_every_public_path_carries_a_deliberate_type(apache, sig
         "webhook, signed": 204, "webhook, forged": 403, "webhook, not events": 400, "webhook, too large": 413,
         "webhook, GET": statuses["webhook, GET"],
         "unsubscribe page": 200, "unsubscribe page, bad token": 400, "unsubscribe, too large": 413,
-        "unsubscribe": 200, "unsubscribe, bad token": 400}, apache.error_log()
+        "unsubscribe": 200, "unsubscribe, bad token": 400, "consent page": 200, "consent, bad token": 400,
+        "withdrawal page, bad token": 400, "withdrawal, too large": 413, "withdrawal": 200}, apache.error_log()
 
 
 # -- the application alone (every server: Apache, 'coretrack serve', any WSGI server) -------------
@@ -307,9 +314,12 @@ def public_posts() -> list[str]:
 
 
 def test_every_public_post_states_its_cap_and_apache_enforces_the_same():
-    assert public_posts() == [unsubscribe.UNSUBSCRIBE_PATH, WEBHOOK]
+    assert public_posts() == [consent_page.CONSENT_PATH, consent_page.WITHDRAWAL_PATH, unsubscribe.UNSUBSCRIBE_PATH,
+                              WEBHOOK]
     caps = {path: max_body(HANDLERS[URL_MAP.bind("").match(path, method="POST")[0]]) for path in public_posts()}
-    assert caps == {unsubscribe.UNSUBSCRIBE_PATH: unsubscribe.MAX_BODY_BYTES, WEBHOOK: sendgrid.MAX_BODY_BYTES}
+    assert caps == {unsubscribe.UNSUBSCRIBE_PATH: unsubscribe.MAX_BODY_BYTES, WEBHOOK: sendgrid.MAX_BODY_BYTES,
+                    consent_page.CONSENT_PATH: consent_page.MAX_BODY_BYTES,
+                    consent_page.WITHDRAWAL_PATH: consent_page.MAX_BODY_BYTES}
     assert public_body_limits() == caps
 
 
@@ -325,7 +335,7 @@ def test_every_public_post_refuses_a_body_past_its_cap_unread_declared_or_chunke
     assert declared.read_so_far == 0
     chunked = Body(BIG)
     assert post_body(app, path + "?t=x", chunked, signed(key, b""), chunked=True) \
-        == (413 if path == WEBHOOK else 400)  # the unsubscribe POST reads no body: its token is bad
+        == (413 if path == WEBHOOK else 400)  # a person's page reads no body when its token is bad
     assert chunked.read_so_far <= cap + 64 * 1024  # Werkzeug reads in pieces of at most 64 KB
 
 

@@ -13,7 +13,9 @@ from werkzeug.wrappers import Response
 
 from ..delivery_reports import sendgrid
 from ..http import AppRequest, body_limit, public
-from ..people import suppression, unsubscribe
+from ..people import consent_page, suppression, unsubscribe
+from ..people.consent import ConsentError
+from ..people.consent_page import CONSENT_PATH, WITHDRAWAL_PATH
 from ..people.unsubscribe import UNSUBSCRIBE_PATH
 from ..tracking import clicks, tokens
 from ..tracking.image import GIF, GIF_HEADERS, TRACK_ACCESS_PATH, token_of_query
@@ -119,6 +121,99 @@ def unsubscribe_now(request: AppRequest) -> Response:
     return _unsubscribe_page(request, "done") if done else _unsubscribe_page(request, "invalid", 400)
 
 
+# The consent and withdrawal pages: like the unsubscribe page, one POST form each without a CSRF token
+# (dispatch checks none for @public handlers).  The signed per-recipient token in the query is the
+# authority: a forged request can only decide for the address whose token it holds, which is what the
+# token's owner can do anyway, and a mail provider's one-click POST (RFC 8058) carries no token of ours.
+
+
+def _visitor(request: AppRequest) -> consent_page.Visitor:
+    return consent_page.Visitor(request.environ.get("REMOTE_ADDR") or "", request.headers.get("User-Agent", ""))
+
+
+def _person_page(request: AppRequest, template: str, state: str, status: int = 200,
+                 visit: consent_page.Visit | None = None, **context: object) -> Response:
+    # "invalid" for a forged, mangled, missing, unknown or erased person's token alike.
+    if visit is not None:
+        settings = request.app.settings(request.db)
+        context.update(sender=settings.get("from_name") or settings.get("from_address"),
+                       ip_policy=settings.get("ip_storage"))
+    return request.render(template, status=status, state=state, token=request.args.get("t", ""), visit=visit,
+                          **context)
+
+
+@public
+def consent_form(request: AppRequest) -> Response:
+    """The consent link: the consent text, what is measured, by whom and how to withdraw, with Accept
+    and Refuse (Withdraw once accepted).  Nothing changed: mail scanners and link previews follow links."""
+    try:
+        visit = consent_page.visit(request.db, request.app.secret, request.args.get("t"))
+        if visit is None:
+            return _person_page(request, "public/consent.html", "invalid", 400)
+        return _person_page(request, "public/consent.html", "ask", visit=visit)
+    except DBAPIError:
+        request.db.rollback()
+        return _person_page(request, "public/consent.html", "unavailable", 503)
+
+
+@public
+@body_limit(consent_page.MAX_BODY_BYTES)
+def consent_answer(request: AppRequest) -> Response:
+    """The consent page's buttons: records the answer, with the consent text version the page showed
+    (posted back), and shows it.  No CSRF token: see above."""
+    token = request.args.get("t")
+    if not tokens.verify(request.app.secret, token):
+        return _person_page(request, "public/consent.html", "invalid", 400)  # its body unread
+    try:
+        recorded = consent_page.answer(request.db, request.app.secret, token, request.form.get("answer"),
+                                       request.form.get("version"), _visitor(request),
+                                       request.app.settings(request.db).get("ip_storage"))
+        if recorded is None:
+            return _person_page(request, "public/consent.html", "invalid", 400)
+        return _person_page(request, "public/consent.html", recorded)
+    except ConsentError as exc:
+        # The page again, with the current text: nothing was recorded.
+        request.db.rollback()
+        visit = consent_page.visit(request.db, request.app.secret, token)
+        return _person_page(request, "public/consent.html", "ask" if visit else "invalid", 400, visit=visit,
+                            error=str(exc))
+    except DBAPIError:
+        request.db.rollback()
+        return _person_page(request, "public/consent.html", "unavailable", 503)
+
+
+@public
+def withdrawal_form(request: AppRequest) -> Response:
+    """The "Stop measuring my reading" link of every measured message: asks, and changes nothing."""
+    try:
+        visit = consent_page.visit(request.db, request.app.secret, request.args.get("t"))
+        if visit is None:
+            return _person_page(request, "public/stop_measuring.html", "invalid", 400)
+        return _person_page(request, "public/stop_measuring.html", "confirm", visit=visit)
+    except DBAPIError:
+        request.db.rollback()
+        return _person_page(request, "public/stop_measuring.html", "unavailable", 503)
+
+
+@public
+@body_limit(consent_page.MAX_BODY_BYTES)
+def withdraw_now(request: AppRequest) -> Response:
+    """The withdrawal page's button, and a one-click POST like RFC 8058's (any body or none): withdraws
+    at once; with the page's "delete" box, also deletes what was measured.  No CSRF token: see above."""
+    if not tokens.verify(request.app.secret, request.args.get("t")):
+        return _person_page(request, "public/stop_measuring.html", "invalid", 400)  # its body unread
+    try:
+        done = consent_page.withdraw(request.db, request.app.secret, request.args.get("t"),
+                                     request.form.get("delete") in ("on", "yes"), _visitor(request),
+                                     request.app.settings(request.db).get("ip_storage"))
+    except DBAPIError:
+        request.db.rollback()
+        return _person_page(request, "public/stop_measuring.html", "unavailable", 503)
+    if done is None:
+        return _person_page(request, "public/stop_measuring.html", "invalid", 400)
+    return _person_page(request, "public/stop_measuring.html", "done", deleted=done.deleted is not None)
+
+
 # One answer for every click that is not a good one (bad, tampered, missing token, unknown link):
 # a stranger learns nothing of which tokens exist.
 _NO_SUCH_LINK = ("<!doctype html><title>Link not found</title><p>This link is not valid.</p>\n", 404)
@@ -156,4 +251,8 @@ rules = [
     Rule("/webhooks/sendgrid", endpoint="public.sendgrid_events", methods=["POST"]),
     Rule(UNSUBSCRIBE_PATH, endpoint="public.unsubscribe_form", methods=["GET"]),  # and HEAD
     Rule(UNSUBSCRIBE_PATH, endpoint="public.unsubscribe_now", methods=["POST"]),
+    Rule(CONSENT_PATH, endpoint="public.consent_form", methods=["GET"]),  # and HEAD
+    Rule(CONSENT_PATH, endpoint="public.consent_answer", methods=["POST"]),
+    Rule(WITHDRAWAL_PATH, endpoint="public.withdrawal_form", methods=["GET"]),  # and HEAD
+    Rule(WITHDRAWAL_PATH, endpoint="public.withdraw_now", methods=["POST"]),
 ]

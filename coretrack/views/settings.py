@@ -11,6 +11,7 @@ from werkzeug.wrappers import Response
 
 from ..delivery_reports import bounces
 from ..http import AppRequest, admin_only
+from ..people import consent
 from ..setting_definitions import BY_KEY, DEFINITIONS, SettingDef
 from ..settings import MASK, SettingsService
 from ..validation import ValidationError
@@ -114,8 +115,36 @@ def check_bounces(request: AppRequest) -> Response:
     return request.redirect_to("settings.settings_page", notice=f"Bounce mailbox checked: {report}.")
 
 
+def _consent_text_editor(request: AppRequest, body: str, error: str = "", status: int = 200) -> Response:
+    return request.render("settings/consent_text.html", status=status, section="settings", body=body, error=error,
+                          versions=consent.text_versions(request.db))
+
+
+@admin_only
+def consent_text_page(request: AppRequest) -> Response:
+    """The text the public consent page shows, to write a new version of; every version listed."""
+    return _consent_text_editor(request, consent.current_text(request.db).body)
+
+
+@admin_only
+def save_consent_text(request: AppRequest) -> Response:
+    """A new version of the consent text; the older ones stay, each consent naming the one it was given to."""
+    body = request.form.get("body", "")
+    current = consent.current_text(request.db).version
+    try:
+        text = consent.new_text(request.db, body, request.user.name)
+    except consent.ConsentError as exc:
+        request.db.rollback()
+        return _consent_text_editor(request, body, str(exc), 400)
+    notice = (f"Saved as version {text.version}: the consent page shows it from now on." if text.version != current
+              else "Nothing changed: that is the current text.")
+    return request.redirect_to("settings.consent_text_page", notice=notice)
+
+
 rules = [
     Rule("/settings", endpoint="settings.settings_page", methods=["GET"]),
     Rule("/settings", endpoint="settings.save_settings", methods=["POST"]),
     Rule("/settings/bounces/check", endpoint="settings.check_bounces", methods=["POST"]),
+    Rule("/settings/consent-text", endpoint="settings.consent_text_page", methods=["GET"]),
+    Rule("/settings/consent-text", endpoint="settings.save_consent_text", methods=["POST"]),
 ]
