@@ -4,7 +4,8 @@ Building and serialising an ``EmailMessage`` per recipient is the slow part
 of a large send (scripts/bench-mime times it against this template), so
 ``MessageTemplate`` serialises the message once, with random placeholders
 wherever the recipient's token goes (the tracking image, each rewritten link,
-the unsubscribe link in both bodies and the List-Unsubscribe header) and where
+the unsubscribe, withdrawal and consent links in both bodies and the
+List-Unsubscribe header) and where
 each link's signature goes, and ``render`` only puts the per-recipient headers
 (To, Date, Message-ID) in front and the token and signatures into the
 placeholders.  Tokens and signatures have a fixed length and an alphabet that
