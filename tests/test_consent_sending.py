@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from coretrack.cli import main as cli_main
 from coretrack.delivery_reports import sendgrid
@@ -17,8 +17,10 @@ from coretrack.models import Contact, Email, EmailTemplate, Recipient, Setting
 from coretrack.people import consent
 from coretrack.people.consent import CONSENT_PATH, WITHDRAWAL_PATH
 from coretrack.people.unsubscribe import UNSUBSCRIBE_PATH
+from coretrack.sending.claims import claim_batch
 from coretrack.sending.compose import compose, prepare
 from coretrack.sending.delivery import deliver
+from coretrack.sending.measuring import Measuring
 from coretrack.settings import SettingsService
 from coretrack.tracking import anonymous
 from coretrack.tracking.clicks import CLICK_PATH
@@ -268,3 +270,50 @@ def test_the_built_in_consent_request_is_saved_as_a_template_whose_use_asks_for_
     edit.submit(status=303)
     db.expire_all()
     assert not db.get(EmailTemplate, template.id).asks_consent
+
+
+def test_deciding_a_batch_costs_the_same_queries_whatever_its_size(app, db, users):
+    set_policy(app, db, consent.CONSENTED)
+    small = [f"small{n}@example.test" for n in range(5)]
+    large = [f"large{n}@example.test" for n in range(60)]
+    state_consents(db, {address: consent.GRANTED for address in small[:2] + large[:30]})
+    db.add_all([Contact(first_name="No", last_name="Track", email=address, do_not_track=True)
+                for address in (small[2], *large[30:40])])
+    db.commit()
+    measuring = Measuring.of(db, app.config, db.get(Email, write(app, db, users, small).id))
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    costs = []
+    for addresses in (small, large):
+        email = write(app, db, users, addresses)
+        event.listen(db.get_bind(), "before_cursor_execute", count)
+        try:
+            claimed = claim_batch(db, email.id, 100, measuring)
+        finally:
+            event.remove(db.get_bind(), "before_cursor_execute", count)
+        costs.append(len(statements))
+        statements.clear()
+        assert sorted(address for _, address, _, _, tracked in claimed if tracked) == sorted(
+            addresses[:2] if addresses is small else addresses[:30])
+    assert costs[0] == costs[1]
+
+
+def test_messages_with_merge_fields_come_in_the_same_two_kinds(app, db, users, smtp_settings):
+    sink, _ = smtp_settings
+    set_policy(app, db, consent.CONSENTED, minimum=2)
+    people = [Contact(first_name=name, last_name="Merge", email=f"{name.lower()}@example.test")
+              for name in ("Granted", "Unknown", "Refused")]
+    db.add_all(people)
+    db.commit()
+    state_consents(db, {"granted@example.test": consent.GRANTED, "refused@example.test": consent.REFUSED})
+    email = send(app, db, users, [f"contact:{person.id}" for person in people],
+                 html=HTML.replace("<p>Hi</p>", "<p>Hi $contacts-firstname$</p>"))
+    assert "Hi Granted" in bodies(mail_to(sink, "granted@example.test"))[0]
+    assert_tracked(app, db, sink, "granted@example.test")
+    for address, name in (("unknown@example.test", "Unknown"), ("refused@example.test", "Refused")):
+        assert f"Hi {name}" in bodies(mail_to(sink, address))[0]
+        assert_unmeasured(app, db, sink, address)
+        assert anonymous_image_of(app, email) in bodies(mail_to(sink, address))[0]
