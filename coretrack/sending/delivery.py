@@ -80,7 +80,7 @@ def deliver(
         measuring = Measuring.of(session, config, email)
         if session.scalar(pending.limit(1)) is not None:
             try:
-                messages = messages_for(session, config, email, anonymous_image(session, config, email, measuring))
+                messages = messages_for(session, config, email, anonymous_image(session, email, measuring))
             except MessageError as exc:
                 # Saved before validation refused such values: this email fails, the others go on.
                 report.failed += end_pending(session, email_id, status="failed", reply=f"not sent: {exc}",

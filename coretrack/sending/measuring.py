@@ -29,12 +29,13 @@ class Measuring:
 
     tracking: bool  # tracking on for the install and this email, and the email asks no consent
     policy: str  # the tracking_policy setting (consent.EVERYONE or consent.CONSENTED)
+    anonymous_minimum: int = 10  # the setting: fewest unmeasured recipients sharing the anonymous image
 
     @classmethod
     def of(cls, session: Session, config: Config, email: Email) -> Measuring:
         settings = SettingsService(session, config)
         return cls(settings.tracking_enabled and email.tracking and not email.asks_consent,
-                   settings.get("tracking_policy"))
+                   settings.get("tracking_policy"), settings.get("anonymous_minimum"))
 
     def measured(self, session: Session, recipients: Sequence[tuple[int, str]]) -> set[int]:
         """The ids of ``recipients`` ((id, address) pairs, at most a chunk) whose reading is measured
@@ -62,15 +63,15 @@ def _do_not_track(session: Session, recipients: Sequence[tuple[int, str]]) -> se
     return linked | {recipient_id for recipient_id, address in recipients if key(address) in flagged}
 
 
-def anonymous_image(session: Session, config: Config, email: Email, measuring: Measuring) -> bool:
+def anonymous_image(session: Session, email: Email, measuring: Measuring) -> bool:
     """Whether the email's unmeasured messages carry its anonymous image: decided when its delivery
     starts (kept as Email.anonymous_image, so every message of the email gets the same), by whether
     at least ``anonymous_minimum`` of the recipients it is still to send to are unmeasured then, the
     ones already sent unmeasured included.  A consent request and an email not tracked carry none."""
-    if email.asks_consent or not email.tracking or not SettingsService(session, config).tracking_enabled:
+    if not measuring.tracking:
         return False
     if email.anonymous_image is None:
-        minimum = SettingsService(session, config).get("anonymous_minimum")
+        minimum = measuring.anonymous_minimum
         email.anonymous_image = _unmeasured(session, email.id, measuring, minimum) >= minimum
         session.commit()
     return email.anonymous_image
