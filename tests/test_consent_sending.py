@@ -317,3 +317,12 @@ def test_messages_with_merge_fields_come_in_the_same_two_kinds(app, db, users, s
         assert f"Hi {name}" in bodies(mail_to(sink, address))[0]
         assert_unmeasured(app, db, sink, address)
         assert anonymous_image_of(app, email) in bodies(mail_to(sink, address))[0]
+
+
+def test_the_email_page_says_it_is_a_consent_request_and_who_is_not_measured(app, db, users, staff, smtp_settings):
+    set_policy(app, db, consent.CONSENTED)
+    request = send(app, db, users, ["asked@example.test"], asks_consent=True)
+    assert "a tracking consent request" in staff.get(f"/emails/{request.id}")
+    email = send(app, db, users, ["unknown@example.test"])
+    page = staff.get(f"/emails/{email.id}")
+    assert "a tracking consent request" not in page and "(not measured: do not track, or no consent)" in page
