@@ -28,7 +28,7 @@ from coretrack.app import HANDLERS, URL_MAP
 from coretrack.delivery_reports import sendgrid
 from coretrack.http import max_body
 from coretrack.models import Email, EmailLink, Lead, Recipient, User
-from coretrack.people import consent_page, unsubscribe
+from coretrack.people import consent, consent_page, unsubscribe
 from coretrack.settings import SettingsService
 from coretrack.tracking import clicks, tokens
 
@@ -251,12 +251,12 @@ def test_every_answer_of_every_public_path_carries_a_deliberate_type(apache, sig
         "unsubscribe": apache.request("POST", f"{unsubscribe.UNSUBSCRIBE_PATH}?t={recipient.token}",
                                       body=b"List-Unsubscribe=One-Click"),
         "unsubscribe, bad token": apache.request("POST", f"{unsubscribe.UNSUBSCRIBE_PATH}?t=x", body=b""),
-        "consent page": apache.request("GET", f"{consent_page.CONSENT_PATH}?t={recipient.token}"),
-        "consent, bad token": apache.request("POST", f"{consent_page.CONSENT_PATH}?t=x", body=b"answer=accept"),
-        "withdrawal page, bad token": apache.request("GET", f"{consent_page.WITHDRAWAL_PATH}?t=x"),
-        "withdrawal, too large": apache.request("POST", f"{consent_page.WITHDRAWAL_PATH}?t=x",
+        "consent page": apache.request("GET", f"{consent.CONSENT_PATH}?t={recipient.token}"),
+        "consent, bad token": apache.request("POST", f"{consent.CONSENT_PATH}?t=x", body=b"answer=accept"),
+        "withdrawal page, bad token": apache.request("GET", f"{consent.WITHDRAWAL_PATH}?t=x"),
+        "withdrawal, too large": apache.request("POST", f"{consent.WITHDRAWAL_PATH}?t=x",
                                                 body=b"x" * (consent_page.MAX_BODY_BYTES + 1)),
-        "withdrawal": apache.request("POST", f"{consent_page.WITHDRAWAL_PATH}?t={recipient.token}", body=b""),
+        "withdrawal": apache.request("POST", f"{consent.WITHDRAWAL_PATH}?t={recipient.token}", body=b""),
     }
     # A 204 carries no type at all: Apache removes it from a no-content answer (and adds none).
     wrong = {name: reply.headers.get("content-type") for name, reply in answers.items()
@@ -314,12 +314,12 @@ def public_posts() -> list[str]:
 
 
 def test_every_public_post_states_its_cap_and_apache_enforces_the_same():
-    assert public_posts() == [consent_page.CONSENT_PATH, consent_page.WITHDRAWAL_PATH, unsubscribe.UNSUBSCRIBE_PATH,
+    assert public_posts() == [consent.CONSENT_PATH, consent.WITHDRAWAL_PATH, unsubscribe.UNSUBSCRIBE_PATH,
                               WEBHOOK]
     caps = {path: max_body(HANDLERS[URL_MAP.bind("").match(path, method="POST")[0]]) for path in public_posts()}
     assert caps == {unsubscribe.UNSUBSCRIBE_PATH: unsubscribe.MAX_BODY_BYTES, WEBHOOK: sendgrid.MAX_BODY_BYTES,
-                    consent_page.CONSENT_PATH: consent_page.MAX_BODY_BYTES,
-                    consent_page.WITHDRAWAL_PATH: consent_page.MAX_BODY_BYTES}
+                    consent.CONSENT_PATH: consent_page.MAX_BODY_BYTES,
+                    consent.WITHDRAWAL_PATH: consent_page.MAX_BODY_BYTES}
     assert public_body_limits() == caps
 
 

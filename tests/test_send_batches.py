@@ -26,10 +26,13 @@ from coretrack.sending import delivery
 from coretrack.sending.claims import INTERRUPTED, STALE_AFTER, claim_batch
 from coretrack.sending.compose import compose, prepare
 from coretrack.sending.delivery import BATCH_SIZE, deliver
+from coretrack.sending.measuring import Measuring
 from coretrack.sending.status import cancel_unsent
 from coretrack.sending.worker import run_worker
 from coretrack.settings import SettingsService
 from coretrack.tracking import tokens
+
+EVERYONE_MEASURED = Measuring(tracking=True, policy="everyone")
 
 CORETRACK = str(Path(sys.prefix) / "bin" / "coretrack")
 
@@ -96,7 +99,7 @@ def test_concurrent_batch_claims_never_take_a_recipient_twice(app, db, users):
 
     def claimer() -> None:
         with app.Session() as session:
-            while batch := claim_batch(session, email_id, 30):
+            while batch := claim_batch(session, email_id, 30, EVERYONE_MEASURED):
                 with lock:
                     claimed.extend(recipient_id for recipient_id, *_ in batch)
 
@@ -115,7 +118,7 @@ def test_concurrent_batch_claims_never_take_a_recipient_twice(app, db, users):
 def test_a_claim_takes_at_most_the_batch_size(app, db, users):
     email_id = queue(app, db, users, 25)
     with app.Session() as session:
-        assert len(claim_batch(session, email_id, 10)) == 10
+        assert len(claim_batch(session, email_id, 10, EVERYONE_MEASURED)) == 10
     assert statuses(db, email_id) == {"sending": 10, "pending": 15}
 
 

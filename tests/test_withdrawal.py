@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from coretrack.models import AccessEvent, AnonymousTotal, ClickEvent, ConsentEvent, Email, EmailLink, Recipient
 from coretrack.people import consent
-from coretrack.people.consent_page import WITHDRAWAL_PATH
+from coretrack.people.consent import WITHDRAWAL_PATH
 from coretrack.settings import SettingsService
 from coretrack.tracking import tokens
 from coretrack.tracking.image import TRACK_ACCESS_PATH

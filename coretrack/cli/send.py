@@ -40,9 +40,11 @@ if TYPE_CHECKING:
                    "(the worker sends it then)")
 @click.option("--track/--no-track", default=True, show_default=True,
               help="--no-track: no tracking image and no rewritten links in any of its messages")
+@click.option("--ask-consent", "ask_consent", is_flag=True,
+              help="ask each recipient for tracking consent: every message carries its consent link, none is tracked")
 def send(from_user: str, to: tuple[str, ...], cc: tuple[str, ...], bcc: tuple[str, ...], reply_to: str, subject: str,
          html_file: IO[str] | None, html_text: str | None, text_file: IO[str] | None, attach: tuple[str, ...],
-         send_at: str, track: bool) -> None:
+         send_at: str, track: bool, ask_consent: bool) -> None:
     """Compose a tracked email and deliver it now, one message per recipient (or schedule it)."""
     # Lazy: composing and delivering mail loads for this command only.
     from ..sending.compose import split_addresses
@@ -66,7 +68,7 @@ def send(from_user: str, to: tuple[str, ...], cc: tuple[str, ...], bcc: tuple[st
                 to=[e for v in to for e in split_addresses(v)], cc=[e for v in cc for e in split_addresses(v)],
                 bcc=[e for v in bcc for e in split_addresses(v)], subject=subject,
                 html=html_file.read() if html_file else html_text or "", text=text_file.read() if text_file else "",
-                reply_to=reply_to, send_at=scheduled, track=track,
+                reply_to=reply_to, send_at=scheduled, track=track, asks_consent=ask_consent,
                 attachments=[(Path(path).name, mimetypes.guess_type(path)[0] or "application/octet-stream",
                               Path(path).read_bytes()) for path in attach],
             )

@@ -58,6 +58,10 @@ class Email(Base):
     # A request for consent to measuring (people/consent.py): each message carries its recipient's
     # consent link, and none is tracked.
     asks_consent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Whether its unmeasured recipients' messages carry its anonymous image (tracking/anonymous.py):
+    # decided once, when its delivery starts, by whether at least ``anonymous_minimum`` of its
+    # recipients are unmeasured then (None: not started).
+    anonymous_image: Mapped[bool | None] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
     # Not sent before this time (a scheduled email: queued until then, cancellable until it starts).
@@ -109,6 +113,8 @@ class EmailTemplate(Base):
     # Who may change it (besides admins); None once that user is gone.
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Sending it asks for tracking consent (Email.asks_consent), as the built-in consent request does.
+    asks_consent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     owner: Mapped[User | None] = relationship()
     attachments: Mapped[list[TemplateAttachment]] = relationship(

@@ -45,6 +45,11 @@ MEANS = (PAGE, STAFF, IMPORT, API)
 # Means that must say where the consent comes from: a staff user's note, an import's source.
 NEEDS_SOURCE = frozenset({STAFF, IMPORT, API})
 
+# The public pages a message links to, with the recipient's signed token (?t=): the consent page a
+# consent request carries, and the withdrawal page ("Stop measuring my reading") every tracked one does.
+CONSENT_PATH = "/email/consent"
+WITHDRAWAL_PATH = "/email/stop-measuring"
+
 # tracking_policy's values: whose reading is measured while tracking is on.
 EVERYONE, CONSENTED = "everyone", "consented"
 

@@ -22,8 +22,6 @@ from . import consent
 from .measurements import Deleted, delete_measurements
 from .unsubscribe import recipient_of
 
-CONSENT_PATH = "/email/consent"
-WITHDRAWAL_PATH = "/email/stop-measuring"
 # The token in the query is the authority; a body carries at most the answer, the text version and
 # the delete box (some 40 bytes).  More is refused unread.
 MAX_BODY_BYTES = 1024

@@ -21,6 +21,7 @@ from ..db import changed_rows
 from ..models import Email, Recipient, utcnow
 from ..people import suppression
 from .compose import OPTED_OUT
+from .measuring import Measuring
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ _RECORD_SENT = _RECORD.values(sent_at=bindparam("new_sent_at"))
 Claimed = tuple[int, str, str, str, bool]  # a claimed recipient: id, address, name, token, tracked
 
 
-def _claim_statement() -> ReturningUpdate[tuple[int, str, str, str, bool]]:
+def _claim_statement() -> ReturningUpdate[tuple[int, str, str, str]]:
     # Materialized: PostgreSQL may otherwise run a LIMIT subquery once per row it updates, and
     # claim more than the batch.
     pending = _RECIPIENTS.alias("pending")
@@ -45,18 +46,20 @@ def _claim_statement() -> ReturningUpdate[tuple[int, str, str, str, bool]]:
                   .cte("candidates").prefix_with("MATERIALIZED"))
     return (update(_RECIPIENTS).where(_RECIPIENTS.c.id.in_(select(candidates.c.id)), _RECIPIENTS.c.status == "pending")
             .values(status="sending", claimed_at=bindparam("now"))
-            .returning(_RECIPIENTS.c.id, _RECIPIENTS.c.address, _RECIPIENTS.c.name, _RECIPIENTS.c.token,
-                       _RECIPIENTS.c.tracked))
+            .returning(_RECIPIENTS.c.id, _RECIPIENTS.c.address, _RECIPIENTS.c.name, _RECIPIENTS.c.token))
 
 
 # Built once: the worker runs them for every batch.
 _CLAIM = _claim_statement()
+_MARK_TRACKED = update(_RECIPIENTS).where(_RECIPIENTS.c.id.in_(bindparam("ids", expanding=True))).values(
+    tracked=bindparam("measured"))
 _EMAIL_SENDING = (update(Email).where(Email.id == bindparam("eid"), Email.status == "queued")
                   .values(status="sending"))
 
 
-def claim_batch(session: Session, email_id: int, size: int) -> list[Claimed]:
-    """Up to ``size`` of the email's pending recipients, now ``sending``, in one transaction.
+def claim_batch(session: Session, email_id: int, size: int, measuring: Measuring) -> list[Claimed]:
+    """Up to ``size`` of the email's pending recipients, now ``sending``, in one transaction, each
+    with whether their message is tracked, decided now (``measuring``) and kept as Recipient.tracked.
 
     One conditional UPDATE, so any number of workers on any number of hosts never claim the same
     recipient: a row counts only while it is still pending (PostgreSQL re-checks a row another
@@ -74,8 +77,12 @@ def claim_batch(session: Session, email_id: int, size: int) -> list[Claimed]:
         if claimed:
             connection.execute(_EMAIL_SENDING, {"eid": email_id})
             break
+    measured = measuring.measured(session, [(row.id, row.address) for row in claimed])
+    for tracked in (True, False):
+        if ids := [row.id for row in claimed if (row.id in measured) == tracked]:
+            connection.execute(_MARK_TRACKED, {"ids": ids, "measured": tracked})
     session.commit()
-    return sorted((row.id, row.address, row.name, row.token, row.tracked) for row in claimed)
+    return sorted((row.id, row.address, row.name, row.token, row.id in measured) for row in claimed)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from ..models import (
     User,
     utcnow,
 )
-from ..people import erasure, suppression
+from ..people import consent, erasure, suppression
 from ..records.addresses import recipient_for, records_with_address
 from ..records.search import Audience, parse_reference
 from ..sanitize import clean_html
@@ -35,7 +35,8 @@ from ..settings import SettingsService
 from ..tracking import clicks, tokens
 from ..validation import ValidationError, check_text, clean_address, clean_mail_text, mail_problem
 from . import limits
-from .mime import MessageError, MessageTemplate, add_signature
+from .bodies import add_signature
+from .mime import MessageError, MessageTemplate
 
 OPTED_OUT = "opted out of email"
 ERASED = "erased on request: not sent"
@@ -77,6 +78,7 @@ class PreparedEmail:
     attachments: list[AttachmentData]
     send_at: datetime | None = None  # UTC; None: now
     track: bool = True  # False: "Don't track this email" (no recipient's message is tracked)
+    asks_consent: bool = False  # "Ask for tracking consent": each message carries its consent link, none tracked
     left_out: list[LeftOut] = field(default_factory=list)  # an audience's records without an own message
     audience_size: int = 0  # records the audience named
 
@@ -161,11 +163,14 @@ def _do_not_track(record: Record) -> bool:
     return isinstance(record, Contact | Lead) and record.do_not_track  # accounts have no such flag
 
 
-def is_tracked(email: Email, planned: PlannedRecipient) -> bool:
-    """Whether this recipient's message carries the tracking image (and, where links are rewritten,
-    rewritten links): the one decision, made when the email is composed and kept as Recipient.tracked.
-    Tracking on for the install and this email, and no record with the address asking not to be."""
-    return email.tracking and not planned.do_not_track
+def is_tracked(email: Email, planned: PlannedRecipient, policy: str, consents: dict[str, str]) -> bool:
+    """Whether this recipient's message would be tracked if it went now, kept as Recipient.tracked
+    until it goes: the decision itself is made then (measuring.py), with the consents and records as
+    they are then.  Tracking on for the install and this email, no consent asked, no record with the
+    address asking not to be tracked, and the policy measuring the address's consent (``consents``:
+    consent.states)."""
+    return (email.tracking and not email.asks_consent and not planned.do_not_track
+            and consent.measured(policy, consents.get(suppression.key(planned.address), "")))
 
 
 def check_message(subject: str, html: str, text: str, errors: dict[str, str]) -> str:
@@ -202,6 +207,7 @@ def prepare(
     send_at: datetime | None = None,
     track: bool = True,
     audience: Audience | None = None,
+    asks_consent: bool = False,
 ) -> PreparedEmail:
     """Validate and resolve an email without saving anything; ValidationError lists every problem.
     A signature (the sender's, already sanitised) goes at the end of both bodies; ``send_at`` (UTC)
@@ -260,7 +266,8 @@ def prepare(
     html = clean_html(html)
     if signature_html.strip():
         html, text = add_signature(html, text, signature_html)
-    return PreparedEmail(subject, html, text, reply_to, recipients, files, send_at, track, left_out, audience_size)
+    return PreparedEmail(subject, html, text, reply_to, recipients, files, send_at, track, asks_consent, left_out,
+                         audience_size)
 
 
 def _check_buildable(prepared: PreparedEmail, email: Email, public_url: str | None, links: list[str],
@@ -272,7 +279,7 @@ def _check_buildable(prepared: PreparedEmail, email: Email, public_url: str | No
             from_address=email.from_address, from_name=email.from_name, reply_to=prepared.reply_to,
             subject=prepared.subject, html=prepared.html, text=prepared.text, attachments=prepared.attachments,
             public_url=public_url, links=links, unsubscribe_url=settings.get("public_url"),
-            unsubscribe_footer=settings.get("unsubscribe_footer"),
+            unsubscribe_footer=settings.get("unsubscribe_footer"), consent_request=prepared.asks_consent,
         )
     except MessageError as exc:
         if exc.field.startswith("from_"):  # not on the form: the settings hold them
@@ -293,14 +300,18 @@ def compose(session: Session, config: Config, sender: User, prepared: PreparedEm
     email = Email(
         subject=prepared.subject, html_body=prepared.html, text_body=prepared.text, sender_id=sender.id,
         from_address=settings.get("from_address"), from_name=settings.get("from_name"), reply_to=prepared.reply_to,
-        status="queued", tracking=settings.tracking_enabled and prepared.track, send_at=prepared.send_at,
+        status="queued", send_at=prepared.send_at, asks_consent=prepared.asks_consent,
+        # A consent request measures nobody's reading: not even the email's anonymous image.
+        tracking=settings.tracking_enabled and prepared.track and not prepared.asks_consent,
     )
     public_url = settings.get("public_url") if email.tracking else None
     # The links a click is recorded for (and redirected to), kept as they were written.
     links = clicks.trackable_links(prepared.html, public_url) if public_url else []
     _check_buildable(prepared, email, public_url, links, settings)
     email.links = [EmailLink(position=position, url=url) for position, url in enumerate(links)]
-    gone = erasure.erased(session, secret, [planned.address for planned in prepared.recipients])
+    addresses = [planned.address for planned in prepared.recipients]
+    gone = erasure.erased(session, secret, addresses)
+    policy, consents = settings.get("tracking_policy"), consent.states(session, addresses) if email.tracking else {}
     # Plain rows, inserted in one executemany below: ORM objects would be one INSERT each, and a
     # mass send has thousands.
     rows = []
@@ -313,7 +324,7 @@ def compose(session: Session, config: Config, sender: User, prepared: PreparedEm
             "account_id": planned.record.id if isinstance(planned.record, Account) else None,
             "lead_id": planned.record.id if isinstance(planned.record, Lead) else None,
             "status": "skipped" if planned.skip_reason else "pending", "reply": planned.skip_reason,
-            "tracked": is_tracked(email, planned),
+            "tracked": is_tracked(email, planned, policy, consents),
         })
     pending = sum(row["status"] == "pending" for row in rows)
     with files_or_nothing(session) as written:

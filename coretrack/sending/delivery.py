@@ -21,6 +21,7 @@ from ..delivery_reports.bounces import verp_address
 from ..models import Email, Recipient, utcnow
 from ..settings import SettingsService
 from .claims import STALE_AFTER, Claimed, Outcome, claim_batch, end_pending, fail_interrupted, record_batch
+from .measuring import Measuring, anonymous_image
 from .messages import Messages, messages_for
 from .mime import MessageError, MessageTemplate
 from .smtp import DeliveryError, SmtpPool, SmtpSender
@@ -76,11 +77,10 @@ def deliver(
             return report
         pending = select(Recipient.id).where(Recipient.email_id == email_id, Recipient.status == "pending")
         messages: Messages | None = None
+        measuring = Measuring.of(session, config, email)
         if session.scalar(pending.limit(1)) is not None:
-            # Recipients who asked not to be tracked: the same message without the image.
-            untracked_too = email.tracking and session.scalar(pending.where(~Recipient.tracked).limit(1)) is not None
             try:
-                messages = messages_for(session, config, email, untracked_too)
+                messages = messages_for(session, config, email, anonymous_image(session, email, measuring))
             except MessageError as exc:
                 # Saved before validation refused such values: this email fails, the others go on.
                 report.failed += end_pending(session, email_id, status="failed", reply=f"not sent: {exc}",
@@ -93,7 +93,7 @@ def deliver(
             if pool is None:
                 pool = closing.enter_context(SmtpPool())
             senders = pool.senders_for(server, connections)
-            delivery = _Delivery(session_factory, email_id, from_address, bounce_address, messages, limit,
+            delivery = _Delivery(session_factory, email_id, from_address, bounce_address, messages, measuring, limit,
                                  on_progress, stop or threading.Event(), turn_ends)
             for part in delivery.run(senders):
                 report.sent += part.sent
@@ -113,6 +113,7 @@ class _Delivery:
     from_address: str
     bounce_address: str  # "": bounces go to the From address
     messages: Messages
+    measuring: Measuring
     limit: int | None  # recipients still to claim (None: all)
     on_progress: Callable[[int], None] | None
     stop: threading.Event
@@ -177,7 +178,7 @@ class _Delivery:
             with session.get_bind().engine.connect().execution_options(isolation_level="AUTOCOMMIT") as checks:
                 while not self.stop.is_set():
                     size = self._take(BATCH_SIZE)
-                    batch = claim_batch(session, self.email_id, size) if size else []
+                    batch = claim_batch(session, self.email_id, size, self.measuring) if size else []
                     self._give_back(size - len(batch))
                     if not batch:
                         break

@@ -1,6 +1,11 @@
 """The messages of a stored email, as the worker builds them: the parts read once from the email
 (``MessageParts``), then one serialised MIME shared by all recipients (``SharedMessages``) or, with
-merge fields, each recipient's own (``Personaliser``)."""
+merge fields, each recipient's own (``Personaliser``).
+
+Each in two variants, as measuring.py decides per recipient when the message goes: tracked (the
+personal image, rewritten links, the withdrawal link) and unmeasured (the links as written, and the
+email's anonymous image or no image at all); a consent request's messages are all unmeasured and
+carry the consent link."""
 
 from __future__ import annotations
 
@@ -16,6 +21,8 @@ from ..attachments import AttachmentData, attachment_path
 from ..config import Config
 from ..models import Account, Contact, Email, EmailLink, Lead, Recipient, Record, User
 from ..settings import SettingsService
+from ..tracking import anonymous
+from ..tracking.image import TRACK_ACCESS_PATH
 from . import limits, merge_fields
 from .mime import MessageError, MessageTemplate
 
@@ -37,6 +44,9 @@ class MessageParts:
     links: Sequence[str]
     unsubscribe_url: str | None
     unsubscribe_footer: str
+    consent_request: bool = False  # each message carries its recipient's consent link
+    anonymous_image: str = ""  # the email's anonymous image, for the unmeasured variant (else none)
+    image_url: str = ""  # that image's URL, whichever variant this is
 
     def template(self) -> MessageTemplate:
         return MessageTemplate(
@@ -44,14 +54,25 @@ class MessageParts:
             html=self.html, text=self.text, attachments=self.attachments, public_url=self.public_url,
             sendgrid_tag=self.sendgrid_tag, secret=self.secret, links=self.links,
             unsubscribe_url=self.unsubscribe_url, unsubscribe_footer=self.unsubscribe_footer,
+            consent_request=self.consent_request, anonymous_image=self.anonymous_image,
         )
 
+    def unmeasured(self) -> MessageParts:
+        """The parts of the email's unmeasured messages: no personal image, no link rewritten, and
+        the anonymous image if the email carries one."""
+        return replace(self, public_url=None, links=(), anonymous_image=self.image_url)
 
-def message_parts(session: Session, config: Config, email: Email, tracked: bool = True) -> MessageParts:
+
+def message_parts(session: Session, config: Config, email: Email, tracked: bool = True,
+                  anonymous_image: bool = False) -> MessageParts:
     """What MessageTemplate builds the email's MIME from, for its tracked recipients (or, ``tracked``
-    False, the others); MessageError naming what cannot be put into a message."""
+    False, the others; ``anonymous_image``: theirs carry the email's anonymous image); MessageError
+    naming what cannot be put into a message."""
     settings = SettingsService(session, config)
-    public_url = settings.get("public_url") if email.tracking and tracked else None
+    install_url = settings.get("public_url")
+    public_url = install_url if email.tracking and not email.asks_consent else None
+    image_url = (f"{install_url.rstrip('/')}{TRACK_ACCESS_PATH}?t={anonymous.token(config.secret_key(), email.id)}"
+                 if anonymous_image and public_url is not None else "")
     files = []
     for attachment in email.attachments:
         try:
@@ -61,19 +82,22 @@ def message_parts(session: Session, config: Config, email: Email, tracked: bool 
             raise MessageError("attachments", f"the file of the attachment {attachment.filename!r} {trouble} "
                                               "the attachments folder") from None
         files.append(AttachmentData(attachment.filename, attachment.content_type, data))
-    return MessageParts(
+    parts = MessageParts(
         from_address=email.from_address, from_name=email.from_name, reply_to=email.reply_to,
         subject=email.subject, html=email.html_body, text=email.text_body, attachments=files, public_url=public_url,
         sendgrid_tag=settings.get("smtp_preset") == "sendgrid", secret=config.secret_key(),
         links=session.scalars(select(EmailLink.url).where(EmailLink.email_id == email.id)
                               .order_by(EmailLink.position)).all() if public_url else (),
-        unsubscribe_url=settings.get("public_url"), unsubscribe_footer=settings.get("unsubscribe_footer"),
+        unsubscribe_url=install_url, unsubscribe_footer=settings.get("unsubscribe_footer"),
+        consent_request=email.asks_consent, image_url=image_url,
     )
+    return parts if tracked else parts.unmeasured()
 
 
-def message_template(session: Session, config: Config, email: Email, tracked: bool = True) -> MessageTemplate:
+def message_template(session: Session, config: Config, email: Email, tracked: bool = True,
+                     anonymous_image: bool = False) -> MessageTemplate:
     """The email's MIME (see message_parts), serialised once for all its recipients."""
-    return message_parts(session, config, email, tracked).template()
+    return message_parts(session, config, email, tracked, anonymous_image).template()
 
 
 # A batch's message for each of its recipients: by recipient id and Recipient.tracked.
@@ -90,12 +114,12 @@ class Messages(Protocol):
 
 class SharedMessages:
     """The messages of an email without merge fields: one for all tracked recipients, one for the
-    others (without the image), each serialised once."""
+    unmeasured, each serialised once."""
 
-    def __init__(self, session: Session, config: Config, email: Email, untracked_too: bool):
-        self.templates = {True: message_template(session, config, email)}
-        self.templates[False] = (message_template(session, config, email, tracked=False) if untracked_too
-                                 else self.templates[True])
+    def __init__(self, session: Session, config: Config, email: Email, anonymous_image: bool):
+        parts = message_parts(session, config, email, anonymous_image=anonymous_image)
+        self.templates = {False: parts.unmeasured().template()}
+        self.templates[True] = parts.template() if parts.public_url is not None else self.templates[False]
 
     def for_batch(self, session: Session, recipient_ids: Sequence[int]) -> MessageOf:
         return lambda recipient_id, tracked: self.templates[tracked]
@@ -108,10 +132,9 @@ class Personaliser:
 
     CACHED = 64  # messages kept for recipients whose fields come out the same
 
-    def __init__(self, session: Session, config: Config, email: Email, untracked_too: bool):
-        self.parts = {True: message_parts(session, config, email)}
-        self.parts[False] = (message_parts(session, config, email, tracked=False) if untracked_too
-                             else self.parts[True])
+    def __init__(self, session: Session, config: Config, email: Email, anonymous_image: bool):
+        parts = message_parts(session, config, email, anonymous_image=anonymous_image)
+        self.parts = {True: parts, False: parts.unmeasured()}
         self.sender = merge_fields.sender_values(session.get(User, email.sender_id) if email.sender_id else None)
         self.cache: dict[tuple[bool, str, str, str], MessageTemplate] = {}
         self.lock = threading.Lock()  # one cache for the connections' threads
@@ -157,7 +180,8 @@ class Personaliser:
         return template
 
 
-def messages_for(session: Session, config: Config, email: Email, untracked_too: bool) -> Messages:
-    """The email's messages: each recipient's own when it has merge fields, else one shared."""
+def messages_for(session: Session, config: Config, email: Email, anonymous_image: bool) -> Messages:
+    """The email's messages: each recipient's own when it has merge fields, else one shared;
+    ``anonymous_image``: the unmeasured ones carry the email's anonymous image."""
     personal = merge_fields.has_fields(email.subject, email.html_body, email.text_body)
-    return (Personaliser if personal else SharedMessages)(session, config, email, untracked_too)
+    return (Personaliser if personal else SharedMessages)(session, config, email, anonymous_image)

@@ -4,7 +4,8 @@ Building and serialising an ``EmailMessage`` per recipient is the slow part
 of a large send (scripts/bench-mime times it against this template), so
 ``MessageTemplate`` serialises the message once, with random placeholders
 wherever the recipient's token goes (the tracking image, each rewritten link,
-the unsubscribe link in both bodies and the List-Unsubscribe header) and where
+the unsubscribe, withdrawal and consent links in both bodies and the
+List-Unsubscribe header) and where
 each link's signature goes, and ``render`` only puts the per-recipient headers
 (To, Date, Message-ID) in front and the token and signatures into the
 placeholders.  Tokens and signatures have a fixed length and an alphabet that
@@ -14,7 +15,7 @@ a soft line break (``=\\r\\n``) may fall inside a placeholder and is kept.
 
 from __future__ import annotations
 
-import html as html_lib
+import json
 import re
 import secrets
 from collections.abc import Iterator, Sequence
@@ -24,19 +25,28 @@ from email import policy
 from email.headerregistry import Address, BaseHeader
 from email.message import EmailMessage
 from email.utils import format_datetime
-from html.parser import HTMLParser
 from typing import cast
 
 from ..attachments import AttachmentData
 from ..delivery_reports import sendgrid
-from ..people.unsubscribe import UNSUBSCRIBE_PATH
 from ..tracking import clicks, tokens
-from ..tracking.image import TRACK_ACCESS_PATH
 from ..validation import clean_address, mail_problem, text_problem
+from .bodies import (
+    add_consent_request,
+    add_unsubscribe_footer,
+    consent_link,
+    html_to_text,
+    image_tag,
+    insert_image,
+    tracking_image,
+    unsubscribe_link,
+    withdrawal_link,
+)
 
 SMTP_POLICY = policy.SMTP
 _ALPHABET = "".join(sorted(tokens.TOKEN_ALPHABET))
-_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+# Under the SendGrid preset, an unmeasured message turns SendGrid's own open and click tracking off.
+_SENDGRID_UNTRACKED = {"opentrack": {"settings": {"enable": 0}}, "clicktrack": {"settings": {"enable": 0}}}
 
 
 class MessageError(ValueError):
@@ -82,106 +92,6 @@ def _part(field: str, value: str, label: str = "") -> Iterator[None]:
                                   f"{_problem(field, value, exc)}") from None
 
 
-def tracking_image(public_url: str, token: str) -> str:
-    url = f"{public_url.rstrip('/')}{TRACK_ACCESS_PATH}?t={token}"
-    return f'<img src="{html_lib.escape(url)}" width="1" height="1" alt="">'
-
-
-def unsubscribe_link(public_url: str, token: str) -> str:
-    return f"{public_url.rstrip('/')}{UNSUBSCRIBE_PATH}?t={token}"
-
-
-def add_unsubscribe_footer(html: str, text: str, footer: str, url: str) -> tuple[str, str]:
-    """Both bodies with the footer and the unsubscribe link at their end (an empty text body is made
-    from the HTML when the message is built, footer and link included)."""
-    html = insert_at_end(html, f'\n<p class="unsubscribe" style="font-size:small;color:#666">'
-                               f'{html_lib.escape(footer)} <a href="{html_lib.escape(url)}">Unsubscribe</a></p>\n')
-    if text.strip():
-        text = text.rstrip("\n") + f"\n\n{footer}\n{url}\n"
-    return html, text
-
-
-def insert_image(html: str, image: str) -> str:
-    """``image`` once, immediately before the last ``</body>``, or at the end when there is none."""
-    return insert_at_end(html, image)
-
-
-def insert_at_end(html: str, part: str) -> str:
-    """``part`` immediately before the last ``</body>``, or at the end when there is none."""
-    matches = list(_BODY_END.finditer(html))
-    if not matches:
-        return html + part
-    at = matches[-1].start()
-    return html[:at] + part + html[at:]
-
-
-def add_signature(html: str, text: str, signature_html: str) -> tuple[str, str]:
-    """The HTML and text bodies with the signature at their end (a text body left empty is made
-    from the HTML when the message is built, signature and all)."""
-    html = insert_at_end(html, f'\n<div class="signature">{signature_html}</div>\n')
-    if text.strip():
-        text = text.rstrip("\n") + "\n\n-- \n" + html_to_text(signature_html)
-    return html, text
-
-
-class _TextExtractor(HTMLParser):
-    BLOCKS = frozenset(
-        "address article aside blockquote dd div dl dt fieldset figcaption figure footer form h1 h2 h3 h4 h5 h6 "
-        "header hr li main nav ol p pre section table tbody thead tfoot tr ul".split()
-    )
-    HIDDEN = frozenset({"script", "style", "head", "title", "template"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)  # entities arrive unescaped in handle_data
-        self.parts: list[str] = []
-        self.hidden = 0
-        self.links: list[tuple[str, int]] = []  # (href, index in parts where the link text starts)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self.HIDDEN:
-            self.hidden += 1
-        elif tag == "br":
-            self.parts.append("\n")
-        elif tag in self.BLOCKS:
-            self.parts.append("\n")
-            if tag == "li":
-                self.parts.append("- ")
-        elif tag in ("td", "th"):
-            self.parts.append(" ")
-        elif tag == "a":
-            self.links.append((dict(attrs).get("href") or "", len(self.parts)))
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.handle_starttag(tag, attrs)
-        if tag in self.HIDDEN:
-            self.hidden -= 1
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self.HIDDEN:
-            self.hidden = max(0, self.hidden - 1)
-        elif tag in self.BLOCKS and tag != "li":  # the next item's own line break is enough
-            self.parts.append("\n")
-        elif tag == "a" and self.links:
-            href, start = self.links.pop()
-            label = "".join(self.parts[start:]).strip()
-            if href and not href.startswith("#") and href != label:
-                self.parts.append(f" ({href})" if label else href)
-
-    def handle_data(self, data: str) -> None:
-        if not self.hidden:
-            self.parts.append(re.sub(r"\s+", " ", data))
-
-
-def html_to_text(html: str) -> str:
-    """A readable text version of an HTML body, for the text/plain part."""
-    parser = _TextExtractor()
-    parser.feed(html)
-    parser.close()
-    lines = [line.strip() for line in "".join(parser.parts).split("\n")]
-    text = "\n".join(lines)
-    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
-
-
 class MessageTemplate:
     """One email's MIME, serialised once; ``render`` gives each recipient's message as bytes."""
 
@@ -201,6 +111,8 @@ class MessageTemplate:
         secret: bytes = b"",
         unsubscribe_url: str | None = None,
         unsubscribe_footer: str = "",
+        consent_request: bool = False,
+        anonymous_image: str = "",
     ):
         """``public_url`` None means tracking is off for this email: no image at all, no link
         rewritten.  ``links``: the email's stored links (clicks.trackable_links), each pointed to
@@ -208,9 +120,14 @@ class MessageTemplate:
         its recipient's token in X-SMTPAPI, for SendGrid's events.  ``unsubscribe_url`` (the
         install's public URL): each message carries its recipient's signed unsubscribe link after
         ``unsubscribe_footer`` in both bodies, and in List-Unsubscribe with List-Unsubscribe-Post
-        (RFC 8058 one-click)."""
+        (RFC 8058 one-click), and a tracked message (``public_url`` set) the withdrawal link beside it.
+        ``consent_request``: each message carries its recipient's consent link with a sentence asking
+        (with ``unsubscribe_url``).  ``anonymous_image``: an untracked message carries this image, the
+        same URL for every recipient (tracking/anonymous.py).  Under ``sendgrid_tag`` an untracked
+        message also turns SendGrid's own open and click tracking off."""
         self.domain = from_address.rpartition("@")[2]
         self.sendgrid_tag = sendgrid_tag
+        self.sendgrid_filters = public_url is None  # nothing about this message's reading is measured
         self.secret = secret
         self.placeholder = None
         self.link_positions: frozenset[int] = frozenset()  # the links rewritten, each with a MAC slot
@@ -218,9 +135,12 @@ class MessageTemplate:
             # Random, so it cannot already be in the HTML; its QP form is itself.
             self.placeholder = _random_placeholder(tokens.TOKEN_LENGTH)
         if unsubscribe_url is not None and self.placeholder:
-            # (A link under the install's URL: never rewritten into a click.)
-            html, text = add_unsubscribe_footer(html, text, unsubscribe_footer,
-                                                unsubscribe_link(unsubscribe_url, self.placeholder))
+            # (Links under the install's URL: never rewritten into a click.)
+            if consent_request:
+                html, text = add_consent_request(html, text, consent_link(unsubscribe_url, self.placeholder))
+            html, text = add_unsubscribe_footer(
+                html, text, unsubscribe_footer, unsubscribe_link(unsubscribe_url, self.placeholder),
+                withdrawal_link(unsubscribe_url, self.placeholder) if public_url is not None else "")
         plain = text or html_to_text(html)  # made before the links are rewritten: it keeps their URLs
         # Every link's MAC placeholder is one random prefix and the link's position, so that one
         # scan of the serialised message finds them all (a search per link would grow with the
@@ -236,6 +156,8 @@ class MessageTemplate:
             self.link_positions = frozenset(rewritten)
         if public_url is not None and self.placeholder:
             html = insert_image(html, tracking_image(public_url, self.placeholder))
+        elif anonymous_image:
+            html = insert_image(html, image_tag(anonymous_image))
 
         message = EmailMessage(policy=SMTP_POLICY)
         # Each header is folded as soon as it is set, so that a failure names its field.
@@ -285,6 +207,14 @@ class MessageTemplate:
             self._slots += found
         self._slots.sort()
 
+    def _smtpapi_header(self, token: str) -> str:
+        """The X-SMTPAPI header naming the recipient (for SendGrid's events), with SendGrid's own
+        tracking turned off in an untracked message."""
+        if not self.sendgrid_filters:
+            return sendgrid.smtpapi_header(token)
+        value = {"unique_args": {sendgrid.UNIQUE_ARG: token}, "filters": _SENDGRID_UNTRACKED}
+        return "X-SMTPAPI: " + json.dumps(value, separators=(",", ":")) + "\r\n"
+
     def _link_placeholder(self, position: int) -> str:
         return f"{self.link_prefix}{position:0{_POSITION_DIGITS}d}"
 
@@ -315,7 +245,7 @@ class MessageTemplate:
         if token is None or len(token) != tokens.TOKEN_LENGTH or not tokens.TOKEN_ALPHABET.issuperset(token):
             raise ValueError("a tracking token of the fixed length and alphabet is required")
         if self.sendgrid_tag:
-            headers += sendgrid.smtpapi_header(token).encode("ascii")
+            headers += self._smtpapi_header(token).encode("ascii")
         if not self._slots:
             return headers + self.body
         values: dict[int | None, bytes] = {None: token.encode("ascii")}

@@ -39,6 +39,9 @@ class NewEmail:
     audience: Audience | None = None  # a mass send: one message to each of its records
     send_at: datetime | None = None  # UTC; None: now
     track: bool = True  # False: "Don't track this email"
+    # "Ask for tracking consent": each message carries its recipient's consent link and none is
+    # tracked (also when written from a template that asks for it).
+    asks_consent: bool = False
     signature: bool = False  # the sender's signature at the end of both bodies
     draft: EmailDraft | None = None  # the saved draft it was written in: deleted once the email is saved
 
@@ -74,6 +77,7 @@ def prepare_new(session: Session, config: Config, sender: User, new: NewEmail,
             reply_to=new.reply_to, attachments=attachments,
             signature_html=sender.signature_html if new.signature else "", send_at=new.send_at, track=new.track,
             audience=new.audience,
+            asks_consent=new.asks_consent or (new.template is not None and new.template.asks_consent),
         )
     except ValidationError as exc:
         raise ValidationError({**exc.errors, **errors}) from None

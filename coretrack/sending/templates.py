@@ -16,6 +16,21 @@ from ..validation import ValidationError, clean_mail_text
 from .compose import check_message
 
 FIELDS = ("name", "subject", "html", "text")
+FLAGS = ("asks_consent",)  # checkboxes: "on" when ticked
+
+# The built-in consent request, offered on the template list: its values fill the new-template form,
+# and saving them makes an ordinary template, which its owner and administrators may change.
+# Sending it asks each recipient for tracking consent (the consent link is added to each message).
+CONSENT_REQUEST = {
+    "name": "Tracking consent request",
+    "subject": "May we measure when you read our email?",
+    "html": "<p>Hello,</p>\n<p>We would like to know which of our messages interest you, so that we can send you "
+            "fewer that do not. For that we would measure when you open our email and which links you follow, "
+            "but only if you agree.</p>\n<p>Please tell us with the link below. You can change your mind at any "
+            "time.</p>",
+    "text": "",
+    "asks_consent": "on",
+}
 
 
 def all_templates(session: Session) -> list[EmailTemplate]:
@@ -57,6 +72,7 @@ def save(session: Session, config: Config, user: User, submitted: Mapping[str, s
         session.add(template)
     template.name, template.subject = values["name"], values["subject"]
     template.html_body, template.text_body = values["html"], values["text"]
+    template.asks_consent = submitted.get("asks_consent") == "on"
     template.updated_at = utcnow()
     removed_ids = set(remove)
     removed = [attachment for attachment in template.attachments if attachment.id in removed_ids]

@@ -34,6 +34,7 @@ def _email_summary(email: Email, counts: email_list.EmailCounts) -> dict[str, An
         "sender": email.sender.name,
         "status": email.status,
         "tracking": email.tracking,
+        "asks_consent": email.asks_consent,
         "created_at": _time(email.created_at),
         "sent_at": _time(email.sent_at),
         "send_at": _time(email.send_at),
@@ -163,6 +164,7 @@ def _new_email(request: AppRequest) -> NewEmail:
         subject=_text(body, "subject"), html=_text(body, "html"), text=_text(body, "text"),
         reply_to=_text(body, "reply_to"), to=_addresses(body, "to"), cc=_addresses(body, "cc"),
         bcc=_addresses(body, "bcc"), send_at=send_at, track=_flag(body, "track"),
+        asks_consent=_flag(body, "ask_consent", default=False),
     )
 
 

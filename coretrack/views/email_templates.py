@@ -32,15 +32,18 @@ def list_templates(request: AppRequest) -> Response:
 def _form(request: AppRequest, template: EmailTemplate | None, values: dict[str, str] | None = None,
           errors: dict[str, str] | None = None, status: int = 200) -> Response:
     if values is None:
-        values = {"name": "", "subject": "", "html": "", "text": ""} if template is None else {
-            "name": template.name, "subject": template.subject, "html": template.html_body, "text": template.text_body}
+        values = {"name": "", "subject": "", "html": "", "text": "", "asks_consent": ""} if template is None else {
+            "name": template.name, "subject": template.subject, "html": template.html_body, "text": template.text_body,
+            "asks_consent": "on" if template.asks_consent else ""}
     return request.render("email_templates/form.html", status, section="templates", saved=template, values=values,
                           errors=errors or {}, merge_fields=merge_fields.OFFERED,
                           may_change=template is None or templates.may_change(request.user, template))
 
 
 def new_template(request: AppRequest) -> Response:
-    return _form(request, None)
+    # ?builtin=consent-request: the built-in consent request, to save as one's own template.
+    return _form(request, None, dict(templates.CONSENT_REQUEST) if request.args.get("builtin") == "consent-request"
+                 else None)
 
 
 def show_template(request: AppRequest, template_id: int) -> Response:
@@ -48,7 +51,7 @@ def show_template(request: AppRequest, template_id: int) -> Response:
 
 
 def _save(request: AppRequest, template: EmailTemplate | None) -> Response:
-    values = {name: request.form.get(name, "") for name in templates.FIELDS}
+    values = {name: request.form.get(name, "") for name in (*templates.FIELDS, *templates.FLAGS)}
     try:
         remove = [whole_number(value, 1, MAX_ID) for value in request.form.getlist("remove")]
     except ValueError as error:

@@ -28,7 +28,7 @@ from ..sending.status import WHO_MAY_ACT, InFlight, cancel_by, delete_by, may_ac
 from ..validation import ValidationError, whole_number
 
 COMPOSE_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "html", "text", "signature", "send_at", "dont_track",
-                  "template", "preview_as", "audience", "scope", "q", "with_contacts", "draft")
+                  "ask_consent", "template", "preview_as", "audience", "scope", "q", "with_contacts", "draft")
 # Recipients (and records left out) the preview lists: a mass send's first ones, with a count of the rest.
 PREVIEW_ROWS = 100
 
@@ -202,7 +202,8 @@ def new_email(request: AppRequest) -> Response:
         values["template"] = ""
         return _compose_page(request, values, exc.errors)
     if template is not None:
-        values.update(subject=template.subject, html=template.html_body, text=template.text_body)
+        values.update(subject=template.subject, html=template.html_body, text=template.text_body,
+                      ask_consent="on" if template.asks_consent else values["ask_consent"])
     try:
         _audience(values)
     except ValidationError as exc:
@@ -229,7 +230,7 @@ def _new_email(request: AppRequest, values: dict[str, Any]) -> tuple[NewEmail, d
         to=split_addresses(values["to"]), cc=split_addresses(values["cc"]), bcc=split_addresses(values["bcc"]),
         subject=values["subject"], html=values["html"], text=values["text"], reply_to=values["reply_to"],
         attachments=request.uploads("attachments"), template=template, audience=audience, send_at=send_at,
-        track=not values["dont_track"], signature=bool(values["signature"]),
+        track=not values["dont_track"], asks_consent=bool(values["ask_consent"]), signature=bool(values["signature"]),
     )
     return new, errors
 

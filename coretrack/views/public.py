@@ -14,8 +14,7 @@ from werkzeug.wrappers import Response
 from ..delivery_reports import sendgrid
 from ..http import AppRequest, body_limit, public
 from ..people import consent_page, suppression, unsubscribe
-from ..people.consent import ConsentError
-from ..people.consent_page import CONSENT_PATH, WITHDRAWAL_PATH
+from ..people.consent import CONSENT_PATH, WITHDRAWAL_PATH, ConsentError
 from ..people.unsubscribe import UNSUBSCRIBE_PATH
 from ..tracking import clicks, tokens
 from ..tracking.image import GIF, GIF_HEADERS, TRACK_ACCESS_PATH, token_of_query
