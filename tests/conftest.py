@@ -36,7 +36,7 @@ from coretrack.auth import Htpasswd, UserService
 from coretrack.config import Config
 from coretrack.db import make_engine
 from coretrack.models import Account, Contact, Lead
-from coretrack.people.consent_page import CONSENT_PATH, WITHDRAWAL_PATH
+from coretrack.people.consent import CONSENT_PATH, WITHDRAWAL_PATH
 from coretrack.people.unsubscribe import UNSUBSCRIBE_PATH
 from coretrack.schema import upgrade
 from coretrack.sending import drafts, templates

@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 
 from coretrack.models import Address, ConsentEvent, ConsentText, Email, Recipient
 from coretrack.people import consent, erasure
-from coretrack.people.consent_page import CONSENT_PATH, MAX_BODY_BYTES, WITHDRAWAL_PATH
+from coretrack.people.consent import CONSENT_PATH, WITHDRAWAL_PATH
+from coretrack.people.consent_page import MAX_BODY_BYTES
 from coretrack.settings import SettingsService
 from coretrack.tracking import anonymous, tokens
 
