@@ -237,7 +237,8 @@ def import_records(request: AppRequest, section: str) -> Response:
         # rather than answered by Apache's timeout.
         result = csv_import.import_csv(request.db, SECTIONS[section], upload.stream,
                                           skip_duplicates=request.form.get("duplicates") != "create",
-                                          max_rows=csv_import.MAX_PAGE_ROWS, seconds=csv_import.PAGE_SECONDS)
+                                          max_rows=csv_import.MAX_PAGE_ROWS, seconds=csv_import.PAGE_SECONDS,
+                                          user_name=request.user.name)
     except ValidationError as exc:
         return _import_page(request, section, errors=exc.errors)
     return _import_page(request, section, result)
