@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
-from coretrack.models import ConsentEvent, Email, utcnow
+from coretrack.models import ConsentEvent, Email, Erasure, utcnow
 from coretrack.people import consent
 from coretrack.records.store import create_record
 
@@ -150,3 +150,23 @@ def test_an_address_never_stated_exports_as_unknown(staff, db):
     assert staff.get(f"/contacts/{contact.id}/consent.json").json["state"] == "unknown"
     rows = list(csv.reader(io.StringIO(staff.get(f"/contacts/{contact.id}/consent.csv").body.decode("utf-8-sig"))))
     assert rows[1][:3] == ["ada@example.test", "unknown", ""]
+
+
+def test_erasing_a_person_erases_their_addresss_consent_history_and_the_audit_keeps_only_what_it_kept(
+        app, admin, db, users):
+    given_on_the_page(db, users, "Ada@Example.test")
+    consent.record(db, "grace@example.test", consent.GRANTED, consent.API, "web form")
+    db.commit()
+    contact_id = add_contact(db).id
+    page = admin.get("/erase", params={"address": "ada@example.test"})
+    form = page.forms["erase"]
+    form["confirm"] = True
+    form.submit(status=303)
+    db.expire_all()
+    assert consent.history(db, "ada@example.test") == [] and consent.state(db, "ada@example.test") == ""
+    assert [event.source for event in db.scalars(select(ConsentEvent))] == ["web form"]  # another person's stays
+    admin.get(f"/contacts/{contact_id}", status=404)  # the record went too
+    audit = db.scalars(select(Erasure)).one()
+    assert (audit.user_name, audit.records, audit.recipients, audit.events) == ("admin", 1, 0, 0)
+    assert {column.name for column in Erasure.__table__.columns} == {
+        "id", "user_name", "at", "address_digest", "records", "recipients", "events"}
