@@ -66,7 +66,7 @@ def test_the_page_shows_the_state_and_every_change_newest_first_in_the_users_tim
     assert rows == [
         ["2026-03-02 10:00", "withdrawn", "staff entry", "=1+1 said so by phone", "—", "—", "—", "—", "admin",
          "deleted"],
-        ["2026-03-01 11:15", "granted", "the person, on the consent page", "—", "1", "192.0.2.0", "Firefox/140",
+        ["2026-03-01 11:15", "granted", "the person, with their link", "—", "1", "192.0.2.0", "Firefox/140",
          "May we measure?", "—", "—"],
     ]
     link = page.html.select_one("#consent-history a")
