@@ -103,6 +103,16 @@ def test_a_staff_entry_without_a_note_is_refused_clearly_and_keeps_what_was_chos
     assert consent_events(db) == 0
 
 
+def test_a_staff_note_longer_than_the_history_keeps_is_refused_and_kept_in_the_form(staff, db):
+    contact = add_contact(db)
+    form = staff.get(f"/contacts/{contact.id}").forms["record-consent"]
+    form["state"], form["note"] = "granted", "n" * 201
+    page = form.submit(status=400)
+    assert "at most 200 characters" in page.html.select_one("#e-note").text
+    assert page.forms["record-consent"]["note"].value == "n" * 201
+    assert consent_events(db) == 0
+
+
 def test_a_staff_entry_needs_the_pages_csrf_token(staff, db):
     contact = add_contact(db)
     staff.post(f"/contacts/{contact.id}/consent", {"state": "granted", "note": "phone"}, status=403)
