@@ -19,7 +19,7 @@ from sqlalchemy import func, select, text
 
 from coretrack import corebos_import
 from coretrack.cli import main
-from coretrack.models import AccessEvent, Account, Address, Contact, Email, Lead, Recipient
+from coretrack.models import AccessEvent, Account, Address, ConsentEvent, Contact, Email, Lead, Recipient
 from coretrack.people import suppression
 from coretrack.records import csv_import
 from coretrack.records.fields import FIELDS
@@ -304,6 +304,9 @@ def test_an_import_brings_every_live_record_email_and_count_and_a_second_run_add
     opted_out = {source.addresses[crmid].lower() for crmid in source.opted_out}
     assert opted_out and suppression.suppressed(db, opted_out) == opted_out
     assert {row.opt_out_source for row in db.scalars(select(Address))} == {suppression.IMPORT}
+    # coreBOS holds no consent to measuring reading: its people's stays unknown.
+    assert {row.consent for row in db.scalars(select(Address))} == {""}
+    assert db.scalar(select(func.count()).select_from(ConsentEvent)) == 0
 
     again = cli("--from", source.url)
     assert again.exit_code == 0, again.output

@@ -92,6 +92,8 @@ def import_csv(file: IO[bytes], section: str, create_duplicates: bool) -> None:
         except ValidationError as exc:
             raise click.ClickException(f"{file.name}: {exc.errors['file']}") from None
     click.echo(f"created {result.created} {section} from {result.rows} rows")
+    if result.consents:
+        click.echo(f"tracking consents recorded: {result.consents}")
     for line, message in result.errors:
         click.echo(f"line {line}: {message}")
     if result.error_count > len(result.errors):

@@ -5,10 +5,11 @@ a tracking image or a personal link in an email is a tracker, and the CNIL's rec
 tracking pixels in email (2026) asks for consent separate from consent to the mail itself, which the
 sender can prove, and a withdrawal that holds even for mail already sent.  So:
 
-- every change (granted, refused, withdrawn) goes through ``record``: kept in consent_history, only
-  ever added to, with its means (the consent page, a staff entry with its note, an import or the API
-  with the source it states) and evidence (the text version shown, the IP as the IP policy keeps it,
-  the user agent, the email whose link carried the request); ``addresses.consent`` holds the latest;
+- every change (granted, refused, withdrawn) goes through ``record`` (``record_many``: an import's
+  batch): kept in consent_history, only ever added to, with its means (the consent page, a staff
+  entry with its note, an import or the API with the source it states) and evidence (the text
+  version shown, the IP as the IP policy keeps it, the user agent, the email whose link carried the
+  request); ``addresses.consent`` holds the latest;
 - the policy setting (``tracking_policy``) says whose reading is measured: everyone not refusing or
   withdrawn, or only those who granted it (``measured``, asked per recipient when the message goes);
 - a refusal or a withdrawal stops recording at once, for old messages too: hits are judged by their
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -82,17 +83,7 @@ def record(session: Session, address: str, state: str, means: str, source: str =
     ConsentError for an unknown state or means, an empty address, or a staff entry, import or API
     call that does not say where the consent comes from.  ``at`` (default now) may be in the past
     for an imported consent: the address's state follows its latest change by time."""
-    wanted, source = key(address), " ".join(source.split())
-    if not wanted:
-        raise ConsentError("an address is needed")
-    if state not in STATES:
-        raise ConsentError(f"consent must be one of {', '.join(STATES)}")
-    if means not in MEANS:
-        raise ConsentError(f"unknown means {means!r}")
-    if means in NEEDS_SOURCE and not source:
-        raise ConsentError("say where this consent comes from (a note, or the form or event it was given at)")
-    if len(source) > SOURCE_LENGTH:
-        raise ConsentError(f"the source may have at most {SOURCE_LENGTH} characters")
+    wanted, source = _checked(address, state, means, source)
     at = at or utcnow()
     row = _address_row(session, wanted)
     if row.consent_at is None or at >= row.consent_at:
@@ -104,6 +95,60 @@ def record(session: Session, address: str, state: str, means: str, source: str =
     session.add(event)
     session.flush()
     return event
+
+
+def _checked(address: str, state: str, means: str, source: str) -> tuple[str, str]:
+    """(the address as kept, the source with its spaces tidied) of a change ``record`` may record;
+    ConsentError saying what is wrong otherwise."""
+    wanted, source = key(address), " ".join(source.split())
+    if not wanted:
+        raise ConsentError("an address is needed")
+    if state not in STATES:
+        raise ConsentError(f"consent must be one of {', '.join(STATES)}")
+    if means not in MEANS:
+        raise ConsentError(f"unknown means {means!r}")
+    if means in NEEDS_SOURCE and not source:
+        raise ConsentError("say where this consent comes from (a note, or the form or event it was given at)")
+    if len(source) > SOURCE_LENGTH:
+        raise ConsentError(f"the source may have at most {SOURCE_LENGTH} characters")
+    return wanted, source
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change for ``record_many``: an address's new state, where it was given, and when (None: now)."""
+
+    address: str
+    state: str
+    source: str
+    at: datetime | None = None
+
+
+def record_many(session: Session, changes: Sequence[Change], means: str, evidence: Evidence = Evidence()) -> None:
+    """``record`` for many changes at once (an import's batch), in the caller's transaction: each
+    checked as ``record`` checks it (ConsentError for the first bad one, before anything is
+    written), then a few statements a chunk of addresses rather than a few a change."""
+    now = utcnow()
+    checked = [(*_checked(change.address, change.state, means, change.source), change.state, change.at or now)
+               for change in changes]
+    dialect_insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    for start in range(0, len(checked), _CHUNK):
+        chunk = checked[start:start + _CHUNK]
+        wanted = sorted({address for address, *_ in chunk})
+        session.execute(dialect_insert(_ADDRESSES).on_conflict_do_nothing(index_elements=[_ADDRESSES.c.address]),
+                        [{"address": address} for address in wanted])
+        rows = {row.address: row for row in session.scalars(
+            select(Address).where(Address.address.in_(wanted)).execution_options(populate_existing=True))}
+        for address, _, new_state, at in chunk:
+            row = rows[address]
+            if row.consent_at is None or at >= row.consent_at:
+                row.consent, row.consent_at = new_state, at
+        session.execute(insert(ConsentEvent), [
+            {"address_id": rows[address].id, "at": at, "state": new_state, "means": means, "source": source,
+             "text_version": evidence.text_version, "ip": evidence.ip[:45], "user_agent": evidence.user_agent[:512],
+             "email_id": evidence.email_id, "user_name": evidence.user_name, "measurements_deleted": False}
+            for address, source, new_state, at in chunk])
+    session.flush()
 
 
 def _address_row(session: Session, address: str) -> Address:

@@ -1,15 +1,16 @@
 """Erasing a person, for a data-protection request: everything coretrack keeps under their email
 address goes, in one transaction, and the erasure is audited without keeping the address.
 
-Erased: the contacts, leads and accounts with that address; its opt-out and their history (later
-email to it stays skipped, by the digest below); the address and name on every recipient
-row sent to it (the rows stay, so each email's and each report's counts stay right, under
-ERASED_ADDRESS, flagged ``erased``: their old image, links and provider reports record nothing
-more); those recipients' access, click and provider events (times, IPs, user agents); the sender
-notifications about them.  Recipients not yet sent to are cancelled, and later email to the
-address is skipped (sending.compose asks ``erased``; sending uses this module, never the other
-way, so the caller refreshes the status of the emails whose recipients were cancelled).  The audit
-row keeps who, when, how many of each, and an HMAC of the address under the install's key, so a later question "was
+Erased: the contacts, leads and accounts with that address; its opt-out and its consent to
+measuring its reading, with their histories (the consent's proof too; later email to it stays
+skipped, by the digest below); the address and name on every recipient row sent to it (the rows
+stay, so each email's and each report's counts stay right, under ERASED_ADDRESS, flagged
+``erased``: their old image, links and provider reports record nothing more); those recipients'
+access, click and provider events (times, IPs, user agents); the sender notifications about them.
+Recipients not yet sent to are cancelled, and later email to the address is skipped
+(sending.compose asks ``erased``; sending uses this module, never the other way, so the caller
+refreshes the status of the emails whose recipients were cancelled).  The audit row keeps who,
+when, how many of each, and an HMAC of the address under the install's key, so a later question "was
 this address erased?" can be answered without storing it.
 """
 

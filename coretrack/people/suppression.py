@@ -222,7 +222,8 @@ def holders(session: Session, addresses: Iterable[str]) -> list[Record]:
 
 
 def forget(session: Session, address: str) -> None:
-    """Erasure: the address's row and history go (sending skips an erased address by its digest)."""
+    """Erasure: the address's row and history go, its consent history with them (the database
+    cascades; sending skips an erased address by its digest)."""
     found = state(session, address)
     if found is not None:
         session.delete(found)

@@ -2,6 +2,9 @@
 what the coreBOS import (corebos_import.py) shares with it: every value goes through the form's checks
 (``store.clean_value``) and every imported opt-out through ``opt_out_imported`` (which opts out
 the address: people/suppression.py), and a record imported with an opted-out address shows it.
+A CSV row may also state its address's consent to measuring its reading, with where it was given
+(records/imported_consent.py, recorded through people/consent.py once the row's record is made); the
+coreBOS import states none (its people's consent is unknown).
 
 A CSV file is streamed, never held whole: read (a first pass counts the rows and checks the
 encoding before anything is written; the second reads them), resolve (per batch of rows: the
@@ -23,9 +26,10 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from ..models import RECORD_MODELS, Account, Contact, Lead, Record, utcnow
-from ..people import suppression
+from ..people import consent, suppression
 from ..validation import ValidationError
 from .fields import FIELDS, PERSON_TYPES, attribute
+from .imported_consent import CONSENT_COLUMNS, stated_consent
 from .store import IMPORT_OPT_OUT, clean_record, clean_value
 
 if TYPE_CHECKING:
@@ -58,6 +62,7 @@ class ImportResult:
     duplicate_count: int = 0
     duplicates_skipped: bool = True
     rows: int = 0  # rows of the file read so far (blank lines aside)
+    consents: int = 0  # consents recorded (tracking_consent)
 
     def error(self, line: int, message: str) -> None:
         self.error_count += 1
@@ -162,16 +167,18 @@ def _header(reader: Iterator[list[str]], record_type: str, result: ImportResult)
     repeated = sorted({name for name in header if name and header.count(name) > 1})
     if repeated:
         raise ValidationError({"file": f"the header names {', '.join(repeated)} more than once"})
-    unknown = [name or f"column {number} (no name)" for number, name in enumerate(header, 1) if name not in definitions]
+    unknown = [name or f"column {number} (no name)" for number, name in enumerate(header, 1)
+               if name not in definitions and name not in CONSENT_COLUMNS]
     if unknown:
-        result.error(1, f"unknown columns ignored: {', '.join(unknown)} (known: {columns})")
+        known = ", ".join([*definitions, *CONSENT_COLUMNS])
+        result.error(1, f"unknown columns ignored: {', '.join(unknown)} (known: {known})")
     return header
 
 
 def _rows(reader: Reader, header: list[str], record_type: str,
           result: ImportResult) -> Iterator[tuple[int, dict[str, str]]]:
     """(line the row starts on, column -> value) for each row worth trying; the others reported."""
-    known = {definition.name for definition in FIELDS[record_type]}
+    known = {definition.name for definition in FIELDS[record_type]} | set(CONSENT_COLUMNS)
     end = reader.line_num
     while True:
         line = end + 1  # a quoted value may span lines: report the line the row starts on
@@ -226,8 +233,8 @@ def people_by_address(session: Session, addresses: set[str]) -> dict[str, str]:
 
 
 class _CsvImport:
-    def __init__(self, session: Session, record_type: str, skip_duplicates: bool):
-        self.session, self.record_type = session, record_type
+    def __init__(self, session: Session, record_type: str, skip_duplicates: bool, user_name: str = ""):
+        self.session, self.record_type, self.user_name = session, record_type, user_name
         self.model = RECORD_MODELS[record_type]
         self.result = ImportResult(duplicates_skipped=skip_duplicates)
 
@@ -242,6 +249,7 @@ class _CsvImport:
         known = people_by_address(self.session, {values.get("email", "") for _, values in rows}) if people else {}
         now = utcnow()
         made: list[tuple[dict[str, object], Record]] = []
+        consents: list[consent.Change] = []
         for line, values in rows:
             address = values.get("email", "").strip().lower()
             if address and address in known:
@@ -258,10 +266,13 @@ class _CsvImport:
                 values["account"] = str(named[0].id)
             try:
                 cleaned = clean_record(self.session, self.record_type, values)
+                stated = stated_consent(values)
             except ValidationError as exc:
                 self.result.error(line, str(exc))
                 continue
             made.append((cleaned, new_record(self.record_type, cleaned, IMPORT_OPT_OUT)))
+            if stated is not None:
+                consents.append(consent.Change(str(cleaned["email"]), stated.state, stated.source, stated.at))
             if address and people:
                 known.setdefault(address, f"on line {line} of this file")
         opt_out_imported(self.session, [record for _, record in made])
@@ -273,15 +284,20 @@ class _CsvImport:
             # render_nulls: a None is sent as NULL, not left out, so that rows do not split the batch.
             self.session.execute(insert(self.model), inserts, execution_options={"render_nulls": True})
             self.result.created += len(inserts)
+        # Once their records are made; the rows' checks (stated_consent) leave nothing to refuse.
+        consent.record_many(self.session, consents, consent.IMPORT, consent.Evidence(user_name=self.user_name))
+        self.result.consents += len(consents)
 
 
 def import_csv(session: Session, record_type: str, data: bytes | IO[bytes], skip_duplicates: bool = True,
                max_rows: int | None = None, seconds: float | None = None,
-               after_batch: Callable[[ImportResult], None] | None = None) -> ImportResult:
+               after_batch: Callable[[ImportResult], None] | None = None, user_name: str = "") -> ImportResult:
     """Create a record per good row; report bad rows by line.  Contacts' ``account`` column holds an
     account's exact name, which must exist (no account is created).  A contact or lead whose address
     a contact or lead already has (or an earlier row of the file) is a duplicate: skipped, or with
-    ``skip_duplicates`` False created, and reported either way.
+    ``skip_duplicates`` False created, and reported either way.  A row's stated consent
+    (``CONSENT_COLUMNS``) is recorded with means import (and ``user_name``, who imported it) once its
+    record is made; a row stating one without its source is refused.
 
     ``data`` is the file or a seekable stream of it.  Nothing is written until the whole file is
     known to be UTF-8 and, with ``max_rows``, to hold no more rows.  ``after_batch`` is called after
@@ -298,7 +314,7 @@ def import_csv(session: Session, record_type: str, data: bytes | IO[bytes], skip
     text = _text(stream)
     try:
         reader = csv.reader(text)
-        importing = _CsvImport(session, record_type, skip_duplicates)
+        importing = _CsvImport(session, record_type, skip_duplicates, user_name)
         header = _header(reader, record_type, importing.result)
         for batch in _batches(_rows(reader, header, record_type, importing.result)):
             importing.batch(batch)

@@ -11,8 +11,9 @@ from werkzeug.wrappers import Response
 
 from .. import localtime, paging
 from ..http import AppRequest, json_response
-from ..models import Email, Recipient, utc_iso
+from ..models import Email, Recipient, utc_iso, utcnow
 from ..paging import page_number, paginate
+from ..people import consent, consent_proof
 from ..records.related import related_emails
 from ..records.store import get_record
 from ..reports import email_list
@@ -20,7 +21,7 @@ from ..reports.filters import parse_filters
 from ..sending.compose import split_addresses
 from ..sending.send import NewEmail, send
 from ..sending.status import WHO_MAY_ACT, InFlight, cancel_by, delete_by, may_act
-from ..validation import ValidationError
+from ..validation import ValidationError, clean_address
 
 
 def _time(value: datetime | None) -> str | None:
@@ -193,12 +194,80 @@ def record_emails(request: AppRequest, record_type: str, record_id: int) -> Resp
     })
 
 
+def show_consent(request: AppRequest) -> Response:
+    """An address's consent to measuring its reading and every change of it, with their evidence."""
+    try:
+        address = clean_address(request.args.get("address", ""))
+    except ValueError as exc:
+        return json_response({"error": str(exc), "fields": {"address": str(exc)}, "status": 400}, 400)
+    return json_response(consent_proof.as_json(consent_proof.proof(request.db, address)))
+
+
+def _consent_time(value: object, errors: dict[str, str]) -> datetime | None:
+    """The optional "at": when the consent was given, an ISO 8601 time, not in the future."""
+    if value is None:
+        return None
+    try:
+        at = localtime.parse_iso(value) if isinstance(value, str) else None
+    except (ValueError, OverflowError) as exc:
+        errors["at"] = str(exc) if isinstance(exc, ValueError) else "a time within the years 1 to 9999"
+        return None
+    if at is None:
+        errors["at"] = "an ISO 8601 time such as 2026-12-24T09:30:00Z"
+    elif at > utcnow():
+        errors["at"] = "a consent cannot be given in the future: say when it was given"
+    return at
+
+
+def _consent_entry(body: dict[str, Any]) -> tuple[str, str, str, datetime | None]:
+    """(address, state, source, at) of a consent posted to the API; ValidationError naming every bad field."""
+    errors: dict[str, str] = {}
+    texts = {name: body.get(name, "") for name in ("address", "state", "source")}
+    errors.update({name: "must be a string" for name, value in texts.items() if not isinstance(value, str)})
+    address, state, source = (value if isinstance(value, str) else "" for value in texts.values())
+    source = " ".join(source.split())
+    try:
+        address = clean_address(address)
+    except ValueError as exc:
+        errors.setdefault("address", str(exc))
+    if state not in consent.STATES:
+        errors.setdefault("state", f"one of {', '.join(consent.STATES)}")
+    if not source:
+        errors.setdefault("source", "say where this consent was given (the sign-up form or event): it is its proof")
+    elif len(source) > consent.SOURCE_LENGTH:
+        errors["source"] = f"at most {consent.SOURCE_LENGTH} characters"
+    at = _consent_time(body.get("at"), errors)
+    if errors:
+        raise ValidationError(errors)
+    return address, state, source, at
+
+
+def record_consent(request: AppRequest) -> Response:
+    """A consent given elsewhere (a sign-up form), with the source it was given at: recorded with
+    means API and the API user's name, or nothing recorded and 400."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    try:
+        address, state, source, at = _consent_entry(body)
+        consent.record(request.db, address, state, consent.API, source,
+                       consent.Evidence(user_name=request.user.name), at=at)
+    except (ValidationError, consent.ConsentError) as error:
+        request.db.rollback()
+        fields = error.errors if isinstance(error, ValidationError) else {}
+        return json_response({"error": str(error), "fields": fields, "status": 400}, 400)
+    request.db.commit()
+    return json_response(consent_proof.as_json(consent_proof.proof(request.db, address)), 201)
+
+
 rules = [
     Rule("/api/emails", endpoint="api.list_emails", methods=["GET"]),
     Rule("/api/emails", endpoint="api.send_email", methods=["POST"]),
     Rule("/api/emails/<int:email_id>", endpoint="api.show_email", methods=["GET"]),
     Rule("/api/emails/<int:email_id>", endpoint="api.delete_email", methods=["DELETE"]),
     Rule("/api/emails/<int:email_id>/cancel", endpoint="api.cancel_email", methods=["POST"]),
+    Rule("/api/consent", endpoint="api.show_consent", methods=["GET"]),
+    Rule("/api/consent", endpoint="api.record_consent", methods=["POST"]),
     Rule("/api/records/<any(contact, account, lead):record_type>/<int:record_id>/emails", endpoint="api.record_emails",
          methods=["GET"]),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from werkzeug.exceptions import NotFound
@@ -10,9 +11,9 @@ from werkzeug.wrappers import Response
 
 from ..db import MAX_ID
 from ..http import AppRequest, admin_only, json_response
-from ..models import Account, Record
+from ..models import Account, Record, utcnow
 from ..paging import Page, page_number
-from ..people import suppression
+from ..people import consent, consent_proof, suppression
 from ..records import addresses, csv_import, fields, related, search, store
 from ..timeline import SHOWN as TIMELINE_SHOWN
 from ..timeline import timeline
@@ -97,16 +98,17 @@ def create_record(request: AppRequest, section: str) -> Response:
                                notice=f"Created {noun} {record.display_name}.")
 
 
-def show_record(request: AppRequest, section: str, record_id: int) -> Response:
+def show_record(request: AppRequest, section: str, record_id: int, consent_entry: dict[str, str] | None = None,
+                consent_errors: dict[str, str] | None = None) -> Response:
     record = _record_or_404(request, section, record_id)
     emails = related.related_emails(request.db, SECTIONS[section], record_id)
     contacts = store.contacts_of(request.db, record_id) if section == "accounts" else []
-    return request.render("records/detail.html", **_context(section, record=record, emails=emails, contacts=contacts,
-                                                            timeline=timeline(request.db, record),
-                                                            timeline_shown=TIMELINE_SHOWN,
-                                                            address=suppression.state(request.db, record.email),
-                                                            address_history=suppression.history(request.db,
-                                                                                                record.email)))
+    return request.render("records/detail.html", status=400 if consent_errors else 200, **_context(
+        section, record=record, emails=emails, contacts=contacts, timeline=timeline(request.db, record),
+        timeline_shown=TIMELINE_SHOWN, address=suppression.state(request.db, record.email),
+        address_history=suppression.history(request.db, record.email),
+        consent=consent_proof.proof(request.db, record.email), consent_states=consent.STATES,
+        consent_entry=consent_entry or {}, consent_errors=consent_errors or {}))
 
 
 def edit_record(request: AppRequest, section: str, record_id: int) -> Response:
@@ -139,6 +141,57 @@ def lift_opt_out(request: AppRequest, section: str, record_id: int) -> Response:
     else:
         notice = f"Nothing changed: {record.email or 'this record'} is not opted out."
     return request.redirect_to("records.show_record", section=section, record_id=record.id, notice=notice)
+
+
+def record_consent(request: AppRequest, section: str, record_id: int) -> Response:
+    """Any signed-in staff user states the consent of the record's address, with a note saying how
+    they know (kept in its history with their name): the person said so on the phone, in writing..."""
+    record = _record_or_404(request, section, record_id)
+    entry = {"state": request.form.get("state", ""), "note": request.form.get("note", "")}
+    if not record.email:
+        raise NotFound(f"this {fields.NOUNS[SECTIONS[section]][0]} has no email address")
+    errors = {}
+    if entry["state"] not in consent.STATES:
+        errors["state"] = "choose granted, refused or withdrawn"
+    if not entry["note"].strip():
+        errors["note"] = "say how you know (for example: asked by phone on 3 March, letter of 4 March)"
+    if not errors:
+        try:
+            consent.record(request.db, record.email, entry["state"], consent.STAFF, entry["note"],
+                           consent.Evidence(user_name=request.user.name))
+        except consent.ConsentError as exc:
+            errors["note"] = str(exc)
+    if errors:
+        request.db.rollback()
+        return show_record(request, section, record_id, entry, errors)
+    request.db.commit()
+    return request.redirect_to("records.show_record", section=section, record_id=record.id,
+                               notice=f"Recorded: {record.email} {entry['state']} consent to measuring their reading.")
+
+
+def _consent_proof(request: AppRequest, section: str, record_id: int) -> tuple[Record, consent_proof.ConsentProof]:
+    record = _record_or_404(request, section, record_id)
+    if not record.email:
+        raise NotFound(f"this {fields.NOUNS[SECTIONS[section]][0]} has no email address")
+    return record, consent_proof.proof(request.db, record.email)
+
+
+def _download(body: bytes, mimetype: str, section: str, record_id: int, extension: str) -> Response:
+    filename = f"coretrack-consent-{SECTIONS[section]}-{record_id}-{utcnow():%Y%m%d-%H%M}.{extension}"
+    return Response(body, mimetype=mimetype, headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                                                      "X-Content-Type-Options": "nosniff"})
+
+
+def export_consent_csv(request: AppRequest, section: str, record_id: int) -> Response:
+    """The address's consent and its every change with their evidence, for an access request."""
+    _, found = _consent_proof(request, section, record_id)
+    return _download(consent_proof.as_csv(found, request.time_zone), "text/csv", section, record_id, "csv")
+
+
+def export_consent_json(request: AppRequest, section: str, record_id: int) -> Response:
+    _, found = _consent_proof(request, section, record_id)
+    body = json.dumps(consent_proof.as_json(found), indent=2, ensure_ascii=False).encode("utf-8")
+    return _download(body, "application/json", section, record_id, "json")
 
 
 @admin_only
@@ -184,7 +237,8 @@ def import_records(request: AppRequest, section: str) -> Response:
         # rather than answered by Apache's timeout.
         result = csv_import.import_csv(request.db, SECTIONS[section], upload.stream,
                                           skip_duplicates=request.form.get("duplicates") != "create",
-                                          max_rows=csv_import.MAX_PAGE_ROWS, seconds=csv_import.PAGE_SECONDS)
+                                          max_rows=csv_import.MAX_PAGE_ROWS, seconds=csv_import.PAGE_SECONDS,
+                                          user_name=request.user.name)
     except ValidationError as exc:
         return _import_page(request, section, errors=exc.errors)
     return _import_page(request, section, result)
@@ -201,6 +255,9 @@ rules = [
     Rule(f"/{SECTION}/<int:record_id>/edit", endpoint="records.edit_record", methods=["GET"]),
     Rule(f"/{SECTION}/<int:record_id>/edit", endpoint="records.update_record", methods=["POST"]),
     Rule(f"/{SECTION}/<int:record_id>/lift-opt-out", endpoint="records.lift_opt_out", methods=["POST"]),
+    Rule(f"/{SECTION}/<int:record_id>/consent", endpoint="records.record_consent", methods=["POST"]),
+    Rule(f"/{SECTION}/<int:record_id>/consent.csv", endpoint="records.export_consent_csv", methods=["GET"]),
+    Rule(f"/{SECTION}/<int:record_id>/consent.json", endpoint="records.export_consent_json", methods=["GET"]),
     Rule(f"/{SECTION}/<int:record_id>/delete", endpoint="records.confirm_delete", methods=["GET"]),
     Rule(f"/{SECTION}/<int:record_id>/delete", endpoint="records.delete_record", methods=["POST"]),
 ]
