@@ -217,3 +217,17 @@ def test_notifications_tell_of_measured_recipients_only(app, db, news):
     db.expire_all()
     assert [n.recipient.address for n in db.scalars(select(Notification))] == ["ann@example.test"]
     assert notifications.notify(app.Session, app.config) == 0  # una's stale open is never told
+
+
+def test_a_records_related_list_says_not_measured_instead_of_showing_zeros(staff, db, users, news):
+    again = Email(subject="Later", html_body="<p>x</p>", sender_id=users["sam"].id, from_address="crm@example.test",
+                  status="sent", sent_at=SENT, created_at=SENT)
+    again.recipients = [Recipient(address="una@example.test", token="token-una-later", status="sent", tracked=True,
+                                  contact_id=news.una.id)]
+    db.add(again)
+    db.commit()
+    rows = {words(row.select("td")[0]): [words(td) for td in row.select("td")[4:8]]
+            for row in staff.get(f"/contacts/{news.una.id}").html.select("table[aria-labelledby=emails] tbody tr")}
+    assert rows == {"News": ["not measured", "—", "—", "—"], "Later": ["0", "0", "—", "0"]}
+    [ann_row] = staff.get(f"/contacts/{news.ann.id}").html.select("table[aria-labelledby=emails] tbody tr")
+    assert [words(td) for td in ann_row.select("td")[4:6]] == ["2", "2"]

@@ -107,5 +107,12 @@ def access_events(session: Session, email_id: int, limit: int = 200) -> list[tup
     )
 
 
+def unmeasured_emails(session: Session, recipients: ColumnElement[bool]) -> set[int]:
+    """The emails in which none of the ``recipients`` (a record's: records/related.recipient_condition)
+    had their reading measured: the record's page says so instead of showing their zeros as unread."""
+    return set(session.scalars(select(Recipient.email_id).where(recipients).group_by(Recipient.email_id)
+                               .having(func.max(case((Recipient.tracked, 1), else_=0)) == 0)))
+
+
 def sender_names(session: Session) -> list[str]:
     return list(session.scalars(select(User.name).where(User.id.in_(select(Email.sender_id))).order_by(User.name)))

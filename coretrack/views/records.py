@@ -14,6 +14,7 @@ from ..models import Account, Record
 from ..paging import Page, page_number
 from ..people import suppression
 from ..records import addresses, csv_import, fields, related, search, store
+from ..reports import email_list
 from ..timeline import SHOWN as TIMELINE_SHOWN
 from ..timeline import timeline
 from ..validation import ValidationError, whole_number
@@ -100,8 +101,10 @@ def create_record(request: AppRequest, section: str) -> Response:
 def show_record(request: AppRequest, section: str, record_id: int) -> Response:
     record = _record_or_404(request, section, record_id)
     emails = related.related_emails(request.db, SECTIONS[section], record_id)
+    unmeasured = email_list.unmeasured_emails(request.db, related.recipient_condition(SECTIONS[section], record_id))
     contacts = store.contacts_of(request.db, record_id) if section == "accounts" else []
     return request.render("records/detail.html", **_context(section, record=record, emails=emails, contacts=contacts,
+                                                            unmeasured=unmeasured,
                                                             timeline=timeline(request.db, record),
                                                             timeline_shown=TIMELINE_SHOWN,
                                                             address=suppression.state(request.db, record.email),
