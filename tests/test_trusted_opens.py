@@ -124,7 +124,8 @@ def test_the_email_page_shows_likely_human_opens_beside_all_loads(staff, mixed):
     email, _ = mixed
     page = staff.get(f"/emails/{email.id}")
     stats = page.html.select_one("ul.stats").text
-    assert "1 opened, likely by a person (33%); 2 loaded the image at all" in " ".join(stats.split())
+    assert ("1 opened, likely by a person (33% of 3 measured recipients); 2 loaded the image at all"
+            in " ".join(stats.split()))
     assert "5 accesses (image loads); 2 likely-human opens" in " ".join(stats.split())
     rows = {row.select("td")[0].text: [td.text for td in row.select("td")[5:7]]
             for row in page.html.select("table[aria-labelledby=recipients] tbody tr")}
@@ -158,8 +159,8 @@ def test_the_open_rate_counts_likely_human_opens_with_the_load_rate_beside_it(st
     assert (row["delivered"], row["opened"], row["open_rate"], row["loaded"], row["load_rate"], row["accesses"],
             row["human_opens"]) == (3, 1, 33.3, 2, 66.7, 5, 2)
     exported = list(csv.DictReader(io.StringIO(staff.get("/reports/emails.csv").body.decode("utf-8-sig"))))
-    assert [(r["Opened"], r["Open rate (%)"], r["Loaded the image"], r["Load rate (%)"], r["Accesses"],
-             r["Likely-human opens"]) for r in exported] == [("1", "33.3", "2", "66.7", "5", "2")]
+    assert [(r["Opened"], r["Open rate (% of measured)"], r["Loaded the image"], r["Load rate (% of measured)"],
+             r["Accesses"], r["Likely-human opens"]) for r in exported] == [("1", "33.3", "2", "66.7", "5", "2")]
 
 
 def test_the_recipients_and_records_reports_show_both_counts(staff, mixed):

@@ -143,8 +143,9 @@ class TemplateAttachment(StoredFile, Base):
     template: Mapped[EmailTemplate] = relationship(back_populates="attachments")
 
 
-# Reports aggregate recipients per email and per record from these indexes alone (covering: no table reads).
-_STATS = ("status", "access_count", "last_access", "human_opens", "first_human_at", "click_count")
+# Reports aggregate recipients per email and per record from these indexes alone (covering: no table reads);
+# ``tracked`` tells the measured recipients, the only ones a rate counts.
+_STATS = ("status", "access_count", "last_access", "human_opens", "first_human_at", "click_count", "tracked")
 
 
 _TO_NOTIFY = "first_human_at IS NOT NULL AND notified_at IS NULL"

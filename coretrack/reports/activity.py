@@ -1,4 +1,5 @@
-"""The Activity report: accesses and unique opens per day or hour over a range, one statement per bucket."""
+"""The Activity report: accesses and unique opens per day or hour over a range, one statement per bucket;
+beside them, apart, the anonymous loads of the unmeasured recipients' shared images per day."""
 
 from __future__ import annotations
 
@@ -12,11 +13,20 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import CTE
 
 from .. import localtime
-from ..models import AccessEvent, Email, Recipient
+from ..models import AccessEvent, AnonymousTotal, Email, Recipient
 from ..paging import Page
 from . import chart
 from .filters import Filters
-from .report import HUMAN_OPENS, Column, Report, Row, email_conditions, number_column, recipient_conditions
+from .report import (
+    ANONYMOUS,
+    HUMAN_OPENS,
+    Column,
+    Report,
+    Row,
+    email_conditions,
+    number_column,
+    recipient_conditions,
+)
 
 if TYPE_CHECKING:
     from .report import AnySelect
@@ -38,6 +48,9 @@ class Activity:
     rows: list[Row]  # {"bucket": "2026-03-01" | "2026-03-01 13:00", "accesses", "unique_opens"}
     total_accesses: int
     unique_recipients: int  # over the whole range: not the sum of the buckets
+    # Loads of the unmeasured recipients' anonymous images over the range's days (kept per UTC day, so
+    # none per hour); None under a filter on recipients, which they belong to none of.
+    anonymous_loads: int | None = None
 
     @property
     def peak(self) -> int:
@@ -47,7 +60,9 @@ class Activity:
 class ActivityReport(Report):
     name, title = "activity", "Activity"
     columns = (Column("bucket", "Time", "time_label"), number_column("accesses", "Accesses"),
-               number_column("unique_opens", "Unique opens"), HUMAN_OPENS)
+               number_column("unique_opens", "Unique opens"), HUMAN_OPENS, ANONYMOUS[0])
+    note = ("Accesses and opens are the measured recipients' only; anonymous loads (of unmeasured "
+            "recipients' shared image, counted per day in UTC) are apart and never in them.")
     default_sort, tie_breakers = "bucket", ()
 
     @staticmethod
@@ -123,11 +138,28 @@ class ActivityReport(Report):
         parts = [self._bucket(kept, start.isoformat(), start, stop) for _, start, stop in buckets]
         whole_range = self._bucket(kept, "total", starts[0], starts[-1])
         found = {row.bucket: row for row in session.execute(union_all(*parts, whole_range))}
+        anonymous = self.anonymous_loads(session, filters, first, last)
         rows = [{"bucket": name, "accesses": found[start.isoformat()].accesses,
                  "unique_opens": found[start.isoformat()].unique_opens,
-                 "human_opens": found[start.isoformat()].human_opens} for name, start, _ in buckets]
+                 "human_opens": found[start.isoformat()].human_opens,
+                 "anonymous_loads": anonymous.get(name, 0) if anonymous is not None and filters.by == "day" else None}
+                for name, start, _ in buckets]
         total = found["total"]
-        return Activity(first, last, filters.by, rows, total.accesses, total.unique_opens)
+        return Activity(first, last, filters.by, rows, total.accesses, total.unique_opens,
+                        None if anonymous is None else sum(anonymous.values()))
+
+    @staticmethod
+    def anonymous_loads(session: Session, filters: Filters, first: date, last: date) -> dict[str, int] | None:
+        """Anonymous loads per day ("2026-03-01") of the emails the filters keep, over [first, last];
+        None when the filters choose recipients (the anonymous totals belong to none)."""
+        if recipient_conditions(filters):
+            return None
+        statement = (select(AnonymousTotal.day, func.sum(AnonymousTotal.loads))
+                     .where(AnonymousTotal.day >= first, AnonymousTotal.day <= last).group_by(AnonymousTotal.day))
+        kept_emails = email_conditions(filters, dated=False)
+        if kept_emails:
+            statement = statement.join(Email, Email.id == AnonymousTotal.email_id).where(*kept_emails)
+        return {day.isoformat(): int(loads) for day, loads in session.execute(statement)}
 
     @staticmethod
     def sorted_rows(activity: Activity, filters: Filters) -> list[Row]:

@@ -4,16 +4,17 @@ per-email counts, access events."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, func, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, not_, select
 from sqlalchemy.orm import Session
 
 from .. import localtime
-from ..models import AccessEvent, Email, Recipient, User
+from ..models import AccessEvent, AnonymousTotal, Email, Recipient, User
 from .filters import Filters
+from .report import measured_sum
 
 
 def emails_statement(filters: Filters) -> Select[Email]:
@@ -42,15 +43,29 @@ class EmailCounts:
     pending: int = 0  # not yet handed to the mail server: what a cancel stops
     loaded: int = 0  # recipients whose image was loaded at all, by anyone or anything
     human_opens: int = 0  # the likely-human loads among the accesses
+    # Delivered to, their reading measured (recipients.tracked): the base of every rate.  The others'
+    # reading is only the email's anonymous totals (AnonymousCounts), never part of a rate.
+    measured: int = 0
+    unmeasured: int = 0  # delivered to, their reading not measured
+    # The email's anonymous totals (anonymous_totals, summed over its days): its unmeasured recipients'
+    # loads of the shared image, and what deleted measurements amounted to.
+    anonymous_loads: int = 0
+    anonymous_human_loads: int = 0
+    anonymous_clicks: int = 0
 
     @property
     def done(self) -> int:
         return self.sent + self.failed + self.skipped + self.cancelled
 
+    def rate(self, count: int) -> int | None:
+        """``count`` as a whole percentage of the measured recipients (None when there are none)."""
+        return round(100 * count / self.measured) if self.measured else None
+
 
 def email_counts(session: Session, email_ids: Iterable[int]) -> dict[int, EmailCounts]:
     """Recipients, recipients who opened (likely-human) and whose image loaded at all, accesses and
-    likely-human opens, and delivery counts, per email, in one query."""
+    likely-human opens, delivery counts and the measured and unmeasured recipients, per email, in one
+    query; the anonymous totals in another."""
     ids = list(email_ids)
     counts = {email_id: EmailCounts() for email_id in ids}
     if not ids:
@@ -59,17 +74,26 @@ def email_counts(session: Session, email_ids: Iterable[int]) -> dict[int, EmailC
     def number(condition: ColumnElement[bool]) -> ColumnElement[Any]:
         return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
+    sent = Recipient.status == "sent"
     rows = session.execute(
         select(
-            Recipient.email_id, func.count(), number(Recipient.first_human_at.is_not(None)),
-            func.coalesce(func.sum(Recipient.access_count), 0), number(Recipient.status == "sent"),
+            Recipient.email_id, func.count(), number(and_(Recipient.tracked, Recipient.first_human_at.is_not(None))),
+            measured_sum(Recipient.access_count), number(sent),
             number(Recipient.status == "failed"), number(Recipient.status == "skipped"),
             number(Recipient.status == "cancelled"), number(Recipient.status == "pending"),
-            number(Recipient.access_count > 0), func.coalesce(func.sum(Recipient.human_opens), 0),
+            number(and_(Recipient.tracked, Recipient.access_count > 0)), measured_sum(Recipient.human_opens),
+            number(and_(sent, Recipient.tracked)), number(and_(sent, not_(Recipient.tracked))),
         ).where(Recipient.email_id.in_(ids)).group_by(Recipient.email_id)
     )
     for email_id, *values in rows:
         counts[email_id] = EmailCounts(*(int(value) for value in values))
+    anonymous = session.execute(
+        select(AnonymousTotal.email_id, func.sum(AnonymousTotal.loads), func.sum(AnonymousTotal.human_loads),
+               func.sum(AnonymousTotal.clicks)).where(AnonymousTotal.email_id.in_(ids)).group_by(AnonymousTotal.email_id)
+    )
+    for email_id, loads, human_loads, clicks in anonymous:
+        counts[email_id] = replace(counts[email_id], anonymous_loads=int(loads), anonymous_human_loads=int(human_loads),
+                                   anonymous_clicks=int(clicks))
     return counts
 
 
@@ -81,6 +105,13 @@ def access_events(session: Session, email_id: int, limit: int = 200) -> list[tup
             .order_by(AccessEvent.at.desc(), AccessEvent.id.desc()).limit(limit)
         )
     )
+
+
+def unmeasured_emails(session: Session, recipients: ColumnElement[bool]) -> set[int]:
+    """The emails in which none of the ``recipients`` (a record's: records/related.recipient_condition)
+    had their reading measured: the record's page says so instead of showing their zeros as unread."""
+    return set(session.scalars(select(Recipient.email_id).where(recipients).group_by(Recipient.email_id)
+                               .having(func.max(case((Recipient.tracked, 1), else_=0)) == 0)))
 
 
 def sender_names(session: Session) -> list[str]:

@@ -28,6 +28,8 @@ def csv_cell(value: object, time_zone: ZoneInfo | None = None) -> str | int | fl
     times in ``time_zone`` (UTC if None), without an offset: the column's header names the zone."""
     if value is None:
         return ""
+    if isinstance(value, bool):  # a flag column (before int: a bool is one)
+        return "yes" if value else "no"
     if isinstance(value, datetime):
         local = localtime.local(value, time_zone or ZoneInfo("UTC"))
         return local.replace(tzinfo=None).isoformat(sep=" ", timespec="seconds")

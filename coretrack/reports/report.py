@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, RowMapping, Select, case, func, select
+from sqlalchemy import ColumnElement, RowMapping, Select, case, func, null, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from .. import localtime
-from ..models import Contact, Email, Lead, Recipient, User
+from ..models import AnonymousTotal, Contact, Email, Lead, Recipient, User
 from .filters import Filters
 
 if TYPE_CHECKING:
@@ -32,8 +32,9 @@ Row = dict[str, Any]
 class Column:
     key: str  # the row key, the sort key, the CSV column and the JSON field
     label: str
-    kind: str = "text"  # text | number | percent | time | status
+    kind: str = "text"  # text | number | percent | time | status | flag
     descending_first: bool = False  # the first click on its header sorts high to low
+    base: str = ""  # a rate's: the key of the column holding its base (how many it is a share of)
 
     @property
     def numeric(self) -> bool:
@@ -54,6 +55,19 @@ ACCESSES, LAST_ACCESS = number_column("accesses", "Accesses"), time_column("last
 HUMAN_OPENS = number_column("human_opens", "Likely-human opens")
 # Clicks on the email's rewritten links (scanners' included: each click event keeps its verdict).
 CLICKS = number_column("clicks", "Clicks")
+# Whose reading was measured (recipients.tracked, decided as each message went) and whose was not: a
+# rate is a share of the measured recipients its email was delivered to, never of the others.  The
+# unmeasured recipients' reading is only ever the email's anonymous totals (anonymous_totals), shown
+# in columns of their own and never added to a measured count.
+MEASURED = number_column("measured", "Measured recipients")
+UNMEASURED = number_column("unmeasured", "Unmeasured recipients")
+ANONYMOUS = (number_column("anonymous_loads", "Anonymous loads"),
+             number_column("anonymous_human_loads", "Anonymous likely-human loads"),
+             number_column("anonymous_clicks", "Anonymous clicks"))
+
+
+def rate_column(key: str, label: str, base: str = "measured") -> Column:
+    return Column(key, label, "percent", descending_first=True, base=base)
 
 
 def day_range_condition(column: InstrumentedAttribute[datetime | None], filters: Filters) -> list[ColumnElement[bool]]:
@@ -92,6 +106,25 @@ def count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
+def measured_sum(column: ColumnElement[int] | InstrumentedAttribute[int]) -> ColumnElement[int]:
+    """The column summed over measured recipients only (the others' counts stay 0 anyway: nothing of
+    their reading is recorded, so this only makes sure no count can ever mix them in)."""
+    return func.coalesce(func.sum(case((Recipient.tracked, column), else_=0)), 0)
+
+
+def anonymous_sums(email_id: ColumnElement[int] | InstrumentedAttribute[int],
+                   filters: Filters) -> list[ColumnElement[Any]]:
+    """The email's anonymous totals (loads, likely-human loads, clicks) as the ANONYMOUS columns.
+    They belong to no recipient, so a filter on recipients (status, record type) cannot apply to
+    them: they are then left empty rather than shown as if they matched it."""
+    if recipient_conditions(filters):
+        return [null().label(column.key) for column in ANONYMOUS]
+    return [select(func.coalesce(func.sum(total), 0)).where(AnonymousTotal.email_id == email_id)
+            .scalar_subquery().label(column.key)
+            for total, column in zip((AnonymousTotal.loads, AnonymousTotal.human_loads, AnonymousTotal.clicks),
+                                     ANONYMOUS, strict=True)]
+
+
 def person_name(model: type[Contact] | type[Lead]) -> ColumnElement[str]:
     return func.trim(model.first_name + " " + model.last_name)
 
@@ -101,6 +134,7 @@ class Report:
 
     name: str
     title: str
+    note = ""  # what its page says of whose reading its figures count, after the count of rows
     columns: tuple[Column, ...]
     default_sort: str
     # After the chosen column: ending with a unique column, so pages never overlap.

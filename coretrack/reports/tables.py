@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ColumnElement, RowMapping, String, case, distinct, func, literal, null, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    RowMapping,
+    String,
+    and_,
+    case,
+    distinct,
+    func,
+    literal,
+    not_,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import Subquery
 
@@ -13,17 +26,23 @@ from ..paging import Page
 from .filters import Filters
 from .report import (
     ACCESSES,
+    ANONYMOUS,
     CLICKS,
     HUMAN_OPENS,
     LAST_ACCESS,
+    MEASURED,
     RECORD_KEYS,
+    UNMEASURED,
     Column,
     Report,
     Row,
+    anonymous_sums,
     count_if,
     email_conditions,
+    measured_sum,
     number_column,
     person_name,
+    rate_column,
     recipient_conditions,
     time_column,
 )
@@ -34,39 +53,50 @@ if TYPE_CHECKING:
 
 class EmailsReport(Report):
     name, title = "emails", "Emails"
+    note = ("Rates are shares of the measured recipients each email was delivered to (those whose reading "
+            "was measured); the unmeasured recipients' reading is only the email's anonymous totals, in "
+            "columns of their own and never in a rate.")
     columns = (
         Column("subject", "Subject"),
         Column("sender", "Sender"),
         time_column("sent_at", "Sent at"),
         number_column("recipients", "Recipients"),
         number_column("delivered", "Delivered"),
+        MEASURED,
         number_column("opened", "Opened"),
-        number_column("open_rate", "Open rate (%)", "percent"),
+        rate_column("open_rate", "Open rate (% of measured)"),
         number_column("loaded", "Loaded the image"),
-        number_column("load_rate", "Load rate (%)", "percent"),
+        rate_column("load_rate", "Load rate (% of measured)"),
         ACCESSES,
         HUMAN_OPENS,
         CLICKS,
         LAST_ACCESS,
+        UNMEASURED,
+        *ANONYMOUS,
     )
     default_sort, tie_breakers = "sent_at", (("email_id", True),)
     total_in_window = True
 
     def statement(self, filters: Filters) -> AnySelect:
+        # Rates are shares of the measured recipients the email was delivered to; the unmeasured ones
+        # (their reading never recorded) are counted apart, beside the email's anonymous totals.
         delivered = count_if(Recipient.status == "sent")
-        opened = count_if(Recipient.first_human_at.is_not(None))
-        loaded = count_if(Recipient.access_count > 0)
+        measured = count_if(and_(Recipient.status == "sent", Recipient.tracked))
+        opened = count_if(and_(Recipient.tracked, Recipient.first_human_at.is_not(None)))
+        loaded = count_if(and_(Recipient.tracked, Recipient.access_count > 0))
         return (
             select(
                 Email.id.label("email_id"), Email.subject.label("subject"), User.name.label("sender"),
                 Email.sent_at.label("sent_at"), func.count(Recipient.id).label("recipients"),
-                delivered.label("delivered"), opened.label("opened"),
-                (opened * 100.0 / func.nullif(delivered, 0)).label("open_rate"),
-                loaded.label("loaded"), (loaded * 100.0 / func.nullif(delivered, 0)).label("load_rate"),
-                func.coalesce(func.sum(Recipient.access_count), 0).label("accesses"),
-                func.coalesce(func.sum(Recipient.human_opens), 0).label("human_opens"),
-                func.coalesce(func.sum(Recipient.click_count), 0).label("clicks"),
+                delivered.label("delivered"), measured.label("measured"), opened.label("opened"),
+                (opened * 100.0 / func.nullif(measured, 0)).label("open_rate"),
+                loaded.label("loaded"), (loaded * 100.0 / func.nullif(measured, 0)).label("load_rate"),
+                measured_sum(Recipient.access_count).label("accesses"),
+                measured_sum(Recipient.human_opens).label("human_opens"),
+                measured_sum(Recipient.click_count).label("clicks"),
                 func.max(Recipient.last_access).label("last_access"),
+                count_if(and_(Recipient.status == "sent", not_(Recipient.tracked))).label("unmeasured"),
+                *anonymous_sums(Email.id, filters),
             )
             .join(Recipient, Recipient.email_id == Email.id)
             .join(User, User.id == Email.sender_id)
@@ -84,12 +114,14 @@ class EmailsReport(Report):
 
 class RecipientsReport(Report):
     name, title = "recipients", "Recipients"
+    note = "An unmeasured recipient's reading was not recorded: their zeros say nothing of it."
     columns = (
         Column("subject", "Email"),
         Column("address", "Address"),
         Column("record_type", "Record type"),
         Column("record", "Related record"),
         Column("status", "Status", "status"),
+        Column("measured", "Reading measured", "flag"),
         ACCESSES,
         HUMAN_OPENS,
         CLICKS,
@@ -128,7 +160,8 @@ class RecipientsReport(Report):
                 func.coalesce(Recipient.contact_id, Recipient.account_id, Recipient.lead_id).label("record_id"),
                 func.coalesce(person_name(Contact), Account.name, person_name(Lead)).label("record"),
                 case((record_type.is_(None), null()), else_=Recipient.name).label("record_sort_name"),
-                Recipient.status.label("status"), Recipient.access_count.label("accesses"),
+                Recipient.status.label("status"), Recipient.tracked.label("measured"),
+                Recipient.access_count.label("accesses"),
                 Recipient.human_opens.label("human_opens"),
                 Recipient.click_count.label("clicks"),
                 Recipient.first_access.label("first_access"), Recipient.last_access.label("last_access"),
@@ -142,12 +175,14 @@ class RecipientsReport(Report):
 
 
 class RecordsReport(Report):
-    """One kind of record at a time (contacts unless ``record_type`` says otherwise)."""
+    """One kind of record at a time (contacts unless ``record_type`` says otherwise), from the email
+    whose reading was measured for it only: an unmeasured message's zeros say nothing of its reading."""
 
     name, title = "records", "Records"
+    note = "Only email whose reading was measured for the record counts here."
     columns = (
         Column("record", "Record"),
-        number_column("emails", "Emails sent"),
+        number_column("emails", "Measured emails"),
         number_column("opened", "Opened"),
         number_column("loaded", "Loaded the image"),
         ACCESSES,
@@ -167,17 +202,18 @@ class RecordsReport(Report):
     @staticmethod
     def _sent_to(record_type: str) -> Subquery:
         """(record_id, email_id, status, access_count, last_access, human_opens, first_human_at) of each
-        recipient that is the record."""
+        measured recipient that is the record."""
         columns = (Recipient.email_id, Recipient.status, Recipient.access_count, Recipient.last_access,
                    Recipient.human_opens, Recipient.first_human_at)
         if record_type != "account":
             key = RECORD_KEYS[record_type]
-            return select(key.label("record_id"), *columns).where(key.is_not(None)).subquery()
+            return select(key.label("record_id"), *columns).where(key.is_not(None), Recipient.tracked).subquery()
         # An account's row rolls up email sent to it and to its contacts.
         return union_all(
-            select(Recipient.account_id.label("record_id"), *columns).where(Recipient.account_id.is_not(None)),
+            select(Recipient.account_id.label("record_id"), *columns)
+            .where(Recipient.account_id.is_not(None), Recipient.tracked),
             select(Contact.account_id, *columns).join(Contact, Contact.id == Recipient.contact_id)
-            .where(Contact.account_id.is_not(None)),
+            .where(Contact.account_id.is_not(None), Recipient.tracked),
         ).subquery()
 
     def statement(self, filters: Filters) -> AnySelect:

@@ -15,6 +15,7 @@ from ..models import Account, Record, utcnow
 from ..paging import Page, page_number
 from ..people import consent, consent_proof, suppression
 from ..records import addresses, csv_import, fields, related, search, store
+from ..reports import email_list
 from ..timeline import SHOWN as TIMELINE_SHOWN
 from ..timeline import timeline
 from ..validation import ValidationError, whole_number
@@ -102,10 +103,12 @@ def show_record(request: AppRequest, section: str, record_id: int, consent_entry
                 consent_errors: dict[str, str] | None = None) -> Response:
     record = _record_or_404(request, section, record_id)
     emails = related.related_emails(request.db, SECTIONS[section], record_id)
+    unmeasured = email_list.unmeasured_emails(request.db, related.recipient_condition(SECTIONS[section], record_id))
     contacts = store.contacts_of(request.db, record_id) if section == "accounts" else []
     return request.render("records/detail.html", status=400 if consent_errors else 200, **_context(
-        section, record=record, emails=emails, contacts=contacts, timeline=timeline(request.db, record),
-        timeline_shown=TIMELINE_SHOWN, address=suppression.state(request.db, record.email),
+        section, record=record, emails=emails, contacts=contacts, unmeasured=unmeasured,
+        timeline=timeline(request.db, record), timeline_shown=TIMELINE_SHOWN,
+        address=suppression.state(request.db, record.email),
         address_history=suppression.history(request.db, record.email),
         consent=consent_proof.proof(request.db, record.email), consent_states=consent.STATES,
         consent_entry=consent_entry or {}, consent_errors=consent_errors or {}))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
+from werkzeug.exceptions import NotFound
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
@@ -15,6 +18,12 @@ from ..people import consent
 from ..setting_definitions import BY_KEY, DEFINITIONS, SettingDef
 from ..settings import MASK, SettingsService
 from ..validation import ValidationError
+
+# Installed wheels carry the documentation inside the package; a checkout has it at the top.
+PACKAGE_DIR = Path(__file__).parent.parent
+PRIVACY_DOCS = [PACKAGE_DIR / "docs" / "privacy.md", PACKAGE_DIR.parent / "docs" / "privacy.md"]
+# The section the Tracking group links: from its heading to the next one of its level.
+CONSENT_SECTION = re.compile(r"^## Consent\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
 
 INPUT_TYPES = {"int": "number", "secret": "password", "address": "email", "optional_address": "email", "url": "url",
                "text": "text", "ec_public_key": "text",
@@ -103,6 +112,25 @@ def save_settings(request: AppRequest) -> Response:
     return request.redirect_to("settings.settings_page", notice=notice)
 
 
+def consent_section() -> str | None:
+    """The Consent section of docs/privacy.md as written (Markdown), or None if it cannot be found."""
+    for path in PRIVACY_DOCS:
+        if path.is_file():
+            found = CONSENT_SECTION.search(path.read_text(encoding="utf-8"))
+            return found.group(0).strip() if found else None
+    return None
+
+
+@admin_only
+def tracking_policies(request: AppRequest) -> Response:
+    """The documentation of the tracking policies and the law they follow, which the Tracking group
+    links to: staff read it in the app, from the same text as docs/privacy.md#consent."""
+    section = consent_section()
+    if section is None:
+        raise NotFound("The privacy documentation (docs/privacy.md) is not installed.")
+    return request.render("settings/policies.html", section="settings", text=section)
+
+
 @admin_only
 def check_bounces(request: AppRequest) -> Response:
     """Reads the bounce mailbox now, within this request (each step with its server at most
@@ -147,4 +175,5 @@ rules = [
     Rule("/settings/bounces/check", endpoint="settings.check_bounces", methods=["POST"]),
     Rule("/settings/consent-text", endpoint="settings.consent_text_page", methods=["GET"]),
     Rule("/settings/consent-text", endpoint="settings.save_consent_text", methods=["POST"]),
+    Rule("/settings/tracking-policies", endpoint="settings.tracking_policies", methods=["GET"]),
 ]
