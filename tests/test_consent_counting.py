@@ -19,10 +19,12 @@ from coretrack.models import (
     DeliveryEvent,
     Email,
     EmailLink,
+    Notification,
     Recipient,
     utcnow,
 )
 from coretrack.people import consent
+from coretrack.people.measurements import delete_measurements
 from coretrack.settings import SettingsService
 from coretrack.tracking import anonymous, clicks, tokens
 from coretrack.tracking.counting import count_hits, write_transaction
@@ -159,3 +161,31 @@ def test_sendgrid_opens_and_clicks_of_those_not_measured_keep_nothing_while_deli
                     (cid.id, "delivered")}
     assert [events_of(db, recipient)[0] for recipient in (ann, bob, cid)] == [1, 0, 0]
     assert db.get(Recipient, cid.id).delivery_status == "delivered"
+
+
+def test_a_hit_made_before_a_withdrawal_that_deleted_the_measurements_records_nothing_when_counted_after(
+        app, db, email):
+    ann, bob, _ = email.recipients
+    made = utcnow() - timedelta(seconds=30)  # made just before; its log line is read just after
+    consent.record(db, "ann@example.test", consent.WITHDRAWN, consent.PAGE, measurements_deleted=True)
+    consent.record(db, "bob@example.test", consent.WITHDRAWN, consent.PAGE)  # withdrawn, nothing deleted
+    db.commit()
+    assert count(app, [hit(ann.token, made), hit(bob.token, made)]) == 1
+    assert events_of(db, ann) == (0, 0)
+    assert events_of(db, bob) == (1, 1)
+
+
+def test_deleting_what_was_measured_also_deletes_providers_reports_of_reading_and_the_senders_notices(
+        app, db, email, users):
+    ann = email.recipients[0]
+    sendgrid.apply_events(db, app.secret, [
+        {"sg_event_id": f"{kind}-1", "event": kind, "timestamp": int(time.time()), sendgrid.UNIQUE_ARG: ann.token,
+         "url": "https://shop.example.com/", "useragent": PERSON, "ip": "198.51.100.7"}
+        for kind in ("open", "click", "delivered")])
+    db.add(Notification(user_id=users["sam"].id, email_id=email.id, recipient_id=ann.id, at=utcnow()))
+    db.commit()
+    delete_measurements(db, "ANN@example.test")
+    db.commit()
+    assert set(db.scalars(select(DeliveryEvent.event).where(DeliveryEvent.recipient_id == ann.id))) == {"delivered"}
+    assert db.scalar(select(func.count()).select_from(Notification)) == 0
+    assert db.get(Recipient, ann.id).notified_at is None

@@ -65,7 +65,7 @@ MACHINE_OPEN = "SendGrid sg_machine_open"
 # (invalid, or already on its bounce, unsubscribe or spam lists); other drops say nothing of it.
 _OPT_OUT_DROPS = frozenset({"invalid", "bounced address", "unsubscribed address", "spam reporting address"})
 # SendGrid's own open and click tracking: measurements of a person's reading, kept only for those measured.
-_READING_EVENTS = frozenset({"open", "click"})
+READING_EVENTS = frozenset({"open", "click"})
 _DELIVERY_EVENTS = {"processed": "processed", "deferred": "deferred", "delivered": "delivered",
                     "bounce": "bounced", "dropped": "dropped"}
 
@@ -216,7 +216,7 @@ def apply_events(session: Session, secret: bytes, events: list[dict[str, Any]]) 
             continue  # an erased person's: nothing of it is kept (its detail may name them), nothing applied
         at = _at(event)
         kind = event["event"]
-        if kind in _READING_EVENTS and recipient is not None and not (
+        if kind in READING_EVENTS and recipient is not None and not (
                 tracked and recipient.tracked and not stops.stopped(suppression.key(recipient.address), at)):
             # SendGrid's own open or click of someone whose reading is not measured (or no longer, by the
             # event's time): nothing of it is kept, even as a delivery report.

@@ -195,20 +195,27 @@ def history(session: Session, address: str) -> list[ConsentEvent]:
 class Stops:
     """When recording stopped for each of a set of addresses: a hit made at a time when the
     address's latest change (at or before it) was a refusal or a withdrawal records nothing, however
-    late it is counted (a log line read minutes after it was written)."""
+    late it is counted (a log line read minutes after it was written); nor does one made before a
+    withdrawal that deleted what had been measured (it belongs to what was deleted)."""
 
-    def __init__(self, changes: Iterable[tuple[str, datetime, str]]) -> None:
-        """``changes``: (lower-case address, when, state), in time order."""
+    def __init__(self, changes: Iterable[tuple[str, datetime, str, bool]]) -> None:
+        """``changes``: (lower-case address, when, state, whether it deleted the measurements), in time order."""
         self._times: dict[str, list[datetime]] = {}
         self._stopped: dict[str, list[bool]] = {}
-        for address, at, new_state in changes:
+        self._deleted_until: dict[str, datetime] = {}
+        for address, at, new_state, deleted in changes:
             self._times.setdefault(address, []).append(at)
             self._stopped.setdefault(address, []).append(new_state in STOPPING)
+            if deleted:
+                self._deleted_until[address] = max(at, self._deleted_until.get(address, at))
 
     def stopped(self, address: str, at: datetime) -> bool:
         times = self._times.get(address)
         if not times:
             return False
+        deleted_until = self._deleted_until.get(address)
+        if deleted_until is not None and at < deleted_until:
+            return True
         index = bisect.bisect_right(times, at)
         return self._stopped[address][index - 1] if index else False
 
@@ -216,11 +223,11 @@ class Stops:
     def of(cls, session: Session, addresses: Sequence[str]) -> Stops:
         """The history of ``addresses`` (any letter case), one query a chunk."""
         wanted = sorted({key(address) for address in addresses} - {""})
-        changes: list[tuple[str, datetime, str]] = []
+        changes: list[tuple[str, datetime, str, bool]] = []
         for start in range(0, len(wanted), _CHUNK):
-            changes.extend((address, at, new_state) for address, at, new_state in session.execute(
-                select(Address.address, ConsentEvent.at, ConsentEvent.state).join(Address)
-                .where(Address.address.in_(wanted[start:start + _CHUNK]))
+            changes.extend((address, at, new_state, deleted) for address, at, new_state, deleted in session.execute(
+                select(Address.address, ConsentEvent.at, ConsentEvent.state, ConsentEvent.measurements_deleted)
+                .join(Address).where(Address.address.in_(wanted[start:start + _CHUNK]))
                 .order_by(ConsentEvent.at, ConsentEvent.id)))
         return cls(changes)  # each address's changes in time order, as queried
 

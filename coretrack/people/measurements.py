@@ -1,5 +1,6 @@
 """Deleting what was measured about a person, on their withdrawal ("and delete what was measured about
-me"): their recipients' access and click events go and their counts are zeroed, and what those
+me"): their recipients' access and click events (and a provider's reports of their opens and clicks,
+and their senders' notifications of them) go and their counts are zeroed, and what those
 amounted to moves into the emails' anonymous totals, so each email's figures (measured plus anonymous)
 stay what they were while nothing in them points at the person any more.
 
@@ -20,7 +21,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..db import changed_rows
-from ..models import AccessEvent, AnonymousTotal, ClickEvent, Recipient, utcnow
+from ..delivery_reports import sendgrid
+from ..models import AccessEvent, AnonymousTotal, ClickEvent, DeliveryEvent, Notification, Recipient, utcnow
 
 _TOTALS = cast(Table, AnonymousTotal.__table__)
 _BULK = {"synchronize_session": False}  # rows changed in the database only: the session is expired after
@@ -96,9 +98,14 @@ def delete_measurements(session: Session, address: str) -> Deleted:
     for chunk in _chunks(ids):
         access_events += changed_rows(session, delete(AccessEvent).where(AccessEvent.recipient_id.in_(chunk)))
         click_events += changed_rows(session, delete(ClickEvent).where(ClickEvent.recipient_id.in_(chunk)))
+        # SendGrid's own reports of their reading, and their senders' "opened" notifications, go too.
+        session.execute(delete(DeliveryEvent).where(DeliveryEvent.recipient_id.in_(chunk),
+                                                    DeliveryEvent.event.in_(sendgrid.READING_EVENTS)),
+                        execution_options=_BULK)
+        session.execute(delete(Notification).where(Notification.recipient_id.in_(chunk)), execution_options=_BULK)
         session.execute(update(Recipient).where(Recipient.id.in_(chunk))
                         .values(access_count=0, human_opens=0, click_count=0, first_access=None,
-                                last_access=None, first_human_at=None), execution_options=_BULK)
+                                last_access=None, first_human_at=None, notified_at=None), execution_options=_BULK)
     session.expire_all()
     return Deleted(len(ids), access_events, click_events)
 

@@ -50,8 +50,9 @@ _SWITCHES = (
 _RECIPIENT_IDS = ("SELECT token, id, sent_at, delivery_at, address FROM recipients "
                   "WHERE token IN (?*) AND tracked AND NOT erased ORDER BY id")
 # The consent history of the batch's addresses: a hit made after a refusal or a withdrawal (by its own
-# time) records nothing (people/consent.Stops).
-_CONSENT_CHANGES = ("SELECT addresses.address, consent_history.at, consent_history.state FROM consent_history "
+# time), or before a withdrawal that deleted what was measured, records nothing (people/consent.Stops).
+_CONSENT_CHANGES = ("SELECT addresses.address, consent_history.at, consent_history.state, "
+                    "consent_history.measurements_deleted FROM consent_history "
                     "JOIN addresses ON addresses.id = consent_history.address_id "
                     "WHERE addresses.address IN (?*) ORDER BY consent_history.at, consent_history.id")
 # The recipients imported from coreBOS that the batch's coreBOS images may name (by mailid; the
@@ -179,8 +180,9 @@ def _count(driver: Driver, hits: Sequence[Hit], tracking_off: _TrackingSwitch) -
         times_of[recipient_id] = (None if sent_at is None else driver.read_time(sent_at),
                                   None if delivered_at is None else driver.read_time(delivered_at))
     addresses = sorted(set(address_of.values()))
-    stops = consent.Stops((address, driver.read_time(at), state) for address, at, state in driver.rows(
-        _CONSENT_CHANGES, addresses, len(addresses))) if addresses else consent.Stops(())
+    changes = driver.rows(_CONSENT_CHANGES, addresses, len(addresses)) if addresses else []
+    stops = consent.Stops((address, driver.read_time(at), state, bool(deleted))
+                          for address, at, state, deleted in changes)
     # In time order: events are made for a minute's first loads, later ones folded.  Hit ids break
     # ties, so concurrent batches holding the same hits insert them in the same order.
     candidates = sorted((hit for hit in hits if (token := token_of[hit.token]) in recipient_of
