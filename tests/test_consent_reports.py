@@ -231,3 +231,12 @@ def test_a_records_related_list_says_not_measured_instead_of_showing_zeros(staff
     assert rows == {"News": ["not measured", "—", "—", "—"], "Later": ["0", "0", "—", "0"]}
     [ann_row] = staff.get(f"/contacts/{news.ann.id}").html.select("table[aria-labelledby=emails] tbody tr")
     assert [words(td) for td in ann_row.select("td")[4:6]] == ["2", "2"]
+
+
+def test_the_api_gives_each_email_s_measured_base_and_its_anonymous_totals_apart(staff, news):
+    listed = staff.get("/api/emails").json["emails"]
+    summary = next(email for email in listed if email["id"] == news.email.id)
+    detail = staff.get(f"/api/emails/{news.email.id}").json
+    for shown in (summary, detail):
+        assert (shown["measured"], shown["unmeasured"], shown["opened"]) == (3, 5, 1)
+        assert shown["anonymous"] == {"loads": 12, "human_loads": 6, "clicks": 1}

@@ -44,6 +44,11 @@ def _email_summary(email: Email, counts: email_list.EmailCounts) -> dict[str, An
         "accesses": counts.accesses,
         "loaded": counts.loaded,
         "human_opens": counts.human_opens,
+        # Every count above is of measured recipients; the others' reading is only the anonymous totals.
+        "measured": counts.measured,
+        "unmeasured": counts.unmeasured,
+        "anonymous": {"loads": counts.anonymous_loads, "human_loads": counts.anonymous_human_loads,
+                      "clicks": counts.anonymous_clicks},
     }
 
 
