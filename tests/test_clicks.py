@@ -9,8 +9,8 @@ from email import message_from_bytes, policy
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import PUBLIC_URL
 from sqlalchemy import select
+from support.constants import PUBLIC_URL
 
 from coretrack.models import ClickEvent, Email, EmailLink, Recipient, utcnow
 from coretrack.sending.compose import compose, prepare
@@ -337,8 +337,8 @@ def through_apache_and_counted(server, token: str, clicks_made: int, workers: in
 @pytest.mark.slow
 def test_a_burst_of_concurrent_clicks_through_apache_keeps_a_bounded_number_of_events_and_counts_each(
         empty_database_url):
-    from apache_server import ApacheServer
-    from hit_load import make_recipients
+    from support.apache import ApacheServer
+    from support.hit_load import make_recipients
 
     server = ApacheServer("site", "/crm", database_url=empty_database_url, processes=2, threads=5).start()
     try:

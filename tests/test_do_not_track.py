@@ -7,8 +7,8 @@ import json
 
 import pytest
 import webtest
-from conftest import PUBLIC_URL
 from sqlalchemy import select
+from support.constants import PUBLIC_URL
 
 from coretrack.models import Contact, Email, Lead, Recipient
 from coretrack.records.fields import FIELDS

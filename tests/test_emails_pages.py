@@ -7,9 +7,9 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 import webtest
-from conftest import PUBLIC_URL
-from hit_load import wait_until
 from sqlalchemy import func, select
+from support.constants import PUBLIC_URL
+from support.hit_load import wait_until
 
 from coretrack.models import Contact, Email, Recipient
 from coretrack.people import suppression

@@ -12,11 +12,12 @@ from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner
-from conftest import PUBLIC_URL, free_port
-from hit_load import wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
+from support.constants import PUBLIC_URL
+from support.hit_load import wait_until
+from support.ports import free_port
 
 from coretrack.cli import main as cli_main
 from coretrack.models import Attachment, Contact, Email, Lead, Recipient, utcnow

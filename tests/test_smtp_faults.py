@@ -9,8 +9,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
-from conftest import SmtpSink
 from sqlalchemy import select
+from support.smtp_sink import SmtpSink
 
 from coretrack.models import Recipient
 from coretrack.sending import smtp

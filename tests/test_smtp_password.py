@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from conftest import SmtpSink, free_port
+from support.ports import free_port
+from support.smtp_sink import SmtpSink
 
 from coretrack.models import Recipient
 from coretrack.sending.compose import compose, prepare

@@ -440,9 +440,9 @@ def test_an_unsubscribe_and_a_sendgrid_spam_report_through_apache_suppress_typed
     import json
     import time
 
-    from apache_server import ApacheServer
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
+    from support.apache import ApacheServer
     from test_apache import make_recipient
     from test_sendgrid import public_key_text
 

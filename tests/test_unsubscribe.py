@@ -7,8 +7,8 @@ import re
 from email import message_from_bytes, policy
 
 import pytest
-from conftest import PUBLIC_URL
 from sqlalchemy import select
+from support.constants import PUBLIC_URL
 
 from coretrack.db import make_engine, make_session_factory
 from coretrack.models import Contact, Lead, Recipient, SettingChange
