@@ -19,6 +19,7 @@ from aiosmtpd.controller import Controller
 from support.constants import ADMIN_PASSWORD, PUBLIC_URL, STAFF_PASSWORD
 from support.ports import free_port
 from support.postgres import DATABASES, POSTGRES_URL, PostgresServer, PostgresTestDatabase
+from support.sending import Sender
 from support.smtp_sink import SmtpSink
 from support.tls import write_certificates
 
@@ -118,6 +119,21 @@ def standalone(config, users) -> webtest.TestApp:
     wsgi, application = create_standalone_app(config)
     yield webtest.TestApp(wsgi)
     application.close()
+
+
+@pytest.fixture
+def email_fields() -> dict:
+    """The email ``send`` sends where a test names no field of its own (a test file may override it
+    with the message its tests are about)."""
+    return {"to": ["ann@example.test"], "subject": "Hello", "html": "<p>Hi</p>"}
+
+
+@pytest.fixture
+def send(app, db, users, email_fields) -> Sender:
+    """Sends as 'sam' through the product's prepare, compose and deliver: ``send(to=[...], ...)``
+    delivers at once, ``send.compose(...)`` only saves the email (queued); both return the
+    ComposeResult, with ``db`` seeing what was delivered."""
+    return Sender(app, db, users["sam"], email_fields)
 
 
 @pytest.fixture
