@@ -1,4 +1,5 @@
-"""Shared fixtures: a migrated database per test (SQLite and PostgreSQL), the app, users, a real SMTP server.
+"""Shared fixtures, and only fixtures: a migrated database per test (SQLite and PostgreSQL), the app,
+users, a real SMTP server.  What they are built on, and what tests import, lives in tests/support/.
 
 Every test that uses ``config`` runs twice: on SQLite and on the PostgreSQL server that
 scripts/test starts (``CORETRACK_TEST_POSTGRES_URL``; without it the PostgreSQL runs are skipped).
@@ -6,35 +7,25 @@ scripts/test starts (``CORETRACK_TEST_POSTGRES_URL``; without it the PostgreSQL 
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import itertools
 import os
 import shutil
-import subprocess
 import tempfile
-import threading
-import uuid
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 import webtest
 from aiosmtpd.controller import Controller
-from apache_server import free_port  # noqa: F401  (tests import it from here)
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from sqlalchemy import text
+from support.constants import ADMIN_PASSWORD, PUBLIC_URL, STAFF_PASSWORD
+from support.ports import free_port
+from support.postgres import DATABASES, POSTGRES_URL, PostgresServer, PostgresTestDatabase
+from support.sending import Sender
+from support.smtp_sink import SmtpSink
+from support.tls import write_certificates
 
 from coretrack.app import URL_MAP, CoreTrack, create_standalone_app
 from coretrack.auth import Htpasswd, UserService
 from coretrack.config import Config
-from coretrack.db import make_engine
 from coretrack.models import Account, Contact, Lead
 from coretrack.people.consent import CONSENT_PATH, WITHDRAWAL_PATH
 from coretrack.people.unsubscribe import UNSUBSCRIBE_PATH
@@ -45,16 +36,6 @@ from coretrack.settings import SettingsService
 from coretrack.tracking.clicks import CLICK_PATH
 from coretrack.views.public import TRACK_ACCESS_PATH
 
-ADMIN_PASSWORD = "admin-password-1"
-STAFF_PASSWORD = "staff-password-1"
-PUBLIC_URL = "http://track.example.test/crm"
-POSTGRES_URL = os.environ.get("CORETRACK_TEST_POSTGRES_URL", "")
-needs_postgresql = pytest.mark.skipif(
-    not POSTGRES_URL, reason="no PostgreSQL: scripts/test starts one (or set CORETRACK_TEST_POSTGRES_URL)"
-)
-DATABASES = [pytest.param("sqlite", id="sqlite"), pytest.param("postgresql", id="postgresql", marks=needs_postgresql)]
-
-
 
 @pytest.fixture(scope="session")
 def migrated_sqlite(tmp_path_factory):
@@ -62,40 +43,6 @@ def migrated_sqlite(tmp_path_factory):
     path = tmp_path_factory.mktemp("template") / "coretrack.db"
     upgrade(f"sqlite:///{path}")
     return path
-
-
-@dataclass
-class PostgresTestDatabase:
-    """The PostgreSQL test database, migrated once; emptied before each test (measured: TRUNCATE
-    ~30 ms, a database copied from a template ~100 ms)."""
-
-    url: str
-
-    def __post_init__(self):
-        upgrade(self.url)
-        self.engine = make_engine(self.url)
-        with self.engine.connect() as connection:
-            tables = connection.scalars(text(
-                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename <> 'alembic_version'"
-            )).all()
-        self._truncate = text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
-
-    def empty(self) -> None:
-        with self.engine.begin() as connection:
-            # A connection a test left inside a transaction would block TRUNCATE: end them all
-            # (ours only: autovacuum workers run as the superuser and must be left alone).  A backend
-            # may end between the listing and the signal and its pid go to another role's process:
-            # that one is not ours to stop, and is skipped.
-            connection.execute(text(
-                "DO $$ DECLARE backend int; BEGIN "
-                "FOR backend IN SELECT pid FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                "AND usename = current_user AND backend_type = 'client backend' LOOP "
-                "BEGIN PERFORM pg_terminate_backend(backend); "
-                "EXCEPTION WHEN insufficient_privilege THEN NULL; END; "
-                "END LOOP; END $$"
-            ))
-            connection.execute(self._truncate)
 
 
 @pytest.fixture(scope="session")
@@ -175,35 +122,19 @@ def standalone(config, users) -> webtest.TestApp:
     application.close()
 
 
-@dataclass
-class ReceivedMail:
-    mail_from: str
-    rcpt_tos: list[str]
-    data: bytes
-
-    @property
-    def message(self) -> EmailMessage:
-        return message_from_bytes(self.data, policy=policy.default)
+@pytest.fixture
+def email_fields() -> dict:
+    """The email ``send`` sends where a test names no field of its own (a test file may override it
+    with the message its tests are about)."""
+    return {"to": ["ann@example.test"], "subject": "Hello", "html": "<p>Hi</p>"}
 
 
-@dataclass
-class SmtpSink:
-    """Handler for aiosmtpd: keeps every message; can refuse chosen recipients."""
-
-    received: list[ReceivedMail] = field(default_factory=list)
-    refuse: dict[str, str] = field(default_factory=dict)  # address -> SMTP reply
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address in self.refuse:
-            return self.refuse[address]
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        with self.lock:
-            self.received.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 Message accepted"
+@pytest.fixture
+def send(app, db, users, email_fields) -> Sender:
+    """Sends as 'sam' through the product's prepare, compose and deliver: ``send(to=[...], ...)``
+    delivers at once, ``send.compose(...)`` only saves the email (queued); both return the
+    ComposeResult, with ``db`` seeing what was delivered."""
+    return Sender(app, db, users["sam"], email_fields)
 
 
 @pytest.fixture
@@ -236,75 +167,10 @@ def smtp_settings(db, config, smtp_server):
     return smtp_server
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
 @pytest.fixture(scope="session")
 def certificates(tmp_path_factory):
     """A private CA and a certificate it signed for 127.0.0.1 and localhost: (ca, cert, key) paths."""
-    folder = tmp_path_factory.mktemp("tls")
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(_name("coretrack test CA")).issuer_name(_name("coretrack test CA"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    server = (x509.CertificateBuilder().subject_name(_name("localhost")).issuer_name(ca.subject)
-              .public_key(server_key.public_key()).serial_number(x509.random_serial_number())
-              .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-              .add_extension(x509.SubjectAlternativeName(
-                  [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-              .sign(ca_key, hashes.SHA256()))
-    paths = folder / "ca.pem", folder / "server.pem", folder / "server.key"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                  serialization.NoEncryption()))
-    return paths
-
-
-class PostgresServer:
-    """The PostgreSQL server scripts/test started, for tests that need their own database or must
-    stop the server (outages).  Stopping needs its data directory (CORETRACK_TEST_POSTGRES_DATA)."""
-
-    url = POSTGRES_URL
-    data = os.environ.get("CORETRACK_TEST_POSTGRES_DATA", "")
-    bin = os.environ.get("CORETRACK_TEST_POSTGRES_BIN", "")
-
-    @classmethod
-    @contextmanager
-    def new_database(cls):
-        """A fresh, empty database on the server; yields its URL, drops it afterwards."""
-        name = f"coretrack_{uuid.uuid4().hex[:12]}"
-        admin = make_engine(cls.url).execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            with admin.connect() as connection:
-                connection.execute(text(f"CREATE DATABASE {name}"))
-            yield cls.url.rsplit("/", 1)[0] + "/" + name
-            with admin.connect() as connection:
-                connection.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
-        finally:
-            admin.dispose()
-
-    @classmethod
-    def pg_ctl(cls, *arguments: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", f"{cls.bin}/pg_ctl", "-D", cls.data, *arguments],
-                       check=True, capture_output=True, timeout=60)
-
-    @classmethod
-    def stop(cls) -> None:
-        cls.pg_ctl("-m", "fast", "-w", "stop")
-
-    @classmethod
-    def start(cls) -> None:
-        cls.pg_ctl("-l", str(Path(cls.data).parent / "server.log"), "-w", "start")
-
-
-can_stop_postgresql = pytest.mark.skipif(
-    not (POSTGRES_URL and PostgresServer.data), reason="needs the PostgreSQL server that scripts/test starts"
-)
+    return write_certificates(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture
@@ -367,13 +233,3 @@ def every_page(every_route):
     """Every GET route of the URL map, its arguments filled with records that exist."""
     return [path for method, path in every_route if method == "GET"]
 
-
-def assert_no_script(response) -> None:
-    """No script on an HTML page but our own files: no inline <script>, no on* handler attribute."""
-    if response.content_type != "text/html":
-        return
-    for script in response.html.find_all("script"):
-        assert script.get("src"), (response.request.path, str(script)[:200])
-    for tag in response.html.find_all(True):
-        handlers = [name for name in tag.attrs if name.lower().startswith("on")]
-        assert not handlers, (response.request.path, str(tag)[:200])

@@ -7,8 +7,8 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
-from hit_load import commits, wait_until
 from sqlalchemy import update
+from support.hit_load import commits, wait_until
 
 from coretrack.models import Account, Contact, Recipient, utcnow
 from coretrack.tracking.image import GIF

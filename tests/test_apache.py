@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from apache_server import ADMIN_PASSWORD, DISABLED_PASSWORD, STAFF_PASSWORD, ApacheServer
-from hit_load import wait_until
 from sqlalchemy import select
+from support.apache import ADMIN_PASSWORD, DISABLED_PASSWORD, STAFF_PASSWORD, ApacheServer
+from support.hit_load import wait_until
 
 from coretrack.models import AccessEvent, Email, Recipient, User
 from coretrack.tracking import tokens

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 import webtest
-from conftest import ADMIN_PASSWORD, STAFF_PASSWORD
+from support.constants import ADMIN_PASSWORD, STAFF_PASSWORD
 from werkzeug.routing.converters import AnyConverter, FloatConverter, NumberConverter, UUIDConverter
 
 from coretrack.app import HANDLERS

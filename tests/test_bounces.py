@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import PUBLIC_URL, free_port
-from dovecot_server import Dovecot
-from hit_load import wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
+from support.constants import PUBLIC_URL
+from support.dovecot import Dovecot
+from support.hit_load import wait_until
+from support.ports import free_port
 
 from coretrack import csrf, secretbox
 from coretrack.cli import main as cli_main

@@ -8,13 +8,12 @@ events and attachment files.  Who may do either: tests/test_email_actions.py.
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from coretrack import csrf
 from coretrack.attachments import attachment_path
 from coretrack.models import AccessEvent, Attachment, Email, Recipient, utcnow
-from coretrack.sending.compose import compose as compose_email
-from coretrack.sending.compose import prepare
 from coretrack.sending.delivery import deliver
 from coretrack.sending.status import cancel_unsent
 from coretrack.sending.worker import run_worker
@@ -22,10 +21,10 @@ from coretrack.sending.worker import run_worker
 ADDRESSES = [f"r{number:02}@example.test" for number in range(12)]
 
 
-def compose(app, db, user, **fields):
-    values = {"to": ADDRESSES, "subject": "Quarterly update", "html": "<p>Hi</p>"}
-    values.update(fields)
-    return compose_email(db, app.config, user, prepare(db, **values)).email
+@pytest.fixture
+def email_fields():
+    """The email these tests send unless they name a field (the send fixture's defaults)."""
+    return {"to": ADDRESSES, "subject": "Quarterly update", "html": "<p>Hi</p>"}
 
 
 def statuses(db, email_id) -> dict[str, int]:
@@ -48,9 +47,9 @@ def confirm_and_submit(form, **kwargs):
 # -- cancel -----------------------------------------------------------------------------------
 
 
-def test_an_admin_cancels_a_queued_email_and_the_worker_then_sends_none_of_it(admin, app, db, users, smtp_settings):
+def test_an_admin_cancels_a_queued_email_and_the_worker_then_sends_none_of_it(admin, app, db, smtp_settings, send):
     sink, _ = smtp_settings
-    email = compose(app, db, users["sam"])
+    email = send.compose().email
 
     page = admin.get(f"/emails/{email.id}")
     assert page.html.select_one('meta[http-equiv="refresh"]')  # while it is going out
@@ -71,9 +70,9 @@ def test_an_admin_cancels_a_queued_email_and_the_worker_then_sends_none_of_it(ad
     assert "cancel" not in admin.get(f"/emails/{email.id}?confirm=cancel").forms  # nothing left to cancel
 
 
-def test_a_worker_that_already_listed_the_recipients_sends_nothing_after_the_cancel(app, db, users, smtp_settings):
+def test_a_worker_that_already_listed_the_recipients_sends_nothing_after_the_cancel(app, db, smtp_settings, send):
     sink, _ = smtp_settings
-    email = compose(app, db, users["sam"])
+    email = send.compose().email
 
     def cancel_after_the_first_message(_):
         if len(sink.received) == 1:
@@ -88,8 +87,8 @@ def test_a_worker_that_already_listed_the_recipients_sends_nothing_after_the_can
     assert email.status == "cancelled" and email.sent_at is not None
 
 
-def test_a_cancelled_email_shows_in_the_lists_and_reports_by_its_status(admin, app, db, users, smtp_settings):
-    email = compose(app, db, users["sam"])
+def test_a_cancelled_email_shows_in_the_lists_and_reports_by_its_status(admin, app, db, users, smtp_settings, send):
+    email = send.compose().email
     deliver(app.Session, app.config, email.id, limit=1)
     cancel_unsent(db, email.id, "admin")
 
@@ -105,14 +104,14 @@ def test_a_cancelled_email_shows_in_the_lists_and_reports_by_its_status(admin, a
     assert "cancelled" in [option["value"] for option in report.html.select("select[name=status] option")]
 
 
-def test_cancelling_needs_the_forms_csrf_token(admin, app, db, users):
-    email = compose(app, db, users["sam"])
+def test_cancelling_needs_the_forms_csrf_token(admin, app, db, users, send):
+    email = send.compose().email
     admin.post(f"/emails/{email.id}/cancel", {"confirm": "yes"}, status=403)
     assert statuses(db, email.id) == {"pending": 12}
 
 
-def test_the_api_cancels_and_answers_the_email(admin, app, db, users):
-    email = compose(app, db, users["sam"])
+def test_the_api_cancels_and_answers_the_email(admin, app, db, users, send):
+    email = send.compose().email
     response = admin.post_json(f"/api/emails/{email.id}/cancel", {})
     assert response.json["cancelled"] == 12 and response.json["status"] == "cancelled"
     assert {r["status"] for r in response.json["recipient_list"]} == {"cancelled"}
@@ -124,10 +123,10 @@ def test_the_api_cancels_and_answers_the_email(admin, app, db, users):
 
 
 def test_an_admin_deletes_a_sent_email_with_its_recipients_events_and_attachment_files(admin, app, db, users,
-                                                                                     smtp_settings):
-    email = compose(app, db, users["sam"], to=["ann@example.test"],
-                    attachments=[("notes.txt", "text/plain", b"notes")])
-    keep = compose(app, db, users["sam"], to=["bob@example.test"], attachments=[("keep.txt", "text/plain", b"k")])
+                                                                                     smtp_settings, send):
+    email = send.compose(to=["ann@example.test"],
+                         attachments=[("notes.txt", "text/plain", b"notes")]).email
+    keep = send.compose(to=["bob@example.test"], attachments=[("keep.txt", "text/plain", b"k")]).email
     deliver(app.Session, app.config, email.id)
     db.add(AccessEvent(recipient_id=email.recipients[0].id, at=utcnow(), verdict="human"))
     db.commit()
@@ -147,8 +146,8 @@ def test_an_admin_deletes_a_sent_email_with_its_recipients_events_and_attachment
     assert [path.exists() for path in files] == [False, True]
 
 
-def test_an_email_still_going_out_cannot_be_deleted(admin, app, db, users):
-    email = compose(app, db, users["sam"])
+def test_an_email_still_going_out_cannot_be_deleted(admin, app, db, users, send):
+    email = send.compose().email
     assert "delete" not in admin.get(f"/emails/{email.id}").forms
     token = csrf.make_token(app.secret, "admin")
 
@@ -165,8 +164,8 @@ def test_an_email_still_going_out_cannot_be_deleted(admin, app, db, users):
     assert count(db, Email) == 1 and count(db, Recipient) == 12
 
 
-def test_the_api_deletes_and_answers_the_id(admin, app, db, users, smtp_settings):
-    email = compose(app, db, users["sam"], to=["ann@example.test"])
+def test_the_api_deletes_and_answers_the_id(admin, app, db, users, smtp_settings, send):
+    email = send.compose(to=["ann@example.test"]).email
     deliver(app.Session, app.config, email.id)
 
     email_id = email.id

@@ -9,12 +9,10 @@ from email import message_from_bytes, policy
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import PUBLIC_URL
 from sqlalchemy import select
+from support.constants import PUBLIC_URL
 
 from coretrack.models import ClickEvent, Email, EmailLink, Recipient, utcnow
-from coretrack.sending.compose import compose, prepare
-from coretrack.sending.delivery import deliver
 from coretrack.sending.mime import MessageTemplate
 from coretrack.tracking import clicks, tokens
 from coretrack.tracking.counting import EVENTS_PER_RECIPIENT_PER_MINUTE
@@ -32,12 +30,10 @@ STORED = ["https://shop.example.com/spring?a=1&b=2", "http://blog.example.org/po
 CLICK = re.compile(r'href="(' + re.escape(PUBLIC_URL) + r'/email/click\?c=[^"]+)"')
 
 
-def send(app, db, users, html: str = HTML, to=("ann@example.test", "bob@example.test")):
-    result = compose(db, app.config, users["sam"],
-                     prepare(db, to=list(to), subject="Spring", html=html))
-    deliver(app.Session, app.config, result.email.id)
-    db.expire_all()
-    return result.email
+@pytest.fixture
+def email_fields():
+    """The email these tests send unless they name a field (the send fixture's defaults)."""
+    return {"to": ["ann@example.test", "bob@example.test"], "subject": "Spring", "html": HTML}
 
 
 def received(sink) -> dict[str, object]:
@@ -59,8 +55,8 @@ def follow(anon, url: str, status: int = 302, user_agent: str = FIREFOX, method:
 
 
 @pytest.fixture
-def sent(app, db, users, smtp_settings):
-    email = send(app, db, users)
+def sent(app, db, users, smtp_settings, send):
+    email = send().email
     return email, received(smtp_settings[0])
 
 
@@ -161,10 +157,10 @@ def test_bad_tokens_get_one_neutral_answer_and_record_nothing(app, db, anon, sen
     assert db.scalars(select(ClickEvent)).all() == [] and email.recipients[0].click_count == 0
 
 
-def test_a_token_of_another_emails_link_leads_only_to_that_emails_link(app, db, users, anon, smtp_settings, sent):
+def test_a_token_of_another_emails_link_leads_only_to_that_emails_link(app, db, users, anon, smtp_settings, sent, send):
     first, messages = sent
     smtp_settings[0].received.clear()
-    second = send(app, db, users, html='<a href="https://other.example/">x</a>', to=["ann@example.test"])
+    second = send(html='<a href="https://other.example/">x</a>', to=["ann@example.test"]).email
     other = click_links(received(smtp_settings[0])["ann@example.test"])[0]
     assert follow(anon, other).headers["Location"] == "https://other.example/"
     # the first email's token with the second email's MAC for position 0: not signed for each other
@@ -222,10 +218,10 @@ def test_clicks_are_not_recorded_while_tracking_is_off_but_still_redirect(app, d
     assert email.recipients[0].click_count == 0
 
 
-def test_untracked_email_keeps_its_links(app, db, users, smtp_settings):
+def test_untracked_email_keeps_its_links(app, db, users, smtp_settings, send):
     from coretrack.settings import SettingsService
     SettingsService(db, app.config).update({"tracking_disabled": "true"}, user_name="test")
-    email = send(app, db, users, to=["ann@example.test"])
+    email = send(to=["ann@example.test"]).email
     html = received(smtp_settings[0])["ann@example.test"].get_body(preferencelist=("html",)).get_content()
     assert "https://shop.example.com/spring?a=1&amp;b=2" in html and "/email/click" not in html
     assert email.links == []
@@ -252,14 +248,14 @@ def test_recipients_without_clicks_count_zero(db, sent):
 
 
 def test_clicks_are_shown_per_recipient_and_link_in_pages_reports_csv_and_api(app, db, users, staff, anon,
-                                                                               smtp_settings):
+                                                                               smtp_settings, send):
     from coretrack import notifications
     from coretrack.models import Contact
 
     ada = Contact(first_name="Ada", last_name="Lovelace", email="ada@example.test")
     db.add(ada)
     db.commit()
-    email = send(app, db, users, to=[f"contact:{ada.id}", "bob@example.test"])
+    email = send(to=[f"contact:{ada.id}", "bob@example.test"]).email
     follow(anon, click_links(received(smtp_settings[0])["ada@example.test"])[1])
 
     page = staff.get(f"/emails/{email.id}").html
@@ -337,8 +333,8 @@ def through_apache_and_counted(server, token: str, clicks_made: int, workers: in
 @pytest.mark.slow
 def test_a_burst_of_concurrent_clicks_through_apache_keeps_a_bounded_number_of_events_and_counts_each(
         empty_database_url):
-    from apache_server import ApacheServer
-    from hit_load import make_recipients
+    from support.apache import ApacheServer
+    from support.hit_load import make_recipients
 
     server = ApacheServer("site", "/crm", database_url=empty_database_url, processes=2, threads=5).start()
     try:

@@ -3,19 +3,16 @@ of coreBOS's own tables), imported into SQLite and PostgreSQL, imported again, e
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
-import subprocess
-import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import pymysql
 import pytest
 from click.testing import CliRunner
-from conftest import free_port
 from sqlalchemy import func, select, text
+from support.mariadb import INSTALL, READER_PASSWORD, SERVER, MariaDB, running_mariadb
+from support.ports import free_port
 
 from coretrack import corebos_import
 from coretrack.cli import main
@@ -65,59 +62,18 @@ CREATE TABLE vtiger_email_access (
   crmid int(11) DEFAULT NULL, mailid int(11) DEFAULT NULL, accessdate date DEFAULT NULL,
   accesstime datetime DEFAULT NULL) DEFAULT CHARSET=utf8;
 """
-PASSWORD = "s3cret-reader-pw"
 APP_KEY = "4a1b2c3d4e5f60718293a4b5c6d7e8f9"
 START = datetime(2025, 3, 1, 9, 0)
-
-
-@dataclass
-class MariaDB:
-    socket: str
-    port: int
-
-    def admin(self, database: str | None = None) -> pymysql.Connection:
-        return pymysql.connect(unix_socket=self.socket, user="root", database=database, autocommit=True)
-
-    def url(self, database: str, password: str = PASSWORD) -> str:
-        return f"mysql+pymysql://reader:{password}@127.0.0.1:{self.port}/{database}"
 
 
 @pytest.fixture(scope="session")
 def mariadb(tmp_path_factory):
     """A private MariaDB server (Debian's mariadb-server, which scripts/test installs) on a free loopback
     port with its own data directory; stopped and removed after the session."""
-    server, install = shutil.which("mariadbd", path="/usr/sbin:/usr/bin"), shutil.which("mariadb-install-db")
-    if not (server and install):
+    if not (SERVER and INSTALL):
         pytest.skip("no mariadb-server: scripts/test installs it")
-    root = tmp_path_factory.mktemp("mariadb")
-    # The server refuses to run as root unless told to: as whoever runs the tests, in their temp dir.
-    user = ["--user=root"] if os.geteuid() == 0 else []
-    subprocess.run([install, "--no-defaults", f"--datadir={root / 'data'}", "--auth-root-authentication-method=socket",
-                    "--skip-test-db", *user], check=True, capture_output=True, timeout=120)
-    database = MariaDB(str(root / "mysqld.sock"), free_port())
-    log = open(root / "server.log", "wb")  # noqa: SIM115  (closed after the server stops)
-    process = subprocess.Popen([server, "--no-defaults", f"--datadir={root / 'data'}", f"--socket={database.socket}",
-                                f"--port={database.port}", "--bind-address=127.0.0.1", "--skip-name-resolve",
-                                f"--pid-file={root / 'mysqld.pid'}", "--innodb-flush-log-at-trx-commit=0", *user],
-                               stdout=log, stderr=log)
-    try:
-        for _ in range(300):
-            try:
-                database.admin().close()
-                break
-            except pymysql.err.OperationalError:
-                if process.poll() is not None:
-                    raise RuntimeError((root / "server.log").read_text()) from None
-                time.sleep(0.1)
-        with database.admin() as connection, connection.cursor() as cursor:
-            cursor.execute(f"CREATE USER 'reader'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'")
-            cursor.execute("GRANT SELECT, INSERT ON *.* TO 'reader'@'127.0.0.1'")  # INSERT: read-only is ours
+    with running_mariadb(tmp_path_factory.mktemp("mariadb")) as database:
         yield database
-    finally:
-        process.terminate()
-        process.wait(60)
-        log.close()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass
@@ -378,9 +334,9 @@ def test_a_source_that_cannot_be_imported_is_one_clear_line_without_the_password
     partial.execute("DROP TABLE vtiger_email_access")
     cases = {
         "not-a-url": "not a database URL",
-        f"postgresql://reader:{PASSWORD}@127.0.0.1/corebos": "is not a MySQL URL",
+        f"postgresql://reader:{READER_PASSWORD}@127.0.0.1/corebos": "is not a MySQL URL",
         mariadb.url(source.name).replace(str(mariadb.port), str(free_port())): "cannot reach the server",
-        mariadb.url(source.name, password="wrong-" + PASSWORD): "password was refused",
+        mariadb.url(source.name, password="wrong-" + READER_PASSWORD): "password was refused",
         mariadb.url("no_such_database"): "no such database",
         empty.url: "not a coreBOS database",
         partial.url: "missing vtiger_email_access",
@@ -389,7 +345,7 @@ def test_a_source_that_cannot_be_imported_is_one_clear_line_without_the_password
         result = cli("--from", url)
         assert result.exit_code == 1, (url, result.output)
         assert message in result.output and "Traceback" not in result.output, result.output
-        assert PASSWORD not in result.output
+        assert READER_PASSWORD not in result.output
         assert result.output.strip().count("\n") == 0, result.output
 
 

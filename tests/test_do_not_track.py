@@ -7,25 +7,20 @@ import json
 
 import pytest
 import webtest
-from conftest import PUBLIC_URL
 from sqlalchemy import select
+from support.constants import PUBLIC_URL
 
 from coretrack.models import Contact, Email, Lead, Recipient
 from coretrack.records.fields import FIELDS
-from coretrack.sending.compose import compose, prepare
-from coretrack.sending.delivery import deliver
 
 IMAGE = "/modules/Emails/TrackAccess.php?t="
 UNSUBSCRIBE = "/email/unsubscribe?t="
 
 
-def compose_and_send(app, db, users, to, **fields):
-    values = {"to": to, "subject": "Hello", "html": "<html><body><p>Hi</p></body></html>"}
-    values.update(fields)
-    result = compose(db, app.config, users["sam"], prepare(db, **values))
-    deliver(app.Session, app.config, result.email.id)
-    db.expire_all()
-    return result.email
+@pytest.fixture
+def email_fields():
+    """The email these tests send unless they name a field (the send fixture's defaults)."""
+    return {"to": ["ann@example.test"], "subject": "Hello", "html": "<html><body><p>Hi</p></body></html>"}
 
 
 def html_for(sink, address: str) -> str:
@@ -38,14 +33,14 @@ def recipient(db, address: str) -> Recipient:
 
 
 def test_a_contact_or_lead_who_asks_not_to_be_tracked_gets_no_image_but_is_sent_the_message(
-        app, db, users, smtp_settings):
+        app, db, users, smtp_settings, send):
     sink, _ = smtp_settings
     quiet = Contact(first_name="Quiet", last_name="One", email="quiet@example.test", do_not_track=True)
     lead = Lead(first_name="Shy", last_name="Lead", email="shy@example.test", do_not_track=True)
     db.add_all([quiet, lead])
     db.commit()
     # A contact by reference, a lead by its typed address, and someone with no flag, in one email.
-    email = compose_and_send(app, db, users, [f"contact:{quiet.id}", "shy@example.test", "open@example.test"])
+    email = send(to=[f"contact:{quiet.id}", "shy@example.test", "open@example.test"]).email
     for address in ("quiet@example.test", "shy@example.test"):
         html = html_for(sink, address)
         assert IMAGE not in html and f"{PUBLIC_URL}{UNSUBSCRIBE}{recipient(db, address).token}" in html

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from apache_server import ApacheServer
+from support.apache import ApacheServer
 
 from coretrack import doctor
 from coretrack.cli.common import set_up

@@ -7,14 +7,13 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 import webtest
-from conftest import PUBLIC_URL
-from hit_load import wait_until
 from sqlalchemy import func, select
+from support.constants import PUBLIC_URL
+from support.hit_load import wait_until
 
 from coretrack.models import Contact, Email, Recipient
 from coretrack.people import suppression
-from coretrack.sending.compose import OPTED_OUT, prepare
-from coretrack.sending.compose import compose as compose_email
+from coretrack.sending.compose import OPTED_OUT
 from coretrack.settings import SettingsService
 
 IMAGE_URL = re.compile(r'<img src="([^"]+)" width="1" height="1" alt="">')
@@ -33,12 +32,6 @@ def submit(form, action="send", **values):
 def email_count(db) -> int:
     db.expire_all()
     return db.scalar(select(func.count()).select_from(Email))
-
-
-def compose(app, db, user, **fields):
-    values = {"to": ["ann@example.test"], "subject": "Hello", "html": "<p>Hi</p>"}
-    values.update(fields)
-    return compose_email(db, app.config, user, prepare(db, **values)).email
 
 
 def test_the_home_page_leads_to_the_emails(staff):
@@ -172,8 +165,8 @@ def test_the_detail_page_counts_an_image_hit(staff, anon, db, smtp_settings):
     assert [cell.text for cell in cells[5:9]] == ["2", "0 of 2 measured recipients", "1", "0"]
 
 
-def test_markup_in_subject_and_body_is_shown_escaped(staff, app, db, users):
-    email = compose(app, db, users["sam"], subject="<b>bold</b> offer", html="<p>x</p><script>alert(1)</script>")
+def test_markup_in_subject_and_body_is_shown_escaped(staff, app, db, users, send):
+    email = send.compose(subject="<b>bold</b> offer", html="<p>x</p><script>alert(1)</script>").email
     listing = staff.get("/emails")
     detail = staff.get(f"/emails/{email.id}")
     for page in (listing, detail):
@@ -184,10 +177,10 @@ def test_markup_in_subject_and_body_is_shown_escaped(staff, app, db, users):
     assert body.has_attr("sandbox") and not body["sandbox"] and body["srcdoc"] == "<p>x</p>"
 
 
-def test_the_list_filters_by_sender_status_and_date(staff, app, db, users):
-    old = compose(app, db, users["admin"], subject="Old news")
+def test_the_list_filters_by_sender_status_and_date(staff, app, db, users, send):
+    old = send.compose(user=users["admin"], subject="Old news").email
     old.created_at = datetime(2024, 1, 15, 12, 0)
-    new = compose(app, db, users["sam"], subject="New news")
+    new = send.compose(subject="New news").email
     new.status = "failed"
     db.commit()
 
@@ -209,18 +202,18 @@ def test_the_list_refuses_a_date_range_that_ends_before_it_starts(staff):
     assert "the end of the range is before its start" in page.html.select_one("#e-to").text
 
 
-def test_the_list_is_paginated_with_the_page_size_setting(staff, app, db, users):
+def test_the_list_is_paginated_with_the_page_size_setting(staff, app, db, users, send):
     SettingsService(db, app.config).update({"page_size": "5"}, user_name="admin")
     for number in range(7):
-        compose(app, db, users["sam"], subject=f"Email {number}")
+        send.compose(subject=f"Email {number}")
     first = staff.get("/emails")
     assert len(first.html.select("tbody tr")) == 5
     second = staff.get(first.html.select_one("a[rel=next]")["href"])
     assert len(second.html.select("tbody tr")) == 2
 
 
-def test_a_queued_email_shows_progress_and_refreshes_itself(staff, app, db, users):
-    email = compose(app, db, users["sam"], to=[f"r{n}@example.test" for n in range(3)])
+def test_a_queued_email_shows_progress_and_refreshes_itself(staff, app, db, users, send):
+    email = send.compose(to=[f"r{n}@example.test" for n in range(3)]).email
     page = staff.get(f"/emails/{email.id}")
     progress = page.html.select_one("progress")
     assert (progress["value"], progress["max"]) == ("0", "3")
@@ -245,9 +238,9 @@ def test_retrying_failed_recipients_sends_them(staff, db, smtp_settings):
     assert db.scalar(select(func.count()).select_from(Recipient).where(Recipient.status == "sent")) == 2
 
 
-def test_attachments_download_with_their_name_and_never_as_html(staff, app, db, users):
-    email = compose(app, db, users["sam"], attachments=[("notes.pdf", "application/pdf", b"%PDF-1"),
-                                                        ("page.html", "text/html", b"<script>x</script>")])
+def test_attachments_download_with_their_name_and_never_as_html(staff, app, db, users, send):
+    email = send.compose(attachments=[("notes.pdf", "application/pdf", b"%PDF-1"),
+                                      ("page.html", "text/html", b"<script>x</script>")]).email
     pdf, page = email.attachments
 
     response = staff.get(f"/emails/{email.id}/attachments/{pdf.id}")
@@ -260,6 +253,6 @@ def test_attachments_download_with_their_name_and_never_as_html(staff, app, db, 
     assert response.content_type == "application/octet-stream"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
 
-    other = compose(app, db, users["sam"])
+    other = send.compose().email
     staff.get(f"/emails/{other.id}/attachments/{pdf.id}", status=404)
     staff.get(f"/emails/{email.id + 100}", status=404)

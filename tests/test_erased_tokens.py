@@ -12,13 +12,13 @@ import time
 from datetime import timedelta
 
 import pytest
-from apache_server import ApacheServer
-from conftest import DATABASES, PostgresServer
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from hit_load import PATH, wait_until
 from sqlalchemy import func, select
+from support.apache import ApacheServer
+from support.hit_load import PATH, wait_until
+from support.postgres import DATABASES, PostgresServer
 
 from coretrack.delivery_reports import bounces, sendgrid
 from coretrack.models import AccessEvent, ClickEvent, DeliveryEvent, Email, EmailLink, Recipient, User, utcnow

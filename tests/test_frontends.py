@@ -17,11 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 
 import pytest
-from apache_server import STAFF_PASSWORD, ApacheServer
-from conftest import PostgresServer, SmtpSink, needs_postgresql
-from hit_load import PATH, LoadResult, counted, fire, make_recipients, plan_hits, spooled, wait_until
-from run_script import Run, start_run, stop
 from sqlalchemy import select
+from support.apache import STAFF_PASSWORD, ApacheServer
+from support.hit_load import PATH, LoadResult, counted, fire, make_recipients, plan_hits, spooled, wait_until
+from support.postgres import PostgresServer, needs_postgresql
+from support.scripts import Run, start_run, stop
+from support.smtp_sink import SmtpSink
 
 from coretrack.cli import main as cli
 from coretrack.config import Config

@@ -13,8 +13,9 @@ from email import message_from_bytes, policy
 
 import pytest
 from click.testing import CliRunner
-from conftest import PUBLIC_URL, SmtpSink
 from sqlalchemy import func, select
+from support.constants import PUBLIC_URL
+from support.smtp_sink import SmtpSink
 
 from coretrack.cli import main as cli_main
 from coretrack.models import Email, Recipient

@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from apache_server import STAFF_PASSWORD, ApacheServer
-from conftest import PostgresServer, can_stop_postgresql
-from hit_load import PATH, LoadResult, counted, fire, make_recipients, plan_hits, wait_until
 from sqlalchemy import func, select
+from support.apache import STAFF_PASSWORD, ApacheServer
+from support.hit_load import PATH, LoadResult, counted, fire, make_recipients, plan_hits, wait_until
+from support.postgres import PostgresServer, can_stop_postgresql
 from test_apache import tricky_path_failures
 
 from coretrack.doctor import check_hit_log

@@ -15,10 +15,10 @@ from urllib.parse import parse_qs, quote, quote_from_bytes, urlencode, urlsplit
 
 import pytest
 import webtest
-from conftest import assert_no_script
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
+from support.pages import assert_no_script
 
 from coretrack.models import Email, Recipient
 from coretrack.tracking.image import GIF

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hit_load import counted, make_recipients, wait_until
 from sqlalchemy import select, text
+from support.hit_load import counted, make_recipients, wait_until
 
 from coretrack.cli.common import set_up
 from coretrack.config import Config

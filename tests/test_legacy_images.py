@@ -7,9 +7,9 @@ from datetime import datetime
 from urllib.parse import urlencode
 
 import pytest
-from apache_server import ApacheServer
-from hit_load import counted, wait_until
 from sqlalchemy import select
+from support.apache import ApacheServer
+from support.hit_load import counted, wait_until
 
 from coretrack.models import AccessEvent, Email, Recipient, Setting, SettingChange, User
 from coretrack.settings import MASK, SettingsService

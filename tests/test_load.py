@@ -4,8 +4,8 @@ daemon processes, each with several threads), on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import pytest
-from apache_server import ApacheServer
-from hit_load import PATH, counted, fire, make_recipients, plan_hits, spooled, wait_until
+from support.apache import ApacheServer
+from support.hit_load import PATH, counted, fire, make_recipients, plan_hits, spooled, wait_until
 
 pytestmark = pytest.mark.slow
 

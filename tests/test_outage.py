@@ -10,9 +10,9 @@ import threading
 import time
 
 import pytest
-from apache_server import ApacheServer
-from conftest import PostgresServer, can_stop_postgresql
-from hit_load import (
+from sqlalchemy import text
+from support.apache import ApacheServer
+from support.hit_load import (
     PATH,
     LoadResult,
     counted,
@@ -23,7 +23,7 @@ from hit_load import (
     spooled,
     wait_until,
 )
-from sqlalchemy import text
+from support.postgres import PostgresServer, can_stop_postgresql
 from werkzeug.serving import make_server
 
 from coretrack.app import CoreTrack

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from conftest import PostgresServer, needs_postgresql
+from support.postgres import PostgresServer, needs_postgresql
 
 from coretrack.db import make_engine
 from coretrack.models import Base

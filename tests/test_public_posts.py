@@ -16,11 +16,11 @@ from io import RawIOBase
 from pathlib import Path
 
 import pytest
-from apache_server import ApacheServer
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import select
+from support.apache import ApacheServer
 from werkzeug.test import EnvironBuilder
 
 from coretrack.apache import public_body_limits

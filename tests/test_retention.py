@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import PUBLIC_URL
 from sqlalchemy import func, select
+from support.constants import PUBLIC_URL
 
 from coretrack.cli import main as cli_main
 from coretrack.models import AccessEvent, DeliveryEvent, Recipient, SettingChange, utcnow

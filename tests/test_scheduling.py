@@ -7,8 +7,8 @@ import threading
 from datetime import timedelta
 
 import pytest
-from hit_load import wait_until
 from sqlalchemy import select
+from support.hit_load import wait_until
 
 from coretrack.localtime import local, zone
 from coretrack.models import Email, Recipient, utcnow

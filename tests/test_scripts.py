@@ -17,8 +17,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from hit_load import PATH, LoadResult, counted, fire, make_recipients, plan_hits, wait_until
-from run_script import REPO, Run, call, child_env, start_run, stop
+from support.hit_load import PATH, LoadResult, counted, fire, make_recipients, plan_hits, wait_until
+from support.scripts import REPO, Run, call, child_env, start_run, stop
 
 from coretrack import doctor
 from coretrack.config import Config

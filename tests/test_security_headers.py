@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import assert_no_script
+from support.pages import assert_no_script
 
 from coretrack.app import SECURITY_HEADERS
 from coretrack.tracking.image import GIF_HEADERS

@@ -18,8 +18,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import SmtpSink
 from sqlalchemy import func, insert, select, text, update
+from support.smtp_sink import SmtpSink
 
 from coretrack.models import Email, Recipient, User, utcnow
 from coretrack.sending import delivery

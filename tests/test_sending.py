@@ -12,18 +12,18 @@ from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner
-from conftest import PUBLIC_URL, free_port
-from hit_load import wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
+from support.constants import PUBLIC_URL
+from support.hit_load import wait_until
+from support.ports import free_port
 
 from coretrack.cli import main as cli_main
 from coretrack.models import Attachment, Contact, Email, Lead, Recipient, utcnow
 from coretrack.people import suppression
 from coretrack.sending.claims import INTERRUPTED
-from coretrack.sending.compose import OPTED_OUT, prepare
-from coretrack.sending.compose import compose as compose_email
+from coretrack.sending.compose import OPTED_OUT
 from coretrack.sending.delivery import deliver, send_or_queue
 from coretrack.sending.mime import MessageError, MessageTemplate, html_to_text, insert_image
 from coretrack.sending.status import retry_failed
@@ -35,17 +35,10 @@ from coretrack.validation import ValidationError
 IMAGE_URL = re.compile(r'<img src="([^"]+)" width="1" height="1" alt="">')
 
 
-def compose(app, db, users, **fields):
-    values = {"to": ["ann@example.test"], "subject": "Hello", "html": "<html><body><p>Hi</p></body></html>"}
-    values.update(fields)
-    return compose_email(db, app.config, users["sam"], prepare(db, **values))
-
-
-def send(app, db, users, **fields):
-    result = compose(app, db, users, **fields)
-    deliver(app.Session, app.config, result.email.id)
-    db.expire_all()
-    return result
+@pytest.fixture
+def email_fields():
+    """The email these tests send unless they name a field (the send fixture's defaults)."""
+    return {"to": ["ann@example.test"], "subject": "Hello", "html": "<html><body><p>Hi</p></body></html>"}
 
 
 def add_contact(db, email="ada@example.test", **fields) -> Contact:
@@ -76,10 +69,10 @@ def track_path(url: str) -> str:
 # -- one message per recipient ---------------------------------------------------------------
 
 
-def test_each_recipient_gets_one_well_formed_message_addressed_to_them_alone(app, db, users, smtp_settings):
+def test_each_recipient_gets_one_well_formed_message_addressed_to_them_alone(app, db, users, smtp_settings, send):
     sink, _ = smtp_settings
     contact = add_contact(db)
-    send(app, db, users, to=["ann@example.test", f"contact:{contact.id}"], cc=["cid@example.test"],
+    send(to=["ann@example.test", f"contact:{contact.id}"], cc=["cid@example.test"],
          bcc=["bea@example.test"], reply_to="replies@example.test",
          attachments=[("report.pdf", "application/pdf", b"%PDF-1.4 data")])
 
@@ -111,9 +104,9 @@ def test_each_recipient_gets_one_well_formed_message_addressed_to_them_alone(app
     assert received["ada@example.test"][0].message["To"].addresses[0].display_name == "Ada Lovelace"
 
 
-def test_recipients_keep_their_kind_and_record_link(app, db, users, smtp_settings):
+def test_recipients_keep_their_kind_and_record_link(app, db, users, smtp_settings, send):
     contact = add_contact(db)
-    result = send(app, db, users, to=[f"contact:{contact.id}"], cc=["cid@example.test"], bcc=["bea@example.test"])
+    result = send(to=[f"contact:{contact.id}"], cc=["cid@example.test"], bcc=["bea@example.test"])
     rows = {r.address: r for r in result.email.recipients}
     assert rows["ada@example.test"].kind == "to" and rows["ada@example.test"].contact_id == contact.id
     assert rows["cid@example.test"].kind == "cc" and rows["bea@example.test"].kind == "bcc"
@@ -121,9 +114,9 @@ def test_recipients_keep_their_kind_and_record_link(app, db, users, smtp_setting
     assert result.email.status == "sent" and result.email.sent_at is not None
 
 
-def test_each_html_part_holds_exactly_one_image_with_the_recipients_own_token(app, db, users, smtp_settings):
+def test_each_html_part_holds_exactly_one_image_with_the_recipients_own_token(app, db, users, smtp_settings, send):
     sink, _ = smtp_settings
-    result = send(app, db, users, to=["ann@example.test", "bob@example.test", "cid@example.test"])
+    result = send(to=["ann@example.test", "bob@example.test", "cid@example.test"])
 
     tokens_by_address = {r.address: r.token for r in result.email.recipients}
     seen = set()
@@ -135,9 +128,9 @@ def test_each_html_part_holds_exactly_one_image_with_the_recipients_own_token(ap
     assert len(seen) == 3
 
 
-def test_loading_a_recipients_image_counts_for_that_recipient_only(app, db, users, smtp_settings, anon):
+def test_loading_a_recipients_image_counts_for_that_recipient_only(app, db, users, smtp_settings, anon, send):
     sink, _ = smtp_settings
-    result = send(app, db, users, to=["ann@example.test", "bob@example.test"])
+    result = send(to=["ann@example.test", "bob@example.test"])
     [ann_mail] = by_address(sink)["ann@example.test"]
     [url] = IMAGE_URL.findall(html_of(ann_mail))
 
@@ -153,11 +146,11 @@ def test_loading_a_recipients_image_counts_for_that_recipient_only(app, db, user
     assert counts() == {"ann@example.test": 1, "bob@example.test": 0}
 
 
-def test_no_image_once_tracking_is_disabled(app, db, users, smtp_settings):
+def test_no_image_once_tracking_is_disabled(app, db, users, smtp_settings, send):
     sink, _ = smtp_settings
     SettingsService(db, app.config).update({"tracking_disabled": "true"}, user_name="admin")
 
-    result = send(app, db, users, to=["ann@example.test"])
+    result = send(to=["ann@example.test"])
 
     assert result.email.tracking is False
     [mail] = sink.received
@@ -168,7 +161,7 @@ def test_no_image_once_tracking_is_disabled(app, db, users, smtp_settings):
 # -- skipped, refused, interrupted -----------------------------------------------------------
 
 
-def test_opted_out_records_are_skipped_with_the_reason(app, db, users, smtp_settings):
+def test_opted_out_records_are_skipped_with_the_reason(app, db, users, smtp_settings, send):
     sink, _ = smtp_settings
     contact = add_contact(db)
     lead = Lead(first_name="Lee", last_name="Opt", email="lee@example.test")
@@ -177,7 +170,7 @@ def test_opted_out_records_are_skipped_with_the_reason(app, db, users, smtp_sett
         suppression.opt_out_record(db, record, suppression.STAFF, "asked by phone")
     db.commit()
 
-    result = send(app, db, users, to=[f"contact:{contact.id}", "ann@example.test", "lee@example.test"])
+    result = send(to=[f"contact:{contact.id}", "ann@example.test", "lee@example.test"])
 
     assert [mail.rcpt_tos for mail in sink.received] == [["ann@example.test"]]
     skipped = {r.address: r for r in result.email.recipients if r.status == "skipped"}
@@ -187,10 +180,10 @@ def test_opted_out_records_are_skipped_with_the_reason(app, db, users, smtp_sett
     assert result.email.status == "sent"
 
 
-def test_refused_recipient_fails_with_the_server_reply_and_a_retry_sends_it_once(app, db, users, smtp_settings):
+def test_refused_recipient_fails_with_the_server_reply_and_a_retry_sends_it_once(app, db, users, smtp_settings, send):
     sink, _ = smtp_settings
     sink.refuse["x@example.test"] = "550 5.1.1 No such user"
-    result = send(app, db, users, to=["ann@example.test", "x@example.test", "bob@example.test"])
+    result = send(to=["ann@example.test", "x@example.test", "bob@example.test"])
 
     rows = {r.address: r for r in result.email.recipients}
     assert rows["x@example.test"].status == "failed"
@@ -212,24 +205,24 @@ def test_refused_recipient_fails_with_the_server_reply_and_a_retry_sends_it_once
     assert result.email.status == "sent"
 
 
-def test_every_refusal_means_failed_when_nobody_was_sent(app, db, users, smtp_settings):
+def test_every_refusal_means_failed_when_nobody_was_sent(app, db, users, smtp_settings, send):
     sink, _ = smtp_settings
     sink.refuse["x@example.test"] = "550 5.1.1 No such user"
-    result = send(app, db, users, to=["x@example.test"])
+    result = send(to=["x@example.test"])
     assert result.email.status == "failed" and result.email.sent_at is None
 
 
-def test_an_unreachable_server_fails_every_recipient_with_the_reason(app, db, users):
+def test_an_unreachable_server_fails_every_recipient_with_the_reason(app, db, users, send):
     SettingsService(db, app.config).update({"smtp_host": "127.0.0.1", "smtp_port": str(free_port())}, "admin")
-    result = send(app, db, users, to=["ann@example.test", "bob@example.test"])
+    result = send(to=["ann@example.test", "bob@example.test"])
     assert {r.status for r in result.email.recipients} == {"failed"}
     assert all(r.reply.startswith("could not use the mail server 127.0.0.1:") for r in result.email.recipients)
     assert result.email.status == "failed"
 
 
-def test_an_interrupted_send_resumes_without_sending_anyone_twice(app, db, users, smtp_settings):
+def test_an_interrupted_send_resumes_without_sending_anyone_twice(app, db, users, smtp_settings, send):
     sink, _ = smtp_settings
-    result = compose(app, db, users, to=["ann@example.test", "bob@example.test", "cid@example.test"])
+    result = send.compose(to=["ann@example.test", "bob@example.test", "cid@example.test"])
     # A crash while handing ann's message over: claimed long ago, never finished.
     ann = result.email.recipients[0]
     ann.status, ann.claimed_at = "sending", utcnow() - timedelta(minutes=30)
@@ -245,9 +238,9 @@ def test_an_interrupted_send_resumes_without_sending_anyone_twice(app, db, users
     assert result.email.status == "partial"
 
 
-def test_a_recent_claim_is_left_to_the_worker_holding_it(app, db, users, smtp_settings):
+def test_a_recent_claim_is_left_to_the_worker_holding_it(app, db, users, smtp_settings, send):
     sink, _ = smtp_settings
-    result = compose(app, db, users, to=["ann@example.test", "bob@example.test"])
+    result = send.compose(to=["ann@example.test", "bob@example.test"])
     ann = result.email.recipients[0]
     ann.status, ann.claimed_at = "sending", utcnow()
     db.commit()
@@ -259,10 +252,10 @@ def test_a_recent_claim_is_left_to_the_worker_holding_it(app, db, users, smtp_se
     assert ann.status == "sending" and result.email.status == "sending"
 
 
-def test_two_workers_on_the_same_email_send_each_message_once(app, db, users, smtp_settings):
+def test_two_workers_on_the_same_email_send_each_message_once(app, db, users, smtp_settings, send):
     sink, _ = smtp_settings
     addresses = [f"r{number}@example.test" for number in range(30)]
-    result = compose(app, db, users, to=addresses)
+    result = send.compose(to=addresses)
     workers = [threading.Thread(target=deliver, args=(app.Session, app.config, result.email.id))
                for _ in range(2)]
     for worker in workers:
@@ -275,10 +268,10 @@ def test_two_workers_on_the_same_email_send_each_message_once(app, db, users, sm
     assert result.email.status == "sent"
 
 
-def test_a_large_send_is_queued_and_the_worker_delivers_it(app, db, users, smtp_settings):
+def test_a_large_send_is_queued_and_the_worker_delivers_it(app, db, users, smtp_settings, send):
     sink, _ = smtp_settings
     addresses = [f"r{number}@example.test" for number in range(app.config.inline_send_limit + 1)]
-    result = compose(app, db, users, to=addresses)
+    result = send.compose(to=addresses)
 
     assert send_or_queue(app.Session, app.config, result.email.id, result.pending) is False
     assert sink.received == [] and result.email.status == "queued"
@@ -289,9 +282,9 @@ def test_a_large_send_is_queued_and_the_worker_delivers_it(app, db, users, smtp_
     assert result.email.status == "sent"
 
 
-def test_a_small_send_goes_out_within_the_request(app, db, users, smtp_settings):
+def test_a_small_send_goes_out_within_the_request(app, db, users, smtp_settings, send):
     sink, _ = smtp_settings
-    result = compose(app, db, users, to=["ann@example.test"])
+    result = send.compose(to=["ann@example.test"])
     assert send_or_queue(app.Session, app.config, result.email.id, result.pending) is True
     assert len(sink.received) == 1
 
@@ -309,33 +302,33 @@ def test_a_small_send_goes_out_within_the_request(app, db, users, smtp_settings)
         ({"reply_to": "r@example.test\r\nBcc: victim@example.test"}, "reply_to"),
     ],
 )
-def test_header_injection_is_refused_and_nothing_is_saved(app, db, users, fields, field):
+def test_header_injection_is_refused_and_nothing_is_saved(app, db, users, fields, field, send):
     with pytest.raises(ValidationError) as error:
-        compose(app, db, users, **fields)
+        send.compose(**fields)
     assert field in error.value.errors
     assert db.scalar(select(Email)) is None and db.scalar(select(Recipient)) is None
 
 
-def test_every_problem_is_reported_at_once(app, db, users):
+def test_every_problem_is_reported_at_once(app, db, users, send):
     with pytest.raises(ValidationError) as error:
-        compose(app, db, users, to=[], subject="", html="  ")
+        send.compose(to=[], subject="", html="  ")
     assert set(error.value.errors) == {"to", "subject", "html"}
     with pytest.raises(ValidationError) as error:
-        compose(app, db, users, to=["not-an-address", "contact:999"], subject="x" * 999)
+        send.compose(to=["not-an-address", "contact:999"], subject="x" * 999)
     assert "not-an-address" in error.value.errors["to"] and "999" in error.value.errors["to"]
     assert "998" in error.value.errors["subject"]
 
 
-def test_duplicate_addresses_are_collapsed_first_field_wins(app, db, users):
+def test_duplicate_addresses_are_collapsed_first_field_wins(app, db, users, send):
     contact = add_contact(db, email="ann@example.test")
-    result = compose(app, db, users, to=["ann@example.test", "ANN@example.test", f"contact:{contact.id}"],
-                     bcc=["ann@example.test", "bob@example.test"])
+    result = send.compose(to=["ann@example.test", "ANN@example.test", f"contact:{contact.id}"],
+                          bcc=["ann@example.test", "bob@example.test"])
     assert [(r.address, r.kind) for r in result.email.recipients] == [("ann@example.test", "to"),
                                                                       ("bob@example.test", "bcc")]
 
 
-def test_attachments_are_stored_under_generated_names_with_the_uploaded_name_cleaned(app, db, users):
-    result = compose(app, db, users, attachments=[("../../etc/pass\r\nwd.txt", "text/plain", b"data")])
+def test_attachments_are_stored_under_generated_names_with_the_uploaded_name_cleaned(app, db, users, send):
+    result = send.compose(attachments=[("../../etc/pass\r\nwd.txt", "text/plain", b"data")])
     [attachment] = db.scalars(select(Attachment)).all()
     assert attachment.filename == "passwd.txt"
     assert re.fullmatch(r"[0-9a-f]{32}", attachment.storage_name)
@@ -419,7 +412,7 @@ def test_text_part_is_derived_from_the_html():
 
 
 def test_the_send_command_delivers_and_the_worker_command_drains_the_queue(app, db, users, smtp_settings,
-                                                                         monkeypatch, tmp_path):
+                                                                         monkeypatch, tmp_path, send):
     sink, _ = smtp_settings
     monkeypatch.setenv("CORETRACK_HOME", str(app.config.home))
     monkeypatch.setenv("CORETRACK_PUBLIC_URL", PUBLIC_URL)
@@ -435,7 +428,7 @@ def test_the_send_command_delivers_and_the_worker_command_drains_the_queue(app, 
     assert sorted(mail.rcpt_tos[0] for mail in sink.received) == ["ann@example.test", "cid@example.test"]
     assert list(sink.received[0].message.iter_attachments())[0].get_content() == "notes"
 
-    compose(app, db, users, to=[f"q{n}@example.test" for n in range(12)])
+    send.compose(to=[f"q{n}@example.test" for n in range(12)])
     result = runner.invoke(cli_main, ["worker", "--once"])
     assert result.exit_code == 0, result.output
     assert "processed 12 messages" in result.output

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from hit_load import commits, wait_until
 from sqlalchemy import func, select
+from support.hit_load import commits, wait_until
 
 from coretrack import csrf
 from coretrack.config import Config, SmtpServer

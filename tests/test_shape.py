@@ -1,13 +1,16 @@
 """The package's shape holds: no module past MAX_LINES (migrations aside), no import circle between
 its modules (imports under ``if TYPE_CHECKING:`` aside: they never run), and no import inside a
-function except the command line's lazy ones, which keep each command's start-up to what it uses."""
+function except the command line's lazy ones, which keep each command's start-up to what it uses.
+The tests' side: no test module or script imports from a conftest.py, which holds only fixtures
+(what tests and scripts share besides fixtures lives in tests/support/)."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "coretrack"
+REPO = Path(__file__).resolve().parent.parent
+PACKAGE = REPO / "coretrack"
 MAX_LINES = 400
 # Where an import inside a function is deliberate: a command loads only what it runs.
 LAZY_IMPORTS_ALLOWED = ("cli",)
@@ -80,6 +83,17 @@ def import_graph() -> tuple[dict[str, set[str]], list[str]]:
     return graph, lazy
 
 
+def conftest_imports(paths: list[Path], root: Path = REPO) -> list[str]:
+    """Where these files import from a conftest module (any conftest.py of the test folders)."""
+    found = []
+    for path in paths:
+        for node, _ in _imports(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            if any(name.split(".")[-1] == "conftest" for name in names):
+                found.append(f"{path.relative_to(root)}:{node.lineno}")
+    return found
+
+
 def circles(graph: dict[str, set[str]]) -> list[list[str]]:
     """The strongly connected groups of more than one module (Tarjan), each sorted."""
     index: dict[str, int] = {}
@@ -131,6 +145,12 @@ def test_no_import_hides_inside_a_function_outside_the_command_line():
     assert import_graph()[1] == []
 
 
+def test_no_test_module_or_script_imports_from_conftest():
+    paths = sorted((REPO / "tests").rglob("*.py")) + sorted((REPO / "scripts").rglob("*.py"))
+    assert len(paths) > 60  # the tests were read
+    assert conftest_imports(paths) == [], "import from tests/support/ (conftest.py holds only fixtures)"
+
+
 def test_the_checks_find_what_they_look_for():
     """A circle, a lazy import and a module of the package are all seen (the checks cannot pass
     by reading nothing)."""
@@ -139,3 +159,11 @@ def test_the_checks_find_what_they_look_for():
     assert [(type(node).__name__, inside) for node, inside in _imports(tree)] == [
         ("Import", False), ("ImportFrom", True)]
     assert "coretrack.app" in modules() and "coretrack" in modules()
+
+
+def test_the_conftest_check_sees_every_way_of_importing_from_it(tmp_path):
+    sample = tmp_path / "test_sample.py"
+    sample.write_text("from conftest import X\nimport conftest\nimport e2e.conftest\n"
+                      "def f():\n    from conftest import Y\nfrom support.apache import Z\n")
+    lines = [where.rsplit(":", 1)[1] for where in conftest_imports([sample], root=tmp_path)]
+    assert lines == ["1", "2", "3", "5"]

@@ -9,13 +9,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
-from conftest import SmtpSink
 from sqlalchemy import select
+from support.smtp_sink import SmtpSink
 
 from coretrack.models import Recipient
 from coretrack.sending import smtp
-from coretrack.sending.compose import compose as compose_email
-from coretrack.sending.compose import prepare
 from coretrack.sending.status import retry_failed
 from coretrack.sending.worker import run_worker
 
@@ -65,9 +63,10 @@ def sink(smtp_sink):
     return smtp_sink
 
 
-def compose(app, db, users, addresses=ADDRESSES):
-    prepared = prepare(db, to=list(addresses), subject="Faults", html="<p>Hello</p>")
-    return compose_email(db, app.config, users["sam"], prepared)
+@pytest.fixture
+def email_fields():
+    """The email these tests send unless they name a field (the send fixture's defaults)."""
+    return {"to": list(ADDRESSES), "subject": "Faults", "html": "<p>Hello</p>"}
 
 
 def outcome(db, email_id) -> dict[str, tuple[str, str]]:
@@ -88,9 +87,9 @@ def assert_finished(db, email_id) -> dict[str, tuple[str, str]]:
     return result
 
 
-def test_refused_recipients_fail_with_the_reply_the_rest_are_sent_once(app, db, users, smtp_settings, sink):
+def test_refused_recipients_fail_with_the_reply_the_rest_are_sent_once(app, db, users, smtp_settings, sink, send):
     sink.refuse = {ADDRESSES[3]: "550 5.1.1 No such user", ADDRESSES[11]: "452 4.2.2 Mailbox full"}
-    email = compose(app, db, users).email
+    email = send.compose().email
 
     assert run_worker(app.Session, app.config, once=True) == 20
     result = assert_finished(db, email.id)
@@ -107,9 +106,9 @@ def test_refused_recipients_fail_with_the_reply_the_rest_are_sent_once(app, db, 
 
 
 def test_a_connection_dropped_before_the_server_took_a_message_fails_only_that_one(app, db, users, smtp_settings,
-                                                                                  sink):
+                                                                                  sink, send):
     sink.drop_before_storing = {5, 12}
-    email = compose(app, db, users).email
+    email = send.compose().email
 
     run_worker(app.Session, app.config, once=True)
     result = assert_finished(db, email.id)
@@ -126,9 +125,9 @@ def test_a_connection_dropped_before_the_server_took_a_message_fails_only_that_o
 
 
 def test_a_message_taken_before_the_connection_dropped_is_never_resent_automatically(app, db, users, smtp_settings,
-                                                                                     sink):
+                                                                                     sink, send):
     sink.drop_after_storing = {7}
-    email = compose(app, db, users).email
+    email = send.compose().email
 
     run_worker(app.Session, app.config, once=True)
     run_worker(app.Session, app.config, once=True)  # a second pass, as after a restart: nothing to resend
@@ -139,9 +138,9 @@ def test_a_message_taken_before_the_connection_dropped_is_never_resent_automatic
     assert received(sink) == Counter(ADDRESSES)  # everyone exactly once
 
 
-def test_a_server_that_closes_the_connection_between_messages_is_reconnected(app, db, users, smtp_settings, sink):
+def test_a_server_that_closes_the_connection_between_messages_is_reconnected(app, db, users, smtp_settings, sink, send):
     sink.closing_on_mail = {4, 9}
-    email = compose(app, db, users).email
+    email = send.compose().email
 
     run_worker(app.Session, app.config, once=True)
 
@@ -149,9 +148,9 @@ def test_a_server_that_closes_the_connection_between_messages_is_reconnected(app
     assert received(sink) == Counter(ADDRESSES)
 
 
-def test_a_slow_server_still_gets_every_message_once(app, db, users, smtp_settings, sink):
+def test_a_slow_server_still_gets_every_message_once(app, db, users, smtp_settings, sink, send):
     sink.delay = 0.05
-    email = compose(app, db, users, ADDRESSES[:8]).email
+    email = send.compose(to=ADDRESSES[:8]).email
 
     run_worker(app.Session, app.config, once=True)
 
@@ -160,10 +159,10 @@ def test_a_slow_server_still_gets_every_message_once(app, db, users, smtp_settin
 
 
 def test_a_server_slower_than_the_timeout_fails_with_the_reason_and_a_retry_finishes(app, db, users, smtp_settings,
-                                                                                    sink, monkeypatch):
+                                                                                    sink, monkeypatch, send):
     monkeypatch.setattr(smtp.SmtpSender, "timeout", 0.5)
     sink.delay = 1.0
-    email = compose(app, db, users, ADDRESSES[:2]).email
+    email = send.compose(to=ADDRESSES[:2]).email
 
     run_worker(app.Session, app.config, once=True)
     result = assert_finished(db, email.id)

@@ -9,11 +9,8 @@ from dataclasses import dataclass, field
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from conftest import SmtpSink, free_port
-
-from coretrack.models import Recipient
-from coretrack.sending.compose import compose, prepare
-from coretrack.sending.delivery import deliver
+from support.ports import free_port
+from support.smtp_sink import SmtpSink
 
 USER, PASSWORD = "crm-bot", "first-servers-pw"
 # Plain connections on loopback: the point is where the password goes, not how it is protected.
@@ -54,29 +51,21 @@ def two_servers():
             controller.stop()
 
 
-def send_one(app, db, users) -> Recipient:
-    prepared = prepare(db, to=["ann@example.test"], subject="Hello", html="<p>Hi</p>")
-    result = compose(db, app.config, users["sam"], prepared)
-    deliver(app.Session, app.config, result.email.id)
-    db.expire_all()
-    return db.get(Recipient, result.email.recipients[0].id)
-
-
-def test_after_the_host_changes_the_stored_password_never_reaches_the_new_server(admin, app, db, users, two_servers):
+def test_after_the_host_changes_the_stored_password_never_reaches_the_new_server(admin, app, db, two_servers, send):
     [(first, first_host), (second, second_host)], port = two_servers
     form = admin.get("/settings").forms["settings-form"]
     form["smtp_host"], form["smtp_port"], form["smtp_security"] = first_host, str(port), "none"
     form["smtp_username"], form["smtp_password"] = USER, PASSWORD
     form["from_address"] = "crm@example.test"
     form.submit(status=303)
-    assert send_one(app, db, users).status == "sent"
+    assert send().email.recipients[0].status == "sent"
     assert first.tried == [PASSWORD] and len(first.received) == 1
 
     # The host changes, the password field is left empty.
     form = admin.get("/settings").forms["settings-form"]
     form["smtp_host"] = second_host
     form.submit(status=303)
-    recipient = send_one(app, db, users)
+    recipient = send().email.recipients[0]
 
     assert PASSWORD not in second.tried
     assert recipient.status == "failed" and second.received == []
@@ -86,6 +75,6 @@ def test_after_the_host_changes_the_stored_password_never_reaches_the_new_server
     form = admin.get("/settings").forms["settings-form"]
     form["smtp_password"] = "second-servers-pw"
     form.submit(status=303)
-    assert send_one(app, db, users).status == "sent"
+    assert send().email.recipients[0].status == "sent"
     assert second.tried[-1] == "second-servers-pw" and len(second.received) == 1
     assert PASSWORD not in second.tried

@@ -11,11 +11,9 @@ from dataclasses import dataclass, field
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from conftest import SmtpSink, free_port
+from support.ports import free_port
+from support.smtp_sink import SmtpSink
 
-from coretrack.models import Recipient
-from coretrack.sending.compose import compose, prepare
-from coretrack.sending.delivery import deliver
 from coretrack.settings import SettingsService
 
 USER, PASSWORD = "crm-bot", "s3cret-smtp-pw"
@@ -64,23 +62,26 @@ def tls_server(request, certificates):
         controller.stop()
 
 
-def send_one(app, db, users, tls_server, password: str) -> Recipient:
+@pytest.fixture
+def email_fields():
+    """The email these tests send unless they name a field (the send fixture's defaults)."""
+    return {"to": ["ann@example.test"], "subject": "Over TLS", "html": "<p>Hi</p>"}
+
+
+def use_server(app, db, tls_server, password: str) -> None:
+    """The app's outgoing mail goes to ``tls_server``, logging in with ``password``."""
     _, port, security = tls_server
     settings = SettingsService(db, app.config)
     settings.update({"smtp_host": "127.0.0.1", "smtp_port": str(port), "smtp_security": security,
                      "smtp_username": USER, "smtp_password": password, "from_address": "crm@example.test"},
                     user_name="test-setup")
-    prepared = prepare(db, to=["ann@example.test"], subject="Over TLS", html="<p>Hi</p>")
-    result = compose(db, app.config, users["sam"], prepared)
-    deliver(app.Session, app.config, result.email.id)
-    db.expire_all()
-    return db.get(Recipient, result.email.recipients[0].id)
 
 
-def test_mail_goes_out_over_verified_tls_with_a_login(app, db, users, tls_server, certificates, monkeypatch):
+def test_mail_goes_out_over_verified_tls_with_a_login(app, db, users, tls_server, certificates, monkeypatch, send):
     monkeypatch.setenv("SSL_CERT_FILE", str(certificates[0]))  # the install trusts our test CA
     sink, _, _ = tls_server
-    recipient = send_one(app, db, users, tls_server, PASSWORD)
+    use_server(app, db, tls_server, PASSWORD)
+    recipient = send().email.recipients[0]
     assert recipient.status == "sent", recipient.reply
     assert sink.logins == [USER]
     assert sink.over_tls == [True]
@@ -88,22 +89,24 @@ def test_mail_goes_out_over_verified_tls_with_a_login(app, db, users, tls_server
 
 
 def test_a_wrong_password_fails_the_recipient_with_the_servers_reply_and_never_shows_the_password(
-        app, db, users, tls_server, certificates, monkeypatch, caplog):
+        app, db, users, tls_server, certificates, monkeypatch, caplog, send):
     monkeypatch.setenv("SSL_CERT_FILE", str(certificates[0]))
     caplog.set_level(logging.DEBUG)
-    recipient = send_one(app, db, users, tls_server, "not-the-password")
+    use_server(app, db, tls_server, "not-the-password")
+    recipient = send().email.recipients[0]
     assert recipient.status == "failed"
     assert "535" in recipient.reply
     assert "not-the-password" not in recipient.reply + caplog.text
     assert tls_server[0].received == []
 
 
-def test_a_certificate_the_install_does_not_trust_is_refused(app, db, users, tls_server, tmp_path, monkeypatch):
+def test_a_certificate_the_install_does_not_trust_is_refused(app, db, users, tls_server, tmp_path, monkeypatch, send):
     empty_bundle = tmp_path / "no-ca.pem"
     empty_bundle.write_text("")
     monkeypatch.setenv("SSL_CERT_FILE", str(empty_bundle))
     monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
-    recipient = send_one(app, db, users, tls_server, PASSWORD)
+    use_server(app, db, tls_server, PASSWORD)
+    recipient = send().email.recipients[0]
     assert recipient.status == "failed"
     assert "CERTIFICATE_VERIFY_FAILED" in recipient.reply or "certificate verify failed" in recipient.reply
     assert tls_server[0].received == [] and tls_server[0].logins == []

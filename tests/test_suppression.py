@@ -25,7 +25,7 @@ from coretrack.records import csv_import
 from coretrack.records.search import Audience
 from coretrack.records.store import IMPORT_OPT_OUT, STAFF_OPT_OUT, create_record
 from coretrack.schema import upgrade
-from coretrack.sending.compose import OPTED_OUT, compose, prepare
+from coretrack.sending.compose import OPTED_OUT, prepare
 from coretrack.sending.delivery import deliver as deliver_email
 from coretrack.settings import SettingsService
 
@@ -33,13 +33,10 @@ PAULA = "paula@example.test"
 BOUNCE_ADDRESS = "bounces@example.test"
 
 
-def send(app, db, users, deliver=True, **values):
-    prepared = prepare(db, **{"subject": "News", "html": "<p>Hi</p>", **values})
-    result = compose(db, app.config, users["sam"], prepared)
-    if deliver:
-        deliver_email(app.Session, app.config, result.email.id)
-    db.expire_all()
-    return result
+@pytest.fixture
+def email_fields():
+    """The email these tests send unless they name a field (the send fixture's defaults)."""
+    return {"subject": "News", "html": "<p>Hi</p>"}
 
 
 def statuses(db, email_id: int) -> dict[str, str]:
@@ -125,11 +122,11 @@ SOURCES = [
 
 @pytest.mark.parametrize(("opt_out", "source", "reason"), SOURCES)
 def test_every_opt_out_source_suppresses_the_address_and_the_next_send_to_it_is_skipped(
-        app, db, users, anon, staff, smtp_settings, signing_key, opt_out, source, reason):  # noqa: F811
+        app, db, users, anon, staff, smtp_settings, signing_key, opt_out, source, reason, send):  # noqa: F811
     sink, _ = smtp_settings
     SettingsService(db, app.config).update({"bounce_address": BOUNCE_ADDRESS}, user_name="admin")
     # A typed address no contact, account or lead holds.
-    first = send(app, db, users, to=[PAULA])
+    first = send(to=[PAULA])
     [mail] = sink.received
     [recipient] = first.email.recipients
 
@@ -140,7 +137,7 @@ def test_every_opt_out_source_suppresses_the_address_and_the_next_send_to_it_is_
     [entry] = db.scalars(select(AddressEvent)).all()
     assert (entry.event, entry.source) == (suppression.OPTED_OUT, source)
     assert entry.user_name == ("sam" if source == suppression.STAFF else "")
-    later = send(app, db, users, to=["Paula@Example.test", "other@example.test"])
+    later = send(to=["Paula@Example.test", "other@example.test"])
     assert statuses(db, later.email.id) == {"Paula@Example.test": "skipped", "other@example.test": "sent"}
     assert [mail.rcpt_tos for mail in sink.received[1:]] == [["other@example.test"]]
 
@@ -164,36 +161,36 @@ def new_record(db, record_type):
     return create_record(db, record_type, {**values, "email": PAULA.upper()})
 
 
-def by_typed_address(app, db, users, staff):
-    return send(app, db, users, to=["Paula@example.test"]).email.id
+def by_typed_address(app, db, send, staff):
+    return send(to=["Paula@example.test"]).email.id
 
 
 def by_record(record_type):
-    def path(app, db, users, staff):
+    def path(app, db, send, staff):
         record = new_record(db, record_type)
-        return send(app, db, users, to=[f"{record_type}:{record.id}"]).email.id
+        return send(to=[f"{record_type}:{record.id}"]).email.id
     return path
 
 
 def by_mass_send(record_type):
-    def path(app, db, users, staff):
+    def path(app, db, send, staff):
         new_record(db, record_type)
-        return send(app, db, users, to=[], audience=Audience(record_type, "paula")).email.id
+        return send(to=[], audience=Audience(record_type, "paula")).email.id
     return path
 
 
-def by_csv_import(app, db, users, staff):
+def by_csv_import(app, db, send, staff):
     result = csv_import.import_csv(db, "lead", f"first_name,last_name,email\r\nPaula,Imported,{PAULA}\r\n".encode())
     assert result.created == 1
     lead = db.scalars(select(Lead)).one()
-    return send(app, db, users, to=[f"lead:{lead.id}"]).email.id
+    return send(to=[f"lead:{lead.id}"]).email.id
 
 
-def by_the_api(app, db, users, staff):
+def by_the_api(app, db, send, staff):
     return staff.post_json("/api/emails", {"to": PAULA, "subject": "News", "html": "<p>x</p>"}, status=201).json["id"]
 
 
-def by_the_cli(app, db, users, staff):
+def by_the_cli(app, db, send, staff):
     result = CliRunner().invoke(cli_main, ["send", "--from-user", "sam", "--to", PAULA, "--subject", "News",
                                            "--html", "<p>Hi</p>"])
     assert result.exit_code == 0, result.output
@@ -216,7 +213,7 @@ PATHS = [
 
 @pytest.mark.parametrize("path", PATHS)
 def test_every_send_path_skips_an_opted_out_address_whatever_holds_it_later(
-        app, db, users, staff, smtp_settings, path, monkeypatch):
+        app, db, users, staff, smtp_settings, path, monkeypatch, send):
     sink, _ = smtp_settings
     monkeypatch.setenv("CORETRACK_HOME", str(app.config.home))
     monkeypatch.setenv("CORETRACK_PUBLIC_URL", app.config.public_url or "")
@@ -224,7 +221,7 @@ def test_every_send_path_skips_an_opted_out_address_whatever_holds_it_later(
     suppression.opt_out(db, PAULA, suppression.LINK, "unsubscribed with the link in email 1")
     db.commit()
 
-    email_id = path(app, db, users, staff)
+    email_id = path(app, db, send, staff)
 
     db.expire_all()
     assert set(statuses(db, email_id).values()) == {"skipped"}
@@ -234,10 +231,10 @@ def test_every_send_path_skips_an_opted_out_address_whatever_holds_it_later(
     assert all(record.email_opt_out for record in suppression.holders(db, [PAULA]))
 
 
-def test_a_queued_send_skips_an_address_opted_out_after_it_was_written(app, db, users, smtp_settings):
+def test_a_queued_send_skips_an_address_opted_out_after_it_was_written(app, db, users, smtp_settings, send):
     sink, _ = smtp_settings
     later = utcnow() + timedelta(minutes=30)
-    queued = send(app, db, users, deliver=False, to=[PAULA, "other@example.test"], send_at=later)
+    queued = send.compose(to=[PAULA, "other@example.test"], send_at=later)
     suppression.opt_out(db, PAULA, suppression.SENDGRID, "reported the email as spam (SendGrid)")
     db.commit()
     db.execute(text("UPDATE emails SET send_at = :now"), {"now": utcnow() - timedelta(minutes=1)})
@@ -273,10 +270,10 @@ def test_a_mass_send_asks_in_chunks_not_once_per_recipient(app, db, users):
 
 
 def test_a_form_opened_before_an_unsubscribe_saves_its_change_and_keeps_the_opt_out(
-        app, db, users, anon, staff, smtp_settings):
+        app, db, users, anon, staff, smtp_settings, send):
     sink, _ = smtp_settings
     contact = create_record(db, "contact", {"first_name": "Paula", "last_name": "Person", "email": PAULA})
-    first = send(app, db, users, to=[f"contact:{contact.id}"])
+    first = send(to=[f"contact:{contact.id}"])
     form = staff.get(f"/contacts/{contact.id}/edit").forms["record-form"]  # staff open the form
     anon.post(f"{UNSUBSCRIBE_PATH}?t={first.email.recipients[0].token}", "List-Unsubscribe=One-Click",
               content_type="application/x-www-form-urlencoded", status=200)  # then Paula unsubscribes
@@ -289,7 +286,7 @@ def test_a_form_opened_before_an_unsubscribe_saves_its_change_and_keeps_the_opt_
     assert contact.phone == "+44 20 7946 0000"
     assert contact.email_opt_out and contact.email_opt_out_reason.startswith("unsubscribed with the link")
     assert opted_out_now(db)[0] == suppression.ONE_CLICK
-    later = send(app, db, users, to=[f"contact:{contact.id}"])
+    later = send(to=[f"contact:{contact.id}"])
     assert statuses(db, later.email.id) == {PAULA: "skipped"} and len(sink.received) == 1
 
 
@@ -355,7 +352,7 @@ def test_a_record_given_another_address_follows_it_and_an_opted_out_one_takes_it
 
 
 def test_staff_lift_an_opt_out_on_the_record_page_with_a_reason_kept_in_the_history(
-        app, db, users, staff, smtp_settings):
+        app, db, users, staff, smtp_settings, send):
     sink, _ = smtp_settings
     suppression.opt_out(db, PAULA, suppression.LINK, "unsubscribed with the link in email 1")
     db.commit()
@@ -380,7 +377,7 @@ def test_staff_lift_an_opt_out_on_the_record_page_with_a_reason_kept_in_the_hist
         suppression.LIFTED, suppression.STAFF, "sam", "Paula asked by phone to get the newsletter again")
     assert oldest.event == suppression.OPTED_OUT
     assert "by sam" in lifted.html.select_one("#address-history").text
-    later = send(app, db, users, to=[f"lead:{lead.id}"])
+    later = send(to=[f"lead:{lead.id}"])
     assert statuses(db, later.email.id) == {lead.email: "sent"}
 
 
@@ -388,13 +385,13 @@ def test_staff_lift_an_opt_out_on_the_record_page_with_a_reason_kept_in_the_hist
 
 
 def test_erasing_an_address_erases_its_opt_out_and_history_and_mail_to_it_stays_skipped(app, db, users,
-                                                                                         smtp_settings):
+                                                                                         smtp_settings, send):
     sink, _ = smtp_settings
     suppression.opt_out(db, PAULA, suppression.LINK, "unsubscribed with the link in email 1")
     db.commit()
     erasure.erase(db, app.config.secret_key(), PAULA, "admin")
     assert db.scalars(select(Address)).all() == [] and db.scalars(select(AddressEvent)).all() == []
-    later = send(app, db, users, to=[PAULA])
+    later = send(to=[PAULA])
     assert statuses(db, later.email.id) == {PAULA: "skipped"} and sink.received == []
 
 
@@ -440,9 +437,9 @@ def test_an_unsubscribe_and_a_sendgrid_spam_report_through_apache_suppress_typed
     import json
     import time
 
-    from apache_server import ApacheServer
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
+    from support.apache import ApacheServer
     from test_apache import make_recipient
     from test_sendgrid import public_key_text
 

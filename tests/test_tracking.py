@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import pytest
-from hit_load import commits, wait_until
 from PIL import Image
 from sqlalchemy import event, func, select
+from support.hit_load import commits, wait_until
 from werkzeug.serving import make_server
 
 from coretrack.db import make_engine

@@ -7,15 +7,13 @@ import re
 from email import message_from_bytes, policy
 
 import pytest
-from conftest import PUBLIC_URL
 from sqlalchemy import select
+from support.constants import PUBLIC_URL
 
 from coretrack.db import make_engine, make_session_factory
 from coretrack.models import Contact, Lead, Recipient, SettingChange
 from coretrack.people import suppression
 from coretrack.people.unsubscribe import DEFAULT_FOOTER, UNSUBSCRIBE_PATH
-from coretrack.sending.compose import compose, prepare
-from coretrack.sending.delivery import deliver
 from coretrack.sending.mime import MessageTemplate
 from coretrack.settings import SettingsService
 from coretrack.tracking import tokens
@@ -24,13 +22,10 @@ from coretrack.validation import ValidationError
 LINK = re.compile(r"https?://[^\s\"<>]+/email/unsubscribe\?t=[A-Za-z0-9_.-]+")
 
 
-def send(app, db, users, to=("ada@example.test",), **fields):
-    values = {"to": list(to), "subject": "Hello", "html": "<html><body><p>Hi</p></body></html>"}
-    values.update(fields)
-    result = compose(db, app.config, users["sam"], prepare(db, **values))
-    deliver(app.Session, app.config, result.email.id)
-    db.expire_all()
-    return result
+@pytest.fixture
+def email_fields():
+    """The email these tests send unless they name a field (the send fixture's defaults)."""
+    return {"to": ["ada@example.test"], "subject": "Hello", "html": "<html><body><p>Hi</p></body></html>"}
 
 
 def add_contact(db, email="ada@example.test") -> Contact:
@@ -55,10 +50,10 @@ def unsubscribe_path(token: str) -> str:
 
 @pytest.mark.parametrize("text", ["", "Hi in text"])
 def test_every_message_carries_its_recipients_link_in_both_bodies_and_the_one_click_headers(
-        app, db, users, smtp_settings, text):
+        app, db, users, smtp_settings, text, send):
     sink, _ = smtp_settings
     add_contact(db)
-    result = send(app, db, users, to=["ada@example.test", "bob@example.test"], text=text)
+    result = send(to=["ada@example.test", "bob@example.test"], text=text)
     assert len(sink.received) == 2
     for mail in sink.received:
         recipient = db.scalar(select(Recipient).where(Recipient.address == mail.rcpt_tos[0]))
@@ -71,10 +66,10 @@ def test_every_message_carries_its_recipients_link_in_both_bodies_and_the_one_cl
     assert result.email.status == "sent"
 
 
-def test_with_tracking_off_the_link_is_still_there_and_no_image(app, db, users, smtp_settings):
+def test_with_tracking_off_the_link_is_still_there_and_no_image(app, db, users, smtp_settings, send):
     sink, _ = smtp_settings
     SettingsService(db, app.config).update({"tracking_disabled": "true"}, "admin")
-    send(app, db, users)
+    send()
     (recipient,) = db.scalars(select(Recipient)).all()
     message, html, _ = parts(sink.received[0].data)
     assert "TrackAccess" not in html
@@ -96,10 +91,10 @@ def test_the_token_fills_every_placeholder_whatever_the_soft_line_breaks(padding
     assert f"TrackAccess.php?t={token}" in html
 
 
-def test_the_footer_is_a_setting_and_its_change_is_audited(app, db, users, smtp_settings):
+def test_the_footer_is_a_setting_and_its_change_is_audited(app, db, users, smtp_settings, send):
     sink, _ = smtp_settings
     SettingsService(db, app.config).update({"unsubscribe_footer": "Had enough of us?"}, "admin")
-    send(app, db, users, text="Hi")
+    send(text="Hi")
     _, html, plain = parts(sink.received[0].data)
     assert "Had enough of us?" in html and "Had enough of us?" in plain and DEFAULT_FOOTER not in html
     change = db.scalars(select(SettingChange).where(SettingChange.key == "unsubscribe_footer")).one()
@@ -115,9 +110,9 @@ def test_the_footer_must_be_one_line_and_is_in_the_editor(app, db, admin):
 # -- the page
 
 
-def test_get_asks_and_changes_nothing_then_post_opts_out_at_once(app, db, users, anon, smtp_settings):
+def test_get_asks_and_changes_nothing_then_post_opts_out_at_once(app, db, users, anon, smtp_settings, send):
     contact = add_contact(db)
-    send(app, db, users)
+    send()
     (recipient,) = db.scalars(select(Recipient)).all()
     page = anon.get(unsubscribe_path(recipient.token))
     assert page.status_code == 200 and "Do you want to receive no more email" in page.text
@@ -134,10 +129,10 @@ def test_get_asks_and_changes_nothing_then_post_opts_out_at_once(app, db, users,
 
 
 def test_the_one_click_post_of_a_mail_provider_opts_out_and_later_sends_skip_the_record(
-        app, db, users, anon, smtp_settings):
+        app, db, users, anon, smtp_settings, send):
     sink, _ = smtp_settings
     contact = add_contact(db)
-    send(app, db, users)
+    send()
     (recipient,) = db.scalars(select(Recipient)).all()
     header = message_from_bytes(sink.received[0].data, policy=policy.default)["List-Unsubscribe"]
     path = header.strip("<>").removeprefix(PUBLIC_URL)
@@ -145,7 +140,7 @@ def test_the_one_click_post_of_a_mail_provider_opts_out_and_later_sends_skip_the
     assert reply.status_code == 200
     again = anon.post(path, "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded")
     assert again.status_code == 200  # asking twice is no error
-    result = send(app, db, users, to=[f"contact:{contact.id}", "other@example.test"])
+    result = send(to=[f"contact:{contact.id}", "other@example.test"])
     assert [mail.rcpt_tos for mail in sink.received] == [["ada@example.test"], ["other@example.test"]]
     skipped = db.scalar(select(Recipient).where(Recipient.email_id == result.email.id,
                                                 Recipient.address == "ada@example.test"))
@@ -153,21 +148,21 @@ def test_the_one_click_post_of_a_mail_provider_opts_out_and_later_sends_skip_the
 
 
 def test_an_address_no_record_holds_is_kept_opted_out_by_address_without_making_a_record(
-        app, db, users, anon, smtp_settings):
+        app, db, users, anon, smtp_settings, send):
     sink, _ = smtp_settings
-    send(app, db, users, to=["stranger@example.test"])
+    send(to=["stranger@example.test"])
     (recipient,) = db.scalars(select(Recipient)).all()
     anon.post(unsubscribe_path(recipient.token))
     assert db.scalars(select(Lead)).all() == []
     assert suppression.suppressed(db, ["Stranger@example.test"]) == {"stranger@example.test"}
-    send(app, db, users, to=["stranger@example.test"])
+    send(to=["stranger@example.test"])
     assert len(sink.received) == 1
 
 
 def test_forged_mangled_unknown_and_missing_tokens_get_one_neutral_page_and_change_nothing(
-        app, db, users, anon, smtp_settings):
+        app, db, users, anon, smtp_settings, send):
     contact = add_contact(db)
-    send(app, db, users)
+    send()
     (recipient,) = db.scalars(select(Recipient)).all()
     unknown = tokens.new_token(app.config.secret_key())  # signed, but no recipient has it
     forged = tokens.new_token(b"another install's key")
@@ -185,8 +180,8 @@ def test_forged_mangled_unknown_and_missing_tokens_get_one_neutral_page_and_chan
 
 
 def test_with_the_database_down_the_post_says_so_with_503_and_the_get_still_asks(app, db, users, anon,
-                                                                              smtp_settings):
-    send(app, db, users)
+                                                                              smtp_settings, send):
+    send()
     (recipient,) = db.scalars(select(Recipient)).all()
     working = app.Session
     app.Session = make_session_factory(make_engine("sqlite:////nonexistent-directory/coretrack.db"))

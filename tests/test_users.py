@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import webtest
 from click.testing import CliRunner
-from conftest import ADMIN_PASSWORD, STAFF_PASSWORD
 from sqlalchemy import func, select
+from support.constants import ADMIN_PASSWORD, STAFF_PASSWORD
 from test_auth import private_urls
 
 from coretrack import csrf

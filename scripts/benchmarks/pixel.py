@@ -32,9 +32,9 @@ from pathlib import Path
 
 # tests/ holds the real Apache the suite uses and the load helpers.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
-from apache_server import VENV, ApacheServer, Service  # noqa: E402
-from hit_load import PATH, counted, fire, make_recipients, spooled  # noqa: E402
 from sqlalchemy import select  # noqa: E402
+from support.apache import VENV, ApacheServer, Service  # noqa: E402
+from support.hit_load import PATH, counted, fire, make_recipients, spooled  # noqa: E402
 
 from coretrack.db import make_engine  # noqa: E402
 from coretrack.models import Recipient  # noqa: E402

@@ -123,7 +123,7 @@ ensure_chromium() {
 }
 
 ensure_dovecot() {
-    # Debian's Dovecot for the bounce mailbox tests: tests/dovecot_server.py starts its own on a
+    # Debian's Dovecot for the bounce mailbox tests: tests/support/dovecot.py starts its own on a
     # loopback port with its own users and mail folder (the package's service is not used).
     apt_install dovecot-imapd
 }

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
-from apache_server import ApacheServer
+from support.apache import ApacheServer
 
 from coretrack.settings import SettingsService
 from e2e.chromium import DESKTOP, Browser, as_user, missing_binaries

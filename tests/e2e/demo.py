@@ -15,8 +15,9 @@ from datetime import UTC, datetime, timedelta
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Message
-from apache_server import ADMIN_PASSWORD, STAFF_PASSWORD, ApacheServer, free_port
 from sqlalchemy import select
+from support.apache import ADMIN_PASSWORD, STAFF_PASSWORD, ApacheServer
+from support.ports import free_port
 
 from coretrack.models import User
 from coretrack.records.store import create_record

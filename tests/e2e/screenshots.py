@@ -1,6 +1,6 @@
 """Screenshots of every main page at desktop and phone widths (run by scripts/screenshots).
 
-Starts its own Apache (tests/apache_server.py) with the demo dataset of demo.py, so nothing
+Starts its own Apache (tests/support/apache.py) with the demo dataset of demo.py, so nothing
 needs to be installed or configured by hand.
 """
 
@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # tests/: apache_server and the e2e package
+sys.path.insert(0, str(HERE.parent))  # tests/: the support and e2e packages
 
-from apache_server import STAFF_PASSWORD, ApacheServer  # noqa: E402
+from support.apache import STAFF_PASSWORD, ApacheServer  # noqa: E402
 
 from e2e import demo  # noqa: E402
 from e2e.chromium import DESKTOP, PHONE, Browser, as_user  # noqa: E402

@@ -8,9 +8,9 @@ import re
 from datetime import timedelta
 
 import pytest
-from apache_server import STAFF_PASSWORD
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import update
+from support.apache import STAFF_PASSWORD
 
 from coretrack.models import Recipient, utcnow
 from coretrack.settings import SettingsService

@@ -6,8 +6,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from apache_server import STAFF_PASSWORD
 from selenium.webdriver.support.ui import WebDriverWait
+from support.apache import STAFF_PASSWORD
 
 from coretrack.records.store import create_record
 from e2e.demo import _send

@@ -13,9 +13,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from apache_server import free_port
+from support.ports import free_port
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ADMIN_PASSWORD = "first-admin-pw"
 ADMIN = base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()
 

@@ -28,19 +28,12 @@ from coretrack.auth import Htpasswd, UserService
 from coretrack.cli.common import set_up
 from coretrack.config import Config
 from coretrack.db import make_engine, make_session_factory
+from support.ports import free_port
 
 ADMIN_PASSWORD = "apache-admin-pw"
 STAFF_PASSWORD = "apache-staff-pw"
 DISABLED_PASSWORD = "apache-gone-pw"
 VENV = Path(sys.prefix)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _stop_group(process: subprocess.Popen, how: int = signal.SIGTERM) -> None:

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from apache_server import free_port
+from support.ports import free_port
 
 CONFIG = """\
 protocols = imap
