@@ -9,8 +9,8 @@ import time
 from datetime import datetime, timedelta
 
 import pytest
-from hit_load import commits, wait_until
 from sqlalchemy import func, select
+from support.hit_load import commits, wait_until
 
 from coretrack.models import AccessEvent, AnonymousTotal, ClickEvent, ConsentEvent, Email, EmailLink, Recipient
 from coretrack.people import consent
