@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import event, select
 
@@ -18,7 +19,6 @@ from coretrack.people import consent
 from coretrack.people.consent import CONSENT_PATH, WITHDRAWAL_PATH
 from coretrack.people.unsubscribe import UNSUBSCRIBE_PATH
 from coretrack.sending.claims import claim_batch
-from coretrack.sending.compose import compose, prepare
 from coretrack.sending.delivery import deliver
 from coretrack.sending.measuring import Measuring
 from coretrack.settings import SettingsService
@@ -43,16 +43,11 @@ def state_consents(db, consents: dict[str, str]) -> None:
     db.commit()
 
 
-def write(app, db, users, to, **fields) -> Email:
-    values = {"to": to, "subject": "Hello", "html": HTML, **fields}
-    return compose(db, app.config, users["sam"], prepare(db, **values)).email
 
 
-def send(app, db, users, to, **fields) -> Email:
-    email = write(app, db, users, to, **fields)
-    deliver(app.Session, app.config, email.id)
-    db.expire_all()
-    return email
+@pytest.fixture
+def email_fields() -> dict:
+    return {"subject": "Hello", "html": HTML}
 
 
 def recipient(db, address: str) -> Recipient:
@@ -106,11 +101,11 @@ def anonymous_image_of(app, email: Email) -> str:
 
 
 def test_under_consented_only_the_granted_recipient_is_measured_and_the_others_share_the_anonymous_image(
-        app, db, users, smtp_settings):
+        app, db, users, smtp_settings, send):
     sink, _ = smtp_settings
     set_policy(app, db, consent.CONSENTED, minimum=3)
     state_consents(db, PEOPLE)
-    email = send(app, db, users, list(PEOPLE))
+    email = send(to=list(PEOPLE)).email
     assert len(sink.received) == 4
     assert_tracked(app, db, sink, "granted@example.test")
     assert anonymous_image_of(app, email) not in bodies(mail_to(sink, "granted@example.test"))[0]
@@ -121,11 +116,11 @@ def test_under_consented_only_the_granted_recipient_is_measured_and_the_others_s
     assert db.get(Email, email.id).anonymous_image is True
 
 
-def test_fewer_unmeasured_recipients_than_the_minimum_get_no_image_at_all(app, db, users, smtp_settings):
+def test_fewer_unmeasured_recipients_than_the_minimum_get_no_image_at_all(app, db, users, smtp_settings, send):
     sink, _ = smtp_settings
     set_policy(app, db, consent.CONSENTED, minimum=4)
     state_consents(db, PEOPLE)
-    email = send(app, db, users, list(PEOPLE))
+    email = send(to=list(PEOPLE)).email
     assert_tracked(app, db, sink, "granted@example.test")
     for address in ("unknown@example.test", "refused@example.test", "withdrawn@example.test"):
         assert_unmeasured(app, db, sink, address)
@@ -133,11 +128,11 @@ def test_fewer_unmeasured_recipients_than_the_minimum_get_no_image_at_all(app, d
     assert db.get(Email, email.id).anonymous_image is False
 
 
-def test_the_decision_is_made_when_the_message_goes_not_when_the_email_is_written(app, db, users, smtp_settings):
+def test_the_decision_is_made_when_the_message_goes_not_when_the_email_is_written(app, db, users, smtp_settings, send):
     sink, _ = smtp_settings
     set_policy(app, db, consent.CONSENTED)
     state_consents(db, {"later@example.test": "", "leaving@example.test": consent.GRANTED})
-    email = write(app, db, users, ["later@example.test", "leaving@example.test"])
+    email = send.compose(to=["later@example.test", "leaving@example.test"]).email
     # Queued: meanwhile one grants consent and the other withdraws it.
     state_consents(db, {"later@example.test": consent.GRANTED, "leaving@example.test": consent.WITHDRAWN})
     deliver(app.Session, app.config, email.id)
@@ -146,12 +141,12 @@ def test_the_decision_is_made_when_the_message_goes_not_when_the_email_is_writte
     assert_unmeasured(app, db, sink, "leaving@example.test")
 
 
-def test_do_not_track_ticked_after_the_email_was_written_still_holds_when_it_goes(app, db, users, smtp_settings):
+def test_do_not_track_ticked_after_the_email_was_written_still_holds_when_it_goes(app, db, users, smtp_settings, send):
     sink, _ = smtp_settings
     contact = Contact(first_name="Quiet", last_name="Later", email="Quiet@Example.test")
     db.add(contact)
     db.commit()
-    email = write(app, db, users, ["quiet@example.test", "open@example.test"])
+    email = send.compose(to=["quiet@example.test", "open@example.test"]).email
     contact.do_not_track = True
     db.commit()
     deliver(app.Session, app.config, email.id)
@@ -161,17 +156,17 @@ def test_do_not_track_ticked_after_the_email_was_written_still_holds_when_it_goe
 
 
 def test_under_everyone_a_withdrawn_address_is_not_measured_and_the_others_carry_the_withdrawal_link(
-        app, db, users, smtp_settings):
+        app, db, users, smtp_settings, send):
     sink, _ = smtp_settings
     state_consents(db, {"gone@example.test": consent.WITHDRAWN, "refused@example.test": consent.REFUSED})
-    send(app, db, users, ["gone@example.test", "refused@example.test", "someone@example.test"])
+    send(to=["gone@example.test", "refused@example.test", "someone@example.test"])
     assert_tracked(app, db, sink, "someone@example.test")
     for address in ("gone@example.test", "refused@example.test"):
         assert_unmeasured(app, db, sink, address)
         assert TRACK_ACCESS_PATH not in bodies(mail_to(sink, address))[0]  # two: fewer than ten
 
 
-def test_through_the_sendgrid_preset_unmeasured_messages_turn_sendgrids_tracking_off(app, db, users, smtp_server):
+def test_through_the_sendgrid_preset_unmeasured_messages_turn_sendgrids_tracking_off(app, db, users, smtp_server, send):
     sink, port = smtp_server
     set_policy(app, db, consent.CONSENTED, smtp_preset="sendgrid", from_address="crm@example.test")
     # As if smtp.sendgrid.net were the test server (the preset holds the real relay's name).
@@ -180,7 +175,7 @@ def test_through_the_sendgrid_preset_unmeasured_messages_turn_sendgrids_tracking
         db.merge(Setting(key=key, value=value))
     db.commit()
     state_consents(db, {"granted@example.test": consent.GRANTED})
-    send(app, db, users, ["granted@example.test", "unknown@example.test"])
+    send(to=["granted@example.test", "unknown@example.test"])
     tracked = json.loads(mail_to(sink, "granted@example.test")["X-SMTPAPI"])
     assert tracked == {"unique_args": {sendgrid.UNIQUE_ARG: recipient(db, "granted@example.test").token}}
     unmeasured = json.loads(mail_to(sink, "unknown@example.test")["X-SMTPAPI"])
@@ -272,7 +267,7 @@ def test_the_built_in_consent_request_is_saved_as_a_template_whose_use_asks_for_
     assert not db.get(EmailTemplate, template.id).asks_consent
 
 
-def test_deciding_a_batch_costs_the_same_queries_whatever_its_size(app, db, users):
+def test_deciding_a_batch_costs_the_same_queries_whatever_its_size(app, db, users, send):
     set_policy(app, db, consent.CONSENTED)
     small = [f"small{n}@example.test" for n in range(5)]
     large = [f"large{n}@example.test" for n in range(60)]
@@ -280,7 +275,7 @@ def test_deciding_a_batch_costs_the_same_queries_whatever_its_size(app, db, user
     db.add_all([Contact(first_name="No", last_name="Track", email=address, do_not_track=True)
                 for address in (small[2], *large[30:40])])
     db.commit()
-    measuring = Measuring.of(db, app.config, db.get(Email, write(app, db, users, small).id))
+    measuring = Measuring.of(db, app.config, db.get(Email, send.compose(to=small).email.id))
     statements: list[str] = []
 
     def count(conn, cursor, statement, *args):
@@ -288,7 +283,7 @@ def test_deciding_a_batch_costs_the_same_queries_whatever_its_size(app, db, user
 
     costs = []
     for addresses in (small, large):
-        email = write(app, db, users, addresses)
+        email = send.compose(to=addresses).email
         event.listen(db.get_bind(), "before_cursor_execute", count)
         try:
             claimed = claim_batch(db, email.id, 100, measuring)
@@ -301,7 +296,7 @@ def test_deciding_a_batch_costs_the_same_queries_whatever_its_size(app, db, user
     assert costs[0] == costs[1]
 
 
-def test_messages_with_merge_fields_come_in_the_same_two_kinds(app, db, users, smtp_settings):
+def test_messages_with_merge_fields_come_in_the_same_two_kinds(app, db, users, smtp_settings, send):
     sink, _ = smtp_settings
     set_policy(app, db, consent.CONSENTED, minimum=2)
     people = [Contact(first_name=name, last_name="Merge", email=f"{name.lower()}@example.test")
@@ -309,8 +304,8 @@ def test_messages_with_merge_fields_come_in_the_same_two_kinds(app, db, users, s
     db.add_all(people)
     db.commit()
     state_consents(db, {"granted@example.test": consent.GRANTED, "refused@example.test": consent.REFUSED})
-    email = send(app, db, users, [f"contact:{person.id}" for person in people],
-                 html=HTML.replace("<p>Hi</p>", "<p>Hi $contacts-firstname$</p>"))
+    email = send(to=[f"contact:{person.id}" for person in people],
+                 html=HTML.replace("<p>Hi</p>", "<p>Hi $contacts-firstname$</p>")).email
     assert "Hi Granted" in bodies(mail_to(sink, "granted@example.test"))[0]
     assert_tracked(app, db, sink, "granted@example.test")
     for address, name in (("unknown@example.test", "Unknown"), ("refused@example.test", "Refused")):
@@ -319,10 +314,10 @@ def test_messages_with_merge_fields_come_in_the_same_two_kinds(app, db, users, s
         assert anonymous_image_of(app, email) in bodies(mail_to(sink, address))[0]
 
 
-def test_the_email_page_says_it_is_a_consent_request_and_who_is_not_measured(app, db, users, staff, smtp_settings):
+def test_the_email_page_says_it_is_a_consent_request_and_who_is_not_measured(app, db, staff, smtp_settings, send):
     set_policy(app, db, consent.CONSENTED)
-    request = send(app, db, users, ["asked@example.test"], asks_consent=True)
+    request = send(to=["asked@example.test"], asks_consent=True).email
     assert "a tracking consent request" in staff.get(f"/emails/{request.id}")
-    email = send(app, db, users, ["unknown@example.test"])
+    email = send(to=["unknown@example.test"]).email
     page = staff.get(f"/emails/{email.id}")
     assert "a tracking consent request" not in page and "(not measured)" in page
