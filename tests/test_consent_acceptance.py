@@ -8,8 +8,6 @@ both paths, and deleting what was measured moves their counts into the anonymous
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 import time
 from datetime import timedelta
@@ -17,14 +15,11 @@ from urllib.parse import urlsplit
 
 import pytest
 from aiosmtpd.controller import Controller
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import func, select, update
-from support.apache import ApacheServer
+from support.front_ends import two_front_ends
 from support.hit_load import wait_until
 from support.ports import free_port
-from support.postgres import DATABASES, PostgresServer
+from support.postgres import DATABASES
 from support.smtp_sink import SmtpSink
 
 from coretrack.db import make_engine, make_session_factory
@@ -32,7 +27,6 @@ from coretrack.delivery_reports import sendgrid
 from coretrack.models import AccessEvent, AnonymousTotal, ClickEvent, DeliveryEvent, Recipient, User, utcnow
 from coretrack.people import consent
 from coretrack.sending.send import NewEmail, send
-from coretrack.settings import SettingsService
 from coretrack.tracking import anonymous
 from coretrack.tracking.image import GIF, TRACK_ACCESS_PATH
 
@@ -46,10 +40,11 @@ ADDRESSES = [f"person{number:02}@example.test" for number in range(40)]
 GRANTED, UNKNOWN, REFUSED, WITHDRAWN = ADDRESSES[:10], ADDRESSES[10:35], ADDRESSES[35:38], ADDRESSES[38:]
 
 
-class Site:
-    def __init__(self, logging: ApacheServer, application: ApacheServer, key: ec.EllipticCurvePrivateKey,
-                 sink: SmtpSink) -> None:
-        self.logging, self.application, self.key, self.sink = logging, application, key, sink
+class Install:
+    """The two front-ends (support/front_ends.py) and the SMTP server the email goes through."""
+
+    def __init__(self, site: Install, sink: SmtpSink) -> None:
+        self.logging, self.application, self.sink, self.site = site.logging, site.application, sink, site
 
     def session(self):
         return self.logging.session()
@@ -57,36 +52,18 @@ class Site:
 
 @pytest.fixture(scope="module", params=DATABASES)
 def site(request):
-    database = None
-    if request.param == "postgresql":
-        new_database = PostgresServer.new_database()
-        database = new_database.__enter__()
     sink = SmtpSink()
     smtp = Controller(sink, hostname="127.0.0.1", port=free_port())
     smtp.start()
-    logging = ApacheServer("site", "", database_url=database, hit_log=True)
-    application = None
     try:
-        logging.start()
-        application = ApacheServer("site", "", beside=logging).start()
-        key = ec.generate_private_key(ec.SECP256R1())
-        der = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-        with logging.session() as session:
-            SettingsService(session, logging.config).update({
-                "sendgrid_webhook_key": base64.b64encode(der).decode(), "smtp_host": "127.0.0.1",
-                "smtp_port": str(smtp.port), "smtp_security": "none", "tracking_policy": consent.CONSENTED,
-            }, user_name="admin")
-        yield Site(logging, application, key, sink)
+        with two_front_ends(request.param, {"smtp_host": "127.0.0.1", "smtp_port": str(smtp.port),
+                                            "smtp_security": "none", "tracking_policy": consent.CONSENTED}) as site:
+            yield Install(site, sink)
     finally:
-        if application is not None:
-            application.stop()
-        logging.stop()
         smtp.stop()
-        if database is not None:
-            new_database.__exit__(None, None, None)
 
 
-def state_consents(site: Site) -> None:
+def state_consents(site: Install) -> None:
     an_hour_ago = utcnow() - timedelta(hours=1)
     with site.session() as session:
         for address in GRANTED + WITHDRAWN:
@@ -99,7 +76,7 @@ def state_consents(site: Site) -> None:
         session.commit()
 
 
-def send_to_forty(site: Site) -> int:
+def send_to_forty(site: Install) -> int:
     engine = make_engine(site.logging.config.database_url)
     try:
         factory = make_session_factory(engine)
@@ -117,7 +94,7 @@ def send_to_forty(site: Site) -> int:
         engine.dispose()
 
 
-def messages(site: Site) -> dict[str, tuple[str, list[str]]]:
+def messages(site: Install) -> dict[str, tuple[str, list[str]]]:
     """Each address's message: its whole text (headers included) and every URL in its bodies."""
     found = {}
     for received in site.sink.received:
@@ -130,7 +107,7 @@ def messages(site: Site) -> dict[str, tuple[str, list[str]]]:
     return found
 
 
-def local(site: Site, url: str) -> str | None:
+def local(site: Install, url: str) -> str | None:
     """The path and query of a URL that leads to this install, else None."""
     parts = urlsplit(url.replace("&amp;", "&"))
     if f"{parts.scheme}://{parts.netloc}" != site.logging.public_url:
@@ -138,7 +115,7 @@ def local(site: Site, url: str) -> str | None:
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
-def load_everything(site: Site, urls: list[str]) -> int:
+def load_everything(site: Install, urls: list[str]) -> int:
     """Loads every image and follows every link of this install, through both front-ends, as a mail
     client would; how many image loads that made."""
     loads = 0
@@ -155,21 +132,14 @@ def load_everything(site: Site, urls: list[str]) -> int:
     return loads
 
 
-def post_sendgrid(site: Site, tokens_: dict[str, str], kinds=("open", "click")) -> None:
+def post_sendgrid(site: Install, tokens_: dict[str, str], kinds=("open", "click")) -> None:
     now = int(time.time())
-    events = [{"email": address, "timestamp": now, "event": kind, "sg_event_id": f"{kind}-{token}",
-               sendgrid.UNIQUE_ARG: token, "url": LINKS[0], "ip": "203.0.113.9", "useragent": AGENT}
-              for address, token in tokens_.items() for kind in kinds]
-    body = json.dumps(events).encode()
-    stamp = str(now)
-    signature = site.key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-    reply = site.logging.request("POST", "/webhooks/sendgrid", body=body, headers={
-        "Content-Type": "application/json", sendgrid.TIMESTAMP_HEADER: stamp,
-        sendgrid.SIGNATURE_HEADER: base64.b64encode(signature).decode()})
-    assert reply.status == 204, reply.body
+    site.site.post_sendgrid([{"email": address, "timestamp": now, "event": kind, "sg_event_id": f"{kind}-{token}",
+                              sendgrid.UNIQUE_ARG: token, "url": LINKS[0], "ip": "203.0.113.9", "useragent": AGENT}
+                             for address, token in tokens_.items() for kind in kinds])
 
 
-def individual_events(site: Site, email_id: int) -> dict[str, set[str]]:
+def individual_events(site: Install, email_id: int) -> dict[str, set[str]]:
     """The addresses that have rows of each kind of individual event under the email."""
     kept: dict[str, set[str]] = {}
     with site.session() as session:
@@ -182,7 +152,7 @@ def individual_events(site: Site, email_id: int) -> dict[str, set[str]]:
     return kept
 
 
-def anonymous_loads(site: Site, email_id: int) -> int:
+def anonymous_loads(site: Install, email_id: int) -> int:
     with site.session() as session:
         return session.scalar(select(func.coalesce(func.sum(AnonymousTotal.loads), 0))
                               .where(AnonymousTotal.email_id == email_id))
@@ -236,7 +206,7 @@ def test_only_the_people_who_consented_can_be_singled_out_and_the_others_are_cou
         assert all(counts[address] == (0, 0) for address in ADDRESSES if address not in measured)
 
 
-def email_totals(site: Site, email_id: int) -> tuple[int, int]:
+def email_totals(site: Install, email_id: int) -> tuple[int, int]:
     """The email's loads and clicks in all: its measured recipients' counts plus its anonymous totals."""
     with site.session() as session:
         measured = session.execute(select(func.sum(Recipient.access_count), func.sum(Recipient.click_count))

@@ -6,24 +6,19 @@ the same email who was not erased takes it too, to show the path counts."""
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from datetime import timedelta
 
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import func, select
 from support.apache import ApacheServer
+from support.front_ends import Site, two_front_ends
 from support.hit_load import PATH, wait_until
-from support.postgres import DATABASES, PostgresServer
+from support.postgres import DATABASES
 
 from coretrack.delivery_reports import bounces, sendgrid
 from coretrack.models import AccessEvent, ClickEvent, DeliveryEvent, Email, EmailLink, Recipient, User, utcnow
 from coretrack.people import erasure
-from coretrack.settings import SettingsService
 from coretrack.tracking import clicks, tokens
 from coretrack.tracking.image import GIF
 
@@ -33,39 +28,10 @@ AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 LINK = "https://shop.example.com/spring"
 
 
-class Site:
-    """One install: a front-end whose Apache answers the image and logs it (hit_log), and a second
-    front-end on the same database whose image goes to the application; SendGrid's key set."""
-
-    def __init__(self, logging: ApacheServer, application: ApacheServer, sendgrid_key: ec.EllipticCurvePrivateKey):
-        self.logging = logging
-        self.application = application
-        self.sendgrid_key = sendgrid_key
-
-
 @pytest.fixture(scope="module", params=DATABASES)
 def site(request):
-    database = None
-    if request.param == "postgresql":
-        new_database = PostgresServer.new_database()
-        database = new_database.__enter__()
-    logging = ApacheServer("site", "", database_url=database, hit_log=True)
-    application = None
-    try:
-        logging.start()
-        application = ApacheServer("site", "", beside=logging).start()
-        key = ec.generate_private_key(ec.SECP256R1())
-        der = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-        with logging.session() as session:
-            SettingsService(session, logging.config).update(
-                {"sendgrid_webhook_key": base64.b64encode(der).decode()}, user_name="admin")
-        yield Site(logging, application, key)
-    finally:
-        if application is not None:
-            application.stop()
-        logging.stop()
-        if database is not None:
-            new_database.__exit__(None, None, None)
+    with two_front_ends(request.param) as site:
+        yield site
 
 
 def sent_email(server: ApacheServer) -> tuple[int, int]:
@@ -125,15 +91,8 @@ def click(site: Site, token: str) -> None:
 
 def sendgrid_event(kind: str, **fields: object):
     def post(site: Site, token: str) -> None:
-        events = [{"email": "someone@example.test", "timestamp": int(time.time()), "event": kind,
-                   "sg_event_id": f"{kind}-{token}", sendgrid.UNIQUE_ARG: token, **fields}]
-        body = json.dumps(events).encode()
-        stamp = str(int(time.time()))
-        signature = site.sendgrid_key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-        reply = site.logging.request("POST", "/webhooks/sendgrid", body=body, headers={
-            "Content-Type": "application/json", sendgrid.TIMESTAMP_HEADER: stamp,
-            sendgrid.SIGNATURE_HEADER: base64.b64encode(signature).decode()})
-        assert reply.status == 204, reply.body
+        site.post_sendgrid([{"email": "someone@example.test", "timestamp": int(time.time()), "event": kind,
+                             "sg_event_id": f"{kind}-{token}", sendgrid.UNIQUE_ARG: token, **fields}])
     return post
 
 

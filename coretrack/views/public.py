@@ -145,14 +145,19 @@ def _person_page(request: AppRequest, template: str, state: str, status: int = 2
 def consent_form(request: AppRequest) -> Response:
     """The consent link: the consent text, what is measured, by whom and how to withdraw, with Accept
     and Refuse (Withdraw once accepted).  Nothing changed: mail scanners and link previews follow links."""
+    return _asking_page(request, "public/consent.html", "ask")
+
+
+def _asking_page(request: AppRequest, template: str, state: str) -> Response:
+    """A person's page before they answer: ``state`` for a good token, else the one invalid page."""
     try:
         visit = consent_page.visit(request.db, request.app.secret, request.args.get("t"))
         if visit is None:
-            return _person_page(request, "public/consent.html", "invalid", 400)
-        return _person_page(request, "public/consent.html", "ask", visit=visit)
+            return _person_page(request, template, "invalid", 400)
+        return _person_page(request, template, state, visit=visit)
     except DBAPIError:
         request.db.rollback()
-        return _person_page(request, "public/consent.html", "unavailable", 503)
+        return _person_page(request, template, "unavailable", 503)
 
 
 @public
@@ -184,14 +189,7 @@ def consent_answer(request: AppRequest) -> Response:
 @public
 def withdrawal_form(request: AppRequest) -> Response:
     """The "Stop measuring my reading" link of every measured message: asks, and changes nothing."""
-    try:
-        visit = consent_page.visit(request.db, request.app.secret, request.args.get("t"))
-        if visit is None:
-            return _person_page(request, "public/stop_measuring.html", "invalid", 400)
-        return _person_page(request, "public/stop_measuring.html", "confirm", visit=visit)
-    except DBAPIError:
-        request.db.rollback()
-        return _person_page(request, "public/stop_measuring.html", "unavailable", 503)
+    return _asking_page(request, "public/stop_measuring.html", "confirm")
 
 
 @public
