@@ -279,17 +279,23 @@ UNSUBSCRIBE_TRICKY = [
 
 
 def test_tricky_anonymous_paths_reach_nothing_but_the_unsubscribe_page(apache):
-    extra = [("GET", UNSUBSCRIBE, "refused"), ("POST", UNSUBSCRIBE, "refused")] if apache.prefix else []
+    assert wrong_answers(apache, UNSUBSCRIBE, UNSUBSCRIBE_TRICKY, b"List-Unsubscribe=One-Click") == []
+
+
+def wrong_answers(apache, page_path: str, tricky: list[tuple[str, str, str]], body: bytes) -> list[str]:
+    """The tricky anonymous requests around a person's public page that were not answered as
+    expected: "page" (the page's one answer to a missing token), "refused" (by Apache, not the
+    application) or "either".  Under a prefix the bare path is outside the application: refused."""
+    extra = [("GET", page_path, "refused"), ("POST", page_path, "refused")] if apache.prefix else []
     wrong = []
-    for method, template, expected in UNSUBSCRIBE_TRICKY + extra:
-        path = template.format(u=apache.prefix + UNSUBSCRIBE, p=apache.prefix)
-        reply = apache.request(method, path, body=b"List-Unsubscribe=One-Click",
-                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+    for method, template, expected in tricky + extra:
+        path = template.format(u=apache.prefix + page_path, p=apache.prefix)
+        reply = apache.request(method, path, body=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
         page = reply.status == 400 and reply.from_app and (method == "HEAD" or b"This link does not work" in reply.body)
         refused = reply.status in (400, 401, 403, 404, 405, 501) and not reply.from_app
         if not {"page": page, "refused": refused, "either": page or refused}[expected]:
             wrong.append(f"{method} {path} -> {reply.status} {reply.body[:80]!r}")
-    assert wrong == []
+    return wrong
 
 
 CONSENT, WITHDRAWAL = "/email/consent", "/email/stop-measuring"
@@ -322,17 +328,7 @@ def person_page_tricky(path: str) -> list[tuple[str, str, str]]:
 
 @pytest.mark.parametrize("page_path", [CONSENT, WITHDRAWAL])
 def test_tricky_anonymous_paths_reach_nothing_but_the_consent_and_withdrawal_pages(apache, page_path):
-    extra = [("GET", page_path, "refused"), ("POST", page_path, "refused")] if apache.prefix else []
-    wrong = []
-    for method, template, expected in person_page_tricky(page_path) + extra:
-        path = template.format(u=apache.prefix + page_path, p=apache.prefix)
-        reply = apache.request(method, path, body=b"answer=accept&version=1&delete=yes",
-                               headers={"Content-Type": "application/x-www-form-urlencoded"})
-        page = reply.status == 400 and reply.from_app and (method == "HEAD" or b"This link does not work" in reply.body)
-        refused = reply.status in (400, 401, 403, 404, 405, 501) and not reply.from_app
-        if not {"page": page, "refused": refused, "either": page or refused}[expected]:
-            wrong.append(f"{method} {path} -> {reply.status} {reply.body[:80]!r}")
-    assert wrong == []
+    assert wrong_answers(apache, page_path, person_page_tricky(page_path), b"answer=accept&version=1&delete=yes") == []
 
 
 def consent_events(server: ApacheServer, address: str) -> list[tuple[str, str, int | None]]:
