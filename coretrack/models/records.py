@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, false
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, false, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, utcnow
@@ -14,8 +14,15 @@ from .base import Base, utcnow
 RECORD_TYPES = ("contact", "account", "lead")
 
 
+def _by_address(table: str) -> Index:
+    """Records are found by address letter case aside (opt-outs and Do not track follow the address,
+    at every send's batches): an index on the lower-case form, or each lookup reads the whole table."""
+    return Index(f"ix_{table}_email_lower", text("lower(email)"))
+
+
 class Account(Base):
     __tablename__ = "accounts"
+    __table_args__ = (_by_address("accounts"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), index=True)
@@ -64,6 +71,7 @@ class Person:
 
 class Contact(Person, Base):
     __tablename__ = "contacts"
+    __table_args__ = (_by_address("contacts"),)
 
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"), index=True)
 
@@ -74,6 +82,7 @@ class Contact(Person, Base):
 
 class Lead(Person, Base):
     __tablename__ = "leads"
+    __table_args__ = (_by_address("leads"),)
 
     company: Mapped[str] = mapped_column(String(200), default="")
 
