@@ -361,3 +361,28 @@ def test_a_burst_of_concurrent_clicks_through_apache_keeps_a_bounded_number_of_e
             assert session.scalars(select(EmailLink.click_count)).all() == [burst + 1]
     finally:
         server.stop()
+
+
+def test_likely_human_clicks_are_counted_beside_all_clicks_and_revised_with_the_burst_that_shows_a_scanner(
+        app, db, send):
+    result = send(to=["ann@example.test"], html='<a href="https://a.example/">a</a> <a href="https://b.example/">b</a>')
+    recipient = result.email.recipients[0]
+    first, second = sorted(result.email.links, key=lambda link: link.position)
+    browser = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+    db.get(Recipient, recipient.id).sent_at = utcnow() - timedelta(hours=1)
+    db.commit()
+    now = utcnow()
+    assert clicks.record(db, recipient, first, "198.51.100.7", browser, "truncated", at=now) == "human"
+    db.expire_all()
+    assert (db.get(Recipient, recipient.id).human_clicks, db.get(EmailLink, first.id).human_clicks) == (1, 1)
+    # A second link a second later: a link scanner's burst, which shows the first click was one too.
+    assert clicks.record(db, recipient, second, "198.51.100.7", browser, "truncated",
+                                at=now + timedelta(seconds=1)) == "scanner"
+    db.expire_all()
+    assert db.get(Recipient, recipient.id).click_count == 2
+    assert (db.get(Recipient, recipient.id).human_clicks, db.get(EmailLink, first.id).human_clicks,
+            db.get(EmailLink, second.id).human_clicks) == (0, 0, 0)
+    assert {event.reason for event in db.query(ClickEvent)} == {clicks.BURST_REASON}
+    assert clicks.record(db, recipient, first, "198.51.100.7", "curl/8.0", "truncated",
+                                at=now + timedelta(minutes=5)) == "scanner"
+    assert db.query(ClickEvent).order_by(ClickEvent.id.desc()).first().reason == "security scanner's agent"

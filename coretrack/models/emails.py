@@ -145,7 +145,8 @@ class TemplateAttachment(StoredFile, Base):
 
 # Reports aggregate recipients per email and per record from these indexes alone (covering: no table reads);
 # ``tracked`` tells the measured recipients, the only ones a rate counts.
-_STATS = ("status", "access_count", "last_access", "human_opens", "first_human_at", "click_count", "tracked")
+_STATS = ("status", "access_count", "last_access", "human_opens", "first_human_at", "click_count", "tracked",
+          "human_clicks")
 
 
 _TO_NOTIFY = "first_human_at IS NOT NULL AND notified_at IS NULL"
@@ -205,6 +206,9 @@ class Recipient(Base):
     # Clicks on the email's rewritten links (tracking/clicks.py), scanners' included (each click_events
     # row has its verdict).
     click_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The likely-human ones among them (tracking/clicks.py: the events whose verdict is human, kept in step
+    # when a later click revises an earlier one's verdict).
+    human_clicks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The person was erased (people/erasure.py): the row stays for the counts, but their old image, links
     # and provider reports count and keep nothing more (tracking/counting.count_hits, tracking/clicks.record,
     # sendgrid.apply_events, bounces.apply).
@@ -247,5 +251,6 @@ class EmailLink(Base):
     email_id: Mapped[int] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
     url: Mapped[str] = mapped_column(Text)
-    # Clicks on it by every recipient, scanners' included.
+    # Clicks on it by every recipient, scanners' included, and the likely-human ones among them.
     click_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    human_clicks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -49,8 +49,9 @@ class ClickEvent(Base):
     at: Mapped[datetime] = mapped_column(DateTime)
     ip: Mapped[str] = mapped_column(String(45), default="")
     user_agent: Mapped[str] = mapped_column(String(512), default="")
-    # human | scanner (tracking/clicks.py, the rules above SCANNER_WINDOW)
+    # human | scanner (tracking/clicks.py, the rules above SCANNER_WINDOW), and why ("" for human)
     verdict: Mapped[str] = mapped_column(String(16), default="human")
+    reason: Mapped[str] = mapped_column(String(64), default="", server_default="")
     # How many clicks this row stands for: 1, or more when clicks past the per-minute bound of one
     # recipient were folded into it (tracking/clicks.record, as loads are: tracking/counting.fold_target).
     hits: Mapped[int] = mapped_column(default=1, server_default="1")

@@ -104,7 +104,7 @@ def delete_measurements(session: Session, address: str) -> Deleted:
                         execution_options=_BULK)
         session.execute(delete(Notification).where(Notification.recipient_id.in_(chunk)), execution_options=_BULK)
         session.execute(update(Recipient).where(Recipient.id.in_(chunk))
-                        .values(access_count=0, human_opens=0, click_count=0, first_access=None,
+                        .values(access_count=0, human_opens=0, click_count=0, human_clicks=0, first_access=None,
                                 last_access=None, first_human_at=None, notified_at=None), execution_options=_BULK)
     session.expire_all()
     return Deleted(len(ids), access_events, click_events)

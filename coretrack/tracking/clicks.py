@@ -179,11 +179,18 @@ def target(session: Session, token: str, position: int) -> tuple[Recipient, Emai
     return None if found is None else (found[0], found[1])
 
 
-def verdict_of(user_agent: str, sent_at: datetime | None, at: datetime) -> str:
-    """The first two parts of the scanner rule (the third needs the recipient's other clicks)."""
-    if by_agent(user_agent)[0] != "human" or sent_at is None or at < sent_at:
-        return "scanner"
-    return "human"
+BURST_REASON = "another link clicked within seconds"
+
+
+def verdict_of(user_agent: str, sent_at: datetime | None, at: datetime) -> tuple[str, str]:
+    """The first two parts of the scanner rule (the third needs the recipient's other clicks): the
+    verdict and its reason ("" for a person's)."""
+    verdict, reason = by_agent(user_agent)
+    if verdict != "human":
+        return "scanner", reason
+    if sent_at is None or at < sent_at:
+        return "scanner", "clicked before the message was sent"
+    return "human", ""
 
 
 def record(session: Session, recipient: Recipient, link: EmailLink, ip: str, user_agent: str, ip_policy: str,
@@ -198,7 +205,7 @@ def record(session: Session, recipient: Recipient, link: EmailLink, ip: str, use
     if recipient.erased or not recipient.tracked or consent.Stops.of(session, [recipient.address]).stopped(
             suppression.key(recipient.address), at):
         return None  # not measured, or no longer (a refusal or withdrawal before this click)
-    verdict = verdict_of(user_agent, recipient.sent_at, at)
+    verdict, reason = verdict_of(user_agent, recipient.sent_at, at)
     # The recipient's row first: it serialises this recipient's concurrent clicks, so the burst
     # rule and the per-minute bound below see the others; and an erasure committed meanwhile (it
     # sets the flag on this row) is seen here.
@@ -208,21 +215,29 @@ def record(session: Session, recipient: Recipient, link: EmailLink, ip: str, use
         return None
     session.execute(update(EmailLink).where(EmailLink.id == link.id).values(click_count=EmailLink.click_count + 1))
     burst = [
-        event_id for event_id, link_id in session.execute(
-            select(ClickEvent.id, ClickEvent.link_id).where(
+        (event_id, link_id, hits) for event_id, link_id, hits, earlier_verdict in session.execute(
+            select(ClickEvent.id, ClickEvent.link_id, ClickEvent.hits, ClickEvent.verdict).where(
                 ClickEvent.recipient_id == recipient.id, ClickEvent.at >= at - SCANNER_WINDOW,
                 ClickEvent.at <= at + SCANNER_WINDOW))
-        if link_id != link.id
+        if link_id != link.id and earlier_verdict == "human"
     ]
+    if burst or (verdict == "human" and _other_link_nearby(session, recipient.id, link.id, at)):
+        verdict, reason = "scanner", BURST_REASON
     if burst:
-        verdict = "scanner"
-        session.execute(update(ClickEvent).where(ClickEvent.id.in_(burst)).values(verdict="scanner"))
+        # Known only now: the earlier clicks of the burst were a scanner's too, and count as people's no more.
+        session.execute(update(ClickEvent).where(ClickEvent.id.in_([event_id for event_id, _, _ in burst]))
+                        .values(verdict="scanner", reason=BURST_REASON))
+        _add_human_clicks(session, recipient.id, [(link_id, -hits) for _, link_id, hits in burst])
     folded_into = fold_target(session.connection(), "click_events", recipient.id, at)
     if folded_into is None:
         session.add(ClickEvent(recipient_id=recipient.id, link_id=link.id, at=at, ip=store_ip(ip, ip_policy),
-                               user_agent=clean_agent(user_agent), verdict=verdict, hits=1))
+                               user_agent=clean_agent(user_agent), verdict=verdict, reason=reason, hits=1))
     else:
         session.execute(update(ClickEvent).where(ClickEvent.id == folded_into).values(hits=ClickEvent.hits + 1))
+        # Counted as the event it is folded into: the recipient's human clicks stay the sum of its human events.
+        verdict = session.scalar(select(ClickEvent.verdict).where(ClickEvent.id == folded_into)) or verdict
+    if verdict == "human":
+        _add_human_clicks(session, recipient.id, [(link.id, 1)])
     if verdict == "human":
         # A person's click is a human engagement, like a likely-human open: the sender is told of the first.
         session.execute(update(Recipient).where(Recipient.id == recipient.id).values(
@@ -230,3 +245,22 @@ def record(session: Session, recipient: Recipient, link: EmailLink, ip: str, use
                                 (Recipient.first_human_at > at, at), else_=Recipient.first_human_at)))
     session.commit()
     return verdict
+
+
+def _other_link_nearby(session: Session, recipient_id: int, link_id: int, at: datetime) -> bool:
+    """Whether the recipient clicked another link within SCANNER_WINDOW of ``at`` (a scanner's burst
+    whose earlier clicks are already judged so)."""
+    return session.scalar(select(ClickEvent.id).where(
+        ClickEvent.recipient_id == recipient_id, ClickEvent.link_id != link_id,
+        ClickEvent.at >= at - SCANNER_WINDOW, ClickEvent.at <= at + SCANNER_WINDOW).limit(1)) is not None
+
+
+def _add_human_clicks(session: Session, recipient_id: int, by_link: list[tuple[int, int]]) -> None:
+    """Adds to the recipient's and each link's likely-human clicks (negative: verdicts revised)."""
+    total = sum(change for _, change in by_link)
+    if total:
+        session.execute(update(Recipient).where(Recipient.id == recipient_id)
+                        .values(human_clicks=Recipient.human_clicks + total))
+    for link_id, change in by_link:
+        session.execute(update(EmailLink).where(EmailLink.id == link_id)
+                        .values(human_clicks=EmailLink.human_clicks + change))
