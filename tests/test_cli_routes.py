@@ -34,12 +34,14 @@ def test_every_rule_answers_one_method():
 
 def test_the_public_rules_are_exactly_the_public_handlers():
     public = [path for _, path, _, access in routes() if access == "public"]
-    assert sorted(set(public)) == list(public_paths()) == ["/email/click", "/email/unsubscribe",
-                                                         "/modules/Emails/TrackAccess.php", "/webhooks/sendgrid"]
+    assert sorted(set(public)) == list(public_paths()) == ["/email/click", "/email/consent", "/email/stop-measuring",
+                                                         "/email/unsubscribe", "/modules/Emails/TrackAccess.php",
+                                                         "/webhooks/sendgrid"]
     assert public_paths()["/email/click"] == ["GET", "HEAD"]
     assert public_paths()["/modules/Emails/TrackAccess.php"] == ["GET", "HEAD"]
     assert public_paths()["/webhooks/sendgrid"] == ["POST"]
-    assert public_paths()["/email/unsubscribe"] == ["GET", "HEAD", "POST"]
+    for page in ("/email/unsubscribe", "/email/consent", "/email/stop-measuring"):
+        assert public_paths()[page] == ["GET", "HEAD", "POST"]
 
 
 def test_admin_pages_say_admin_and_the_rest_staff():
