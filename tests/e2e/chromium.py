@@ -30,6 +30,14 @@ FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-u
 DESKTOP = (1280, 900)
 PHONE = (390, 844)
 
+# Where an element is on the page (not the window), with a margin around it: a screenshot's clip.
+_BOX = """
+const box = document.querySelector(arguments[0]).getBoundingClientRect(), margin = arguments[1];
+const x = Math.max(0, box.left + window.scrollX - margin), y = Math.max(0, box.top + window.scrollY - margin);
+return {x: x, y: y, width: Math.min(box.width + 2 * margin, document.documentElement.scrollWidth - x),
+        height: box.height + 2 * margin, scale: 1};
+"""
+
 os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never fetch a browser or a driver
 
 
@@ -140,15 +148,18 @@ class Browser:
 
     # -- screenshots and failure reports ---------------------------------------------
 
-    def screenshot(self, path: Path) -> Path:
-        """The whole page, not only the window."""
+    def screenshot(self, path: Path, focus: str | None = None) -> Path:
+        """The whole page, not only the window; with ``focus`` (a CSS selector), only that part of it
+        (and a little around it), wherever it is on the page."""
         path.parent.mkdir(parents=True, exist_ok=True)
         height = self.driver.execute_script("return document.documentElement.scrollHeight")
         self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                                     {**self.metrics, "height": max(height, self.metrics["height"])})
         try:
-            shot = self.driver.execute_cdp_cmd("Page.captureScreenshot",
-                                               {"format": "png", "captureBeyondViewport": True})
+            options: dict[str, object] = {"format": "png", "captureBeyondViewport": True}
+            if focus:
+                options["clip"] = self.driver.execute_script(_BOX, focus, 8)
+            shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", options)
         finally:
             self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", self.metrics)
         path.write_bytes(base64.b64decode(shot["data"]))

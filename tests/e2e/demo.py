@@ -2,11 +2,13 @@
 
 Used by scripts/screenshots and by the phone-layout test. Everything goes through coretrack's own
 services and the real HTTP surface: records through create_record, mail through the JSON
-API (delivered to an SMTP server on loopback for the time of the fill), opens through the image endpoint.
+API (delivered to an SMTP server on loopback for the time of the fill), opens through the image endpoint,
+a consent through the public consent page and a staff entry through consent.record.
 """
 
 from __future__ import annotations
 
+import html as html_lib
 import json
 import re
 from collections.abc import Callable
@@ -20,6 +22,7 @@ from support.apache import ADMIN_PASSWORD, STAFF_PASSWORD, ApacheServer
 from support.ports import free_port
 
 from coretrack.models import User
+from coretrack.people import consent
 from coretrack.records.store import create_record
 from coretrack.sending import drafts, templates
 from coretrack.settings import SettingsService
@@ -42,11 +45,15 @@ LEADS = [("Margaret", "Hamilton", "Apollo Software", "margaret@apollo.example"),
 MAIL_CLIENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Thunderbird/128.0"
 PASSWORDS = {"admin": ADMIN_PASSWORD, "sam": STAFF_PASSWORD}
 IMAGE = re.compile(r'src="https?://[^/"]+(/[^"]*TrackAccess\.php\?t=[^"]+)"')
+CONSENT_LINK = re.compile(r'href="https?://[^"]+/email/consent\?t=([^"]+)"')
+PHONE_BROWSER = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+                 "Version/17.5 Mobile/15E148 Safari/604.1")
 
 
 @dataclass
 class Demo:
     ids: dict[str, int] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)  # recipients' signed tokens, by first name
 
 
 def _smtp(server: ApacheServer, port: int) -> None:
@@ -64,13 +71,16 @@ def _send(server: ApacheServer, user: str, password: str, **message) -> dict:
 
 
 class Received(Message):
-    """An SMTP handler that keeps the HTML part of every message, in the order received."""
+    """An SMTP handler that keeps the HTML part of every message, in the order received, and whom
+    each went to (its To header)."""
 
     def __init__(self):
         super().__init__()
         self.html: list[str] = []
+        self.to: list[str] = []
 
     def handle_message(self, message):
+        self.to.append(message["To"])
         for part in message.walk():
             if part.get_content_type() == "text/html":
                 self.html.append(part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8"))
@@ -103,13 +113,14 @@ def fill(server: ApacheServer) -> Demo:
     smtp = Controller(received, hostname="127.0.0.1", port=free_port())
     smtp.start()
     try:
-        _send_demo_mail(server, demo.ids, smtp.port, received)
+        _send_demo_mail(server, demo, smtp.port, received)
     finally:
         smtp.stop()
     return demo
 
 
-def _send_demo_mail(server: ApacheServer, ids: dict[str, int], smtp_port: int, received: Received) -> None:
+def _send_demo_mail(server: ApacheServer, demo: Demo, smtp_port: int, received: Received) -> None:
+    ids = demo.ids
     _smtp(server, smtp_port)
     staff, admin = ("sam", PASSWORDS["sam"]), ("admin", PASSWORDS["admin"])
     ids["opened"] = _send(
@@ -119,6 +130,7 @@ def _send_demo_mail(server: ApacheServer, ids: dict[str, int], smtp_port: int, r
     for html, opens in zip(received.html[:2], (2, 1), strict=True):  # Ada (sent first) opens it twice, Charles once
         for _ in range(opens):
             server.request("GET", IMAGE.search(html)[1], headers={"User-Agent": MAIL_CLIENT})
+    _ask_consent(server, demo, received)
     ids["lead mail"] = _send(server, *admin, subject="Welcome to Example CRM",
                              to=[f"lead:{ids['Margaret']}", f"account:{ids['Globex Logistics']}"],
                              html="<p>Thanks for your interest.</p>")["id"]
@@ -131,12 +143,36 @@ def _send_demo_mail(server: ApacheServer, ids: dict[str, int], smtp_port: int, r
                              send_at=(datetime.now(UTC) + timedelta(days=7)).strftime("%Y-%m-%dT09:00:00Z"))["id"]
 
 
+def _ask_consent(server: ApacheServer, demo: Demo, received: Received) -> None:
+    """A consent request to Charles and Grace.  Charles accepts on the consent page from his phone,
+    then staff record that he withdrew by phone: a history of two changes.  Grace does not answer:
+    her token shows the consent and withdrawal pages as she would see them."""
+    asked = len(received.html)
+    demo.ids["consent request"] = _send(
+        server, "sam", PASSWORDS["sam"], subject="May we measure when you read our email?", ask_consent=True,
+        to=[f"contact:{demo.ids['Charles']}", f"contact:{demo.ids['Grace']}"],
+        html="<p>Dear customer,</p><p>to send you less and better mail, we would like to know when you read it."
+             "</p>")["id"]
+    for to, html in zip(received.to[asked:], received.html[asked:], strict=True):
+        first = "Charles" if "charles@" in to else "Grace"
+        demo.tokens[first] = html_lib.unescape(CONSENT_LINK.search(html)[1])
+    reply = server.request("POST", f"{server.prefix}/email/consent?t={demo.tokens['Charles']}",
+                           body=b"answer=accept&version=1",
+                           headers={"Content-Type": "application/x-www-form-urlencoded", "User-Agent": PHONE_BROWSER})
+    assert reply.status == 200, reply.body
+    with server.session() as session:
+        consent.record(session, "charles@acme.example", consent.WITHDRAWN, consent.STAFF,
+                       "Asked by phone on 3 March to stop measuring his reading", consent.Evidence(user_name="sam"))
+        session.commit()
+
+
 @dataclass(frozen=True)
 class Page:
     name: str
     user: str  # "sam" (staff) or "admin"
     path: str
     act: Callable[[Browser], None] | None = None  # what to do on the page before looking at it
+    focus: str | None = None  # the part of the page a screenshot shows (a CSS selector); None: all of it
 
 
 def _compose_errors(browser: Browser) -> None:
@@ -185,6 +221,7 @@ def pages(demo: Demo, with_reports: bool) -> list[Page]:
         Page("contacts", "sam", "/contacts"),
         Page("contacts-no-match", "sam", "/contacts?q=nobody-like-this"),
         Page("contact", "sam", f"/contacts/{ids['Ada']}"),
+        Page("contact-consent", "sam", f"/contacts/{ids['Charles']}#consent", focus="#consent"),
         Page("contact-new-errors", "sam", "/contacts/new", _submit_empty),
         Page("contact-import", "sam", "/contacts/import"),
         Page("accounts", "sam", "/accounts"),
@@ -198,6 +235,9 @@ def pages(demo: Demo, with_reports: bool) -> list[Page]:
         Page("my-account", "sam", "/account"),
         Page("notifications", "sam", "/notifications"),
         Page("settings", "admin", "/settings"),
+        Page("settings-tracking", "admin", "/settings#tracking-policies", focus="fieldset:has(#tracking-policies)"),
+        Page("consent-page", "sam", f"/email/consent?t={demo.tokens['Grace']}"),  # a recipient's page: no login needed
+        Page("stop-measuring-page", "sam", f"/email/stop-measuring?t={demo.tokens['Grace']}"),
         Page("users", "admin", "/users"),
         Page("user-disable", "admin", "/users/sam/disable"),
         Page("erase", "admin", "/erase?address=grace@globex.example"),

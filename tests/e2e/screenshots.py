@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
                 browser = logged_in[page.user].open(page.path)
                 if page.act:
                     page.act(browser)
-                path = browser.screenshot(folder / f"{page.name}-{width_name}.png")
+                path = browser.screenshot(folder / f"{page.name}-{width_name}.png", page.focus)
                 print(path)
         if not with_reports:
             print("(no /reports route yet: no reports screenshot)")
