@@ -1,6 +1,7 @@
 """A record's timeline: what happened between the CRM and that person, newest first — the emails
-sent to them, each open of those emails (with who or what opened it), delivery reports, and their
-opt-out.  Read from the same rows the rest of the app keeps; each kind is one bounded query."""
+sent to them, each open of those emails (with who or what opened it), each click (likely a person's
+or a scanner's, and why), delivery reports, and their opt-out.  Read from the same rows the rest of
+the app keeps; each kind is one bounded query."""
 
 from __future__ import annotations
 
@@ -43,9 +44,10 @@ def timeline(session: Session, record: Record) -> list[Entry]:
             .where(mine).order_by(AccessEvent.at.desc()).limit(SHOWN))
     ]
     entries += [
-        Entry(at, "clicked", f"Clicked {url} in “{subject}”{'' if verdict == 'human' else ' (a scanner)'}", email_id)
-        for at, verdict, url, subject, email_id in session.execute(
-            select(ClickEvent.at, ClickEvent.verdict, EmailLink.url, Email.subject, Email.id)
+        Entry(at, "clicked", f"Clicked {url} in “{subject}”{_clicked_by(verdict, reason, hits)}", email_id)
+        for at, verdict, reason, hits, url, subject, email_id in session.execute(
+            select(ClickEvent.at, ClickEvent.verdict, ClickEvent.reason, ClickEvent.hits, EmailLink.url,
+                   Email.subject, Email.id)
             .join(EmailLink, EmailLink.id == ClickEvent.link_id)
             .join(Recipient, Recipient.id == ClickEvent.recipient_id).join(Email, Email.id == Recipient.email_id)
             .where(mine).order_by(ClickEvent.at.desc()).limit(SHOWN))
@@ -68,3 +70,9 @@ def _how(verdict: str, hits: int) -> str:
     """How the open happened, in words: by a person, or by a proxy, a prefetch or a scanner."""
     by = "" if verdict == "human" else f" by a {verdict.replace('_', ' ')}"
     return by + (f", {hits} loads" if hits > 1 else "")
+
+
+def _clicked_by(verdict: str, reason: str, hits: int) -> str:
+    """Who or what clicked, in words: likely a person, or a scanner and why (each click event's verdict)."""
+    by = ", likely by a person" if verdict == "human" else f" by a {verdict.replace('_', ' ')}"
+    return by + (f" ({reason})" if reason and verdict != "human" else "") + (f", {hits} clicks" if hits > 1 else "")

@@ -265,11 +265,11 @@ def test_clicks_are_shown_per_recipient_and_link_in_pages_reports_csv_and_api(ap
                   for row in page.select("#recipients + div tbody tr")}
     assert recipients == {"ada@example.test": "1", "bob@example.test": "0"}
     assert [[cell.text for cell in row.select("td")] for row in page.select("#links + div tbody tr")] == [
-        ["1", STORED[0], "0"], ["2", STORED[1], "1"]]
+        ["1", STORED[0], "0", "0"], ["2", STORED[1], "1", "1"]]  # # | URL | Clicks | Human clicks
 
     record = staff.get(f"/contacts/{ada.id}").html
-    assert record.select("#emails + div thead th")[-1].text == "Clicks"
-    assert record.select("#emails + div tbody tr td")[-1].text == "1"
+    assert record.select("#emails + div thead th")[-2].text == "Clicks"
+    assert record.select("#emails + div tbody tr td")[-2].text == "1"
 
     header, row = staff.get("/reports/emails.csv").body.decode("utf-8-sig").splitlines()
     assert dict(zip(header.split(","), row.split(","), strict=True))['"Clicks"'] == '"1"'

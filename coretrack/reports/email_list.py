@@ -1,5 +1,5 @@
 """What the email pages and the API show: the filtered list (its filters are the reports', see filters.py),
-per-email counts, access events."""
+per-email counts, access and click events."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, Select, and_, case, func, not_, select
 from sqlalchemy.orm import Session
 
 from .. import localtime
-from ..models import AccessEvent, AnonymousTotal, Email, Recipient, User
+from ..models import AccessEvent, AnonymousTotal, ClickEvent, Email, EmailLink, Recipient, User
 from .filters import Filters
 from .report import measured_sum
 
@@ -47,6 +47,8 @@ class EmailCounts:
     # reading is only the email's anonymous totals (AnonymousCounts), never part of a rate.
     measured: int = 0
     unmeasured: int = 0  # delivered to, their reading not measured
+    clicks: int = 0  # clicks on the email's rewritten links, scanners' too
+    human_clicks: int = 0  # the likely-human ones among them (each click event's verdict)
     # The email's anonymous totals (anonymous_totals, summed over its days): its unmeasured recipients'
     # loads of the shared image, and what deleted measurements amounted to.
     anonymous_loads: int = 0
@@ -64,8 +66,8 @@ class EmailCounts:
 
 def email_counts(session: Session, email_ids: Iterable[int]) -> dict[int, EmailCounts]:
     """Recipients, recipients who opened (likely-human) and whose image loaded at all, accesses and
-    likely-human opens, delivery counts and the measured and unmeasured recipients, per email, in one
-    query; the anonymous totals in another."""
+    likely-human opens, delivery counts, the measured and unmeasured recipients, clicks and likely-human
+    clicks, per email, in one query; the anonymous totals in another."""
     ids = list(email_ids)
     counts = {email_id: EmailCounts() for email_id in ids}
     if not ids:
@@ -83,6 +85,7 @@ def email_counts(session: Session, email_ids: Iterable[int]) -> dict[int, EmailC
             number(Recipient.status == "cancelled"), number(Recipient.status == "pending"),
             number(and_(Recipient.tracked, Recipient.access_count > 0)), measured_sum(Recipient.human_opens),
             number(and_(sent, Recipient.tracked)), number(and_(sent, not_(Recipient.tracked))),
+            measured_sum(Recipient.click_count), measured_sum(Recipient.human_clicks),
         ).where(Recipient.email_id.in_(ids)).group_by(Recipient.email_id)
     )
     for email_id, *values in rows:
@@ -103,6 +106,19 @@ def access_events(session: Session, email_id: int, limit: int = 200) -> list[tup
             select(AccessEvent, Recipient).join(Recipient, AccessEvent.recipient_id == Recipient.id)
             .where(Recipient.email_id == email_id)
             .order_by(AccessEvent.at.desc(), AccessEvent.id.desc()).limit(limit)
+        )
+    )
+
+
+def click_events(session: Session, email_id: int,
+                 limit: int = 200) -> list[tuple[ClickEvent, Recipient, EmailLink]]:
+    """The email's latest click events, each with its recipient and link (the page shows their verdicts)."""
+    return list(
+        session.execute(
+            select(ClickEvent, Recipient, EmailLink).join(Recipient, ClickEvent.recipient_id == Recipient.id)
+            .join(EmailLink, ClickEvent.link_id == EmailLink.id)
+            .where(Recipient.email_id == email_id)
+            .order_by(ClickEvent.at.desc(), ClickEvent.id.desc()).limit(limit)
         )
     )
 

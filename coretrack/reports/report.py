@@ -3,8 +3,8 @@ filters add to it.
 
 Each report is one SQL statement for some filters (see filters.py); pages, the CSV export and the JSON
 API all use it.  Counts come from the aggregates each recipient maintains atomically (``access_count``,
-``first_access``, ``last_access``) through covering indexes; only the Activity report reads
-``access_events``, by time range on an index that holds (at, recipient_id).
+``first_access``, ``last_access``, ``click_count``, ``human_clicks``) through covering indexes; only the
+Activity report reads ``access_events``, by time range on an index that holds (at, recipient_id).
 """
 
 from __future__ import annotations
@@ -53,8 +53,10 @@ ACCESSES, LAST_ACCESS = number_column("accesses", "Accesses"), time_column("last
 # Every count twice: all loads of the image (accesses, loaded) and the likely-human ones (human
 # opens, opened: first_human_at, which a human click sets too).
 HUMAN_OPENS = number_column("human_opens", "Likely-human opens")
-# Clicks on the email's rewritten links (scanners' included: each click event keeps its verdict).
+# Clicks on the email's rewritten links (scanners' included: each click event keeps its verdict), and
+# beside them the likely-human ones (the events whose verdict is human: recipients.human_clicks).
 CLICKS = number_column("clicks", "Clicks")
+HUMAN_CLICKS = number_column("human_clicks", "Likely-human clicks")
 # Whose reading was measured (recipients.tracked, decided as each message went) and whose was not: a
 # rate is a share of the measured recipients its email was delivered to, never of the others.  The
 # unmeasured recipients' reading is only ever the email's anonymous totals (anonymous_totals), shown

@@ -28,6 +28,7 @@ from .report import (
     ACCESSES,
     ANONYMOUS,
     CLICKS,
+    HUMAN_CLICKS,
     HUMAN_OPENS,
     LAST_ACCESS,
     MEASURED,
@@ -70,6 +71,7 @@ class EmailsReport(Report):
         ACCESSES,
         HUMAN_OPENS,
         CLICKS,
+        HUMAN_CLICKS,
         LAST_ACCESS,
         UNMEASURED,
         *ANONYMOUS,
@@ -94,6 +96,7 @@ class EmailsReport(Report):
                 measured_sum(Recipient.access_count).label("accesses"),
                 measured_sum(Recipient.human_opens).label("human_opens"),
                 measured_sum(Recipient.click_count).label("clicks"),
+                measured_sum(Recipient.human_clicks).label("human_clicks"),
                 func.max(Recipient.last_access).label("last_access"),
                 count_if(and_(Recipient.status == "sent", not_(Recipient.tracked))).label("unmeasured"),
                 *anonymous_sums(Email.id, filters),
@@ -125,6 +128,7 @@ class RecipientsReport(Report):
         ACCESSES,
         HUMAN_OPENS,
         CLICKS,
+        HUMAN_CLICKS,
         time_column("first_access", "First access"),
         LAST_ACCESS,
     )
@@ -164,6 +168,7 @@ class RecipientsReport(Report):
                 Recipient.access_count.label("accesses"),
                 Recipient.human_opens.label("human_opens"),
                 Recipient.click_count.label("clicks"),
+                Recipient.human_clicks.label("human_clicks"),
                 Recipient.first_access.label("first_access"), Recipient.last_access.label("last_access"),
             )
             .join(Email, Email.id == Recipient.email_id)
@@ -187,6 +192,8 @@ class RecordsReport(Report):
         number_column("loaded", "Loaded the image"),
         ACCESSES,
         HUMAN_OPENS,
+        CLICKS,
+        HUMAN_CLICKS,
         LAST_ACCESS,
     )
     default_sort, tie_breakers = "accesses", (("record", False), ("record_id", False))
@@ -201,10 +208,10 @@ class RecordsReport(Report):
 
     @staticmethod
     def _sent_to(record_type: str) -> Subquery:
-        """(record_id, email_id, status, access_count, last_access, human_opens, first_human_at) of each
-        measured recipient that is the record."""
+        """(record_id, email_id, status, access_count, last_access, human_opens, first_human_at, click_count,
+        human_clicks) of each measured recipient that is the record."""
         columns = (Recipient.email_id, Recipient.status, Recipient.access_count, Recipient.last_access,
-                   Recipient.human_opens, Recipient.first_human_at)
+                   Recipient.human_opens, Recipient.first_human_at, Recipient.click_count, Recipient.human_clicks)
         if record_type != "account":
             key = RECORD_KEYS[record_type]
             return select(key.label("record_id"), *columns).where(key.is_not(None), Recipient.tracked).subquery()
@@ -234,6 +241,8 @@ class RecordsReport(Report):
             select(sent.c.record_id, emails.label("emails"), opened.label("opened"), loaded.label("loaded"),
                    func.coalesce(func.sum(sent.c.access_count), 0).label("accesses"),
                    func.coalesce(func.sum(sent.c.human_opens), 0).label("human_opens"),
+                   func.coalesce(func.sum(sent.c.click_count), 0).label("clicks"),
+                   func.coalesce(func.sum(sent.c.human_clicks), 0).label("human_clicks"),
                    func.max(sent.c.last_access).label("last_access"))
             .join(Email, Email.id == sent.c.email_id)
             .where(*email_conditions(filters), *([sent.c.status == filters.status] if filters.status else []))
@@ -243,7 +252,7 @@ class RecordsReport(Report):
         return select(
             literal(filters.record_type, String).label("record_type"), totals.c.record_id, name.label("record"),
             totals.c.emails, totals.c.opened, totals.c.loaded, totals.c.accesses, totals.c.human_opens,
-            totals.c.last_access,
+            totals.c.clicks, totals.c.human_clicks, totals.c.last_access,
         ).join(model, model.id == totals.c.record_id)
 
 

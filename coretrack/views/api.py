@@ -44,6 +44,8 @@ def _email_summary(email: Email, counts: email_list.EmailCounts) -> dict[str, An
         "accesses": counts.accesses,
         "loaded": counts.loaded,
         "human_opens": counts.human_opens,
+        "clicks": counts.clicks,
+        "human_clicks": counts.human_clicks,
         # Every count above is of measured recipients; the others' reading is only the anonymous totals.
         "measured": counts.measured,
         "unmeasured": counts.unmeasured,
@@ -72,6 +74,7 @@ def _recipient(recipient: Recipient) -> dict[str, Any]:
         "first_access": _time(recipient.first_access),
         "last_access": _time(recipient.last_access),
         "click_count": recipient.click_count,
+        "human_clicks": recipient.human_clicks,
     }
 
 
@@ -83,8 +86,8 @@ def _email_detail(request: AppRequest, email: Email) -> dict[str, Any]:
         "attachments": [{"filename": a.filename, "content_type": a.content_type, "size": a.size}
                         for a in email.attachments],
         "recipient_list": [_recipient(recipient) for recipient in email.recipients],
-        "links": [{"position": link.position, "url": link.url, "click_count": link.click_count}
-                  for link in email.links],
+        "links": [{"position": link.position, "url": link.url, "click_count": link.click_count,
+                   "human_clicks": link.human_clicks} for link in email.links],
     }
 
 
@@ -193,7 +196,8 @@ def record_emails(request: AppRequest, record_type: str, record_id: int) -> Resp
         "emails": [
             {"id": row.email_id, "subject": row.subject, "sent_at": _time(row.sent_at), "sender": row.sender,
              "status": row.status, "access_count": row.access_count, "human_opens": row.human_opens,
-             "last_access": _time(row.last_access), "click_count": row.click_count}
+             "last_access": _time(row.last_access), "click_count": row.click_count,
+             "human_clicks": row.human_clicks}
             for row in related
         ],
     })

@@ -307,7 +307,7 @@ def _detail_page(request: AppRequest, email: Email, status: int = 200, error: st
         "emails/detail.html", status=status, error=error, section="emails", email=email, counts=counts,
         in_progress=email.status in ("queued", "sending") and is_due(email.send_at),
         scheduled=email.status == "queued" and not is_due(email.send_at),
-        events=email_list.access_events(request.db, email.id),
+        events=email_list.access_events(request.db, email.id), clicks=email_list.click_events(request.db, email.id),
         may_act=may_act(request.user, email), confirm_cancel=confirm_cancel,
     )
 
