@@ -196,7 +196,8 @@ def empty_database_url(request):
 def every_route(app, db, users):
     """Every route of the URL map as (method, path), its arguments filled with records that exist."""
     records = {"contacts": Contact(last_name="Lovelace", email="ada@example.test"),
-               "accounts": Account(name="Acme"), "leads": Lead(last_name="Hopper")}
+               "accounts": Account(name="Acme", email="billing@acme.example"),
+               "leads": Lead(last_name="Hopper", email="grace@example.test")}
     db.add_all(records.values())
     db.commit()
     prepared = prepare(db, to=["ada@example.test"], subject="Hi", html="<p>Hi <b>there</b></p>",
@@ -224,6 +225,8 @@ def every_route(app, db, users):
                                                                    if k in rule.arguments})
             if rule.rule in (UNSUBSCRIBE_PATH, CONSENT_PATH, WITHDRAWAL_PATH):
                 path += f"?t={email.recipients[0].token}"  # a page of its own only with a recipient's token
+            elif rule.rule == "/api/consent":
+                path += "?address=ada@example.test"  # an address's consent: its GET needs one
             routes += [(method, path) for method in sorted(rule.methods & {"GET", "POST"})]
     return routes
 
