@@ -37,8 +37,9 @@ MB = 1024 * 1024
 # What the audit posted: 24 MB, 12 at once.
 BIG = 24 * MB
 BURST = 12
-# "A few MB": what a burst of forged posts may move the daemons' memory by.
-ALLOWED_GROWTH_KB = 4 * 1024
+# "A few MB": what a burst of forged posts may move the daemons' memory by (allocator noise, more of it
+# on a busy machine: 4 MB was seen exceeded there).  One body read into memory would be BIG, 24 MB.
+ALLOWED_GROWTH_KB = 8 * 1024
 # Refusals of a chunked body (which declares no length): mod_wsgi takes none unless told to
 # (WSGIChunkedRequest), 411; past the cap Apache's LimitRequestBody or the application refuses it, 413.
 CHUNKED_REFUSED = {411, 413}
