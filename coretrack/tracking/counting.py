@@ -61,7 +61,7 @@ _IMPORTED_PAIRS = "SELECT corebos_mailid, corebos_crmid, token FROM recipients W
 # Each recipient's latest load through a mail proxy (its reason names the proxy: verdicts.PROXY_REASONS), for
 # the proxy's timing rule: whether the delivery fetch has been seen.
 _LAST_PROXY_LOADS = ("SELECT recipient_id, max(at) FROM access_events WHERE recipient_id IN (?*) "
-                     "AND reason LIKE '% image proxy: %' GROUP BY recipient_id")
+                     "AND reason LIKE ? GROUP BY recipient_id")
 _RECORDED = "SELECT hit_id FROM access_events WHERE hit_id IN (?*)"
 # For each (recipient, minute) the batch falls in: its last event (by time; by id too on
 # PostgreSQL: SQLite gives the row of max(at), any one of equal times) and how many it has, for
@@ -199,7 +199,7 @@ def _count(driver: Driver, hits: Sequence[Hit], tracking_off: _TrackingSwitch) -
     recipient_ids = sorted({recipient_of[token_of[hit.token]] for hit in candidates})
     minutes = _minutes(driver, "access_events", recipient_ids, candidates[0].at, candidates[-1].at)
     last_proxy_load = {recipient_id: driver.read_time(at) for recipient_id, at in driver.rows(
-        _LAST_PROXY_LOADS, recipient_ids, len(recipient_ids))}
+        _LAST_PROXY_LOADS, [*recipient_ids, "% image proxy: %"], len(recipient_ids))}
     # Each recipient's loads are judged in time order, with what the rules need of their earlier ones.
     loads = {recipient_id: Loads(*times_of[recipient_id], last_proxy_load.get(recipient_id))
              for recipient_id in recipient_ids}
