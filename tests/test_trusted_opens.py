@@ -55,9 +55,9 @@ def judged(app, db, recipient, hit_kwargs):
          "Outlook image proxy: fetched at delivery"),
         ({"user_agent": "Mozilla/5.0"}, "privacy_prefetch", "Apple Mail Privacy Protection's bare agent"),
         ({"ip": "17.58.101.4"}, "privacy_prefetch",
-         "Apple Mail Privacy Protection (Apple's relay address, Mail's agent)"),
+         "Apple Mail Privacy Protection: Apple's relay, Mail's agent"),
         ({"ip": "172.225.10.20"}, "privacy_prefetch",
-         "Apple Mail Privacy Protection (Apple's relay address, Mail's agent)"),
+         "Apple Mail Privacy Protection: Apple's relay, Mail's agent"),
         ({"ip": "205.139.110.9"}, "scanner", "a mail security gateway's network"),
         ({"user_agent": "Mozilla/5.0 (compatible; Barracuda Sentinel)"}, "scanner", "security scanner's agent"),
         ({"user_agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/119.0"},
@@ -170,7 +170,7 @@ def test_the_email_page_shows_likely_human_opens_beside_all_loads(staff, mixed):
             for row in page.html.select("table[aria-labelledby=recipients] tbody tr")}
     assert rows == {"ann@example.test": ["3", "2"], "bob@example.test": ["2", "0"], "cy@example.test": ["0", "0"]}
     reasons = [row.select("td")[5].text for row in page.html.select("table[aria-labelledby=accesses] tbody tr")]
-    assert sorted(reasons) == sorted(["—", "—", "Apple Mail Privacy Protection (Apple's relay address, Mail's agent)",
+    assert sorted(reasons) == sorted(["—", "—", "Apple Mail Privacy Protection: Apple's relay, Mail's agent",
                                       "Google image proxy: fetched at delivery", "loaded within seconds of the send"])
 
 

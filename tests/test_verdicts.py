@@ -15,7 +15,7 @@ from support.hit_load import wait_until
 from support.hit_log import ingest, line, write_log
 
 from coretrack.models import AccessEvent, ClickEvent, Email, EmailLink, Recipient, utcnow
-from coretrack.tracking import click_verdicts, clicks, tokens
+from coretrack.tracking import click_verdicts, clicks, tokens, verdicts
 from coretrack.tracking.hits import Hit
 
 PATH = "/modules/Emails/TrackAccess.php"
@@ -75,7 +75,7 @@ OPENS = [
     ((YAHOO, "98.137.1.2", 300, 5), ("human", "Yahoo image proxy: opened by a person")),
     (("Mozilla/5.0", HOME, 600, None), ("privacy_prefetch", "Apple Mail Privacy Protection's bare agent")),
     ((APPLE_MAIL, "172.225.10.20", 600, None),
-     ("privacy_prefetch", "Apple Mail Privacy Protection (Apple's relay address, Mail's agent)")),
+     ("privacy_prefetch", "Apple Mail Privacy Protection: Apple's relay, Mail's agent")),
     ((CHROME, "205.139.110.9", 600, None), ("scanner", "a mail security gateway's network")),
     ((HEADLESS, "54.1.2.3", 600, None), ("scanner", "headless browser")),
     ((SLACK, "54.1.2.3", 600, None), ("scanner", "link preview bot")),
@@ -260,3 +260,13 @@ def test_the_same_link_again_seconds_after_a_persons_click_from_elsewhere_is_a_r
     assert _record(db, recipient, a, 20) == "human"
     assert _verdicts(db, recipient) == [("human", ""), ("scanner", click_verdicts.RESCAN_REASON), ("human", "")]
     assert _assert_human_clicks_are_the_human_events(db, recipient) == 2
+
+
+def test_every_reason_fits_the_events_reason_column():
+    width = ClickEvent.__table__.c.reason.type.length
+    assert AccessEvent.__table__.c.reason.type.length == width
+    reasons = [reason for _, reason, _ in verdicts._AGENTS] + list(verdicts.PROXY_REASONS) + [
+        reason for _, judged in OPENS for reason in [judged[1]]] + [
+        click_verdicts.BURST_REASON, click_verdicts.PAIR_REASON, click_verdicts.DATA_CENTRE_REASON,
+        click_verdicts.RESCAN_REASON, "Microsoft's mail protection network (Safe Links)"]
+    assert max(len(reason) for reason in reasons) <= width

@@ -62,7 +62,7 @@ def classify(hit: Hit, sent_at: datetime | None = None, delivered_at: datetime |
         return verdict, reason
     network = network_of(hit.ip)
     if network == "apple" and not any(browser in hit.user_agent.lower() for browser in _BROWSERS):
-        return "privacy_prefetch", "Apple Mail Privacy Protection (Apple's relay address, Mail's agent)"
+        return "privacy_prefetch", "Apple Mail Privacy Protection: Apple's relay, Mail's agent"
     if network == "gateway":
         return "scanner", "a mail security gateway's network"
     if sent_at is not None and hit.at - sent_at < SCANNER_WINDOW:
