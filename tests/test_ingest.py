@@ -9,12 +9,13 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
 from support.hit_load import counted, make_recipients, wait_until
+from support.hit_log import T0, ingest, line, write_log
 
 from coretrack.cli.common import set_up
 from coretrack.config import Config
@@ -24,33 +25,6 @@ from coretrack.models import AccessEvent, HitLogPosition
 from coretrack.tracking import tokens
 from coretrack.tracking.hitlog import IngestError, parse_line
 from coretrack.tracking.ingester import Ingester
-
-AGENT = "Mozilla/5.0 (X11; Linux x86_64) Thunderbird/128.0"
-T0 = datetime(2026, 11, 29, 10, 0, 0)
-_ids = iter(range(10**9))
-
-
-def line(token: str | None, *, method: str = "GET", status: int = 200, at: datetime = T0,
-         agent: str = AGENT, ip: str = "203.0.113.9", hit_id: str | None = None) -> str:
-    """A line as the shipped LogFormat writes it (see coretrack.tracking.hitlog.LOG_FORMAT)."""
-    usec = (at - datetime(1970, 1, 1)) // timedelta(microseconds=1)
-    query = "" if token is None else f"?t={token}"
-    return f"{usec}\t{method}\t{status}\t{ip}\t{hit_id or f'Aw{next(_ids):022d}'}\t{query}\t{agent}\n"
-
-
-def write_log(config: Config, name: str, lines: list[str], mode: str = "a") -> Path:
-    path = config.hit_log_dir / f"hits.{name}"
-    with open(path, mode, encoding="ascii") as handle:
-        handle.write("".join(lines))
-    return path
-
-
-def ingest(config: Config, **options) -> int:
-    engine = make_engine(config.database_url)
-    try:
-        return Ingester.for_install(config, engine).run(threading.Event(), once=True, **options)
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture

@@ -7,16 +7,17 @@ from __future__ import annotations
 import base64
 import json
 import time
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from coretrack.delivery_reports import sendgrid
-from coretrack.models import AccessEvent, Contact, DeliveryEvent, Lead, Recipient, Setting
+from coretrack.models import AccessEvent, ClickEvent, Contact, DeliveryEvent, Lead, Recipient, Setting
 from coretrack.sending.compose import compose, prepare
 from coretrack.sending.delivery import deliver
 from coretrack.sending.mime import MessageTemplate
@@ -410,3 +411,40 @@ def test_the_tag_names_the_recipient_also_when_the_email_is_not_tracked(app):
     assert "TrackAccess" not in message.as_string()
     with pytest.raises(ValueError, match="token"):
         template.render("ann@example.test", "", None)
+
+
+GMAIL = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
+
+
+def test_sendgrids_opens_are_judged_by_the_rules_of_every_load_with_the_delivery_it_reported(
+        anon, db, signing_key, recipient):
+    at = int(time.time()) - 3600
+    post(anon, signing_key, [event(recipient, "delivered", "ev-delivered", at)])
+    post(anon, signing_key, [
+        event(recipient, "open", "ev-fetch", at + 20, useragent=GMAIL, ip="66.249.84.1"),
+        event(recipient, "open", "ev-person", at + 1800, useragent=GMAIL, ip="66.249.84.2"),
+        event(recipient, "open", "ev-machine", at + 1900, useragent="Mozilla/5.0", ip="17.58.0.1",
+              sg_machine_open=True),
+    ])
+    db.expire_all()
+    rows = db.scalars(select(AccessEvent).where(AccessEvent.recipient_id == recipient.id).order_by(AccessEvent.at))
+    assert [(row.verdict, row.reason) for row in rows] == [
+        ("mail_proxy", "Google image proxy: fetched at delivery"), ("human", "Google image proxy: opened by a person"),
+        ("mail_proxy", sendgrid.MACHINE_OPEN)]
+    row = db.get(Recipient, recipient.id)
+    assert (row.access_count, row.human_opens, row.first_human_at) == (
+        3, 1, datetime.fromtimestamp(at + 1800, UTC).replace(tzinfo=None))
+
+
+def test_sendgrids_clicks_count_no_click_of_a_person_or_a_machine(anon, db, signing_key, recipient):
+    post(anon, signing_key, [
+        event(recipient, "click", "ev-person", useragent="Mozilla/5.0 Firefox/128.0", ip="198.51.100.7",
+              url="https://example.test/offer"),
+        event(recipient, "click", "ev-scanner", useragent="Mozilla/5.0 Chrome/124.0", ip="40.94.1.2",
+              url="https://example.test/offer"),
+    ])
+    db.expire_all()
+    row = db.get(Recipient, recipient.id)
+    assert (row.click_count, row.human_clicks, row.first_human_at) == (0, 0, None)
+    assert db.scalar(select(func.count()).select_from(ClickEvent)) == 0
+    assert db.scalar(select(func.count()).select_from(DeliveryEvent).where(DeliveryEvent.event == "click")) == 2

@@ -20,6 +20,8 @@ from coretrack.tracking.hits import Hit
 SENT = datetime(2026, 11, 2, 9, 0)
 LATER = SENT + timedelta(hours=2)
 READER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)"
+GMAIL = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
+AT_DELIVERY = SENT + timedelta(seconds=30)
 
 
 @pytest.fixture
@@ -46,15 +48,20 @@ def judged(app, db, recipient, hit_kwargs):
 @pytest.mark.parametrize(
     "hit, verdict, reason",
     [
-        ({"user_agent": "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"},
-         "mail_proxy", "Google image proxy"),
-        ({"user_agent": "YahooMailProxy; https://help.yahoo.com/kb/yahoo-mail-proxy-SLN28749.html"},
-         "mail_proxy", "Yahoo image proxy"),
-        ({"user_agent": "Mozilla/5.0 (Windows NT 10.0) Outlook-Image-Proxy"}, "mail_proxy", "Outlook image proxy"),
+        ({"user_agent": GMAIL, "at": AT_DELIVERY}, "mail_proxy", "Google image proxy: fetched at delivery"),
+        ({"user_agent": "YahooMailProxy; https://help.yahoo.com/kb/yahoo-mail-proxy-SLN28749.html", "at": AT_DELIVERY},
+         "mail_proxy", "Yahoo image proxy: fetched at delivery"),
+        ({"user_agent": "Mozilla/5.0 (Windows NT 10.0) Outlook-Image-Proxy", "at": AT_DELIVERY}, "mail_proxy",
+         "Outlook image proxy: fetched at delivery"),
         ({"user_agent": "Mozilla/5.0"}, "privacy_prefetch", "Apple Mail Privacy Protection's bare agent"),
-        ({"ip": "17.58.101.4"}, "privacy_prefetch", "Apple address block (17.0.0.0/8)"),
-        ({"at": SENT + timedelta(seconds=40)}, "privacy_prefetch", "loaded right at delivery"),
+        ({"ip": "17.58.101.4"}, "privacy_prefetch",
+         "Apple Mail Privacy Protection: Apple's relay, Mail's agent"),
+        ({"ip": "172.225.10.20"}, "privacy_prefetch",
+         "Apple Mail Privacy Protection: Apple's relay, Mail's agent"),
+        ({"ip": "205.139.110.9"}, "scanner", "a mail security gateway's network"),
         ({"user_agent": "Mozilla/5.0 (compatible; Barracuda Sentinel)"}, "scanner", "security scanner's agent"),
+        ({"user_agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/119.0"},
+         "scanner", "headless browser"),
         ({"at": SENT + timedelta(seconds=3)}, "scanner", "loaded within seconds of the send"),
         ({"provider_verdict": sendgrid.MACHINE_OPEN}, "mail_proxy", "SendGrid sg_machine_open"),
     ],
@@ -78,8 +85,40 @@ def test_the_apple_address_is_judged_before_the_storage_policy_truncates_it(app,
 def test_at_delivery_means_the_providers_delivery_time_when_it_reported_one(app, db, recipient):
     recipient.delivery_at = SENT + timedelta(minutes=30)
     db.commit()
-    verdict, reason, *_ = judged(app, db, recipient, {"at": SENT + timedelta(minutes=30, seconds=20)})
-    assert (verdict, reason) == ("privacy_prefetch", "loaded right at delivery")
+    verdict, reason, *_ = judged(app, db, recipient, {"at": SENT + timedelta(minutes=30, seconds=20),
+                                                      "user_agent": GMAIL})
+    assert (verdict, reason) == ("mail_proxy", "Google image proxy: fetched at delivery")
+
+
+@pytest.mark.parametrize(
+    "hit, reason",
+    [
+        # Gmail's person opening the message 38 minutes later, through the same proxy (mautic#16069).
+        ({"user_agent": GMAIL, "at": SENT + timedelta(minutes=38)}, "Google image proxy: opened by a person"),
+        # A phone notification opened half a minute after the send: a fast reader, not a prefetch.
+        ({"at": SENT + timedelta(seconds=30), "ip": "174.200.1.2"}, ""),
+        # Outlook on the web's images come from Microsoft's network: judged for clicks, not for opens.
+        ({"ip": "40.97.1.2", "user_agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/124.0 Safari/537.36"},
+         ""),
+        # Safari through iCloud Private Relay: a person browsing, not Mail's prefetch.
+        ({"ip": "172.225.10.20", "user_agent": "Mozilla/5.0 (Macintosh) Version/17.4 Safari/605.1.15"}, ""),
+    ],
+)
+def test_a_persons_load_is_a_human_open_whatever_the_network_it_comes_through(app, db, recipient, hit, reason):
+    assert judged(app, db, recipient, hit) == ("human", reason, 1, 1, hit.get("at", LATER))
+
+
+def test_a_proxy_load_after_its_delivery_fetch_is_the_person_however_soon(app, db, recipient):
+    app.tracker.record([Hit(recipient.token, AT_DELIVERY, "66.249.84.1", GMAIL)])
+    # A repeat of the delivery fetch seconds later is the proxy still; the next load is the person opening it.
+    app.tracker.record([Hit(recipient.token, AT_DELIVERY + timedelta(seconds=3), "66.249.84.2", GMAIL)])
+    app.tracker.record([Hit(recipient.token, AT_DELIVERY + timedelta(seconds=40), "66.249.84.3", GMAIL)])
+    db.expire_all()
+    events = db.scalars(select(AccessEvent).where(AccessEvent.recipient_id == recipient.id)
+                        .order_by(AccessEvent.at)).all()
+    assert [event.verdict for event in events] == ["mail_proxy", "mail_proxy", "human"]
+    row = db.get(Recipient, recipient.id)
+    assert (row.access_count, row.human_opens, row.first_human_at) == (3, 1, AT_DELIVERY + timedelta(seconds=40))
 
 
 def test_a_batch_counts_every_load_and_the_human_ones_apart(app, db, recipient):
@@ -115,7 +154,7 @@ def mixed(app, db, users):
         Hit(ann.token, LATER, "198.51.100.7", READER),
         Hit(ann.token, LATER + timedelta(hours=1), "198.51.100.7", READER),
         Hit(bob.token, SENT + timedelta(seconds=2), "203.0.113.5", READER),
-        Hit(bob.token, LATER, "66.249.84.1", "Mozilla/5.0 (via ggpht.com GoogleImageProxy)"),
+        Hit(bob.token, AT_DELIVERY, "66.249.84.1", "Mozilla/5.0 (via ggpht.com GoogleImageProxy)"),
     ])
     return email, people
 
@@ -131,8 +170,8 @@ def test_the_email_page_shows_likely_human_opens_beside_all_loads(staff, mixed):
             for row in page.html.select("table[aria-labelledby=recipients] tbody tr")}
     assert rows == {"ann@example.test": ["3", "2"], "bob@example.test": ["2", "0"], "cy@example.test": ["0", "0"]}
     reasons = [row.select("td")[5].text for row in page.html.select("table[aria-labelledby=accesses] tbody tr")]
-    assert sorted(reasons) == sorted(["—", "—", "Apple address block (17.0.0.0/8)", "Google image proxy",
-                                      "loaded within seconds of the send"])
+    assert sorted(reasons) == sorted(["—", "—", "Apple Mail Privacy Protection: Apple's relay, Mail's agent",
+                                      "Google image proxy: fetched at delivery", "loaded within seconds of the send"])
 
 
 def test_a_records_related_list_shows_both_counts(staff, mixed):

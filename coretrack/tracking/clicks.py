@@ -19,32 +19,25 @@ import html as html_lib
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from html.parser import HTMLParser
 from urllib.parse import parse_qsl, urlsplit
 
-from sqlalchemy import and_, case, select, update
+from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.orm import Session
 
 from ..db import changed_rows
-from ..models import ClickEvent, EmailLink, Recipient, utcnow
+from ..models import AccessEvent, ClickEvent, EmailLink, Recipient, utcnow
 from ..people import consent, suppression
 from ..sending import merge_fields
-from . import tokens
+from . import click_verdicts, tokens
 from .counting import fold_target
 from .hits import clean_agent
-from .verdicts import by_agent, store_ip
+from .verdicts import store_ip
 
 CLICK_PATH = "/email/click"
 MAC_LENGTH = 22  # base64url of 16 bytes, unpadded
-# The scanner rule.  A click is a scanner's, not a person's, when
-#  - its user agent is not a browser's (verdicts.by_agent: known scanners, bots, HTTP libraries,
-#    proxies, an empty or bare agent), or
-#  - it comes before the message was handed to the mail server (or while it was not yet sent), or
-#  - the same recipient clicked another link of the message within SCANNER_WINDOW of it: a person
-#    opens one link at a time, a link scanner opens them all at once.  The earlier clicks of such a
-#    burst are marked too.
-SCANNER_WINDOW = timedelta(seconds=2)
+# Whose click a click is, a person's or a scanner's: click_verdicts.py holds the rules.
 _TRACKED_SCHEMES = frozenset({"http", "https"})
 # Browsers drop these anywhere in a URL, and surrounding white space.
 _URL_NOISE = re.compile(r"[\t\n\r]")
@@ -179,20 +172,6 @@ def target(session: Session, token: str, position: int) -> tuple[Recipient, Emai
     return None if found is None else (found[0], found[1])
 
 
-BURST_REASON = "another link clicked within seconds"
-
-
-def verdict_of(user_agent: str, sent_at: datetime | None, at: datetime) -> tuple[str, str]:
-    """The first two parts of the scanner rule (the third needs the recipient's other clicks): the
-    verdict and its reason ("" for a person's)."""
-    verdict, reason = by_agent(user_agent)
-    if verdict != "human":
-        return "scanner", reason
-    if sent_at is None or at < sent_at:
-        return "scanner", "clicked before the message was sent"
-    return "human", ""
-
-
 def record(session: Session, recipient: Recipient, link: EmailLink, ip: str, user_agent: str, ip_policy: str,
            at: datetime | None = None) -> str | None:
     """Count one click and keep its event; commits.  Returns the click's verdict, or None for the
@@ -205,29 +184,17 @@ def record(session: Session, recipient: Recipient, link: EmailLink, ip: str, use
     if recipient.erased or not recipient.tracked or consent.Stops.of(session, [recipient.address]).stopped(
             suppression.key(recipient.address), at):
         return None  # not measured, or no longer (a refusal or withdrawal before this click)
-    verdict, reason = verdict_of(user_agent, recipient.sent_at, at)
-    # The recipient's row first: it serialises this recipient's concurrent clicks, so the burst
-    # rule and the per-minute bound below see the others; and an erasure committed meanwhile (it
+    verdict, reason = click_verdicts.alone(user_agent, ip, recipient.sent_at, at)
+    # The recipient's row first: it serialises this recipient's concurrent clicks, so the sequence
+    # rules and the per-minute bound below see the others; and an erasure committed meanwhile (it
     # sets the flag on this row) is seen here.
     if not changed_rows(session, update(Recipient).where(Recipient.id == recipient.id, ~Recipient.erased)
                         .values(click_count=Recipient.click_count + 1)):
         session.commit()  # nothing changed: ends the transaction (and SQLite's write lock)
         return None
     session.execute(update(EmailLink).where(EmailLink.id == link.id).values(click_count=EmailLink.click_count + 1))
-    burst = [
-        (event_id, link_id, hits) for event_id, link_id, hits, earlier_verdict in session.execute(
-            select(ClickEvent.id, ClickEvent.link_id, ClickEvent.hits, ClickEvent.verdict).where(
-                ClickEvent.recipient_id == recipient.id, ClickEvent.at >= at - SCANNER_WINDOW,
-                ClickEvent.at <= at + SCANNER_WINDOW))
-        if link_id != link.id and earlier_verdict == "human"
-    ]
-    if burst or (verdict == "human" and _other_link_nearby(session, recipient.id, link.id, at)):
-        verdict, reason = "scanner", BURST_REASON
-    if burst:
-        # Known only now: the earlier clicks of the burst were a scanner's too, and count as people's no more.
-        session.execute(update(ClickEvent).where(ClickEvent.id.in_([event_id for event_id, _, _ in burst]))
-                        .values(verdict="scanner", reason=BURST_REASON))
-        _add_human_clicks(session, recipient.id, [(link_id, -hits) for _, link_id, hits in burst])
+    verdict, reason = _judge_in_sequence(session, recipient.id, click_verdicts.Click(
+        at, link.id, store_ip(ip, ip_policy), verdict, reason))
     folded_into = fold_target(session.connection(), "click_events", recipient.id, at)
     if folded_into is None:
         session.add(ClickEvent(recipient_id=recipient.id, link_id=link.id, at=at, ip=store_ip(ip, ip_policy),
@@ -247,12 +214,39 @@ def record(session: Session, recipient: Recipient, link: EmailLink, ip: str, use
     return verdict
 
 
-def _other_link_nearby(session: Session, recipient_id: int, link_id: int, at: datetime) -> bool:
-    """Whether the recipient clicked another link within SCANNER_WINDOW of ``at`` (a scanner's burst
-    whose earlier clicks are already judged so)."""
-    return session.scalar(select(ClickEvent.id).where(
-        ClickEvent.recipient_id == recipient_id, ClickEvent.link_id != link_id,
-        ClickEvent.at >= at - SCANNER_WINDOW, ClickEvent.at <= at + SCANNER_WINDOW).limit(1)) is not None
+def _judge_in_sequence(session: Session, recipient_id: int, click: click_verdicts.Click) -> tuple[str, str]:
+    """The new click's verdict among the recipient's clicks around it (click_verdicts.judge), one
+    query; the earlier clicks it shows were a scanner's are revised now, and count as people's no
+    more (the recipient's and links' likely-human clicks, and the first human engagement)."""
+    around = session.execute(
+        select(ClickEvent.id, ClickEvent.at, ClickEvent.link_id, ClickEvent.ip, ClickEvent.verdict,
+               ClickEvent.reason, ClickEvent.hits)
+        .where(ClickEvent.recipient_id == recipient_id, ClickEvent.at >= click.at - click_verdicts.SEQUENCE_WINDOW,
+               ClickEvent.at <= click.at + click_verdicts.SEQUENCE_WINDOW)
+        .order_by(ClickEvent.at, ClickEvent.id)).all()
+    place = sum(1 for row in around if row.at <= click.at)
+    sequence = [click_verdicts.Click(row.at, row.link_id, row.ip, row.verdict, row.reason) for row in around]
+    sequence.insert(place, click)
+    verdicts = click_verdicts.judge(sequence)
+    own = verdicts.pop(place)
+    revised = [(row, judged) for row, judged in zip(around, verdicts, strict=True) if judged[0] != row.verdict]
+    if not revised:
+        return own
+    # Known only now: these earlier clicks were a scanner's.
+    for row, (new_verdict, new_reason) in revised:
+        session.execute(update(ClickEvent).where(ClickEvent.id == row.id)
+                        .values(verdict=new_verdict, reason=new_reason))
+    _add_human_clicks(session, recipient_id, [(row.link_id, row.hits if judged[0] == "human" else -row.hits)
+                                              for row, judged in revised])
+    first_human = session.scalar(select(Recipient.first_human_at).where(Recipient.id == recipient_id))
+    if any(row.verdict == "human" and row.at == first_human for row, _ in revised):
+        # The first human engagement was one of them: it is now the earliest left, a load or a click.
+        earliest = [session.scalar(select(func.min(table.at)).where(table.recipient_id == recipient_id,
+                                                                   table.verdict == "human"))
+                    for table in (AccessEvent, ClickEvent)]
+        session.execute(update(Recipient).where(Recipient.id == recipient_id).values(
+            first_human_at=min((at for at in earliest if at is not None), default=None)))
+    return own
 
 
 def _add_human_clicks(session: Session, recipient_id: int, by_link: list[tuple[int, int]]) -> None:

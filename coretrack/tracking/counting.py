@@ -21,7 +21,7 @@ from ..people import consent, suppression
 from . import anonymous, corebos_images
 from .driver import Driver, driver_on
 from .hits import Hit
-from .verdicts import classify, store_ip
+from .verdicts import Loads, store_ip
 
 # One valid token must not grow the event table without limit: past this many events in one
 # minute, a recipient's further loads of that minute are folded into the minute's last event
@@ -58,6 +58,10 @@ _CONSENT_CHANGES = ("SELECT addresses.address, consent_history.at, consent_histo
 # The recipients imported from coreBOS that the batch's coreBOS images may name (by mailid; the
 # crmid is matched in Python), with their own tokens.
 _IMPORTED_PAIRS = "SELECT corebos_mailid, corebos_crmid, token FROM recipients WHERE corebos_mailid IN (?*)"
+# Each recipient's latest load through a mail proxy (its reason names the proxy: verdicts.PROXY_REASONS), for
+# the proxy's timing rule: whether the delivery fetch has been seen.
+_LAST_PROXY_LOADS = ("SELECT recipient_id, max(at) FROM access_events WHERE recipient_id IN (?*) "
+                     "AND reason LIKE ? GROUP BY recipient_id")
 _RECORDED = "SELECT hit_id FROM access_events WHERE hit_id IN (?*)"
 # For each (recipient, minute) the batch falls in: its last event (by time; by id too on
 # PostgreSQL: SQLite gives the row of max(at), any one of equal times) and how many it has, for
@@ -194,6 +198,11 @@ def _count(driver: Driver, hits: Sequence[Hit], tracking_off: _TrackingSwitch) -
     seen = {hit_id for (hit_id,) in driver.rows(_RECORDED, hit_ids, len(hit_ids))}
     recipient_ids = sorted({recipient_of[token_of[hit.token]] for hit in candidates})
     minutes = _minutes(driver, "access_events", recipient_ids, candidates[0].at, candidates[-1].at)
+    last_proxy_load = {recipient_id: driver.read_time(at) for recipient_id, at in driver.rows(
+        _LAST_PROXY_LOADS, [*recipient_ids, "% image proxy: %"], len(recipient_ids))}
+    # Each recipient's loads are judged in time order, with what the rules need of their earlier ones.
+    loads = {recipient_id: Loads(*times_of[recipient_id], last_proxy_load.get(recipient_id))
+             for recipient_id in recipient_ids}
 
     policy = settings.get("ip_storage") or "truncated"
     new_events: list[list[Any]] = []
@@ -204,7 +213,7 @@ def _count(driver: Driver, hits: Sequence[Hit], tracking_off: _TrackingSwitch) -
             continue
         seen.add(hit.hit_id)
         recipient_id = recipient_of[token_of[hit.token]]
-        verdict, reason = classify(hit, *times_of[recipient_id])
+        verdict, reason = loads[recipient_id].judge(hit)
         minute = minutes.setdefault((recipient_id, _minute(hit.at)), _Minute())
         if minute.events < EVENTS_PER_RECIPIENT_PER_MINUTE:
             event = [recipient_id, stored(hit.at), store_ip(hit.ip, policy), hit.user_agent, verdict,

@@ -8,12 +8,18 @@ import ipaddress
 from datetime import datetime, timedelta
 
 from .hits import Hit
+from .networks import network_of
 
-# Substrings of user agents, lower case, checked in order, with the reason each gives.
+# Substrings of user agents, lower case, checked in order, with the reason each gives.  A mail
+# proxy's name says only whose proxy fetched the image, not whether a person was looking: the timing
+# rule of classify decides that.
 _AGENTS = (
     ("mail_proxy", "Google image proxy", ("googleimageproxy", "ggpht.com")),
     ("mail_proxy", "Yahoo image proxy", ("yahoomailproxy",)),
     ("mail_proxy", "Outlook image proxy", ("outlook-image-proxy", "outlookimageproxy")),
+    ("scanner", "link preview bot", ("skypeuripreview", "preview/", "slackbot", "slack-imgproxy",
+                                     "facebookexternalhit", "whatsapp", "discordbot", "telegrambot")),
+    ("scanner", "headless browser", ("headless", "phantomjs", "puppeteer", "playwright", "selenium")),
     (
         "scanner",
         "security scanner's agent",
@@ -23,34 +29,72 @@ _AGENTS = (
 )
 # Apple Mail Privacy Protection fetches every image with this bare user agent ...
 _PRIVACY_PREFETCH_AGENTS = frozenset({"mozilla/5.0", ""})
-# ... from Apple's own address block.
-_APPLE_NETWORK = ipaddress.ip_network("17.0.0.0/8")
+# ... or with Mail's own WebKit agent, from Apple's relay (networks.txt).  A browser's agent from
+# there is a person browsing through iCloud Private Relay (Safari), not Mail's prefetch.
+_BROWSERS = ("safari/", "chrome/", "firefox/", "edg/")
 # A load this soon after the send is a security scanner's (gateways fetch images as the message
 # passes them); no person opens a message this fast.
 SCANNER_WINDOW = timedelta(seconds=10)
-# A load this soon after delivery (the provider's report, else the send) is Apple's prefetch,
-# which fetches images as the message reaches the device, before anyone looks at it.
-PREFETCH_WINDOW = timedelta(seconds=60)
+# Gmail's and Yahoo's proxies fetch the image once as the message is delivered, whether anyone
+# looks or not, and again each time the person opens it: the proxy's first load this soon after
+# delivery (the provider's report, else the send), and its repeats within PROXY_REPEAT, are the
+# delivery fetch; any later load through the proxy is a person opening the message.
+PROXY_FETCH_WINDOW = timedelta(seconds=120)
+PROXY_REPEAT = timedelta(seconds=10)
+# The reasons a load through a mail proxy is given: count_hits looks up each recipient's latest by them.
+PROXY_REASONS = tuple(f"{reason}: {how}" for _, reason, _ in _AGENTS[:3]
+                      for how in ("fetched at delivery", "opened by a person", "no delivery time"))
 
 
-def classify(hit: Hit, sent_at: datetime | None = None, delivered_at: datetime | None = None) -> tuple[str, str]:
+def classify(hit: Hit, sent_at: datetime | None = None, delivered_at: datetime | None = None,
+             last_proxy_load: datetime | None = None) -> tuple[str, str]:
     """The hit's verdict (human | mail_proxy | privacy_prefetch | scanner) and the reason for it,
-    from its full address (before the storage policy truncates it), agent and timing.  The one
-    place the rules live: count_hits applies it to every hit, from the image, the hit log or a
-    provider."""
+    from its full address (before the storage policy truncates it), agent and timing, and the time
+    of the recipient's latest earlier load through a mail proxy.  The one place the rules live:
+    count_hits applies it to every hit, from the image, the hit log or a provider (Loads keeps the
+    latest proxy load as a recipient's hits are judged in time order)."""
     if hit.provider_verdict:
         return "mail_proxy", hit.provider_verdict
-    verdict = by_agent(hit.user_agent)
-    if verdict[0] != "human":
-        return verdict
-    if _in_apple_network(hit.ip):
-        return "privacy_prefetch", "Apple address block (17.0.0.0/8)"
+    verdict, reason = by_agent(hit.user_agent)
+    if verdict == "mail_proxy":
+        return _through_proxy(hit.at, reason, delivered_at or sent_at, last_proxy_load)
+    if verdict != "human":
+        return verdict, reason
+    network = network_of(hit.ip)
+    if network == "apple" and not any(browser in hit.user_agent.lower() for browser in _BROWSERS):
+        return "privacy_prefetch", "Apple Mail Privacy Protection: Apple's relay, Mail's agent"
+    if network == "gateway":
+        return "scanner", "a mail security gateway's network"
     if sent_at is not None and hit.at - sent_at < SCANNER_WINDOW:
         return "scanner", "loaded within seconds of the send"
-    delivered = delivered_at or sent_at
-    if delivered is not None and hit.at - delivered < PREFETCH_WINDOW:
-        return "privacy_prefetch", "loaded right at delivery"
-    return verdict
+    return verdict, reason
+
+
+def _through_proxy(at: datetime, proxy: str, delivered: datetime | None,
+                   last_proxy_load: datetime | None) -> tuple[str, str]:
+    if delivered is None:
+        return "mail_proxy", f"{proxy}: no delivery time"
+    repeat = last_proxy_load is not None and timedelta(0) <= at - last_proxy_load < PROXY_REPEAT
+    if at - delivered < PROXY_FETCH_WINDOW and (last_proxy_load is None or repeat):
+        return "mail_proxy", f"{proxy}: fetched at delivery"
+    return "human", f"{proxy}: opened by a person"
+
+
+class Loads:
+    """One recipient's loads, judged in time order by classify: it keeps their latest load through a
+    mail proxy (given the one stored before, if any) for the timing rule."""
+
+    __slots__ = ("sent_at", "delivered_at", "last_proxy_load")
+
+    def __init__(self, sent_at: datetime | None, delivered_at: datetime | None,
+                 last_proxy_load: datetime | None = None) -> None:
+        self.sent_at, self.delivered_at, self.last_proxy_load = sent_at, delivered_at, last_proxy_load
+
+    def judge(self, hit: Hit) -> tuple[str, str]:
+        verdict, reason = classify(hit, self.sent_at, self.delivered_at, self.last_proxy_load)
+        if reason in PROXY_REASONS and (self.last_proxy_load is None or hit.at > self.last_proxy_load):
+            self.last_proxy_load = hit.at
+        return verdict, reason
 
 
 # Few distinct agents and addresses make most hits (mail proxies, the same reader's opens): each
@@ -64,14 +108,6 @@ def by_agent(user_agent: str) -> tuple[str, str]:
     if agent in _PRIVACY_PREFETCH_AGENTS:
         return "privacy_prefetch", "Apple Mail Privacy Protection's bare agent"
     return "human", ""
-
-
-@functools.lru_cache(maxsize=4096)
-def _in_apple_network(ip: str) -> bool:
-    try:
-        return ipaddress.ip_address(ip) in _APPLE_NETWORK
-    except ValueError:
-        return False
 
 
 @functools.lru_cache(maxsize=4096)
