@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import CursorResult, Engine, Executable, create_engine, event
+from sqlalchemy import CursorResult, Engine, Executable, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
@@ -54,6 +55,13 @@ def changed_rows(session: Session, statement: Executable) -> int:
     """Runs an UPDATE or DELETE without refreshing the session's objects; how many rows it changed."""
     result = session.execute(statement, execution_options={"synchronize_session": False})
     return cast("CursorResult[Any]", result).rowcount
+
+
+def insert_or_meet(session: Session, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT into ``table`` in the form of the session's database, with its ON CONFLICT clause
+    (``on_conflict_do_nothing``, ``on_conflict_do_update``): concurrent writers of one row meet there
+    instead of one failing on the unique key."""
+    return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -94,6 +94,13 @@ def send_to_forty(site: Install) -> int:
         engine.dispose()
 
 
+def tokens_of(site: Install, email_id: int) -> dict[str, str]:
+    """Each recipient's token, by address."""
+    with site.session() as session:
+        return {address: token for address, token in session.execute(
+            select(Recipient.address, Recipient.token).where(Recipient.email_id == email_id))}
+
+
 def messages(site: Install) -> dict[str, tuple[str, list[str]]]:
     """Each address's message: its whole text (headers included) and every URL in its bodies."""
     found = {}
@@ -161,9 +168,8 @@ def anonymous_loads(site: Install, email_id: int) -> int:
 def test_only_the_people_who_consented_can_be_singled_out_and_the_others_are_counted_anonymously(site):
     state_consents(site)
     email_id = send_to_forty(site)
+    token_of = tokens_of(site, email_id)
     with site.session() as session:
-        token_of = {address: token for address, token in session.execute(
-            select(Recipient.address, Recipient.token).where(Recipient.email_id == email_id))}
         measured = set(session.scalars(select(Recipient.address).where(Recipient.email_id == email_id,
                                                                         Recipient.tracked)))
     assert measured == set(GRANTED)
@@ -220,9 +226,7 @@ def email_totals(site: Install, email_id: int) -> tuple[int, int]:
 def test_a_withdrawal_holds_a_second_later_on_both_paths_and_deleting_keeps_the_email_s_totals(site):
     state_consents(site)
     email_id = send_to_forty(site)
-    with site.session() as session:
-        token_of = {address: token for address, token in session.execute(
-            select(Recipient.address, Recipient.token).where(Recipient.email_id == email_id))}
+    token_of = tokens_of(site, email_id)
     ann, bob = GRANTED[0], GRANTED[1]
     received = messages(site)
     for address in (ann, bob):

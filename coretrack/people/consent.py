@@ -23,15 +23,12 @@ import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
 
-from sqlalchemy import Table, func, insert, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from ..models import Address, ConsentEvent, ConsentText, utcnow
-from .suppression import key
+from .suppression import add_addresses, key
 
 GRANTED, REFUSED, WITHDRAWN = "granted", "refused", "withdrawn"
 STATES = (GRANTED, REFUSED, WITHDRAWN)
@@ -55,7 +52,6 @@ WITHDRAWAL_PATH = "/email/stop-measuring"
 EVERYONE, CONSENTED = "everyone", "consented"
 
 SOURCE_LENGTH = 200  # consent_history.source's
-_ADDRESSES = cast(Table, Address.__table__)
 _CHUNK = 10_000  # addresses a statement (as suppression's)
 
 
@@ -85,7 +81,7 @@ def record(session: Session, address: str, state: str, means: str, source: str =
     for an imported consent: the address's state follows its latest change by time."""
     wanted, source = _checked(address, state, means, source)
     at = at or utcnow()
-    row = _address_row(session, wanted)
+    row = _address_rows(session, [wanted])[wanted]
     if row.consent_at is None or at >= row.consent_at:
         row.consent, row.consent_at = state, at
     event = ConsentEvent(address_id=row.id, at=at, state=state, means=means, source=source,
@@ -131,14 +127,9 @@ def record_many(session: Session, changes: Sequence[Change], means: str, evidenc
     now = utcnow()
     checked = [(*_checked(change.address, change.state, means, change.source), change.state, change.at or now)
                for change in changes]
-    dialect_insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     for start in range(0, len(checked), _CHUNK):
         chunk = checked[start:start + _CHUNK]
-        wanted = sorted({address for address, *_ in chunk})
-        session.execute(dialect_insert(_ADDRESSES).on_conflict_do_nothing(index_elements=[_ADDRESSES.c.address]),
-                        [{"address": address} for address in wanted])
-        rows = {row.address: row for row in session.scalars(
-            select(Address).where(Address.address.in_(wanted)).execution_options(populate_existing=True))}
+        rows = _address_rows(session, sorted({address for address, *_ in chunk}))
         for address, _, new_state, at in chunk:
             row = rows[address]
             if row.consent_at is None or at >= row.consent_at:
@@ -151,15 +142,11 @@ def record_many(session: Session, changes: Sequence[Change], means: str, evidenc
     session.flush()
 
 
-def _address_row(session: Session, address: str) -> Address:
-    """The address's row, made if it has none (two requests making it at once find the one row)."""
-    dialect_insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(dialect_insert(_ADDRESSES).values(address=address)
-                    .on_conflict_do_nothing(index_elements=[_ADDRESSES.c.address]))
-    found = session.scalar(select(Address).where(Address.address == address)
-                           .execution_options(populate_existing=True))
-    assert found is not None
-    return found
+def _address_rows(session: Session, addresses: Sequence[str]) -> dict[str, Address]:
+    """lower-case address -> its row, made where it has none, as the database has it now (at most a chunk)."""
+    add_addresses(session, addresses)
+    return {row.address: row for row in session.scalars(
+        select(Address).where(Address.address.in_(addresses)).execution_options(populate_existing=True))}
 
 
 def state(session: Session, address: str) -> str:

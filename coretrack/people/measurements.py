@@ -16,11 +16,9 @@ from datetime import date, datetime
 from typing import cast
 
 from sqlalchemy import Table, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from ..db import changed_rows
+from ..db import changed_rows, insert_or_meet
 from ..delivery_reports import sendgrid
 from ..models import AccessEvent, AnonymousTotal, ClickEvent, DeliveryEvent, Notification, Recipient, utcnow
 
@@ -121,9 +119,8 @@ def _day_of(at: datetime | None) -> date:
 def _add_to_totals(session: Session, rows: Iterable[tuple[int, date, _DayTotal]]) -> None:
     """Adds to each (email, day)'s anonymous total, one atomic statement a row (a load counted into
     the same row meanwhile adds to it, it is not overwritten)."""
-    dialect_insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     for email_id, day, total in rows:
-        statement = dialect_insert(_TOTALS).values(email_id=email_id, day=day, loads=total.loads,
+        statement = insert_or_meet(session, _TOTALS).values(email_id=email_id, day=day, loads=total.loads,
                                                    human_loads=total.human_loads, clicks=total.clicks)
         session.execute(statement.on_conflict_do_update(
             index_elements=[_TOTALS.c.email_id, _TOTALS.c.day],

@@ -19,10 +19,9 @@ from datetime import datetime
 from typing import cast
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from ..db import insert_or_meet
 from ..models import Account, Address, AddressEvent, Contact, Lead, Recipient, Record, utcnow
 
 # Where an opt-out came from (address_history.source, addresses.opt_out_source).
@@ -71,15 +70,11 @@ def opt_out_many(session: Session, opt_outs: Iterable[tuple[str, str, datetime |
     for address, reason, at in opt_outs:
         if key(address):
             wanted.setdefault(key(address), (reason[:_REASON_LENGTH], at or now))
-    # Concurrent opt-outs of one address (two webhook deliveries at once) find the one row instead
-    # of one failing on the unique key.
-    dialect_insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    make_rows = dialect_insert(_ADDRESSES).on_conflict_do_nothing(index_elements=[_ADDRESSES.c.address])
     set_opt_out = (update(_ADDRESSES).where(_ADDRESSES.c.id == bindparam("aid"), _ADDRESSES.c.opted_out_at.is_(None))
                    .values(opted_out_at=bindparam("at"), opt_out_source=source, opt_out_reason=bindparam("why")))
     changed = 0
     for chunk in _chunks(wanted):
-        session.execute(make_rows, [{"address": address} for address in chunk])
+        add_addresses(session, chunk)
         fresh = dict(session.execute(select(_ADDRESSES.c.address, _ADDRESSES.c.id).where(
             _ADDRESSES.c.address.in_(chunk), _ADDRESSES.c.opted_out_at.is_(None))).all())
         if not fresh:
@@ -102,6 +97,15 @@ def opt_out_many(session: Session, opt_outs: Iterable[tuple[str, str, datetime |
     if changed:
         _refresh_holders(session)
     return changed
+
+
+def add_addresses(session: Session, addresses: Sequence[str]) -> None:
+    """Rows for those of ``addresses`` (lower-case, at most a chunk) that have none, in one statement.
+    Concurrent makers of one row (two webhook deliveries at once, an opt-out and a consent) find
+    the one row instead of one failing on the unique key."""
+    if addresses:
+        session.execute(insert_or_meet(session, _ADDRESSES).on_conflict_do_nothing(
+            index_elements=[_ADDRESSES.c.address]), [{"address": address} for address in addresses])
 
 
 def _refresh_holders(session: Session) -> None:

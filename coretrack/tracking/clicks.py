@@ -193,11 +193,12 @@ def record(session: Session, recipient: Recipient, link: EmailLink, ip: str, use
         session.commit()  # nothing changed: ends the transaction (and SQLite's write lock)
         return None
     session.execute(update(EmailLink).where(EmailLink.id == link.id).values(click_count=EmailLink.click_count + 1))
-    verdict, reason = _judge_in_sequence(session, recipient.id, click_verdicts.Click(
-        at, link.id, store_ip(ip, ip_policy), verdict, reason))
+    kept_ip = store_ip(ip, ip_policy)
+    verdict, reason = _judge_in_sequence(session, recipient.id, click_verdicts.Click(at, link.id, kept_ip, verdict,
+                                                                                     reason))
     folded_into = fold_target(session.connection(), "click_events", recipient.id, at)
     if folded_into is None:
-        session.add(ClickEvent(recipient_id=recipient.id, link_id=link.id, at=at, ip=store_ip(ip, ip_policy),
+        session.add(ClickEvent(recipient_id=recipient.id, link_id=link.id, at=at, ip=kept_ip,
                                user_agent=clean_agent(user_agent), verdict=verdict, reason=reason, hits=1))
     else:
         session.execute(update(ClickEvent).where(ClickEvent.id == folded_into).values(hits=ClickEvent.hits + 1))
@@ -205,7 +206,6 @@ def record(session: Session, recipient: Recipient, link: EmailLink, ip: str, use
         verdict = session.scalar(select(ClickEvent.verdict).where(ClickEvent.id == folded_into)) or verdict
     if verdict == "human":
         _add_human_clicks(session, recipient.id, [(link.id, 1)])
-    if verdict == "human":
         # A person's click is a human engagement, like a likely-human open: the sender is told of the first.
         session.execute(update(Recipient).where(Recipient.id == recipient.id).values(
             first_human_at=case((Recipient.first_human_at.is_(None), at),

@@ -31,8 +31,7 @@ EVENTS_PER_RECIPIENT_PER_MINUTE = 10
 # The counting statements, written for the drivers themselves (driver.py: "?" marks a parameter and
 # "(?*)" a list of them).  The settings the rules read, as they are now:
 _CURRENT_SETTINGS = ("SELECT key, value FROM settings "
-                     "WHERE key IN ('ip_storage', 'corebos_app_key', 'corebos_tracking')")
-_TRACKING_DISABLED = "SELECT value FROM settings WHERE key = 'tracking_disabled'"
+                     "WHERE key IN ('ip_storage', 'tracking_disabled', 'corebos_app_key', 'corebos_tracking')")
 # The tracking switch's history from the change in force at the batch's first hit on (all of it if
 # there is none): enough to tell, for each hit, whether tracking was on when it was made.
 _SWITCHES = (
@@ -113,11 +112,14 @@ def count_hits(connection: Connection, hits: Sequence[Hit]) -> int:
     if not connection.in_transaction():
         connection.begin()  # what goes to the driver below is committed with the caller's transaction
     with driver_on(connection) as driver:
-        tracking_off = _tracking_switch(driver, hits)
-        personal = [hit for hit in hits if anonymous.email_of(hit.token) is None]
-        counted = anonymous.count_loads(driver, [hit for hit in hits if not tracking_off.at(hit.at)
-                                                 and anonymous.email_of(hit.token) is not None])
-        return counted + _count(driver, personal, tracking_off) if personal else counted
+        settings: dict[str, str] = dict(driver.rows(_CURRENT_SETTINGS))
+        tracking_off = _tracking_switch(driver, hits, settings)
+        personal: list[Hit] = []
+        shared: list[Hit] = []  # loads of emails' anonymous images
+        for hit in hits:
+            (personal if anonymous.email_of(hit.token) is None else shared).append(hit)
+        counted = anonymous.count_loads(driver, [hit for hit in shared if not tracking_off.at(hit.at)])
+        return counted + _count(driver, personal, settings, tracking_off) if personal else counted
 
 
 def fold_target(connection: Connection, table: str, recipient_id: int, at: datetime) -> int | None:
@@ -156,17 +158,15 @@ class MinuteBound:
         return True
 
 
-def _tracking_switch(driver: Driver, hits: Sequence[Hit]) -> _TrackingSwitch:
+def _tracking_switch(driver: Driver, hits: Sequence[Hit], settings: dict[str, str]) -> _TrackingSwitch:
     """Whether tracking was off, for the times of the batch's hits."""
     first = driver.time(min(hit.at for hit in hits))
-    off_now = driver.rows(_TRACKING_DISABLED) == [("true",)]
     return _TrackingSwitch([(driver.read_time(at), old, new) for at, old, new in driver.rows(
-        _SWITCHES, (first, first))], off_now)
+        _SWITCHES, (first, first))], settings.get("tracking_disabled") == "true")
 
 
-def _count(driver: Driver, hits: Sequence[Hit], tracking_off: _TrackingSwitch) -> int:
+def _count(driver: Driver, hits: Sequence[Hit], settings: dict[str, str], tracking_off: _TrackingSwitch) -> int:
     stored = driver.time
-    settings: dict[str, str] = dict(driver.rows(_CURRENT_SETTINGS))
     # Each hit's recipient token: its own, or for a coreBOS image, the imported recipient's.
     token_of = {hit.token: hit.token for hit in hits}
     corebos_tokens = [token for token in token_of if corebos_images.is_token(token)]

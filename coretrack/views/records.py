@@ -10,7 +10,7 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
 from ..db import MAX_ID
-from ..http import AppRequest, admin_only, json_response
+from ..http import AppRequest, admin_only, download, json_response
 from ..models import Account, Record, utcnow
 from ..paging import Page, page_number
 from ..people import consent, consent_proof, suppression
@@ -180,9 +180,8 @@ def _consent_proof(request: AppRequest, section: str, record_id: int) -> tuple[R
 
 
 def _download(body: bytes, mimetype: str, section: str, record_id: int, extension: str) -> Response:
-    filename = f"coretrack-consent-{SECTIONS[section]}-{record_id}-{utcnow():%Y%m%d-%H%M}.{extension}"
-    return Response(body, mimetype=mimetype, headers={"Content-Disposition": f'attachment; filename="{filename}"',
-                                                      "X-Content-Type-Options": "nosniff"})
+    return download(body, f"coretrack-consent-{SECTIONS[section]}-{record_id}-{utcnow():%Y%m%d-%H%M}.{extension}",
+                    mimetype)
 
 
 def export_consent_csv(request: AppRequest, section: str, record_id: int) -> Response:

@@ -8,7 +8,7 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
 from .. import paging
-from ..http import AppRequest, json_response
+from ..http import AppRequest, download, json_response
 from ..models import RECIPIENT_STATUSES, RECORD_TYPES, utcnow
 from ..paging import Page, page_number
 from ..reports.activity import Activity, ActivityReport, activity_page
@@ -63,11 +63,7 @@ def export_report(request: AppRequest, report: str) -> Response:
         return Response("; ".join(f"{key}: {message}" for key, message in filters.errors.items()), status=400,
                         mimetype="text/plain")
     filename = f"coretrack-{report}-{utcnow():%Y%m%d-%H%M}.csv"
-    return Response(
-        csv_lines(request.app.Session, definition, filters),
-        mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"',
-                                      "X-Content-Type-Options": "nosniff"},
-    )
+    return download(csv_lines(request.app.Session, definition, filters), filename, "text/csv")
 
 
 def api_report(request: AppRequest, report: str) -> Response:
