@@ -77,8 +77,8 @@ OPENS = [
     ((APPLE_MAIL, "172.225.10.20", 600, None),
      ("privacy_prefetch", "Apple Mail Privacy Protection: Apple's relay, Mail's agent")),
     ((CHROME, "205.139.110.9", 600, None), ("scanner", "a mail security gateway's network")),
-    ((HEADLESS, "54.1.2.3", 600, None), ("scanner", "headless browser")),
-    ((SLACK, "54.1.2.3", 600, None), ("scanner", "link preview bot")),
+    ((HEADLESS, "52.13.125.21", 600, None), ("scanner", "headless browser")),
+    ((SLACK, "52.13.125.21", 600, None), ("scanner", "link preview bot")),
     ((FIREFOX, HOME, 3, None), ("scanner", "loaded within seconds of the send")),
     ((IOS_MAIL, "174.200.1.2", 30, None), ("human", "")),  # a phone notification opened at once
     ((CHROME, "40.97.1.2", 3600, None), ("human", "")),  # Outlook on the web: Microsoft's network, not judged
@@ -181,9 +181,9 @@ def _assert_human_clicks_are_the_human_events(db, recipient) -> int:
     (CHROME, "40.94.1.2", ("scanner", "Microsoft's mail protection network (Safe Links)")),
     (CHROME, "64.235.150.1", ("scanner", "a mail security gateway's network")),
     (TEAMS, "52.112.1.2", ("scanner", "link preview bot")),
-    (SLACK, "54.1.2.3", ("scanner", "link preview bot")),
+    (SLACK, "52.13.125.21", ("scanner", "link preview bot")),
     (HEADLESS, "3.5.6.7", ("scanner", "headless browser")),
-    (CHROME, "54.1.2.3", ("human", "")),  # one click from a data centre: a person on a VPN, as far as we know
+    (CHROME, "52.13.125.21", ("human", "")),  # one click from a data centre: a person on a VPN, as far as we know
 ])
 def test_each_click_rule_gives_its_verdict_and_reason_at_the_redirect(app, db, anon, three_links, agent, ip, judged):
     recipient, links = three_links
@@ -246,7 +246,7 @@ def test_two_links_within_a_second_are_a_scanners_and_the_first_human_engagement
 @pytest.mark.parametrize("second_link, seconds", [(1, 30), (0, 240)])
 def test_links_followed_again_from_data_centres_are_a_scanners(db, three_links, second_link, seconds):
     recipient, links = three_links
-    assert _record(db, recipient, links[0], 0, ip="54.1.2.3", agent=CHROME) == "human"
+    assert _record(db, recipient, links[0], 0, ip="52.13.125.21", agent=CHROME) == "human"
     assert _record(db, recipient, links[second_link], seconds, ip="35.200.1.2", agent=CHROME) == "scanner"
     assert _verdicts(db, recipient) == [("scanner", click_verdicts.DATA_CENTRE_REASON)] * 2
     assert _assert_human_clicks_are_the_human_events(db, recipient) == 0

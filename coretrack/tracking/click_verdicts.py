@@ -8,7 +8,7 @@ A click is a scanner's when
  - it comes before the message was sent or within CLICK_READ_WINDOW of the send, before anyone could
    have read it, or
  - it comes from Microsoft's mail protection (Safe Links) or a mail security gateway's network
-   (networks.txt): they follow the links of the mail they pass; a person's click through them
+   (ranges/): they follow the links of the mail they pass; a person's click through them
    reaches us from the person's own browser;
 and, by the recipient's other clicks (``judge``; an earlier click is revised when a later one shows it):
  - three links or more within BURST_WINDOW, or two links within PAIR_WINDOW: a scanner opens them

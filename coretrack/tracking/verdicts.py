@@ -29,7 +29,7 @@ _AGENTS = (
 )
 # Apple Mail Privacy Protection fetches every image with this bare user agent ...
 _PRIVACY_PREFETCH_AGENTS = frozenset({"mozilla/5.0", ""})
-# ... or with Mail's own WebKit agent, from Apple's relay (networks.txt).  A browser's agent from
+# ... or with Mail's own WebKit agent, from Apple's relay (ranges/apple.txt).  A browser's agent from
 # there is a person browsing through iCloud Private Relay (Safari), not Mail's prefetch.
 _BROWSERS = ("safari/", "chrome/", "firefox/", "edg/")
 # A load this soon after the send is a security scanner's (gateways fetch images as the message

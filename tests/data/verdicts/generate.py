@@ -24,19 +24,29 @@ SEEDS = {"corpus.jsonl": 22, "holdout.jsonl": 2022}
 RECIPIENTS = {"corpus.jsonl": 330, "holdout.jsonl": 220}
 LINKS = 5  # links in the message
 
+
+
+def published(kind: str) -> list[str]:
+    """The ranges coretrack ships for a kind of network (coretrack/tracking/ranges/, written by
+    scripts/refresh-networks from the providers' own lists)."""
+    path = HERE.parents[2] / "coretrack" / "tracking" / "ranges" / f"{kind}.txt"
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return [line for line in lines if line and ":" not in line]  # IPv4: what the classes below use
+
+
 # Address ranges, as their owners publish them (README.md names the sources).
-APPLE_RELAY = ["172.224.0.0/12", "104.28.0.0/16", "17.0.0.0/8"]
+APPLE_RELAY = published("apple")
 GOOGLE_PROXY = ["66.249.80.0/20", "74.125.208.0/20"]
 YAHOO_PROXY = ["74.6.0.0/16", "98.137.0.0/16", "87.248.96.0/19"]
 MICROSOFT_EOP = ["40.92.0.0/15", "40.107.0.0/16", "52.100.0.0/14", "104.47.0.0/17"]
-# Azure addresses outside the ranges networks.txt lists: Safe Links' detonation sometimes comes from there.
+# Azure addresses away from Exchange Online's: Safe Links' detonation sometimes comes from there.
 AZURE_ELSEWHERE = ["20.150.0.0/15", "51.104.0.0/15"]
 MICROSOFT_OWA = ["40.96.0.0/13", "52.96.0.0/14"]
 TEAMS = ["52.112.0.0/14"]
 BARRACUDA = ["64.235.144.0/20", "209.222.80.0/21"]
 MIMECAST = ["205.139.110.0/24", "207.211.30.0/24", "91.220.42.0/24", "185.58.84.0/22"]
 PROOFPOINT = ["148.163.128.0/19", "67.231.144.0/20"]
-CLOUD = ["3.0.0.0/9", "54.0.0.0/8", "52.0.0.0/11", "34.64.0.0/10", "35.192.0.0/12", "159.203.0.0/16"]
+CLOUD = published("cloud")
 HOME = ["73.0.0.0/8", "86.128.0.0/10", "79.192.0.0/10", "90.0.0.0/10", "24.0.0.0/12"]
 MOBILE = ["174.192.0.0/10", "172.56.0.0/14", "80.187.96.0/19"]
 OFFICE = ["62.154.0.0/16", "193.62.0.0/16", "130.88.0.0/16"]
@@ -167,14 +177,17 @@ def yahoo(r: Recipient) -> None:
     webmail_proxy(r, YAHOO, YAHOO_PROXY, "yahoo", 0.5)
 
 
-def desktop_reader(r: Recipient, agents: list[str], kind_class: str, ranges: list[str]) -> None:
+def desktop_reader(r: Recipient, agents: list[str], kind_class: str, ranges: list[str],
+                   click_ranges: list[str] | None = None) -> None:
     agent, ip = r.rng.choice(agents), r.ip(ranges)
     opened = r.later(MINUTE, 4 * DAY)
     r.add("open", opened, agent, ip, "human", kind_class)
     if r.rng.random() < 0.3:
         r.add("open", opened + r.later(MINUTE, DAY), agent, ip, "human", kind_class)
     if r.rng.random() < 0.35:
-        person_clicks(r, opened + r.rng.uniform(5, 600), r.rng.choice(BROWSERS), ip)
+        # a click leaves from the person's own network, even when the images came through a proxy
+        click_ip = r.ip(click_ranges) if click_ranges else ip
+        person_clicks(r, opened + r.rng.uniform(5, 600), r.rng.choice(BROWSERS), click_ip)
 
 
 def outlook_person(r: Recipient) -> None:
@@ -182,7 +195,7 @@ def outlook_person(r: Recipient) -> None:
 
 
 def outlook_web_person(r: Recipient) -> None:
-    desktop_reader(r, BROWSERS[:2], "outlook_web_person", MICROSOFT_OWA)
+    desktop_reader(r, BROWSERS[:2], "outlook_web_person", MICROSOFT_OWA, HOME + OFFICE)
 
 
 def thunderbird_person(r: Recipient) -> None:
@@ -194,7 +207,7 @@ def apple_mail_person(r: Recipient) -> None:
 
 
 def relay_safari_person(r: Recipient) -> None:
-    desktop_reader(r, [SAFARI], "relay_safari_person", APPLE_RELAY[:2])
+    desktop_reader(r, [SAFARI], "relay_safari_person", APPLE_RELAY)
 
 
 def phone_person_fast(r: Recipient) -> None:
