@@ -28,6 +28,10 @@ YAHOO = "YahooMailProxy; https://help.yahoo.com/kb/yahoo-mail-proxy-SLN28749.htm
 APPLE_MAIL = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)"
 IOS_MAIL = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile"
 HEADLESS = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/119.0 Safari/537.36"
+GMAIL_PREFETCH = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                  "Chrome/42.0.2311.135 Safari/537.36 Edge/12.246 Mozilla/5.0")
+GMAIL_SAMPLING = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                  "Chrome/42.0.2311.135 Safari/537.36 Edge/12.246 Gmail-content-sampling")
 SLACK = "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"
 TEAMS = "Mozilla/5.0 (Windows NT 6.1; WOW64) SkypeUriPreview Preview/0.5 skype-url-preview@microsoft.com"
 HOME = "198.51.100.7"
@@ -81,7 +85,11 @@ OPENS = [
     ((SLACK, "52.13.125.21", 600, None), ("scanner", "link preview bot")),
     ((FIREFOX, HOME, 3, None), ("scanner", "loaded within seconds of the send")),
     ((IOS_MAIL, "174.200.1.2", 30, None), ("human", "")),  # a phone notification opened at once
-    ((CHROME, "40.97.1.2", 3600, None), ("human", "")),  # Outlook on the web: Microsoft's network, not judged
+    ((IOS_MAIL, "174.200.1.2", 6, 2), ("human", "")),  # within seconds of the send, but Mail's own agent
+    # Microsoft's network is judged as a proxy: Exchange Online's fetch at delivery, Outlook on the web later
+    ((CHROME, "40.107.22.9", 40, 20), ("mail_proxy", "Microsoft's network, as an image proxy: fetched at delivery")),
+    ((CHROME, "40.97.1.2", 3600, None), ("human", "Microsoft's network, as an image proxy: opened by a person")),
+    ((GMAIL_PREFETCH, "66.249.84.9", 12, 5), ("mail_proxy", "Google image proxy: fetched at delivery")),
 ]
 
 
@@ -137,6 +145,18 @@ def test_through_the_hit_log_a_proxy_load_after_the_delivery_fetch_is_the_person
     assert _human_opens(db, recipient) == (3, 1, T0 + timedelta(seconds=60))
 
 
+def test_through_the_hit_log_gmail_s_prefetch_is_the_delivery_fetch_and_the_proxy_s_next_load_the_person(
+        config, db, recipient):
+    db.get(Recipient, recipient.id).sent_at = T0
+    db.commit()
+    write_log(config, LOG, [line(recipient.token, at=T0 + timedelta(seconds=8), agent=GMAIL_PREFETCH, ip="66.249.84.9"),
+                            line(recipient.token, at=T0 + timedelta(seconds=40), agent=GMAIL, ip="66.249.84.1")])
+    ingest(config)
+    assert _stored(db, recipient) == [("mail_proxy", "Google image proxy: fetched at delivery"),
+                                      ("human", "Google image proxy: opened by a person")]
+    assert _human_opens(db, recipient) == (2, 1, T0 + timedelta(seconds=40))
+
+
 def test_through_the_image_a_proxy_load_after_an_earlier_batchs_delivery_fetch_is_the_person(app, anon, db,
                                                                                             recipient):
     now = utcnow()
@@ -183,6 +203,7 @@ def _assert_human_clicks_are_the_human_events(db, recipient) -> int:
     (TEAMS, "52.112.1.2", ("scanner", "link preview bot")),
     (SLACK, "52.13.125.21", ("scanner", "link preview bot")),
     (HEADLESS, "3.5.6.7", ("scanner", "headless browser")),
+    (GMAIL_SAMPLING, "66.249.84.9", ("scanner", "Gmail's prefetch agent")),
     (CHROME, "52.13.125.21", ("human", "")),  # one click from a data centre: a person on a VPN, as far as we know
 ])
 def test_each_click_rule_gives_its_verdict_and_reason_at_the_redirect(app, db, anon, three_links, agent, ip, judged):

@@ -21,7 +21,7 @@ from ..people import consent, suppression
 from . import anonymous, corebos_images
 from .driver import Driver, driver_on
 from .hits import Hit
-from .verdicts import Loads, store_ip
+from .verdicts import PROXY_REASON_PATTERN, Loads, store_ip
 
 # One valid token must not grow the event table without limit: past this many events in one
 # minute, a recipient's further loads of that minute are folded into the minute's last event
@@ -199,7 +199,7 @@ def _count(driver: Driver, hits: Sequence[Hit], settings: dict[str, str], tracki
     recipient_ids = sorted({recipient_of[token_of[hit.token]] for hit in candidates})
     minutes = _minutes(driver, "access_events", recipient_ids, candidates[0].at, candidates[-1].at)
     last_proxy_load = {recipient_id: driver.read_time(at) for recipient_id, at in driver.rows(
-        _LAST_PROXY_LOADS, [*recipient_ids, "% image proxy: %"], len(recipient_ids))}
+        _LAST_PROXY_LOADS, [*recipient_ids, PROXY_REASON_PATTERN], len(recipient_ids))}
     # Each recipient's loads are judged in time order, with what the rules need of their earlier ones.
     loads = {recipient_id: Loads(*times_of[recipient_id], last_proxy_load.get(recipient_id))
              for recipient_id in recipient_ids}

@@ -17,6 +17,10 @@ _AGENTS = (
     ("mail_proxy", "Google image proxy", ("googleimageproxy", "ggpht.com")),
     ("mail_proxy", "Yahoo image proxy", ("yahoomailproxy",)),
     ("mail_proxy", "Outlook image proxy", ("outlook-image-proxy", "outlookimageproxy")),
+    # Gmail prefetches the images of a recipient with an open session as the message arrives (and
+    # samples links) with an agent of its own, an Edge of 2015 with "Mozilla/5.0" or
+    # "Gmail-content-sampling" appended; the person's opening then comes through the image proxy above.
+    ("mail_proxy", "Gmail's prefetch agent", ("edge/12.246",)),
     ("scanner", "link preview bot", ("skypeuripreview", "preview/", "slackbot", "slack-imgproxy",
                                      "facebookexternalhit", "whatsapp", "discordbot", "telegrambot")),
     ("scanner", "headless browser", ("headless", "phantomjs", "puppeteer", "playwright", "selenium")),
@@ -33,8 +37,12 @@ _PRIVACY_PREFETCH_AGENTS = frozenset({"mozilla/5.0", ""})
 # there is a person browsing through iCloud Private Relay (Safari), not Mail's prefetch.
 _BROWSERS = ("safari/", "chrome/", "firefox/", "edg/")
 # A load this soon after the send is a security scanner's (gateways fetch images as the message
-# passes them); no person opens a message this fast.
+# passes them), unless a mail app's own agent made it: gateways present a browser's agent or none,
+# while a person may open a phone notification within seconds.
 SCANNER_WINDOW = timedelta(seconds=10)
+# A mail app's own agent: Outlook's, Thunderbird's, or Apple's WebKit without a browser's name (Mail
+# on a Mac or an iPhone; from Apple's relay it is the privacy prefetch instead).
+_MAIL_APPS = ("microsoft outlook", "thunderbird/")
 # Gmail's and Yahoo's proxies fetch the image once as the message is delivered, whether anyone
 # looks or not, and again each time the person opens it: the proxy's first load this soon after
 # delivery (the provider's report, else the send), and its repeats within PROXY_REPEAT, are the
@@ -42,8 +50,14 @@ SCANNER_WINDOW = timedelta(seconds=10)
 PROXY_FETCH_WINDOW = timedelta(seconds=120)
 PROXY_REPEAT = timedelta(seconds=10)
 # The reasons a load through a mail proxy is given: count_hits looks up each recipient's latest by them.
-PROXY_REASONS = tuple(f"{reason}: {how}" for _, reason, _ in _AGENTS[:3]
+# Microsoft's network is judged as those proxies are: Exchange Online fetches the image as it delivers
+# the message, and Outlook on the web and Outlook.com show a person the images through it.
+_MICROSOFT = "Microsoft's network, as an image proxy"
+_TIMED_PROXIES = (*(reason for _, reason, _ in _AGENTS[:3]), _MICROSOFT)
+PROXY_REASONS = tuple(f"{proxy}: {how}" for proxy in _TIMED_PROXIES
                       for how in ("fetched at delivery", "opened by a person", "no delivery time"))
+# What every reason of PROXY_REASONS is LIKE: count_hits finds each recipient's latest proxy load by it.
+PROXY_REASON_PATTERN = "% image proxy: %"
 
 
 def classify(hit: Hit, sent_at: datetime | None = None, delivered_at: datetime | None = None,
@@ -56,16 +70,22 @@ def classify(hit: Hit, sent_at: datetime | None = None, delivered_at: datetime |
     if hit.provider_verdict:
         return "mail_proxy", hit.provider_verdict
     verdict, reason = by_agent(hit.user_agent)
-    if verdict == "mail_proxy":
+    if reason == _AGENTS[3][1]:  # Gmail's prefetch is its proxy's delivery fetch: a later load is the person
+        return "mail_proxy", PROXY_REASONS[0]
+    if verdict == "mail_proxy" and reason in _TIMED_PROXIES:
         return _through_proxy(hit.at, reason, delivered_at or sent_at, last_proxy_load)
     if verdict != "human":
         return verdict, reason
-    network = network_of(hit.ip)
-    if network == "apple" and not any(browser in hit.user_agent.lower() for browser in _BROWSERS):
+    network, agent = network_of(hit.ip), hit.user_agent.lower()
+    browser = any(name in agent for name in _BROWSERS)
+    if network == "apple" and not browser:
         return "privacy_prefetch", "Apple Mail Privacy Protection: Apple's relay, Mail's agent"
     if network == "gateway":
         return "scanner", "a mail security gateway's network"
-    if sent_at is not None and hit.at - sent_at < SCANNER_WINDOW:
+    if network == "microsoft":
+        return _through_proxy(hit.at, _MICROSOFT, delivered_at or sent_at, last_proxy_load)
+    mail_app = any(name in agent for name in _MAIL_APPS) or ("applewebkit" in agent and not browser)
+    if sent_at is not None and hit.at - sent_at < SCANNER_WINDOW and not mail_app:
         return "scanner", "loaded within seconds of the send"
     return verdict, reason
 

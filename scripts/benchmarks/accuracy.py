@@ -26,7 +26,7 @@ from coretrack.tracking.hits import Hit
 from coretrack.tracking.verdicts import Loads, store_ip
 
 CORPUS = Path(__file__).resolve().parents[2] / "tests" / "data" / "verdicts"
-SETS = ("corpus.jsonl", "holdout.jsonl")
+SETS = ("corpus.jsonl", "holdout.jsonl", "outside/outside.jsonl")
 SENT = datetime(2026, 3, 2, 9, 0)
 POLICY = "truncated"  # the default ip_storage
 
