@@ -165,7 +165,7 @@ def test_the_activity_report_shows_anonymous_loads_per_day_apart_from_the_measur
     assert words(page.html.find(id="anonymous-summary")).startswith(
         "anonymous: 12 loads from unmeasured recipients over these days, not in the chart")
     # The chart draws the measured accesses only.
-    assert [words(bar) for bar in page.html.select("svg rect > title")][1] == "2026-03-02: 3 accesses, 2 unique opens"
+    assert [words(bar) for bar in page.html.select("svg rect > title")][1] == "2026-03-02: 3 accesses, 2 unique opens, 0 clicks"
     activity = list(csv.reader(io.StringIO(staff.get("/reports/activity.csv", params=WEEK).body.decode("utf-8-sig"))))
     assert activity[0][-1] == "Anonymous loads" and activity[2][-1] == "7"
 

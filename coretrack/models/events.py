@@ -41,7 +41,9 @@ class AccessEvent(Base):
 
 class ClickEvent(Base):
     __tablename__ = "click_events"
-    __table_args__ = (Index("ix_click_events_recipient_at", "recipient_id", "at"),)
+    # By recipient for its sequence rules; by time for the Activity report's buckets (covering what it sums).
+    __table_args__ = (Index("ix_click_events_recipient_at", "recipient_id", "at"),
+                      Index("ix_click_events_at_recipient", "at", "recipient_id", "hits", "verdict"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id", ondelete="CASCADE"))

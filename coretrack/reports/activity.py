@@ -1,24 +1,28 @@
-"""The Activity report: accesses and unique opens per day or hour over a range, one statement per bucket;
-beside them, apart, the anonymous loads of the unmeasured recipients' shared images per day."""
+"""The Activity report: accesses, unique opens and clicks per day or hour over a range, one statement per
+bucket; beside them, apart, the anonymous loads of the unmeasured recipients' shared images per day."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import String, case, distinct, func, literal, select, union_all
+from sqlalchemy.engine import Row as ResultRow
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import CTE
 
 from .. import localtime
-from ..models import AccessEvent, AnonymousTotal, Email, Recipient
+from ..models import AccessEvent, AnonymousTotal, ClickEvent, Email, Recipient
 from ..paging import Page
 from . import chart
 from .filters import Filters
 from .report import (
     ANONYMOUS,
+    CLICKS,
+    HUMAN_CLICKS,
     HUMAN_OPENS,
     Column,
     Report,
@@ -40,14 +44,18 @@ MAX_HOURS = 7 * 24
 
 @dataclass
 class Activity:
-    """Accesses and unique opens (distinct recipients) per day or hour, every bucket of the range."""
+    """Accesses, unique opens (distinct recipients) and clicks per day or hour, every bucket of the range."""
 
     start: date
     end: date
     by: str
-    rows: list[Row]  # {"bucket": "2026-03-01" | "2026-03-01 13:00", "accesses", "unique_opens"}
+    # {"bucket": "2026-03-01" | "2026-03-01 13:00", "accesses", "unique_opens", "human_opens", "clicks",
+    #  "human_clicks", "anonymous_loads"}
+    rows: list[Row]
     total_accesses: int
     unique_recipients: int  # over the whole range: not the sum of the buckets
+    total_clicks: int
+    total_human_clicks: int
     # Loads of the unmeasured recipients' anonymous images over the range's days (kept per UTC day, so
     # none per hour); None under a filter on recipients, which they belong to none of.
     anonymous_loads: int | None = None
@@ -60,7 +68,7 @@ class Activity:
 class ActivityReport(Report):
     name, title = "activity", "Activity"
     columns = (Column("bucket", "Time", "time_label"), number_column("accesses", "Accesses"),
-               number_column("unique_opens", "Unique opens"), HUMAN_OPENS, ANONYMOUS[0])
+               number_column("unique_opens", "Unique opens"), HUMAN_OPENS, CLICKS, HUMAN_CLICKS, ANONYMOUS[0])
     note = ("Accesses and opens are the measured recipients' only; anonymous loads (of unmeasured "
             "recipients' shared image, counted per day in UTC) are apart and never in them.")
     default_sort, tie_breakers = "bucket", ()
@@ -93,17 +101,29 @@ class ActivityReport(Report):
     @staticmethod
     def _bucket(recipients: CTE | None, label: str, start: datetime, stop: datetime) -> AnySelect:
         # An event may stand for several loads of one minute (the per-recipient bound): sum them.
-        statement = select(literal(label, String).label("bucket"),
-                           func.coalesce(func.sum(AccessEvent.hits), 0).label("accesses"),
-                           func.count(distinct(AccessEvent.recipient_id)).label("unique_opens"),
-                           func.coalesce(func.sum(case((AccessEvent.verdict == "human", AccessEvent.hits), else_=0)),
-                                         0).label("human_opens"))
-        statement = statement.where(AccessEvent.at >= start, AccessEvent.at < stop)
-        if recipients is not None:
-            # "+ 0": read the bucket's time range and look each access up in the kept set; seeking every
-            # kept recipient's accesses bucket by bucket is far slower once the set is large.
-            statement = statement.where((AccessEvent.recipient_id + 0).in_(select(recipients.c.id)))
-        return statement
+        return ActivityReport._kept(recipients, AccessEvent, select(
+            literal(label, String).label("bucket"),
+            func.coalesce(func.sum(AccessEvent.hits), 0).label("accesses"),
+            func.count(distinct(AccessEvent.recipient_id)).label("unique_opens"),
+            func.coalesce(func.sum(case((AccessEvent.verdict == "human", AccessEvent.hits), else_=0)),
+                          0).label("human_opens")).where(AccessEvent.at >= start, AccessEvent.at < stop))
+
+    @staticmethod
+    def _click_bucket(recipients: CTE | None, label: str, start: datetime, stop: datetime) -> AnySelect:
+        # Clicks fold per minute as loads do (ClickEvent.hits); a later click may revise a verdict.
+        return ActivityReport._kept(recipients, ClickEvent, select(
+            literal(label, String).label("bucket"),
+            func.coalesce(func.sum(ClickEvent.hits), 0).label("clicks"),
+            func.coalesce(func.sum(case((ClickEvent.verdict == "human", ClickEvent.hits), else_=0)),
+                          0).label("human_clicks")).where(ClickEvent.at >= start, ClickEvent.at < stop))
+
+    @staticmethod
+    def _kept(recipients: CTE | None, events: type[AccessEvent] | type[ClickEvent], statement: AnySelect) -> AnySelect:
+        if recipients is None:
+            return statement
+        # "+ 0": read the bucket's time range and look each event up in the kept set; seeking every
+        # kept recipient's events bucket by bucket is far slower once the set is large.
+        return statement.where((events.recipient_id + 0).in_(select(recipients.c.id)))
 
     @staticmethod
     def recipients(filters: Filters) -> CTE | None:
@@ -135,18 +155,23 @@ class ActivityReport(Report):
         # by an expression of the time would make SQLite sort every access of the range instead.  Each
         # bucket is named by its start in UTC (a local hour can come twice when clocks go back).
         kept = self.recipients(filters)
-        parts = [self._bucket(kept, start.isoformat(), start, stop) for _, start, stop in buckets]
-        whole_range = self._bucket(kept, "total", starts[0], starts[-1])
-        found = {row.bucket: row for row in session.execute(union_all(*parts, whole_range))}
+
+        def by_bucket(bucket: Callable[[CTE | None, str, datetime, datetime], AnySelect]) -> dict[str, ResultRow[Any]]:
+            parts = [bucket(kept, start.isoformat(), start, stop) for _, start, stop in buckets]
+            whole_range = bucket(kept, "total", starts[0], starts[-1])
+            return {row.bucket: row for row in session.execute(union_all(*parts, whole_range))}
+
+        found, clicked = by_bucket(self._bucket), by_bucket(self._click_bucket)
         anonymous = self.anonymous_loads(session, filters, first, last)
         rows = [{"bucket": name, "accesses": found[start.isoformat()].accesses,
                  "unique_opens": found[start.isoformat()].unique_opens,
                  "human_opens": found[start.isoformat()].human_opens,
+                 "clicks": clicked[start.isoformat()].clicks, "human_clicks": clicked[start.isoformat()].human_clicks,
                  "anonymous_loads": anonymous.get(name, 0) if anonymous is not None and filters.by == "day" else None}
                 for name, start, _ in buckets]
-        total = found["total"]
-        return Activity(first, last, filters.by, rows, total.accesses, total.unique_opens,
-                        None if anonymous is None else sum(anonymous.values()))
+        total, clicks = found["total"], clicked["total"]
+        return Activity(first, last, filters.by, rows, total.accesses, total.unique_opens, clicks.clicks,
+                        clicks.human_clicks, None if anonymous is None else sum(anonymous.values()))
 
     @staticmethod
     def anonymous_loads(session: Session, filters: Filters, first: date, last: date) -> dict[str, int] | None:

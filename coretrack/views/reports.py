@@ -81,6 +81,7 @@ def api_report(request: AppRequest, report: str) -> Response:
     if activity:
         body.update({"from": activity.start.isoformat(), "to": activity.end.isoformat(), "by": activity.by,
                      "total_accesses": activity.total_accesses, "unique_recipients": activity.unique_recipients,
+                     "total_clicks": activity.total_clicks, "total_human_clicks": activity.total_human_clicks,
                      "anonymous_loads": activity.anonymous_loads})
     return json_response(body)
 
