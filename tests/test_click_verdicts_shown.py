@@ -101,6 +101,14 @@ def test_the_email_page_shows_likely_human_clicks_beside_all_clicks(staff, offer
     assert words(page.html.find(id="anonymous")).endswith("; 1 click)")
 
 
+def test_the_emails_list_shows_each_emails_clicks_and_how_many_were_likely_a_persons(staff, offer):
+    listing = staff.get("/emails")
+    headers = [words(th) for th in listing.html.select("thead th")]
+    [row] = [dict(zip(headers, (words(td) for td in tr.select("td")), strict=True))
+             for tr in listing.html.select("tbody tr")]
+    assert row["Clicks (likely human)"] == "5 2 likely human"
+
+
 def test_the_email_pages_recipients_and_links_tables_have_a_human_clicks_column(staff, offer):
     page = staff.get(f"/emails/{offer.email.id}")
     recipients = {row["Address"]: (row["Clicks"], row["Human clicks"]) for row in table(page, "recipients")}

@@ -165,7 +165,8 @@ def test_the_activity_report_shows_anonymous_loads_per_day_apart_from_the_measur
     assert words(page.html.find(id="anonymous-summary")).startswith(
         "anonymous: 12 loads from unmeasured recipients over these days, not in the chart")
     # The chart draws the measured accesses only.
-    assert [words(bar) for bar in page.html.select("svg rect > title")][1] == "2026-03-02: 3 accesses, 2 unique opens, 0 clicks"
+    bars = [words(bar) for bar in page.html.select("svg rect > title")]
+    assert bars[1] == "2026-03-02: 3 accesses, 2 unique opens, 0 clicks"
     activity = list(csv.reader(io.StringIO(staff.get("/reports/activity.csv", params=WEEK).body.decode("utf-8-sig"))))
     assert activity[0][-1] == "Anonymous loads" and activity[2][-1] == "7"
 
@@ -197,7 +198,8 @@ def test_the_email_page_names_the_base_and_shows_anonymous_figures_separately(st
 
 def test_the_email_list_shows_opens_of_the_measured_and_anonymous_loads_apart(staff, news):
     cells = [words(td) for td in staff.get("/emails").html.select("tbody tr td")]
-    assert cells[5:10] == ["9", "1 of 3 measured recipients", "3", "2", "12 from 5 unmeasured recipients"]
+    assert cells[5:11] == ["9", "1 of 3 measured recipients", "3", "2", "0 0 likely human",
+                           "12 from 5 unmeasured recipients"]
 
 
 def test_an_email_whose_recipients_are_all_measured_shows_no_anonymous_line(staff, db, news):

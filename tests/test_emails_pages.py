@@ -142,7 +142,7 @@ def test_the_detail_page_counts_an_image_hit(staff, anon, db, smtp_settings):
                               .message.get_body(preferencelist=("html",)).get_content())
     parts = urlsplit(url)
     anon.get(parts.path.removeprefix(urlsplit(PUBLIC_URL).path) + "?" + parts.query,
-             headers={"User-Agent": "Mozilla/5.0 (Windows NT 10.0) Thunderbird/115.0"},
+             headers={"User-Agent": "Mozilla/5.0 (Windows NT 10.0; rv:128.0) Gecko/20100101 Firefox/128.0"},
              extra_environ={"REMOTE_ADDR": "203.0.113.9"})
 
     def counted() -> bool:
@@ -161,8 +161,8 @@ def test_the_detail_page_counts_an_image_hit(staff, anon, db, smtp_settings):
 
     listing = staff.get("/emails")
     cells = listing.html.select("tbody tr td")
-    # recipients, opened (of the measured ones), accesses, human opens
-    assert [cell.text for cell in cells[5:9]] == ["2", "0 of 2 measured recipients", "1", "0"]
+    # recipients, opened (of the measured ones), accesses, human opens, clicks (likely human)
+    assert [cell.text for cell in cells[5:10]] == ["2", "0 of 2 measured recipients", "1", "0", "0 0 likely human"]
 
 
 def test_markup_in_subject_and_body_is_shown_escaped(staff, app, db, users, send):

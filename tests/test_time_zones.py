@@ -105,8 +105,9 @@ def test_date_filters_and_the_activity_days_are_the_users_days(staff, sent):
     choose(staff, "Europe/Paris")
     activity = staff.get("/reports/activity.csv", params={"from": "2026-01-15", "to": "2026-01-16"})
     rows = list(csv.reader(io.StringIO(activity.body.decode("utf-8-sig"))))
-    assert rows == [["Time (Europe/Paris)", "Accesses", "Unique opens", "Likely-human opens", "Anonymous loads"],
-                    ["2026-01-15", "0", "0", "0", "0"], ["2026-01-16", "1", "1", "1", "0"]]
+    assert rows == [["Time (Europe/Paris)", "Accesses", "Unique opens", "Likely-human opens", "Clicks",
+                     "Likely-human clicks", "Anonymous loads"],
+                    ["2026-01-15", "0", "0", "0", "0", "0", "0"], ["2026-01-16", "1", "1", "1", "0", "0", "0"]]
     # The email list's days too: sent on the 16th in Paris.
     listed = staff.get("/emails", params={"from": "2026-01-16", "to": "2026-01-16"})
     assert "Late news" in listed.text
