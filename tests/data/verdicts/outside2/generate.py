@@ -314,8 +314,9 @@ def m365_tenant(rng: random.Random) -> Recipient:
         r.open(scan_at, ua(rng, rng.choice(("chrome_win", "edge_win"))), ip(rng, rng.choice(("ms_eop", "ms_exo"))),
                "machine", "defender_delivery_scan")
     if rng.random() < 0.8:  # one link, once, shortly after delivery
-        r.click(scan_at + rng.uniform(0.5, 40), rng.choice((1, 1, 2, 0)), ua(rng, rng.choice(("chrome_win", "edge_win"))),
-                ip(rng, rng.choice(("ms_eop", "ms_exo"))), "machine", "safelinks_delivery_click")
+        r.click(scan_at + rng.uniform(0.5, 40), rng.choice((1, 1, 2, 0)),
+                ua(rng, rng.choice(("chrome_win", "edge_win"))), ip(rng, rng.choice(("ms_eop", "ms_exo"))),
+                "machine", "safelinks_delivery_click")
     if rng.random() < 0.8:
         at = reading_delay(rng)
         web = rng.random() < 0.45
@@ -437,7 +438,8 @@ def person_shares_link(rng: random.Random) -> Recipient:
     else:
         r.click(later, link, UA["teams_preview"], ip(rng, "ms_teams"), "machine", "chat_link_preview")
     if rng.random() < 0.3:  # the preview is fetched again when the message is edited or re-shared
-        r.click(later + rng.uniform(1, 20 * MINUTE), link, UA["slackbot"], ip(rng, "aws"), "machine", "chat_link_preview")
+        r.click(later + rng.uniform(1, 20 * MINUTE), link, UA["slackbot"], ip(rng, "aws"), "machine",
+                "chat_link_preview")
     return r
 
 
