@@ -414,6 +414,7 @@ def test_the_tag_names_the_recipient_also_when_the_email_is_not_tracked(app):
 
 
 GMAIL = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
+YAHOO = "YahooMailProxy; https://help.yahoo.com/kb/yahoo-mail-proxy-SLN28749.html"
 
 
 def test_sendgrids_opens_are_judged_by_the_rules_of_every_load_with_the_delivery_it_reported(
@@ -421,7 +422,7 @@ def test_sendgrids_opens_are_judged_by_the_rules_of_every_load_with_the_delivery
     at = int(time.time()) - 3600
     post(anon, signing_key, [event(recipient, "delivered", "ev-delivered", at)])
     post(anon, signing_key, [
-        event(recipient, "open", "ev-fetch", at + 20, useragent=GMAIL, ip="66.249.84.1"),
+        event(recipient, "open", "ev-fetch", at + 20, useragent=YAHOO, ip="98.137.1.2"),
         event(recipient, "open", "ev-person", at + 1800, useragent=GMAIL, ip="66.249.84.2"),
         event(recipient, "open", "ev-machine", at + 1900, useragent="Mozilla/5.0", ip="17.58.0.1",
               sg_machine_open=True),
@@ -429,7 +430,7 @@ def test_sendgrids_opens_are_judged_by_the_rules_of_every_load_with_the_delivery
     db.expire_all()
     rows = db.scalars(select(AccessEvent).where(AccessEvent.recipient_id == recipient.id).order_by(AccessEvent.at))
     assert [(row.verdict, row.reason) for row in rows] == [
-        ("mail_proxy", "Google image proxy: fetched at delivery"), ("human", "Google image proxy: opened by a person"),
+        ("mail_proxy", "Yahoo image proxy: fetched at delivery"), ("human", "Google image proxy: opened by a person"),
         ("mail_proxy", sendgrid.MACHINE_OPEN)]
     row = db.get(Recipient, recipient.id)
     assert (row.access_count, row.human_opens, row.first_human_at) == (

@@ -21,6 +21,10 @@ SENT = datetime(2026, 11, 2, 9, 0)
 LATER = SENT + timedelta(hours=2)
 READER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)"
 GMAIL = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
+GMAIL_PREFETCH = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                  "Chrome/42.0.2311.135 Safari/537.36 Edge/12.246 Mozilla/5.0")
+YAHOO = "YahooMailProxy; https://help.yahoo.com/kb/yahoo-mail-proxy-SLN28749.html"
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 AT_DELIVERY = SENT + timedelta(seconds=30)
 
 
@@ -48,9 +52,8 @@ def judged(app, db, recipient, hit_kwargs):
 @pytest.mark.parametrize(
     "hit, verdict, reason",
     [
-        ({"user_agent": GMAIL, "at": AT_DELIVERY}, "mail_proxy", "Google image proxy: fetched at delivery"),
-        ({"user_agent": "YahooMailProxy; https://help.yahoo.com/kb/yahoo-mail-proxy-SLN28749.html", "at": AT_DELIVERY},
-         "mail_proxy", "Yahoo image proxy: fetched at delivery"),
+        ({"user_agent": GMAIL_PREFETCH, "at": AT_DELIVERY}, "mail_proxy", "Google image proxy: fetched at delivery"),
+        ({"user_agent": YAHOO, "at": AT_DELIVERY}, "mail_proxy", "Yahoo image proxy: fetched at delivery"),
         ({"user_agent": "Mozilla/5.0 (Windows NT 10.0) Outlook-Image-Proxy", "at": AT_DELIVERY}, "mail_proxy",
          "Outlook image proxy: fetched at delivery"),
         ({"user_agent": "Mozilla/5.0"}, "privacy_prefetch", "Apple Mail Privacy Protection's bare agent"),
@@ -62,7 +65,7 @@ def judged(app, db, recipient, hit_kwargs):
         ({"user_agent": "Mozilla/5.0 (compatible; Barracuda Sentinel)"}, "scanner", "security scanner's agent"),
         ({"user_agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/119.0"},
          "scanner", "headless browser"),
-        ({"at": SENT + timedelta(seconds=3)}, "scanner", "loaded within seconds of the send"),
+        ({"at": SENT + timedelta(seconds=3), "user_agent": FIREFOX}, "scanner", "loaded within seconds of the send"),
         ({"provider_verdict": sendgrid.MACHINE_OPEN}, "mail_proxy", "SendGrid sg_machine_open"),
     ],
 )
@@ -86,8 +89,8 @@ def test_at_delivery_means_the_providers_delivery_time_when_it_reported_one(app,
     recipient.delivery_at = SENT + timedelta(minutes=30)
     db.commit()
     verdict, reason, *_ = judged(app, db, recipient, {"at": SENT + timedelta(minutes=30, seconds=20),
-                                                      "user_agent": GMAIL})
-    assert (verdict, reason) == ("mail_proxy", "Google image proxy: fetched at delivery")
+                                                      "user_agent": YAHOO})
+    assert (verdict, reason) == ("mail_proxy", "Yahoo image proxy: fetched at delivery")
 
 
 @pytest.mark.parametrize(
@@ -95,11 +98,15 @@ def test_at_delivery_means_the_providers_delivery_time_when_it_reported_one(app,
     [
         # Gmail's person opening the message 38 minutes later, through the same proxy (mautic#16069).
         ({"user_agent": GMAIL, "at": SENT + timedelta(minutes=38)}, "Google image proxy: opened by a person"),
+        # ... or seconds after delivery, from a phone notification: Gmail's delivery fetch has its own agent.
+        ({"user_agent": GMAIL, "at": AT_DELIVERY}, "Google image proxy: opened by a person"),
         # A phone notification opened half a minute after the send: a fast reader, not a prefetch.
         ({"at": SENT + timedelta(seconds=30), "ip": "174.200.1.2"}, ""),
-        # Outlook on the web's images come from Microsoft's network: judged for clicks, not for opens.
+        # ... or within seconds, by Mail's own agent: scanners present a browser's or none.
+        ({"at": SENT + timedelta(seconds=4), "ip": "174.200.1.2"}, ""),
+        # Outlook on the web's images come from Microsoft's network, judged as a proxy: later on, a person.
         ({"ip": "40.97.1.2", "user_agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/124.0 Safari/537.36"},
-         ""),
+         "Microsoft's network, as an image proxy: opened by a person"),
         # Safari through iCloud Private Relay: a person browsing, not Mail's prefetch.
         ({"ip": "172.225.10.20", "user_agent": "Mozilla/5.0 (Macintosh) Version/17.4 Safari/605.1.15"}, ""),
     ],
@@ -109,7 +116,7 @@ def test_a_persons_load_is_a_human_open_whatever_the_network_it_comes_through(ap
 
 
 def test_a_proxy_load_after_its_delivery_fetch_is_the_person_however_soon(app, db, recipient):
-    app.tracker.record([Hit(recipient.token, AT_DELIVERY, "66.249.84.1", GMAIL)])
+    app.tracker.record([Hit(recipient.token, AT_DELIVERY, "66.249.84.1", GMAIL_PREFETCH)])
     # A repeat of the delivery fetch seconds later is the proxy still; the next load is the person opening it.
     app.tracker.record([Hit(recipient.token, AT_DELIVERY + timedelta(seconds=3), "66.249.84.2", GMAIL)])
     app.tracker.record([Hit(recipient.token, AT_DELIVERY + timedelta(seconds=40), "66.249.84.3", GMAIL)])
@@ -137,7 +144,7 @@ def test_a_batch_counts_every_load_and_the_human_ones_apart(app, db, recipient):
 @pytest.fixture
 def mixed(app, db, users):
     """One email to three contacts: Ann read it (and Apple prefetched it), Bob's copy was only
-    loaded by Google's proxy and a scanner, Cy's never loaded."""
+    loaded by Gmail's prefetch and a scanner, Cy's never loaded."""
     people = [Contact(first_name=name, last_name="Doe", email=f"{name.lower()}@example.test")
               for name in ("Ann", "Bob", "Cy")]
     db.add_all(people)
@@ -153,8 +160,8 @@ def mixed(app, db, users):
         Hit(ann.token, SENT + timedelta(minutes=5), "17.58.101.4", READER),
         Hit(ann.token, LATER, "198.51.100.7", READER),
         Hit(ann.token, LATER + timedelta(hours=1), "198.51.100.7", READER),
-        Hit(bob.token, SENT + timedelta(seconds=2), "203.0.113.5", READER),
-        Hit(bob.token, AT_DELIVERY, "66.249.84.1", "Mozilla/5.0 (via ggpht.com GoogleImageProxy)"),
+        Hit(bob.token, SENT + timedelta(seconds=2), "203.0.113.5", FIREFOX),
+        Hit(bob.token, AT_DELIVERY, "66.249.84.1", GMAIL_PREFETCH),
     ])
     return email, people
 

@@ -43,10 +43,14 @@ SCANNER_WINDOW = timedelta(seconds=10)
 # A mail app's own agent: Outlook's, Thunderbird's, or Apple's WebKit without a browser's name (Mail
 # on a Mac or an iPhone; from Apple's relay it is the privacy prefetch instead).
 _MAIL_APPS = ("microsoft outlook", "thunderbird/")
-# Gmail's and Yahoo's proxies fetch the image once as the message is delivered, whether anyone
-# looks or not, and again each time the person opens it: the proxy's first load this soon after
-# delivery (the provider's report, else the send), and its repeats within PROXY_REPEAT, are the
-# delivery fetch; any later load through the proxy is a person opening the message.
+# Yahoo's and Outlook's proxies (and Exchange Online) fetch the image once as the message is
+# delivered, whether anyone looks or not, and again each time the person opens it: the proxy's first
+# load this soon after delivery (the provider's report, else the send) is the delivery fetch; any
+# later load through the proxy is a person opening the message.  Gmail's delivery fetch comes with
+# its prefetch agent instead (SparkPost's analysis of it), so every load through Google's proxy
+# itself is a person's, even seconds after delivery (a phone notification opened at once).
+# A proxy load within PROXY_REPEAT of the one before repeats it (a retry, a refetch as the person
+# scrolls): not another opening.
 PROXY_FETCH_WINDOW = timedelta(seconds=120)
 PROXY_REPEAT = timedelta(seconds=10)
 # The reasons a load through a mail proxy is given: count_hits looks up each recipient's latest by them.
@@ -54,8 +58,9 @@ PROXY_REPEAT = timedelta(seconds=10)
 # the message, and Outlook on the web and Outlook.com show a person the images through it.
 _MICROSOFT = "Microsoft's network, as an image proxy"
 _TIMED_PROXIES = (*(reason for _, reason, _ in _AGENTS[:3]), _MICROSOFT)
-PROXY_REASONS = tuple(f"{proxy}: {how}" for proxy in _TIMED_PROXIES
-                      for how in ("fetched at delivery", "opened by a person", "no delivery time"))
+_GOOGLE = _TIMED_PROXIES[0]
+PROXY_REASONS = tuple(f"{proxy}: {how}" for proxy in _TIMED_PROXIES for how in (
+    "fetched at delivery", "opened by a person", "no delivery time", "repeated within seconds"))
 # What every reason of PROXY_REASONS is LIKE: count_hits finds each recipient's latest proxy load by it.
 PROXY_REASON_PATTERN = "% image proxy: %"
 
@@ -92,11 +97,13 @@ def classify(hit: Hit, sent_at: datetime | None = None, delivered_at: datetime |
 
 def _through_proxy(at: datetime, proxy: str, delivered: datetime | None,
                    last_proxy_load: datetime | None) -> tuple[str, str]:
-    if delivered is None:
-        return "mail_proxy", f"{proxy}: no delivery time"
-    repeat = last_proxy_load is not None and timedelta(0) <= at - last_proxy_load < PROXY_REPEAT
-    if at - delivered < PROXY_FETCH_WINDOW and (last_proxy_load is None or repeat):
-        return "mail_proxy", f"{proxy}: fetched at delivery"
+    if last_proxy_load is not None and timedelta(0) <= at - last_proxy_load < PROXY_REPEAT:
+        return "mail_proxy", f"{proxy}: repeated within seconds"
+    if proxy != _GOOGLE:
+        if delivered is None:
+            return "mail_proxy", f"{proxy}: no delivery time"
+        if at - delivered < PROXY_FETCH_WINDOW and last_proxy_load is None:
+            return "mail_proxy", f"{proxy}: fetched at delivery"
     return "human", f"{proxy}: opened by a person"
 
 

@@ -1,6 +1,7 @@
 """How well the verdict rules tell people from machines, on the labelled corpus (tests/data/verdicts/).
 
-Run: scripts/bench-accuracy [FILE...]   (default: corpus.jsonl, then the held-out holdout.jsonl)
+Run: scripts/bench-accuracy [FILE...]   (default: corpus.jsonl, then the held-out holdout.jsonl and the
+two sets other people wrote without seeing the rules, outside/ and outside2/)
 
 Every event is judged by the product's own rules, as the counting paths apply them: a recipient's
 loads in time order by verdicts.Loads (what count_hits does), their clicks by
@@ -26,7 +27,7 @@ from coretrack.tracking.hits import Hit
 from coretrack.tracking.verdicts import Loads, store_ip
 
 CORPUS = Path(__file__).resolve().parents[2] / "tests" / "data" / "verdicts"
-SETS = ("corpus.jsonl", "holdout.jsonl", "outside/outside.jsonl")
+SETS = ("corpus.jsonl", "holdout.jsonl", "outside/outside.jsonl", "outside2/outside2.jsonl")
 SENT = datetime(2026, 3, 2, 9, 0)
 POLICY = "truncated"  # the default ip_storage
 

@@ -56,6 +56,9 @@ APPLE_MAIL = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.
 IOS_MAIL = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
             "Mobile/15E148")
 GOOGLE = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
+# Gmail's delivery-time prefetch (for a recipient with an open session) has an agent of its own.
+GMAIL_PREFETCH = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                  "Chrome/42.0.2311.135 Safari/537.36 Edge/12.246 Mozilla/5.0")
 YAHOO = "YahooMailProxy; https://help.yahoo.com/kb/yahoo-mail-proxy-SLN28749.html"
 OUTLOOK = ["Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.17328; Pro)",
            "Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 10.0; WOW64; Trident/7.0; .NET4.0C; .NET4.0E; "
@@ -146,14 +149,16 @@ def apple_mpp(r: Recipient) -> None:
         person_clicks(r, r.later(5 * MINUTE, DAY), PHONE_BROWSERS[0], r.ip(MOBILE + HOME))
 
 
-def webmail_proxy(r: Recipient, agent: str, ranges: list[str], name: str, prefetch: float) -> None:
+def webmail_proxy(r: Recipient, agent: str, ranges: list[str], name: str, prefetch: float,
+                  fetch_agent: str | None = None) -> None:
     fetched = r.rng.random() < prefetch
     at = r.delivered
     if fetched:
         at = r.delivered + r.rng.uniform(1, 90)
-        r.add("open", at, agent, r.ip(ranges), "machine", f"{name}_proxy_delivery_fetch")
+        fetcher = fetch_agent or agent
+        r.add("open", at, fetcher, r.ip(ranges), "machine", f"{name}_proxy_delivery_fetch")
         if r.rng.random() < 0.1:  # the fetch repeated at once
-            r.add("open", at + r.rng.uniform(0.5, 5), agent, r.ip(ranges), "machine", f"{name}_proxy_delivery_fetch")
+            r.add("open", at + r.rng.uniform(0.5, 5), fetcher, r.ip(ranges), "machine", f"{name}_proxy_delivery_fetch")
     if r.rng.random() < 0.8:
         if fetched and r.rng.random() < 0.15:
             opened = at + r.rng.uniform(15, 60)  # a notification opened at once, after the delivery fetch
@@ -170,7 +175,7 @@ def webmail_proxy(r: Recipient, agent: str, ranges: list[str], name: str, prefet
 
 
 def gmail(r: Recipient) -> None:
-    webmail_proxy(r, GOOGLE, GOOGLE_PROXY, "gmail", 0.7)
+    webmail_proxy(r, GOOGLE, GOOGLE_PROXY, "gmail", 0.7, GMAIL_PREFETCH)
 
 
 def yahoo(r: Recipient) -> None:
