@@ -65,6 +65,10 @@ def check_name(value: str, what: str) -> str:
     return value
 
 
+class SigningError(Exception):
+    """A message that could not be signed; the text says why."""
+
+
 @dataclass(frozen=True)
 class Signer:
     """Signs whole messages (bytes, CRLF lines) for ``domain`` with the key published under ``selector``."""
@@ -74,13 +78,16 @@ class Signer:
     private_pem: str
 
     def sign(self, message: bytes) -> bytes:
-        """The message with its DKIM-Signature header in front."""
+        """The message with its DKIM-Signature header in front; SigningError when it cannot be signed."""
         head = message.split(b"\r\n\r\n", 1)[0]
         present = [name.decode("ascii").lower() for name in _HEADER_NAME.findall(head)]
         wanted = [name.lower() for name in SIGNED_HEADERS]
         signed = [name for name in present if name in wanted]
         signed += [name for name in wanted if name in present]  # each once more: see SIGNED_HEADERS
-        signature = dkim.sign(message, self.selector.encode("ascii"), self.domain.encode("ascii"),
-                              self.private_pem.encode("ascii"), canonicalize=(b"relaxed", b"relaxed"),
-                              include_headers=[name.encode("ascii") for name in signed])
+        try:
+            signature = dkim.sign(message, self.selector.encode("ascii"), self.domain.encode("ascii"),
+                                  self.private_pem.encode("ascii"), canonicalize=(b"relaxed", b"relaxed"),
+                                  include_headers=[name.encode("ascii") for name in signed])
+        except dkim.DKIMException as exc:
+            raise SigningError(str(exc) or exc.__class__.__name__) from None
         return bytes(signature) + message
