@@ -24,6 +24,9 @@ LIFETIME = 4.0
 # approximation of the organisational domain that DMARC's relaxed alignment compares, which needs
 # the Public Suffix List to be exact.
 _SECOND_LEVEL = {"ac", "co", "com", "edu", "go", "gob", "gov", "ne", "net", "or", "org"}
+# Addresses that never reach a receiver: a mail server there hands mail on from another, public one.
+_INTERNAL = [ipaddress.ip_network(net) for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
+                                                   "127.0.0.0/8", "169.254.0.0/16", "::1/128", "fc00::/7", "fe80::/10")]
 SPF, DKIM, DMARC, ALIGNMENT, UNSUBSCRIBE = "spf", "dkim", "dmarc", "alignment", "unsubscribe"
 # The checklist: each rule of the providers' bulk-sender requirements this check can judge.
 RULES = (
@@ -170,7 +173,7 @@ def check_spf(dns_: spf.Dns, setup: MailSetup) -> tuple[Finding, bool]:
     address, verdict = failing[0]
     term = f"ip{address.version}:{address}"
     private = " (a private address: the server hands mail on from its public one, which must be listed)" \
-        if address.is_private else ""
+        if any(address in network for network in _INTERNAL) else ""
     if verdict.result == "none":
         return Finding(SPF, False, f"{domain} has no SPF record",
                        f'publish a TXT record at {domain}: "v=spf1 {term} ~all"{private}, or the include: '
