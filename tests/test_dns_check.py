@@ -137,3 +137,17 @@ def test_doctor_reports_the_mail_dns_with_each_fix(db, config, dns_server):
 def test_doctor_leaves_a_fresh_installs_mail_unchecked(config):
     (check,) = doctor.check_mail_dns(config)
     assert check.ok and "localhost is not a public one yet" in check.what
+
+
+def test_spf_follows_redirects_networks_and_ipv6(db, config, dns_server):
+    set_up(db, config, "moved.test")
+    (dns_server.a("mail.moved.test", MAIL_SERVER).a("mail.moved.test", "2001:db8::25")
+     .txt("moved.test", "v=spf1 redirect=_spf.moved.test").a("relay.moved.test", "192.0.2.1")
+     .txt("_spf.moved.test", "v=spf1 a:relay.moved.test/24 ip6:2001:db8::/64 -all").start())
+    setup = dns_check.MailSetup.of(SettingsService(db, config))
+    spf = dns_check.check(config, setup)[0]
+    assert spf.ok, spf
+    assert "(192.0.2.25, 2001:db8::25)" in spf.what
+    narrow = dataclasses.replace(setup, mail_server="2001:db8:1::25")
+    failing = dns_check.check(config, narrow)[0]
+    assert not failing.ok and "Fix: add ip6:2001:db8:1::25" in f"Fix: {failing.fix}"
