@@ -83,6 +83,8 @@ def test_an_admin_generates_a_key_kept_encrypted_and_never_shown_and_the_page_sh
         assert line not in pages and line not in stored
     change = db.scalars(select(SettingChange).where(SettingChange.key == "dkim_private_key")).one()
     assert (change.user_name, change.old_value, change.new_value) == ("admin", "", MASK)
+    SettingsService(db, config).update({"dkim_enabled": "true"}, "admin")
+    assert lines[-2] not in repr(SettingsService(db, config).dkim_signer())  # as a log line or traceback shows it
 
 
 def test_a_new_key_replaces_the_old_one_and_the_record_shown(admin, db, config):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dkim
 from cryptography.hazmat.primitives import serialization
@@ -75,7 +75,7 @@ class Signer:
 
     selector: str
     domain: str
-    private_pem: str
+    private_pem: str = field(repr=False)  # never in a log line or a traceback's repr
 
     def sign(self, message: bytes) -> bytes:
         """The message with its DKIM-Signature header in front; SigningError when it cannot be signed."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -65,7 +65,7 @@ class MailSetup:
     signing: bool
     selector: str
     signing_domain: str
-    private_key: str  # "": none generated
+    private_key: str = field(repr=False)  # "": none generated; never in a log line or a traceback's repr
     public_url: str
 
     @classmethod
