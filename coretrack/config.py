@@ -129,6 +129,9 @@ class Config:
     # This front-end's name for its place in its hit log, when CORETRACK_NODE gives one; else the
     # name its ingester counted under before, or the host name (tracking/ingester.py:claim_node decides).
     node: str | None = None
+    # The DNS server the mail DNS check asks (sending/dns_check.py), as HOST or HOST:PORT
+    # (CORETRACK_DNS_SERVER; [::1]:53 for IPv6); None: the system's resolvers.
+    dns_server: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Config:
@@ -156,6 +159,7 @@ class Config:
             public_url=public_url,
             smtp_url=smtp_url,
             admin_password=env.get("CORETRACK_ADMIN_PASSWORD") or None,
+            dns_server=env.get("CORETRACK_DNS_SERVER") or None,
         )
 
     @property

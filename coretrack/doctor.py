@@ -24,6 +24,7 @@ from .config import Config
 from .db import make_engine, make_session_factory
 from .http import APP_REFUSAL_HEADER
 from .schema import alembic_config
+from .sending import dns_check
 from .settings import SettingsService
 from .tracking.image import GIF, TRACK_ACCESS_PATH
 from .tracking.ingester import backlog
@@ -187,8 +188,27 @@ def configured_public_url(config: Config) -> str:
         engine.dispose()
 
 
+def check_mail_dns(config: Config) -> Iterator[Check]:
+    """SPF, DKIM and DMARC of the mail this install sends (sending/dns_check.py), each problem with its fix."""
+    try:
+        engine = make_engine(config.database_url)
+        with make_session_factory(engine)() as session:
+            setup = dns_check.MailSetup.of(SettingsService(session, config))
+        engine.dispose()
+    except Exception as exc:  # any driver error: check_database says what it is
+        yield Check(False, "the mail settings can be read", f"see the database check ({type(exc).__name__})")
+        return
+    if setup.local and not setup.signing:
+        # A fresh install: nothing to look up until the From address is set in the configuration editor.
+        yield Check(True, f"mail authentication not checked: the From address's domain {setup.from_domain} "
+                          "is not a public one yet")
+        return
+    for finding in dns_check.check(config, setup):
+        yield Check(finding.ok, f"{finding.rule.upper()}: {finding.what}", finding.fix)
+
+
 def run(config: Config, install: Install, public_url: str | None = None) -> list[Check]:
     checks = [*check_files(config, install.user), *check_database(config), *check_spool(config),
-              *check_hit_log(config, install.user), *check_apache_syntax(config, install)]
+              *check_hit_log(config, install.user), *check_apache_syntax(config, install), *check_mail_dns(config)]
     checks += check_public_surface((public_url or configured_public_url(config)).rstrip("/"))
     return checks

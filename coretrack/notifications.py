@@ -93,9 +93,9 @@ def email_senders(session_factory: Callable[[], Session], config: Config, email_
         session.commit()
         if not messages:
             return 0
-        server = settings.smtp_server()
+        server, signer = settings.smtp_server(), settings.dkim_signer()
     try:
-        with SmtpSender(server) as smtp:
+        with SmtpSender(server, signer) as smtp:
             for address, message in messages:
                 try:
                     smtp.send(from_address, address, message.as_bytes())

@@ -13,12 +13,13 @@ from .people import consent
 MAX_SMTP_CONNECTIONS = 10
 
 # The keys by the type of their value, so that get() is typed for each.
-FlagKey = Literal["tracking_disabled", "corebos_tracking"]
+FlagKey = Literal["tracking_disabled", "corebos_tracking", "dkim_enabled"]
 NumberKey = Literal["smtp_port", "smtp_connections", "page_size", "bounce_imap_port", "anonymous_minimum"]
 TextKey = Literal["tracking_policy", "ip_storage", "smtp_preset", "smtp_host", "smtp_security", "smtp_username",
                   "smtp_password", "from_address", "from_name", "public_url", "sendgrid_webhook_key", "bounce_address",
                   "bounce_imap_host", "bounce_imap_security", "bounce_imap_username", "bounce_imap_password",
-                  "bounce_imap_folder", "corebos_app_key", "time_zone", "unsubscribe_footer", "retention_days"]
+                  "bounce_imap_folder", "corebos_app_key", "time_zone", "unsubscribe_footer", "retention_days",
+                  "dkim_domain", "dkim_selector", "dkim_private_key"]
 Value = bool | int | str
 
 
@@ -27,7 +28,7 @@ class SettingDef:
     key: str
     label: str
     help: str
-    kind: str  # bool | int | optional_days | text | choice | secret | address | url
+    kind: str  # bool | int | optional_days | text | choice | secret | address | url | dns_name
     group: str
     choices: tuple[tuple[str, str], ...] = ()
     minimum: int = 0  # for kind int
@@ -36,6 +37,8 @@ class SettingDef:
     # encrypted: nothing needs it in clear again.
     one_way: bool = False
     clear_help: str = ""  # for kind secret: what removing it does
+    # For kind secret: made by coretrack (its own form), never typed: the editor has no field for it.
+    generated: bool = False
 
 
 DEFINITIONS: tuple[SettingDef, ...] = (
@@ -115,6 +118,23 @@ DEFINITIONS: tuple[SettingDef, ...] = (
                "The line every message ends with, before its recipient's unsubscribe link (HTML and text). "
                "The link opens a page that opts the address out of email after one click.", "text",
                "Outgoing mail"),
+    SettingDef("dkim_enabled", "Sign outgoing mail with DKIM",
+               "Every message coretrack hands to the mail server carries a DKIM signature made with the key "
+               "below, covering its From, To, Subject, Date, Message-ID, MIME and unsubscribe headers. Turn it "
+               "on once the record below is published: the Deliverability check says when it is.", "bool",
+               "Mail authentication"),
+    SettingDef("dkim_domain", "Signing domain",
+               "The d= of each signature, where the record is published. Empty: the From address's domain. "
+               "For DMARC it must be the From address's domain or a parent of it.", "dns_name",
+               "Mail authentication"),
+    SettingDef("dkim_selector", "Selector",
+               "The s= of each signature: the record is published at <selector>._domainkey.<signing domain>. "
+               "A new name for a new key lets the old record stay until mail signed with it has arrived.",
+               "dns_name", "Mail authentication"),
+    SettingDef("dkim_private_key", "DKIM key",
+               "Made by 'Generate a new DKIM key' below, stored encrypted and never shown.", "secret",
+               "Mail authentication", generated=True,
+               clear_help="Messages then go unsigned, and signing is turned off."),
     SettingDef("public_url", "Public URL",
                "The address recipients reach coretrack at, including any prefix such as /crm. "
                "Tracking image links start with it.", "url", "General"),

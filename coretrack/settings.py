@@ -20,6 +20,7 @@ from .config import Config, SmtpServer
 from .delivery_reports import sendgrid
 from .models import Setting, SettingChange
 from .people import consent, unsubscribe
+from .sending import dkim_signing
 from .setting_definitions import BY_KEY, DEFINITIONS, FlagKey, NumberKey, SettingDef, TextKey, Value
 from .tracking import corebos_images, tokens
 from .validation import ValidationError, clean_address, clean_header_text, clean_mail_text, web_address, whole_number
@@ -74,6 +75,10 @@ class SettingsService:
             "bounce_imap_username": "",
             "bounce_imap_password": "",
             "bounce_imap_folder": "INBOX",
+            "dkim_enabled": "false",
+            "dkim_domain": "",
+            "dkim_selector": "coretrack",
+            "dkim_private_key": "",
         }
 
     def stored(self) -> dict[str, str]:
@@ -112,6 +117,28 @@ class SettingsService:
         return SmtpServer(host=stored["bounce_imap_host"], port=int(stored["bounce_imap_port"]),
                           security=stored["bounce_imap_security"], username=stored["bounce_imap_username"],
                           password=self._decrypted(stored["bounce_imap_password"]))
+
+    def dkim_signer(self) -> dkim_signing.Signer | None:
+        """What signs outgoing mail, or None while DKIM signing is off (or has no key)."""
+        stored = self.stored()
+        key = self._decrypted(stored["dkim_private_key"])
+        if stored["dkim_enabled"] != "true" or not key:
+            return None
+        return dkim_signing.Signer(stored["dkim_selector"], self.dkim_domain(stored), key)
+
+    def dkim_domain(self, stored: Mapping[str, str] | None = None) -> str:
+        """The signing domain: the setting, else the From address's domain."""
+        stored = stored or self.stored()
+        return stored["dkim_domain"] or stored["from_address"].rpartition("@")[2].lower()
+
+    def store_generated(self, key: str, value: str, user_name: str) -> SettingChange:
+        """Keep a secret coretrack made (a DKIM key), encrypted, with an audit row that shows only the mask."""
+        old = self.stored()[key]
+        self.session.merge(Setting(key=key, value=self._secret_text(BY_KEY[key], value)))
+        change = SettingChange(user_name=user_name, key=key, old_value=MASK if old else "", new_value=MASK)
+        self.session.add(change)
+        self.session.commit()
+        return change
 
     def retention_days(self) -> int | None:
         """How many days access events are kept (retention.purge), or None: forever."""
@@ -175,6 +202,10 @@ class SettingsService:
                 raise ValueError(f"the part before @ may have at most {_BOUNCE_LOCAL_PART} characters: "
                                  "+ and a token of 45 go after it, and servers refuse more than 64")
             return clean_address(value) if value else ""
+        if definition.kind == "dns_name":  # a DKIM selector or signing domain
+            if not value and definition.key == "dkim_domain":
+                return ""
+            return dkim_signing.check_name(value, definition.label.lower())
         if definition.kind == "ec_public_key":
             value = "".join(value.split())  # pasted keys may carry line breaks
             if value:
@@ -209,6 +240,9 @@ class SettingsService:
                 continue  # callers send what they change; the editor form sends every field
             if definition.kind == "secret" and not (submitted.get(definition.key) or "").strip():
                 continue  # empty password field: keep the stored one
+            if definition.generated:
+                errors[definition.key] = "made by coretrack, never typed: use its own button"
+                continue
             try:
                 cleaned[definition.key] = self._clean(definition, submitted.get(definition.key))
             except ValueError as exc:
@@ -216,6 +250,10 @@ class SettingsService:
         for key in remove:
             if key in cleaned:
                 errors[key] = "type a new password or remove the stored one, not both"
+        if "dkim_private_key" in remove:
+            cleaned["dkim_enabled"] = "false"  # no key left to sign with
+        elif cleaned.get("dkim_enabled") == "true" and not stored["dkim_private_key"]:
+            errors["dkim_enabled"] = "generate a DKIM key first (below), then publish its record"
         if errors:
             raise ValidationError(errors)
         if cleaned.get("smtp_preset", stored["smtp_preset"]) == "sendgrid":

@@ -114,7 +114,8 @@ def apache_config(form: str, home: str | None, prefix: str, server_name: str, li
 @click.option("--public-url", help="check this URL instead of the configured public URL")
 def doctor(home: str | None, prefix: str, server_name: str, listen: str, venv: str, run_user: str, run_group: str,
            public_url: str | None) -> None:
-    """Check an install: files and permissions, database, Apache syntax, the public surface."""
+    """Check an install: files and permissions, database, Apache syntax, the public surface, and the
+    DNS of the mail it sends (SPF, DKIM, DMARC; the DNS server of CORETRACK_DNS_SERVER, else the system's)."""
     # Lazy: the checks (HTTP, Apache, the database) load for this command only.
     from .. import doctor as checks
 

@@ -62,6 +62,8 @@ class Email(Base):
     # decided once, when its delivery starts, by whether at least ``anonymous_minimum`` of its
     # recipients are unmeasured then (None: not started).
     anonymous_image: Mapped[bool | None] = mapped_column(Boolean)
+    # Sent to a list (records/search.py:Audience): its messages carry a List-Id (sending/mime.py).
+    mass_send: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
     # Not sent before this time (a scheduled email: queued until then, cancellable until it starts).

@@ -301,6 +301,7 @@ def compose(session: Session, config: Config, sender: User, prepared: PreparedEm
         subject=prepared.subject, html_body=prepared.html, text_body=prepared.text, sender_id=sender.id,
         from_address=settings.get("from_address"), from_name=settings.get("from_name"), reply_to=prepared.reply_to,
         status="queued", send_at=prepared.send_at, asks_consent=prepared.asks_consent,
+        mass_send=prepared.audience_size > 0,
         # A consent request measures nobody's reading: not even the email's anonymous image.
         tracking=settings.tracking_enabled and prepared.track and not prepared.asks_consent,
     )

@@ -86,13 +86,13 @@ def deliver(
                 report.failed += end_pending(session, email_id, status="failed", reply=f"not sent: {exc}",
                                               attempts=Recipient.attempts + 1)
         settings = SettingsService(session, config)
-        server, connections = settings.smtp_server(), settings.get("smtp_connections")
+        server, connections, signer = settings.smtp_server(), settings.get("smtp_connections"), settings.dkim_signer()
         from_address, bounce_address = email.from_address, settings.get("bounce_address")
     if messages is not None:
         with ExitStack() as closing:
             if pool is None:
                 pool = closing.enter_context(SmtpPool())
-            senders = pool.senders_for(server, connections)
+            senders = pool.senders_for(server, connections, signer)
             delivery = _Delivery(session_factory, email_id, from_address, bounce_address, messages, measuring, limit,
                                  on_progress, stop or threading.Event(), turn_ends)
             for part in delivery.run(senders):

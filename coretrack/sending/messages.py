@@ -24,7 +24,7 @@ from ..settings import SettingsService
 from ..tracking import anonymous
 from ..tracking.image import TRACK_ACCESS_PATH
 from . import limits, merge_fields
-from .mime import MessageError, MessageTemplate
+from .mime import MessageError, MessageTemplate, mass_list_id
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class MessageParts:
     consent_request: bool = False  # each message carries its recipient's consent link
     anonymous_image: str = ""  # the email's anonymous image, for the unmeasured variant (else none)
     image_url: str = ""  # that image's URL, whichever variant this is
+    list_id: str = ""  # a mass send's List-Id
 
     def template(self) -> MessageTemplate:
         return MessageTemplate(
@@ -54,7 +55,7 @@ class MessageParts:
             html=self.html, text=self.text, attachments=self.attachments, public_url=self.public_url,
             sendgrid_tag=self.sendgrid_tag, secret=self.secret, links=self.links,
             unsubscribe_url=self.unsubscribe_url, unsubscribe_footer=self.unsubscribe_footer,
-            consent_request=self.consent_request, anonymous_image=self.anonymous_image,
+            consent_request=self.consent_request, anonymous_image=self.anonymous_image, list_id=self.list_id,
         )
 
     def unmeasured(self) -> MessageParts:
@@ -90,6 +91,7 @@ def message_parts(session: Session, config: Config, email: Email, tracked: bool 
                               .order_by(EmailLink.position)).all() if public_url else (),
         unsubscribe_url=install_url, unsubscribe_footer=settings.get("unsubscribe_footer"),
         consent_request=email.asks_consent, image_url=image_url,
+        list_id=mass_list_id(email.from_address) if email.mass_send else "",
     )
     return parts if tracked else parts.unmeasured()
 

@@ -113,6 +113,7 @@ class MessageTemplate:
         unsubscribe_footer: str = "",
         consent_request: bool = False,
         anonymous_image: str = "",
+        list_id: str = "",
     ):
         """``public_url`` None means tracking is off for this email: no image at all, no link
         rewritten.  ``links``: the email's stored links (clicks.trackable_links), each pointed to
@@ -124,7 +125,8 @@ class MessageTemplate:
         ``consent_request``: each message carries its recipient's consent link with a sentence asking
         (with ``unsubscribe_url``).  ``anonymous_image``: an untracked message carries this image, the
         same URL for every recipient (tracking/anonymous.py).  Under ``sendgrid_tag`` an untracked
-        message also turns SendGrid's own open and click tracking off."""
+        message also turns SendGrid's own open and click tracking off.  ``list_id``: each message
+        carries it as its List-Id (a mass send's: ``mass_list_id``)."""
         self.domain = from_address.rpartition("@")[2]
         self.sendgrid_tag = sendgrid_tag
         self.sendgrid_filters = public_url is None  # nothing about this message's reading is measured
@@ -191,6 +193,8 @@ class MessageTemplate:
             # Written as is, never folded: the URL has no spaces and stays far below 998 characters.
             self.body = (f"List-Unsubscribe: <{unsubscribe_link(unsubscribe_url, self.placeholder)}>\r\n"
                          "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n").encode("ascii") + self.body
+        if list_id:
+            self.body = f"List-Id: <{list_id}>\r\n".encode("ascii") + self.body
         # Where each placeholder is in the body, in order: (start, end, its bytes, None for the
         # token or a link's position for its MAC).  The token is in the image, every link and the
         # unsubscribe links.
@@ -268,6 +272,13 @@ _PLACEHOLDER_BYTES = frozenset(_ALPHABET.encode("ascii"))
 _POSITION_DIGITS = 6
 # Quoted-printable may break a line anywhere in a placeholder (its alphabet has no "=").
 _SOFT_BREAK = rb"(?:=\r?\n)"
+
+
+def mass_list_id(from_address: str) -> str:
+    """The List-Id of a mass send's messages (RFC 2919): one list per sending domain, under that
+    domain, so that receivers and their filters tell the install's mass mail from a person's."""
+    domain = from_address.rpartition("@")[2].lower()
+    return f"mass-mail.{domain.encode('idna').decode('ascii') if not domain.isascii() else domain}"
 
 
 def _find(placeholder: str, body: bytes, then: bytes = b"") -> list[re.Match[bytes]]:

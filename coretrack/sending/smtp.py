@@ -1,4 +1,5 @@
-"""The SMTP transport: connections reused across batches, each message's outcome as the server said it."""
+"""The SMTP transport: connections reused across batches, each message's outcome as the server said it.
+Every message coretrack sends goes through ``SmtpSender.send``, which signs it (DKIM) when a signer is set."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import smtplib
 import ssl
 
 from ..config import SmtpServer
+from .dkim_signing import Signer, SigningError
 
 
 class DeliveryError(Exception):
@@ -25,8 +27,9 @@ class SmtpSender:
 
     timeout = 30.0  # seconds to wait for each reply of the server
 
-    def __init__(self, server: SmtpServer):
+    def __init__(self, server: SmtpServer, signer: Signer | None = None):
         self.server = server
+        self.signer = signer  # None: messages go unsigned
         self.connection: smtplib.SMTP | None = None
         self.unreachable = ""  # once connecting failed, the rest of the batch fails at once
 
@@ -72,7 +75,12 @@ class SmtpSender:
         return connection
 
     def send(self, sender: str, recipient: str, message: bytes) -> str:
-        """Hand one message over; returns the server's reply, or raises DeliveryError with it."""
+        """Hand one message over (signed, with a signer); the server's reply, or DeliveryError with it."""
+        if self.signer is not None:
+            try:
+                message = self.signer.sign(message)
+            except SigningError as exc:
+                raise DeliveryError(f"not sent: no DKIM signature could be made ({exc})") from None
         for attempt in (1, 2):
             connection = self._connect()
             try:
@@ -131,13 +139,15 @@ class SmtpPool:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def senders_for(self, server: SmtpServer, count: int) -> list[SmtpSender]:
-        """``count`` senders to ``server``; the open connections are kept when neither changed."""
+    def senders_for(self, server: SmtpServer, count: int, signer: Signer | None = None) -> list[SmtpSender]:
+        """``count`` senders to ``server``, signing with ``signer``; the open connections are kept when
+        neither the server nor the count changed."""
         if server != self.server or count != len(self.senders):
             self.close()
             self.server, self.senders = server, [SmtpSender(server) for _ in range(count)]
         for sender in self.senders:
             sender.unreachable = ""  # each delivery tries the server again
+            sender.signer = signer
         return self.senders
 
     def close(self) -> None:

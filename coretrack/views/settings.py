@@ -15,6 +15,7 @@ from werkzeug.wrappers import Response
 from ..delivery_reports import bounces
 from ..http import AppRequest, admin_only
 from ..people import consent
+from ..sending import dkim_signing, dns_check
 from ..setting_definitions import BY_KEY, DEFINITIONS, SettingDef
 from ..settings import MASK, SettingsService
 from ..validation import ValidationError
@@ -27,7 +28,25 @@ CONSENT_SECTION = re.compile(r"^## Consent\n.*?(?=^## |\Z)", re.MULTILINE | re.D
 
 INPUT_TYPES = {"int": "number", "secret": "password", "address": "email", "optional_address": "email", "url": "url",
                "text": "text", "ec_public_key": "text",
-               "optional_days": "number"}
+               "optional_days": "number", "dns_name": "text"}
+
+
+@dataclass(frozen=True)
+class DkimRecord:
+    """The TXT record that publishes the install's DKIM key: its name, its text, and the text as a zone file has it."""
+
+    name: str
+    text: str
+    zone: str
+
+    @classmethod
+    def of(cls, service: SettingsService) -> DkimRecord | None:
+        key = service.get("dkim_private_key")
+        if not key:
+            return None
+        text = dkim_signing.dns_record(key)
+        return cls(dkim_signing.record_name(service.get("dkim_selector"), service.dkim_domain()), text,
+                   dkim_signing.zone_strings(text))
 
 
 @dataclass(frozen=True)
@@ -56,6 +75,8 @@ def submitted_settings(form: Mapping[str, str]) -> dict[str, str]:
     """The form as SettingsService.update wants it: an unchecked box is absent from a post, so it is "false"."""
     submitted = {}
     for definition in DEFINITIONS:
+        if definition.generated:
+            continue  # made by its own form, never typed
         if definition.kind == "bool":
             submitted[definition.key] = "true" if form.get(definition.key) in ("on", "true") else "false"
         elif definition.key in form:
@@ -81,7 +102,7 @@ def render_editor(request: AppRequest, service: SettingsService, values: dict[st
     stored_secrets = {d.key for d in DEFINITIONS if d.kind == "secret" and service.has_secret(d.key)}
     return request.render(
         "settings/edit.html", status=status, section="settings", groups=groups, values=values, errors=errors,
-        stored_secrets=stored_secrets, input_types=INPUT_TYPES, history=history,
+        stored_secrets=stored_secrets, input_types=INPUT_TYPES, history=history, dkim_record=DkimRecord.of(service),
     )
 
 
@@ -110,6 +131,29 @@ def save_settings(request: AppRequest) -> Response:
                    " The stored mail server password was removed because the server, port, security or user "
                    "name changed: type it again if the server needs one.")
     return request.redirect_to("settings.settings_page", notice=notice)
+
+
+@admin_only
+def generate_dkim_key(request: AppRequest) -> Response:
+    """A new DKIM key in place of the stored one (kept encrypted, never shown); the page then shows its record."""
+    service = request.app.settings(request.db)
+    replaced = service.has_secret("dkim_private_key")
+    service.store_generated("dkim_private_key", dkim_signing.new_key(), request.user.name)
+    notice = "A new DKIM key was generated: publish the record shown under Mail authentication."
+    if replaced and service.get("dkim_enabled"):
+        notice += (" Messages are signed with it from now on, so they fail DKIM until the new record is published "
+                   "(a new selector lets the old record stay meanwhile).")
+    return request.redirect_to("settings.settings_page", notice=notice)
+
+
+@admin_only
+def deliverability_page(request: AppRequest) -> Response:
+    """The mail DNS check (SPF, DKIM, DMARC, read from the DNS now) and the bulk-sender checklist."""
+    service = request.app.settings(request.db)
+    setup = dns_check.MailSetup.of(service)
+    findings = dns_check.check(request.app.config, setup)
+    return request.render("settings/deliverability.html", section="settings", setup=setup,
+                          checklist=dns_check.checklist(findings), dkim_record=DkimRecord.of(service))
 
 
 def consent_section() -> str | None:
@@ -173,6 +217,8 @@ rules = [
     Rule("/settings", endpoint="settings.settings_page", methods=["GET"]),
     Rule("/settings", endpoint="settings.save_settings", methods=["POST"]),
     Rule("/settings/bounces/check", endpoint="settings.check_bounces", methods=["POST"]),
+    Rule("/settings/dkim-key", endpoint="settings.generate_dkim_key", methods=["POST"]),
+    Rule("/settings/deliverability", endpoint="settings.deliverability_page", methods=["GET"]),
     Rule("/settings/consent-text", endpoint="settings.consent_text_page", methods=["GET"]),
     Rule("/settings/consent-text", endpoint="settings.save_consent_text", methods=["POST"]),
     Rule("/settings/tracking-policies", endpoint="settings.tracking_policies", methods=["GET"]),

@@ -134,6 +134,12 @@ ensure_mariadb() {
     apt_install mariadb-server
 }
 
+ensure_dnsmasq() {
+    # dnsmasq for the DNS check and DKIM tests: tests/support/dns.py starts its own on a loopback port,
+    # serving the test's records (dnsmasq-base: the program without the package's service).
+    apt_install dnsmasq-base
+}
+
 as_postgres() {
     # From /: the checkout may be a folder postgres cannot enter (root's home, a 700 temp folder).
     (cd / && runuser -u postgres -- "$@")

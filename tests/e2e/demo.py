@@ -236,6 +236,8 @@ def pages(demo: Demo, with_reports: bool) -> list[Page]:
         Page("notifications", "sam", "/notifications"),
         Page("settings", "admin", "/settings"),
         Page("settings-tracking", "admin", "/settings#tracking-policies", focus="fieldset:has(#tracking-policies)"),
+        Page("settings-mail-authentication", "admin", "/settings#mail-authentication", focus="#mail-authentication"),
+        Page("settings-deliverability", "admin", "/settings/deliverability"),
         Page("consent-page", "sam", f"/email/consent?t={demo.tokens['Grace']}"),  # a recipient's page: no login needed
         Page("stop-measuring-page", "sam", f"/email/stop-measuring?t={demo.tokens['Grace']}"),
         Page("users", "admin", "/users"),
