@@ -109,8 +109,9 @@ def log(session: Session, endpoint: WebhookEndpoint, limit: int = LOG_ROWS) -> l
 def counts(session: Session, endpoint: WebhookEndpoint) -> dict[str, int]:
     """How many of its deliveries are pending, delivered and dead."""
     found = dict.fromkeys((PENDING, DELIVERED, DEAD), 0)
-    found.update(session.execute(select(WebhookDelivery.status, func.count()).where(
-        WebhookDelivery.endpoint_id == endpoint.id).group_by(WebhookDelivery.status)).tuples())
+    for status, count in session.execute(select(WebhookDelivery.status, func.count()).where(
+            WebhookDelivery.endpoint_id == endpoint.id).group_by(WebhookDelivery.status)):
+        found[status] = count
     return found
 
 
