@@ -18,7 +18,7 @@ from support.webhook_receiver import WebhookReceiver
 from coretrack import csrf
 from coretrack.delivery_reports import deliveries, sendgrid
 from coretrack.models import Email, EmailLink, Recipient, WebhookDelivery, WebhookEndpoint, WebhookEvent, utcnow
-from coretrack.people import consent, suppression
+from coretrack.people import consent, erasure, suppression
 from coretrack.tracking import clicks, tokens
 from coretrack.tracking.counting import count_hits, write_transaction
 from coretrack.tracking.hits import Hit
@@ -316,3 +316,14 @@ def test_the_webhook_pages_are_for_admins_and_their_forms_need_the_csrf_token(ap
     page.forms["delete-endpoint"]["confirm"] = True
     page.forms["delete-endpoint"].submit(status=303)
     assert db.scalar(select(func.count()).select_from(WebhookEndpoint)) == 0
+
+
+def test_erasing_a_person_removes_the_events_about_their_address_sent_or_not(app, db, admin, email, clock):
+    add_endpoint(admin, "https://hooks.example.test/in")
+    every_event(app, db, email)
+    deliver_due(app.Session, app.secret, clock)  # deliveries made (and failed: no such host)
+    assert any(json.loads(event.data).get("address") == "ann@example.test" for event in outbox(db))
+    erasure.erase(db, app.secret, "Ann@Example.test", "admin")
+    left = outbox(db)
+    assert left and all("ann@example.test" not in event.data.lower() for event in left)
+    assert len(deliveries_of(db)) == len(left)

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import delete, func
 from sqlalchemy.orm import Session
 
-from ..models import Recipient, utc_iso
+from ..db import changed_rows
+from ..models import Recipient, WebhookEvent, utc_iso
 from ..tracking.driver import Driver, driver_on
 
 DELIVERED = "email.delivered"
@@ -75,14 +76,6 @@ def emit(session: Session, events: Sequence[Event]) -> int:
         return emit_on(driver, events)
 
 
-def emit_connection(connection: Connection, events: Sequence[Event]) -> int:
-    """``emit`` on a Core connection, in its transaction."""
-    if not events:
-        return 0
-    with driver_on(connection) as driver:
-        return emit_on(driver, events)
-
-
 def emit_on(driver: Driver, events: Sequence[Event]) -> int:
     """``emit`` through the hit path's driver: two statements whatever the number of events."""
     if not events:
@@ -96,3 +89,10 @@ def emit_on(driver: Driver, events: Sequence[Event]) -> int:
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
     return {key: utc_iso(value) if isinstance(value, datetime) else value for key, value in data.items()}
+
+
+def forget(session: Session, address: str) -> int:
+    """Erasure: the outbox's events about the address go, with their deliveries (sent or not); how many."""
+    named = f'"address": {json.dumps(address.strip().lower())}'
+    return changed_rows(session, delete(WebhookEvent).where(
+        func.lower(WebhookEvent.data).contains(named, autoescape=True)))
