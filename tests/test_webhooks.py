@@ -6,6 +6,8 @@ deduplication, a refusal (4xx) made a dead letter at once, and the pages for adm
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +25,7 @@ from coretrack.tracking import clicks, tokens
 from coretrack.tracking.counting import count_hits, write_transaction
 from coretrack.tracking.hits import Hit
 from coretrack.webhooks import endpoints, events
-from coretrack.webhooks.delivery import RETRY_DELAYS, deliver_due
+from coretrack.webhooks.delivery import RETRY_DELAYS, deliver_due, watch_webhooks
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "webhooks.md"
 THUNDERBIRD = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Thunderbird/128.0"
@@ -327,3 +329,20 @@ def test_erasing_a_person_removes_the_events_about_their_address_sent_or_not(app
     left = outbox(db)
     assert left and all("ann@example.test" not in event.data.lower() for event in left)
     assert len(deliveries_of(db)) == len(left)
+
+
+def test_the_worker_job_sends_a_new_event_within_seconds(app, db, admin, receiver):
+    add_endpoint(admin, receiver.url, [events.CONSENT_GIVEN])
+    stop = threading.Event()
+    job = threading.Thread(target=watch_webhooks, args=(app.Session, app.config, stop), kwargs={"interval": 0.1})
+    job.start()
+    try:
+        consent.record(db, "fay@example.test", consent.GRANTED, consent.PAGE)
+        db.commit()
+        deadline = time.monotonic() + 10
+        while not receiver.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        job.join()
+    assert [json.loads(got.body)["data"]["address"] for got in receiver.received] == ["fay@example.test"]
