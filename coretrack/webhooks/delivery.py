@@ -58,7 +58,8 @@ _OPENER = urllib.request.build_opener(_NoRedirect())
 
 
 def fan_out(session: Session, now: datetime) -> int:
-    """One delivery per (new event, active endpoint that wants its type), due now; commits.  How many."""
+    """One delivery per (new event, active endpoint that wants its type), due now, for up to
+    FAN_OUT_BATCH new events; commits.  How many events it took (FAN_OUT_BATCH: there may be more)."""
     new = session.execute(select(WebhookEvent.id, WebhookEvent.type).where(~WebhookEvent.fanned_out)
                           .order_by(WebhookEvent.id).limit(FAN_OUT_BATCH)).all()
     if not new:
@@ -77,7 +78,7 @@ def fan_out(session: Session, now: datetime) -> int:
     if rows:
         session.execute(insert(WebhookDelivery), rows)
     session.commit()
-    return len(rows)
+    return len(new)
 
 
 def deliver_due(session_factory: Callable[[], Session], key: bytes, clock: Clock = utcnow) -> int:
