@@ -346,3 +346,23 @@ def test_the_worker_job_sends_a_new_event_within_seconds(app, db, admin, receive
         stop.set()
         job.join()
     assert [json.loads(got.body)["data"]["address"] for got in receiver.received] == ["fay@example.test"]
+
+
+def test_one_batch_of_hits_writes_each_recipients_first_open_once(app, db, admin, users):
+    add_endpoint(admin, "https://hooks.example.test/in", [events.OPENED])
+    email = Email(subject="News", html_body="<p>hi</p>", sender_id=users["sam"].id, from_address="crm@example.test",
+                  status="sent", sent_at=SENT)
+    email.recipients = [Recipient(address=f"reader{number}@example.test", token=tokens.new_token(app.secret),
+                                  status="sent", sent_at=SENT) for number in range(300)]
+    db.add(email)
+    db.commit()
+    batch = [Hit(recipient.token, datetime(2026, 12, 3, 10, minute), "203.0.113.5", THUNDERBIRD)
+             for recipient in email.recipients for minute in (5, 1)]
+    with write_transaction(app.engine) as connection:
+        assert count_hits(connection, batch) == 600
+    opened = outbox(db)
+    assert sorted(json.loads(event.data)["address"] for event in opened) == sorted(
+        recipient.address for recipient in email.recipients)
+    assert {event.at for event in opened} == {datetime(2026, 12, 3, 10, 1)}  # the earliest of each
+    load(app, email.recipients[0], datetime(2026, 12, 3, 11, 0))
+    assert len(outbox(db)) == 300
