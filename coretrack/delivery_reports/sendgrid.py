@@ -266,9 +266,9 @@ def _opt_out_reason(event: Mapping[str, Any]) -> str:
     if kind == "dropped" and _text(event.get("reason")).strip().lower() in _OPT_OUT_DROPS:
         return f"dropped by SendGrid: {_text(event.get('reason'))}"
     if kind == "unsubscribe":
-        return "unsubscribed through SendGrid"
+        return f"{suppression.UNSUBSCRIBED_REASON} SendGrid"
     if kind == "group_unsubscribe":
-        return f"unsubscribed through SendGrid (group {_text(event.get('asm_group_id'))})"
+        return f"{suppression.UNSUBSCRIBED_REASON} SendGrid (group {_text(event.get('asm_group_id'))})"
     if kind == "spamreport":
-        return "reported the email as spam (SendGrid)"
+        return f"{suppression.COMPLAINT_REASON} (SendGrid)"
     return ""

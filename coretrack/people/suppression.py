@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from ..db import insert_or_meet
 from ..models import Account, Address, AddressEvent, Contact, Lead, Recipient, Record, utcnow
+from ..webhooks import events
 
 # Where an opt-out came from (address_history.source, addresses.opt_out_source).
 LINK = "link"  # the unsubscribe page's button
@@ -34,6 +35,9 @@ IMPORT = "import"  # a CSV or coreBOS record imported as opted out
 CARRIED_OVER = "records"  # a record's opt-out from before addresses kept them (migration 0021)
 
 OPTED_OUT, LIFTED = "opted_out", "opt_out_lifted"  # address_history.event
+# How a provider's reports read in an opt-out's reason (sendgrid.py): which a webhook reports as what.
+COMPLAINT_REASON = "reported the email as spam"
+UNSUBSCRIBED_REASON = "unsubscribed through"
 STAFF_REASON = "set by staff on the record"
 _REASON_LENGTH = 200  # the columns'
 # Addresses asked about in one statement: PostgreSQL takes at most 65,535 parameters a statement,
@@ -73,6 +77,7 @@ def opt_out_many(session: Session, opt_outs: Iterable[tuple[str, str, datetime |
     set_opt_out = (update(_ADDRESSES).where(_ADDRESSES.c.id == bindparam("aid"), _ADDRESSES.c.opted_out_at.is_(None))
                    .values(opted_out_at=bindparam("at"), opt_out_source=source, opt_out_reason=bindparam("why")))
     changed = 0
+    reported: list[events.Event] = []
     for chunk in _chunks(wanted):
         add_addresses(session, chunk)
         fresh = dict(session.execute(select(_ADDRESSES.c.address, _ADDRESSES.c.id).where(
@@ -94,9 +99,23 @@ def opt_out_many(session: Session, opt_outs: Iterable[tuple[str, str, datetime |
                             [{"address": address, "at": wanted[address][1], "why": wanted[address][0]}
                              for address in fresh])
         changed += len(fresh)
+        reported += [events.Event(kind, wanted[address][1], {"address": address, "source": source,
+                                                             "reason": wanted[address][0]})
+                     for address in fresh if (kind := _webhook_type(source, wanted[address][0]))]
     if changed:
+        events.emit(session, reported)
         _refresh_holders(session)
     return changed
+
+
+def _webhook_type(source: str, reason: str) -> str | None:
+    """The webhook event an opt-out is: the person's own unsubscribe or spam complaint (a bounce is
+    reported by its delivery state, staff and imports by nothing)."""
+    if source in (LINK, ONE_CLICK) or (source == SENDGRID and reason.startswith(UNSUBSCRIBED_REASON)):
+        return events.UNSUBSCRIBED
+    if source == SENDGRID and reason.startswith(COMPLAINT_REASON):
+        return events.COMPLAINED
+    return None
 
 
 def add_addresses(session: Session, addresses: Sequence[str]) -> None:
