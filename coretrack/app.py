@@ -45,7 +45,19 @@ from .sending import limits
 from .settings import SettingsService
 from .tracking.image import TRACK_ACCESS_PATH
 from .tracking.tracker import Tracker
-from .views import account, api, email_templates, emails, erasure, notifications, public, records, reports, users
+from .views import (
+    account,
+    api,
+    email_reports,
+    email_templates,
+    emails,
+    erasure,
+    notifications,
+    public,
+    records,
+    reports,
+    users,
+)
 from .views import settings as settings_views
 
 if TYPE_CHECKING:
@@ -86,7 +98,8 @@ class DatabaseId(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
-VIEWS = (public, emails, email_templates, records, reports, settings_views, users, account, notifications, erasure, api)
+VIEWS = (public, emails, email_templates, records, reports, email_reports, settings_views, users, account,
+         notifications, erasure, api)
 # Built once per process: a Map is read-only after construction and rules bind to one map.
 URL_MAP = Map(
     [
