@@ -35,7 +35,7 @@ class RateDefinition:
 
 # Whose counts (SQL below) and bases: the order the pages show them in.
 RATES = (
-    RateDefinition("delivery_rate", "Delivered", "delivered", "sent", "sent"),
+    RateDefinition("delivery_rate", "Delivery rate", "delivered", "sent", "sent"),
     RateDefinition("open_rate", "Open rate", "opened", "measured", "measured delivered recipients"),
     RateDefinition("click_rate", "Click rate", "clicked", "measured", "measured delivered recipients"),
     RateDefinition("click_to_open", "Click-to-open", "clicked", "opened", "who opened"),
