@@ -119,7 +119,7 @@ def test_clicks_per_link_count_all_and_likely_human_clicks_and_the_people_behind
     ]
     assert (body["rates"]["loads"], body["rates"]["opened"], body["rates"]["open_rate"]) == ("human", 2, 66.7)
     csv_rows = rows_of(staff.get(f"/reports/emails/{emails['launch'].id}/links.csv"))
-    assert [(row["URL"], row["Clicks"], row["People (a likely-human click)"]) for row in csv_rows] == [
+    assert [(row["URL"], row["Clicks"], row["People (likely-human)"]) for row in csv_rows] == [
         ("https://example.test/a", "3", "1"), ("https://example.test/b", "2", "1")]
     page = staff.get(f"/reports/emails/{emails['launch'].id}/links")
     assert "https://example.test/b" in page.html.select_one("table[aria-labelledby=links]").text

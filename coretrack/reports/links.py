@@ -16,9 +16,9 @@ COLUMNS = (
     Column("url", "URL"),
     number_column("clicks", "Clicks"),
     number_column("human_clicks", "Likely-human clicks"),
-    rate_column("human_share", "Share of likely-human clicks", base="total_human_clicks"),
-    rate_column("share", "Share of all clicks", base="total_clicks"),
-    number_column("human_people", "People (a likely-human click)"),
+    rate_column("human_share", "Likely-human share", base="total_human_clicks"),
+    rate_column("share", "Share", base="total_clicks"),
+    number_column("human_people", "People (likely-human)"),
     number_column("people", "People (any click)"),
 )
 
