@@ -26,7 +26,7 @@ from support.tls import write_certificates
 from coretrack.app import URL_MAP, CoreTrack, create_standalone_app
 from coretrack.auth import Htpasswd, UserService
 from coretrack.config import Config
-from coretrack.models import Account, Contact, Lead
+from coretrack.models import Account, Contact, Email, Lead, utcnow
 from coretrack.people.consent import CONSENT_PATH, WITHDRAWAL_PATH
 from coretrack.people.unsubscribe import UNSUBSCRIBE_PATH
 from coretrack.schema import upgrade
@@ -206,6 +206,11 @@ def every_route(app, db, users):
     template = templates.save(db, app.config, users["sam"], {"name": "Welcome", "subject": "Hi",
                                                              "html": "<p>Hi $contacts-firstname$</p>"})
     own_draft = drafts.save(db, users["sam"], {"to": "ada@example.test", "subject": "Unfinished"})
+    # Compare takes two to four sent emails (fewer is a 400): two of them for its routes.
+    compared = [Email(subject=f"Compared {number}", html_body="<p>x</p>", sender=users["sam"],
+                      from_address="crm@example.test", status="sent", sent_at=utcnow()) for number in (1, 2)]
+    db.add_all(compared)
+    db.commit()
     singular = {"contacts": "contact", "accounts": "account", "leads": "lead"}
     routes = []
     for rule in URL_MAP.iter_rules():
@@ -225,6 +230,8 @@ def every_route(app, db, users):
                                                                    if k in rule.arguments})
             if rule.rule in (UNSUBSCRIBE_PATH, CONSENT_PATH, WITHDRAWAL_PATH):
                 path += f"?t={email.recipients[0].token}"  # a page of its own only with a recipient's token
+            elif rule.endpoint.endswith("_compare"):
+                path += "?" + "&".join(f"email={chosen.id}" for chosen in compared)
             elif rule.rule == "/api/consent":
                 path += "?address=ada@example.test"  # an address's consent: its GET needs one
             routes += [(method, path) for method in sorted(rule.methods & {"GET", "POST"})]
