@@ -212,3 +212,16 @@ def test_a_recipients_unsubscribe_or_complaint_is_kept_on_the_recipient_and_a_co
     db.commit()
     assert ada.opted_out_as == "complaint"
     assert suppression.suppressed(db, ["ada2@acme.test"]) == {"ada2@acme.test"}
+
+
+def test_a_rate_without_a_base_says_so_rather_than_0_percent(staff, db, users):
+    quiet = Email(subject="Quiet", html_body="<p>x</p>", sender=users["sam"], from_address="crm@example.test",
+                  status="sent", sent_at=LAUNCH_SENT)
+    db.add_all([quiet, _recipient(quiet, "zed@example.test", tracked=False)])
+    db.commit()
+    rates = {item.get("id"): " ".join(item.text.split())
+             for item in staff.get(f"/emails/{quiet.id}").html.select("#rates-heading ~ ul li")}
+    assert rates["rate-open_rate"] == "— Open rate: no measured delivered recipients"
+    assert rates["rate-click_to_open"] == "— Click-to-open: nobody opened"
+    assert rates["rate-delivery_rate"] == "100.0% of 1 sent · delivery rate (1 delivered)"
+    assert staff.get(f"/api/reports/emails/{quiet.id}/links").json["rates"]["open_rate"] is None

@@ -79,12 +79,13 @@ class Rate:
         return percent(self.count, self.base)
 
     @property
-    def text(self) -> str:
-        """``33.3% of 3 measured delivered recipients``, or what is missing for a rate."""
+    def base_text(self) -> str:
+        """``of 3 measured delivered recipients``, or, without a base, that there is none."""
         name = self.definition.base_name
-        if self.percent is None:
-            return f"— (none {name})" if name in ("sent", "delivered", "who opened") else f"— (no {name})"
-        return f"{self.percent:.1f}% of {self.base} {name}"
+        if self.base:
+            return f"of {self.base} {name}"
+        return "nobody opened" if name == "who opened" else f"none {name}" if name in ("sent", "delivered") \
+            else f"no {name}"
 
 
 @dataclass
