@@ -221,7 +221,7 @@ def test_a_rate_without_a_base_says_so_rather_than_0_percent(staff, db, users):
     db.commit()
     rates = {item.get("id"): " ".join(item.text.split())
              for item in staff.get(f"/emails/{quiet.id}").html.select("#rates-heading ~ ul li")}
-    assert rates["rate-open_rate"] == "— Open rate: no measured delivered recipients"
-    assert rates["rate-click_to_open"] == "— Click-to-open: nobody opened"
-    assert rates["rate-delivery_rate"] == "100.0% of 1 sent · delivery rate (1 delivered)"
+    assert rates["rate-open_rate"] == "Open rate — no measured delivered recipients"
+    assert rates["rate-click_to_open"] == "Click-to-open — nobody opened"
+    assert rates["rate-delivery_rate"] == "Delivery rate 100.0% of 1 sent (1 delivered)"
     assert staff.get(f"/api/reports/emails/{quiet.id}/links").json["rates"]["open_rate"] is None
