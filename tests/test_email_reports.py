@@ -225,3 +225,9 @@ def test_a_rate_without_a_base_says_so_rather_than_0_percent(staff, db, users):
     assert rates["rate-click_to_open"] == "Click-to-open — nobody opened"
     assert rates["rate-delivery_rate"] == "Delivery rate 100.0% of 1 sent (1 delivered)"
     assert staff.get(f"/api/reports/emails/{quiet.id}/links").json["rates"]["open_rate"] is None
+
+
+def test_the_emails_report_has_a_click_rate_beside_its_open_rate(staff, emails):
+    row = next(row for row in staff.get("/api/reports/emails").json["rows"] if row["subject"] == "Launch")
+    # Its base is the report's own: measured recipients handed over (cy's later bounce included).
+    assert (row["measured"], row["clicked"], row["click_rate"], row["open_rate"]) == (4, 2, 50.0, 50.0)
