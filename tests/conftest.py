@@ -26,7 +26,7 @@ from support.tls import write_certificates
 from coretrack.app import URL_MAP, CoreTrack, create_standalone_app
 from coretrack.auth import Htpasswd, UserService
 from coretrack.config import Config
-from coretrack.models import Account, Contact, Lead, WebhookDelivery, WebhookEvent
+from coretrack.models import Account, Contact, Email, Lead, WebhookDelivery, WebhookEvent, utcnow
 from coretrack.people.consent import CONSENT_PATH, WITHDRAWAL_PATH
 from coretrack.people.unsubscribe import UNSUBSCRIBE_PATH
 from coretrack.schema import upgrade
@@ -214,6 +214,10 @@ def every_route(app, db, users):
     db.flush()
     delivery = WebhookDelivery(event_id=event.id, endpoint_id=endpoint.id, status="dead", attempts=1)
     db.add(delivery)
+    # Compare takes two to four sent emails (fewer is a 400): two of them for its routes.
+    compared = [Email(subject=f"Compared {number}", html_body="<p>x</p>", sender=users["sam"],
+                      from_address="crm@example.test", status="sent", sent_at=utcnow()) for number in (1, 2)]
+    db.add_all(compared)
     db.commit()
     singular = {"contacts": "contact", "accounts": "account", "leads": "lead"}
     routes = []
@@ -235,6 +239,8 @@ def every_route(app, db, users):
                                                                    if k in rule.arguments})
             if rule.rule in (UNSUBSCRIBE_PATH, CONSENT_PATH, WITHDRAWAL_PATH):
                 path += f"?t={email.recipients[0].token}"  # a page of its own only with a recipient's token
+            elif rule.endpoint.endswith("_compare"):
+                path += "?" + "&".join(f"email={chosen.id}" for chosen in compared)
             elif rule.rule == "/api/consent":
                 path += "?address=ada@example.test"  # an address's consent: its GET needs one
             routes += [(method, path) for method in sorted(rule.methods & {"GET", "POST"})]

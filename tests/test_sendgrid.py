@@ -297,6 +297,9 @@ def test_hard_bounces_invalid_drops_unsubscribes_and_spam_reports_opt_the_person
     for record in (db.get(Contact, recipient.contact_id), db.get(Lead, lead_with_address.id)):
         assert record.email_opt_out
         assert record.email_opt_out_reason == reason
+    # What the person did about this email (its unsubscribe and complaint rates); a bounce is no such answer.
+    answer = {"unsubscribe": "unsubscribe", "group_unsubscribe": "unsubscribe", "spamreport": "complaint"}
+    assert db.get(Recipient, recipient.id).opted_out_as == answer.get(kind, "")
 
 
 @pytest.mark.parametrize(("kind", "fields"), [

@@ -140,6 +140,8 @@ def test_the_one_click_post_of_a_mail_provider_opts_out_and_later_sends_skip_the
     assert reply.status_code == 200
     again = anon.post(path, "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded")
     assert again.status_code == 200  # asking twice is no error
+    db.expire_all()
+    assert db.get(Recipient, recipient.id).opted_out_as == "unsubscribe"  # the email's unsubscribe rate counts it
     result = send(to=[f"contact:{contact.id}", "other@example.test"])
     assert [mail.rcpt_tos for mail in sink.received] == [["ada@example.test"], ["other@example.test"]]
     skipped = db.scalar(select(Recipient).where(Recipient.email_id == result.email.id,

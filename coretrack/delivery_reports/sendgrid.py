@@ -63,6 +63,9 @@ _MAX_SIGNATURE_CHARS = 96
 MACHINE_OPEN = "SendGrid sg_machine_open"
 # Events that set the opt-out, by their reason.  Drops: SendGrid refuses the address itself
 # (invalid, or already on its bounce, unsubscribe or spam lists); other drops say nothing of it.
+# The events that are the person's answer to this email (its unsubscribe and complaint rates).
+_REACTIONS = {"unsubscribe": suppression.UNSUBSCRIBE, "group_unsubscribe": suppression.UNSUBSCRIBE,
+              "spamreport": suppression.COMPLAINT}
 _OPT_OUT_DROPS = frozenset({"invalid", "bounced address", "unsubscribed address", "spam reporting address"})
 # SendGrid's own open and click tracking: measurements of a person's reading, kept only for those measured.
 READING_EVENTS = frozenset({"open", "click"})
@@ -232,7 +235,8 @@ def apply_events(session: Session, secret: bytes, events: list[dict[str, Any]]) 
             deliveries.record_delivery(session, recipient.id, _DELIVERY_EVENTS[kind], detail, at)
         reason = _opt_out_reason(event)
         if reason:
-            suppression.opt_out_recipient(session, recipient, suppression.SENDGRID, reason, at)
+            suppression.opt_out_recipient(session, recipient, suppression.SENDGRID, reason, at,
+                                          _REACTIONS.get(kind, ""))
         if kind == "open":
             opens.append(Hit(recipient.token, at, _text(event.get("ip"), 45), _text(event.get("useragent"), 512),
                              hit_id="sg" + hashlib.sha256(event_id.encode()).hexdigest()[:30],

@@ -157,7 +157,8 @@ _TO_NOTIFY = "first_human_at IS NOT NULL AND notified_at IS NULL"
 class Recipient(Base):
     __tablename__ = "recipients"
     __table_args__ = (
-        Index("ix_recipients_email_stats", "email_id", *_STATS),
+        # Also what the rates read (rates.py): the delivered and bounce rates, unsubscribes and complaints.
+        Index("ix_recipients_email_stats", "email_id", *_STATS, "delivery_status", "opted_out_as"),
         *(Index(f"ix_recipients_{record}_stats", f"{record}_id", "email_id", *_STATS)
           for record in ("contact", "account", "lead")),
         Index("ix_recipients_corebos_pair", "corebos_mailid", "corebos_crmid", unique=True),
@@ -198,6 +199,10 @@ class Recipient(Base):
     delivery_status: Mapped[str] = mapped_column(String(16), default="", server_default="")
     delivery_detail: Mapped[str] = mapped_column(String(500), default="", server_default="")
     delivery_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # What this message made its person do about the address (people/suppression.py:opt_out_recipient):
+    # "" (nothing), "unsubscribe" (its link, one-click, the provider's) or "complaint" (reported as spam):
+    # the email's unsubscribe and complaint rates.
+    opted_out_as: Mapped[str] = mapped_column(String(16), default="", server_default="")
     # The first likely-human load of the image (tracking/counting.count_hits): the recipient opened it.
     first_human_at: Mapped[datetime | None] = mapped_column(DateTime)
     # When the sender was told of it (notifications.py); set without telling for their own copies.

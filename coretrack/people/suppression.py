@@ -33,6 +33,9 @@ BOUNCE = "bounce"  # a hard bounce read from the bounce mailbox
 STAFF = "staff"
 IMPORT = "import"  # a CSV or coreBOS record imported as opted out
 CARRIED_OVER = "records"  # a record's opt-out from before addresses kept them (migration 0021)
+# What a recipient did about the email they got (recipients.opted_out_as: its unsubscribe and complaint
+# rates); a complaint stays one whatever comes after it.
+UNSUBSCRIBE, COMPLAINT = "unsubscribe", "complaint"
 
 OPTED_OUT, LIFTED = "opted_out", "opt_out_lifted"  # address_history.event
 # How a provider's reports read in an opt-out's reason (sendgrid.py): which a webhook reports as what.
@@ -135,9 +138,12 @@ def _refresh_holders(session: Session) -> None:
 
 
 def opt_out_recipient(session: Session, recipient: Recipient, source: str, reason: str,
-                      at: datetime | None = None) -> bool:
+                      at: datetime | None = None, reaction: str = "") -> bool:
     """Opts out the address a recipient was sent to (its person asked, or their mailbox refuses
-    mail); in the caller's transaction."""
+    mail); in the caller's transaction.  ``reaction`` (UNSUBSCRIBE, COMPLAINT) is kept on the
+    recipient: what this email made its person do."""
+    if reaction and recipient.opted_out_as != COMPLAINT:
+        recipient.opted_out_as = reaction
     return opt_out(session, recipient.address, source, reason, at)
 
 

@@ -7,11 +7,12 @@ from sqlalchemy.orm import Session
 
 from ..models import Email, User
 from .activity import ActivityReport
+from .domains import DomainsReport
 from .report import Report
 from .tables import EmailsReport, RecipientsReport, RecordsReport
 
 REPORTS: dict[str, Report] = {report.name: report for report in
-                              (EmailsReport(), RecipientsReport(), RecordsReport(), ActivityReport())}
+                              (EmailsReport(), RecipientsReport(), RecordsReport(), DomainsReport(), ActivityReport())}
 
 
 def senders(session: Session) -> list[str]:

@@ -1,5 +1,5 @@
-"""Geometry of the Activity chart, in SVG user units: pure arithmetic on the report's rows (no SQL, no
-request), drawn by templates/reports/activity.html."""
+"""Geometry of the Activity chart and the Compare report's lines, in SVG user units: pure arithmetic on
+the reports' rows (no SQL, no request), drawn by templates/reports/activity.html and compare.html."""
 
 from __future__ import annotations
 
@@ -76,3 +76,50 @@ def chart(rows: Sequence[Bucket], by: str, width: int = 720, height: int = 260) 
                 for index, row in enumerate(rows) if index % every == 0]
     y_ticks = sorted({(y(value), value) for value in (0, highest // 2, highest)}, reverse=True)
     return Chart(width, height, LEFT, width - RIGHT, TOP, bottom, bars, " ".join(points), y_ticks, x_labels)
+
+
+# Each compared email's line: a colour and a dash pattern, so that the lines differ without colour too.
+LINE_STYLES = (("#1f5fbf", ""), ("#c2410c", "7 4"), ("#15803d", "2 3"), ("#7c3aed", "10 3 2 3"))
+
+
+@dataclass(frozen=True)
+class Line:
+    points: str  # "x,y x,y ..." for a <polyline>
+    colour: str
+    dashes: str  # stroke-dasharray ("" for a solid line)
+
+
+@dataclass(frozen=True)
+class LineChart:
+    """One line per series over the same buckets (the Compare report's emails, day by day after sending)."""
+
+    width: int
+    height: int
+    left: int
+    right: int
+    top: int
+    bottom: float
+    lines: list[Line]
+    y_ticks: list[tuple[float, int]]
+    x_labels: list[tuple[float, str]]
+
+
+def line_chart(series: Sequence[Sequence[int]], labels: Sequence[str], width: int = 720,
+               height: int = 260) -> LineChart:
+    """``series``: one list of values per line, each as long as ``labels`` (the x axis); at most
+    len(LINE_STYLES) of them."""
+    plot_width, plot_height = width - LEFT - RIGHT, height - TOP - BOTTOM
+    bottom = TOP + plot_height
+    highest = nice_ceiling(max([0, *(value for values in series for value in values)]))
+    band = plot_width / max(1, len(labels))
+
+    def y(value: int) -> float:
+        return round(bottom - value * plot_height / highest, 1)
+
+    lines = [Line(" ".join(f"{round(LEFT + (index + 0.5) * band, 1)},{y(value)}" for index, value in enumerate(values)),
+                  *LINE_STYLES[number]) for number, values in enumerate(series)]
+    every = max(1, -(-len(labels) // MAX_X_LABELS))
+    x_labels = [(round(LEFT + (index + 0.5) * band, 1), label) for index, label in enumerate(labels)
+                if index % every == 0]
+    y_ticks = sorted({(y(value), value) for value in (0, highest // 2, highest)}, reverse=True)
+    return LineChart(width, height, LEFT, width - RIGHT, TOP, bottom, lines, y_ticks, x_labels)

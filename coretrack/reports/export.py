@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -15,7 +15,7 @@ from .. import localtime
 from ..models import utc_iso
 from .activity import ActivityReport
 from .filters import Filters
-from .report import Report, Row
+from .report import Column, Report, Row
 
 # OWASP "CSV injection": a spreadsheet runs a cell starting with one of = + - @ tab CR as a formula.
 # One that ignores quotes may split a cell on , ; tab | or a line break and trim spaces, so every such
@@ -65,6 +65,17 @@ def csv_lines(session_factory: Callable[[], Session], report: Report, filters: F
                 buffer.seek(0)
                 buffer.truncate()
     yield buffer.getvalue().encode("utf-8")
+
+
+def csv_table(columns: Sequence[Column], rows: Iterable[Row], time_zone: ZoneInfo) -> bytes:
+    """A few rows (one email's links, the compared emails) as CSV, the way csv_lines writes a report."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_ALL)
+    buffer.write("\ufeff")
+    writer.writerow([f"{column.label} ({time_zone})" if column.kind == "time" else column.label for column in columns])
+    for row in rows:
+        writer.writerow([csv_cell(row[column.key], time_zone) for column in columns])
+    return buffer.getvalue().encode("utf-8")
 
 
 def json_value(value: object) -> object:

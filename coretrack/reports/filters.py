@@ -9,6 +9,8 @@
 - ``status``: the recipient's delivery status (on the email list: the email's status).
 - ``sort`` (a column key, whitelisted per report) and ``order`` (asc, desc).
 - ``by``: Activity only, a bucket per day or per hour.
+- ``loads``: ``human`` (the default: opens and clicks are the likely-human ones) or ``all`` (every load
+  of the image and every click, proxies and scanners too): what the rates count (rates.py).
 
 The email list reads only ``from``, ``to``, ``sender`` and ``status``.
 """
@@ -31,6 +33,9 @@ MAX_SUBJECT: int = Email.__table__.c.subject.type.length  # type: ignore[attr-de
 # (no subject is longer: neither is a filter on one)
 
 
+LOADS = ("human", "all")
+
+
 @dataclass
 class Filters:
     date_from: date | None = None
@@ -42,6 +47,7 @@ class Filters:
     sort: str = ""
     descending: bool = True
     by: str = "day"  # Activity: day | hour
+    all_loads: bool = False  # ?loads=all: rates count every load and click, not only the likely-human ones
     errors: dict[str, str] = field(default_factory=dict)
     time_zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))  # whose days "from" and "to" are
 
@@ -52,7 +58,11 @@ class Filters:
     def as_dict(self) -> dict[str, object]:
         return {"from": self.date_from, "to": self.date_to, "sender": self.sender, "record_type": self.record_type,
                 "subject": self.subject, "status": self.status, "sort": self.sort,
-                "order": "desc" if self.descending else "asc"}
+                "order": "desc" if self.descending else "asc", "loads": self.loads}
+
+    @property
+    def loads(self) -> str:
+        return "all" if self.all_loads else "human"
 
 
 def _choice(args: Mapping[str, str], key: str, choices: Collection[str], errors: dict[str, str], message: str) -> str:
@@ -61,6 +71,11 @@ def _choice(args: Mapping[str, str], key: str, choices: Collection[str], errors:
         errors[key] = message
         return ""
     return value
+
+
+def parse_loads(args: Mapping[str, str], errors: dict[str, str]) -> bool:
+    """``loads``: whether the rates count every load and click (``all``) or the likely-human ones."""
+    return _choice(args, "loads", LOADS, errors, "choose human or all") == "all"
 
 
 def parse_filters(args: Mapping[str, str], time_zone: ZoneInfo | None = None,
@@ -80,6 +95,7 @@ def parse_filters(args: Mapping[str, str], time_zone: ZoneInfo | None = None,
     filters.sort = _choice(args, "sort", [column.key for column in report.columns], errors,
                            "not a column of this report")
     filters.by = _choice(args, "by", ("day", "hour"), errors, "choose day or hour") or "day"
+    filters.all_loads = parse_loads(args, errors)
     if len(filters.subject) > MAX_SUBJECT:
         errors["subject"] = f"a subject has at most {MAX_SUBJECT} characters"
         filters.subject = ""

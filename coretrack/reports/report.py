@@ -35,6 +35,7 @@ class Column:
     kind: str = "text"  # text | number | percent | time | status | flag
     descending_first: bool = False  # the first click on its header sorts high to low
     base: str = ""  # a rate's: the key of the column holding its base (how many it is a share of)
+    base_name: str = "measured recipients"  # a rate's: what its base is, in words ("x% of N <base_name>")
 
     @property
     def numeric(self) -> bool:
@@ -68,8 +69,8 @@ ANONYMOUS = (number_column("anonymous_loads", "Anonymous loads"),
              number_column("anonymous_clicks", "Anonymous clicks"))
 
 
-def rate_column(key: str, label: str, base: str = "measured") -> Column:
-    return Column(key, label, "percent", descending_first=True, base=base)
+def rate_column(key: str, label: str, base: str = "measured", base_name: str = "measured recipients") -> Column:
+    return Column(key, label, "percent", descending_first=True, base=base, base_name=base_name)
 
 
 def day_range_condition(column: InstrumentedAttribute[datetime | None], filters: Filters) -> list[ColumnElement[bool]]:

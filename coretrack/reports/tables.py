@@ -72,6 +72,8 @@ class EmailsReport(Report):
         HUMAN_OPENS,
         CLICKS,
         HUMAN_CLICKS,
+        number_column("clicked", "Clicked"),
+        rate_column("click_rate", "Click rate (% of measured)"),
         LAST_ACCESS,
         UNMEASURED,
         *ANONYMOUS,
@@ -86,6 +88,8 @@ class EmailsReport(Report):
         measured = count_if(and_(Recipient.status == "sent", Recipient.tracked))
         opened = count_if(and_(Recipient.tracked, Recipient.first_human_at.is_not(None)))
         loaded = count_if(and_(Recipient.tracked, Recipient.access_count > 0))
+        # With a likely-human click, as "opened" is with a likely-human open (rates.py: the email's page).
+        clicked = count_if(and_(Recipient.tracked, Recipient.human_clicks > 0))
         return (
             select(
                 Email.id.label("email_id"), Email.subject.label("subject"), User.name.label("sender"),
@@ -97,6 +101,7 @@ class EmailsReport(Report):
                 measured_sum(Recipient.human_opens).label("human_opens"),
                 measured_sum(Recipient.click_count).label("clicks"),
                 measured_sum(Recipient.human_clicks).label("human_clicks"),
+                clicked.label("clicked"), (clicked * 100.0 / func.nullif(measured, 0)).label("click_rate"),
                 func.max(Recipient.last_access).label("last_access"),
                 count_if(and_(Recipient.status == "sent", not_(Recipient.tracked))).label("unmeasured"),
                 *anonymous_sums(Email.id, filters),
@@ -109,7 +114,7 @@ class EmailsReport(Report):
 
     def row(self, mapping: RowMapping) -> Row:
         row = super().row(mapping)
-        for rate in ("open_rate", "load_rate"):
+        for rate in ("open_rate", "load_rate", "click_rate"):
             if row[rate] is not None:
                 row[rate] = round(float(row[rate]), 1)
         return row

@@ -83,6 +83,7 @@ class _Href:
     start: int  # offsets of the attribute's value in the HTML, quotes included
     end: int
     url: str
+    tag: int = 0  # offset of its start tag ("<a")
 
 
 class _AnchorFinder(HTMLParser):
@@ -108,7 +109,7 @@ class _AnchorFinder(HTMLParser):
             if match.group(1).lower() == "href" and match.group(3) is not None:
                 value = match.group(3)
                 unquoted = value[1:-1] if value[:1] in "\"'" and len(value) > 1 else value
-                self.hrefs.append(_Href(start + match.start(3), start + match.end(3), _clean_url(unquoted)))
+                self.hrefs.append(_Href(start + match.start(3), start + match.end(3), _clean_url(unquoted), start))
                 return
 
     handle_startendtag = handle_starttag
@@ -146,6 +147,16 @@ def rewrite_links(html: str, links: Sequence[str], url_of: dict[int, str]) -> tu
             done = href.end
             position += 1
     return "".join(parts) + html[done:], list(range(position))
+
+
+def stored_link_tags(html: str, links: Sequence[str]) -> list[int]:
+    """Where the start tag of each stored link (``links``, in order) begins in the HTML, the links
+    matched as rewrite_links matches them: the click map badges them there."""
+    places: list[int] = []
+    for href in _hrefs(html):
+        if len(places) < len(links) and href.url == links[len(places)] and is_trackable(href.url):
+            places.append(href.tag)
+    return places
 
 
 def parse(secret: bytes, query: str) -> tuple[str, int] | None:

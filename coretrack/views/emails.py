@@ -26,6 +26,7 @@ from ..sending.delivery import is_due, send_or_queue
 from ..sending.send import NewEmail, SendOutcome, prepare_new, send
 from ..sending.status import WHO_MAY_ACT, InFlight, cancel_by, delete_by, may_act, retry_by
 from ..validation import ValidationError, whole_number
+from . import email_reports
 
 COMPOSE_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "html", "text", "signature", "send_at", "dont_track",
                   "ask_consent", "template", "preview_as", "audience", "scope", "q", "with_contacts", "draft")
@@ -309,6 +310,7 @@ def _detail_page(request: AppRequest, email: Email, status: int = 200, error: st
         scheduled=email.status == "queued" and not is_due(email.send_at),
         events=email_list.access_events(request.db, email.id), clicks=email_list.click_events(request.db, email.id),
         may_act=may_act(request.user, email), confirm_cancel=confirm_cancel,
+        **email_reports.email_parts(request, email),
     )
 
 

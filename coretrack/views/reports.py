@@ -19,7 +19,7 @@ from ..reports.filters import Filters, parse_filters
 from ..reports.report import Column, Report
 from ..reports.tables import table_page
 
-REPORT = "<any(emails, recipients, records, activity):report>"
+REPORT = "<any(emails, recipients, records, domains, activity):report>"
 
 
 def index(request: AppRequest) -> Response:

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from support.apache import ADMIN_PASSWORD, STAFF_PASSWORD, ApacheServer
 from support.ports import free_port
 
-from coretrack.models import User
+from coretrack.models import Email, User
 from coretrack.people import consent
 from coretrack.records.store import create_record
 from coretrack.sending import drafts, templates
@@ -45,6 +45,7 @@ LEADS = [("Margaret", "Hamilton", "Apollo Software", "margaret@apollo.example"),
 MAIL_CLIENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Thunderbird/128.0"
 PASSWORDS = {"admin": ADMIN_PASSWORD, "sam": STAFF_PASSWORD}
 IMAGE = re.compile(r'src="https?://[^/"]+(/[^"]*TrackAccess\.php\?t=[^"]+)"')
+CLICK_LINK = re.compile(r'href="https?://[^/"]+(/[^"]*email/click\?c=[^"]+)"')
 CONSENT_LINK = re.compile(r'href="https?://[^"]+/email/consent\?t=([^"]+)"')
 PHONE_BROWSER = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
                  "Version/17.5 Mobile/15E148 Safari/604.1")
@@ -131,6 +132,7 @@ def _send_demo_mail(server: ApacheServer, demo: Demo, smtp_port: int, received: 
         for _ in range(opens):
             server.request("GET", IMAGE.search(html)[1], headers={"User-Agent": MAIL_CLIENT})
     _ask_consent(server, demo, received)
+    _offer_with_links(server, demo, received)
     ids["lead mail"] = _send(server, *admin, subject="Welcome to Example CRM",
                              to=[f"lead:{ids['Margaret']}", f"account:{ids['Globex Logistics']}"],
                              html="<p>Thanks for your interest.</p>")["id"]
@@ -141,6 +143,35 @@ def _send_demo_mail(server: ApacheServer, demo: Demo, smtp_port: int, received: 
     ids["scheduled"] = _send(server, *staff, subject="Autumn catalogue", to=[f"lead:{ids['Edsger']}"],
                              html="<p>The autumn catalogue is out.</p>",
                              send_at=(datetime.now(UTC) + timedelta(days=7)).strftime("%Y-%m-%dT09:00:00Z"))["id"]
+
+
+OFFER_HTML = ("<h1>Summer offer</h1><p>Two for one on every tool, all July.</p>"
+              '<p><a href="https://shop.example/summer">See the offer</a></p>'
+              '<p><a href="https://shop.example/sizes">Size guide</a> · <a href="https://acme.example/contact">'
+              "Talk to us</a></p>")
+
+
+def _offer_with_links(server: ApacheServer, demo: Demo, received: Received) -> None:
+    """An email with three links to Ada, Grace, Margaret and a buyer, as if sent an hour ago: opened by
+    all four; Ada and Grace click the offer, Margaret the size guide, and the buyer's mail gateway
+    follows all three links at once (a scanner's burst: clicks, but not likely-human ones)."""
+    sent = len(received.html)
+    demo.ids["offer"] = _send(server, "sam", PASSWORDS["sam"], subject="Summer offer", html=OFFER_HTML,
+                              to=[f"contact:{demo.ids['Ada']}", f"contact:{demo.ids['Grace']}",
+                                  f"lead:{demo.ids['Margaret']}", "buyer@acme.example"])["id"]
+    # Clicks within seconds of sending are a scanner's: this one went an hour ago.
+    an_hour = timedelta(hours=1)
+    with server.session() as session:
+        offer = session.get(Email, demo.ids["offer"])
+        for sent_now in (offer, *offer.recipients):
+            sent_now.sent_at = sent_now.sent_at and sent_now.sent_at - an_hour
+        session.commit()
+    # (recipient in the order sent, the link positions clicked)
+    for html, clicked in zip(received.html[sent:], ([0], [0], [1], [0, 1, 2]), strict=True):
+        server.request("GET", IMAGE.search(html)[1], headers={"User-Agent": MAIL_CLIENT})
+        links = CLICK_LINK.findall(html)
+        for position in clicked:
+            server.request("GET", html_lib.unescape(links[position]), headers={"User-Agent": MAIL_CLIENT})
 
 
 def _ask_consent(server: ApacheServer, demo: Demo, received: Received) -> None:
@@ -247,5 +278,14 @@ def pages(demo: Demo, with_reports: bool) -> list[Page]:
         Page("not-found", "sam", "/emails/999999"),
     ]
     if with_reports:
-        listed.append(Page("reports", "sam", "/reports"))
+        listed += [
+            Page("reports", "sam", "/reports"),
+            Page("email-rates", "sam", f"/emails/{ids['offer']}#rates-heading", focus=".rates"),
+            Page("email-links", "sam", f"/reports/emails/{ids['offer']}/links"),
+            Page("click-map", "sam", f"/reports/emails/{ids['offer']}/links#click-map",
+                 focus="iframe[title^='Click map']"),
+            Page("reports-domains", "sam", "/reports/domains"),
+            Page("reports-compare", "sam", f"/reports/compare?email={ids['opened']}&email={ids['offer']}"),
+            Page("reports-compare-error", "sam", f"/reports/compare?email={ids['offer']}"),
+        ]
     return listed
