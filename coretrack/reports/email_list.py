@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from .. import localtime
 from ..models import AccessEvent, AnonymousTotal, ClickEvent, Email, EmailLink, Recipient, User
 from .filters import Filters
-from .report import measured_sum
+from .report import IS_DELIVERED, IS_MEASURED, measured_sum
 
 
 def emails_statement(filters: Filters) -> Select[Email]:
@@ -79,12 +79,12 @@ def email_counts(session: Session, email_ids: Iterable[int]) -> dict[int, EmailC
     sent = Recipient.status == "sent"
     rows = session.execute(
         select(
-            Recipient.email_id, func.count(), number(and_(Recipient.tracked, Recipient.first_human_at.is_not(None))),
+            Recipient.email_id, func.count(), number(and_(IS_MEASURED, Recipient.first_human_at.is_not(None))),
             measured_sum(Recipient.access_count), number(sent),
             number(Recipient.status == "failed"), number(Recipient.status == "skipped"),
             number(Recipient.status == "cancelled"), number(Recipient.status == "pending"),
-            number(and_(Recipient.tracked, Recipient.access_count > 0)), measured_sum(Recipient.human_opens),
-            number(and_(sent, Recipient.tracked)), number(and_(sent, not_(Recipient.tracked))),
+            number(and_(IS_MEASURED, Recipient.access_count > 0)), measured_sum(Recipient.human_opens),
+            number(IS_MEASURED), number(and_(IS_DELIVERED, not_(Recipient.tracked))),
             measured_sum(Recipient.click_count), measured_sum(Recipient.human_clicks),
         ).where(Recipient.email_id.in_(ids)).group_by(Recipient.email_id)
     )

@@ -18,10 +18,9 @@ from sqlalchemy.orm import Session
 
 from ..models import Email, Recipient
 from ..people.suppression import COMPLAINT, UNSUBSCRIBE
-from .report import Row, count_if
+from .report import IS_DELIVERED, IS_MEASURED, Row, count_if
 
 # What a mail server or provider reported after accepting the message: it never reached the mailbox.
-NOT_DELIVERED = ("bounced", "dropped")
 
 
 @dataclass(frozen=True)
@@ -50,8 +49,7 @@ def counts(all_loads: bool) -> dict[str, ColumnElement[int]]:
     """The COUNTS as SQL sums over recipients (to group by email, by domain)."""
     # Handed to the mail server: accepted (sent) or refused by it (failed).
     sent = Recipient.status.in_(("sent", "failed"))
-    delivered = and_(Recipient.status == "sent", Recipient.delivery_status.not_in(NOT_DELIVERED))
-    measured = and_(delivered, Recipient.tracked)
+    delivered, measured = IS_DELIVERED, IS_MEASURED
     opened = Recipient.access_count > 0 if all_loads else Recipient.first_human_at.is_not(None)
     clicked = Recipient.click_count > 0 if all_loads else Recipient.human_clicks > 0
     return {

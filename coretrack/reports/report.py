@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, RowMapping, Select, case, func, null, select
+from sqlalchemy import ColumnElement, RowMapping, Select, and_, case, func, null, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from .. import localtime
@@ -63,6 +63,11 @@ HUMAN_CLICKS = number_column("human_clicks", "Likely-human clicks")
 # unmeasured recipients' reading is only ever the email's anonymous totals (anonymous_totals), shown
 # in columns of their own and never added to a measured count.
 MEASURED = number_column("measured", "Measured recipients")
+# Delivered: accepted by the mail server, and no bounce or drop reported since.  Every rate of
+# reading is a share of the measured ones among them, on every page, report and API alike.
+NOT_DELIVERED = ("bounced", "dropped")
+IS_DELIVERED = and_(Recipient.status == "sent", Recipient.delivery_status.not_in(NOT_DELIVERED))
+IS_MEASURED = and_(IS_DELIVERED, Recipient.tracked)
 UNMEASURED = number_column("unmeasured", "Unmeasured recipients")
 ANONYMOUS = (number_column("anonymous_loads", "Anonymous loads"),
              number_column("anonymous_human_loads", "Anonymous likely-human loads"),

@@ -30,6 +30,8 @@ from .report import (
     CLICKS,
     HUMAN_CLICKS,
     HUMAN_OPENS,
+    IS_DELIVERED,
+    IS_MEASURED,
     LAST_ACCESS,
     MEASURED,
     RECORD_KEYS,
@@ -84,12 +86,11 @@ class EmailsReport(Report):
     def statement(self, filters: Filters) -> AnySelect:
         # Rates are shares of the measured recipients the email was delivered to; the unmeasured ones
         # (their reading never recorded) are counted apart, beside the email's anonymous totals.
-        delivered = count_if(Recipient.status == "sent")
-        measured = count_if(and_(Recipient.status == "sent", Recipient.tracked))
-        opened = count_if(and_(Recipient.tracked, Recipient.first_human_at.is_not(None)))
-        loaded = count_if(and_(Recipient.tracked, Recipient.access_count > 0))
+        delivered, measured = count_if(IS_DELIVERED), count_if(IS_MEASURED)
+        opened = count_if(and_(IS_MEASURED, Recipient.first_human_at.is_not(None)))
+        loaded = count_if(and_(IS_MEASURED, Recipient.access_count > 0))
         # With a likely-human click, as "opened" is with a likely-human open (rates.py: the email's page).
-        clicked = count_if(and_(Recipient.tracked, Recipient.human_clicks > 0))
+        clicked = count_if(and_(IS_MEASURED, Recipient.human_clicks > 0))
         return (
             select(
                 Email.id.label("email_id"), Email.subject.label("subject"), User.name.label("sender"),
@@ -103,7 +104,7 @@ class EmailsReport(Report):
                 measured_sum(Recipient.human_clicks).label("human_clicks"),
                 clicked.label("clicked"), (clicked * 100.0 / func.nullif(measured, 0)).label("click_rate"),
                 func.max(Recipient.last_access).label("last_access"),
-                count_if(and_(Recipient.status == "sent", not_(Recipient.tracked))).label("unmeasured"),
+                count_if(and_(IS_DELIVERED, not_(Recipient.tracked))).label("unmeasured"),
                 *anonymous_sums(Email.id, filters),
             )
             .join(Recipient, Recipient.email_id == Email.id)
