@@ -123,3 +123,12 @@ def test_with_dkim_on_mail_sent_as_me_is_signed_for_my_domain(admin, staff, db, 
     assert "d=people.test" in mine.message["DKIM-Signature"] and dkim.verify(mine.data, dnsfunc=dns_server.txt_of)
     assert "d=example.test" in install.message["DKIM-Signature"]
     assert dkim.verify(install.data, dnsfunc=dns_server.txt_of)
+
+
+def test_the_admin_sets_the_domains_on_the_settings_page(admin, db, config):
+    form = admin.get("/settings").forms["settings-form"]
+    form["own_from_domains"] = "example.test people.test"
+    form["own_from_staff"] = False
+    form.submit().follow()
+    service = SettingsService(db, config)
+    assert (service.get("own_from_domains"), service.get("own_from_staff")) == ("example.test, people.test", False)
