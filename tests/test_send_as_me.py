@@ -132,3 +132,12 @@ def test_the_admin_sets_the_domains_on_the_settings_page(admin, db, config):
     form.submit().follow()
     service = SettingsService(db, config)
     assert (service.get("own_from_domains"), service.get("own_from_staff")) == ("example.test, people.test", False)
+
+
+def test_the_api_sends_as_me_when_allowed_and_says_why_not_otherwise(staff, db, config, allowed):
+    body = {"to": ["ann@example.test"], "subject": "Hello", "html": "<p>Hi</p>", "from_me": True}
+    sent = staff.post_json("/api/emails", body, status=201).json
+    assert sent["from"] == "sam@example.test" and db.get(Email, sent["id"]).reply_to == "sam@example.test"
+    SettingsService(db, config).update({"own_from_domains": ""}, user_name="admin")
+    refused = staff.post_json("/api/emails", body, status=400).json
+    assert "not enabled" in refused["fields"]["from_me"]

@@ -175,7 +175,7 @@ def _new_email(request: AppRequest) -> NewEmail:
         subject=_text(body, "subject"), html=_text(body, "html"), text=_text(body, "text"),
         reply_to=_text(body, "reply_to"), to=_addresses(body, "to"), cc=_addresses(body, "cc"),
         bcc=_addresses(body, "bcc"), send_at=send_at, track=_flag(body, "track"),
-        asks_consent=_flag(body, "ask_consent", default=False),
+        asks_consent=_flag(body, "ask_consent", default=False), from_me=_flag(body, "from_me", default=False),
     )
 
 
