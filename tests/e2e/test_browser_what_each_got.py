@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from support.apache import ApacheServer
 from support.postgres import DATABASES, PostgresServer
 
-from coretrack.models import AccessEvent, Contact, Email, Recipient, User
+from coretrack.models import AccessEvent, ClickEvent, Contact, Email, Recipient, User
 from coretrack.settings import SettingsService
 from e2e.chromium import missing_binaries
 
@@ -95,12 +95,15 @@ def test_send_as_me_with_a_fallback_then_view_what_each_person_received(apache, 
         frame = staff.find("iframe#received-message")
         staff.driver.switch_to.frame(frame)
         assert "Dear there," in staff.driver.find_element("css selector", "body").text
+        staff.driver.find_element("link text", "Our offer").click()  # the sandbox opens nothing
         staff.driver.switch_to.default_content()
+        assert staff.find("h1").text == "As received by Nameless" and len(staff.driver.window_handles) == 1
         time.sleep(1)  # anything the frame loaded would be counted by now
         staff.screenshot(SHOTS / f"received-as-{apache.config.database_url.partition(':')[0]}.png")
     with apache.session() as session:
         assert session.scalar(select(func.count()).select_from(AccessEvent)) == 0
         assert session.scalar(select(func.sum(Recipient.access_count))) == 0
+        assert session.scalar(select(func.count()).select_from(ClickEvent)) == 0
 
 
 def test_a_test_to_me_goes_to_me_alone_and_is_counted_nowhere(apache, browser, smtp, people):
