@@ -41,7 +41,7 @@ from .db import MAX_ID, make_engine, make_session_factory
 from .http import APP_REFUSAL_HEADER, AppRequest, has_nul, json_response, max_body
 from .models import User
 from .notifications import unread_count
-from .sending import limits
+from .sending import limits, merge_fields
 from .settings import SettingsService
 from .tracking.image import TRACK_ACCESS_PATH
 from .tracking.tracker import Tracker
@@ -54,6 +54,7 @@ from .views import (
     erasure,
     notifications,
     public,
+    received,
     records,
     reports,
     users,
@@ -99,7 +100,7 @@ class DatabaseId(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
-VIEWS = (public, emails, email_templates, records, reports, email_reports, settings_views, users, account,
+VIEWS = (public, emails, received, email_templates, records, reports, email_reports, settings_views, users, account,
          notifications, erasure, webhooks, api)
 # Built once per process: a Map is read-only after construction and rules bind to one map.
 URL_MAP = Map(
@@ -165,6 +166,7 @@ class CoreTrack:
         self.jinja.globals["time_zone"] = lambda: str(localtime.current())
         self.jinja.globals["unread_notifications"] = unread_notifications
         self.jinja.filters["local"] = localtime.local
+        self.jinja.filters["readable"] = merge_fields.readable
 
     def close(self) -> None:
         self.tracker.close()  # counts the hits still queued

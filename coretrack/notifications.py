@@ -26,6 +26,7 @@ from . import localtime
 from .config import Config
 from .db import changed_rows
 from .models import ClickEvent, Email, Notification, Recipient, User, utcnow
+from .sending import merge_fields
 from .sending.mime import SMTP_POLICY
 from .sending.smtp import DeliveryError, SmtpSender
 from .settings import SettingsService
@@ -122,13 +123,14 @@ def _message(session: Session, settings: SettingsService, email: Email, sender: 
     from_address = settings.get("from_address")
     message["From"] = Address(display_name=settings.get("from_name"), addr_spec=from_address)
     message["To"] = sender.notification_address
-    message["Subject"] = f"Opened: {email.subject}"[:200]
+    subject = merge_fields.readable(email.subject)  # the codes as names, not "$contacts-firstname$"
+    message["Subject"] = f"Opened: {subject}"[:200]
     message["Date"] = format_datetime(localtime.local(utcnow(), zone))
     message["Message-ID"] = make_msgid(domain=from_address.rpartition("@")[2] or None)
     # No tracking image and no token: this mail is about the email, not a message to track.
     link = f"{settings.get('public_url').rstrip('/')}/emails/{email.id}"
     message.set_content(
-        f"{who} opened your email \u201c{email.subject}\u201d at {when}.\n"
+        f"{who} opened your email \u201c{subject}\u201d at {when}.\n"
         + (f"{opened} measured recipients have opened it so far.\n" if opened > 1 else "")
         + f"\nIts page: {link}\n\nYou get one such email per email you send; change it on your account page.\n"
     )

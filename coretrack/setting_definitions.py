@@ -13,13 +13,13 @@ from .people import consent
 MAX_SMTP_CONNECTIONS = 10
 
 # The keys by the type of their value, so that get() is typed for each.
-FlagKey = Literal["tracking_disabled", "corebos_tracking", "dkim_enabled"]
+FlagKey = Literal["tracking_disabled", "corebos_tracking", "dkim_enabled", "own_from_staff"]
 NumberKey = Literal["smtp_port", "smtp_connections", "page_size", "bounce_imap_port", "anonymous_minimum"]
 TextKey = Literal["tracking_policy", "ip_storage", "smtp_preset", "smtp_host", "smtp_security", "smtp_username",
                   "smtp_password", "from_address", "from_name", "public_url", "sendgrid_webhook_key", "bounce_address",
                   "bounce_imap_host", "bounce_imap_security", "bounce_imap_username", "bounce_imap_password",
                   "bounce_imap_folder", "corebos_app_key", "time_zone", "unsubscribe_footer", "retention_days",
-                  "dkim_domain", "dkim_selector", "dkim_private_key"]
+                  "dkim_domain", "dkim_selector", "dkim_private_key", "own_from_domains"]
 Value = bool | int | str
 
 
@@ -28,7 +28,7 @@ class SettingDef:
     key: str
     label: str
     help: str
-    kind: str  # bool | int | optional_days | text | choice | secret | address | url | dns_name
+    kind: str  # bool | int | optional_days | text | choice | secret | address | url | dns_name | domain_list
     group: str
     choices: tuple[tuple[str, str], ...] = ()
     minimum: int = 0  # for kind int
@@ -114,6 +114,14 @@ DEFINITIONS: tuple[SettingDef, ...] = (
                minimum=1, maximum=MAX_SMTP_CONNECTIONS),
     SettingDef("from_address", "From address", "The sender address of every email.", "address", "Outgoing mail"),
     SettingDef("from_name", "From name", "The sender name shown by mail clients.", "text", "Outgoing mail"),
+    SettingDef("own_from_domains", "Domains users may send from",
+               "Send as me: a user whose own address (on their Account page) is at one of these domains, "
+               "separated by commas, may send from their own name and address instead of the From address "
+               "above, which stays the default; replies then go to them. Empty: everyone sends from the From "
+               "address. With DKIM on, publish the key's record under each of these domains too.",
+               "domain_list", "Outgoing mail"),
+    SettingDef("own_from_staff", "Staff may send from their own address",
+               "Off: only administrators may send as themselves, at the domains above.", "bool", "Outgoing mail"),
     SettingDef("unsubscribe_footer", "Unsubscribe footer",
                "The line every message ends with, before its recipient's unsubscribe link (HTML and text). "
                "The link opens a page that opts the address out of email after one click.", "text",

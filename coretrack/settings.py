@@ -63,6 +63,8 @@ class SettingsService:
             "smtp_connections": "1",
             "from_address": "crm@localhost",
             "from_name": "coretrack",
+            "own_from_domains": "",
+            "own_from_staff": "true",
             "unsubscribe_footer": unsubscribe.DEFAULT_FOOTER,
             "public_url": self.config.public_url,
             "page_size": "25",
@@ -118,13 +120,20 @@ class SettingsService:
                           security=stored["bounce_imap_security"], username=stored["bounce_imap_username"],
                           password=self._decrypted(stored["bounce_imap_password"]))
 
-    def dkim_signer(self) -> dkim_signing.Signer | None:
-        """What signs outgoing mail, or None while DKIM signing is off (or has no key)."""
+    def dkim_signer(self, from_address: str = "") -> dkim_signing.Signer | None:
+        """What signs mail from ``from_address`` (by default the install's), or None while DKIM signing
+        is off (or has no key).  It signs for the signing domain when the From address is at it or
+        under it, else for the From address's own domain (a user sending as themselves), so that
+        the signature aligns with the From for DMARC."""
         stored = self.stored()
         key = self._decrypted(stored["dkim_private_key"])
         if stored["dkim_enabled"] != "true" or not key:
             return None
-        return dkim_signing.Signer(stored["dkim_selector"], self.dkim_domain(stored), key)
+        domain = self.dkim_domain(stored)
+        own = from_address.rpartition("@")[2].lower()
+        if own and own != domain and not own.endswith(f".{domain}"):
+            domain = own
+        return dkim_signing.Signer(stored["dkim_selector"], domain, key)
 
     def dkim_domain(self, stored: Mapping[str, str] | None = None) -> str:
         """The signing domain: the setting, else the From address's domain."""
@@ -202,6 +211,9 @@ class SettingsService:
                 raise ValueError(f"the part before @ may have at most {_BOUNCE_LOCAL_PART} characters: "
                                  "+ and a token of 45 go after it, and servers refuse more than 64")
             return clean_address(value) if value else ""
+        if definition.kind == "domain_list":  # the domains users may send from as themselves
+            names = [name for name in value.replace(",", " ").split() if name]
+            return ", ".join(dict.fromkeys(dkim_signing.check_name(name, "domain") for name in names))
         if definition.kind == "dns_name":  # a DKIM selector or signing domain
             if not value and definition.key == "dkim_domain":
                 return ""

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from .models import AccessEvent, ClickEvent, Email, EmailLink, Recipient, Record
 from .records.related import recipient_condition
+from .sending.merge_fields import readable
 
 # The most entries shown: the newest of each kind are read, then the newest of all kept.
 SHOWN = 100
@@ -29,7 +30,7 @@ class Entry:
 def timeline(session: Session, record: Record) -> list[Entry]:
     mine = recipient_condition(record.record_type, record.id)
     entries = [
-        Entry(sent_at, "sent", f"Sent “{subject}” to {address}", email_id)
+        Entry(sent_at, "sent", f"Sent “{readable(subject)}” to {address}", email_id)
         for sent_at, subject, address, email_id in session.execute(
             select(Recipient.sent_at, Email.subject, Recipient.address, Email.id)
             .join(Email, Email.id == Recipient.email_id)
@@ -37,14 +38,14 @@ def timeline(session: Session, record: Record) -> list[Entry]:
         if sent_at is not None
     ]
     entries += [
-        Entry(at, "opened", f"“{subject}” opened{_how(verdict, hits)}", email_id)
+        Entry(at, "opened", f"“{readable(subject)}” opened{_how(verdict, hits)}", email_id)
         for at, verdict, hits, subject, email_id in session.execute(
             select(AccessEvent.at, AccessEvent.verdict, AccessEvent.hits, Email.subject, Email.id)
             .join(Recipient, Recipient.id == AccessEvent.recipient_id).join(Email, Email.id == Recipient.email_id)
             .where(mine).order_by(AccessEvent.at.desc()).limit(SHOWN))
     ]
     entries += [
-        Entry(at, "clicked", f"Clicked {url} in “{subject}”{_clicked_by(verdict, reason, hits)}", email_id)
+        Entry(at, "clicked", f"Clicked {url} in “{readable(subject)}”{_clicked_by(verdict, reason, hits)}", email_id)
         for at, verdict, reason, hits, url, subject, email_id in session.execute(
             select(ClickEvent.at, ClickEvent.verdict, ClickEvent.reason, ClickEvent.hits, EmailLink.url,
                    Email.subject, Email.id)
@@ -53,7 +54,7 @@ def timeline(session: Session, record: Record) -> list[Entry]:
             .where(mine).order_by(ClickEvent.at.desc()).limit(SHOWN))
     ]
     entries += [
-        Entry(at, "delivery", f"“{subject}”: {status}{f' ({detail})' if detail else ''}", email_id)
+        Entry(at, "delivery", f"“{readable(subject)}”: {status}{f' ({detail})' if detail else ''}", email_id)
         for at, status, detail, subject, email_id in session.execute(
             select(Recipient.delivery_at, Recipient.delivery_status, Recipient.delivery_detail, Email.subject, Email.id)
             .join(Email, Email.id == Recipient.email_id)

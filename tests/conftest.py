@@ -232,7 +232,7 @@ def every_route(app, db, users):
             section = values.get("section") or {v: k for k, v in singular.items()}.get(values.get("record_type"))
             values.update({"email_id": email.id, "attachment_id": email.attachments[0].id, "name": "sam",
                            "template_id": template.id, "draft_id": own_draft.id, "endpoint_id": endpoint.id,
-                           "delivery_id": delivery.id})
+                           "delivery_id": delivery.id, "recipient_id": email.recipients[0].id})
             if "record_id" in rule.arguments:
                 values["record_id"] = records[section].id
             path = URL_MAP.bind("localhost").build(rule.endpoint, {k: v for k, v in values.items()

@@ -13,6 +13,7 @@ from ..people.unsubscribe import UNSUBSCRIBE_PATH
 from ..tracking.image import TRACK_ACCESS_PATH
 
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+_BODY_START = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 WITHDRAWAL_LABEL = "Stop measuring my reading"
 CONSENT_SENTENCE = "May we measure when you read our email? Nothing is measured unless you say yes."
 CONSENT_LABEL = "Answer here"
@@ -75,6 +76,12 @@ def insert_at_end(html: str, part: str) -> str:
         return html + part
     at = matches[-1].start()
     return html[:at] + part + html[at:]
+
+
+def insert_at_start(html: str, part: str) -> str:
+    """``part`` immediately after the first ``<body>``, or at the start when there is none."""
+    found = _BODY_START.search(html)
+    return html[:found.end()] + part + html[found.end():] if found else part + html
 
 
 def add_signature(html: str, text: str, signature_html: str) -> tuple[str, str]:

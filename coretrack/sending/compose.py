@@ -81,6 +81,8 @@ class PreparedEmail:
     asks_consent: bool = False  # "Ask for tracking consent": each message carries its consent link, none tracked
     left_out: list[LeftOut] = field(default_factory=list)  # an audience's records without an own message
     audience_size: int = 0  # records the audience named
+    from_address: str = ""  # empty: the install's (the settings'); else senders.sender_of's
+    from_name: str = ""
 
     @property
     def skipped(self) -> list[PlannedRecipient]:
@@ -299,7 +301,9 @@ def compose(session: Session, config: Config, sender: User, prepared: PreparedEm
     secret = config.secret_key()
     email = Email(
         subject=prepared.subject, html_body=prepared.html, text_body=prepared.text, sender_id=sender.id,
-        from_address=settings.get("from_address"), from_name=settings.get("from_name"), reply_to=prepared.reply_to,
+        from_address=prepared.from_address or settings.get("from_address"),
+        from_name=prepared.from_name if prepared.from_address else settings.get("from_name"),
+        reply_to=prepared.reply_to,
         status="queued", send_at=prepared.send_at, asks_consent=prepared.asks_consent,
         mass_send=prepared.audience_size > 0,
         # A consent request measures nobody's reading: not even the email's anonymous image.

@@ -86,7 +86,8 @@ def deliver(
                 report.failed += end_pending(session, email_id, status="failed", reply=f"not sent: {exc}",
                                               attempts=Recipient.attempts + 1)
         settings = SettingsService(session, config)
-        server, connections, signer = settings.smtp_server(), settings.get("smtp_connections"), settings.dkim_signer()
+        server, connections = settings.smtp_server(), settings.get("smtp_connections")
+        signer = settings.dkim_signer(email.from_address)  # for the From it goes out with
         from_address, bounce_address = email.from_address, settings.get("bounce_address")
     if messages is not None:
         with ExitStack() as closing:

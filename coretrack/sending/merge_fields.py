@@ -6,7 +6,8 @@ single pass of one regular expression and a lookup in a table of strings made be
 fields offered below: no template language, no attribute of anything is looked up by a name the
 text gives, and a value is never read again as a template, so the text can reach nothing but the
 values offered.  A field that is not offered, or has no value for a recipient, renders empty and is
-reported, for the preview's warnings.
+reported, for the preview's warnings; a field may name its fallback for an empty value after a bar
+(``$contacts-firstname|there$``), which is plain text too.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from dataclasses import dataclass, field
 from ..models import Account, Contact, Lead, Record, User
 from ..sanitize import clean_html
 
-# $module-field$: lower-case names, as coreBOS writes them.
-FIELD = re.compile(r"\$([a-z]+-[a-z0-9_]+)\$")
+# $module-field$: lower-case names, as coreBOS writes them; $module-field|fallback$ with the text an
+# empty value is replaced by (one line, no $ nor markup: it is plain text in a subject or either body).
+FIELD = re.compile(r"\$([a-z]+-[a-z0-9_]+)(?:\|([^$<>\r\n]{0,100}))?\$")
 
 
 def _account_of(record: Record | None) -> Account | None:
@@ -84,13 +86,16 @@ class Rendered:
     html: str
     text: str
     unknown: list[str] = field(default_factory=list)  # codes of fields not offered
-    empty: list[str] = field(default_factory=list)  # offered fields with no value for this recipient
+    empty: list[str] = field(default_factory=list)  # offered fields with no value (nor fallback) for this recipient
+    fallbacks: list[str] = field(default_factory=list)  # codes whose fallback this recipient gets
 
 
 def render_text(text: str, values: Mapping[str, str], *, escape: bool = False, one_line: bool = False,
-                unknown: set[str] | None = None, empty: set[str] | None = None) -> str:
+                unknown: set[str] | None = None, empty: set[str] | None = None,
+                fallbacks: set[str] | None = None) -> str:
     """The text with each field replaced by its value (HTML-escaped with ``escape``; on one line with
-    ``one_line``, for a header); an unknown or empty field by nothing, noted in the sets given."""
+    ``one_line``, for a header); an empty one by its fallback, else by nothing, as an unknown field
+    is; each noted in the sets given."""
 
     def fill(match: re.Match[str]) -> str:
         value = values.get(match[1])
@@ -98,6 +103,11 @@ def render_text(text: str, values: Mapping[str, str], *, escape: bool = False, o
             if unknown is not None:
                 unknown.add(match[0])
             return ""
+        if not value.strip() and match[2] is not None:
+            if fallbacks is not None:
+                fallbacks.add(match[0])
+            # In an HTML body the fallback is the HTML's own text already: kept as written.
+            return match[2].strip()
         if not value and empty is not None:
             empty.add(match[0])
         if one_line:
@@ -114,12 +124,28 @@ def render(subject: str, html_body: str, text_body: str, values: Mapping[str, st
     cleaner judges."""
     unknown: set[str] = set()
     empty: set[str] = set()
-    html_filled = render_text(html_body, values, escape=True, unknown=unknown, empty=empty)
+    fallbacks: set[str] = set()
+    html_filled = render_text(html_body, values, escape=True, unknown=unknown, empty=empty, fallbacks=fallbacks)
     rendered = Rendered(
-        render_text(subject, values, one_line=True, unknown=unknown, empty=empty).strip(),
+        render_text(subject, values, one_line=True, unknown=unknown, empty=empty, fallbacks=fallbacks).strip(),
         clean_html(html_filled) if html_filled != html_body else html_body,
-        render_text(text_body, values, unknown=unknown, empty=empty),
+        render_text(text_body, values, unknown=unknown, empty=empty, fallbacks=fallbacks),
     )
-    rendered.unknown, rendered.empty = sorted(unknown), sorted(empty)
+    rendered.unknown, rendered.empty, rendered.fallbacks = sorted(unknown), sorted(empty), sorted(fallbacks)
     return rendered
+
+
+_LABELS = {name: label.partition(": ")[2] for name, (label, _) in [*_RECORD_FIELDS.items(), *_SENDER_FIELDS.items()]}
+_SENDER_LABELS = {name: f"sender's {_LABELS[name]}" for name in _SENDER_FIELDS}
+
+
+def readable(text: str) -> str:
+    """A subject (or any text) as a reader would take it before it is filled in: each offered field
+    as its name between angle quotes ("Hello ‹first name›"); a code that is no field stays as written."""
+
+    def name(match: re.Match[str]) -> str:
+        label = _SENDER_LABELS.get(match[1]) or _LABELS.get(match[1])
+        return f"\u2039{label}\u203a" if label else match[0]
+
+    return FIELD.sub(name, text or "")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -15,10 +15,12 @@ from sqlalchemy.orm import Session
 from ..config import Config
 from ..models import Email, EmailDraft, EmailTemplate, Recipient, User
 from ..records.search import Audience
+from ..settings import SettingsService
 from ..validation import ValidationError
 from . import drafts
 from .compose import ComposeResult, PreparedEmail, compose, prepare
 from .delivery import DeliveryReport, deliver, is_due, send_or_queue
+from .senders import sender_of
 from .templates import attachments_of
 
 
@@ -44,6 +46,7 @@ class NewEmail:
     asks_consent: bool = False
     signature: bool = False  # the sender's signature at the end of both bodies
     draft: EmailDraft | None = None  # the saved draft it was written in: deleted once the email is saved
+    from_me: bool = False  # "Send as me": from the sender's own name and address (senders.py)
 
 
 # How a caller that waits for the whole delivery shows it (the command line's progress bar): given
@@ -65,6 +68,11 @@ def prepare_new(session: Session, config: Config, sender: User, new: NewEmail,
     """The email checked and its recipients resolved, nothing saved (what the form's preview shows);
     ValidationError lists every problem, ``problems`` (the caller's, from parsing its input) among them."""
     errors = dict(problems or {})
+    try:
+        sent_from = sender_of(SettingsService(session, config), sender, new.from_me)
+    except ValueError as exc:
+        errors["from_me"] = str(exc)
+        sent_from = None
     attachments = list(new.attachments)
     if new.template is not None:
         try:
@@ -74,16 +82,18 @@ def prepare_new(session: Session, config: Config, sender: User, new: NewEmail,
     try:
         prepared = prepare(
             session, to=new.to, cc=new.cc, bcc=new.bcc, subject=new.subject, html=new.html, text=new.text,
-            reply_to=new.reply_to, attachments=attachments,
+            # Send as me: replies go to the sender unless another Reply-To is given.
+            reply_to=new.reply_to or (sent_from.address if sent_from and sent_from.own else ""),
+            attachments=attachments,
             signature_html=sender.signature_html if new.signature else "", send_at=new.send_at, track=new.track,
             audience=new.audience,
             asks_consent=new.asks_consent or (new.template is not None and new.template.asks_consent),
         )
     except ValidationError as exc:
         raise ValidationError({**exc.errors, **errors}) from None
-    if errors:
+    if errors or sent_from is None:
         raise ValidationError(errors)
-    return prepared
+    return replace(prepared, from_address=sent_from.address, from_name=sent_from.name)
 
 
 def send(session: Session, session_factory: Callable[[], Session], config: Config, sender: User, new: NewEmail, *,

@@ -18,6 +18,7 @@ from ..records.related import related_emails
 from ..records.store import get_record
 from ..reports import email_list
 from ..reports.filters import parse_filters
+from ..sending import merge_fields
 from ..sending.compose import split_addresses
 from ..sending.send import NewEmail, send
 from ..sending.status import WHO_MAY_ACT, InFlight, cancel_by, delete_by, may_act
@@ -32,6 +33,7 @@ def _email_summary(email: Email, counts: email_list.EmailCounts) -> dict[str, An
     return {
         "id": email.id,
         "subject": email.subject,
+        "subject_display": merge_fields.readable(email.subject),
         "sender": email.sender.name,
         "status": email.status,
         "tracking": email.tracking,
@@ -173,7 +175,7 @@ def _new_email(request: AppRequest) -> NewEmail:
         subject=_text(body, "subject"), html=_text(body, "html"), text=_text(body, "text"),
         reply_to=_text(body, "reply_to"), to=_addresses(body, "to"), cc=_addresses(body, "cc"),
         bcc=_addresses(body, "bcc"), send_at=send_at, track=_flag(body, "track"),
-        asks_consent=_flag(body, "ask_consent", default=False),
+        asks_consent=_flag(body, "ask_consent", default=False), from_me=_flag(body, "from_me", default=False),
     )
 
 
@@ -194,7 +196,8 @@ def record_emails(request: AppRequest, record_type: str, record_id: int) -> Resp
     return json_response({
         "record": {"type": record_type, "id": record.id, "name": record.display_name},
         "emails": [
-            {"id": row.email_id, "subject": row.subject, "sent_at": _time(row.sent_at), "sender": row.sender,
+            {"id": row.email_id, "subject": row.subject, "subject_display": merge_fields.readable(row.subject),
+             "sent_at": _time(row.sent_at), "sender": row.sender,
              "status": row.status, "access_count": row.access_count, "human_opens": row.human_opens,
              "last_access": _time(row.last_access), "click_count": row.click_count,
              "human_clicks": row.human_clicks}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from werkzeug.datastructures import MultiDict
@@ -20,16 +20,18 @@ from ..records.addresses import recipient_for
 from ..records.search import REFERENCE, Audience, parse_reference, record_choices
 from ..reports import email_list
 from ..reports.filters import parse_filters
-from ..sending import drafts, merge_fields, templates
-from ..sending.compose import OPTED_OUT, PlannedRecipient, PreparedEmail, split_addresses
+from ..sending import drafts, merge_fields, senders, templates, to_me
+from ..sending.compose import OPTED_OUT, PreparedEmail, split_addresses
 from ..sending.delivery import is_due, send_or_queue
+from ..sending.preview import chosen_recipient, preview
 from ..sending.send import NewEmail, SendOutcome, prepare_new, send
 from ..sending.status import WHO_MAY_ACT, InFlight, cancel_by, delete_by, may_act, retry_by
 from ..validation import ValidationError, whole_number
 from . import email_reports
 
 COMPOSE_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "html", "text", "signature", "send_at", "dont_track",
-                  "ask_consent", "template", "preview_as", "audience", "scope", "q", "with_contacts", "draft")
+                  "ask_consent", "template", "preview_as", "audience", "scope", "q", "with_contacts", "draft",
+                  "from_me")
 # Recipients (and records left out) the preview lists: a mass send's first ones, with a count of the rest.
 PREVIEW_ROWS = 100
 
@@ -100,7 +102,7 @@ def _audience_summary(request: AppRequest, values: dict[str, Any], prepared: Pre
 
 
 def _compose_page(request: AppRequest, values: dict[str, Any], errors: dict[str, str] | None = None,
-                  prepared: PreparedEmail | None = None) -> Response:
+                  prepared: PreparedEmail | None = None, tested: str = "") -> Response:
     find = request.args.get("find", "").strip()
     found, find_error = {}, ""
     try:
@@ -128,10 +130,12 @@ def _compose_page(request: AppRequest, values: dict[str, Any], errors: dict[str,
         errors=errors, prepared=prepared, find=find, found=found, find_error=find_error, keep=keep, add_link=add_link,
         named=_named(request, values.get("to", "")), templates=templates.all_templates(request.db),
         from_template=_template_or_none(request, values.get("template", "")), merge_fields=merge_fields.OFFERED,
-        preview=_preview(request, prepared, values.get("preview_as", "")) if prepared else None,
+        preview=preview(prepared, request.user, values.get("preview_as", "")) if prepared else None,
         audience=audience, shown=PREVIEW_ROWS,
         keep_recipients={key: value for key, value in keep.items() if key != "subject"},
         keep_without_audience={key: value for key, value in keep.items() if key in ("to", "cc", "bcc", "subject")},
+        own_problem=senders.own_problem(request.app.settings(request.db), request.user), tested=tested,
+        own_from=f"{senders.own_name(request.user)} <{request.user.email}>",
     )
 
 
@@ -153,31 +157,6 @@ def _template_or_none(request: AppRequest, template_id: str) -> EmailTemplate | 
         return _template(request, template_id)
     except ValidationError:
         return None  # its error is on the page already
-
-
-@dataclass
-class Preview:
-    """The message as one recipient gets it, and what the preview warns of."""
-
-    recipient: PlannedRecipient
-    subject: str
-    html: str
-    unknown: list[str]  # merge fields not offered: they come out empty for everyone
-    empty: list[str]  # fields this recipient has no value for
-
-
-def _preview(request: AppRequest, prepared: PreparedEmail, preview_as: str) -> Preview | None:
-    """With merge fields: the prepared email as the recipient named (by address) gets it; by default the first
-    one with a record.  None without fields: every recipient gets the same."""
-    if not merge_fields.has_fields(prepared.subject, prepared.html, prepared.text):
-        return None
-    chosen = [planned for planned in prepared.recipients if not planned.skip_reason] or prepared.recipients
-    wanted = preview_as.strip().lower()
-    recipient = next((planned for planned in chosen if planned.address.lower() == wanted), None) or next(
-        (planned for planned in chosen if planned.record is not None), chosen[0])
-    rendered = merge_fields.render(prepared.subject, prepared.html, prepared.text, merge_fields.values_for(
-        recipient.record, merge_fields.sender_values(request.user)))
-    return Preview(recipient, rendered.subject, rendered.html, rendered.unknown, rendered.empty)
 
 
 def _own_draft(request: AppRequest, draft_id: str | int) -> EmailDraft:
@@ -232,6 +211,7 @@ def _new_email(request: AppRequest, values: dict[str, Any]) -> tuple[NewEmail, d
         subject=values["subject"], html=values["html"], text=values["text"], reply_to=values["reply_to"],
         attachments=request.uploads("attachments"), template=template, audience=audience, send_at=send_at,
         track=not values["dont_track"], asks_consent=bool(values["ask_consent"]), signature=bool(values["signature"]),
+        from_me=bool(values["from_me"]),
     )
     return new, errors
 
@@ -242,9 +222,14 @@ def send_email(request: AppRequest) -> Response:
         return _save_draft(request, values)
     new, problems = _new_email(request, values)
     try:
-        if request.form.get("action") == "preview":
+        if request.form.get("action") in ("preview", "test"):
             prepared = prepare_new(request.db, request.app.config, request.user, new, problems)
-            return _compose_page(request, values, prepared=prepared)
+            tested = ""
+            if request.form.get("action") == "test":  # saved nowhere: the preview, and one message to me
+                recipient = chosen_recipient(prepared, values["preview_as"])
+                tested = f"{to_me.send_test(request.db, request.app.config, request.user, prepared, recipient)}, " \
+                         f"as {recipient.address} gets it"
+            return _compose_page(request, values, prepared=prepared, tested=tested)
         if values["draft"]:
             try:
                 new = replace(new, draft=_own_draft(request, values["draft"]))

@@ -28,7 +28,7 @@ CONSENT_SECTION = re.compile(r"^## Consent\n.*?(?=^## |\Z)", re.MULTILINE | re.D
 
 INPUT_TYPES = {"int": "number", "secret": "password", "address": "email", "optional_address": "email", "url": "url",
                "text": "text", "ec_public_key": "text",
-               "optional_days": "number", "dns_name": "text"}
+               "optional_days": "number", "dns_name": "text", "domain_list": "text"}
 
 
 @dataclass(frozen=True)

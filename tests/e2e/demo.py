@@ -124,10 +124,11 @@ def _send_demo_mail(server: ApacheServer, demo: Demo, smtp_port: int, received: 
     ids = demo.ids
     _smtp(server, smtp_port)
     staff, admin = ("sam", PASSWORDS["sam"]), ("admin", PASSWORDS["admin"])
-    ids["opened"] = _send(
+    opened = _send(
         server, *staff, subject="Spring price list", to=[f"contact:{ids['Ada']}", f"contact:{ids['Charles']}",
                                                         f"contact:{ids['Alan']}", "buyer@example.test"],
-        html="<h1>Spring prices</h1><p>Dear customer, our new prices apply from 1 April.</p>")["id"]
+        html="<h1>Spring prices</h1><p>Dear customer, our new prices apply from 1 April.</p>")
+    ids["opened"], ids["opened by Ada"] = opened["id"], opened["recipient_list"][0]["id"]
     for html, opens in zip(received.html[:2], (2, 1), strict=True):  # Ada (sent first) opens it twice, Charles once
         for _ in range(opens):
             server.request("GET", IMAGE.search(html)[1], headers={"User-Agent": MAIL_CLIENT})
@@ -239,6 +240,7 @@ def pages(demo: Demo, with_reports: bool) -> list[Page]:
         Page("emails-no-match", "sam", "/emails?status=failed&from=2001-01-01&to=2001-01-31"),
         Page("email-opened", "sam", f"/emails/{ids['opened']}"),
         Page("email-failed", "sam", f"/emails/{ids['failed']}"),
+        Page("email-received", "sam", f"/emails/{ids['opened']}/recipients/{ids['opened by Ada']}"),
         Page("compose", "sam", "/emails/new"),
         Page("compose-find", "sam", "/emails/new?find=acme"),
         Page("compose-errors", "sam", "/emails/new", _compose_errors),
