@@ -55,6 +55,7 @@ from .views import (
     public,
     records,
     reports,
+    segments,
     users,
     webhooks,
 )
@@ -98,8 +99,8 @@ class DatabaseId(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
-VIEWS = (public, emails, email_templates, records, reports, settings_views, users, account, notifications, erasure,
-         webhooks, api)
+VIEWS = (public, emails, email_templates, records, segments, reports, settings_views, users, account, notifications,
+         erasure, webhooks, api)
 # Built once per process: a Map is read-only after construction and rules bind to one map.
 URL_MAP = Map(
     [

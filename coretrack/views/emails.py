@@ -16,8 +16,10 @@ from ..db import MAX_ID
 from ..http import AppRequest
 from ..models import EMAIL_STATUSES, RECORD_TYPES, Attachment, Email, EmailDraft, EmailTemplate
 from ..paging import page_number, paginate
+from ..records import segments
 from ..records.addresses import recipient_for
 from ..records.search import REFERENCE, Audience, parse_reference, record_choices
+from ..records.segments import SegmentFilter
 from ..reports import email_list
 from ..reports.filters import parse_filters
 from ..sending import drafts, merge_fields, templates
@@ -28,7 +30,9 @@ from ..sending.status import WHO_MAY_ACT, InFlight, cancel_by, delete_by, may_ac
 from ..validation import ValidationError, whole_number
 
 COMPOSE_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "html", "text", "signature", "send_at", "dont_track",
-                  "ask_consent", "template", "preview_as", "audience", "scope", "q", "with_contacts", "draft")
+                  "ask_consent", "template", "preview_as", "audience", "scope", "q", "with_contacts", "draft",
+                  "segment")
+SEGMENT_SECTIONS = {"contact": "contacts", "account": "accounts", "lead": "leads"}
 # Recipients (and records left out) the preview lists: a mass send's first ones, with a count of the rest.
 PREVIEW_ROWS = 100
 
@@ -79,20 +83,37 @@ def _values(source: MultiDict[str, str]) -> dict[str, Any]:
     return values
 
 
-def _audience(values: dict[str, Any]) -> Audience | None:
-    """The records a list page sent to compose (``audience`` names its section); ValidationError."""
+def _segment(request: AppRequest, values: dict[str, Any]) -> SegmentFilter | None:
+    """The saved segment the audience is within (``segment``: its id), if this user may see it; ValidationError.
+    Without a list's section, the segment's own records: ``audience`` is set from it."""
+    if not values["segment"]:
+        return None
+    try:
+        segment = segments.visible_segment(request.db, request.user, whole_number(values["segment"], 1, MAX_ID))
+    except ValueError:
+        segment = None
+    if segment is None:
+        raise ValidationError({"audience": "that segment no longer exists (or is another user's private one)"})
+    values["audience"] = values["audience"] or SEGMENT_SECTIONS[segment.record_type]
+    values["scope"] = values["scope"] or "all"
+    return segments.filter_of(segment)
+
+
+def _audience(request: AppRequest, values: dict[str, Any]) -> Audience | None:
+    """The records a list page (or a segment) sent to compose (``audience`` names its section); ValidationError."""
+    segment = _segment(request, values)
     if not values["audience"]:
         return None
     try:
         return Audience.from_form(values["audience"], values["scope"], values["q"], values["ids"],
-                                          bool(values["with_contacts"]))
+                                  bool(values["with_contacts"]), segment)
     except ValueError as exc:
         raise ValidationError({"audience": str(exc)}) from None
 
 
 def _audience_summary(request: AppRequest, values: dict[str, Any], prepared: PreparedEmail | None) -> str:
     """What the page says of a list's records; ValidationError for a list that names none."""
-    audience = _audience(values)
+    audience = _audience(request, values)
     if audience is None:
         return ""
     return audience.describe(prepared.audience_size if prepared else audience.count(request.db))
@@ -108,14 +129,14 @@ def _compose_page(request: AppRequest, values: dict[str, Any], errors: dict[str,
     except ValueError as exc:
         find_error = str(exc)
     # What the page's other forms (find, template) carry over: the recipients chosen so far.
-    keep = {key: values.get(key, "") for key in ("to", "cc", "bcc", "subject", "audience", "scope", "q",
-                                                 "with_contacts", "ids") if values.get(key)}
     errors = dict(errors or {})
     try:
         audience = _audience_summary(request, values, prepared)
     except ValidationError as exc:  # a list the page was sent that names no records: said at once
         errors = {**exc.errors, **errors}
         audience = ""
+    keep = {key: values.get(key, "") for key in ("to", "cc", "bcc", "subject", "audience", "scope", "q",
+                                                 "with_contacts", "ids", "segment") if values.get(key)}
 
     def add_link(reference: str) -> str:
         entries = split_addresses(values.get("to"))
@@ -128,7 +149,7 @@ def _compose_page(request: AppRequest, values: dict[str, Any], errors: dict[str,
         named=_named(request, values.get("to", "")), templates=templates.all_templates(request.db),
         from_template=_template_or_none(request, values.get("template", "")), merge_fields=merge_fields.OFFERED,
         preview=_preview(request, prepared, values.get("preview_as", "")) if prepared else None,
-        audience=audience, shown=PREVIEW_ROWS,
+        audience=audience, shown=PREVIEW_ROWS, segments=segments.visible_segments(request.db, request.user),
         keep_recipients={key: value for key, value in keep.items() if key != "subject"},
         keep_without_audience={key: value for key, value in keep.items() if key in ("to", "cc", "bcc", "subject")},
     )
@@ -205,7 +226,7 @@ def new_email(request: AppRequest) -> Response:
         values.update(subject=template.subject, html=template.html_body, text=template.text_body,
                       ask_consent="on" if template.asks_consent else values["ask_consent"])
     try:
-        _audience(values)
+        _audience(request, values)
     except ValidationError as exc:
         return _compose_page(request, values, exc.errors)
     return _compose_page(request, values)
@@ -222,7 +243,7 @@ def _new_email(request: AppRequest, values: dict[str, Any]) -> tuple[NewEmail, d
             errors["send_at"] = str(exc)
     audience = template = None
     try:
-        audience = _audience(values)
+        audience = _audience(request, values)
         template = _template(request, values["template"])
     except ValidationError as exc:
         errors.update(exc.errors)
