@@ -271,6 +271,17 @@ def visible_segment(session: Session, user: User, segment_id: int) -> Segment | 
     return session.scalar(select(Segment).where(Segment.id == segment_id, _visible(user)))
 
 
+def usable_filter(session: Session, user: User, segment_id: str) -> SegmentFilter:
+    """The segment a list or a mass send names by its id (as given), if this user may see it; ValueError."""
+    try:
+        segment = visible_segment(session, user, whole_number(segment_id, 1, MAX_ID))
+    except ValueError:
+        segment = None
+    if segment is None:
+        raise ValueError("that segment no longer exists (or is another user's private one)")
+    return filter_of(segment)
+
+
 def may_change(user: User, segment: Segment) -> bool:
     """Its owner, and admins for a shared one (a private one only its owner sees)."""
     return segment.owner_id == user.id or (user.is_admin and segment.shared)

@@ -19,7 +19,6 @@ from ..paging import page_number, paginate
 from ..records import segments
 from ..records.addresses import recipient_for
 from ..records.search import REFERENCE, Audience, parse_reference, record_choices
-from ..records.segments import SegmentFilter
 from ..reports import email_list
 from ..reports.filters import parse_filters
 from ..sending import drafts, merge_fields, templates
@@ -32,7 +31,6 @@ from ..validation import ValidationError, whole_number
 COMPOSE_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "html", "text", "signature", "send_at", "dont_track",
                   "ask_consent", "template", "preview_as", "audience", "scope", "q", "with_contacts", "draft",
                   "segment")
-SEGMENT_SECTIONS = {"contact": "contacts", "account": "accounts", "lead": "leads"}
 # Recipients (and records left out) the preview lists: a mass send's first ones, with a count of the rest.
 PREVIEW_ROWS = 100
 
@@ -83,28 +81,17 @@ def _values(source: MultiDict[str, str]) -> dict[str, Any]:
     return values
 
 
-def _segment(request: AppRequest, values: dict[str, Any]) -> SegmentFilter | None:
-    """The saved segment the audience is within (``segment``: its id), if this user may see it; ValidationError.
-    Without a list's section, the segment's own records: ``audience`` is set from it."""
-    if not values["segment"]:
-        return None
-    try:
-        segment = segments.visible_segment(request.db, request.user, whole_number(values["segment"], 1, MAX_ID))
-    except ValueError:
-        segment = None
-    if segment is None:
-        raise ValidationError({"audience": "that segment no longer exists (or is another user's private one)"})
-    values["audience"] = values["audience"] or SEGMENT_SECTIONS[segment.record_type]
-    values["scope"] = values["scope"] or "all"
-    return segments.filter_of(segment)
-
-
 def _audience(request: AppRequest, values: dict[str, Any]) -> Audience | None:
-    """The records a list page (or a segment) sent to compose (``audience`` names its section); ValidationError."""
-    segment = _segment(request, values)
-    if not values["audience"]:
-        return None
+    """The records a list page (or a segment) sent to compose (``audience`` names its section); ValidationError.
+    A segment alone means all its records: ``audience`` and ``scope`` are set from it."""
+    segment = None
     try:
+        if values["segment"]:
+            segment = segments.usable_filter(request.db, request.user, values["segment"])
+            values["audience"] = values["audience"] or f"{segment.record_type}s"  # its list's section
+            values["scope"] = values["scope"] or "all"
+        if not values["audience"]:
+            return None
         return Audience.from_form(values["audience"], values["scope"], values["q"], values["ids"],
                                   bool(values["with_contacts"]), segment)
     except ValueError as exc:
