@@ -69,8 +69,9 @@ def fill() -> None:
             email = n // PER_EMAIL
             opened = random.random() < .3
             at = sent[email] + timedelta(hours=random.randint(1, 200)) if opened else None
-            recipients.append({"id": n + 1, "email_id": email + 1, "address": "", "contact_id": random.randint(1, contacts),
-                               "token": f"t{n}", "status": "sent", "sent_at": sent[email], "first_human_at": at,
+            recipients.append({"id": n + 1, "email_id": email + 1, "address": "",
+                               "contact_id": random.randint(1, contacts), "token": f"t{n}", "status": "sent",
+                               "sent_at": sent[email], "first_human_at": at,
                                "human_opens": int(opened), "access_count": int(opened), "human_clicks": 0})
             if opened:
                 events.append({"recipient_id": n + 1, "at": at, "verdict": "human"})
