@@ -48,6 +48,7 @@ from .tracking.tracker import Tracker
 from .views import (
     account,
     api,
+    api_segments,
     email_templates,
     emails,
     erasure,
@@ -100,7 +101,7 @@ class DatabaseId(IntegerConverter):
 
 
 VIEWS = (public, emails, email_templates, records, segments, reports, settings_views, users, account, notifications,
-         erasure, webhooks, api)
+         erasure, webhooks, api, api_segments)
 # Built once per process: a Map is read-only after construction and rules bind to one map.
 URL_MAP = Map(
     [

@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 
 from coretrack.models import AccessEvent, Account, Contact, Email, Lead, Recipient, Segment, utcnow
 from coretrack.people import consent, suppression
@@ -191,3 +191,24 @@ def test_the_benchmark_s_short_run_ends_with_its_line():
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("segment_count_ms=")
     assert float(last.split("=")[1]) < 300
+
+
+def test_the_api_creates_a_segment_and_pages_through_its_records(staff, db, people):
+    created = staff.post_json("/api/segments", {
+        "name": "Spain", "record_type": "contact", "shared": False,
+        "conditions": [{"field": "account.website", "op": "ends_with", "value": ".es"}]}, status=201).json
+    assert (created["count"], created["owner"], created["shared"]) == (3, "sam", False)
+    assert [s["name"] for s in staff.get("/api/segments").json["segments"]] == ["Spain"]
+    page = staff.get(f"/api/segments/{created['id']}/records?per_page=2").json
+    assert (page["total"], page["pages"]) == (3, 2)
+    assert [(r["type"], r["name"]) for r in page["records"]] == [("contact", "Ana García"), ("contact", "Cy Opted")]
+    refused = staff.post_json("/api/segments", {"name": "", "record_type": "contact",
+                                                "conditions": [{"field": "secret", "op": "is", "value": "x"}]},
+                              status=400).json
+    assert set(refused["fields"]) == {"name", "condition-0"}
+    assert db.scalar(select(func.count()).select_from(Segment)) == 1
+
+
+def test_another_user_s_private_segment_is_404_in_the_api(admin, db, people, users):
+    private = segments.save(db, users["sam"], None, "contact", "Sam's", [], shared=False)
+    admin.get(f"/api/segments/{private.id}/records", status=404)
