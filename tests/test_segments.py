@@ -212,3 +212,18 @@ def test_the_api_creates_a_segment_and_pages_through_its_records(staff, db, peop
 def test_another_user_s_private_segment_is_404_in_the_api(admin, db, people, users):
     private = segments.save(db, users["sam"], None, "contact", "Sam's", [], shared=False)
     admin.get(f"/api/segments/{private.id}/records", status=404)
+
+
+def test_a_segment_s_page_says_its_conditions_in_words(db, people, users):
+    number = people["email"].id
+    segment = segments.save(db, users["sam"], None, "contact", "Words", [
+        {"field": "opened", "op": "not_email", "value": str(number)},
+        {"field": "clicked", "op": "not_within_days", "value": "90"},
+        {"field": "received", "op": "not_email", "value": str(number)},
+        {"field": "created", "op": "within_days", "value": "7"},
+        {"field": "consent", "op": "is_not", "value": "refused"}], shared=True)
+    assert segments.describe(segment) == [
+        f"Did not open email {number} (was sent it)", "Clicked nothing in the last 90 days",
+        f"Was not sent email {number}", "Created in the last 7 days", "Consent to measuring is not refused"]
+    assert segments.count(db, segment) == 0  # everyone who did not open it was sent it
+    assert matching(db, "contact", [{"field": "received", "op": "not_email", "value": str(number)}]) == {"cy", "eve"}

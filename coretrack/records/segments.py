@@ -32,7 +32,7 @@ TEXT_OPS = {"is": "is", "is_not": "is not", "contains": "contains", "not_contain
             "starts_with": "starts with", "ends_with": "ends with", "empty": "is empty", "not_empty": "is not empty"}
 FLAG_OPS = {"yes": "yes", "no": "no"}
 CONSENT_OPS = {"is": "is", "is_not": "is not"}
-ENGAGEMENT_OPS = {"email": "email N", "not_email": "not email N (sent it)", "within_days": "in the last N days",
+ENGAGEMENT_OPS = {"email": "email N", "not_email": "not email N (was sent it)", "within_days": "in the last N days",
                   "not_within_days": "nothing in the last N days"}
 DAYS_OPS = {"within_days": "in the last N days", "older_than_days": "more than N days ago"}
 # Every operator, as the form's choice offers them (each field takes some: SegmentField.ops).
@@ -186,6 +186,9 @@ def _engagement(record_type: str, model: Any, condition: Condition, now: datetim
         done = {"opened": Recipient.first_human_at.is_not(None), "clicked": Recipient.human_clicks > 0,
                 "received": true()}[kind]
         sent = and_(Recipient.email_id == int(condition.value), Recipient.status == "sent")
+        if kind == "received" and op == "not_email":  # never sent it (rather than sent it and not...)
+            never: ColumnElement[bool] = not_(model.id.in_(select(holder).where(sent, holder.is_not(None))))
+            return never
         sent_it: ColumnElement[bool] = model.id.in_(select(holder).where(sent, done if op == "email" else not_(done)))
         return sent_it
     since = now - timedelta(days=int(condition.value))
@@ -313,12 +316,30 @@ def save(session: Session, user: User, segment: Segment | None, record_type: str
     return segment
 
 
+# How the segment's page says an engagement condition: (done, not done, nothing done), "{n}" the value.
+_ENGAGEMENT_WORDS = {
+    "opened": ("Opened", "Did not open", "Opened nothing"), "clicked": ("Clicked", "Did not click", "Clicked nothing"),
+    "received": ("Was sent", "Was not sent", "Was sent nothing"),
+}
+
+
+def _engagement_words(kind: str, op: str, value: str) -> str:
+    done, not_done, nothing = _ENGAGEMENT_WORDS[kind]
+    return {"email": f"{done} email {value}",
+            "not_email": f"{not_done} email {value}" + (" (was sent it)" if kind != "received" else ""),
+            "within_days": f"{done} {'an email ' if kind == 'received' else ''}in the last {value} days",
+            "not_within_days": f"{nothing} in the last {value} days"}[op]
+
+
 def describe(segment: Segment) -> list[str]:
-    """Each condition in words, as the segment's page lists them: "Opened email 12", "Email ends with .es"."""
+    """Each condition in words, as the segment's page lists them: "Opened email 12", "Email ends with “.es”"."""
     described = []
     for condition in conditions_of(segment):
         defined = FIELDS[segment.record_type][condition.field]
         op = defined.ops[condition.op]
+        if defined.kind in _ENGAGEMENT_WORDS:
+            described.append(_engagement_words(defined.kind, condition.op, condition.value))
+            continue
         if " N" in op:
             op, value = op.replace(" N", f" {condition.value}"), ""
         else:
