@@ -227,3 +227,19 @@ def test_a_segment_s_page_says_its_conditions_in_words(db, people, users):
         f"Was not sent email {number}", "Created in the last 7 days", "Consent to measuring is not refused"]
     assert segments.count(db, segment) == 0  # everyone who did not open it was sent it
     assert matching(db, "contact", [{"field": "received", "op": "not_email", "value": str(number)}]) == {"cy", "eve"}
+
+
+def test_a_segment_of_contacts_is_no_filter_for_leads_and_deleting_it_keeps_its_records(staff, db, people, users):
+    segment = segments.save(db, users["sam"], None, "contact", "Spain", [
+        {"field": "account.website", "op": "ends_with", "value": ".es"}], shared=True)
+    staff.get(f"/leads?segment={segment.id}", status=404)
+    staff.get("/contacts?segment=nonsense", status=404)
+    page = staff.get(f"/segments/{segment.id}")
+    page.forms["delete-segment"].submit(status=303)  # not confirmed: nothing deleted
+    assert db.scalar(select(func.count()).select_from(Segment)) == 1
+    form = staff.get(f"/segments/{segment.id}").forms["delete-segment"]
+    form["confirm"] = True
+    assert "Deleted the segment “Spain”." in form.submit(status=303).follow().text
+    db.expire_all()
+    assert db.scalar(select(func.count()).select_from(Segment)) == 0
+    assert db.scalar(select(func.count()).select_from(Contact)) == 5
