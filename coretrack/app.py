@@ -48,6 +48,7 @@ from .tracking.tracker import Tracker
 from .views import (
     account,
     api,
+    api_segments,
     email_reports,
     email_templates,
     emails,
@@ -57,6 +58,7 @@ from .views import (
     received,
     records,
     reports,
+    segments,
     users,
     webhooks,
 )
@@ -100,8 +102,8 @@ class DatabaseId(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
-VIEWS = (public, emails, received, email_templates, records, reports, email_reports, settings_views, users, account,
-         notifications, erasure, webhooks, api)
+VIEWS = (public, emails, received, email_templates, records, segments, reports, email_reports, settings_views, users,
+         account, notifications, erasure, webhooks, api, api_segments)
 # Built once per process: a Map is read-only after construction and rules bind to one map.
 URL_MAP = Map(
     [

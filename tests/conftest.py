@@ -29,6 +29,7 @@ from coretrack.config import Config
 from coretrack.models import Account, Contact, Email, Lead, WebhookDelivery, WebhookEvent, utcnow
 from coretrack.people.consent import CONSENT_PATH, WITHDRAWAL_PATH
 from coretrack.people.unsubscribe import UNSUBSCRIBE_PATH
+from coretrack.records import segments
 from coretrack.schema import upgrade
 from coretrack.sending import drafts, templates
 from coretrack.sending.compose import compose, prepare
@@ -208,6 +209,8 @@ def every_route(app, db, users):
     template = templates.save(db, app.config, users["sam"], {"name": "Welcome", "subject": "Hi",
                                                              "html": "<p>Hi $contacts-firstname$</p>"})
     own_draft = drafts.save(db, users["sam"], {"to": "ada@example.test", "subject": "Unfinished"})
+    segment = segments.save(db, users["sam"], None, "contact", "Lovelaces",
+                            [{"field": "last_name", "op": "is", "value": "Lovelace"}], shared=True)
     endpoint = webhook_endpoints.create(db, app.secret, "https://hooks.example.test/in", [DELIVERED], "admin")
     event = WebhookEvent(event_id="evt_1", type=DELIVERED, at=email.created_at, data="{}", fanned_out=True)
     db.add(event)
@@ -232,7 +235,8 @@ def every_route(app, db, users):
             section = values.get("section") or {v: k for k, v in singular.items()}.get(values.get("record_type"))
             values.update({"email_id": email.id, "attachment_id": email.attachments[0].id, "name": "sam",
                            "template_id": template.id, "draft_id": own_draft.id, "endpoint_id": endpoint.id,
-                           "delivery_id": delivery.id, "recipient_id": email.recipients[0].id})
+                           "delivery_id": delivery.id, "recipient_id": email.recipients[0].id,
+                           "segment_id": segment.id})
             if "record_id" in rule.arguments:
                 values["record_id"] = records[section].id
             path = URL_MAP.bind("localhost").build(rule.endpoint, {k: v for k, v in values.items()

@@ -31,7 +31,7 @@ from .emails import (
     TemplateAttachment,
 )
 from .events import AccessEvent, ClickEvent, DeliveryEvent, HitLogPosition
-from .records import RECORD_MODELS, RECORD_TYPES, Account, Contact, Lead, Person, Record
+from .records import RECORD_MODELS, RECORD_TYPES, Account, Contact, Lead, Person, Record, Segment
 from .users import ROLES, Notification, Setting, SettingChange, User
 from .webhooks import WebhookDelivery, WebhookEndpoint, WebhookEvent
 
@@ -41,6 +41,7 @@ __all__ = [
     "ConsentEvent", "ConsentText", "Contact",
     "DeliveryEvent", "Email", "EmailDraft", "EmailLink", "EmailStatus", "EmailTemplate", "Erasure",
     "HitLogPosition", "Lead", "Notification", "Person", "Record", "Recipient", "RecipientStatus", "Setting",
-    "SettingChange", "StoredFile", "TemplateAttachment", "User", "WebhookDelivery", "WebhookEndpoint", "WebhookEvent",
+    "Segment", "SettingChange", "StoredFile", "TemplateAttachment", "User", "WebhookDelivery", "WebhookEndpoint",
+    "WebhookEvent",
     "utc_iso", "utcnow",
 ]

@@ -1,15 +1,19 @@
 """CRM records: accounts (companies), and the two kinds of person, contacts and leads, whose
-shared columns are the ``Person`` mixin's.
+shared columns are the ``Person`` mixin's; saved segments of them.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, false, text
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text, false, text, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, utcnow
+
+if TYPE_CHECKING:
+    from .users import User
 
 RECORD_TYPES = ("contact", "account", "lead")
 
@@ -95,3 +99,23 @@ RECORD_MODELS: dict[str, type[Record]] = {
     "account": Account,
     "lead": Lead,
 }
+
+
+class Segment(Base):
+    """A saved, named filter over one record type (records/segments.py): its conditions are data, checked
+    against a whitelist and compiled to a query each time it is used, so it always finds today's records."""
+
+    __tablename__ = "segments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    record_type: Mapped[str] = mapped_column(String(16))  # one of RECORD_TYPES
+    # A JSON list of {"field", "op", "value"}: every condition must hold.
+    conditions: Mapped[str] = mapped_column(Text)
+    # Whoever made it may change it (and admins); None once that user is gone.  Private: only its owner sees it.
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    shared: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    owner: Mapped[User | None] = relationship()

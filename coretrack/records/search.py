@@ -5,7 +5,7 @@ page and the account picker offer (with the contact:12 references they make).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, contains_eager
@@ -15,6 +15,7 @@ from ..models import Account, Contact, Lead, Record
 from ..paging import Page, paginate
 from ..validation import ValidationError, whole_number
 from .fields import NOUNS, model_of
+from .segments import SegmentFilter
 from .store import account_label
 
 # Each word is a condition on every searched column: SQLite refuses an expression 1,000 deep, PostgreSQL
@@ -49,8 +50,11 @@ def _search(record_type: str, query: str) -> Select[Record]:
     return statement.order_by(*order)
 
 
-def search_records(session: Session, record_type: str, query: str, page: int, per_page: int) -> Page[Record]:
-    return paginate(session, _search(record_type, query or ""), page, per_page)
+def search_records(session: Session, record_type: str, query: str, page: int, per_page: int,
+                   segment: SegmentFilter | None = None) -> Page[Record]:
+    """A list page: the search's records, within the segment if one is chosen."""
+    statement = _search(record_type, query or "")
+    return paginate(session, statement if segment is None else statement.where(segment.where), page, per_page)
 
 
 # Rows one may tick on a list page and send to: more than any page shows.
@@ -60,38 +64,45 @@ MAX_SELECTED = 1000
 @dataclass(frozen=True)
 class Audience:
     """Records to email at once, from a list page: the rows ticked (``ids``) or every record that
-    matches the list's search (``ids`` None); for accounts, with their contacts if chosen.  Kept on
-    the compose form as these few values and resolved again on the server at preview and at send."""
+    matches the list's search (``ids`` None), within a saved segment if the list showed one; for
+    accounts, with their contacts if chosen.  Kept on the compose form as these few values and resolved
+    again on the server at preview and at send (a segment's conditions too: today's records)."""
 
     record_type: str
     query: str = ""
     ids: tuple[int, ...] | None = None
     with_contacts: bool = False
+    segment: SegmentFilter | None = field(default=None, compare=False)
 
     @classmethod
-    def from_form(cls, section: str, scope: str, query: str, ids: list[str], with_contacts: bool) -> Audience:
+    def from_form(cls, section: str, scope: str, query: str, ids: list[str], with_contacts: bool,
+                  segment: SegmentFilter | None = None) -> Audience:
         """ValueError with a message for the user."""
         record_type = {"contacts": "contact", "accounts": "account", "leads": "lead"}.get(section)
         if record_type is None:
             raise ValueError("send to contacts, accounts or leads")
+        if segment is not None and segment.record_type != record_type:
+            raise ValueError(f"the segment “{segment.name}” is of {NOUNS[segment.record_type][1]}, not {section}")
         if scope == "all":
             _search(record_type, query)  # a search the list refuses is refused here too
-            return cls(record_type, query.strip(), None, with_contacts and record_type == "account")
+            return cls(record_type, query.strip(), None, with_contacts and record_type == "account", segment)
         chosen = sorted({whole_number(value, 1, MAX_ID) for value in ids})
         if not chosen:
             raise ValueError(f"tick at least one of the {NOUNS[record_type][1]} to email, or email all that match")
         if len(chosen) > MAX_SELECTED:
             raise ValueError(f"at most {MAX_SELECTED:,} ticked rows: email all that match a search instead")
-        return cls(record_type, "", tuple(chosen), with_contacts and record_type == "account")
+        return cls(record_type, "", tuple(chosen), with_contacts and record_type == "account", segment)
 
     def describe(self, count: int) -> str:
         nouns = NOUNS[self.record_type][1] if count != 1 else NOUNS[self.record_type][0]
         if self.ids is not None:
             what = f"the {count:,} {nouns} ticked"
-        elif self.query:
-            what = f"all {count:,} {nouns} matching “{self.query}”"
         else:
             what = f"all {count:,} {nouns}"
+            if self.segment is not None:
+                what += f" of the segment “{self.segment.name}”"
+            if self.query:
+                what += f"{' that match' if self.segment else ' matching'} “{self.query}”"
         return what + (" and their contacts" if self.with_contacts else "")
 
     def statement(self) -> Select[Record]:
@@ -99,6 +110,8 @@ class Audience:
         if self.ids is not None:
             model = model_of(self.record_type)
             statement = statement.where(model.id.in_(self.ids))
+        if self.segment is not None:
+            statement = statement.where(self.segment.where)
         return statement
 
     def count(self, session: Session) -> int:

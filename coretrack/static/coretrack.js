@@ -148,6 +148,24 @@
     });
   }
 
+  /* A segment's condition row: the condition choice offers only the chosen field's operators
+     (its option's data-ops); the server checks the pair all the same. */
+  function conditionRow(field) {
+    var op = field.closest("tr").querySelector("select[name^=op-]");
+    function offer() {
+      var chosen = field.options[field.selectedIndex];
+      var allowed = (chosen && chosen.getAttribute("data-ops") || "").split(" ").filter(Boolean);
+      Array.prototype.forEach.call(op.options, function (option) {
+        option.hidden = option.disabled = allowed.length > 0 && allowed.indexOf(option.value) < 0;
+      });
+      if (op.selectedOptions.length && op.selectedOptions[0].disabled) {
+        op.value = allowed[0];
+      }
+    }
+    field.addEventListener("change", offer);
+    offer();
+  }
+
   function each(selector, action) {
     Array.prototype.forEach.call(document.querySelectorAll(selector), action);
   }
@@ -159,4 +177,5 @@
   each("input[data-choices]", suggestChoices);
   each("[data-merge-picker]", mergePicker);
   each("input[data-select-all]", selectAll);
+  each("select[data-condition-field]", conditionRow);
 })();

@@ -16,6 +16,7 @@ from ..db import MAX_ID
 from ..http import AppRequest
 from ..models import EMAIL_STATUSES, RECORD_TYPES, Attachment, Email, EmailDraft, EmailTemplate
 from ..paging import page_number, paginate
+from ..records import segments
 from ..records.addresses import recipient_for
 from ..records.search import REFERENCE, Audience, parse_reference, record_choices
 from ..reports import email_list
@@ -31,7 +32,7 @@ from . import email_reports
 
 COMPOSE_FIELDS = ("to", "cc", "bcc", "reply_to", "subject", "html", "text", "signature", "send_at", "dont_track",
                   "ask_consent", "template", "preview_as", "audience", "scope", "q", "with_contacts", "draft",
-                  "from_me")
+                  "from_me", "segment")
 # Recipients (and records left out) the preview lists: a mass send's first ones, with a count of the rest.
 PREVIEW_ROWS = 100
 
@@ -82,20 +83,26 @@ def _values(source: MultiDict[str, str]) -> dict[str, Any]:
     return values
 
 
-def _audience(values: dict[str, Any]) -> Audience | None:
-    """The records a list page sent to compose (``audience`` names its section); ValidationError."""
-    if not values["audience"]:
-        return None
+def _audience(request: AppRequest, values: dict[str, Any]) -> Audience | None:
+    """The records a list page (or a segment) sent to compose (``audience`` names its section); ValidationError.
+    A segment alone means all its records: ``audience`` and ``scope`` are set from it."""
+    segment = None
     try:
+        if values["segment"]:
+            segment = segments.usable_filter(request.db, request.user, values["segment"])
+            values["audience"] = values["audience"] or f"{segment.record_type}s"  # its list's section
+            values["scope"] = values["scope"] or "all"
+        if not values["audience"]:
+            return None
         return Audience.from_form(values["audience"], values["scope"], values["q"], values["ids"],
-                                          bool(values["with_contacts"]))
+                                  bool(values["with_contacts"]), segment)
     except ValueError as exc:
         raise ValidationError({"audience": str(exc)}) from None
 
 
 def _audience_summary(request: AppRequest, values: dict[str, Any], prepared: PreparedEmail | None) -> str:
     """What the page says of a list's records; ValidationError for a list that names none."""
-    audience = _audience(values)
+    audience = _audience(request, values)
     if audience is None:
         return ""
     return audience.describe(prepared.audience_size if prepared else audience.count(request.db))
@@ -111,14 +118,14 @@ def _compose_page(request: AppRequest, values: dict[str, Any], errors: dict[str,
     except ValueError as exc:
         find_error = str(exc)
     # What the page's other forms (find, template) carry over: the recipients chosen so far.
-    keep = {key: values.get(key, "") for key in ("to", "cc", "bcc", "subject", "audience", "scope", "q",
-                                                 "with_contacts", "ids") if values.get(key)}
     errors = dict(errors or {})
     try:
         audience = _audience_summary(request, values, prepared)
     except ValidationError as exc:  # a list the page was sent that names no records: said at once
         errors = {**exc.errors, **errors}
         audience = ""
+    keep = {key: values.get(key, "") for key in ("to", "cc", "bcc", "subject", "audience", "scope", "q",
+                                                 "with_contacts", "ids", "segment") if values.get(key)}
 
     def add_link(reference: str) -> str:
         entries = split_addresses(values.get("to"))
@@ -131,7 +138,7 @@ def _compose_page(request: AppRequest, values: dict[str, Any], errors: dict[str,
         named=_named(request, values.get("to", "")), templates=templates.all_templates(request.db),
         from_template=_template_or_none(request, values.get("template", "")), merge_fields=merge_fields.OFFERED,
         preview=preview(prepared, request.user, values.get("preview_as", "")) if prepared else None,
-        audience=audience, shown=PREVIEW_ROWS,
+        audience=audience, shown=PREVIEW_ROWS, segments=segments.visible_segments(request.db, request.user),
         keep_recipients={key: value for key, value in keep.items() if key != "subject"},
         keep_without_audience={key: value for key, value in keep.items() if key in ("to", "cc", "bcc", "subject")},
         own_problem=senders.own_problem(request.app.settings(request.db), request.user), tested=tested,
@@ -185,7 +192,7 @@ def new_email(request: AppRequest) -> Response:
         values.update(subject=template.subject, html=template.html_body, text=template.text_body,
                       ask_consent="on" if template.asks_consent else values["ask_consent"])
     try:
-        _audience(values)
+        _audience(request, values)
     except ValidationError as exc:
         return _compose_page(request, values, exc.errors)
     return _compose_page(request, values)
@@ -202,7 +209,7 @@ def _new_email(request: AppRequest, values: dict[str, Any]) -> tuple[NewEmail, d
             errors["send_at"] = str(exc)
     audience = template = None
     try:
-        audience = _audience(values)
+        audience = _audience(request, values)
         template = _template(request, values["template"])
     except ValidationError as exc:
         errors.update(exc.errors)

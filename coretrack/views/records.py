@@ -11,10 +11,10 @@ from werkzeug.wrappers import Response
 
 from ..db import MAX_ID
 from ..http import AppRequest, admin_only, download, json_response
-from ..models import Account, Record, utcnow
+from ..models import Account, Record, Segment, utcnow
 from ..paging import Page, page_number
 from ..people import consent, consent_proof, suppression
-from ..records import addresses, csv_import, fields, related, search, store
+from ..records import addresses, csv_import, fields, related, search, segments, store
 from ..reports import email_list
 from ..timeline import SHOWN as TIMELINE_SHOWN
 from ..timeline import timeline
@@ -60,17 +60,31 @@ def _loaded(request: AppRequest) -> dict[str, str] | None:
     return loaded or None
 
 
+def _segment(request: AppRequest, section: str) -> Segment | None:
+    """The segment a list is filtered by (?segment=<id>): one of this section's that the user may see."""
+    if not request.args.get("segment"):
+        return None
+    try:
+        segment = segments.visible_segment(request.db, request.user, whole_number(request.args["segment"], 1, MAX_ID))
+    except ValueError:
+        segment = None
+    if segment is None or segment.record_type != SECTIONS[section]:
+        raise NotFound(f"there is no segment of {section} with id {request.args['segment'][:20]}")
+    return segment
+
+
 def list_records(request: AppRequest, section: str) -> Response:
     query = request.args.get("q", "").strip()
     per_page = request.app.settings(request.db).get("page_size")
-    error = ""
+    segment, error = _segment(request, section), ""
     try:
         page = search.search_records(request.db, SECTIONS[section], query, page_number(request.args.get("page")),
-                                      per_page)
+                                      per_page, segments.filter_of(segment) if segment else None)
     except ValueError as exc:
         page, error = Page(items=[], number=1, per_page=per_page, total=0), str(exc)
-    return request.render("records/list.html", status=400 if error else 200,
-                          **_context(section, page=page, query=query, error=error))
+    return request.render("records/list.html", status=400 if error else 200, **_context(
+        section, page=page, query=query, error=error, segment=segment,
+        segments=segments.visible_segments(request.db, request.user, SECTIONS[section])))
 
 
 def new_record(request: AppRequest, section: str) -> Response:

@@ -23,6 +23,7 @@ from support.ports import free_port
 
 from coretrack.models import Email, User
 from coretrack.people import consent
+from coretrack.records import segments
 from coretrack.records.store import create_record
 from coretrack.sending import drafts, templates
 from coretrack.settings import SettingsService
@@ -117,6 +118,12 @@ def fill(server: ApacheServer) -> Demo:
         _send_demo_mail(server, demo, smtp.port, received)
     finally:
         smtp.stop()
+    with server.session() as session:
+        sam = session.scalar(select(User).where(User.name == "sam"))
+        # Contacts of the customers' accounts who opened nothing lately: Grace and Alan (Ada and Charles did).
+        demo.ids["segment"] = segments.save(session, sam, None, "contact", "Customers, no open in 30 days", [
+            {"field": "account.email", "op": "ends_with", "value": ".example"},
+            {"field": "opened", "op": "not_within_days", "value": "30"}], shared=True).id
     return demo
 
 
@@ -261,6 +268,10 @@ def pages(demo: Demo, with_reports: bool) -> list[Page]:
         Page("account", "sam", f"/accounts/{ids['Acme Tools']}"),
         Page("account-empty", "sam", f"/accounts/{ids['Initech']}"),
         Page("leads", "sam", "/leads"),
+        Page("segments", "sam", "/segments"),
+        Page("segment", "sam", f"/segments/{ids['segment']}"),
+        Page("segment-edit", "sam", f"/segments/{ids['segment']}/edit"),
+        Page("contacts-in-segment", "sam", f"/contacts?segment={ids['segment']}"),
         Page("lead", "sam", f"/leads/{ids['Margaret']}"),
         Page("contact-delete", "admin", f"/contacts/{ids['Katherine']}/delete"),
         Page("email-scheduled", "sam", f"/emails/{ids['scheduled']}"),
