@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select, text
 from support.corebos_db import ADMIN, FIELD, CoreBOSDatabase
-from support.mariadb import INSTALL, READER_PASSWORD, SERVER, MariaDB, running_mariadb
+from support.mariadb import READER_PASSWORD, MariaDB
 from support.ports import free_port
 
 from coretrack import corebos
@@ -27,16 +27,6 @@ from coretrack.tracking.hits import Hit
 
 APP_KEY = "4a1b2c3d4e5f60718293a4b5c6d7e8f9"
 START = datetime(2025, 3, 1, 9, 0)
-
-
-@pytest.fixture(scope="session")
-def mariadb(tmp_path_factory):
-    """A private MariaDB server (Debian's mariadb-server, which scripts/test installs) on a free loopback
-    port with its own data directory; stopped and removed after the session."""
-    if not (SERVER and INSTALL):
-        pytest.skip("no mariadb-server: scripts/test installs it")
-    with running_mariadb(tmp_path_factory.mktemp("mariadb")) as database:
-        yield database
 
 
 @dataclass

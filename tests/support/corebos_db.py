@@ -90,14 +90,16 @@ class CoreBOSDatabase:
     def delete(self, crmid: int, at: datetime) -> None:
         self.run(statement("entity_delete"), (at, ADMIN, crmid))
 
-    def record(self, kind: str, at: datetime, values: dict[str, object], owner: int = ADMIN) -> int:
-        """A saved account, contact or lead: its entity, then its module row (with ``values``)."""
+    def record(self, kind: str, at: datetime, values: dict[str, object], owner: int = ADMIN,
+               lead_phone: str = "") -> int:
+        """A saved account, contact or lead: its entity, then its module row (with ``values``; a lead's
+        address row too, with its phone)."""
         crmid = self.entity(SETYPE[kind], at, owner)
         table, key = TABLE[kind]
         number = {"account": "account_no", "contact": "contact_no", "lead": "lead_no"}[kind]
         self.insert(table, {key: crmid, number: f"{kind[:3].upper()}{crmid}", **values})
         if kind == "lead":
-            self.insert("vtiger_leadaddress", {"leadaddressid": crmid, "phone": values.get("phone_hint", "")})
+            self.insert("vtiger_leadaddress", {"leadaddressid": crmid, "phone": lead_phone})
         return crmid
 
     def email(self, at: datetime, owner: int, subject: str, body: str, to: list[tuple[int, int, str]],
@@ -147,6 +149,18 @@ class CoreBOSDatabase:
         if self.shape == "current":
             table, key = TABLE[kind]
             self.run(statement("convert_from_lead", table, key), (1, leadid, to))
+
+    def denormalize(self, module: str, tabid: int) -> None:
+        """include/integrations/denormalize: ``module``'s crmentity columns moved into its own table."""
+        table, key = {"Accounts": ("vtiger_account", "accountid"), "Contacts": ("vtiger_contactdetails", "contactid"),
+                      "Leads": ("vtiger_leaddetails", "leadid")}[module]
+        for owner in (table, "vtiger_seactivityrel"):
+            for (constraint,) in self.query(statement("denormalize_foreign_keys"), (owner, self.name)):
+                self.run(statement("denormalize_drop_key", owner, constraint))
+        self.run(statement("denormalize_columns", table))
+        self.run(statement("denormalize_fill", table, f"{table}.{key}", *[table] * 10))
+        self.run(statement("denormalize_mark"), ("1", table, tabid))
+        self.run(statement("denormalize_forget"), (module,))
 
     def counts(self) -> dict[tuple[int, int], int]:
         return {(crmid, mailid): count for crmid, mailid, count in self.query(

@@ -65,3 +65,47 @@ UPDATE vtiger_leaddetails SET converted = 1 where leadid=?;
 -- name: convert_from_lead
 -- the same, per Accounts/Contacts ($tablename, $tableIndex: vtiger_account accountid, vtiger_contactdetails contactid)
 UPDATE %s SET isconvertedfromlead = ?,convertedfromlead = ? WHERE %s = ?;
+
+-- name: denormalize_foreign_keys
+-- include/integrations/denormalize/denormalize.php denormalizeModule: the module table's and
+-- vtiger_seactivityrel's foreign keys to vtiger_crmentity dropped (each constraint_name found so)
+SELECT constraint_name FROM information_schema.key_column_usage WHERE table_name=? and referenced_table_name='vtiger_crmentity' and constraint_schema=?;
+-- name: denormalize_drop_key
+ALTER TABLE %s DROP FOREIGN KEY %s;
+-- name: denormalize_columns
+-- ($descfield: the description column, unless the table has one)
+ALTER TABLE %s
+			ADD `crmid` INT( 19 ) NOT NULL DEFAULT 0 ,
+			ADD `cbuuid` char(40) NULL DEFAULT NULL,
+			ADD `smcreatorid` INT( 19 ) NOT NULL DEFAULT 0 ,
+			ADD `smownerid` INT( 19 ) NOT NULL DEFAULT 0 ,
+			ADD `modifiedby` INT( 19 ) NOT NULL DEFAULT 0 ,
+			ADD `createdtime` datetime NULL DEFAULT NULL,
+			ADD `modifiedtime` datetime NULL DEFAULT NULL,
+			ADD `viewedtime` datetime NULL DEFAULT NULL,
+			ADD `setype` varchar(100) NULL DEFAULT NULL,
+			ADD `description` text NULL DEFAULT NULL,
+			ADD `deleted` INT( 1 ) NOT NULL DEFAULT 0,
+			ADD INDEX (`crmid`),
+			ADD INDEX (`cbuuid`),
+			ADD INDEX (`smcreatorid`),
+			ADD INDEX (`modifiedby`),
+			ADD INDEX (`deleted`),
+			ADD INDEX (`smownerid`, `deleted`);
+-- name: denormalize_fill
+-- (cbuuid left out: the 2016 vtiger_crmentity has none)
+UPDATE %s inner join vtiger_crmentity on vtiger_crmentity.crmid=%s set
+			%s.crmid = vtiger_crmentity.crmid,
+			%s.smcreatorid = vtiger_crmentity.smcreatorid,
+			%s.smownerid = vtiger_crmentity.smownerid,
+			%s.modifiedby = vtiger_crmentity.modifiedby,
+			%s.createdtime = vtiger_crmentity.createdtime,
+			%s.modifiedtime = vtiger_crmentity.modifiedtime,
+			%s.viewedtime = vtiger_crmentity.viewedtime,
+			%s.setype = vtiger_crmentity.setype,
+			%s.description= vtiger_crmentity.description,
+			%s.deleted = vtiger_crmentity.deleted;
+-- name: denormalize_mark
+UPDATE vtiger_entityname SET isdenormalized=?, denormtable=? WHERE vtiger_entityname.tabid=?;
+-- name: denormalize_forget
+DELETE FROM vtiger_crmentity WHERE setype=?;
