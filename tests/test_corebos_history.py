@@ -106,7 +106,7 @@ def test_an_open_comes_over_to_the_second_from_coreBOS_s_TIME_accesstime(cli, db
 
 
 def test_an_old_DATETIME_accesstime_keeps_each_open_s_day_with_its_time_unknown_never_an_invented_time(
-        cli, db, corebos):
+        cli, db, corebos, staff):
     crm = corebos("old")
     crm.run("SET SESSION sql_mode = ''")  # the MySQL without strict mode that wrote such rows
     ada = contact(crm, "ada@example.test")
@@ -122,6 +122,12 @@ def test_an_old_DATETIME_accesstime_keeps_each_open_s_day_with_its_time_unknown_
     assert [(event.at, event.time_known) for event in events] == [
         (datetime(2025, 3, 2, 23, 0), False), (datetime(2025, 3, 3, 23, 0), False)]
     assert "opens whose time of day an old coreBOS lost (kept as their day, time unknown): 2" in result.output
+    # The Activity report counts them in their days, and in no hour.
+    days = staff.get("/api/reports/activity", params={"from": "2025-03-02", "to": "2025-03-03"}).json
+    assert [row["accesses"] for row in days["rows"]] == [1, 1]
+    hours = staff.get("/api/reports/activity", params={"from": "2025-03-02", "to": "2025-03-03", "by": "hour",
+                                                       "per_page": 100}).json
+    assert len(hours["rows"]) == 48 and sum(row["accesses"] for row in hours["rows"]) == 0
 
 
 # -- 2. coreBOS's zone ---------------------------------------------------------------------------
@@ -258,7 +264,7 @@ def test_without_convertedfromlead_a_converted_lead_s_history_is_left_out_and_th
 
 
 def test_the_From_typed_in_coreBOS_is_the_From_and_each_email_belongs_to_its_owner_a_disabled_user(
-        app, cli, db, corebos):
+        app, cli, db, corebos, admin):
     crm = corebos("current")
     jo = crm.user("jo", "Bloggs", "jo@corp.example")
     ada = contact(crm, "ada@example.test")
@@ -278,6 +284,9 @@ def test_the_From_typed_in_coreBOS_is_the_From_and_each_email_belongs_to_its_own
     assert (person.name, person.active, person.corebos_id, person.email) == ("jo", False, jo, "jo@corp.example")
     assert "imported from coreBOS" in person.note and "no password" in person.note
     assert app.config.htpasswd_path.read_text().count("jo:") == 0
+    users_page = admin.get("/users")
+    assert "no password" in users_page.html.find(id="note-jo").text
+    assert "disabled" in users_page.html.find(id="user-jo").text
     # coreBOS's admin is the coretrack user of that name: kept as it is.
     assert emails[by_admin].sender.name == "admin" and emails[by_admin].sender.active
     assert "owners that already were coretrack users of the same name (left as they are): 1" in result.output

@@ -14,11 +14,11 @@ from .base import Base, utcnow
 
 class AccessEvent(Base):
     __tablename__ = "access_events"
-    # (at, recipient_id, hits, verdict): the Activity report sums accesses and likely-human opens and
-    # counts distinct recipients by time range from it.
+    # (at, recipient_id, hits, verdict, time_known): the Activity report sums accesses and likely-human
+    # opens and counts distinct recipients by time range from it (per hour: those whose time is known).
     __table_args__ = (
         Index("ix_access_events_recipient_at", "recipient_id", "at"),
-        Index("ix_access_events_at_recipient", "at", "recipient_id", "hits", "verdict"),
+        Index("ix_access_events_at_recipient", "at", "recipient_id", "hits", "verdict", "time_known"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

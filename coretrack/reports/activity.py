@@ -91,7 +91,7 @@ class ActivityReport(Report):
         raise NotImplementedError("the Activity report is one statement per bucket: see activity()")
 
     @staticmethod
-    def _bucket(recipients: CTE | None, label: str, start: datetime, stop: datetime) -> AnySelect:
+    def _bucket(recipients: CTE | None, label: str, start: datetime, stop: datetime, hourly: bool = False) -> AnySelect:
         # An event may stand for several loads of one minute (the per-recipient bound): sum them.
         statement = select(literal(label, String).label("bucket"),
                            func.coalesce(func.sum(AccessEvent.hits), 0).label("accesses"),
@@ -99,6 +99,9 @@ class ActivityReport(Report):
                            func.coalesce(func.sum(case((AccessEvent.verdict == "human", AccessEvent.hits), else_=0)),
                                          0).label("human_opens"))
         statement = statement.where(AccessEvent.at >= start, AccessEvent.at < stop)
+        if hourly:
+            # An open imported from an old coreBOS that lost its time of day has a day and no hour.
+            statement = statement.where(AccessEvent.time_known)
         if recipients is not None:
             # "+ 0": read the bucket's time range and look each access up in the kept set; seeking every
             # kept recipient's accesses bucket by bucket is far slower once the set is large.
@@ -135,7 +138,7 @@ class ActivityReport(Report):
         # by an expression of the time would make SQLite sort every access of the range instead.  Each
         # bucket is named by its start in UTC (a local hour can come twice when clocks go back).
         kept = self.recipients(filters)
-        parts = [self._bucket(kept, start.isoformat(), start, stop) for _, start, stop in buckets]
+        parts = [self._bucket(kept, start.isoformat(), start, stop, filters.by == "hour") for _, start, stop in buckets]
         whole_range = self._bucket(kept, "total", starts[0], starts[-1])
         found = {row.bucket: row for row in session.execute(union_all(*parts, whole_range))}
         anonymous = self.anonymous_loads(session, filters, first, last)
