@@ -8,19 +8,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import pwd
 from datetime import datetime
+from urllib.parse import urlencode
 
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
+from support.apache import ApacheServer
 from support.corebos_db import ADMIN, FIELD, CoreBOSDatabase
 
+from coretrack import corebos as corebos_import
 from coretrack.cli import main
 from coretrack.models import AccessEvent, Account, Email, EmailDraft, Lead, Recipient, User
 from coretrack.settings import SettingsService
 from coretrack.tracking import corebos_images
 from coretrack.tracking.counting import count_hits, write_transaction
 from coretrack.tracking.hits import Hit
+from coretrack.tracking.image import GIF
 
 APP_KEY = "4a1b2c3d4e5f60718293a4b5c6d7e8f9"
 SAVED = datetime(2025, 3, 3, 9, 30)
@@ -248,6 +254,38 @@ def test_a_converted_lead_s_history_follows_it_to_its_contact_and_its_old_image_
     assert len(events_of(db, recipient)) == 2
     assert db.scalars(select(Lead)).all() == []
     assert old_image_counts(app, db, lead, mailid)
+
+
+@pytest.mark.slow
+def test_through_real_apache_a_converted_lead_s_old_image_counts_for_the_contact_it_became(corebos):
+    crm = corebos("current")
+    lead, became, mailid = converted_lead(crm)
+    server = ApacheServer("site", "/your_coreBOS", hit_log=True)
+    try:
+        server.start()
+        engine, schema = corebos_import.connect(crm.url)
+        try:
+            with server.session() as session:
+                SettingsService(session, server.config).update({"corebos_app_key": APP_KEY}, "admin")
+                corebos_import.Importer(engine, schema, session, server.config.secret_key(),
+                                        corebos_import.clock_for("UTC")).run()
+        finally:
+            engine.dispose()
+        www = pwd.getpwnam("www-data")  # the import ran as root: the workers' files stay theirs
+        for path in [server.home, *server.home.rglob("*")]:
+            os.chown(path, www.pw_uid, www.pw_gid)
+        for record in (lead, became):  # the image in the email names the lead; the contact's id names nothing
+            query = urlencode({"record": record, "mailid": mailid, "app_key": APP_KEY})
+            reply = server.request("GET", f"{server.prefix}/modules/Emails/TrackAccess.php?{query}")
+            assert reply.status == 200 and reply.body == GIF
+        server.run("ingest", "--once")
+        with server.session() as session:
+            recipient = session.scalars(select(Recipient)).one()
+            assert (recipient.corebos_crmid, recipient.contact.corebos_id) == (lead, became)
+            assert recipient.access_count == 3 + 1
+            assert len(session.scalars(select(AccessEvent)).all()) == 2 + 1
+    finally:
+        server.stop()
 
 
 def test_without_convertedfromlead_a_converted_lead_s_history_is_left_out_and_the_column_named(cli, db, corebos):
