@@ -6,7 +6,8 @@ The importers load in the command that uses them, when it runs: the other comman
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import IO
 
 import click
@@ -34,14 +35,15 @@ def import_corebos(source: str, time_zone: str | None, dry_run: bool) -> None:
     # Lazy: the coreBOS importer (and its MySQL driver) loads for this command only.
     from .. import corebos
 
-    def progress(stage: str, rows: list[object]) -> Iterator[object]:
+    @contextmanager
+    def progress(stage: str, total: int) -> Iterator[Callable[[int], None]]:
         # A bar on a terminal, one line per stage otherwise (logs, cron).
         if sys.stderr.isatty():
-            with click.progressbar(rows, label=f"{stage:<10}", file=sys.stderr) as bar:
-                yield from bar
+            with click.progressbar(length=total, label=f"{stage:<10}", file=sys.stderr) as bar:
+                yield bar.update
         else:
-            yield from rows
-            click.echo(f"{stage}: {len(rows)} read", err=True)
+            yield lambda _rows: None
+            click.echo(f"{stage}: {total} read", err=True)
 
     try:
         clock = corebos.clock_for(time_zone)

@@ -5,17 +5,22 @@ A recipient is the record an email went to, at the address it went to (addresses
 (crmid, mailid) pair — what coreBOS's image URLs name, so old images keep counting — its count from
 ``vtiger_email_track`` and an event per ``vtiger_email_access`` row.  A converted lead's recipient keeps
 the lead's crmid (its images name the lead) but belongs to the contact or account it became.
-Recipients and their events are written a batch at a time.
+
+Links, counts and opens are read as three streams in mailid order and merged an email at a time; the
+recipients and their events are written a batch at a time (one INSERT each), so memory depends on the
+batch and the largest email, not on the install.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.orm import Session
 
 from ..models import AccessEvent, Email, EmailDraft, Recipient
@@ -25,12 +30,17 @@ from ..validation import clean_address, clean_mail_text
 from .addresses import EmailField, Mailed, address_mailed, mailed, sender_addresses
 from .owners import Owners
 from .records import KINDS, Records
-from .report import ImportReport
-from .source import Schema
+from .report import ImportReport, Progress
+from .source import BATCH, Schema, count, stream
 from .times import Clock, Moment
 
-BATCH = 1000
 Pair = tuple[int, int]  # (crmid, mailid)
+# The three streams, each in mailid order: (mailid, which, row).
+_LINKS = "SELECT activityid AS mailid, crmid FROM vtiger_seactivityrel ORDER BY activityid"
+_COUNTS = ("SELECT mailid, crmid, access_count FROM vtiger_email_track "
+           "WHERE crmid IS NOT NULL AND mailid IS NOT NULL ORDER BY mailid")
+_OPENS = ("SELECT mailid, crmid, accessdate, accesstime FROM vtiger_email_access "
+          "WHERE crmid IS NOT NULL AND mailid IS NOT NULL ORDER BY mailid")
 
 
 def _raw(value: Any) -> str:
@@ -40,14 +50,12 @@ def _raw(value: Any) -> str:
 class EmailImport:
     def __init__(self, source: Engine, target: Session, schema: Schema, clock: Clock, report: ImportReport,
                  secret: bytes, fields: dict[int, EmailField], user_fields: set[int], owners: Owners,
-                 records: Records, stage: Callable[[str, list[Any]], Iterator[Any]]):
+                 records: Records, progress: Progress):
         self.source, self.target, self.schema, self.clock, self.report = source, target, schema, clock, report
         self.secret, self.fields, self.user_fields, self.owners = secret, fields, user_fields, owners
-        self.records, self.stage = records, stage
-
-    def _read(self, statement: str) -> list[Any]:
-        with self.source.connect() as connection:
-            return list(connection.execute(text(statement)))
+        self.records, self.progress = records, progress
+        self.recipients: list[dict[str, Any]] = []
+        self.events: list[list[Moment]] = []
 
     def _checked(self, name: str, value: Any, check: Callable[[str], str]) -> str:
         """``value`` as ``check`` cleans it, or left out (empty) and counted if it refuses it."""
@@ -60,18 +68,21 @@ class EmailImport:
 
     def run(self) -> None:
         entity = self.schema.entity_table("Emails")
-        rows = self._read(
-            "SELECT a.activityid, a.subject, a.date_start, a.time_start, d.from_email, d.to_email, d.idlists, "  # noqa: S608
-            f"d.email_flag, e.description, e.createdtime, e.smownerid FROM vtiger_activity a "
-            f"JOIN vtiger_emaildetails d ON d.emailid = a.activityid "
-            f"JOIN {entity} e ON e.crmid = a.activityid AND e.deleted = 0 "
-            "WHERE a.activitytype = 'Emails' ORDER BY a.activityid")
+        with self.source.connect() as connection:
+            rows = list(connection.execute(text(
+                "SELECT a.activityid, a.subject, a.date_start, a.time_start, d.from_email, d.to_email, "  # noqa: S608
+                f"d.idlists, d.email_flag, e.description, e.createdtime, e.smownerid FROM vtiger_activity a "
+                f"JOIN vtiger_emaildetails d ON d.emailid = a.activityid "
+                f"JOIN {entity} e ON e.crmid = a.activityid AND e.deleted = 0 "
+                "WHERE a.activitytype = 'Emails' ORDER BY a.activityid")))
         self.owners.run({row.smownerid for row in rows if row.smownerid})
         saved = [row for row in rows if _raw(row.email_flag).upper() == "SAVED"]
         sent = [row for row in rows if _raw(row.email_flag).upper() != "SAVED"]
         self._drafts(saved)
         emails = self._emails(sent)
-        self._recipients(emails, {row.activityid: mailed(row.idlists, row.to_email, self.user_fields) for row in sent})
+        mails = {row.activityid: mailed(row.idlists, row.to_email, self.user_fields) for row in sent}
+        del rows, saved, sent  # the bodies: not kept while the opens are read
+        self._recipients(emails, mails)
 
     def _subject(self, value: Any) -> str:
         # As the compose form has it: one line for a header.
@@ -89,113 +100,134 @@ class EmailImport:
 
     def _drafts(self, rows: list[Any]) -> None:
         known = set(self.target.scalars(select(EmailDraft.corebos_id).where(EmailDraft.corebos_id.is_not(None))))
-        for row in self.stage("drafts", rows):
-            if row.activityid in known:
-                continue
-            owner = self.owners.owner(row.smownerid)
-            to = ", ".join(mailed(row.idlists, row.to_email, self.user_fields).addresses)
-            fields = {"to": to, "cc": "", "bcc": "", "reply_to": "", "subject": self._subject(row.subject),
-                      "html": clean_html(row.description or ""), "text": "", "signature": "", "send_at": "",
-                      "dont_track": "", "ask_consent": "", "template": "", "audience": "", "scope": "", "q": "",
-                      "with_contacts": "", "ids": []}
-            self.target.add(EmailDraft(owner_id=owner.id, subject=fields["subject"], fields=json.dumps(fields),
-                                       updated_at=self.clock.created(row.createdtime) or datetime.now(),
-                                       corebos_id=row.activityid))
-            self.report.stages["drafts"].new += 1
+        self.report.stages["drafts"].found = len(rows)
+        with self.progress("drafts", len(rows)) as advance:
+            for row in rows:
+                advance(1)
+                if row.activityid in known:
+                    continue
+                to = ", ".join(mailed(row.idlists, row.to_email, self.user_fields).addresses)
+                fields = {"to": to, "cc": "", "bcc": "", "reply_to": "", "subject": self._subject(row.subject),
+                          "html": clean_html(row.description or ""), "text": "", "signature": "", "send_at": "",
+                          "dont_track": "", "ask_consent": "", "template": "", "audience": "", "scope": "", "q": "",
+                          "with_contacts": "", "ids": []}
+                self.target.add(EmailDraft(owner_id=self.owners.owner(row.smownerid).id, subject=fields["subject"],
+                                           fields=json.dumps(fields), corebos_id=row.activityid,
+                                           updated_at=self.clock.created(row.createdtime) or datetime.now()))
+                self.report.stages["drafts"].new += 1
         self.target.flush()
 
-    def _emails(self, rows: list[Any]) -> dict[int, Email]:
-        imported = select(Email).where(Email.corebos_id.is_not(None))
-        emails = {int(email.corebos_id or 0): email for email in self.target.scalars(imported)}
-        for row in self.stage("emails", rows):
-            if row.activityid in emails:
-                continue
-            owner = self.owners.owner(row.smownerid)
-            moment = self.clock.sent(row.date_start, row.time_start)
-            created = self.clock.created(row.createdtime)
-            sent_at = moment.at if moment else created
-            email = Email(corebos_id=row.activityid, subject=self._subject(row.subject) or "(no subject)",
-                          html_body=clean_html(row.description or ""), sender_id=owner.id,
-                          from_address=self._from(row.from_email, owner.email), status="sent", tracking=True,
-                          created_at=created or sent_at, sent_at=sent_at)
-            emails[row.activityid] = email
-            self.target.add(email)
-            self.report.stages["emails"].new += 1
-        self.target.flush()
+    def _emails(self, rows: list[Any]) -> dict[int, tuple[int, datetime | None]]:
+        """Every sent email, imported now or before: mailid -> (its id, when it was sent)."""
+        imported = select(Email.corebos_id, Email.id, Email.sent_at).where(Email.corebos_id.is_not(None))
+        emails = {int(mailid or 0): (email_id, sent_at) for mailid, email_id, sent_at in self.target.execute(imported)}
+        self.report.stages["emails"].found = len(rows)
+        with self.progress("emails", len(rows)) as advance:
+            for row in rows:
+                advance(1)
+                if row.activityid in emails:
+                    continue
+                owner = self.owners.owner(row.smownerid)
+                moment = self.clock.sent(row.date_start, row.time_start)
+                created = self.clock.created(row.createdtime)
+                sent_at = moment.at if moment else created
+                email = Email(corebos_id=row.activityid, subject=self._subject(row.subject) or "(no subject)",
+                              html_body=clean_html(row.description or ""), sender_id=owner.id,
+                              from_address=self._from(row.from_email, owner.email), status="sent", tracking=True,
+                              created_at=created or sent_at, sent_at=sent_at)
+                self.target.add(email)
+                self.target.flush()
+                emails[row.activityid] = (email.id, sent_at)
+                self.report.stages["emails"].new += 1
+                self.target.expunge(email)
         return emails
 
-    def _recipients(self, emails: dict[int, Email], mails: dict[int, Mailed]) -> None:
-        counts = {(row.crmid, row.mailid): row.access_count or 0 for row in self._read(
-            "SELECT crmid, mailid, access_count FROM vtiger_email_track "
-            "WHERE crmid IS NOT NULL AND mailid IS NOT NULL")}
-        accesses: dict[Pair, list[Moment]] = {}
-        for row in self._read("SELECT crmid, mailid, accessdate, accesstime FROM vtiger_email_access "
-                              "WHERE crmid IS NOT NULL AND mailid IS NOT NULL"):
-            moment = self.clock.access(row.accessdate, row.accesstime)
-            if moment is not None:
-                accesses.setdefault((row.crmid, row.mailid), []).append(moment)
-        links: set[Pair] = {(row.crmid, row.activityid)
-                            for row in self._read("SELECT crmid, activityid FROM vtiger_seactivityrel")}
+    def _streams(self) -> Iterator[tuple[int, list[tuple[str, Any]]]]:
+        """(mailid, its links, counts and opens as (which, row)) in mailid order."""
+        def tagged(which: str, statement: str) -> Iterator[tuple[int, str, Any]]:
+            for rows in stream(self.source, statement):
+                for row in rows:
+                    yield row.mailid, which, row
+
+        merged = heapq.merge(tagged("link", _LINKS), tagged("count", _COUNTS), tagged("open", _OPENS),
+                             key=lambda item: item[0])
+        for mailid, items in itertools.groupby(merged, key=lambda item: item[0]):
+            yield mailid, [(which, row) for _, which, row in items]
+
+    def _recipients(self, emails: dict[int, tuple[int, datetime | None]], mails: dict[int, Mailed]) -> None:
+        self.report.to_users = sum(len(mail.users) for mailid, mail in mails.items() if mailid in emails)
+        total = count(self.source, "SELECT count(*) FROM vtiger_email_access "
+                                   "WHERE crmid IS NOT NULL AND mailid IS NOT NULL")
+        with self.progress("opens", total) as advance:
+            for mailid, items in self._streams():
+                opens = sum(which == "open" for which, _ in items)
+                if mailid in emails:
+                    self._email_recipients(mailid, emails[mailid], mails.get(mailid, Mailed()), items)
+                    self.report.stages["events"].found += opens
+                if len(self.recipients) >= BATCH:
+                    self._write()
+                advance(opens)
+        self._write()
+
+    def _email_recipients(self, mailid: int, email: tuple[int, datetime | None], mail: Mailed,
+                          items: list[tuple[str, Any]]) -> None:
+        links = {row.crmid for which, row in items if which == "link"}
+        counts = {row.crmid: row.access_count or 0 for which, row in items if which == "count"}
+        opens: dict[int, list[Any]] = {}
+        for which, row in items:
+            if which == "open":
+                opens.setdefault(row.crmid, []).append(row)
         became = self.records.became
         # A converted lead's link moved to what it became; idlists still names the lead.
-        leads_mailed = {(crmid, mailid) for mailid, mail in mails.items() for crmid in mail.fields if crmid in became}
-        every = links | counts.keys() | accesses.keys() | leads_mailed
-        moved = {(became[lead], mailid) for lead, mailid in every if lead in became}
-        pairs = sorted(pair for pair in every - moved if pair[1] in emails)
-        self.report.to_users = sum(len(mail.users) for mailid, mail in mails.items() if mailid in emails)
-        known = select(Recipient.corebos_crmid, Recipient.corebos_mailid).where(Recipient.corebos_mailid.is_not(None))
-        known_pairs = {(crmid, mailid) for crmid, mailid in self.target.execute(known)}
-        batch: list[tuple[Recipient, list[Moment]]] = []
-        for crmid, mailid in self.stage("recipients", pairs):
-            if (crmid, mailid) in known_pairs:
-                continue
-            made = self._recipient(crmid, mailid, emails[mailid], mails.get(mailid, Mailed()), counts, accesses)
-            if made is not None:
-                batch.append(made)
-            if len(batch) >= BATCH:
-                self._write(batch)
-        self._write(batch)
-        self.report.stages["events"].found = sum(len(times) for pair, times in accesses.items() if pair[1] in emails)
+        every = links | counts.keys() | opens.keys() | {crmid for crmid in mail.fields if crmid in became}
+        moved = {became[lead] for lead in every if lead in became}
+        crmids = sorted(every - moved)
+        self.report.stages["recipients"].found += len(crmids)
+        known = set(self.target.scalars(select(Recipient.corebos_crmid).where(Recipient.corebos_mailid == mailid)))
+        for crmid in crmids:
+            if crmid not in known:
+                self._recipient(crmid, mailid, email, mail, counts, opens.get(crmid, []))
 
-    def _recipient(self, crmid: int, mailid: int, email: Email, mail: Mailed, counts: dict[Pair, int],
-                   accesses: dict[Pair, list[Moment]]) -> tuple[Recipient, list[Moment]] | None:
-        owner_id = self.records.became.get(crmid, crmid)
-        record = self.records.imported.get(owner_id)
-        kind = self.records.kind.get(crmid)
-        if record is None or kind is None:
+    def _recipient(self, crmid: int, mailid: int, email: tuple[int, datetime | None], mail: Mailed,
+                   counts: dict[int, int], rows: list[Any]) -> None:
+        known = self.records.known.get(crmid)
+        record = self.records.known.get(self.records.became.get(crmid, crmid))
+        if known is None or record is None or record.id is None:
             self.report.unlinked += 1
-            return None
+            return
         fieldid = mail.fields.get(crmid)
         column = self.fields[fieldid].column if fieldid in self.fields else None
         address = self._checked("recipients address", address_mailed(
-            self.records.addresses.get(crmid, {}), KINDS[kind][3], column, mail.addresses), clean_address)
+            dict(known.addresses), KINDS[known.kind][3], column, mail.addresses), clean_address)
         if not address:
             self.report.unlinked += 1
-            return None
-        if owner_id != crmid:
-            self.report.converted_followed += 1
-        times = sorted(accesses.get((crmid, mailid), []), key=lambda moment: moment.at)
-        count = counts.get((crmid, mailid), len(times))
-        if count != len(times):
-            self.report.counts_differ += 1
-        recipient = Recipient(email_id=email.id, address=address, name=record.display_name[:200],
-                              token=tokens.new_token(self.secret), status="sent", sent_at=email.sent_at,
-                              corebos_crmid=crmid, corebos_mailid=mailid, access_count=count,
-                              first_access=times[0].at if times else None, last_access=times[-1].at if times else None,
-                              **{f"{record.record_type}_id": record.id})
-        return recipient, times
-
-    def _write(self, batch: list[tuple[Recipient, list[Moment]]]) -> None:
-        """A batch of recipients (one INSERT), then their events (another)."""
-        if not batch:
             return
-        self.target.add_all(recipient for recipient, _ in batch)
-        self.target.flush()
-        events = [AccessEvent(recipient_id=recipient.id, at=moment.at, legacy=True, time_known=moment.known)
-                  for recipient, times in batch for moment in times]
-        self.target.add_all(events)
-        self.target.flush()
-        self.report.stages["recipients"].new += len(batch)
+        if record is not known:
+            self.report.converted_followed += 1
+        times = sorted((moment for row in rows if (moment := self.clock.access(row.accessdate, row.accesstime))),
+                       key=lambda moment: moment.at)
+        tracked = counts.get(crmid, len(times))
+        if tracked != len(times):
+            self.report.counts_differ += 1
+        self.recipients.append({
+            "email_id": email[0], "address": address, "name": record.name, "token": tokens.new_token(self.secret),
+            "status": "sent", "sent_at": email[1], "corebos_crmid": crmid, "corebos_mailid": mailid,
+            "access_count": tracked, "first_access": times[0].at if times else None,
+            "last_access": times[-1].at if times else None, f"{record.kind}_id": record.id})
+        self.events.append(times)
+
+    def _write(self) -> None:
+        """The batch's recipients (one INSERT returning their ids), then their events (another)."""
+        if not self.recipients:
+            return
+        ids = self.target.scalars(insert(Recipient).returning(Recipient.id, sort_by_parameter_order=True),
+                                  self.recipients).all()
+        events = [{"recipient_id": recipient_id, "at": moment.at, "legacy": True, "time_known": moment.known}
+                  for recipient_id, times in zip(ids, self.events, strict=True) for moment in times]
+        if events:
+            self.target.execute(insert(AccessEvent), events)
+        self.report.stages["recipients"].new += len(ids)
         self.report.stages["events"].new += len(events)
-        self.report.time_unknown += sum(not event.time_known for event in events)
-        batch.clear()
+        self.report.time_unknown += sum(not event["time_known"] for event in events)
+        self.recipients, self.events = [], []
+

@@ -3,9 +3,6 @@ and opens, in one transaction (committed at the end, or rolled back on a dry run
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any
-
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -13,8 +10,8 @@ from sqlalchemy.orm import Session
 from .addresses import EmailField
 from .emails import EmailImport
 from .owners import Owners
-from .records import DEFAULT_FIELDS, Progress, RecordImport
-from .report import ImportReport
+from .records import DEFAULT_FIELDS, RecordImport
+from .report import ImportReport, Progress, no_progress
 from .source import CoreBOSError, Schema, describe
 from .times import Clock
 
@@ -26,13 +23,8 @@ class Importer:
     def __init__(self, source: Engine, schema: Schema, target: Session, secret: bytes, clock: Clock,
                  progress: Progress | None = None):
         self.source, self.schema, self.target, self.secret, self.clock = source, schema, target, secret, clock
-        self.progress: Progress = progress or (lambda _stage, rows: rows)
+        self.progress: Progress = progress or no_progress
         self.report = ImportReport()
-
-    def _stage(self, name: str, rows: list[Any]) -> Iterator[Any]:
-        self.report.stages[name].found = len(rows)
-        progressed: Iterable[Any] = self.progress(name, rows)
-        yield from progressed
 
     def email_fields(self) -> tuple[dict[int, EmailField], set[int]]:
         """vtiger_field's email fields by fieldid (with the import's tables), and those of Users."""
@@ -62,9 +54,9 @@ class Importer:
             if owners.fallback is None:
                 raise CoreBOSError("no coretrack user to own the imported email: run 'coretrack db upgrade' first")
             records = RecordImport(self.source, self.target, self.schema, self.clock, self.report, fields,
-                                   self._stage).run()
+                                   self.progress).run()
             EmailImport(self.source, self.target, self.schema, self.clock, self.report, self.secret, fields,
-                        user_fields, owners, records, self._stage).run()
+                        user_fields, owners, records, self.progress).run()
         except DBAPIError as exc:
             self.target.rollback()
             if exc.orig is not None and type(exc.orig).__module__.startswith("pymysql"):

@@ -8,7 +8,7 @@ deleted from coreBOS) belongs to the first coretrack admin.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
@@ -28,6 +28,13 @@ def _name(user_name: str, user_id: int) -> str:
     return name if USER_NAME.fullmatch(name) else f"corebos-{user_id}"
 
 
+class Owner(NamedTuple):
+    """The coretrack user owning an email: its id, and its address (the From when coreBOS stored none)."""
+
+    id: int
+    email: str
+
+
 class Owners:
     """coreBOS user id -> the coretrack user owning what that user owned."""
 
@@ -36,9 +43,8 @@ class Owners:
         fallback = target.scalars(select(User).where(User.active).order_by(User.role != "admin", User.id)).first()
         if fallback is None:
             fallback = target.scalars(select(User).order_by(User.role != "admin", User.id)).first()
-        self.fallback = fallback
-        self.users: dict[int, User] = {}
-        self.addresses: dict[int, str] = {}
+        self.fallback = Owner(fallback.id, fallback.email) if fallback is not None else None
+        self.users: dict[int, Owner] = {}
 
     def run(self, owner_ids: set[int]) -> None:
         """The coreBOS users among ``owner_ids`` made coretrack users (those not yet imported)."""
@@ -51,14 +57,9 @@ class Owners:
         known = {user.corebos_id: user for user in self.target.scalars(imported)}
         wanted = [row for row in rows if row.id in owner_ids]
         self.report.stages["users"].found = len(wanted)
-        for row in rows:
-            self.addresses[row.id] = str(row.email1 or "").strip()
-        for row in wanted:
-            user = known.get(row.id)
-            if user is None:
-                user = self._user(row)
-            self.users[row.id] = user
+        users = {row.id: known.get(row.id) or self._user(row) for row in wanted}
         self.target.flush()
+        self.users = {corebos_id: Owner(user.id, user.email) for corebos_id, user in users.items()}
 
     def _user(self, row: Any) -> User:
         name = _name(str(row.user_name or ""), row.id)
@@ -80,7 +81,7 @@ class Owners:
         self.report.stages["users"].new += 1
         return user
 
-    def owner(self, corebos_user: int | None) -> User:
+    def owner(self, corebos_user: int | None) -> Owner:
         user = self.users.get(corebos_user or 0)
         if user is None:
             self.report.owner_unknown += 1

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 
 STAGES = ("users", "accounts", "contacts", "leads", "emails", "drafts", "recipients", "events")
+# A stage's progress: told its name and how many rows it reads, it gives what to call as they are read.
+Advance = Callable[[int], None]
+Progress = Callable[[str, int], AbstractContextManager[Advance]]
+
+
+@contextmanager
+def no_progress(_stage: str, _total: int) -> Iterator[Advance]:
+    yield lambda _rows: None
 
 
 @dataclass

@@ -7,7 +7,7 @@ that added it; a missing optional one leaves out only what it holds (``Schema.no
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +51,8 @@ OPTIONAL = {
 # The modules read, by coreBOS's module name: their table and id column.
 MODULES = {"Accounts": ("vtiger_account", "accountid"), "Contacts": ("vtiger_contactdetails", "contactid"),
            "Leads": ("vtiger_leaddetails", "leadid"), "Emails": ("vtiger_activity", "activityid")}
+# Rows read and written together: memory depends on it, not on the install's size.
+BATCH = 2000
 # MySQL's error numbers, told in words (the driver's own text may name the user or host in full).
 _ERRORS = {1045: "the user name or password was refused", 1044: "that user may not read the database",
            1049: "there is no such database", 2003: "cannot reach the server", 2005: "unknown server host",
@@ -155,3 +157,15 @@ def read_schema(engine: Engine) -> Schema:
                 else:
                     schema.denormalized_others.append(str(module))
     return schema
+
+
+def stream(engine: Engine, statement: str) -> Iterator[Sequence[Any]]:
+    """The rows of ``statement`` a batch at a time, from a server-side cursor (never all in memory)."""
+    with engine.connect() as connection:
+        result = connection.execution_options(stream_results=True, yield_per=BATCH).execute(text(statement))
+        yield from result.partitions()
+
+
+def count(engine: Engine, statement: str) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(text(statement)).scalar() or 0)
