@@ -13,6 +13,7 @@ batch and the largest email, not on the install.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import json
@@ -20,13 +21,14 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
-from ..models import AccessEvent, Email, EmailDraft, Recipient
+from ..models import Email, EmailDraft, Recipient
 from ..sanitize import clean_html
 from ..tracking import tokens
 from ..validation import clean_address, clean_mail_text
+from . import writing
 from .addresses import EmailField, Mailed, address_mailed, mailed, sender_addresses
 from .owners import Owners
 from .records import KINDS, Records
@@ -56,6 +58,8 @@ class EmailImport:
         self.records, self.progress = records, progress
         self.recipients: list[dict[str, Any]] = []
         self.events: list[list[Moment]] = []
+        # A record is mailed many times at the same address: checked once (a bounded cache).
+        self.clean_address = functools.lru_cache(maxsize=50_000)(clean_address)
 
     def _checked(self, name: str, value: Any, check: Callable[[str], str]) -> str:
         """``value`` as ``check`` cleans it, or left out (empty) and counted if it refuses it."""
@@ -198,7 +202,7 @@ class EmailImport:
         fieldid = mail.fields.get(crmid)
         column = self.fields[fieldid].column if fieldid in self.fields else None
         address = self._checked("recipients address", address_mailed(
-            dict(known.addresses), KINDS[known.kind][3], column, mail.addresses), clean_address)
+            dict(known.addresses), KINDS[known.kind][3], column, mail.addresses), self.clean_address)
         if not address:
             self.report.unlinked += 1
             return
@@ -217,15 +221,13 @@ class EmailImport:
         self.events.append(times)
 
     def _write(self) -> None:
-        """The batch's recipients (one INSERT returning their ids), then their events (another)."""
+        """The batch's recipients, then their events (writing.py)."""
         if not self.recipients:
             return
-        ids = self.target.scalars(insert(Recipient).returning(Recipient.id, sort_by_parameter_order=True),
-                                  self.recipients).all()
-        events = [{"recipient_id": recipient_id, "at": moment.at, "legacy": True, "time_known": moment.known}
+        ids = writing.recipients(self.target, self.recipients)
+        events = [{"recipient_id": recipient_id, "at": moment.at, "time_known": moment.known}
                   for recipient_id, times in zip(ids, self.events, strict=True) for moment in times]
-        if events:
-            self.target.execute(insert(AccessEvent), events)
+        writing.events(self.target, events)
         self.report.stages["recipients"].new += len(ids)
         self.report.stages["events"].new += len(events)
         self.report.time_unknown += sum(not event["time_known"] for event in events)
