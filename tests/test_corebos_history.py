@@ -330,6 +330,22 @@ def test_the_From_typed_in_coreBOS_is_the_From_and_each_email_belongs_to_its_own
     assert "owners that already were coretrack users of the same name (left as they are): 1" in result.output
 
 
+@pytest.mark.parametrize("database", ["sqlite"])
+def test_a_typed_From_the_column_cut_short_is_no_address_the_owner_s_is_kept_and_it_is_counted(cli, db, corebos):
+    crm = corebos("current")
+    crm.run("SET SESSION sql_mode = ''")  # without strict mode MySQL cuts the concat to from_email's 50 characters
+    jo = crm.user("jo", "Bloggs", "jo@corp.example")
+    ada = contact(crm, "ada@example.test")
+    mailid = sent_email(crm, [(ada, FIELD[("contact", "email")], "ada@example.test")], owner=jo,
+                        custom_from="newsletter.department@marketing.corp.example")
+    (stored,) = crm.query("SELECT from_email FROM vtiger_emaildetails WHERE emailid = %s", (mailid,))[0]
+    assert stored == "jo@corp.example > newsletter.department@marketing."
+    result = cli("--from", crm.url, "--time-zone", "UTC")
+    assert result.exit_code == 0, result.output
+    assert "values left out (the form would refuse them): emails from_address 1" in result.output
+    assert db.scalars(select(Email)).one().from_address == "jo@corp.example"
+
+
 def test_recipients_that_were_coreBOS_users_are_reported_and_skipped(cli, db, corebos):
     crm = corebos("current")
     jo = crm.user("jo", "Bloggs", "jo@corp.example")

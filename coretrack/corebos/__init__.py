@@ -5,8 +5,8 @@ Read-only on the source (the session is READ ONLY).  Each imported row keeps its
 recipients their (crmid, mailid) pair), so a second run adds only what is new and changes nothing else.
 The pairs are what coreBOS's image URLs name: with them, old images keep counting
 (tracking/corebos_images.py).  The parts: source.py (connecting, the schema's checks), times.py (coreBOS's
-zone), addresses.py (who was mailed, from what), owners.py, records.py, emails.py, importer.py (one run),
-report.py (what it prints).
+zone), addresses.py (who was mailed, from what), owners.py, records.py, emails.py, writing.py (batches
+written), importer.py (one run), report.py (what it prints).
 """
 
 from .importer import Importer
