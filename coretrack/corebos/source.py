@@ -162,8 +162,9 @@ def read_schema(engine: Engine) -> Schema:
 def stream(engine: Engine, statement: str) -> Iterator[Sequence[Any]]:
     """The rows of ``statement`` a batch at a time, from a server-side cursor (never all in memory)."""
     with engine.connect() as connection:
-        result = connection.execution_options(stream_results=True, yield_per=BATCH).execute(text(statement))
-        yield from result.partitions()
+        result = connection.execution_options(stream_results=True).execute(text(statement))
+        # The size given: without it SQLAlchemy's partitions() fetches every row left at once.
+        yield from result.partitions(BATCH)
 
 
 def count(engine: Engine, statement: str) -> int:

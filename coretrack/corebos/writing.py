@@ -2,7 +2,7 @@
 
 PostgreSQL: ids reserved from the table's sequence, then COPY (an INSERT of many rows spends most of its
 time in the driver building the statement).  SQLite: one INSERT of the batch (its executemany is the
-driver's own loop), the recipients' ids returned.
+driver's own loop), then the recipients' ids read back by their tokens.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, text
+from sqlalchemy import Table, insert, select, text
 from sqlalchemy.orm import Session
 
 from ..models import AccessEvent, Recipient
@@ -23,6 +23,7 @@ EVENT_COLUMNS = ("recipient_id", "at", "ip", "user_agent", "verdict", "reason", 
 _RECIPIENT_DEFAULTS = {"kind": "to", "tracked": True, "reply": "", "attempts": 0, "human_opens": 0,
                        "contact_id": None, "account_id": None, "lead_id": None, "delivery_status": "",
                        "delivery_detail": ""}
+_LOOKUP = 500  # tokens a query (SQLite's parameters a statement are few on old versions)
 _EVENT_DEFAULTS = {"ip": "", "user_agent": "", "verdict": "human", "reason": "", "hits": 1, "legacy": True}
 
 
@@ -41,7 +42,16 @@ def recipients(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     """Writes ``rows`` (Recipient's attributes) as recipients; their ids, in order."""
     rows = [{**_RECIPIENT_DEFAULTS, **row} for row in rows]
     if not _postgresql(session):
-        return list(session.scalars(insert(Recipient).returning(Recipient.id, sort_by_parameter_order=True), rows))
+        # One INSERT for all (RETURNING in order would make SQLite take them one by one), then the ids
+        # by their unique tokens.
+        session.execute(insert(cast(Table, Recipient.__table__)), rows)
+        tokens = [row["token"] for row in rows]
+        found: dict[str, int] = {}
+        for start in range(0, len(tokens), _LOOKUP):
+            chunk = tokens[start:start + _LOOKUP]
+            found.update((token, recipient_id) for recipient_id, token in session.execute(
+                select(Recipient.id, Recipient.token).where(Recipient.token.in_(chunk))))
+        return [found[token] for token in tokens]
     ids = list(session.scalars(text("SELECT nextval(pg_get_serial_sequence('recipients', 'id')) "
                                     "FROM generate_series(1, :n)"), {"n": len(rows)}))
     for row, recipient_id in zip(rows, ids, strict=True):
