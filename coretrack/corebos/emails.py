@@ -28,13 +28,13 @@ from ..models import Email, EmailDraft, Recipient
 from ..sanitize import clean_html
 from ..tracking import tokens
 from ..validation import clean_address, clean_mail_text
-from . import writing
 from .addresses import EmailField, Mailed, address_mailed, mailed, sender_addresses
 from .owners import Owners
 from .records import KINDS, Records
 from .report import ImportReport, Progress
 from .source import BATCH, Schema, count, stream
 from .times import Clock, Moment
+from .writing import write_events, write_recipients
 
 Pair = tuple[int, int]  # (crmid, mailid)
 # The three streams, each in mailid order: (mailid, which, row).
@@ -224,10 +224,10 @@ class EmailImport:
         """The batch's recipients, then their events (writing.py)."""
         if not self.recipients:
             return
-        ids = writing.recipients(self.target, self.recipients)
+        ids = write_recipients(self.target, self.recipients)
         events = [{"recipient_id": recipient_id, "at": moment.at, "time_known": moment.known}
                   for recipient_id, times in zip(ids, self.events, strict=True) for moment in times]
-        writing.events(self.target, events)
+        write_events(self.target, events)
         self.report.stages["recipients"].new += len(ids)
         self.report.stages["events"].new += len(events)
         self.report.time_unknown += sum(not event["time_known"] for event in events)

@@ -38,7 +38,7 @@ def _copy(session: Session, table: str, columns: Sequence[str], rows: list[dict[
             copy.write_row([row[column] for column in columns])
 
 
-def recipients(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+def write_recipients(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     """Writes ``rows`` (Recipient's attributes) as recipients; their ids, in order."""
     rows = [{**_RECIPIENT_DEFAULTS, **row} for row in rows]
     if not _postgresql(session):
@@ -60,7 +60,7 @@ def recipients(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     return ids
 
 
-def events(session: Session, rows: list[dict[str, Any]]) -> None:
+def write_events(session: Session, rows: list[dict[str, Any]]) -> None:
     """Writes ``rows`` (recipient_id, at, time_known) as legacy access events."""
     if not rows:
         return
