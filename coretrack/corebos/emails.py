@@ -6,7 +6,7 @@ A recipient is the record an email went to, at the address it went to (addresses
 ``vtiger_email_track`` and an event per ``vtiger_email_access`` row.  A converted lead's recipient keeps
 the lead's crmid (its images name the lead) but belongs to the contact or account it became.
 
-Links, counts and opens are read as three streams in mailid order and merged an email at a time; the
+Addresses, links, counts and opens are read as four streams in mailid order and merged an email at a time; the
 recipients and their events are written a batch at a time (one INSERT each), so memory depends on the
 batch and the largest email, not on the install.
 """
@@ -37,7 +37,8 @@ from .times import Clock, Moment
 from .writing import write_events, write_recipients
 
 Pair = tuple[int, int]  # (crmid, mailid)
-# The three streams, each in mailid order: (mailid, which, row).
+# The four streams, each in mailid order: (mailid, which, row).
+_MAILED = "SELECT emailid AS mailid, idlists, to_email FROM vtiger_emaildetails ORDER BY emailid"
 _LINKS = "SELECT activityid AS mailid, crmid FROM vtiger_seactivityrel ORDER BY activityid"
 _COUNTS = ("SELECT mailid, crmid, access_count FROM vtiger_email_track "
            "WHERE crmid IS NOT NULL AND mailid IS NOT NULL ORDER BY mailid")
@@ -84,9 +85,8 @@ class EmailImport:
         sent = [row for row in rows if _raw(row.email_flag).upper() != "SAVED"]
         self._drafts(saved)
         emails = self._emails(sent)
-        mails = {row.activityid: mailed(row.idlists, row.to_email, self.user_fields) for row in sent}
         del rows, saved, sent  # the bodies: not kept while the opens are read
-        self._recipients(emails, mails)
+        self._recipients(emails)
 
     def _subject(self, value: Any) -> str:
         # As the compose form has it: one line for a header.
@@ -147,26 +147,28 @@ class EmailImport:
         return emails
 
     def _streams(self) -> Iterator[tuple[int, list[tuple[str, Any]]]]:
-        """(mailid, its links, counts and opens as (which, row)) in mailid order."""
+        """(mailid, what it was sent to, its links, counts and opens as (which, row)) in mailid order."""
         def tagged(which: str, statement: str) -> Iterator[tuple[int, str, Any]]:
             for rows in stream(self.source, statement):
                 for row in rows:
                     yield row.mailid, which, row
 
-        merged = heapq.merge(tagged("link", _LINKS), tagged("count", _COUNTS), tagged("open", _OPENS),
-                             key=lambda item: item[0])
+        merged = heapq.merge(tagged("mailed", _MAILED), tagged("link", _LINKS), tagged("count", _COUNTS),
+                             tagged("open", _OPENS), key=lambda item: item[0])
         for mailid, items in itertools.groupby(merged, key=lambda item: item[0]):
             yield mailid, [(which, row) for _, which, row in items]
 
-    def _recipients(self, emails: dict[int, tuple[int, datetime | None]], mails: dict[int, Mailed]) -> None:
-        self.report.to_users = sum(len(mail.users) for mailid, mail in mails.items() if mailid in emails)
+    def _recipients(self, emails: dict[int, tuple[int, datetime | None]]) -> None:
         total = count(self.source, "SELECT count(*) FROM vtiger_email_access "
                                    "WHERE crmid IS NOT NULL AND mailid IS NOT NULL")
         with self.progress("opens", total) as advance:
             for mailid, items in self._streams():
                 opens = sum(which == "open" for which, _ in items)
                 if mailid in emails:
-                    self._email_recipients(mailid, emails[mailid], mails.get(mailid, Mailed()), items)
+                    mail = next((mailed(row.idlists, row.to_email, self.user_fields)
+                                 for which, row in items if which == "mailed"), Mailed())
+                    self.report.to_users += len(mail.users)
+                    self._email_recipients(mailid, emails[mailid], mail, items)
                     self.report.stages["events"].found += opens
                 if len(self.recipients) >= BATCH:
                     self._write()
