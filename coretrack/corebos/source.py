@@ -99,8 +99,11 @@ def source_url(raw: str) -> URL:
 
 
 def describe(exc: DBAPIError) -> str:
+    """The error in words (its number only for one not listed: the driver's text may hold names)."""
     code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
-    return _ERRORS.get(code, type(exc.orig).__name__) if isinstance(code, int) else type(exc.orig).__name__
+    if isinstance(code, int):
+        return _ERRORS.get(code, f"{type(exc.orig).__name__} {code}")
+    return type(exc.orig).__name__
 
 
 def connect(raw: str) -> tuple[Engine, Schema]:
@@ -117,6 +120,9 @@ def connect(raw: str) -> tuple[Engine, Schema]:
     def read_only(connection: Any, _record: Any) -> None:
         with connection.cursor() as cursor:
             cursor.execute("SET SESSION TRANSACTION READ ONLY")
+            # The import reads several server-side cursors in step: one may wait while another is read
+            # and the rows are written (MySQL drops a connection its client has not read for 60 s).
+            cursor.execute("SET SESSION net_write_timeout = 3600, net_read_timeout = 3600")
 
     try:
         schema = read_schema(engine)
