@@ -17,6 +17,7 @@ import pytest
 import webtest
 from aiosmtpd.controller import Controller
 from support.constants import ADMIN_PASSWORD, PUBLIC_URL, STAFF_PASSWORD
+from support.mariadb import INSTALL, SERVER, running_mariadb
 from support.ports import free_port
 from support.postgres import DATABASES, POSTGRES_URL, PostgresServer, PostgresTestDatabase
 from support.sending import Sender
@@ -256,3 +257,12 @@ def every_page(every_route):
     """Every GET route of the URL map, its arguments filled with records that exist."""
     return [path for method, path in every_route if method == "GET"]
 
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory):
+    """A private MariaDB server (Debian's mariadb-server, which scripts/test installs) on a free loopback
+    port with its own data directory; stopped and removed after the session."""
+    if not (SERVER and INSTALL):
+        pytest.skip("no mariadb-server: scripts/test installs it")
+    with running_mariadb(tmp_path_factory.mktemp("mariadb")) as database:
+        yield database

@@ -6,7 +6,8 @@ The importers load in the command that uses them, when it runs: the other comman
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import IO
 
 import click
@@ -24,30 +25,40 @@ def import_() -> None:
 @import_.command("corebos")
 @click.option("--from", "source", required=True, metavar="URL",
               help="the coreBOS database: mysql+pymysql://user:password@host/database (only read)")
+@click.option("--time-zone", "time_zone", metavar="ZONE",
+              help="the zone coreBOS ran in: $default_timezone in its config.inc.php (e.g. Europe/Madrid); "
+                   "its times are read in it and kept as UTC")
 @click.option("--dry-run", is_flag=True, help="say what would be imported; write nothing")
-def import_corebos(source: str, dry_run: bool) -> None:
-    """Import coreBOS's contacts, accounts, leads, emails and access counts; a second run adds only what is new."""
+def import_corebos(source: str, time_zone: str | None, dry_run: bool) -> None:
+    """Import coreBOS's users (as disabled owners), contacts, accounts, leads, emails (saved-only ones as
+    drafts) and opens; a second run adds only what is new."""
     # Lazy: the coreBOS importer (and its MySQL driver) loads for this command only.
-    from .. import corebos_import
+    from .. import corebos
 
-    def progress(stage: str, rows: list[object]) -> Iterator[object]:
+    @contextmanager
+    def progress(stage: str, total: int) -> Iterator[Callable[[int], None]]:
         # A bar on a terminal, one line per stage otherwise (logs, cron).
         if sys.stderr.isatty():
-            with click.progressbar(rows, label=f"{stage:<10}", file=sys.stderr) as bar:
-                yield from bar
+            with click.progressbar(length=total, label=f"{stage:<10}", file=sys.stderr) as bar:
+                yield bar.update
         else:
-            yield from rows
-            click.echo(f"{stage}: {len(rows)} read", err=True)
+            yield lambda _rows: None
+            click.echo(f"{stage}: {total} read", err=True)
 
+    try:
+        clock = corebos.clock_for(time_zone)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     config = load_config()
     try:
-        engine = corebos_import.connect(source)
-    except corebos_import.CoreBOSError as exc:
+        engine, schema = corebos.connect(source)
+    except corebos.CoreBOSError as exc:
         raise click.ClickException(str(exc)) from None
     try:
         with database(config) as target, make_session_factory(target)() as session:
-            report = corebos_import.Importer(engine, session, config.secret_key(), progress).run(dry_run=dry_run)
-    except corebos_import.CoreBOSError as exc:
+            report = corebos.Importer(engine, schema, session, config.secret_key(), clock, progress).run(
+                dry_run=dry_run)
+    except corebos.CoreBOSError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         engine.dispose()

@@ -70,7 +70,7 @@ class Email(Base):
     send_at: Mapped[datetime | None] = mapped_column(DateTime)
     # When its sender was emailed about its first likely-human open (at most once per email).
     sender_emailed_at: Mapped[datetime | None] = mapped_column(DateTime)
-    # Its activityid in the coreBOS install it was imported from (corebos_import.py): the images' mailid.
+    # Its activityid in the coreBOS install it was imported from (corebos/emails.py): the images' mailid.
     corebos_id: Mapped[int | None] = mapped_column(Integer, unique=True)
 
     sender: Mapped[User] = relationship()
@@ -135,6 +135,8 @@ class EmailDraft(Base):
     # The form's fields as JSON (drafts.FIELDS): whatever was typed, valid or not yet.
     fields: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # The activityid of the email coreBOS only saved, imported as this draft (corebos/emails.py).
+    corebos_id: Mapped[int | None] = mapped_column(Integer, unique=True)
 
 
 class TemplateAttachment(StoredFile, Base):

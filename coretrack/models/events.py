@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, String, Text, false
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, String, Text, false, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, utcnow
@@ -14,11 +14,11 @@ from .base import Base, utcnow
 
 class AccessEvent(Base):
     __tablename__ = "access_events"
-    # (at, recipient_id, hits, verdict): the Activity report sums accesses and likely-human opens and
-    # counts distinct recipients by time range from it.
+    # (at, recipient_id, hits, verdict, time_known): the Activity report sums accesses and likely-human
+    # opens and counts distinct recipients by time range from it (per hour: those whose time is known).
     __table_args__ = (
         Index("ix_access_events_recipient_at", "recipient_id", "at"),
-        Index("ix_access_events_at_recipient", "at", "recipient_id", "hits", "verdict"),
+        Index("ix_access_events_at_recipient", "at", "recipient_id", "hits", "verdict", "time_known"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -37,6 +37,9 @@ class AccessEvent(Base):
     hits: Mapped[int] = mapped_column(default=1, server_default="1")
     # Made by an image in email coreBOS sent (tracking/corebos_images.py): its identity is not signed.
     legacy: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # False for an access imported from an old coreBOS that lost its time of day (corebos/times.py):
+    # ``at`` is then the start of its day in coreBOS's zone, and no hour of it is known.
+    time_known: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
 
 class ClickEvent(Base):

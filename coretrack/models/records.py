@@ -38,7 +38,7 @@ class Account(Base):
     email_opt_out_at: Mapped[datetime | None] = mapped_column(DateTime)
     email_opt_out_reason: Mapped[str] = mapped_column(String(200), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    # Its crmid in the coreBOS install it was imported from (corebos_import.py): a re-run skips it.
+    # Its crmid in the coreBOS install it was imported from (corebos/records.py): a re-run skips it.
     corebos_id: Mapped[int | None] = mapped_column(Integer, unique=True)
 
     contacts: Mapped[list[Contact]] = relationship(back_populates="account")
@@ -65,7 +65,7 @@ class Person:
     # No tracking image (nor rewritten links) in email to them; still sent and counted as sent.
     do_not_track: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    # Its crmid in the coreBOS install it was imported from (corebos_import.py): a re-run skips it.
+    # Its crmid in the coreBOS install it was imported from (corebos/records.py): a re-run skips it.
     corebos_id: Mapped[int | None] = mapped_column(Integer, unique=True)
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, String, Text, false
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, utcnow
@@ -36,6 +36,9 @@ class User(Base):
     first_name: Mapped[str] = mapped_column(String(100), default="", server_default="")
     last_name: Mapped[str] = mapped_column(String(100), default="", server_default="")
     email: Mapped[str] = mapped_column(String(254), default="", server_default="")
+    # Its user id in the coreBOS install it was imported from (corebos/owners.py), and why it is there.
+    corebos_id: Mapped[int | None] = mapped_column(Integer, unique=True)
+    note: Mapped[str] = mapped_column(String(300), default="", server_default="")
 
     @property
     def is_admin(self) -> bool:

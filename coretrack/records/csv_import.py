@@ -1,5 +1,5 @@
 """Importing contacts, accounts and leads: a CSV file (the import page, ``coretrack import csv``), and
-what the coreBOS import (corebos_import.py) shares with it: every value goes through the form's checks
+what the coreBOS import (corebos/records.py) shares with it: every value goes through the form's checks
 (``store.clean_value``) and every imported opt-out through ``opt_out_imported`` (which opts out
 the address: people/suppression.py), and a record imported with an opted-out address shows it.
 A CSV row may also state its address's consent to measuring its reading, with where it was given

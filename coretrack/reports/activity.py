@@ -99,18 +99,23 @@ class ActivityReport(Report):
         raise NotImplementedError("the Activity report is one statement per bucket: see activity()")
 
     @staticmethod
-    def _bucket(recipients: CTE | None, label: str, start: datetime, stop: datetime) -> AnySelect:
+    def _bucket(recipients: CTE | None, label: str, start: datetime, stop: datetime, hourly: bool = False) -> AnySelect:
         # An event may stand for several loads of one minute (the per-recipient bound): sum them.
-        return ActivityReport._kept(recipients, AccessEvent, select(
-            literal(label, String).label("bucket"),
-            func.coalesce(func.sum(AccessEvent.hits), 0).label("accesses"),
-            func.count(distinct(AccessEvent.recipient_id)).label("unique_opens"),
-            func.coalesce(func.sum(case((AccessEvent.verdict == "human", AccessEvent.hits), else_=0)),
-                          0).label("human_opens")).where(AccessEvent.at >= start, AccessEvent.at < stop))
+        statement = select(literal(label, String).label("bucket"),
+                           func.coalesce(func.sum(AccessEvent.hits), 0).label("accesses"),
+                           func.count(distinct(AccessEvent.recipient_id)).label("unique_opens"),
+                           func.coalesce(func.sum(case((AccessEvent.verdict == "human", AccessEvent.hits), else_=0)),
+                                         0).label("human_opens")).where(AccessEvent.at >= start, AccessEvent.at < stop)
+        if hourly:
+            # An open imported from an old coreBOS that lost its time of day has a day and no hour.
+            statement = statement.where(AccessEvent.time_known)
+        return ActivityReport._kept(recipients, AccessEvent, statement)
 
     @staticmethod
-    def _click_bucket(recipients: CTE | None, label: str, start: datetime, stop: datetime) -> AnySelect:
+    def _click_bucket(recipients: CTE | None, label: str, start: datetime, stop: datetime,
+                      hourly: bool = False) -> AnySelect:
         # Clicks fold per minute as loads do (ClickEvent.hits); a later click may revise a verdict.
+        # Every click knows its time of day: ``hourly`` changes nothing.
         return ActivityReport._kept(recipients, ClickEvent, select(
             literal(label, String).label("bucket"),
             func.coalesce(func.sum(ClickEvent.hits), 0).label("clicks"),
@@ -156,8 +161,8 @@ class ActivityReport(Report):
         # bucket is named by its start in UTC (a local hour can come twice when clocks go back).
         kept = self.recipients(filters)
 
-        def by_bucket(bucket: Callable[[CTE | None, str, datetime, datetime], AnySelect]) -> dict[str, ResultRow[Any]]:
-            parts = [bucket(kept, start.isoformat(), start, stop) for _, start, stop in buckets]
+        def by_bucket(bucket: Callable[..., AnySelect]) -> dict[str, ResultRow[Any]]:
+            parts = [bucket(kept, start.isoformat(), start, stop, filters.by == "hour") for _, start, stop in buckets]
             whole_range = bucket(kept, "total", starts[0], starts[-1])
             return {row.bucket: row for row in session.execute(union_all(*parts, whole_range))}
 
