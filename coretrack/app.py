@@ -38,6 +38,7 @@ from . import csrf, localtime
 from .auth import BasicAuthMiddleware, Htpasswd
 from .config import Config
 from .db import MAX_ID, make_engine, make_session_factory
+from .delivery_reports import classes as bounce_classes
 from .http import APP_REFUSAL_HEADER, AppRequest, has_nul, json_response, max_body
 from .models import User
 from .notifications import unread_count
@@ -45,7 +46,19 @@ from .sending import limits
 from .settings import SettingsService
 from .tracking.image import TRACK_ACCESS_PATH
 from .tracking.tracker import Tracker
-from .views import account, api, email_templates, emails, erasure, notifications, public, records, reports, users
+from .views import (
+    account,
+    api,
+    email_templates,
+    emails,
+    erasure,
+    notifications,
+    public,
+    records,
+    reports,
+    suppressions,
+    users,
+)
 from .views import settings as settings_views
 
 if TYPE_CHECKING:
@@ -86,7 +99,8 @@ class DatabaseId(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
-VIEWS = (public, emails, email_templates, records, reports, settings_views, users, account, notifications, erasure, api)
+VIEWS = (public, emails, email_templates, records, reports, settings_views, users, account, notifications, erasure,
+         suppressions, api)
 # Built once per process: a Map is read-only after construction and rules bind to one map.
 URL_MAP = Map(
     [
@@ -150,6 +164,7 @@ class CoreTrack:
         self.jinja.globals["url_for"] = url_for
         self.jinja.globals["time_zone"] = lambda: str(localtime.current())
         self.jinja.globals["unread_notifications"] = unread_notifications
+        self.jinja.globals["bounce_labels"] = bounce_classes.LABELS
         self.jinja.filters["local"] = localtime.local
 
     def close(self) -> None:

@@ -50,6 +50,8 @@ class SettingsService:
             "tracking_disabled": "false",
             "tracking_policy": consent.EVERYONE,
             "anonymous_minimum": "10",
+            "soft_bounce_limit": "3",
+            "soft_bounce_days": "7",
             "corebos_app_key": "",
             "corebos_tracking": "true",
             "ip_storage": "truncated",

@@ -20,9 +20,11 @@ DELIVERY_PRECEDENCE = {"": 0, "processed": 1, "deferred": 2, "delivered": 3, "bo
 _DETAIL_LENGTH = 500
 
 
-def record_delivery(session: Session, recipient_id: int, status: str, detail: str, at: datetime) -> bool:
-    """Sets the recipient's delivery state unless it already holds a stronger (or an equal, later)
-    one; True when it changed.  One conditional UPDATE, so concurrent reports agree."""
+def record_delivery(session: Session, recipient_id: int, status: str, detail: str, at: datetime,
+                    bounce_class: str = "") -> bool:
+    """Sets the recipient's delivery state (and a failure's class: classes.py) unless it already
+    holds a stronger (or an equal, later) one; True when it changed.  One conditional UPDATE, so
+    concurrent reports agree."""
     rank = DELIVERY_PRECEDENCE[status]
     current = case(DELIVERY_PRECEDENCE, value=Recipient.delivery_status, else_=0)
     statement = (
@@ -31,11 +33,8 @@ def record_delivery(session: Session, recipient_id: int, status: str, detail: st
         .where(Recipient.id == recipient_id, ~Recipient.erased,
                or_(current < rank,
                    and_(current == rank, or_(Recipient.delivery_at.is_(None), Recipient.delivery_at <= at))))
-        .values(delivery_status=status, delivery_detail=detail[:_DETAIL_LENGTH], delivery_at=at)
+        .values(delivery_status=status, delivery_detail=detail[:_DETAIL_LENGTH], delivery_at=at,
+                bounce_class=bounce_class)
     )
     return changed_rows(session, statement) == 1
 
-
-def is_hard_bounce(status_code: str) -> bool:
-    """A permanent failure (5.x.x): the address will not take mail later either."""
-    return status_code.startswith("5")

@@ -29,7 +29,7 @@ from .emails import (
     StoredFile,
     TemplateAttachment,
 )
-from .events import AccessEvent, ClickEvent, DeliveryEvent, HitLogPosition
+from .events import AccessEvent, ClickEvent, DeliveryEvent, HitLogPosition, MailReport
 from .records import RECORD_MODELS, RECORD_TYPES, Account, Contact, Lead, Person, Record
 from .users import ROLES, Notification, Setting, SettingChange, User
 
@@ -38,6 +38,6 @@ __all__ = [
     "AccessEvent", "Account", "Address", "AddressEvent", "AnonymousTotal", "Attachment", "Base", "ClickEvent",
     "ConsentEvent", "ConsentText", "Contact",
     "DeliveryEvent", "Email", "EmailDraft", "EmailLink", "EmailStatus", "EmailTemplate", "Erasure",
-    "HitLogPosition", "Lead", "Notification", "Person", "Record", "Recipient", "RecipientStatus", "Setting",
-    "SettingChange", "StoredFile", "TemplateAttachment", "User", "utc_iso", "utcnow",
+    "HitLogPosition", "Lead", "MailReport", "Notification", "Person", "Record", "Recipient", "RecipientStatus",
+    "Setting", "SettingChange", "StoredFile", "TemplateAttachment", "User", "utc_iso", "utcnow",
 ]

@@ -198,6 +198,9 @@ class Recipient(Base):
     delivery_status: Mapped[str] = mapped_column(String(16), default="", server_default="")
     delivery_detail: Mapped[str] = mapped_column(String(500), default="", server_default="")
     delivery_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The failure's class (delivery_reports/classes.py: hard, soft, mailbox_full, block, policy,
+    # content, delayed), by its RFC 3463 status or the provider's classification; "" for none.
+    bounce_class: Mapped[str] = mapped_column(String(16), default="", server_default="")
     # The first likely-human load of the image (tracking/counting.count_hits): the recipient opened it.
     first_human_at: Mapped[datetime | None] = mapped_column(DateTime)
     # When the sender was told of it (notifications.py); set without telling for their own copies.
