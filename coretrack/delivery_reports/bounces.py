@@ -256,7 +256,7 @@ def read_mailbox(session_factory: Callable[[], Session], config: Config, *, time
         settings = SettingsService(session, config)
         server = settings.bounce_mailbox()
         bounce_address, folder = settings.get("bounce_address"), settings.get("bounce_imap_folder") or "INBOX"
-        rule = mail_reports.SoftBounceRule.of(settings)
+        rule = settings.soft_bounce_rule()
     if server is None:
         raise BounceError("no bounce mailbox is configured (settings: Bounces)")
     secret = config.secret_key()

@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 
 from ..models import MailReport, Recipient, utcnow
 from ..people import suppression
-from ..settings import SettingsService
 from . import classes, deliveries
 
 DSN, ARF = "dsn", "arf"  # mail_reports.kind
@@ -29,10 +28,6 @@ class SoftBounceRule:
 
     limit: int = 3
     days: int = 7
-
-    @classmethod
-    def of(cls, settings: SettingsService) -> SoftBounceRule:
-        return cls(settings.get("soft_bounce_limit"), settings.get("soft_bounce_days"))
 
     def __str__(self) -> str:
         return f"{self.limit} in {self.days} days" if self.limit else "never"
@@ -67,7 +62,7 @@ def record_bounce(session: Session, recipient: Recipient, action: str, status: s
     report = keep(session, DSN, recipient, raw, at, status, bounce_class, detail)
     deliveries.record_delivery(session, recipient.id, "bounced" if action == "failed" else "deferred", detail, at,
                                bounce_class)
-    suppress_by_class(session, recipient, bounce_class, detail, at, rule, suppression.BOUNCE,
+    suppress_by_class(session, recipient, bounce_class, f"bounced: {detail}", at, rule, suppression.BOUNCE,
                       suppression.Evidence(report_id=report.id))
     return bounce_class
 
@@ -80,12 +75,12 @@ def record_complaint(session: Session, recipient: Recipient, feedback_type: str,
                                          at, evidence=suppression.Evidence(report_id=report.id))
 
 
-def suppress_by_class(session: Session, recipient: Recipient, bounce_class: str, detail: str, at: datetime,
+def suppress_by_class(session: Session, recipient: Recipient, bounce_class: str, reason: str, at: datetime,
                       rule: SoftBounceRule, source: str, evidence: suppression.Evidence) -> bool:
     """Suppresses the recipient's address for a hard bounce, or for soft bounces past the rule;
-    whether it changed the address (``source``: where the bounce was read)."""
+    whether it changed the address (``source``: where the bounce was read; ``reason``: the bounce's)."""
     if bounce_class == classes.HARD:
-        return suppression.opt_out_recipient(session, recipient, source, f"bounced: {detail}", at,
+        return suppression.opt_out_recipient(session, recipient, source, reason, at,
                                              category=suppression.HARD_BOUNCE, evidence=evidence)
     if bounce_class not in classes.ESCALATING or rule.limit <= 0:
         return False
@@ -94,7 +89,7 @@ def suppress_by_class(session: Session, recipient: Recipient, bounce_class: str,
         return False
     return suppression.opt_out_recipient(
         session, recipient, suppression.SOFT_BOUNCES,
-        f"{count} soft bounces within {rule.days} days (rule: {rule}); the last: {detail}", at,
+        f"{count} soft bounces within {rule.days} days (rule: {rule}); the last {reason}", at,
         category=suppression.SOFT_BOUNCE, evidence=evidence)
 
 

@@ -235,11 +235,11 @@ def apply_events(session: Session, secret: bytes, events: list[dict[str, Any]],
         if kind in _DELIVERY_EVENTS:
             deliveries.record_delivery(session, recipient.id, _DELIVERY_EVENTS[kind], detail, at, bounce_class)
         reason, category = _opt_out_reason(event)
-        if reason or bounce_class in classes.ESCALATING:
+        if reason or bounce_class in (classes.HARD, *classes.ESCALATING):
             session.flush()  # the event's id: the opt-out's evidence
             evidence = suppression.Evidence(event_id=stored.id)
-            if bounce_class in (classes.HARD, *classes.ESCALATING):
-                mail_reports.suppress_by_class(session, recipient, bounce_class, f"(SendGrid) {detail}", at,
+            if bounce_class:
+                mail_reports.suppress_by_class(session, recipient, bounce_class, f"bounced (SendGrid): {detail}", at,
                                                rule or mail_reports.SoftBounceRule(), suppression.SENDGRID, evidence)
             elif reason:
                 suppression.opt_out_recipient(session, recipient, suppression.SENDGRID, reason, at,

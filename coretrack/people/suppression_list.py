@@ -42,7 +42,7 @@ class Evidence:
     received_at: object = None
 
 
-def statement(search: str = "", category: str = "") -> Select[tuple[Address]]:
+def statement(search: str = "", category: str = "") -> Select[Address]:
     """The suppressed addresses, newest first, whose address contains ``search`` (letter case aside)."""
     query = select(Address).where(Address.opted_out_at.is_not(None))
     if search.strip():

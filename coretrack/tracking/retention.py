@@ -58,8 +58,8 @@ def purge(session: Session, config: Config, batch: int = BATCH) -> dict[str, int
     # kept (the suppression list shows them; the soft-bounce rule counts by the recipients' class).
     deleted[MailReport.__tablename__] = 0
     while True:
-        old = select(MailReport.id).where(MailReport.received_at < cutoff, MailReport.raw != "").limit(batch)
-        count = changed_rows(session, update(MailReport).where(MailReport.id.in_(old.scalar_subquery()))
+        kept = select(MailReport.id).where(MailReport.received_at < cutoff, MailReport.raw != "").limit(batch)
+        count = changed_rows(session, update(MailReport).where(MailReport.id.in_(kept.scalar_subquery()))
                              .values(raw=""))
         session.commit()
         deleted[MailReport.__tablename__] += count

@@ -12,7 +12,6 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
 from ..delivery_reports import sendgrid
-from ..delivery_reports.mail_reports import SoftBounceRule
 from ..http import AppRequest, body_limit, public
 from ..people import consent_page, suppression, unsubscribe
 from ..people.consent import CONSENT_PATH, WITHDRAWAL_PATH, ConsentError
@@ -69,7 +68,7 @@ def sendgrid_events(request: AppRequest) -> Response:
             raise sendgrid.Refused
         body = request.read_body()  # at most MAX_BODY_BYTES, chunked or not (413 past it)
         sendgrid.receive(request.db, request.app.config.secret_key(), key, signature,
-                         request.headers[sendgrid.TIMESTAMP_HEADER], body, SoftBounceRule.of(settings))
+                         request.headers[sendgrid.TIMESTAMP_HEADER], body, settings.soft_bounce_rule())
     except sendgrid.Refused:
         return Response("forbidden\n", 403, mimetype="text/plain")
     except sendgrid.Malformed as exc:
