@@ -26,7 +26,7 @@ from support.tls import write_certificates
 from coretrack.app import URL_MAP, CoreTrack, create_standalone_app
 from coretrack.auth import Htpasswd, UserService
 from coretrack.config import Config
-from coretrack.models import Account, Contact, Lead
+from coretrack.models import Account, Address, Contact, Lead
 from coretrack.people.consent import CONSENT_PATH, WITHDRAWAL_PATH
 from coretrack.people.unsubscribe import UNSUBSCRIBE_PATH
 from coretrack.schema import upgrade
@@ -206,6 +206,9 @@ def every_route(app, db, users):
     template = templates.save(db, app.config, users["sam"], {"name": "Welcome", "subject": "Hi",
                                                              "html": "<p>Hi $contacts-firstname$</p>"})
     own_draft = drafts.save(db, users["sam"], {"to": "ada@example.test", "subject": "Unfinished"})
+    address = Address(address="kept@example.test")  # the suppression list's page of one address
+    db.add(address)
+    db.commit()
     singular = {"contacts": "contact", "accounts": "account", "leads": "lead"}
     routes = []
     for rule in URL_MAP.iter_rules():
@@ -218,7 +221,7 @@ def every_route(app, db, users):
             values = dict(zip(names, combination, strict=True))
             section = values.get("section") or {v: k for k, v in singular.items()}.get(values.get("record_type"))
             values.update({"email_id": email.id, "attachment_id": email.attachments[0].id, "name": "sam",
-                           "template_id": template.id, "draft_id": own_draft.id})
+                           "template_id": template.id, "draft_id": own_draft.id, "address_id": address.id})
             if "record_id" in rule.arguments:
                 values["record_id"] = records[section].id
             path = URL_MAP.bind("localhost").build(rule.endpoint, {k: v for k, v in values.items()

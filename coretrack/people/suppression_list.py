@@ -27,7 +27,7 @@ MAX_IMPORT_ROWS = 10_000  # a file's; more is refused, nothing imported
 _REASON_LENGTH = 200
 CSV_COLUMNS = ("address", "category", "source", "reason", "opted_out_at_utc", "evidence")
 # Reinstating these needs the explicit confirmation as well as a reason.
-CONFIRMED_ONLY = frozenset({suppression.COMPLAINT, suppression.ERASURE})
+CONFIRMED_ONLY = {suppression.COMPLAINT: "a complaint", suppression.ERASURE: "an erasure"}
 
 
 class ReinstateError(ValueError):
@@ -101,8 +101,8 @@ def reinstate(session: Session, secret: bytes, address: str, user_name: str, rea
     if not reason:
         raise ReinstateError("say why email may reach this address again (for example: asked by letter on 3 March)")
     if category in CONFIRMED_ONLY and not confirmed:
-        raise ReinstateError(f"this address is suppressed for a {suppression.CATEGORIES[category].lower()}: tick "
-                             "the box to confirm that email may reach it again")
+        raise ReinstateError(f"this address is suppressed after {CONFIRMED_ONLY[category]}: tick the box to "
+                             "confirm that email may reach it again")
     if category == suppression.ERASURE:
         digest = erasure.address_digest(secret, address)
         for row in session.scalars(select(Erasure).where(Erasure.address_digest == digest,

@@ -22,8 +22,10 @@ def _filters(request: AppRequest) -> tuple[str, str]:
     return request.args.get("q", "").strip()[:254], category if category in suppression.CATEGORIES else ""
 
 
-def _list_page(request: AppRequest, status: int = 200, **context: Any) -> Response:
-    search, category = _filters(request)
+def _list_page(request: AppRequest, status: int = 200, search: str | None = None, **context: Any) -> Response:
+    """The list as the query asks (``search``: the address an erasure's reinstatement was refused for)."""
+    asked, category = _filters(request)
+    search = asked if search is None else search
     page = paginate(request.db, suppression_list.statement(search, category), page_number(request.args.get("page")),
                     request.app.settings(request.db).get("page_size"))
     context.setdefault("import_result", None)
@@ -61,7 +63,7 @@ def reinstate(request: AppRequest) -> Response:
         found = suppression.state(request.db, address)
         if found is not None and found.opted_out_at is not None:
             return _detail_page(request, found, 400, str(exc), reason)
-        return _list_page(request, 400, error=str(exc), reason=reason, erased_address=address)
+        return _list_page(request, 400, search=address, error=str(exc), reason=reason)
     return request.redirect_to("suppressions.suppressions_page",
                                notice=f"Reinstated {address} ({suppression.CATEGORIES.get(category, category)}): "
                                       "email to it is sent again.")
