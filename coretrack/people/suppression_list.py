@@ -59,7 +59,7 @@ def evidence(session: Session, address: Address) -> Evidence:
         report = session.get(MailReport, address.evidence_report_id)
         if report is not None:
             kind = "DSN" if report.kind == "dsn" else "ARF report"
-            return Evidence(kind, f"{report.status} {report.detail}".strip(), report.raw, report.received_at)
+            return Evidence(kind, report.detail or report.status, report.raw, report.received_at)
     if address.evidence_event_id is not None:
         event = session.get(DeliveryEvent, address.evidence_event_id)
         if event is not None:
