@@ -152,6 +152,9 @@ _STATS = ("status", "access_count", "last_access", "human_opens", "first_human_a
 
 
 _TO_NOTIFY = "first_human_at IS NOT NULL AND notified_at IS NULL"
+# The recipients whose message soft-bounced (delivery_reports/classes.py ESCALATING): the soft-bounce
+# rule counts them by address at each soft bounce, so a partial index, empty for every other recipient.
+SOFT_BOUNCED = "bounce_class IN ('mailbox_full', 'soft')"
 
 
 class Recipient(Base):
@@ -164,6 +167,8 @@ class Recipient(Base):
         # The recipients whose sender has yet to hear of their first likely-human open: few at a time.
         Index("ix_recipients_to_notify", "first_human_at", sqlite_where=text(_TO_NOTIFY),
               postgresql_where=text(_TO_NOTIFY)),
+        Index("ix_recipients_soft_bounced", text("lower(address)"), sqlite_where=text(SOFT_BOUNCED),
+              postgresql_where=text(SOFT_BOUNCED)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -21,6 +21,8 @@ _BY_SOURCE = {"link": "unsubscribed", "one-click": "unsubscribed", "bounce": "ha
 _SENDGRID = (("bounced%", "hard_bounce"), ("dropped%", "provider_drop"), ("unsubscribed%", "unsubscribed"),
              ("reported%", "complaint"))
 
+_SOFT_BOUNCED = "bounce_class IN ('mailbox_full', 'soft')"
+
 
 def upgrade() -> None:
     op.create_table(
@@ -52,6 +54,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("category", sa.String(length=16), server_default="", nullable=False))
     with op.batch_alter_table("recipients") as batch:
         batch.add_column(sa.Column("bounce_class", sa.String(length=16), server_default="", nullable=False))
+    op.create_index("ix_recipients_soft_bounced", "recipients", [sa.text("lower(address)")], unique=False,
+                    sqlite_where=sa.text(_SOFT_BOUNCED), postgresql_where=sa.text(_SOFT_BOUNCED))
     with op.batch_alter_table("erasures") as batch:
         batch.add_column(sa.Column("reinstated_at", sa.DateTime(), nullable=True))
         batch.add_column(sa.Column("reinstated_by", sa.String(length=64), server_default="", nullable=False))
@@ -72,6 +76,7 @@ def downgrade() -> None:
         batch.drop_column("reinstate_reason")
         batch.drop_column("reinstated_by")
         batch.drop_column("reinstated_at")
+    op.drop_index("ix_recipients_soft_bounced", table_name="recipients")
     with op.batch_alter_table("recipients") as batch:
         batch.drop_column("bounce_class")
     with op.batch_alter_table("address_history") as batch:
