@@ -194,6 +194,9 @@ def test_an_arf_complaint_from_the_mailbox_suppresses_the_address_as_complaint(a
     page = admin.get("/suppressions?category=complaint")
     assert [a.text for a in page.html.select("#suppressions tbody td:first-child a")] == [ANN]
     assert "ARF report (kept)" in page.html.select_one("#suppressions tbody").text
+    exported = admin.get("/suppressions.csv").body.decode().splitlines()
+    assert exported[1].startswith(f"{ANN},complaint,complaint,complained: abuse report from fbl.example.net,")
+    assert exported[1].endswith(",ARF report")
 
 
 def test_an_authentication_failure_report_is_no_complaint_and_stays_in_the_folder(app, db, dovecot, mailbox,  # noqa: F811

@@ -12,6 +12,9 @@ Delivery status notifications are read as RFC 3464 (multipart/report, the per-re
 Status and Diagnostic-Code) or, from the servers that send plain text (qmail, older Exim and
 Postfix setups), by the status code in the text.  Each bounce read is moved to PROCESSED_FOLDER
 once its recipient is updated; mail that is no bounce (an auto-reply) is left where it is, unread.
+The same folder's ARF complaints (complaints.py) are read and moved alike; what a bounce or a
+complaint does to its recipient and address (its class, the evidence kept, the suppression) is
+mail_reports.py's.
 """
 
 from __future__ import annotations
@@ -331,7 +334,7 @@ def watch_mailbox(session_factory: Callable[[], Session], config: Config, stop: 
             if current is not None and (current != last_read or time.monotonic() >= next_read):
                 last_read, next_read = current, time.monotonic() + interval  # a failed read waits too
                 report = read_mailbox(session_factory, config)
-                if report.bounces or report.left:
+                if report.bounces or report.complaints or report.left:
                     log.info("bounce mailbox: %s", report)
         except BounceError as exc:
             log.warning("%s", exc)

@@ -132,13 +132,20 @@ def _csv_chunks(session: Session, search: str, category: str, chunk: int) -> Ite
         rows = list(session.scalars(query.where(Address.id > last_id).limit(chunk)))
         for row in rows:
             writer.writerow([_cell(row.address), row.opt_out_category, row.opt_out_source, _cell(row.opt_out_reason),
-                             utc_iso(row.opted_out_at) if row.opted_out_at else "", evidence(session, row).kind])
+                             utc_iso(row.opted_out_at) if row.opted_out_at else "", _evidence_kind(row)])
         yield buffer.getvalue().encode()
         buffer.seek(0)
         buffer.truncate()
         if len(rows) < chunk:
             return
         last_id = rows[-1].id
+
+
+def _evidence_kind(row: Address) -> str:
+    """What evidence the address keeps, read from its own row (an export reads no report)."""
+    if row.evidence_report_id is not None:
+        return "ARF report" if row.opt_out_category == suppression.COMPLAINT else "DSN"
+    return "provider event" if row.evidence_event_id is not None else ""
 
 
 def _cell(value: str) -> str:

@@ -4,15 +4,17 @@ it, reads a complaint's evidence, and reinstates the address only with a reason 
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
 from coretrack.models import MailReport
 from coretrack.people import suppression
-from e2e.conftest import ARTIFACTS
 
 pytestmark = [pytest.mark.browser]
 
+# Beside the failure screenshots (tests/e2e/conftest.py): the acceptance's screenshots of the page.
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 ARF = ("From: <feedback@fbl.example.net>\r\nContent-Type: multipart/report; report-type=feedback-report; "
        "boundary=\"p\"\r\n\r\n--p\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\n"
        "Reporting-MTA: dns; fbl.example.net\r\n\r\n--p--\r\n")
