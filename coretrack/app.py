@@ -58,6 +58,7 @@ from .views import (
     reports,
     suppressions,
     users,
+    webhooks,
 )
 from .views import settings as settings_views
 
@@ -100,7 +101,7 @@ class DatabaseId(IntegerConverter):
 
 
 VIEWS = (public, emails, email_templates, records, reports, settings_views, users, account, notifications, erasure,
-         suppressions, api)
+         suppressions, webhooks, api)
 # Built once per process: a Map is read-only after construction and rules bind to one map.
 URL_MAP = Map(
     [

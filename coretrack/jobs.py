@@ -1,6 +1,6 @@
 """Every background job of an install, assembled in this one place: delivery and notifications
 (worker.run_worker), the spool watch (hits spooled while the database was away), the bounce
-mailbox, and retention.  ``coretrack worker`` runs them beside Apache; ``coretrack serve`` runs
+mailbox, retention and outbound webhooks.  ``coretrack worker`` runs them beside Apache; ``coretrack serve`` runs
 the same in threads of its own process."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from .delivery_reports.bounces import watch_mailbox
 from .sending.worker import run_worker
 from .tracking.retention import watch_retention
 from .tracking.tracker import Tracker
+from .webhooks.delivery import watch_webhooks
 
 # How long `coretrack serve` waits at its exit for the message in hand and the watches to end.
 STOP_TIMEOUT = 30.0
@@ -31,6 +32,8 @@ def _watches(session_factory: Callable[[], Session], config: Config,
         "coretrack-bounces": lambda stop: watch_mailbox(session_factory, config, stop),
         # Events past the retention period, at start and once a day.
         "coretrack-retention": lambda stop: watch_retention(session_factory, config, stop),
+        # The outbox's events to the endpoints that want them, and their retries.
+        "coretrack-webhooks": lambda stop: watch_webhooks(session_factory, config, stop),
     }
 
 

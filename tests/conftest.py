@@ -26,7 +26,7 @@ from support.tls import write_certificates
 from coretrack.app import URL_MAP, CoreTrack, create_standalone_app
 from coretrack.auth import Htpasswd, UserService
 from coretrack.config import Config
-from coretrack.models import Account, Address, Contact, Lead
+from coretrack.models import Account, Address, Contact, Lead, WebhookDelivery, WebhookEvent
 from coretrack.people.consent import CONSENT_PATH, WITHDRAWAL_PATH
 from coretrack.people.unsubscribe import UNSUBSCRIBE_PATH
 from coretrack.schema import upgrade
@@ -35,6 +35,8 @@ from coretrack.sending.compose import compose, prepare
 from coretrack.settings import SettingsService
 from coretrack.tracking.clicks import CLICK_PATH
 from coretrack.views.public import TRACK_ACCESS_PATH
+from coretrack.webhooks import endpoints as webhook_endpoints
+from coretrack.webhooks.events import DELIVERED
 
 
 @pytest.fixture(scope="session")
@@ -208,6 +210,12 @@ def every_route(app, db, users):
     own_draft = drafts.save(db, users["sam"], {"to": "ada@example.test", "subject": "Unfinished"})
     address = Address(address="kept@example.test")  # the suppression list's page of one address
     db.add(address)
+    endpoint = webhook_endpoints.create(db, app.secret, "https://hooks.example.test/in", [DELIVERED], "admin")
+    event = WebhookEvent(event_id="evt_1", type=DELIVERED, at=email.created_at, data="{}", fanned_out=True)
+    db.add(event)
+    db.flush()
+    delivery = WebhookDelivery(event_id=event.id, endpoint_id=endpoint.id, status="dead", attempts=1)
+    db.add(delivery)
     db.commit()
     singular = {"contacts": "contact", "accounts": "account", "leads": "lead"}
     routes = []
@@ -221,7 +229,8 @@ def every_route(app, db, users):
             values = dict(zip(names, combination, strict=True))
             section = values.get("section") or {v: k for k, v in singular.items()}.get(values.get("record_type"))
             values.update({"email_id": email.id, "attachment_id": email.attachments[0].id, "name": "sam",
-                           "template_id": template.id, "draft_id": own_draft.id, "address_id": address.id})
+                           "template_id": template.id, "draft_id": own_draft.id, "endpoint_id": endpoint.id,
+                           "delivery_id": delivery.id, "address_id": address.id})
             if "record_id" in rule.arguments:
                 values["record_id"] = records[section].id
             path = URL_MAP.bind("localhost").build(rule.endpoint, {k: v for k, v in values.items()

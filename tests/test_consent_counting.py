@@ -102,7 +102,7 @@ def test_the_anonymous_image_adds_to_its_email_s_total_for_the_day_and_keeps_not
     assert countable(app.secret, token)
     today = utcnow().replace(hour=12, minute=0, second=0, microsecond=0)
     loads = [hit(token, today), hit(token, today + timedelta(minutes=1)),
-             hit(token, today + timedelta(minutes=2), agent="GoogleImageProxy"),
+             hit(token, today + timedelta(minutes=2), agent="YahooMailProxy"),
              hit(token, today - timedelta(days=1))]
     assert count(app, loads + [loads[0]]) == 4  # the same hit twice in a batch counts once
     totals = {row.day: (row.loads, row.human_loads) for row in db.scalars(

@@ -151,3 +151,10 @@ def test_spf_follows_redirects_networks_and_ipv6(db, config, dns_server):
     narrow = dataclasses.replace(setup, mail_server="2001:db8:1::25")
     failing = dns_check.check(config, narrow)[0]
     assert not failing.ok and "Fix: add ip6:2001:db8:1::25" in f"Fix: {failing.fix}"
+
+
+def test_relaxed_alignment_compares_registered_domains_by_the_public_suffix_list():
+    assert dns_check.aligned("mail.example.co.uk", "example.co.uk", strict=False)
+    assert not dns_check.aligned("example.co.uk", "other.co.uk", strict=False)  # two registrants under co.uk
+    assert not dns_check.aligned("alice.github.io", "bob.github.io", strict=False)  # a private suffix too
+    assert not dns_check.aligned("mail.example.com", "example.com", strict=True)

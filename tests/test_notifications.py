@@ -17,7 +17,8 @@ from coretrack.tracking.hits import Hit
 
 THUNDERBIRD = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Thunderbird/128.0"
 MACHINES = {
-    "Gmail's image proxy": "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)",
+    "Gmail's prefetch at delivery": ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                                     "Chrome/42.0.2311.135 Safari/537.36 Edge/12.246 Mozilla/5.0"),
     "Apple Mail Privacy Protection": "Mozilla/5.0",
     "a security scanner": "Mozilla/5.0 (compatible; Barracuda Sentinel)",
 }

@@ -138,7 +138,7 @@ def test_opt_outs_from_before_the_suppression_list_get_their_category(tmp_path, 
     from coretrack.schema import alembic_config
 
     url = empty_database_url or f"sqlite:///{tmp_path / 'categories.db'}"
-    command.upgrade(alembic_config(url), "0028")
+    command.upgrade(alembic_config(url), "0029")
     engine = make_engine(url)
     old = [("a@example.test", "link", "unsubscribed with the link"), ("b@example.test", "bounce", "bounced: 5.1.1"),
            ("c@example.test", "sendgrid", "reported the email as spam (SendGrid)"),

@@ -368,7 +368,10 @@ def test_tokens_are_random_signed_and_fixed_length():
 @pytest.mark.parametrize(
     "agent, verdict",
     [
-        ("Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)", "mail_proxy"),
+        # Google's proxy fetches as the person opens (its delivery fetch has the prefetch agent below)
+        ("Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)", "human"),
+        ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/42.0.2311.135 "
+         "Safari/537.36 Edge/12.246 Mozilla/5.0", "mail_proxy"),
         ("YahooMailProxy; https://help.yahoo.com/kb/yahoo-mail-proxy-SLN28749.html", "mail_proxy"),
         ("Mozilla/5.0", "privacy_prefetch"),
         ("", "privacy_prefetch"),

@@ -51,7 +51,7 @@ def serve(host: str, port: int | None) -> None:
 @click.option("--interval", default=5.0, show_default=True, type=float, help="seconds between looks at the queue")
 def worker(once: bool, interval: float) -> None:
     """Run the background jobs beside Apache: delivery, notifications, the spool, the bounce mailbox,
-    retention ('coretrack serve' runs the same itself)."""
+    retention, outbound webhooks ('coretrack serve' runs the same itself)."""
     # Lazy: the jobs load sending, mail and tracking, which only this command and serve need.
     from .. import jobs
     from ..tracking.tracker import Tracker

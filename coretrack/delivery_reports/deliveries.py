@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, case, or_, update
+from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..db import changed_rows
 from ..models import Recipient
+from ..webhooks import events
 
 DELIVERY_PRECEDENCE = {"": 0, "processed": 1, "deferred": 2, "delivered": 3, "bounced": 4, "dropped": 4}
 _DETAIL_LENGTH = 500
+# The delivery states a webhook reports, when a recipient first reaches them.
+_REPORTED = {"delivered": events.DELIVERED, "bounced": events.BOUNCED}
 
 
 def record_delivery(session: Session, recipient_id: int, status: str, detail: str, at: datetime,
@@ -36,5 +39,10 @@ def record_delivery(session: Session, recipient_id: int, status: str, detail: st
         .values(delivery_status=status, delivery_detail=detail[:_DETAIL_LENGTH], delivery_at=at,
                 bounce_class=bounce_class)
     )
-    return changed_rows(session, statement) == 1
+    before = session.scalar(select(Recipient.delivery_status).where(Recipient.id == recipient_id))
+    changed = changed_rows(session, statement) == 1
+    if changed and before != status and status in _REPORTED:
+        events.emit(session, [events.recipient_event(_REPORTED[status], at, session.get(Recipient, recipient_id),
+                                                     detail=detail[:_DETAIL_LENGTH])])
+    return changed
 

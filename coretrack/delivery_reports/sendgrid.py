@@ -283,9 +283,10 @@ def _opt_out_reason(event: Mapping[str, Any]) -> tuple[str, str]:
     if kind == "dropped" and _text(event.get("reason")).strip().lower() in _OPT_OUT_DROPS:
         return f"dropped by SendGrid: {_text(event.get('reason'))}", suppression.PROVIDER_DROP
     if kind == "unsubscribe":
-        return "unsubscribed through SendGrid", suppression.UNSUBSCRIBED
+        return f"{suppression.UNSUBSCRIBED_REASON} SendGrid", suppression.UNSUBSCRIBED
     if kind == "group_unsubscribe":
-        return f"unsubscribed through SendGrid (group {_text(event.get('asm_group_id'))})", suppression.UNSUBSCRIBED
+        return (f"{suppression.UNSUBSCRIBED_REASON} SendGrid (group {_text(event.get('asm_group_id'))})",
+                suppression.UNSUBSCRIBED)
     if kind == "spamreport":
-        return "reported the email as spam (SendGrid)", suppression.COMPLAINT
+        return f"{suppression.COMPLAINT_REASON} (SendGrid)", suppression.COMPLAINT
     return "", ""

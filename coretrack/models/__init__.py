@@ -2,7 +2,8 @@
 declarative base, its constraint naming, times), users.py (users, settings and their audit,
 notifications), records.py (accounts, and contacts and leads with their shared ``Person`` columns),
 emails.py (emails, recipients, links, attachments, templates, drafts), events.py (image loads,
-clicks, delivery reports, hit-log positions), addresses.py (opt-outs and consent by address, consent texts, erasures).
+clicks, delivery reports, hit-log positions), addresses.py (opt-outs and consent by address, consent texts, erasures),
+webhooks.py (outbound webhooks: endpoints, the outbox, deliveries).
 
 All times are naive UTC.  Changes to the models go with an Alembic migration in
 ``coretrack/migrations/versions`` (tests/test_schema.py compares the two).
@@ -32,6 +33,7 @@ from .emails import (
 from .events import AccessEvent, ClickEvent, DeliveryEvent, HitLogPosition, MailReport
 from .records import RECORD_MODELS, RECORD_TYPES, Account, Contact, Lead, Person, Record
 from .users import ROLES, Notification, Setting, SettingChange, User
+from .webhooks import WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 __all__ = [
     "EMAIL_STATUSES", "RECIPIENT_KINDS", "RECIPIENT_STATUSES", "RECORD_MODELS", "RECORD_TYPES", "ROLES",
@@ -39,5 +41,6 @@ __all__ = [
     "ConsentEvent", "ConsentText", "Contact",
     "DeliveryEvent", "Email", "EmailDraft", "EmailLink", "EmailStatus", "EmailTemplate", "Erasure",
     "HitLogPosition", "Lead", "MailReport", "Notification", "Person", "Record", "Recipient", "RecipientStatus",
-    "Setting", "SettingChange", "StoredFile", "TemplateAttachment", "User", "utc_iso", "utcnow",
+    "Setting", "SettingChange", "StoredFile", "TemplateAttachment", "User", "WebhookDelivery", "WebhookEndpoint",
+    "WebhookEvent", "utc_iso", "utcnow",
 ]

@@ -28,6 +28,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from ..models import Address, ConsentEvent, ConsentText, utcnow
+from ..webhooks import events
 from .suppression import add_addresses, key
 
 GRANTED, REFUSED, WITHDRAWN = "granted", "refused", "withdrawn"
@@ -52,6 +53,8 @@ WITHDRAWAL_PATH = "/email/stop-measuring"
 EVERYONE, CONSENTED = "everyone", "consented"
 
 SOURCE_LENGTH = 200  # consent_history.source's
+# The changes a webhook reports (a refusal is no change of a consent given).
+_WEBHOOK_TYPES = {GRANTED: events.CONSENT_GIVEN, WITHDRAWN: events.CONSENT_WITHDRAWN}
 _CHUNK = 10_000  # addresses a statement (as suppression's)
 
 
@@ -90,6 +93,7 @@ def record(session: Session, address: str, state: str, means: str, source: str =
                          user_name=evidence.user_name, measurements_deleted=measurements_deleted)
     session.add(event)
     session.flush()
+    events.emit(session, _reported([(wanted, state, means, source, at)]))
     return event
 
 
@@ -140,6 +144,14 @@ def record_many(session: Session, changes: Sequence[Change], means: str, evidenc
              "email_id": evidence.email_id, "user_name": evidence.user_name, "measurements_deleted": False}
             for address, source, new_state, at in chunk])
     session.flush()
+    events.emit(session, _reported([(address, new_state, means, source, at)
+                                    for address, source, new_state, at in checked]))
+
+
+def _reported(changes: Iterable[tuple[str, str, str, str, datetime]]) -> list[events.Event]:
+    """The webhook events of consent changes (address, state, means, source, when): given or withdrawn."""
+    return [events.Event(kind, at, {"address": address, "means": means, "source": source})
+            for address, state, means, source, at in changes if (kind := _WEBHOOK_TYPES.get(state))]
 
 
 def _address_rows(session: Session, addresses: Sequence[str]) -> dict[str, Address]:

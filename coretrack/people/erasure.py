@@ -6,7 +6,8 @@ measuring its reading, with their histories (the consent's proof too; later emai
 skipped, by the digest below); the address and name on every recipient row sent to it (the rows
 stay, so each email's and each report's counts stay right, under ERASED_ADDRESS, flagged
 ``erased``: their old image, links and provider reports record nothing more); those recipients'
-access, click and provider events (times, IPs, user agents); the sender notifications about them.
+access, click and provider events (times, IPs, user agents); the sender notifications about them; the
+outbound webhooks' events about the address, sent or not.
 Recipients not yet sent to are cancelled, and later email to the address is skipped
 (sending.compose asks ``erased``; sending uses this module, never the other way, so the caller
 refreshes the status of the emails whose recipients were cancelled).  The audit row keeps who,
@@ -27,6 +28,7 @@ from ..db import changed_rows
 from ..models import AccessEvent, ClickEvent, DeliveryEvent, Erasure, MailReport, Notification, Recipient, utcnow
 from ..records.addresses import records_with_address
 from ..validation import clean_address
+from ..webhooks import events as webhook_events
 from . import suppression
 
 ERASED_ADDRESS = "erased@erased.invalid"  # RFC 2606: .invalid never delivers
@@ -87,6 +89,7 @@ def erase(session: Session, secret: bytes, address: str, user_name: str) -> Eras
     for record in found:
         session.delete(record)
     suppression.forget(session, address)
+    webhook_events.forget(session, address)
     counts = ErasureCounts(len(found), len(recipient_ids), events, tuple(sorted(email_ids)))
     session.add(Erasure(user_name=user_name, at=utcnow(), address_digest=address_digest(secret, address),
                         records=counts.records, recipients=counts.recipients, events=counts.events))

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from ..db import insert_or_meet
 from ..models import Account, Address, AddressEvent, Contact, Lead, Recipient, Record, utcnow
+from ..webhooks import events
 
 # Where an opt-out came from (address_history.source, addresses.opt_out_source).
 LINK = "link"  # the unsubscribe page's button
@@ -49,6 +50,9 @@ _CATEGORY_OF = {LINK: UNSUBSCRIBED, ONE_CLICK: UNSUBSCRIBED, BOUNCE: HARD_BOUNCE
                 IMPORT: BY_IMPORT, CARRIED_OVER: BY_IMPORT, COMPLAINT_REPORT: COMPLAINT, SOFT_BOUNCES: SOFT_BOUNCE}
 
 OPTED_OUT, LIFTED = "opted_out", "opt_out_lifted"  # address_history.event
+# How a provider's reports read in an opt-out's reason (sendgrid.py): which a webhook reports as what.
+COMPLAINT_REASON = "reported the email as spam"
+UNSUBSCRIBED_REASON = "unsubscribed through"
 STAFF_REASON = "set by staff on the record"
 _REASON_LENGTH = 200  # the columns'
 # Addresses asked about in one statement: PostgreSQL takes at most 65,535 parameters a statement,
@@ -102,6 +106,7 @@ def opt_out_many(session: Session, opt_outs: Iterable[tuple[str, str, datetime |
                            opt_out_category=category, evidence_report_id=evidence.report_id,
                            evidence_event_id=evidence.event_id))
     changed = 0
+    reported: list[events.Event] = []
     for chunk in _chunks(wanted):
         add_addresses(session, chunk)
         fresh = dict(session.execute(select(_ADDRESSES.c.address, _ADDRESSES.c.id).where(
@@ -123,9 +128,19 @@ def opt_out_many(session: Session, opt_outs: Iterable[tuple[str, str, datetime |
                             [{"address": address, "at": wanted[address][1], "why": wanted[address][0]}
                              for address in fresh])
         changed += len(fresh)
+        reported += [events.Event(kind, wanted[address][1], {"address": address, "source": source,
+                                                             "reason": wanted[address][0]})
+                     for address in fresh if (kind := _webhook_type(category))]
     if changed:
+        events.emit(session, reported)
         _refresh_holders(session)
     return changed
+
+
+def _webhook_type(category: str) -> str | None:
+    """The webhook event an opt-out is: the person's own unsubscribe or complaint (an ARF report or a
+    provider's spam report); a bounce is reported by its delivery state, staff and imports by nothing."""
+    return {UNSUBSCRIBED: events.UNSUBSCRIBED, COMPLAINT: events.COMPLAINED}.get(category)
 
 
 def add_addresses(session: Session, addresses: Sequence[str]) -> None:

@@ -5,6 +5,7 @@ and Outlook.com's bulk-sender rules that this can judge.  The settings' Delivera
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 
 import dns.exception
 import dns.resolver
+from publicsuffixlist import PublicSuffixList
 
 from ..config import Config
 from ..settings import SettingsService
@@ -20,10 +22,6 @@ from . import dkim_signing, spf
 
 # Seconds the whole of one lookup may take: the page waits for the check.
 LIFETIME = 4.0
-# Second-level labels under which a country's registries give out names (example.co.uk): an
-# approximation of the organisational domain that DMARC's relaxed alignment compares, which needs
-# the Public Suffix List to be exact.
-_SECOND_LEVEL = {"ac", "co", "com", "edu", "go", "gob", "gov", "ne", "net", "or", "org"}
 # Addresses that never reach a receiver: a mail server there hands mail on from another, public one.
 _INTERNAL = [ipaddress.ip_network(net) for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
                                                    "127.0.0.0/8", "169.254.0.0/16", "::1/128", "fc00::/7", "fe80::/10")]
@@ -130,11 +128,16 @@ def lookups(resolver: dns.resolver.Resolver) -> spf.Dns:
     return spf.Dns(txt, addresses, mail_hosts)
 
 
+@functools.cache
+def _public_suffixes() -> PublicSuffixList:
+    return PublicSuffixList()  # the list the package ships, read once
+
+
 def organisational(domain: str) -> str:
-    """The domain's registered name (approximately: see _SECOND_LEVEL)."""
-    labels = domain.lower().rstrip(".").split(".")
-    keep = 3 if len(labels) >= 3 and len(labels[-1]) == 2 and labels[-2] in _SECOND_LEVEL else 2
-    return ".".join(labels[-keep:])
+    """The domain's registered name by the Public Suffix List (example.co.uk for mail.example.co.uk),
+    which DMARC's relaxed alignment compares; a public suffix itself stands for itself."""
+    name = domain.lower().rstrip(".")
+    return _public_suffixes().privatesuffix(name) or name
 
 
 def aligned(domain: str, from_domain: str, strict: bool) -> bool:

@@ -30,6 +30,7 @@ from ..db import changed_rows
 from ..models import AccessEvent, ClickEvent, EmailLink, Recipient, utcnow
 from ..people import consent, suppression
 from ..sending import merge_fields
+from ..webhooks import events
 from . import click_verdicts, tokens
 from .counting import fold_target
 from .hits import clean_agent
@@ -206,6 +207,8 @@ def record(session: Session, recipient: Recipient, link: EmailLink, ip: str, use
         verdict = session.scalar(select(ClickEvent.verdict).where(ClickEvent.id == folded_into)) or verdict
     if verdict == "human":
         _add_human_clicks(session, recipient.id, [(link.id, 1)])
+        if folded_into is None:  # a click kept as its own event (at most a few a minute) is reported
+            events.emit(session, [events.recipient_event(events.CLICKED, at, recipient, url=link.url)])
         # A person's click is a human engagement, like a likely-human open: the sender is told of the first.
         session.execute(update(Recipient).where(Recipient.id == recipient.id).values(
             first_human_at=case((Recipient.first_human_at.is_(None), at),

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine
 
 from ..db import MAX_ID
 from ..people import consent, suppression
+from ..webhooks.events import OPENED, Event, emit_on
 from . import anonymous, corebos_images
 from .driver import Driver, driver_on
 from .hits import Hit
@@ -46,8 +47,9 @@ _SWITCHES = (
 # their old image counts and keeps nothing (erasure sets the flag under the same row lock).
 # Nor is one whose reading is not measured (Recipient.tracked): their message carried no image of theirs,
 # so a load of their token (copied from their unsubscribe link, say) stands for nothing they read.
-_RECIPIENT_IDS = ("SELECT token, id, sent_at, delivery_at, address FROM recipients "
-                  "WHERE token IN (?*) AND tracked AND NOT erased ORDER BY id")
+# With what a webhook's first likely-human open reports (human_opens: whether it is the first).
+_RECIPIENT_IDS = ("SELECT token, id, sent_at, delivery_at, address, human_opens, email_id, contact_id, account_id, "
+                  "lead_id FROM recipients WHERE token IN (?*) AND tracked AND NOT erased ORDER BY id")
 # The consent history of the batch's addresses: a hit made after a refusal or a withdrawal (by its own
 # time), or before a withdrawal that deleted what was measured, records nothing (people/consent.Stops).
 _CONSENT_CHANGES = ("SELECT addresses.address, consent_history.at, consent_history.state, "
@@ -178,9 +180,12 @@ def _count(driver: Driver, hits: Sequence[Hit], settings: dict[str, str], tracki
     recipient_of: dict[str, int] = {}
     times_of: dict[int, tuple[datetime | None, datetime | None]] = {}  # recipient id -> (sent, delivered)
     address_of: dict[str, str] = {}  # token -> lower-case address
-    for token, recipient_id, sent_at, delivered_at, address in driver.rows(
+    unopened: dict[int, dict[str, Any]] = {}  # recipients without a likely-human open yet: their webhook data
+    for token, recipient_id, sent_at, delivered_at, address, human_opens, *ids in driver.rows(
             _RECIPIENT_IDS + driver.lock_rows, batch_tokens, len(batch_tokens)):
         recipient_of[token], address_of[token] = recipient_id, suppression.key(address)
+        if not human_opens:
+            unopened[recipient_id] = dict(zip(_WEBHOOK_IDS, [*ids, recipient_id, address], strict=True))
         times_of[recipient_id] = (None if sent_at is None else driver.read_time(sent_at),
                                   None if delivered_at is None else driver.read_time(delivered_at))
     addresses = sorted(set(address_of.values()))
@@ -238,7 +243,13 @@ def _count(driver: Driver, hits: Sequence[Hit], settings: dict[str, str], tracki
     driver.write(_COUNT, [(count.hits, count.human, *[stored(count.first)] * 2, *[stored(count.last)] * 2,
                            *[None if count.first_human is None else stored(count.first_human)] * 3, recipient_id)
                           for recipient_id, count in sorted(counted.items())])
+    emit_on(driver, [Event(OPENED, count.first_human, unopened[recipient_id])
+                     for recipient_id, count in sorted(counted.items())
+                     if count.first_human is not None and recipient_id in unopened])
     return sum(count.hits for count in counted.values())
+
+
+_WEBHOOK_IDS = ("email_id", "contact_id", "account_id", "lead_id", "recipient_id", "address")
 
 
 _EVENT_HITS = 6  # the place of "hits" in _RECORD_EVENT's values

@@ -10,6 +10,10 @@ from datetime import datetime, timedelta
 from .hits import Hit
 from .networks import network_of
 
+# Gmail prefetches the images of a recipient with an open session as the message arrives (and samples
+# links) with an agent of its own, an Edge of 2015 with "Mozilla/5.0" or "Gmail-content-sampling"
+# appended: that is its delivery fetch, and the person's opening comes through its image proxy.
+_GMAIL_PREFETCH = "Gmail's prefetch agent"
 # Substrings of user agents, lower case, checked in order, with the reason each gives.  A mail
 # proxy's name says only whose proxy fetched the image, not whether a person was looking: the timing
 # rule of classify decides that.
@@ -17,10 +21,7 @@ _AGENTS = (
     ("mail_proxy", "Google image proxy", ("googleimageproxy", "ggpht.com")),
     ("mail_proxy", "Yahoo image proxy", ("yahoomailproxy",)),
     ("mail_proxy", "Outlook image proxy", ("outlook-image-proxy", "outlookimageproxy")),
-    # Gmail prefetches the images of a recipient with an open session as the message arrives (and
-    # samples links) with an agent of its own, an Edge of 2015 with "Mozilla/5.0" or
-    # "Gmail-content-sampling" appended; the person's opening then comes through the image proxy above.
-    ("mail_proxy", "Gmail's prefetch agent", ("edge/12.246",)),
+    ("mail_proxy", _GMAIL_PREFETCH, ("edge/12.246",)),
     ("scanner", "link preview bot", ("skypeuripreview", "preview/", "slackbot", "slack-imgproxy",
                                      "facebookexternalhit", "whatsapp", "discordbot", "telegrambot")),
     ("scanner", "headless browser", ("headless", "phantomjs", "puppeteer", "playwright", "selenium")),
@@ -53,12 +54,12 @@ _MAIL_APPS = ("microsoft outlook", "thunderbird/")
 # scrolls): not another opening.
 PROXY_FETCH_WINDOW = timedelta(seconds=120)
 PROXY_REPEAT = timedelta(seconds=10)
-# The reasons a load through a mail proxy is given: count_hits looks up each recipient's latest by them.
 # Microsoft's network is judged as those proxies are: Exchange Online fetches the image as it delivers
 # the message, and Outlook on the web and Outlook.com show a person the images through it.
 _MICROSOFT = "Microsoft's network, as an image proxy"
 _TIMED_PROXIES = (*(reason for _, reason, _ in _AGENTS[:3]), _MICROSOFT)
 _GOOGLE = _TIMED_PROXIES[0]
+# The reasons a load through a mail proxy is given: count_hits looks up each recipient's latest by them.
 PROXY_REASONS = tuple(f"{proxy}: {how}" for proxy in _TIMED_PROXIES for how in (
     "fetched at delivery", "opened by a person", "no delivery time", "repeated within seconds"))
 # What every reason of PROXY_REASONS is LIKE: count_hits finds each recipient's latest proxy load by it.
@@ -75,8 +76,8 @@ def classify(hit: Hit, sent_at: datetime | None = None, delivered_at: datetime |
     if hit.provider_verdict:
         return "mail_proxy", hit.provider_verdict
     verdict, reason = by_agent(hit.user_agent)
-    if reason == _AGENTS[3][1]:  # Gmail's prefetch is its proxy's delivery fetch: a later load is the person
-        return "mail_proxy", PROXY_REASONS[0]
+    if reason == _GMAIL_PREFETCH:  # its proxy's delivery fetch: the proxy's next load is the person
+        return "mail_proxy", f"{_GOOGLE}: fetched at delivery"
     if verdict == "mail_proxy" and reason in _TIMED_PROXIES:
         return _through_proxy(hit.at, reason, delivered_at or sent_at, last_proxy_load)
     if verdict != "human":

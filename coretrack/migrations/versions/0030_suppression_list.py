@@ -1,16 +1,16 @@
 """The suppression list: each opt-out's category and evidence, bounce classes, raw DSN and ARF
 reports kept for review, erasures an admin reinstated
 
-Revision ID: 0029
-Revises: 0028
+Revision ID: 0030
+Revises: 0029
 Create Date: 2026-12-07 16:00:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0029"
-down_revision = "0028"
+revision = "0030"
+down_revision = "0029"
 branch_labels = None
 depends_on = None
 
