@@ -6,6 +6,7 @@ as evidence until the retention period ends, and go with an erasure."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 import pytest
@@ -14,13 +15,15 @@ from test_bounces import BOUNCE_ADDRESS, crlf, dovecot, headers_of, mailbox, rea
 from test_sendgrid import event, post, signing_key  # noqa: F401  (signing_key: a fixture)
 
 from coretrack.delivery_reports import bounces, classes, mail_reports
-from coretrack.models import Address, MailReport, Recipient, utcnow
+from coretrack.models import Address, MailReport, Recipient, WebhookEvent, utcnow
 from coretrack.models.emails import SOFT_BOUNCED
 from coretrack.people import erasure, suppression
 from coretrack.sending.compose import compose, prepare
 from coretrack.sending.delivery import deliver
 from coretrack.settings import SettingsService
 from coretrack.tracking.retention import purge
+from coretrack.webhooks import endpoints as webhook_endpoints
+from coretrack.webhooks.events import COMPLAINED
 
 ANN = "ann@example.test"
 
@@ -271,3 +274,13 @@ def test_the_soft_bounce_rule_counts_through_its_partial_index(db):
         plan = " ".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN {compiled}"))
     assert "ix_recipients_soft_bounced" in plan, plan
     assert mail_reports.soft_bounces(db, ANN, datetime(2026, 12, 1)) == 0
+
+
+def test_an_arf_complaint_is_a_complained_event_for_the_webhooks(app, db, dovecot, mailbox, outbox):  # noqa: F811
+    webhook_endpoints.create(db, app.secret, "https://hooks.example.test/in", [COMPLAINED], "admin")
+    db.commit()
+    dovecot.append(*mailbox, arf(outbox()))
+    read(app)
+    [sent] = db.scalars(select(WebhookEvent)).all()
+    assert sent.type == COMPLAINED
+    assert json.loads(sent.data)["address"] == ANN
