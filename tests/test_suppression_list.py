@@ -12,9 +12,9 @@ import pytest
 import webtest
 from sqlalchemy import select
 
-from coretrack.models import Address, AddressEvent, Setting
+from coretrack.models import Address, AddressEvent, MailReport, Setting, utcnow
 from coretrack.people import erasure, suppression
-from coretrack.sending.compose import prepare
+from coretrack.sending.compose import compose, prepare
 
 PAULA = "paula@example.test"
 ONE_OF_EACH = [
@@ -138,7 +138,7 @@ def test_an_erased_person_is_found_by_their_exact_address_and_reinstated_only_wh
     form["reason"] = "she signed up again on 5 December"
     form["confirm"] = False
     refused = form.submit(status=400)
-    assert "suppressed after an erasure: tick the box" in refused.html.select_one("#suppressions-error").text
+    assert "this person was erased: tick the box" in refused.html.select_one("#suppressions-error").text
     assert erasure.erased(db, app.secret, [PAULA]) == {PAULA}
     form = refused.forms["reinstate-erasure"]
     assert form["reason"].value == "she signed up again on 5 December"
@@ -201,3 +201,21 @@ def test_the_api_lists_pages_and_reinstates(admin, db, listed):
         "address": "carl@example.test", "reinstated": "complaint"}
     assert admin.post_json("/api/suppressions/reinstate", {"address": "carl@example.test", "reason": "again"},
                            status=400).json["error"] == "carl@example.test is not suppressed"
+
+
+def test_an_unsubscribed_address_complained_of_since_is_reinstated_only_with_the_confirmation(app, admin, db,
+                                                                                            users):
+    """It keeps its first reason (unsubscribed), but the complaint that came after binds as one would."""
+    prepared = prepare(db, to=[PAULA], subject="Hi", html="<p>Hi</p>")
+    recipient = compose(db, app.config, users["sam"], prepared).email.recipients[0]
+    suppression.opt_out(db, PAULA, suppression.LINK, "unsubscribed with the link")
+    db.add(MailReport(kind="arf", recipient_id=recipient.id, at=utcnow(), status="abuse", bounce_class="",
+                      detail="abuse report from fbl.example.net", raw="..."))
+    db.commit()
+    found = suppression.state(db, PAULA)
+    form = admin.get(f"/suppressions/{found.id}").forms["reinstate"]
+    form["reason"] = "asked by letter"
+    assert "this person complained of our email: tick the box" in form.submit(status=400).text
+    form["confirm"] = True
+    form.submit(status=303)
+    assert suppression.suppressed(db, [PAULA]) == set()

@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from ..models import Address, DeliveryEvent, Erasure, MailReport, utc_iso, utcnow
+from ..models import Address, DeliveryEvent, Erasure, MailReport, Recipient, utc_iso, utcnow
 from ..validation import clean_address
 from . import erasure, suppression
 
@@ -27,7 +27,8 @@ MAX_IMPORT_ROWS = 10_000  # a file's; more is refused, nothing imported
 _REASON_LENGTH = 200
 CSV_COLUMNS = ("address", "category", "source", "reason", "opted_out_at_utc", "evidence")
 # Reinstating these needs the explicit confirmation as well as a reason.
-CONFIRMED_ONLY = {suppression.COMPLAINT: "a complaint", suppression.ERASURE: "an erasure"}
+CONFIRMED_ONLY = {suppression.COMPLAINT: "this person complained of our email",
+                  suppression.ERASURE: "this person was erased"}
 
 
 class ReinstateError(ValueError):
@@ -93,16 +94,16 @@ def reinstate(session: Session, secret: bytes, address: str, user_name: str, rea
     reason = " ".join(reason.split())[:_REASON_LENGTH]
     found = suppression.state(session, address)
     if found is not None and found.opted_out_at is not None:
-        category = found.opt_out_category
+        category, confirm_for = found.opt_out_category, confirmation_needed(session, found)
     elif erasure.was_erased(session, secret, address):
-        category = suppression.ERASURE
+        category = confirm_for = suppression.ERASURE
     else:
         raise ReinstateError(f"{address} is not suppressed")
     if not reason:
         raise ReinstateError("say why email may reach this address again (for example: asked by letter on 3 March)")
-    if category in CONFIRMED_ONLY and not confirmed:
-        raise ReinstateError(f"this address is suppressed after {CONFIRMED_ONLY[category]}: tick the box to "
-                             "confirm that email may reach it again")
+    if confirm_for and not confirmed:
+        raise ReinstateError(f"{CONFIRMED_ONLY[confirm_for]}: tick the box to confirm that email may reach "
+                             "the address again")
     if category == suppression.ERASURE:
         digest = erasure.address_digest(secret, address)
         for row in session.scalars(select(Erasure).where(Erasure.address_digest == digest,
@@ -112,6 +113,20 @@ def reinstate(session: Session, secret: bytes, address: str, user_name: str, rea
     else:
         suppression.lift_opt_out(session, address, user_name, reason)
     return category
+
+
+def confirmation_needed(session: Session, address: Address) -> str:
+    """suppression.COMPLAINT when reinstating ``address`` needs the confirmation: suppressed after a
+    complaint, or suppressed otherwise first (an unsubscribe) and complained of since (an ARF report
+    or a provider's spam report about a message to it); else ""."""
+    if address.opt_out_category == suppression.COMPLAINT:
+        return suppression.COMPLAINT
+    sent_to = select(Recipient.id).where(func.lower(Recipient.address) == address.address)
+    complained = session.scalar(select(MailReport.id).where(MailReport.kind == "arf",
+                                                            MailReport.recipient_id.in_(sent_to)).limit(1)) \
+        or session.scalar(select(DeliveryEvent.id).where(DeliveryEvent.event == "spamreport",
+                                                         DeliveryEvent.recipient_id.in_(sent_to)).limit(1))
+    return suppression.COMPLAINT if complained else ""
 
 
 def csv_lines(session_factory: Callable[[], Session], search: str = "", category: str = "",

@@ -44,7 +44,7 @@ def _detail_page(request: AppRequest, found: Address, status: int = 200, error: 
     return request.render("suppressions/detail.html", status, section="suppressions", address=found,
                           evidence=suppression_list.evidence(request.db, found),
                           history=suppression.history(request.db, found.address), categories=suppression.CATEGORIES,
-                          needs_confirmation=found.opt_out_category in suppression_list.CONFIRMED_ONLY,
+                          needs_confirmation=bool(suppression_list.confirmation_needed(request.db, found)),
                           error=error, reason=reason)
 
 
