@@ -38,6 +38,7 @@ from . import csrf, localtime
 from .auth import BasicAuthMiddleware, Htpasswd
 from .config import Config
 from .db import MAX_ID, make_engine, make_session_factory
+from .delivery_reports import classes as bounce_classes
 from .http import APP_REFUSAL_HEADER, AppRequest, has_nul, json_response, max_body
 from .models import User
 from .notifications import unread_count
@@ -59,6 +60,7 @@ from .views import (
     records,
     reports,
     segments,
+    suppressions,
     users,
     webhooks,
 )
@@ -103,7 +105,7 @@ class DatabaseId(IntegerConverter):
 
 
 VIEWS = (public, emails, received, email_templates, records, segments, reports, email_reports, settings_views, users,
-         account, notifications, erasure, webhooks, api, api_segments)
+         account, notifications, erasure, suppressions, webhooks, api, api_segments)
 # Built once per process: a Map is read-only after construction and rules bind to one map.
 URL_MAP = Map(
     [
@@ -167,6 +169,7 @@ class CoreTrack:
         self.jinja.globals["url_for"] = url_for
         self.jinja.globals["time_zone"] = lambda: str(localtime.current())
         self.jinja.globals["unread_notifications"] = unread_notifications
+        self.jinja.globals["bounce_labels"] = bounce_classes.LABELS
         self.jinja.filters["local"] = localtime.local
         self.jinja.filters["readable"] = merge_fields.readable
 

@@ -14,7 +14,8 @@ MAX_SMTP_CONNECTIONS = 10
 
 # The keys by the type of their value, so that get() is typed for each.
 FlagKey = Literal["tracking_disabled", "corebos_tracking", "dkim_enabled", "own_from_staff"]
-NumberKey = Literal["smtp_port", "smtp_connections", "page_size", "bounce_imap_port", "anonymous_minimum"]
+NumberKey = Literal["smtp_port", "smtp_connections", "page_size", "bounce_imap_port", "anonymous_minimum",
+                    "soft_bounce_limit", "soft_bounce_days"]
 TextKey = Literal["tracking_policy", "ip_storage", "smtp_preset", "smtp_host", "smtp_security", "smtp_username",
                   "smtp_password", "from_address", "from_name", "public_url", "sendgrid_webhook_key", "bounce_address",
                   "bounce_imap_host", "bounce_imap_security", "bounce_imap_username", "bounce_imap_password",
@@ -74,7 +75,8 @@ DEFINITIONS: tuple[SettingDef, ...] = (
     SettingDef(
         "retention_days", "Keep access events for (days)",
         "After this many days each image load's event (time, address, browser) is deleted by the worker's "
-        "daily task or 'coretrack purge'; the counts on recipients stay. Empty: kept forever.",
+        "daily task or 'coretrack purge'; the counts on recipients stay. The raw bounce and complaint reports "
+        "kept as evidence are emptied after as many days (their class and reason stay). Empty: kept forever.",
         "optional_days", "Tracking", minimum=2, maximum=36500,
     ),
     SettingDef(
@@ -174,5 +176,12 @@ DEFINITIONS: tuple[SettingDef, ...] = (
                "Bounces"),
     SettingDef("bounce_imap_folder", "IMAP folder",
                "Where bounces arrive. Each one read is moved to the folder coretrack-processed.", "text", "Bounces"),
+    SettingDef("soft_bounce_limit", "Soft bounces before suppressing",
+               "An address whose messages soft-bounce (a temporary failure, a full mailbox) this many times "
+               "within the days below is suppressed as 'repeated soft bounces', from the bounce mailbox and "
+               "SendGrid alike. 0: soft bounces never suppress. A hard bounce suppresses at once.", "int",
+               "Bounces", minimum=0, maximum=100),
+    SettingDef("soft_bounce_days", "Within (days)", "The period the soft bounces above are counted in.", "int",
+               "Bounces", minimum=1, maximum=365),
 )
 BY_KEY = {definition.key: definition for definition in DEFINITIONS}

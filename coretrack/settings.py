@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from . import localtime, secretbox
 from .config import Config, SmtpServer
 from .delivery_reports import sendgrid
+from .delivery_reports.mail_reports import SoftBounceRule
 from .models import Setting, SettingChange
 from .people import consent, unsubscribe
 from .sending import dkim_signing
@@ -50,6 +51,8 @@ class SettingsService:
             "tracking_disabled": "false",
             "tracking_policy": consent.EVERYONE,
             "anonymous_minimum": "10",
+            "soft_bounce_limit": "3",
+            "soft_bounce_days": "7",
             "corebos_app_key": "",
             "corebos_tracking": "true",
             "ip_storage": "truncated",
@@ -148,6 +151,10 @@ class SettingsService:
         self.session.add(change)
         self.session.commit()
         return change
+
+    def soft_bounce_rule(self) -> SoftBounceRule:
+        """When soft bounces suppress an address (delivery_reports/mail_reports.py)."""
+        return SoftBounceRule(self.get("soft_bounce_limit"), self.get("soft_bounce_days"))
 
     def retention_days(self) -> int | None:
         """How many days access events are kept (retention.purge), or None: forever."""

@@ -27,7 +27,7 @@ from support.tls import write_certificates
 from coretrack.app import URL_MAP, CoreTrack, create_standalone_app
 from coretrack.auth import Htpasswd, UserService
 from coretrack.config import Config
-from coretrack.models import Account, Contact, Email, Lead, WebhookDelivery, WebhookEvent, utcnow
+from coretrack.models import Account, Address, Contact, Email, Lead, WebhookDelivery, WebhookEvent, utcnow
 from coretrack.people.consent import CONSENT_PATH, WITHDRAWAL_PATH
 from coretrack.people.unsubscribe import UNSUBSCRIBE_PATH
 from coretrack.records import segments
@@ -212,6 +212,8 @@ def every_route(app, db, users):
     own_draft = drafts.save(db, users["sam"], {"to": "ada@example.test", "subject": "Unfinished"})
     segment = segments.save(db, users["sam"], None, "contact", "Lovelaces",
                             [{"field": "last_name", "op": "is", "value": "Lovelace"}], shared=True)
+    address = Address(address="kept@example.test")  # the suppression list's page of one address
+    db.add(address)
     endpoint = webhook_endpoints.create(db, app.secret, "https://hooks.example.test/in", [DELIVERED], "admin")
     event = WebhookEvent(event_id="evt_1", type=DELIVERED, at=email.created_at, data="{}", fanned_out=True)
     db.add(event)
@@ -237,7 +239,7 @@ def every_route(app, db, users):
             values.update({"email_id": email.id, "attachment_id": email.attachments[0].id, "name": "sam",
                            "template_id": template.id, "draft_id": own_draft.id, "endpoint_id": endpoint.id,
                            "delivery_id": delivery.id, "recipient_id": email.recipients[0].id,
-                           "segment_id": segment.id})
+                           "segment_id": segment.id, "address_id": address.id})
             if "record_id" in rule.arguments:
                 values["record_id"] = records[section].id
             path = URL_MAP.bind("localhost").build(rule.endpoint, {k: v for k, v in values.items()

@@ -465,7 +465,7 @@ def test_check_now_reads_the_mailbox_and_says_what_it_found(app, db, admin, dove
     assert checked.request.path == "/settings"
     notice = checked.html.select_one("[role=status]").text
     assert ("Bounce mailbox checked: 1 bounce(s) read and moved to coretrack-processed (1 hard: opted out; "
-            "0 for no known recipient); 0 other message(s) left in place." in notice)
+            "0 for no known recipient); 0 complaint(s) read and moved; 0 other message(s) left in place." in notice)
     assert ann(db).email_opt_out
 
 

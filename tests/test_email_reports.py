@@ -207,10 +207,15 @@ def test_the_new_reports_are_for_signed_in_staff_only(anon, emails):
 
 def test_a_recipients_unsubscribe_or_complaint_is_kept_on_the_recipient_and_a_complaint_stays_one(db, emails):
     ada = next(r for r in emails["follow_up"].recipients)
-    suppression.opt_out_recipient(db, ada, suppression.SENDGRID, "reported the email as spam", reaction="complaint")
-    suppression.opt_out_recipient(db, ada, suppression.LINK, "asked", reaction="unsubscribe")
+    suppression.opt_out_recipient(db, ada, suppression.SENDGRID, "reported the email as spam",
+                                  category=suppression.COMPLAINT)
+    suppression.opt_out_recipient(db, ada, suppression.LINK, "asked")  # an unsubscribe, by its source
     db.commit()
     assert ada.opted_out_as == "complaint"
+    # A staff opt-out is no answer of the person's to this email.
+    staff_only = next(r for r in emails["launch"].recipients if not r.opted_out_as)
+    suppression.opt_out_recipient(db, staff_only, suppression.STAFF, "asked by phone")
+    assert staff_only.opted_out_as == ""
     assert suppression.suppressed(db, ["ada2@acme.test"]) == {"ada2@acme.test"}
 
 

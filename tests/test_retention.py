@@ -60,20 +60,23 @@ def test_without_a_period_every_event_is_kept(app, db, recipient):
 
 def test_events_older_than_the_period_go_and_the_counts_stay(app, db, recipient):
     keep_for(app, db, "30")
-    assert purge(db, app.config) == {"access_events": 1, "click_events": 0, "delivery_events": 1}
+    assert purge(db, app.config) == {"access_events": 1, "click_events": 0, "delivery_events": 1,
+                                     "mail_reports": 0}
     assert events(db, AccessEvent) == [0, 10]
     assert events(db, DeliveryEvent) == [0, 10]
     db.refresh(recipient)
     assert recipient.access_count == 3
     assert (utcnow() - recipient.first_access).days == 40
     keep_for(app, db, "5")
-    assert purge(db, app.config, batch=1) == {"access_events": 1, "click_events": 0, "delivery_events": 1}
+    assert purge(db, app.config, batch=1) == {"access_events": 1, "click_events": 0, "delivery_events": 1,
+                                              "mail_reports": 0}
     assert events(db, AccessEvent) == [0]
 
 
 def test_a_purge_larger_than_its_batch_takes_several(app, db, recipient):
     keep_for(app, db, "2")
-    assert purge(db, app.config, batch=1) == {"access_events": 2, "click_events": 0, "delivery_events": 2}
+    assert purge(db, app.config, batch=1) == {"access_events": 2, "click_events": 0, "delivery_events": 2,
+                                              "mail_reports": 0}
     assert events(db, AccessEvent) == [0]
     assert events(db, DeliveryEvent) == [0]
 

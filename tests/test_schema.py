@@ -129,3 +129,32 @@ def test_records_are_found_by_their_lower_case_address_through_an_index(tmp_path
                 plan = " ".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN {compiled}"))
             assert f"ix_{model.__tablename__}_email_lower" in plan, plan
     engine.dispose()
+
+
+def test_opt_outs_from_before_the_suppression_list_get_their_category(tmp_path, empty_database_url):
+    from alembic import command
+    from sqlalchemy import text
+
+    from coretrack.schema import alembic_config
+
+    url = empty_database_url or f"sqlite:///{tmp_path / 'categories.db'}"
+    command.upgrade(alembic_config(url), "0029")
+    engine = make_engine(url)
+    old = [("a@example.test", "link", "unsubscribed with the link"), ("b@example.test", "bounce", "bounced: 5.1.1"),
+           ("c@example.test", "sendgrid", "reported the email as spam (SendGrid)"),
+           ("d@example.test", "sendgrid", "dropped by SendGrid: Invalid"),
+           ("e@example.test", "sendgrid", "bounced (SendGrid): 5.1.1"), ("f@example.test", "records", "carried")]
+    with engine.begin() as connection:
+        for address, source, reason in old:
+            connection.execute(text("INSERT INTO addresses (address, opted_out_at, opt_out_source, opt_out_reason, "
+                                    "consent) VALUES (:a, '2026-01-01 00:00:00', :s, :r, '')"),
+                               {"a": address, "s": source, "r": reason})
+    engine.dispose()
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        found = dict(connection.execute(text("SELECT address, opt_out_category FROM addresses")).all())
+    engine.dispose()
+    assert found == {"a@example.test": "unsubscribed", "b@example.test": "hard_bounce",
+                     "c@example.test": "complaint", "d@example.test": "provider_drop",
+                     "e@example.test": "hard_bounce", "f@example.test": "import"}

@@ -69,7 +69,8 @@ def worker(once: bool, interval: float) -> None:
 @click.command()
 def bounces() -> None:
     """Read the bounce mailbox once (settings: Bounces): bounced recipients marked with the status
-    code, hard bounces opted out, each bounce moved to the folder coretrack-processed."""
+    code and class, hard bounces (and soft ones past the rule) suppressed, ARF complaints suppressed,
+    each report moved to the folder coretrack-processed."""
     # Lazy: IMAP and the bounce parsing load for this command only.
     from ..delivery_reports.bounces import BounceError, read_mailbox
 
@@ -84,8 +85,9 @@ def bounces() -> None:
 
 @click.command()
 def purge() -> None:
-    """Delete access and click events older than the retention period (settings: Tracking); the
-    counts on recipients stay.  The worker does it once a day."""
+    """Delete access and click events older than the retention period (settings: Tracking), and
+    empty the raw bounce and complaint reports as old; the counts on recipients stay.  The worker
+    does it once a day."""
     # Lazy: the retention rules load for this command only.
     from ..tracking.retention import purge as purge_events
 

@@ -12,6 +12,9 @@ Delivery status notifications are read as RFC 3464 (multipart/report, the per-re
 Status and Diagnostic-Code) or, from the servers that send plain text (qmail, older Exim and
 Postfix setups), by the status code in the text.  Each bounce read is moved to PROCESSED_FOLDER
 once its recipient is updated; mail that is no bounce (an auto-reply) is left where it is, unread.
+The same folder's ARF complaints (complaints.py) are read and moved alike; what a bounce or a
+complaint does to its recipient and address (its class, the evidence kept, the suppression) is
+mail_reports.py's.
 """
 
 from __future__ import annotations
@@ -25,21 +28,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage, Message
-from email.utils import parsedate_to_datetime
 from typing import Any, cast
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..config import Config, SmtpServer
-from ..models import Recipient, utcnow
-from ..people import suppression
+from ..models import Recipient
 from ..settings import SettingsService
-from ..tracking import tokens
-from . import deliveries
+from . import classes, complaints, mail_reports, returned
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +51,6 @@ SETTINGS_CHECK_INTERVAL = 5.0
 # A read asked for on the settings page ("Check now") happens within the request: each step with
 # the mailbox server may take this long.
 CHECK_TIMEOUT = 10.0
-_TOKEN = r"([A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{22})"
-# A token in a returned message: the tracking image's query (also quoted-printable: "=3D"), the
-# X-SMTPAPI unique argument.
-_RETURNED_TOKEN = re.compile(rf"(?:TrackAccess\.php\?t=(?:3D)?|\"coretrack_recipient\"\s*:\s*\"){_TOKEN}")
 _ENHANCED_STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 _SMTP_REPLY = re.compile(r"(?<!\d)([45])\d\d(?=[ -])")
 _BOUNCE_SENDERS = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mailer)@", re.IGNORECASE)
@@ -88,7 +83,7 @@ class Bounce:
 
     @property
     def hard(self) -> bool:
-        return self.action == "failed" and deliveries.is_hard_bounce(self.status)
+        return classes.classify(self.action, self.status) == classes.HARD
 
 
 def parse(raw: bytes, bounce_address: str, secret: bytes) -> Bounce | None:
@@ -102,7 +97,8 @@ def parse(raw: bytes, bounce_address: str, secret: bytes) -> Bounce | None:
         return None  # no failure or delay reported: an auto-reply, a success notice
     action, status, detail = report
     detail = " ".join(detail.split())[:_DETAIL_LENGTH]
-    return Bounce(action, status, detail, _tokens(message, raw, bounce_address, secret), _date(message))
+    return Bounce(action, status, detail, returned.tokens_in(message, raw, bounce_address, secret),
+                  returned.date_of(message))
 
 
 def _report_fields(message: EmailMessage) -> tuple[str, str, str] | None:
@@ -173,51 +169,15 @@ def _from_text(text: str) -> tuple[str, str, str] | None:
     return action, status, detail if detail.startswith(status) else f"{status} {detail}"
 
 
-def _tokens(message: EmailMessage, raw: bytes, bounce_address: str, secret: bytes) -> tuple[str, ...]:
-    """Signed tokens the bounce names: its VERP address first, then any in the message it returns."""
-    found: list[str] = []
-    if bounce_address:
-        local, _, domain = bounce_address.rpartition("@")
-        verp = re.compile(rf"{re.escape(local)}\+{_TOKEN}@{re.escape(domain)}", re.IGNORECASE)
-        for name in ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To", "X-Postfix-Sender"):
-            found += [match.group(1) for value in message.get_all(name, []) for match in verp.finditer(str(value))]
-        found += [match.group(1) for match in verp.finditer(raw.decode("ascii", "replace"))]
-    found += [match.group(1) for match in _RETURNED_TOKEN.finditer(raw.decode("ascii", "replace"))]
-    for part in message.walk():
-        if part.get_content_maintype() == "text":
-            try:
-                content = str(part.get_content())
-            except (LookupError, ValueError):
-                continue
-            found += [match.group(1) for match in _RETURNED_TOKEN.finditer(content)]
-    return tuple(dict.fromkeys(token for token in found if tokens.verify(secret, token)))
-
-
-def _date(message: EmailMessage) -> datetime:
-    try:
-        date = parsedate_to_datetime(str(message.get("Date", "")))
-    except (TypeError, ValueError, IndexError):
-        return utcnow()
-    if date.tzinfo is None:
-        return date
-    return date.astimezone(UTC).replace(tzinfo=None)
-
-
-def apply(session: Session, bounce: Bounce) -> Recipient | None:
-    """Marks the recipient the bounce names (bounced, or deferred for a delay) with its status
-    code, and opts out a hard bounce; in the caller's transaction.  None: it names no recipient."""
-    recipient = None
-    for token in bounce.tokens:
-        # An erased person's bounce names no one: its detail would bring their address back.
-        recipient = session.scalar(select(Recipient).where(Recipient.token == token, ~Recipient.erased))
-        if recipient is not None:
-            break
-    if recipient is None:
-        return None
-    status = "bounced" if bounce.action == "failed" else "deferred"
-    deliveries.record_delivery(session, recipient.id, status, bounce.detail, bounce.at)
-    if bounce.hard:
-        suppression.opt_out_recipient(session, recipient, suppression.BOUNCE, f"bounced: {bounce.detail}", bounce.at)
+def apply(session: Session, bounce: Bounce, raw: bytes = b"",
+          rule: mail_reports.SoftBounceRule | None = None) -> Recipient | None:
+    """Marks the recipient the bounce names (bounced, or deferred for a delay) with its status code and
+    class, keeps the report (``raw``) as evidence and suppresses the address as its class says
+    (mail_reports.py); in the caller's transaction.  None: it names no recipient."""
+    recipient = mail_reports.recipient_named(session, bounce.tokens)
+    if recipient is not None:
+        mail_reports.record_bounce(session, recipient, bounce.action, bounce.status, bounce.detail, bounce.at, raw,
+                                   rule or mail_reports.SoftBounceRule())
     return recipient
 
 
@@ -227,10 +187,12 @@ class MailboxReport:
     hard: int = 0  # of which permanent failures (their recipients opted out)
     unknown: int = 0  # of which naming no recipient of this install
     left: int = 0  # messages that are no bounce, left in the folder
+    complaints: int = 0  # ARF complaints read (their addresses suppressed) and moved
 
     def __str__(self) -> str:
         return (f"{self.bounces} bounce(s) read and moved to {PROCESSED_FOLDER} ({self.hard} hard: opted out; "
-                f"{self.unknown} for no known recipient); {self.left} other message(s) left in place")
+                f"{self.unknown} for no known recipient); {self.complaints} complaint(s) read and moved; "
+                f"{self.left} other message(s) left in place")
 
 
 def _connect(server: SmtpServer, timeout: float) -> imaplib.IMAP4:
@@ -297,6 +259,7 @@ def read_mailbox(session_factory: Callable[[], Session], config: Config, *, time
         settings = SettingsService(session, config)
         server = settings.bounce_mailbox()
         bounce_address, folder = settings.get("bounce_address"), settings.get("bounce_imap_folder") or "INBOX"
+        rule = settings.soft_bounce_rule()
     if server is None:
         raise BounceError("no bounce mailbox is configured (settings: Bounces)")
     secret = config.secret_key()
@@ -307,23 +270,19 @@ def read_mailbox(session_factory: Callable[[], Session], config: Config, *, time
         _check(connection.select(_quoted(folder)), f"open the folder {folder!r}")
         for uid, raw in _messages(connection):
             try:
-                bounce = parse(raw, bounce_address, secret)
+                found: Bounce | complaints.Complaint | None = complaints.parse(raw, bounce_address, secret) \
+                    or parse(raw, bounce_address, secret)
             except (ValueError, LookupError, TypeError, AttributeError):
                 # A message the mail library cannot take apart: left for a person, the others go on.
                 log.warning("bounce mailbox: message %s could not be read as a bounce; left in place", uid,
                             exc_info=True)
-                bounce = None
-            if bounce is None:
+                found = None
+            if found is None:
                 report.left += 1
                 continue
             with session_factory() as session:
-                recipient = apply(session, bounce)
+                _apply_read(session, found, raw, rule, report)
                 session.commit()
-            report.bounces += 1
-            if recipient is None:
-                report.unknown += 1
-            else:
-                report.hard += bounce.hard
             _move(connection, uid)
     except (imaplib.IMAP4.error, OSError) as exc:
         raise BounceError(f"reading the bounce mailbox failed: {exc or exc.__class__.__name__}") from None
@@ -333,6 +292,20 @@ def read_mailbox(session_factory: Callable[[], Session], config: Config, *, time
         except (imaplib.IMAP4.error, OSError):
             pass
     return report
+
+
+def _apply_read(session: Session, found: Bounce | complaints.Complaint, raw: bytes, rule: mail_reports.SoftBounceRule,
+                report: MailboxReport) -> None:
+    if isinstance(found, complaints.Complaint):
+        recipient = mail_reports.recipient_named(session, found.tokens)
+        if recipient is not None:
+            mail_reports.record_complaint(session, recipient, found.feedback_type, found.detail, found.at, raw)
+        report.complaints += 1
+    else:
+        recipient = apply(session, found, raw, rule)
+        report.bounces += 1
+        report.hard += recipient is not None and found.hard
+    report.unknown += recipient is None
 
 
 def _quoted(folder: str) -> str:
@@ -361,7 +334,7 @@ def watch_mailbox(session_factory: Callable[[], Session], config: Config, stop: 
             if current is not None and (current != last_read or time.monotonic() >= next_read):
                 last_read, next_read = current, time.monotonic() + interval  # a failed read waits too
                 report = read_mailbox(session_factory, config)
-                if report.bounces or report.left:
+                if report.bounces or report.complaints or report.left:
                     log.info("bounce mailbox: %s", report)
         except BounceError as exc:
             log.warning("%s", exc)

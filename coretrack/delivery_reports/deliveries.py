@@ -23,9 +23,11 @@ _DETAIL_LENGTH = 500
 _REPORTED = {"delivered": events.DELIVERED, "bounced": events.BOUNCED}
 
 
-def record_delivery(session: Session, recipient_id: int, status: str, detail: str, at: datetime) -> bool:
-    """Sets the recipient's delivery state unless it already holds a stronger (or an equal, later)
-    one; True when it changed.  One conditional UPDATE, so concurrent reports agree."""
+def record_delivery(session: Session, recipient_id: int, status: str, detail: str, at: datetime,
+                    bounce_class: str = "") -> bool:
+    """Sets the recipient's delivery state (and a failure's class: classes.py) unless it already
+    holds a stronger (or an equal, later) one; True when it changed.  One conditional UPDATE, so
+    concurrent reports agree."""
     rank = DELIVERY_PRECEDENCE[status]
     current = case(DELIVERY_PRECEDENCE, value=Recipient.delivery_status, else_=0)
     statement = (
@@ -34,7 +36,8 @@ def record_delivery(session: Session, recipient_id: int, status: str, detail: st
         .where(Recipient.id == recipient_id, ~Recipient.erased,
                or_(current < rank,
                    and_(current == rank, or_(Recipient.delivery_at.is_(None), Recipient.delivery_at <= at))))
-        .values(delivery_status=status, delivery_detail=detail[:_DETAIL_LENGTH], delivery_at=at)
+        .values(delivery_status=status, delivery_detail=detail[:_DETAIL_LENGTH], delivery_at=at,
+                bounce_class=bounce_class)
     )
     before = session.scalar(select(Recipient.delivery_status).where(Recipient.id == recipient_id))
     changed = changed_rows(session, statement) == 1
@@ -43,7 +46,3 @@ def record_delivery(session: Session, recipient_id: int, status: str, detail: st
                                                      detail=detail[:_DETAIL_LENGTH])])
     return changed
 
-
-def is_hard_bounce(status_code: str) -> bool:
-    """A permanent failure (5.x.x): the address will not take mail later either."""
-    return status_code.startswith("5")

@@ -33,7 +33,7 @@ from ..people import consent, suppression
 from ..tracking import tokens
 from ..tracking.counting import MinuteBound, count_hits
 from ..tracking.hits import Hit
-from . import deliveries
+from . import classes, deliveries, mail_reports
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,6 @@ _MAX_SIGNATURE_CHARS = 96
 MACHINE_OPEN = "SendGrid sg_machine_open"
 # Events that set the opt-out, by their reason.  Drops: SendGrid refuses the address itself
 # (invalid, or already on its bounce, unsubscribe or spam lists); other drops say nothing of it.
-# The events that are the person's answer to this email (its unsubscribe and complaint rates).
-_REACTIONS = {"unsubscribe": suppression.UNSUBSCRIBE, "group_unsubscribe": suppression.UNSUBSCRIBE,
-              "spamreport": suppression.COMPLAINT}
 _OPT_OUT_DROPS = frozenset({"invalid", "bounced address", "unsubscribed address", "spam reporting address"})
 # SendGrid's own open and click tracking: measurements of a person's reading, kept only for those measured.
 READING_EVENTS = frozenset({"open", "click"})
@@ -168,14 +165,14 @@ def _id_of(event: object) -> str:
 
 
 def receive(session: Session, secret: bytes, key_text: str, signature: bytes, timestamp: str,
-            body: bytes) -> list[str]:
+            body: bytes, rule: mail_reports.SoftBounceRule | None = None) -> list[str]:
     """Verifies and applies one webhook delivery in one transaction; Refused or Malformed before
     anything is stored.  Returns why each malformed event was skipped, which is also logged (its
     position, sg_event_id and fault only): SendGrid would send it alike again, and refusing the
     delivery would have SendGrid retry the good events with it until it dropped them all."""
     verify(key_text, signature, timestamp, body)
     events, skipped = parse_events(body)
-    apply_events(session, secret, events)
+    apply_events(session, secret, events, rule)
     session.commit()
     for fault in skipped:
         log.warning("SendGrid event webhook: %s; skipped, the rest of the delivery applied", fault)
@@ -187,8 +184,10 @@ def _text(value: object, length: int = 500) -> str:
     return "".join(char for char in text if char.isprintable())[:length]
 
 
-def apply_events(session: Session, secret: bytes, events: list[dict[str, Any]]) -> int:
-    """Stores and applies each event not seen before, in the caller's transaction."""
+def apply_events(session: Session, secret: bytes, events: list[dict[str, Any]],
+                 rule: mail_reports.SoftBounceRule | None = None) -> int:
+    """Stores and applies each event not seen before, in the caller's transaction (``rule``: the
+    soft-bounce rule; by default, the default one)."""
     fresh: dict[str, dict[str, Any]] = {}
     for event in events:
         fresh.setdefault(event["sg_event_id"], event)
@@ -227,16 +226,24 @@ def apply_events(session: Session, secret: bytes, events: list[dict[str, Any]]) 
         if kind == "click" and recipient is not None and not clicks_kept.admits(recipient.id, at):
             continue
         detail = _detail(event)
-        session.add(DeliveryEvent(provider="sendgrid", event_id=event_id, event=kind[:32], at=at, detail=detail,
-                                  recipient_id=recipient.id if recipient else None, received_at=utcnow()))
+        stored = DeliveryEvent(provider="sendgrid", event_id=event_id, event=kind[:32], at=at, detail=detail,
+                               recipient_id=recipient.id if recipient else None, received_at=utcnow())
+        session.add(stored)
         if recipient is None:
             continue  # another sender's mail on the same SendGrid account, or a forged token
+        bounce_class = _bounce_class(event)
         if kind in _DELIVERY_EVENTS:
-            deliveries.record_delivery(session, recipient.id, _DELIVERY_EVENTS[kind], detail, at)
-        reason = _opt_out_reason(event)
-        if reason:
-            suppression.opt_out_recipient(session, recipient, suppression.SENDGRID, reason, at,
-                                          _REACTIONS.get(kind, ""))
+            deliveries.record_delivery(session, recipient.id, _DELIVERY_EVENTS[kind], detail, at, bounce_class)
+        reason, category = _opt_out_reason(event)
+        if reason or bounce_class in (classes.HARD, *classes.ESCALATING):
+            session.flush()  # the event's id: the opt-out's evidence
+            evidence = suppression.Evidence(event_id=stored.id)
+            if bounce_class:
+                mail_reports.suppress_by_class(session, recipient, bounce_class, f"bounced (SendGrid): {detail}", at,
+                                               rule or mail_reports.SoftBounceRule(), suppression.SENDGRID, evidence)
+            elif reason:
+                suppression.opt_out_recipient(session, recipient, suppression.SENDGRID, reason, at,
+                                              category=category, evidence=evidence)
         if kind == "open":
             opens.append(Hit(recipient.token, at, _text(event.get("ip"), 45), _text(event.get("useragent"), 512),
                              hit_id="sg" + hashlib.sha256(event_id.encode()).hexdigest()[:30],
@@ -262,17 +269,24 @@ def _detail(event: Mapping[str, Any]) -> str:
     return " ".join(part for part in parts if part)[:500]
 
 
-def _opt_out_reason(event: Mapping[str, Any]) -> str:
+def _bounce_class(event: Mapping[str, Any]) -> str:
+    """A bounce's or deferral's class (classes.py); "" for the other events."""
+    if event["event"] not in ("bounce", "deferred"):
+        return ""
+    return classes.classify_sendgrid(event["event"], _text(event.get("status")), _text(event.get("type")),
+                                     _text(event.get("bounce_classification")))
+
+
+def _opt_out_reason(event: Mapping[str, Any]) -> tuple[str, str]:
+    """Why an event other than a bounce suppresses its address, and the suppression list's category."""
     kind = event["event"]
-    if kind == "bounce" and event.get("type", "bounce") == "bounce" \
-            and deliveries.is_hard_bounce(_text(event.get("status")) or "5"):
-        return f"bounced (SendGrid): {_detail(event)}"
     if kind == "dropped" and _text(event.get("reason")).strip().lower() in _OPT_OUT_DROPS:
-        return f"dropped by SendGrid: {_text(event.get('reason'))}"
+        return f"dropped by SendGrid: {_text(event.get('reason'))}", suppression.PROVIDER_DROP
     if kind == "unsubscribe":
-        return f"{suppression.UNSUBSCRIBED_REASON} SendGrid"
+        return f"{suppression.UNSUBSCRIBED_REASON} SendGrid", suppression.UNSUBSCRIBED
     if kind == "group_unsubscribe":
-        return f"{suppression.UNSUBSCRIBED_REASON} SendGrid (group {_text(event.get('asm_group_id'))})"
+        return (f"{suppression.UNSUBSCRIBED_REASON} SendGrid (group {_text(event.get('asm_group_id'))})",
+                suppression.UNSUBSCRIBED)
     if kind == "spamreport":
-        return f"{suppression.COMPLAINT_REASON} (SendGrid)"
-    return ""
+        return f"{suppression.COMPLAINT_REASON} (SendGrid)", suppression.COMPLAINT
+    return "", ""

@@ -30,7 +30,7 @@ from .emails import (
     StoredFile,
     TemplateAttachment,
 )
-from .events import AccessEvent, ClickEvent, DeliveryEvent, HitLogPosition
+from .events import AccessEvent, ClickEvent, DeliveryEvent, HitLogPosition, MailReport
 from .records import RECORD_MODELS, RECORD_TYPES, Account, Contact, Lead, Person, Record, Segment
 from .users import ROLES, Notification, Setting, SettingChange, User
 from .webhooks import WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -40,8 +40,7 @@ __all__ = [
     "AccessEvent", "Account", "Address", "AddressEvent", "AnonymousTotal", "Attachment", "Base", "ClickEvent",
     "ConsentEvent", "ConsentText", "Contact",
     "DeliveryEvent", "Email", "EmailDraft", "EmailLink", "EmailStatus", "EmailTemplate", "Erasure",
-    "HitLogPosition", "Lead", "Notification", "Person", "Record", "Recipient", "RecipientStatus", "Setting",
-    "Segment", "SettingChange", "StoredFile", "TemplateAttachment", "User", "WebhookDelivery", "WebhookEndpoint",
-    "WebhookEvent",
-    "utc_iso", "utcnow",
+    "HitLogPosition", "Lead", "MailReport", "Notification", "Person", "Record", "Recipient", "RecipientStatus",
+    "Segment", "Setting", "SettingChange", "StoredFile", "TemplateAttachment", "User", "WebhookDelivery",
+    "WebhookEndpoint", "WebhookEvent", "utc_iso", "utcnow",
 ]

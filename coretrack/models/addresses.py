@@ -26,6 +26,13 @@ class Address(Base):
     opted_out_at: Mapped[datetime | None] = mapped_column(DateTime)
     opt_out_source: Mapped[str] = mapped_column(String(32), default="", server_default="")
     opt_out_reason: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    # Why, as the suppression list groups it (people/suppression.py CATEGORIES): unsubscribed, hard
+    # bounce, soft bounces, complaint, provider drop, staff, import.
+    opt_out_category: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    # The evidence of a mailbox's or a provider's opt-out: the DSN or ARF report read from the bounce
+    # mailbox, or the provider's event (each gone, and this None, when retention or an erasure removes it).
+    evidence_report_id: Mapped[int | None] = mapped_column(ForeignKey("mail_reports.id", ondelete="SET NULL"))
+    evidence_event_id: Mapped[int | None] = mapped_column(ForeignKey("delivery_events.id", ondelete="SET NULL"))
     # Consent to having its reading measured (people/consent.py): "" (never stated: unknown), granted,
     # refused or withdrawn, as its latest change (by time) left it; consent_history keeps every change.
     consent: Mapped[str] = mapped_column(String(16), default="", server_default="")
@@ -45,6 +52,7 @@ class AddressEvent(Base):
     source: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(String(200), default="", server_default="")
     user_name: Mapped[str] = mapped_column(String(64), default="", server_default="")  # staff actions
+    category: Mapped[str] = mapped_column(String(16), default="", server_default="")  # as Address's
 
 
 class ConsentText(Base):
@@ -97,3 +105,7 @@ class Erasure(Base):
     records: Mapped[int] = mapped_column(Integer)
     recipients: Mapped[int] = mapped_column(Integer)
     events: Mapped[int] = mapped_column(Integer)
+    # An admin let email reach the address again (people/suppression_list.py): who, when and why.
+    reinstated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    reinstated_by: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    reinstate_reason: Mapped[str] = mapped_column(String(200), default="", server_default="")

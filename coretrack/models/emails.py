@@ -154,6 +154,9 @@ _STATS = ("status", "access_count", "last_access", "human_opens", "first_human_a
 
 
 _TO_NOTIFY = "first_human_at IS NOT NULL AND notified_at IS NULL"
+# The recipients whose message soft-bounced (delivery_reports/classes.py ESCALATING): the soft-bounce
+# rule counts them by address at each soft bounce, so a partial index, empty for every other recipient.
+SOFT_BOUNCED = "bounce_class IN ('mailbox_full', 'soft')"
 
 
 class Recipient(Base):
@@ -167,6 +170,8 @@ class Recipient(Base):
         # The recipients whose sender has yet to hear of their first likely-human open: few at a time.
         Index("ix_recipients_to_notify", "first_human_at", sqlite_where=text(_TO_NOTIFY),
               postgresql_where=text(_TO_NOTIFY)),
+        Index("ix_recipients_soft_bounced", text("lower(address)"), sqlite_where=text(SOFT_BOUNCED),
+              postgresql_where=text(SOFT_BOUNCED)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -205,6 +210,9 @@ class Recipient(Base):
     # "" (nothing), "unsubscribe" (its link, one-click, the provider's) or "complaint" (reported as spam):
     # the email's unsubscribe and complaint rates.
     opted_out_as: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    # The failure's class (delivery_reports/classes.py: hard, soft, mailbox_full, block, policy,
+    # content, delayed), by its RFC 3463 status or the provider's classification; "" for none.
+    bounce_class: Mapped[str] = mapped_column(String(16), default="", server_default="")
     # The first likely-human load of the image (tracking/counting.count_hits): the recipient opened it.
     first_human_at: Mapped[datetime | None] = mapped_column(DateTime)
     # When the sender was told of it (notifications.py); set without telling for their own copies.

@@ -82,6 +82,25 @@ class DeliveryEvent(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class MailReport(Base):
+    """A delivery status notification (RFC 3464) or complaint (ARF, RFC 5965) read from the bounce
+    mailbox, kept as evidence: the raw message until the retention period ends (then emptied, its
+    class and status kept: they count towards the soft-bounce rule)."""
+
+    __tablename__ = "mail_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # dsn | arf
+    # None: it named no recipient of this install.
+    recipient_id: Mapped[int | None] = mapped_column(ForeignKey("recipients.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime)  # the report's own Date
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    status: Mapped[str] = mapped_column(String(16), default="")  # RFC 3463: 5.1.1; an ARF's feedback type
+    bounce_class: Mapped[str] = mapped_column(String(16), default="")
+    detail: Mapped[str] = mapped_column(String(500), default="")
+    raw: Mapped[str] = mapped_column(Text, default="")  # "" once retention has emptied it
+
+
 class HitLogPosition(Base):
     """How far one front-end's ingester has counted its Apache hit log: the file and the byte
     after its last counted line.  Written in the transaction that counts those lines, so a line

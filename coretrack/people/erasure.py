@@ -25,7 +25,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ..db import changed_rows
-from ..models import AccessEvent, ClickEvent, DeliveryEvent, Erasure, Notification, Recipient, utcnow
+from ..models import AccessEvent, ClickEvent, DeliveryEvent, Erasure, MailReport, Notification, Recipient, utcnow
 from ..records.addresses import records_with_address
 from ..validation import clean_address
 from ..webhooks import events as webhook_events
@@ -82,7 +82,7 @@ def erase(session: Session, secret: bytes, address: str, user_name: str) -> Eras
                         .values(address=ERASED_ADDRESS, name="", contact_id=None, account_id=None, lead_id=None,
                                 erased=True),
                         execution_options=_BULK)
-        for kept_by_recipient in (AccessEvent, ClickEvent, DeliveryEvent, Notification):
+        for kept_by_recipient in (AccessEvent, ClickEvent, DeliveryEvent, MailReport, Notification):
             gone = changed_rows(session, delete(kept_by_recipient).where(kept_by_recipient.recipient_id.in_(chunk)))
             if kept_by_recipient is AccessEvent:
                 events += gone
@@ -107,15 +107,16 @@ _CHUNK = 10_000
 
 def erased(session: Session, secret: bytes, addresses: list[str]) -> set[str]:
     """Those of ``addresses`` (as given) that belong to someone erased: sending skips them, so an
-    erased person's opt-out, gone with their records, does not let mail reach them again."""
+    erased person's opt-out, gone with their records, does not let mail reach them again (unless an
+    admin reinstated the address: people/suppression_list.py)."""
     digests = {address_digest(secret, address): address for address in addresses}
     wanted = sorted(digests)
     found: set[str] = set()
     # A mass send has many addresses; a statement takes at most 65,535 parameters on PostgreSQL, and
     # 32,766 on SQLite as built by default.
     for start in range(0, len(wanted), _CHUNK):
-        found.update(session.scalars(select(Erasure.address_digest)
-                                     .where(Erasure.address_digest.in_(wanted[start:start + _CHUNK]))))
+        found.update(session.scalars(select(Erasure.address_digest).where(
+            Erasure.address_digest.in_(wanted[start:start + _CHUNK]), Erasure.reinstated_at.is_(None))))
     return {digests[digest] for digest in found}
 
 

@@ -15,6 +15,7 @@ a record given the address later (``follow_addresses``).  Sending never reads th
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
@@ -33,9 +34,24 @@ BOUNCE = "bounce"  # a hard bounce read from the bounce mailbox
 STAFF = "staff"
 IMPORT = "import"  # a CSV or coreBOS record imported as opted out
 CARRIED_OVER = "records"  # a record's opt-out from before addresses kept them (migration 0021)
-# What a recipient did about the email they got (recipients.opted_out_as: its unsubscribe and complaint
-# rates); a complaint stays one whatever comes after it.
-UNSUBSCRIBE, COMPLAINT = "unsubscribe", "complaint"
+
+COMPLAINT_REPORT = "complaint"  # an ARF complaint (RFC 5965) read from the bounce mailbox
+SOFT_BOUNCES = "soft-bounces"  # the soft-bounce rule: too many soft bounces in its days
+
+# Why an address is suppressed, as the suppression list groups it (addresses.opt_out_category);
+# "erasure" is the list's own: an erased person's address is not kept (people/erasure.py).
+UNSUBSCRIBED, HARD_BOUNCE, SOFT_BOUNCE, COMPLAINT, PROVIDER_DROP, BY_STAFF, BY_IMPORT, ERASURE = (
+    "unsubscribed", "hard_bounce", "soft_bounces", "complaint", "provider_drop", "staff", "import", "erasure")
+CATEGORIES = {UNSUBSCRIBED: "Unsubscribed", HARD_BOUNCE: "Hard bounce", SOFT_BOUNCE: "Repeated soft bounces",
+              COMPLAINT: "Complaint", PROVIDER_DROP: "Provider drop", BY_STAFF: "Staff", BY_IMPORT: "Import",
+              ERASURE: "Erasure"}
+# What a recipient did about the email they got, by the opt-out's category (recipients.opted_out_as:
+# the email's unsubscribe and complaint rates); a complaint stays one whatever comes after it.
+UNSUBSCRIBE = "unsubscribe"
+_REACTION_OF = {UNSUBSCRIBED: UNSUBSCRIBE, COMPLAINT: COMPLAINT}
+# A source's category when the caller names none (a provider's events name theirs).
+_CATEGORY_OF = {LINK: UNSUBSCRIBED, ONE_CLICK: UNSUBSCRIBED, BOUNCE: HARD_BOUNCE, STAFF: BY_STAFF,
+                IMPORT: BY_IMPORT, CARRIED_OVER: BY_IMPORT, COMPLAINT_REPORT: COMPLAINT, SOFT_BOUNCES: SOFT_BOUNCE}
 
 OPTED_OUT, LIFTED = "opted_out", "opt_out_lifted"  # address_history.event
 # How a provider's reports read in an opt-out's reason (sendgrid.py): which a webhook reports as what.
@@ -58,27 +74,41 @@ _HISTORY = cast(Table, AddressEvent.__table__)
 _FLAG_ATTRIBUTES = ("email_opt_out", "email_opt_out_at", "email_opt_out_reason")
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """What an opt-out rests on: the DSN or ARF report kept (mail_reports), or the provider's event."""
+
+    report_id: int | None = None
+    event_id: int | None = None
+
+
 def opt_out(session: Session, address: str, source: str, reason: str, at: datetime | None = None,
-            user_name: str = "") -> bool:
+            user_name: str = "", *, category: str = "", evidence: Evidence | None = None) -> bool:
     """Opts ``address`` out of email: every later send to it, whoever holds it, is skipped.  The
     one way an opt-out is recorded, from every source (``opt_out_many`` for many at once).  In the
     caller's transaction (it commits nothing); whether it changed anything.  An address already
-    opted out keeps its first when and why: they say why sending stopped."""
-    return bool(opt_out_many(session, [(address, reason, at)], source, user_name))
+    opted out keeps its first when and why: they say why sending stopped.  ``category``: the
+    suppression list's (by default the source's)."""
+    return bool(opt_out_many(session, [(address, reason, at)], source, user_name, category=category,
+                             evidence=evidence))
 
 
 def opt_out_many(session: Session, opt_outs: Iterable[tuple[str, str, datetime | None]], source: str,
-                 user_name: str = "") -> int:
+                 user_name: str = "", *, category: str = "", evidence: Evidence | None = None) -> int:
     """Opts out each (address, reason, when) from one source, a few statements per chunk of
     addresses (an import's batch); how many addresses were not opted out before.  The records that
     hold them show it (the session's copies are refreshed)."""
     now = utcnow()
+    category = category or _CATEGORY_OF.get(source, "")
+    evidence = evidence or Evidence()
     wanted: dict[str, tuple[str, datetime]] = {}
     for address, reason, at in opt_outs:
         if key(address):
             wanted.setdefault(key(address), (reason[:_REASON_LENGTH], at or now))
     set_opt_out = (update(_ADDRESSES).where(_ADDRESSES.c.id == bindparam("aid"), _ADDRESSES.c.opted_out_at.is_(None))
-                   .values(opted_out_at=bindparam("at"), opt_out_source=source, opt_out_reason=bindparam("why")))
+                   .values(opted_out_at=bindparam("at"), opt_out_source=source, opt_out_reason=bindparam("why"),
+                           opt_out_category=category, evidence_report_id=evidence.report_id,
+                           evidence_event_id=evidence.event_id))
     changed = 0
     reported: list[events.Event] = []
     for chunk in _chunks(wanted):
@@ -92,7 +122,7 @@ def opt_out_many(session: Session, opt_outs: Iterable[tuple[str, str, datetime |
         session.execute(set_opt_out, changes)
         session.execute(insert(_HISTORY), [
             {"address_id": change["aid"], "at": change["at"], "event": OPTED_OUT, "source": source,
-             "reason": change["why"], "user_name": user_name} for change in changes])
+             "reason": change["why"], "user_name": user_name, "category": category} for change in changes])
         for model in (Contact, Lead, Account):
             table = cast(Table, model.__table__)
             session.execute(update(table).where(func.lower(table.c.email) == bindparam("address"),
@@ -104,21 +134,17 @@ def opt_out_many(session: Session, opt_outs: Iterable[tuple[str, str, datetime |
         changed += len(fresh)
         reported += [events.Event(kind, wanted[address][1], {"address": address, "source": source,
                                                              "reason": wanted[address][0]})
-                     for address in fresh if (kind := _webhook_type(source, wanted[address][0]))]
+                     for address in fresh if (kind := _webhook_type(category))]
     if changed:
         events.emit(session, reported)
         _refresh_holders(session)
     return changed
 
 
-def _webhook_type(source: str, reason: str) -> str | None:
-    """The webhook event an opt-out is: the person's own unsubscribe or spam complaint (a bounce is
-    reported by its delivery state, staff and imports by nothing)."""
-    if source in (LINK, ONE_CLICK) or (source == SENDGRID and reason.startswith(UNSUBSCRIBED_REASON)):
-        return events.UNSUBSCRIBED
-    if source == SENDGRID and reason.startswith(COMPLAINT_REASON):
-        return events.COMPLAINED
-    return None
+def _webhook_type(category: str) -> str | None:
+    """The webhook event an opt-out is: the person's own unsubscribe or complaint (an ARF report or a
+    provider's spam report); a bounce is reported by its delivery state, staff and imports by nothing."""
+    return {UNSUBSCRIBED: events.UNSUBSCRIBED, COMPLAINT: events.COMPLAINED}.get(category)
 
 
 def add_addresses(session: Session, addresses: Sequence[str]) -> None:
@@ -138,13 +164,14 @@ def _refresh_holders(session: Session) -> None:
 
 
 def opt_out_recipient(session: Session, recipient: Recipient, source: str, reason: str,
-                      at: datetime | None = None, reaction: str = "") -> bool:
+                      at: datetime | None = None, *, category: str = "", evidence: Evidence | None = None) -> bool:
     """Opts out the address a recipient was sent to (its person asked, or their mailbox refuses
-    mail); in the caller's transaction.  ``reaction`` (UNSUBSCRIBE, COMPLAINT) is kept on the
-    recipient: what this email made its person do."""
+    mail); in the caller's transaction.  An unsubscribe or a complaint is kept on the recipient too:
+    what this email made its person do."""
+    reaction = _REACTION_OF.get(category or _CATEGORY_OF.get(source, ""), "")
     if reaction and recipient.opted_out_as != COMPLAINT:
         recipient.opted_out_as = reaction
-    return opt_out(session, recipient.address, source, reason, at)
+    return opt_out(session, recipient.address, source, reason, at, category=category, evidence=evidence)
 
 
 def opt_out_record(session: Session, record: Record, source: str, reason: str, at: datetime | None = None,
@@ -167,9 +194,11 @@ def lift_opt_out(session: Session, address: str, user_name: str, reason: str) ->
     found = session.scalar(select(Address).where(Address.address == wanted).execution_options(populate_existing=True))
     if found is None or found.opted_out_at is None:
         return False
-    found.opted_out_at, found.opt_out_source, found.opt_out_reason = None, "", ""
+    category = found.opt_out_category
+    found.opted_out_at, found.opt_out_source, found.opt_out_reason, found.opt_out_category = None, "", "", ""
+    found.evidence_report_id = found.evidence_event_id = None
     session.add(AddressEvent(address_id=found.id, at=utcnow(), event=LIFTED, source=STAFF,
-                             reason=reason[:_REASON_LENGTH], user_name=user_name))
+                             reason=reason[:_REASON_LENGTH], user_name=user_name, category=category))
     for record in holders(session, [wanted]):
         record.email_opt_out, record.email_opt_out_at, record.email_opt_out_reason = False, None, ""
     session.commit()

@@ -40,6 +40,6 @@ def unsubscribe(session: Session, secret: bytes, token: object, source: str = su
     recipient = recipient_of(session, secret, token)
     if recipient is None:
         return False
-    suppression.opt_out_recipient(session, recipient, source, reason(recipient), reaction=suppression.UNSUBSCRIBE)
+    suppression.opt_out_recipient(session, recipient, source, reason(recipient))
     session.commit()
     return True

@@ -11,12 +11,12 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from ..config import Config
 from ..db import changed_rows
-from ..models import AccessEvent, ClickEvent, DeliveryEvent, utcnow
+from ..models import AccessEvent, ClickEvent, DeliveryEvent, MailReport, utcnow
 from ..settings import SettingsService
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,8 @@ RETRY = 10 * 60.0
 
 
 def purge(session: Session, config: Config, batch: int = BATCH) -> dict[str, int] | None:
-    """Delete every event older than the retention period; the rows deleted per table, or None when
-    the period is empty (everything is kept).
+    """Delete every event older than the retention period, and empty the raw reports older than it;
+    the rows deleted (or emptied) per table, or None when the period is empty (everything is kept).
 
     A batch per transaction: PostgreSQL connections stop a statement after 2 seconds (db.make_engine),
     and hits being counted meanwhile wait for no long lock."""
@@ -54,6 +54,17 @@ def purge(session: Session, config: Config, batch: int = BATCH) -> dict[str, int
             deleted[model.__tablename__] += count
             if count < batch:
                 break
+    # The raw DSNs and complaint reports kept as evidence: emptied, their class, status and detail
+    # kept (the suppression list shows them; the soft-bounce rule counts by the recipients' class).
+    deleted[MailReport.__tablename__] = 0
+    while True:
+        kept = select(MailReport.id).where(MailReport.received_at < cutoff, MailReport.raw != "").limit(batch)
+        count = changed_rows(session, update(MailReport).where(MailReport.id.in_(kept.scalar_subquery()))
+                             .values(raw=""))
+        session.commit()
+        deleted[MailReport.__tablename__] += count
+        if count < batch:
+            break
     return deleted
 
 

@@ -69,6 +69,7 @@ def _recipient(recipient: Recipient) -> dict[str, Any]:
         "delivery_status": recipient.delivery_status,
         "delivery_detail": recipient.delivery_detail,
         "delivery_at": _time(recipient.delivery_at),
+        "bounce_class": recipient.bounce_class,
         "tracked": recipient.tracked,
         "access_count": recipient.access_count,
         "human_opens": recipient.human_opens,

@@ -62,12 +62,13 @@ def sendgrid_events(request: AppRequest) -> Response:
     try:
         signature = sendgrid.signature_of(request.headers.get(sendgrid.SIGNATURE_HEADER, ""),
                                           request.headers.get(sendgrid.TIMESTAMP_HEADER, ""))
-        key = request.app.settings(request.db).get("sendgrid_webhook_key")
+        settings = request.app.settings(request.db)
+        key = settings.get("sendgrid_webhook_key")
         if not key:
             raise sendgrid.Refused
         body = request.read_body()  # at most MAX_BODY_BYTES, chunked or not (413 past it)
         sendgrid.receive(request.db, request.app.config.secret_key(), key, signature,
-                         request.headers[sendgrid.TIMESTAMP_HEADER], body)
+                         request.headers[sendgrid.TIMESTAMP_HEADER], body, settings.soft_bounce_rule())
     except sendgrid.Refused:
         return Response("forbidden\n", 403, mimetype="text/plain")
     except sendgrid.Malformed as exc:

@@ -21,8 +21,8 @@ from sqlalchemy import select
 from support.apache import ADMIN_PASSWORD, STAFF_PASSWORD, ApacheServer
 from support.ports import free_port
 
-from coretrack.models import Email, User
-from coretrack.people import consent
+from coretrack.models import Address, Email, MailReport, User
+from coretrack.people import consent, suppression
 from coretrack.records import segments
 from coretrack.records.store import create_record
 from coretrack.sending import drafts, templates
@@ -124,7 +124,43 @@ def fill(server: ApacheServer) -> Demo:
         demo.ids["segment"] = segments.save(session, sam, None, "contact", "Customers, no open in 30 days", [
             {"field": "account.email", "op": "ends_with", "value": ".example"},
             {"field": "opened", "op": "not_within_days", "value": "30"}], shared=True).id
+    _suppressions(server, demo)
     return demo
+
+
+_COMPLAINT = """From: <feedback@fbl.example.net>\r
+Date: Thu, 03 Dec 2026 11:00:00 +0000\r
+Subject: Complaint about message from 192.0.2.1\r
+Content-Type: multipart/report; report-type=feedback-report; boundary="part1"\r
+\r
+--part1\r
+Content-Type: message/feedback-report\r
+\r
+Feedback-Type: abuse\r
+Reporting-MTA: dns; fbl.example.net\r
+Original-Rcpt-To: <carl@initech.example>\r
+\r
+--part1--\r
+"""
+
+
+def _suppressions(server: ApacheServer, demo: Demo) -> None:
+    """One suppressed address of several kinds; the complaint with its ARF report kept as evidence."""
+    with server.session() as session:
+        report = MailReport(kind="arf", at=datetime(2026, 12, 3, 11), status="abuse", bounce_class="",
+                            detail="abuse report from fbl.example.net", raw=_COMPLAINT)
+        session.add(report)
+        session.flush()
+        for address, source, reason, evidence in (
+                ("old.box@example.net", suppression.BOUNCE, "bounced: 5.1.1 user unknown", None),
+                ("full.box@example.net", suppression.SOFT_BOUNCES,
+                 "3 soft bounces within 7 days (rule: 3 in 7 days); the last bounced: 4.2.2 mailbox full", None),
+                ("carl@initech.example", suppression.COMPLAINT_REPORT, "complained: abuse report from fbl.example.net",
+                 suppression.Evidence(report_id=report.id)),
+                ("no.more@example.org", suppression.LINK, "unsubscribed with the link in email 2", None)):
+            suppression.opt_out(session, address, source, reason, evidence=evidence)
+        session.commit()
+        demo.ids["complaint"] = session.scalar(select(Address.id).where(Address.address == "carl@initech.example"))
 
 
 def _send_demo_mail(server: ApacheServer, demo: Demo, smtp_port: int, received: Received) -> None:
@@ -287,6 +323,8 @@ def pages(demo: Demo, with_reports: bool) -> list[Page]:
         Page("users", "admin", "/users"),
         Page("user-disable", "admin", "/users/sam/disable"),
         Page("erase", "admin", "/erase?address=grace@globex.example"),
+        Page("suppressions", "admin", "/suppressions"),
+        Page("suppression-complaint", "admin", f"/suppressions/{ids['complaint']}"),
         Page("forbidden", "sam", "/settings"),
         Page("not-found", "sam", "/emails/999999"),
     ]
