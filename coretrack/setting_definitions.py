@@ -76,7 +76,8 @@ DEFINITIONS: tuple[SettingDef, ...] = (
         "retention_days", "Keep access events for (days)",
         "After this many days each image load's event (time, address, browser) is deleted by the worker's "
         "daily task or 'coretrack purge'; the counts on recipients stay. The raw bounce and complaint reports "
-        "kept as evidence are emptied after as many days (their class and reason stay). Empty: kept forever.",
+        "kept as evidence are emptied after as many days (their class and reason stay), and the webhooks' "
+        "events and their deliveries deleted. Empty: kept forever.",
         "optional_days", "Tracking", minimum=2, maximum=36500,
     ),
     SettingDef(

@@ -19,11 +19,12 @@ from sqlalchemy import func, select
 from support.constants import PUBLIC_URL
 
 from coretrack.cli import main as cli_main
-from coretrack.models import AccessEvent, DeliveryEvent, Recipient, SettingChange, utcnow
+from coretrack.models import AccessEvent, DeliveryEvent, Recipient, SettingChange, WebhookDelivery, WebhookEvent, utcnow
 from coretrack.sending.compose import compose, prepare
 from coretrack.settings import SettingsService
 from coretrack.tracking.retention import purge, watch_retention
 from coretrack.validation import ValidationError
+from coretrack.webhooks import endpoints
 
 
 @pytest.fixture
@@ -61,7 +62,7 @@ def test_without_a_period_every_event_is_kept(app, db, recipient):
 def test_events_older_than_the_period_go_and_the_counts_stay(app, db, recipient):
     keep_for(app, db, "30")
     assert purge(db, app.config) == {"access_events": 1, "click_events": 0, "delivery_events": 1,
-                                     "mail_reports": 0}
+                                     "mail_reports": 0, "webhook_events": 0}
     assert events(db, AccessEvent) == [0, 10]
     assert events(db, DeliveryEvent) == [0, 10]
     db.refresh(recipient)
@@ -69,14 +70,31 @@ def test_events_older_than_the_period_go_and_the_counts_stay(app, db, recipient)
     assert (utcnow() - recipient.first_access).days == 40
     keep_for(app, db, "5")
     assert purge(db, app.config, batch=1) == {"access_events": 1, "click_events": 0, "delivery_events": 1,
-                                              "mail_reports": 0}
+                                              "mail_reports": 0, "webhook_events": 0}
     assert events(db, AccessEvent) == [0]
+
+
+def test_the_webhooks_outbox_goes_with_the_events_it_reports_and_its_deliveries_with_it(app, db, users):
+    endpoint = endpoints.create(db, app.secret, "https://hooks.example.test/in", ["email.delivered"], "admin")
+    now = utcnow()
+    for number, days in enumerate((40, 0)):
+        event = WebhookEvent(event_id=f"evt_{number}", type="email.delivered", at=now - timedelta(days=days),
+                             data='{"address": "ada@example.test"}', fanned_out=True)
+        db.add(event)
+        db.flush()
+        db.add(WebhookDelivery(event_id=event.id, endpoint_id=endpoint.id, status="delivered", attempts=1))
+    db.commit()
+    keep_for(app, db, "30")
+    assert purge(db, app.config)["webhook_events"] == 1
+    db.expire_all()
+    assert [event.event_id for event in db.scalars(select(WebhookEvent))] == ["evt_1"]
+    assert db.scalar(select(func.count()).select_from(WebhookDelivery)) == 1
 
 
 def test_a_purge_larger_than_its_batch_takes_several(app, db, recipient):
     keep_for(app, db, "2")
     assert purge(db, app.config, batch=1) == {"access_events": 2, "click_events": 0, "delivery_events": 2,
-                                              "mail_reports": 0}
+                                              "mail_reports": 0, "webhook_events": 0}
     assert events(db, AccessEvent) == [0]
     assert events(db, DeliveryEvent) == [0]
 

@@ -40,7 +40,7 @@ class WebhookEvent(Base):
     # What receivers deduplicate by: the same in every attempt and every "send again".
     event_id: Mapped[str] = mapped_column(String(40), unique=True)
     type: Mapped[str] = mapped_column(String(32))
-    at: Mapped[datetime] = mapped_column(DateTime)
+    at: Mapped[datetime] = mapped_column(DateTime, index=True)  # retention purges by it
     data: Mapped[str] = mapped_column(Text)  # JSON
     fanned_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false(), index=True)
 

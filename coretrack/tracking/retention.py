@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from ..config import Config
 from ..db import changed_rows
-from ..models import AccessEvent, ClickEvent, DeliveryEvent, MailReport, utcnow
+from ..models import AccessEvent, ClickEvent, DeliveryEvent, MailReport, WebhookEvent, utcnow
 from ..settings import SettingsService
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,9 @@ EVENT_TABLES = (
     (AccessEvent, AccessEvent.at),
     (DeliveryEvent, DeliveryEvent.at),
     (ClickEvent, ClickEvent.at),
+    # The webhooks' outbox names addresses and what they did; its deliveries go with each event.  Its
+    # retries end within 27 hours, well inside the shortest period.
+    (WebhookEvent, WebhookEvent.at),
 )
 DAY = 24 * 60 * 60.0
 BATCH = 5000
