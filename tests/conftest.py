@@ -17,6 +17,7 @@ import pytest
 import webtest
 from aiosmtpd.controller import Controller
 from support.constants import ADMIN_PASSWORD, PUBLIC_URL, STAFF_PASSWORD
+from support.dns import DnsServer
 from support.mariadb import INSTALL, SERVER, running_mariadb
 from support.ports import free_port
 from support.postgres import DATABASES, POSTGRES_URL, PostgresServer, PostgresTestDatabase
@@ -258,6 +259,15 @@ def every_route(app, db, users):
 def every_page(every_route):
     """Every GET route of the URL map, its arguments filled with records that exist."""
     return [path for method, path in every_route if method == "GET"]
+
+
+@pytest.fixture
+def dns_server():
+    """A real DNS server (dnsmasq, which scripts/test installs) on a free loopback port, serving only the
+    records the test gives it; stopped and removed after the test."""
+    server = DnsServer()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ import re
 import dkim
 import pytest
 from sqlalchemy import select
-from support.dns import DnsServer
 
 from coretrack import csrf
 from coretrack.models import Contact, Setting, SettingChange
@@ -22,13 +21,6 @@ from coretrack.settings import MASK, SettingsService
 from coretrack.validation import ValidationError
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def dns_server():
-    server = DnsServer()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

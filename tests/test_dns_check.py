@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from support.dns import DnsServer
 
 from coretrack import doctor
 from coretrack.sending import dkim_signing, dns_check
@@ -18,13 +17,6 @@ from coretrack.settings import SettingsService
 pytestmark = pytest.mark.slow
 
 MAIL_SERVER = "192.0.2.25"
-
-
-@pytest.fixture
-def dns_server():
-    server = DnsServer()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

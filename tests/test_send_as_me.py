@@ -9,7 +9,6 @@ import dataclasses
 import dkim
 import pytest
 from sqlalchemy import select
-from support.dns import DnsServer
 
 from coretrack.models import Email, User
 from coretrack.settings import SettingsService
@@ -86,13 +85,6 @@ def test_an_address_at_a_domain_not_allowed_is_refused_saying_why(staff, db, all
     form["to"], form["subject"], form["html"] = "ann@example.test", "Hello", "<p>Hi</p>"
     refused = staff.post("/emails", {**dict(form.submit_fields()), "from_me": "on", "action": "send"}, status=400)
     assert "elsewhere.test is not among the domains" in refused.html.select_one("#e-from_me").text
-
-
-@pytest.fixture
-def dns_server():
-    server = DnsServer()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

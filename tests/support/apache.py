@@ -29,22 +29,12 @@ from coretrack.cli.common import set_up
 from coretrack.config import Config
 from coretrack.db import make_engine, make_session_factory
 from support.ports import free_port
+from support.processes import stop_group
 
 ADMIN_PASSWORD = "apache-admin-pw"
 STAFF_PASSWORD = "apache-staff-pw"
 DISABLED_PASSWORD = "apache-gone-pw"
 VENV = Path(sys.prefix)
-
-
-def _stop_group(process: subprocess.Popen, how: int = signal.SIGTERM) -> None:
-    """``how`` to the process group a child started (its own session), SIGKILL after 20 s."""
-    if process.poll() is None:
-        os.killpg(process.pid, how)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 @dataclass
@@ -60,7 +50,7 @@ class Service:
 
     def stop(self, how: int = signal.SIGTERM) -> str:
         """SIGTERM, as systemd stops it (SIGKILL: no clean-up at all); returns its output."""
-        _stop_group(self.process, how)
+        stop_group(self.process, how)
         return self.output()
 
 
@@ -228,7 +218,7 @@ class ApacheServer:
     def stop(self) -> None:
         self.stop_services()
         if self.process:
-            _stop_group(self.process)
+            stop_group(self.process)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def error_log(self) -> str:

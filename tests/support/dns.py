@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -16,6 +15,7 @@ import dns.exception
 import dns.resolver
 
 from support.ports import free_port
+from support.processes import stop_group
 
 
 class DnsServer:
@@ -77,13 +77,8 @@ class DnsServer:
         raise RuntimeError(f"dnsmasq did not start: {output}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        if self.process is not None:
+            stop_group(self.process, patience=10)
         self.process = None
         shutil.rmtree(self.root, ignore_errors=True)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import imaplib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -14,6 +13,7 @@ import time
 from pathlib import Path
 
 from support.ports import free_port
+from support.processes import stop_group
 
 CONFIG = """\
 protocols = imap
@@ -95,13 +95,8 @@ class Dovecot:
         raise RuntimeError(f"Dovecot did not start: {output}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        if self.process is not None:
+            stop_group(self.process, patience=10)
         self.process = None
         shutil.rmtree(self.root, ignore_errors=True)
 
