@@ -111,10 +111,10 @@ class EmailImport:
                 if row.activityid in known:
                     continue
                 to = ", ".join(mailed(row.idlists, row.to_email, self.user_fields).addresses)
-                fields = {"to": to, "cc": "", "bcc": "", "reply_to": "", "subject": self._subject(row.subject),
-                          "html": clean_html(row.description or ""), "text": "", "signature": "", "send_at": "",
-                          "dont_track": "", "ask_consent": "", "template": "", "audience": "", "scope": "", "q": "",
-                          "with_contacts": "", "ids": []}
+                # What the form would hold; the rest takes the form's defaults when the draft is opened.
+                # The body is coreBOS's whole message: no signature of coretrack's is added to it.
+                fields = {"to": to, "subject": self._subject(row.subject), "html": clean_html(row.description or ""),
+                          "signature": ""}
                 self.target.add(EmailDraft(owner_id=self.owners.owner(row.smownerid).id, subject=fields["subject"],
                                            fields=json.dumps(fields), corebos_id=row.activityid,
                                            updated_at=self.clock.created(row.createdtime) or datetime.now()))
