@@ -1,0 +1,120 @@
+"""Compose on one screen, in a real browser at 1280×800: the preview beside the form, recipients
+counted (each skipped person listed once), Send in sight without scrolling past the message; and the
+editor's toolbar: merge fields, a link dialog with text and address, headings, colour, a source view
+that resizes."""
+
+from __future__ import annotations
+
+import pytest
+from selenium.webdriver.support.ui import Select
+
+from coretrack.records.store import create_record
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+SCREEN = (1280, 800)
+IN_SIGHT = """
+const box = arguments[0].getBoundingClientRect();
+return box.top >= 0 && box.bottom <= window.innerHeight
+       && document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2) === arguments[0];
+"""
+
+
+def _contact(apache, first: str, email: str, opted_out: str = "") -> int:
+    with apache.session() as session:
+        return create_record(session, "contact", {
+            "first_name": first, "last_name": "Compose", "email": email, "phone": "", "account": "",
+            "email_opt_out": opted_out}).id
+
+
+def test_compose_with_a_preview_fits_one_screen_and_counts_its_recipients(apache, browser):
+    ada = _contact(apache, "Ada", "ada.compose@example.test")
+    opted = _contact(apache, "Otto", "otto.compose@example.test", "on")
+    staff = browser("staff-1280", "sam", size=SCREEN)
+    with staff.step("preview a message to two contacts, one opted out"):
+        staff.open(f"/emails/new?contact={ada}&contact={opted}")
+        staff.fill("#f-subject", "One screen")
+        staff.fill_html("#f-html", "<h1>Summer</h1>" + "<p>A line of the message.</p>" * 40)
+        staff.press("Preview")
+
+    with staff.step("the preview sits beside the form, not above a second copy of it"):
+        preview = staff.find("#preview").rect
+        form = staff.find("#compose").rect
+        assert preview["x"] >= form["x"] + form["width"] - 1
+        assert preview["y"] < 400
+        assert len(staff.find_all("form#compose")) == 1
+
+    with staff.step("recipients are counted; the opted-out contact is listed once, as skipped"):
+        counts = staff.find("#recipient-counts").text
+        assert "1 will get it; 1 skipped (1 opted out of email)" in counts
+        assert not staff.find("#all-recipients table").is_displayed()
+        staff.find("#all-recipients summary").click()
+        assert staff.find("#preview").text.count("otto.compose@example.test") == 1
+        assert "ada.compose@example.test" in staff.find("#all-recipients table[aria-label=Recipients]").text
+
+    with staff.step("Send is in sight at the top of the page and below the message"):
+        staff.driver.execute_script("window.scrollTo(0, 0)")
+        send = staff.find("#compose button[value=send]")
+        assert staff.driver.execute_script(IN_SIGHT, send)
+        staff.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", staff.find(".editor-area"))
+        assert staff.driver.execute_script(IN_SIGHT, send)
+
+
+def test_the_editor_toolbar_holds_merge_fields_links_headings_colour_and_a_resizable_source(apache, browser, smtp):
+    ada = _contact(apache, "Ada", "ada.toolbar@example.test")
+    staff = browser("staff", "sam", size=SCREEN)
+    staff.open(f"/emails/new?contact={ada}")
+    toolbar = staff.find(".editor-toolbar")
+    area = staff.find(".editor-area")
+    with staff.step("the merge-field picker is in the toolbar"):
+        assert toolbar.find_element("css selector", "#f-merge_field").is_displayed()
+        area.click()
+        area.send_keys("Title")
+        staff.driver.execute_script("arguments[0].value = '$contacts-firstname$'", staff.find("#f-merge_field"))
+        toolbar.find_element("css selector", "[data-merge-insert]").click()
+        assert "Title$contacts-firstname$" in area.text
+
+    with staff.step("the line becomes a heading"):
+        Select(toolbar.find_element("css selector", "select[aria-label='Paragraph or heading']")).select_by_visible_text(
+            "Heading 2")
+        assert "<h2>Title$contacts-firstname$" in staff.find("#f-html").get_attribute("value")
+
+    with staff.step("a link from the dialog: its own text and address, no browser prompt"):
+        staff.driver.execute_script("""
+            const area = arguments[0], p = document.createElement('p');
+            p.textContent = 'Read ';
+            area.appendChild(p);""", area)
+        area.send_keys("\ue010")  # End of the last line
+        toolbar.find_element("xpath", ".//button[.='Link']").click()
+        dialog = staff.find("#editor-link-dialog")
+        assert dialog.is_displayed()
+        staff.find("#editor-link-text").send_keys("our offer")
+        staff.find("#editor-link-url").send_keys("javascript:alert(1)")
+        dialog.find_element("xpath", ".//button[.='Insert link']").click()
+        assert dialog.is_displayed() and "https://" in staff.find("#editor-link-error").text
+        staff.fill("#editor-link-url", "https://example.test/offer")
+        dialog.find_element("xpath", ".//button[.='Insert link']").click()
+        assert not dialog.is_displayed()
+        assert '<a href="https://example.test/offer">our offer</a>' in staff.find("#f-html").get_attribute("value")
+
+    with staff.step("a colour for the chosen text"):
+        staff.driver.execute_script("""
+            const input = arguments[0];
+            input.value = '#1a7f37';
+            input.dispatchEvent(new Event('change', {bubbles: true}));""",
+            toolbar.find_element("css selector", "input[type=color]"))
+        assert "color:#1a7f37" in staff.find("#f-html").get_attribute("value").replace(" ", "")
+
+    with staff.step("the source view is a large box that resizes"):
+        staff.press("HTML source", navigates=False)
+        source = staff.find("#f-html")
+        assert source.value_of_css_property("resize") == "vertical"
+        assert source.size["height"] >= 350
+        staff.press("HTML source", navigates=False)
+
+    with staff.step("sent: the heading, the link and the colour arrive"):
+        staff.fill("#f-subject", "Toolbar")
+        staff.press("Send")
+        html = smtp.received[-1].message.get_body(preferencelist=("html",)).get_content()
+        assert "<h2>TitleAda" in html
+        assert ">our offer</a>" in html and "color" in html
