@@ -15,6 +15,7 @@ a soft line break (``=\\r\\n``) may fall inside a placeholder and is kept.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import secrets
@@ -45,6 +46,8 @@ from .bodies import (
 )
 
 SMTP_POLICY = policy.SMTP
+# An uploaded picture's source in cleaned HTML (always double-quoted there).
+_INLINE_SRC = re.compile(r'src="(data:image/(png|jpeg|gif|webp);base64,([A-Za-z0-9+/]+={0,2}))"')
 _ALPHABET = "".join(sorted(tokens.TOKEN_ALPHABET))
 # Under the SendGrid preset, an unmeasured message turns SendGrid's own open and click tracking off.
 _SENDGRID_UNTRACKED = {"opentrack": {"settings": {"enable": 0}}, "clicktrack": {"settings": {"enable": 0}}}
@@ -63,6 +66,22 @@ class EncodedSubject(str):
     def fold(self, *, policy: policy.Policy) -> str:
         linesep = policy.linesep
         return f"Subject: {Header(str(self), 'utf-8', header_name='Subject').encode(linesep=linesep)}{linesep}"
+
+def inline_images(html: str, domain: str) -> tuple[str, list[tuple[str, str, bytes]]]:
+    """``html`` with each uploaded picture (an <img>'s data: URL, as sanitize.clean_html keeps them)
+    pointed at an inline part instead, and those parts: (Content-ID, image subtype, bytes), one per
+    distinct picture."""
+    images: dict[str, tuple[str, str, bytes]] = {}
+
+    def to_part(found: re.Match[str]) -> str:
+        url = found.group(1)
+        if url not in images:
+            content_id = f"image{len(images) + 1}.{secrets.token_hex(8)}@{domain or 'coretrack'}"
+            images[url] = (content_id, found.group(2), base64.b64decode(found.group(3)))
+        return f'src="cid:{images[url][0]}"'
+
+    return _INLINE_SRC.sub(to_part, html), list(images.values())
+
 
 class MessageError(ValueError):
     """One part of an email cannot be put into a message; ``field`` names it (subject, reply_to, ...)."""
@@ -176,6 +195,7 @@ class MessageTemplate:
         elif anonymous_image:
             html = insert_image(html, image_tag(anonymous_image))
 
+        html, images = inline_images(html, self.domain)
         message = EmailMessage(policy=SMTP_POLICY)
         # Each header is folded as soon as it is set, so that a failure names its field.
         with _part("from_address", from_address):
@@ -194,6 +214,11 @@ class MessageTemplate:
             message.set_content(plain, subtype="plain", charset="utf-8", cte="quoted-printable")
         with _part("html", html):
             message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+        if images:  # the HTML part and its pictures become one multipart/related
+            html_part = cast(EmailMessage, message.get_body(("html",)))
+            for content_id, subtype, data in images:
+                html_part.add_related(data, maintype="image", subtype=subtype, cid=f"<{content_id}>",
+                                      disposition="inline", filename=f"{content_id.partition('@')[0]}.{subtype}")
         for attachment in attachments:
             maintype, _, subtype = attachment.content_type.partition("/")
             with _part("attachments", attachment.filename, f"name of the attachment {attachment.filename!r}"):

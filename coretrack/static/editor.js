@@ -145,6 +145,45 @@
     (text.value ? url : text).focus();
   }
 
+  /* A picture from this computer, put in the HTML as a data: URL: it is stored with the email and
+     sent as an inline part of each message (no address on the web to fetch it from). */
+  var IMAGE_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+  var IMAGE_MAX_BYTES = 300 * 1024;  // the HTML body holds 500 kB at most, pictures included
+
+  function imageButton(editor, sync, toolbar) {
+    var input = document.createElement("input");
+    input.type = "file";
+    input.accept = IMAGE_TYPES.join(",");
+    input.hidden = true;
+    input.setAttribute("aria-label", "Image file");
+    var problem = document.createElement("p");
+    problem.className = "error editor-problem";
+    problem.setAttribute("role", "alert");
+    problem.hidden = true;
+    toolbar.parentNode.insertBefore(problem, toolbar.nextSibling);
+    toolbar.appendChild(input);
+    var element = button("Image", function () { input.value = ""; input.click(); });
+    input.addEventListener("change", function () {
+      var file = input.files[0];
+      problem.hidden = true;
+      if (!file) return;
+      if (IMAGE_TYPES.indexOf(file.type) < 0 || file.size > IMAGE_MAX_BYTES) {
+        problem.textContent = file.name + ": " + (IMAGE_TYPES.indexOf(file.type) < 0
+          ? "choose a PNG, JPEG, GIF or WebP picture." : "at most 300 kB a picture; make it smaller first.");
+        problem.hidden = false;
+        return;
+      }
+      var reader = new FileReader();
+      reader.addEventListener("load", function () {
+        editor.focus();
+        editor.insertImage(reader.result, {alt: file.name.replace(/\.[^.]*$/, "")});
+        sync();
+      });
+      reader.readAsDataURL(file);
+    });
+    return element;
+  }
+
   function enhance(textarea) {
     var label = document.querySelector("label[for='" + textarea.id + "']");
     if (label && !label.id) label.id = textarea.id + "-label";
@@ -184,6 +223,7 @@
     formatting.push(button("Link", function () { linkDialog(editor, sync); }));
     formatting.push(headingChoice(editor, sync));
     formatting.push(colourChoice(editor, sync));
+    formatting.push(imageButton(editor, sync, toolbar));
     formatting.push(button("Clear formatting", function () { editor.removeAllFormatting(); sync(); }));
     formatting.forEach(function (element) { toolbar.appendChild(element); });
     editor.addEventListener("pathChange", function () {

@@ -5,14 +5,17 @@ that resizes."""
 
 from __future__ import annotations
 
+import base64
+
 import pytest
-from selenium.webdriver.support.ui import Select
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from coretrack.records.store import create_record
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SCREEN = (1280, 800)
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 IN_SIGHT = """
 const box = arguments[0].getBoundingClientRect();
 return box.top >= 0 && box.bottom <= window.innerHeight
@@ -75,8 +78,8 @@ def test_the_editor_toolbar_holds_merge_fields_links_headings_colour_and_a_resiz
         assert "Title$contacts-firstname$" in area.text
 
     with staff.step("the line becomes a heading"):
-        Select(toolbar.find_element("css selector", "select[aria-label='Paragraph or heading']")).select_by_visible_text(
-            "Heading 2")
+        blocks = Select(toolbar.find_element("css selector", "select[aria-label='Paragraph or heading']"))
+        blocks.select_by_visible_text("Heading 2")
         assert "<h2>Title$contacts-firstname$" in staff.find("#f-html").get_attribute("value")
 
     with staff.step("a link from the dialog: its own text and address, no browser prompt"):
@@ -118,3 +121,35 @@ def test_the_editor_toolbar_holds_merge_fields_links_headings_colour_and_a_resiz
         html = smtp.received[-1].message.get_body(preferencelist=("html",)).get_content()
         assert "<h2>TitleAda" in html
         assert ">our offer</a>" in html and "color" in html
+
+
+def test_a_picture_uploaded_in_the_editor_is_sent_inline_with_the_message(apache, browser, smtp, tmp_path):
+    ada = _contact(apache, "Ada", "ada.picture@example.test")
+    picture = tmp_path / "logo.png"
+    picture.write_bytes(base64.b64decode(PNG))
+    staff = browser("staff", "sam", size=SCREEN)
+    staff.open(f"/emails/new?contact={ada}")
+    with staff.step("upload a picture from the toolbar: it shows in the editor"):
+        staff.find(".editor-area").click()
+        chooser = staff.find(".editor-toolbar input[type=file]")
+        staff.driver.execute_script("arguments[0].hidden = false", chooser)
+        chooser.send_keys(str(picture))
+        WebDriverWait(staff.driver, 10).until(lambda _: staff.find_all(".editor-area img[alt=logo]"))
+        assert staff.find(".editor-area img").get_attribute("src").startswith("data:image/png;base64,")
+
+    with staff.step("a file that is not a picture is refused with a reason"):
+        other = tmp_path / "notes.txt"
+        other.write_text("not a picture")
+        chooser.send_keys(str(other))
+        assert "notes.txt: choose a PNG, JPEG, GIF or WebP picture." in staff.find(".editor-problem").text
+
+    with staff.step("sent: the picture travels as an inline part the HTML points at"):
+        staff.fill("#f-subject", "Picture")
+        staff.press("Send")
+        message = smtp.received[-1].message
+        html = message.get_body(preferencelist=("html",)).get_content()
+        assert "data:" not in html
+        inline = [part for part in message.walk() if part.get_content_type() == "image/png"]
+        assert len(inline) == 1 and inline[0].get_content() == base64.b64decode(PNG)
+        content_id = inline[0]["Content-ID"].strip("<>")
+        assert f'src="cid:{content_id}"' in html
