@@ -63,6 +63,12 @@ class EncodedSubject(str):
 
     name = "Subject"
 
+    def __new__(cls, subject: str) -> EncodedSubject:
+        # What the library refuses in a header (line breaks, U+2028 too), refused here the same way.
+        if problem := mail_problem(subject):
+            raise ValueError(problem)
+        return super().__new__(cls, subject)
+
     def fold(self, *, policy: policy.Policy) -> str:
         linesep = policy.linesep
         return f"Subject: {Header(str(self), 'utf-8', header_name='Subject').encode(linesep=linesep)}{linesep}"

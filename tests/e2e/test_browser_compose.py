@@ -6,15 +6,20 @@ that resizes."""
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from coretrack.records.store import create_record
+from e2e.chromium import PHONE
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SCREEN = (1280, 800)
+# Compose with a preview at 1280×800 and on a phone (docs/images/compose-preview-*.png are these, reduced
+# to 128 colours).
+SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 IN_SIGHT = """
 const box = arguments[0].getBoundingClientRect();
@@ -42,7 +47,7 @@ def test_compose_with_a_preview_fits_one_screen_and_counts_its_recipients(apache
 
     with staff.step("the preview sits beside the form, not above a second copy of it"):
         preview = staff.find("#preview").rect
-        form = staff.find("#compose").rect
+        form = staff.find("#compose .compose-fields").rect
         assert preview["x"] >= form["x"] + form["width"] - 1
         assert preview["y"] < 400
         assert len(staff.find_all("form#compose")) == 1
@@ -51,16 +56,30 @@ def test_compose_with_a_preview_fits_one_screen_and_counts_its_recipients(apache
         counts = staff.find("#recipient-counts").text
         assert "1 will get it; 1 skipped (1 opted out of email)" in counts
         assert not staff.find("#all-recipients table").is_displayed()
-        staff.find("#all-recipients summary").click()
+        staff.find("#recipients-link").click()
         assert staff.find("#preview").text.count("otto.compose@example.test") == 1
         assert "ada.compose@example.test" in staff.find("#all-recipients table[aria-label=Recipients]").text
 
     with staff.step("Send is in sight at the top of the page and below the message"):
+        staff.find("#all-recipients summary").click()  # folded again
         staff.driver.execute_script("window.scrollTo(0, 0)")
         send = staff.find("#compose button[value=send]")
         assert staff.driver.execute_script(IN_SIGHT, send)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        staff.driver.save_screenshot(str(SHOTS / "compose-preview-1280x800.png"))  # the window, as seen
         staff.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", staff.find(".editor-area"))
         assert staff.driver.execute_script(IN_SIGHT, send)
+
+    phone = browser("staff-phone", "sam", size=PHONE)
+    with phone.step("on a phone the preview comes first, the form below it, Send still in sight"):
+        phone.open(f"/emails/new?contact={ada}&contact={opted}")
+        phone.fill("#f-subject", "One screen")
+        phone.fill_html("#f-html", "<h1>Summer</h1>" + "<p>A line of the message.</p>" * 40)
+        phone.press("Preview")
+        assert phone.find("#preview").rect["y"] < phone.find("#compose .compose-fields").rect["y"]
+        phone.driver.execute_script("window.scrollTo(0, 0)")
+        assert phone.driver.execute_script(IN_SIGHT, phone.find("#compose button[value=send]"))
+        phone.driver.save_screenshot(str(SHOTS / "compose-preview-phone.png"))
 
 
 def test_the_editor_toolbar_holds_merge_fields_links_headings_colour_and_a_resizable_source(apache, browser, smtp):
