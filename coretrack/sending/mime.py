@@ -15,6 +15,7 @@ a soft line break (``=\\r\\n``) may fall inside a placeholder and is kept.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import secrets
@@ -22,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from email import policy
+from email.header import Header
 from email.headerregistry import Address, BaseHeader
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -44,9 +46,47 @@ from .bodies import (
 )
 
 SMTP_POLICY = policy.SMTP
+# An uploaded picture's source in cleaned HTML (always double-quoted there).
+_INLINE_SRC = re.compile(r'src="(data:image/(png|jpeg|gif|webp);base64,([A-Za-z0-9+/]+={0,2}))"')
 _ALPHABET = "".join(sorted(tokens.TOKEN_ALPHABET))
 # Under the SendGrid preset, an unmeasured message turns SendGrid's own open and click tracking off.
 _SENDGRID_UNTRACKED = {"opentrack": {"settings": {"enable": 0}}, "clicktrack": {"settings": {"enable": 0}}}
+
+
+
+class EncodedSubject(str):
+    """A subject with non-ASCII text, written wholly as RFC 2047 encoded words.
+
+    The library's own folder keeps a space at the end of a line it breaks before an encoded word,
+    and readers show it doubled; encoded words carry their spaces inside, and the folding whitespace
+    between two of them is dropped when read, so the subject reads back exactly as written."""
+
+    name = "Subject"
+
+    def __new__(cls, subject: str) -> EncodedSubject:
+        # What the library refuses in a header (line breaks, U+2028 too), refused here the same way.
+        if problem := mail_problem(subject):
+            raise ValueError(problem)
+        return super().__new__(cls, subject)
+
+    def fold(self, *, policy: policy.Policy) -> str:
+        linesep = policy.linesep
+        return f"Subject: {Header(str(self), 'utf-8', header_name='Subject').encode(linesep=linesep)}{linesep}"
+
+def inline_images(html: str, domain: str) -> tuple[str, list[tuple[str, str, bytes]]]:
+    """``html`` with each uploaded picture (an <img>'s data: URL, as sanitize.clean_html keeps them)
+    pointed at an inline part instead, and those parts: (Content-ID, image subtype, bytes), one per
+    distinct picture."""
+    images: dict[str, tuple[str, str, bytes]] = {}
+
+    def to_part(found: re.Match[str]) -> str:
+        url = found.group(1)
+        if url not in images:
+            content_id = f"image{len(images) + 1}.{secrets.token_hex(8)}@{domain or 'coretrack'}"
+            images[url] = (content_id, found.group(2), base64.b64decode(found.group(3)))
+        return f'src="cid:{images[url][0]}"'
+
+    return _INLINE_SRC.sub(to_part, html), list(images.values())
 
 
 class MessageError(ValueError):
@@ -161,6 +201,7 @@ class MessageTemplate:
         elif anonymous_image:
             html = insert_image(html, image_tag(anonymous_image))
 
+        html, images = inline_images(html, self.domain)
         message = EmailMessage(policy=SMTP_POLICY)
         # Each header is folded as soon as it is set, so that a failure names its field.
         with _part("from_address", from_address):
@@ -173,12 +214,17 @@ class MessageTemplate:
                 message["Reply-To"] = Address(addr_spec=reply_to)
                 message["Reply-To"].fold(policy=SMTP_POLICY)
         with _part("subject", subject):
-            message["Subject"] = subject
+            message["Subject"] = subject if subject.isascii() else EncodedSubject(subject)
             message["Subject"].fold(policy=SMTP_POLICY)
         with _part("text" if text else "html", text or html):
             message.set_content(plain, subtype="plain", charset="utf-8", cte="quoted-printable")
         with _part("html", html):
             message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+        if images:  # the HTML part and its pictures become one multipart/related
+            html_part = cast(EmailMessage, message.get_body(("html",)))
+            for content_id, subtype, data in images:
+                html_part.add_related(data, maintype="image", subtype=subtype, cid=f"<{content_id}>",
+                                      disposition="inline", filename=f"{content_id.partition('@')[0]}.{subtype}")
         for attachment in attachments:
             maintype, _, subtype = attachment.content_type.partition("/")
             with _part("attachments", attachment.filename, f"name of the attachment {attachment.filename!r}"):

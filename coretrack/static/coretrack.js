@@ -166,6 +166,14 @@
     offer();
   }
 
+  /* A link to a folded part of the page (a details element) unfolds it. */
+  function unfoldTarget(link) {
+    var target = document.getElementById(link.getAttribute("href").slice(1));
+    if (target && target.tagName === "DETAILS") {
+      link.addEventListener("click", function () { target.open = true; });
+    }
+  }
+
   function each(selector, action) {
     Array.prototype.forEach.call(document.querySelectorAll(selector), action);
   }
@@ -176,6 +184,7 @@
   each("form[data-progress]", showProgress);
   each("input[data-choices]", suggestChoices);
   each("[data-merge-picker]", mergePicker);
+  each("main a[href^='#']:not([href='#'])", unfoldTarget);
   each("input[data-select-all]", selectAll);
   each("select[data-condition-field]", conditionRow);
 })();

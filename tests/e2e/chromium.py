@@ -125,6 +125,9 @@ class Browser:
         for element in self.find_all("main button, main a, main input[type=submit], header a"):
             if element.text.strip() == text and element.is_displayed():
                 leaving = self.find("html")
+                # In the middle of the window, as a person looks at what they click: not under a
+                # bar kept at the window's foot (compose's buttons).
+                self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
                 element.click()
                 if navigates:
                     WebDriverWait(self.driver, 30).until(

@@ -18,6 +18,20 @@ return Array.from(document.querySelectorAll('input, select, textarea'))
   .map(control => control.name || control.id);
 """
 OVERFLOW = "return document.documentElement.scrollWidth - window.innerWidth"
+# Tables cut off: wider than the box they are in, unless that box scrolls sideways with the first
+# column staying in sight.
+CUT_OFF_TABLES = """
+return Array.from(document.querySelectorAll('main table')).filter(table => table.offsetParent).map(table => {
+  const box = table.parentElement, first = table.querySelector('tbody tr > :first-child');
+  const fits = box.scrollWidth <= box.clientWidth + 1
+               && table.getBoundingClientRect().right <= document.documentElement.clientWidth + 1;
+  const scrolls = ['auto', 'scroll'].includes(getComputedStyle(box).overflowX);
+  const sticky = !first || getComputedStyle(first).position === 'sticky';
+  return fits || (scrolls && sticky) ? null
+    : (table.getAttribute('aria-label') || table.getAttribute('aria-labelledby') || table.id || 'a table')
+      + ' is ' + (box.scrollWidth - box.clientWidth) + 'px too wide';
+}).filter(Boolean);
+"""
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +54,21 @@ def test_every_page_fits_a_phone_screen_and_labels_its_controls(apache, browser,
                 problems.append(f"{page.name}: the page is {overflow}px wider than the phone's screen")
             if unlabelled := phone.driver.execute_script(UNLABELLED):
                 problems.append(f"{page.name}: controls without a label: {unlabelled}")
+    assert not problems, "\n".join(problems)
+
+
+def test_no_table_on_any_page_is_cut_off_on_a_desktop_or_a_phone(apache, browser, site):
+    with_reports = apache.request("GET", "/crm/reports", user=("sam", demo.PASSWORDS["sam"])).status != 404
+    problems = []
+    for width, size in (("1280x800", (1280, 800)), ("phone", PHONE)):
+        browsers = {user: browser(f"{user}-{width}", user, size=size) for user in demo.PASSWORDS}
+        for page in demo.pages(site, with_reports):
+            seen = browsers[page.user]
+            with seen.step(f"{page.name} at {width}"):
+                seen.open(page.path)
+                if page.act:
+                    page.act(seen)
+                problems += [f"{page.name} at {width}: {cut}" for cut in seen.driver.execute_script(CUT_OFF_TABLES)]
     assert not problems, "\n".join(problems)
 
 
