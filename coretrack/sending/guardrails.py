@@ -128,6 +128,9 @@ def judge(session: Session, config: Config, email_id: int, thresholds: Threshold
     if session.scalar(select(SendPause.id).where(SendPause.email_id == email_id, SendPause.ended_as == RESUMED)
                       .limit(1)) is not None:
         return False
+    if session.scalar(select(Recipient.id).where(Recipient.email_id == email_id, Recipient.status == "pending")
+                      .limit(1)) is None:
+        return False  # nothing left to hold back
     found = figures(session, [email_id])[email_id]
     reason = thresholds.exceeded(found)
     session.commit()  # nothing held open while the message to the sender goes
