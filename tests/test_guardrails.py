@@ -16,8 +16,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import func, select
 
-from coretrack.delivery_reports import sendgrid
-from coretrack.models import Email, Notification, Recipient, SendPause
+from coretrack.delivery_reports import classes, deliveries, sendgrid
+from coretrack.models import Email, Notification, Recipient, SendPause, utcnow
+from coretrack.sending import delivery, guardrails
 from coretrack.sending.claims import Outcome, claim_batch, record_batch
 from coretrack.sending.delivery import deliver
 from coretrack.sending.measuring import Measuring
@@ -175,6 +176,31 @@ def test_below_the_minimum_delivered_or_with_the_thresholds_at_0_or_for_a_single
     settings.update({"guardrail_bounce_percent": "2"}, user_name="admin")
     assert db.scalar(select(func.count()).select_from(SendPause)) == 0
     assert db.get(Email, single.id).paused_at is None
+
+
+def test_a_long_delivery_judges_the_send_again_between_batches_and_stops_claiming_once_paused(
+        app, db, send, guarded, monkeypatch):
+    monkeypatch.setattr(delivery, "BATCH_SIZE", 4)
+    monkeypatch.setattr(guardrails, "CHECK_SECONDS", 0.0)  # every batch (10 s in production)
+    email = send.compose(to=ADDRESSES, subject="One long turn").email
+    email.mass_send = True
+    db.commit()
+    handed_over = []
+
+    def bounce_the_sixth(count: int) -> None:  # a DSN arriving while the send goes on
+        handed_over.append(count)
+        if len(handed_over) == 6:
+            with app.Session() as session:
+                first = session.scalars(select(Recipient.id).where(Recipient.email_id == email.id,
+                                                                   Recipient.status == "sent")).first()
+                deliveries.record_delivery(session, first, "bounced", "5.1.1 no such user", utcnow(), classes.HARD)
+                session.commit()
+
+    report = deliver(app.Session, app.config, email.id, on_progress=bounce_the_sixth)
+    # The sixth message was in the second batch of 4, which was finished; the third was never claimed.
+    assert report.sent == 8
+    assert statuses(db, email) == {"sent": 8, "pending": 12}
+    assert db.get(Email, email.id).status == "paused"
 
 
 def test_a_batch_claimed_before_the_pause_is_still_sent_and_recorded_and_nothing_more_is_claimed(
