@@ -54,6 +54,7 @@ from .views import (
     email_templates,
     emails,
     erasure,
+    guardrails,
     notifications,
     public,
     received,
@@ -105,7 +106,7 @@ class DatabaseId(IntegerConverter):
 
 
 VIEWS = (public, emails, received, email_templates, records, segments, reports, email_reports, settings_views, users,
-         account, notifications, erasure, suppressions, webhooks, api, api_segments)
+         account, notifications, erasure, suppressions, webhooks, guardrails, api, api_segments)
 # Built once per process: a Map is read-only after construction and rules bind to one map.
 URL_MAP = Map(
     [

@@ -15,12 +15,13 @@ MAX_SMTP_CONNECTIONS = 10
 # The keys by the type of their value, so that get() is typed for each.
 FlagKey = Literal["tracking_disabled", "corebos_tracking", "dkim_enabled", "own_from_staff"]
 NumberKey = Literal["smtp_port", "smtp_connections", "page_size", "bounce_imap_port", "anonymous_minimum",
-                    "soft_bounce_limit", "soft_bounce_days"]
+                    "soft_bounce_limit", "soft_bounce_days", "guardrail_minimum"]
 TextKey = Literal["tracking_policy", "ip_storage", "smtp_preset", "smtp_host", "smtp_security", "smtp_username",
                   "smtp_password", "from_address", "from_name", "public_url", "sendgrid_webhook_key", "bounce_address",
                   "bounce_imap_host", "bounce_imap_security", "bounce_imap_username", "bounce_imap_password",
                   "bounce_imap_folder", "corebos_app_key", "time_zone", "unsubscribe_footer", "retention_days",
-                  "dkim_domain", "dkim_selector", "dkim_private_key", "own_from_domains"]
+                  "dkim_domain", "dkim_selector", "dkim_private_key", "own_from_domains",
+                  "guardrail_bounce_percent", "guardrail_complaint_percent"]
 Value = bool | int | str
 
 
@@ -29,7 +30,7 @@ class SettingDef:
     key: str
     label: str
     help: str
-    kind: str  # bool | int | optional_days | text | choice | secret | address | url | dns_name | domain_list
+    kind: str  # bool | int | optional_days | text | choice | secret | address | url | dns_name | domain_list | percent
     group: str
     choices: tuple[tuple[str, str], ...] = ()
     minimum: int = 0  # for kind int
@@ -184,5 +185,15 @@ DEFINITIONS: tuple[SettingDef, ...] = (
                "Bounces", minimum=0, maximum=100),
     SettingDef("soft_bounce_days", "Within (days)", "The period the soft bounces above are counted in.", "int",
                "Bounces", minimum=1, maximum=365),
+    SettingDef("guardrail_bounce_percent", "Pause a mass send at hard bounces of (%)",
+               "While a mass send goes out, it is paused when this share of the messages handed over hard-bounced "
+               "(the address does not exist). Mailbox providers treat a high bounce rate as a sign of a bought or "
+               "stale list. 0: never paused for bounces.", "percent", "Guardrails"),
+    SettingDef("guardrail_complaint_percent", "Pause a mass send at spam complaints of (%)",
+               "…or when this share of the delivered messages was reported as spam. Gmail asks bulk senders to "
+               "stay under 0.1% and blocks them at 0.3%. 0: never paused for complaints.", "percent", "Guardrails"),
+    SettingDef("guardrail_minimum", "Judge a mass send once this many are delivered",
+               "Below it a handful of bounces would be a large share: the rates above are judged only from this "
+               "many delivered messages on.", "int", "Guardrails", minimum=1, maximum=1_000_000),
 )
 BY_KEY = {definition.key: definition for definition in DEFINITIONS}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Collection, Mapping
+from decimal import Decimal, InvalidOperation
 from typing import overload
 
 from sqlalchemy import select
@@ -40,6 +41,18 @@ SENDGRID_RELAY = {"smtp_host": "smtp.sendgrid.net", "smtp_port": "587", "smtp_se
                   "smtp_username": "apikey"}
 
 
+def percent_text(value: str) -> str:
+    """A share typed as a percentage (``2``, ``0.1``, ``0,1 %``) in its stored form, or ValueError."""
+    text = value.removesuffix("%").strip().replace(",", ".")
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        raise ValueError("enter a percentage such as 2 or 0.1") from None
+    if not number.is_finite() or not 0 <= number <= 100 or number != round(number, 2):
+        raise ValueError("enter a percentage from 0 to 100, with at most two decimals")
+    return f"{number.normalize():f}"
+
+
 class SettingsService:
     def __init__(self, session: Session, config: Config):
         self.session = session
@@ -53,6 +66,9 @@ class SettingsService:
             "anonymous_minimum": "10",
             "soft_bounce_limit": "3",
             "soft_bounce_days": "7",
+            "guardrail_bounce_percent": "2",
+            "guardrail_complaint_percent": "0.1",
+            "guardrail_minimum": "1000",
             "corebos_app_key": "",
             "corebos_tracking": "true",
             "ip_storage": "truncated",
@@ -207,6 +223,8 @@ class SettingsService:
             return str(whole_number(value, definition.minimum, definition.maximum))
         if definition.kind == "optional_days":  # empty: no limit
             return str(whole_number(value, definition.minimum, definition.maximum)) if value else ""
+        if definition.kind == "percent":
+            return percent_text(value)
         if definition.kind == "choice":
             if value not in dict(definition.choices):
                 raise ValueError("choose one of the options")

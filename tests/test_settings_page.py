@@ -44,7 +44,8 @@ def error_next_to(response, key: str) -> str:
 def test_the_editor_groups_typed_fields_under_legends(admin):
     page = admin.get("/settings")
     legends = [legend.get_text(strip=True) for legend in page.html.select("fieldset > legend")]
-    assert legends == ["Tracking", "Outgoing mail", "Mail authentication", "General", "SendGrid events", "Bounces"]
+    assert legends == ["Tracking", "Outgoing mail", "Mail authentication", "General", "SendGrid events", "Bounces",
+                       "Guardrails"]
     html = page.html
     assert html.find("label", attrs={"for": "f-tracking_disabled"}).get_text(strip=True) == \
         "Disable Email Statistics Tracking"

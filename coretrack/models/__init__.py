@@ -27,6 +27,7 @@ from .emails import (
     EmailTemplate,
     Recipient,
     RecipientStatus,
+    SendPause,
     StoredFile,
     TemplateAttachment,
 )
@@ -41,6 +42,6 @@ __all__ = [
     "ConsentEvent", "ConsentText", "Contact",
     "DeliveryEvent", "Email", "EmailDraft", "EmailLink", "EmailStatus", "EmailTemplate", "Erasure",
     "HitLogPosition", "Lead", "MailReport", "Notification", "Person", "Record", "Recipient", "RecipientStatus",
-    "Segment", "Setting", "SettingChange", "StoredFile", "TemplateAttachment", "User", "WebhookDelivery",
+    "Segment", "SendPause", "Setting", "SettingChange", "StoredFile", "TemplateAttachment", "User", "WebhookDelivery",
     "WebhookEndpoint", "WebhookEvent", "utc_iso", "utcnow",
 ]

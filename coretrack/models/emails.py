@@ -36,7 +36,7 @@ RECIPIENT_KINDS = ("to", "cc", "bcc")
 # (opted out) and cancelled (before it was sent) are final.  An email's status sums up its
 # recipients' (sending.refresh_status).
 RecipientStatus = Literal["pending", "sending", "sent", "failed", "skipped", "cancelled"]
-EmailStatus = Literal["queued", "sending", "sent", "partial", "failed", "cancelled"]
+EmailStatus = Literal["queued", "sending", "paused", "sent", "partial", "failed", "cancelled"]
 RECIPIENT_STATUSES: tuple[RecipientStatus, ...] = get_args(RecipientStatus)
 EMAIL_STATUSES: tuple[EmailStatus, ...] = get_args(EmailStatus)
 
@@ -52,7 +52,7 @@ class Email(Base):
     from_address: Mapped[str] = mapped_column(String(254))
     from_name: Mapped[str] = mapped_column(String(200), default="")
     reply_to: Mapped[str] = mapped_column(String(254), default="")
-    # queued -> sending -> sent | partial | failed | cancelled
+    # queued -> sending (<-> paused) -> sent | partial | failed | cancelled
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     tracking: Mapped[bool] = mapped_column(Boolean, default=True)
     # A request for consent to measuring (people/consent.py): each message carries its recipient's
@@ -72,6 +72,9 @@ class Email(Base):
     sender_emailed_at: Mapped[datetime | None] = mapped_column(DateTime)
     # Its activityid in the coreBOS install it was imported from (corebos/emails.py): the images' mailid.
     corebos_id: Mapped[int | None] = mapped_column(Integer, unique=True)
+    # Paused by the guardrails (sending/guardrails.py): no worker claims its pending recipients until
+    # an admin resumes or cancels it.
+    paused_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     sender: Mapped[User] = relationship()
     recipients: Mapped[list[Recipient]] = relationship(
@@ -81,6 +84,26 @@ class Email(Base):
         back_populates="email", order_by="Attachment.id", cascade="all, delete-orphan"
     )
     links: Mapped[list[EmailLink]] = relationship(order_by="EmailLink.position", cascade="all, delete-orphan")
+    pauses: Mapped[list[SendPause]] = relationship(order_by="SendPause.id", viewonly=True)
+
+
+class SendPause(Base):
+    """A mass send paused by the guardrails: when, why with the figures then, and how it ended (an
+    admin resumed or cancelled it: who and when), the audit of each pause."""
+
+    __tablename__ = "send_pauses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_id: Mapped[int] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    reason: Mapped[str] = mapped_column(String(500))
+    sent: Mapped[int] = mapped_column(Integer)
+    delivered: Mapped[int] = mapped_column(Integer)
+    hard_bounced: Mapped[int] = mapped_column(Integer)
+    complained: Mapped[int] = mapped_column(Integer)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime)
+    ended_by: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    ended_as: Mapped[str] = mapped_column(String(16), default="", server_default="")  # resumed | cancelled
 
 
 class StoredFile:

@@ -72,10 +72,11 @@ class Notification(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     email_id: Mapped[int] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"))
-    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id", ondelete="CASCADE"), unique=True)
-    kind: Mapped[str] = mapped_column(String(8), default="open")  # open (click: when clicks are tracked)
-    at: Mapped[datetime] = mapped_column(DateTime)  # when the recipient opened it
+    # None for a pause (sending/guardrails.py): it is about the whole send, not one recipient.
+    recipient_id: Mapped[int | None] = mapped_column(ForeignKey("recipients.id", ondelete="CASCADE"), unique=True)
+    kind: Mapped[str] = mapped_column(String(8), default="open")  # open, click, or paused (a mass send)
+    at: Mapped[datetime] = mapped_column(DateTime)  # when the recipient opened it (or the send was paused)
     read_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     email: Mapped[Email] = relationship()
-    recipient: Mapped[Recipient] = relationship()
+    recipient: Mapped[Recipient | None] = relationship()

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.orm import Session
 
+from ..delivery_reports.classes import HARD
 from ..models import Email, Recipient
 from ..people.suppression import COMPLAINT, UNSUBSCRIBE
 from .report import IS_DELIVERED, IS_MEASURED, Row, count_if
@@ -45,10 +46,13 @@ RATES = (
 COUNTS = ("sent", "delivered", "bounced", "measured", "opened", "clicked", "unsubscribed", "complained")
 
 
+# Handed to the mail server: accepted (sent) or refused by it (failed).
+HANDED_OVER = Recipient.status.in_(("sent", "failed"))
+
+
 def counts(all_loads: bool) -> dict[str, ColumnElement[int]]:
     """The COUNTS as SQL sums over recipients (to group by email, by domain)."""
-    # Handed to the mail server: accepted (sent) or refused by it (failed).
-    sent = Recipient.status.in_(("sent", "failed"))
+    sent = HANDED_OVER
     delivered, measured = IS_DELIVERED, IS_MEASURED
     opened = Recipient.access_count > 0 if all_loads else Recipient.first_human_at.is_not(None)
     clicked = Recipient.click_count > 0 if all_loads else Recipient.human_clicks > 0
@@ -59,6 +63,12 @@ def counts(all_loads: bool) -> dict[str, ColumnElement[int]]:
         "unsubscribed": count_if(and_(delivered, Recipient.opted_out_as == UNSUBSCRIBE)),
         "complained": count_if(and_(delivered, Recipient.opted_out_as == COMPLAINT)),
     }
+
+
+def hard_bounced() -> ColumnElement[int]:
+    """Of the bounced, those whose class is hard (the address does not exist, the domain takes no mail):
+    what the guardrails (sending/guardrails.py) and the deliverability panel count, beside COUNTS."""
+    return count_if(and_(HANDED_OVER, ~IS_DELIVERED, Recipient.bounce_class == HARD))
 
 
 def percent(count: int, base: int) -> float | None:

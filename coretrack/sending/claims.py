@@ -44,7 +44,10 @@ def _claim_statement() -> ReturningUpdate[tuple[int, str, str, str]]:
     candidates = (select(pending.c.id).where(pending.c.email_id == bindparam("eid"), pending.c.status == "pending")
                   .limit(bindparam("size")).with_for_update(skip_locked=True)
                   .cte("candidates").prefix_with("MATERIALIZED"))
-    return (update(_RECIPIENTS).where(_RECIPIENTS.c.id.in_(select(candidates.c.id)), _RECIPIENTS.c.status == "pending")
+    # Nothing of a paused email (guardrails.py): read in the claim itself, so a pause stops every worker.
+    not_paused = select(Email.paused_at).where(Email.id == bindparam("eid")).scalar_subquery().is_(None)
+    return (update(_RECIPIENTS).where(_RECIPIENTS.c.id.in_(select(candidates.c.id)), _RECIPIENTS.c.status == "pending",
+                                      not_paused)
             .values(status="sending", claimed_at=bindparam("now"))
             .returning(_RECIPIENTS.c.id, _RECIPIENTS.c.address, _RECIPIENTS.c.name, _RECIPIENTS.c.token))
 

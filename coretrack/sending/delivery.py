@@ -20,6 +20,7 @@ from ..config import Config
 from ..delivery_reports.bounces import verp_address
 from ..models import Email, Recipient, utcnow
 from ..settings import SettingsService
+from . import guardrails
 from .claims import STALE_AFTER, Claimed, Outcome, claim_batch, end_pending, fail_interrupted, record_batch
 from .measuring import Measuring, anonymous_image
 from .messages import Messages, messages_for
@@ -89,13 +90,14 @@ def deliver(
         server, connections = settings.smtp_server(), settings.get("smtp_connections")
         signer = settings.dkim_signer(email.from_address)  # for the From it goes out with
         from_address, bounce_address = email.from_address, settings.get("bounce_address")
+        guard = guardrails.Thresholds.of(settings) if email.mass_send else None
     if messages is not None:
         with ExitStack() as closing:
             if pool is None:
                 pool = closing.enter_context(SmtpPool())
             senders = pool.senders_for(server, connections, signer)
-            delivery = _Delivery(session_factory, email_id, from_address, bounce_address, messages, measuring, limit,
-                                 on_progress, stop or threading.Event(), turn_ends)
+            delivery = _Delivery(session_factory, config, email_id, from_address, bounce_address, messages, measuring,
+                                 limit, on_progress, stop or threading.Event(), turn_ends, guard)
             for part in delivery.run(senders):
                 report.sent += part.sent
                 report.failed += part.failed
@@ -110,6 +112,7 @@ class _Delivery:
     """One email's delivery over one or more connections, each claiming and recording its own batches."""
 
     session_factory: Callable[[], Session]
+    config: Config
     email_id: int
     from_address: str
     bounce_address: str  # "": bounces go to the From address
@@ -119,9 +122,19 @@ class _Delivery:
     on_progress: Callable[[int], None] | None
     stop: threading.Event
     turn_ends: float | None  # time.monotonic() when this turn is over (None: when all are sent)
+    guard: guardrails.Thresholds | None  # a mass send's (None: not judged)
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
+        self.next_check = 0.0  # time.monotonic() when the guardrails judge the email again
+
+    def _paused(self, session: Session) -> bool:
+        """Whether the guardrails paused the email (judged again at most every CHECK_SECONDS, by one connection)."""
+        with self.lock:
+            if self.guard is None or time.monotonic() < self.next_check:
+                return False
+            self.next_check = time.monotonic() + guardrails.CHECK_SECONDS
+        return guardrails.judge(session, self.config, self.email_id, self.guard)
 
     def run(self, senders: Sequence[SmtpSender]) -> list[DeliveryReport]:
         if len(senders) == 1:
@@ -177,7 +190,7 @@ class _Delivery:
             # every open transaction on its table, and makes all other queries wait behind it) or
             # VACUUM.  The session opens one only to claim a batch and to record it.
             with session.get_bind().engine.connect().execution_options(isolation_level="AUTOCOMMIT") as checks:
-                while not self.stop.is_set():
+                while not self.stop.is_set() and not self._paused(session):
                     size = self._take(BATCH_SIZE)
                     batch = claim_batch(session, self.email_id, size, self.measuring) if size else []
                     self._give_back(size - len(batch))
@@ -264,7 +277,8 @@ def emails_to_deliver(session: Session) -> list[int]:
     now = utcnow()
     stale = and_(Recipient.status == "sending", Recipient.claimed_at < now - STALE_AFTER)
     due = or_(Email.send_at.is_(None), Email.send_at <= now)
+    # A paused email's pending recipients wait for an admin (guardrails.py); its stale claims do not.
     with_work = (select(Recipient.email_id).join(Email, Email.id == Recipient.email_id)
-                 .where(or_(Recipient.status == "pending", stale), due))
+                 .where(or_(and_(Recipient.status == "pending", Email.paused_at.is_(None)), stale), due))
     unfinished = select(Email.id).where(Email.status.in_(("queued", "sending")), due)
     return sorted(set(session.scalars(with_work.distinct())) | set(session.scalars(unfinished)))

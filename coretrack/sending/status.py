@@ -10,7 +10,7 @@ from sqlalchemy.sql.selectable import ScalarSelect
 
 from ..config import Config
 from ..db import MAX_ID, changed_rows
-from ..models import Attachment, Email, Recipient, User, utcnow
+from ..models import Attachment, Email, Recipient, SendPause, User, utcnow
 from .claims import STALE_AFTER, end_pending
 
 WHO_MAY_ACT = "only administrators and the email's sender may cancel, retry or delete it"
@@ -64,6 +64,8 @@ def refresh_status(session: Session, email_id: int) -> None:
         )
 
     status = case(
+        # Paused by the guardrails (guardrails.py) while some are still to go; a batch in hand finishes.
+        (and_(Email.paused_at.is_not(None), count("pending") > 0), "paused"),
         (count("pending", "sending") > 0, case((count("sent", "failed", "sending") > 0, "sending"), else_="queued")),
         (count("cancelled") > 0, "cancelled"),
         (and_(count("failed") > 0, count("sent") > 0), "partial"),
@@ -92,9 +94,16 @@ def retry_failed(session: Session, email_id: int, recipient_id: int | None = Non
 def cancel_unsent(session: Session, email_id: int, user_name: str) -> int:
     """The recipients not yet handed to the mail server become cancelled, also those a worker has
     claimed; returns how many.  A message being handed over right now still goes out (it cannot be
-    called back) and is recorded as sent."""
+    called back) and is recorded as sent.  A pause of the guardrails (guardrails.py) ends with it,
+    as cancelled by this user."""
     count = end_pending(session, email_id, claimed=True, status="cancelled",
                          reply=f"cancelled by {user_name} before it was sent")
+    # After the recipients: nothing pending is left for a worker to claim once the pause is lifted.
+    session.execute(update(SendPause).where(SendPause.email_id == email_id, SendPause.ended_at.is_(None))
+                    .values(ended_at=utcnow(), ended_by=user_name, ended_as="cancelled"))
+    session.execute(update(Email).where(Email.id == email_id).values(paused_at=None),
+                    execution_options={"synchronize_session": False})
+    session.commit()
     refresh_status(session, email_id)
     session.expire_all()
     return count

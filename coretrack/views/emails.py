@@ -19,9 +19,9 @@ from ..paging import page_number, paginate
 from ..records import segments
 from ..records.addresses import recipient_for
 from ..records.search import REFERENCE, Audience, parse_reference, record_choices
-from ..reports import email_list
+from ..reports import deliverability, email_list
 from ..reports.filters import parse_filters
-from ..sending import drafts, merge_fields, senders, templates, to_me
+from ..sending import drafts, guardrails, merge_fields, senders, templates, to_me
 from ..sending.compose import OPTED_OUT, PreparedEmail, split_addresses
 from ..sending.delivery import is_due, send_or_queue
 from ..sending.preview import chosen_recipient, preview
@@ -302,6 +302,8 @@ def _detail_page(request: AppRequest, email: Email, status: int = 200, error: st
         scheduled=email.status == "queued" and not is_due(email.send_at),
         events=email_list.access_events(request.db, email.id), clicks=email_list.click_events(request.db, email.id),
         may_act=may_act(request.user, email), confirm_cancel=confirm_cancel,
+        pause=guardrails.current(request.db, email.id) if email.paused_at else None,
+        deliverability=deliverability.email_panel(request.db, request.app.settings(request.db), email.id),
         **email_reports.email_parts(request, email),
     )
 

@@ -15,6 +15,7 @@ from werkzeug.wrappers import Response
 from ..delivery_reports import bounces
 from ..http import AppRequest, admin_only
 from ..people import consent
+from ..reports import deliverability
 from ..sending import dkim_signing, dns_check
 from ..setting_definitions import BY_KEY, DEFINITIONS, SettingDef
 from ..settings import MASK, SettingsService
@@ -28,7 +29,7 @@ CONSENT_SECTION = re.compile(r"^## Consent\n.*?(?=^## |\Z)", re.MULTILINE | re.D
 
 INPUT_TYPES = {"int": "number", "secret": "password", "address": "email", "optional_address": "email", "url": "url",
                "text": "text", "ec_public_key": "text",
-               "optional_days": "number", "dns_name": "text", "domain_list": "text"}
+               "optional_days": "number", "dns_name": "text", "domain_list": "text", "percent": "text"}
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,9 @@ def deliverability_page(request: AppRequest) -> Response:
     setup = dns_check.MailSetup.of(service)
     findings = dns_check.check(request.app.config, setup)
     return request.render("settings/deliverability.html", section="settings", setup=setup,
-                          checklist=dns_check.checklist(findings), dkim_record=DkimRecord.of(service))
+                          checklist=dns_check.checklist(findings), dkim_record=DkimRecord.of(service),
+                          deliverability=deliverability.install_panel(request.db, service),
+                          install_days=deliverability.INSTALL_DAYS)
 
 
 def consent_section() -> str | None:
