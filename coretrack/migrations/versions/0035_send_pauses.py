@@ -1,16 +1,16 @@
 """Guardrails: a mass send paused by its bounce or complaint rate (emails.paused_at), each pause with
 its figures and how it ended (send_pauses), and notifications that name no recipient (a pause)
 
-Revision ID: 0034
-Revises: 0033
+Revision ID: 0035
+Revises: 0034
 Create Date: 2026-12-07 16:30:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0034"
-down_revision = "0033"
+revision = "0035"
+down_revision = "0034"
 branch_labels = None
 depends_on = None
 
