@@ -178,5 +178,7 @@ def test_erasing_a_person_erases_their_addresss_consent_history_and_the_audit_ke
     admin.get(f"/contacts/{contact_id}", status=404)  # the record went too
     audit = db.scalars(select(Erasure)).one()
     assert (audit.user_name, audit.records, audit.recipients, audit.events) == ("admin", 1, 0, 0)
+    # No address: a digest, counts, and who reinstated the address to the suppression list, when and why.
     assert {column.name for column in Erasure.__table__.columns} == {
-        "id", "user_name", "at", "address_digest", "records", "recipients", "events"}
+        "id", "user_name", "at", "address_digest", "records", "recipients", "events", "reinstated_at",
+        "reinstated_by", "reinstate_reason"}
