@@ -119,14 +119,20 @@ class Browser:
             self.press("HTML source", navigates=False)
         self.fill(css, html)
 
+    def click(self, css: str) -> None:
+        """Clicks the element, brought to the middle of the window first, as a person looks at what they
+        click: not under a bar kept at the window's foot (compose's buttons)."""
+        element = self.find(css)
+        self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+        element.click()
+
     def press(self, text: str, *, navigates: bool = True) -> None:
         """Clicks the button or link that says ``text`` (the page's own first, then the menu's), and
         waits for the next page to load, so what follows never reads the page being left."""
         for element in self.find_all("main button, main a, main input[type=submit], header a"):
             if element.text.strip() == text and element.is_displayed():
                 leaving = self.find("html")
-                # In the middle of the window, as a person looks at what they click: not under a
-                # bar kept at the window's foot (compose's buttons).
+                # In the middle of the window, as click() does.
                 self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
                 element.click()
                 if navigates:

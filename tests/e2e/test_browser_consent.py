@@ -62,7 +62,7 @@ def test_a_recipient_accepts_in_the_browser_and_only_they_are_measured_with_the_
         staff = browser("staff", "sam")
         with staff.step("ask the three contacts for consent"):
             staff.open("/emails/new")
-            staff.find("#f-ask_consent").click()
+            staff.click("#f-ask_consent")
             compose(staff, ", ".join(f"contact:{ids[first]}" for first, _, _ in PEOPLE), "May we measure?",
                     "<p>We would like to know whether our news reaches you.</p>")
             assert "Sent to 3 of 3 recipients." in staff.text

@@ -73,7 +73,7 @@ def test_send_as_me_with_a_fallback_then_view_what_each_person_received(apache, 
     with staff.step("write as me, with a fallback"):
         write(staff, zoe, nameless)
         assert "Send as me: from Sam Smith <sam@example.test>" in staff.text
-        staff.find("#f-from_me").click()
+        staff.click("#f-from_me")
     with staff.step("preview as the contact without a first name: the fallback is said"):
         staff.press("Preview")
         assert not staff.find_all("#merge-fallbacks")  # Zoë first: her own name
