@@ -64,7 +64,7 @@ def test_the_preview_says_where_a_fallback_was_used(staff, zoe):
     assert not page.html.select_one("#merge-warnings")
 
 
-def test_every_page_naming_a_sent_email_shows_the_readable_subject(staff, db, users, send, zoe):
+def test_every_page_naming_a_sent_email_shows_the_readable_subject(staff, db, users, send, zoe, smtp_settings):
     email = send(to=[f"contact:{zoe.id}"], subject="Hello $contacts-firstname|there$",
                  html="<p>Hi</p>").email
     readable = "Hello ‹first name›"
@@ -75,6 +75,17 @@ def test_every_page_naming_a_sent_email_shows_the_readable_subject(staff, db, us
     assert staff.get(f"/emails/{email.id}").html.title.text.startswith(readable)
     api = staff.get(f"/api/emails/{email.id}").json
     assert api["subject"] == "Hello $contacts-firstname|there$" and api["subject_display"] == readable
+    # The reports (their pages, CSV and API), the email's links and a comparison.
+    other = send(to=["bo@example.test"], subject="Other news", html="<p>Hi</p>").email
+    db.refresh(email)
+    assert email.sent_at is not None, email.status
+    pair = f"email={email.id}&email={other.id}"
+    for path in ("/reports/emails", "/reports/emails.csv", f"/reports/emails/{email.id}/links",
+                 f"/reports/compare?{pair}", f"/reports/compare.csv?{pair}"):
+        shown = staff.get(path).text
+        assert readable in shown and "$contacts-firstname" not in shown, path
+    assert readable in [row["subject"] for row in staff.get("/api/reports/emails").json["rows"]]
+    assert readable in [row["subject"] for row in staff.get(f"/api/reports/compare?{pair}").json["emails"]]
 
 
 def test_a_notification_names_the_email_by_its_readable_subject(staff, app, db, users, send, zoe):

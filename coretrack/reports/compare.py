@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from ..db import MAX_ID
 from ..models import AccessEvent, Email, Recipient
+from ..sending.merge_fields import readable
 from ..validation import whole_number
 from .rates import COUNTS, RATES, Rates, email_rates
 from .report import Column, Row, number_column, rate_column, time_column
@@ -63,11 +64,11 @@ class Comparison:
 
     def summary(self) -> list[str]:
         """What the chart shows, in words (its accessible description): each email's total and busiest day."""
-        return [f"{email.subject}: {sum(series)} over these days, at most {max(series, default=0)} on one day"
+        return [f"{readable(email.subject)}: {sum(series)} over these days, at most {max(series, default=0)} on one day"
                 for email, series in zip(self.emails, self.series, strict=True)]
 
     def rows(self) -> list[Row]:
-        return [{"email_id": email.id, "subject": email.subject, "sent_at": email.sent_at, **rates.row()}
+        return [{"email_id": email.id, "subject": readable(email.subject), "sent_at": email.sent_at, **rates.row()}
                 for email, rates in zip(self.emails, self.rates, strict=True)]
 
 

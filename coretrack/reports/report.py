@@ -18,6 +18,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from .. import localtime
 from ..models import AnonymousTotal, Contact, Email, Lead, Recipient, User
+from ..sending.merge_fields import readable
 from .filters import Filters
 
 if TYPE_CHECKING:
@@ -182,4 +183,7 @@ class Report:
         return statement.limit(limit).offset(offset)
 
     def row(self, mapping: RowMapping) -> Row:
-        return {key: value for key, value in mapping.items() if key != "total_rows"}
+        row = {key: value for key, value in mapping.items() if key != "total_rows"}
+        if "subject" in row:  # as a reader would take it ("Hello ‹first name›"): pages, CSV and API alike
+            row["subject"] = readable(row["subject"])
+        return row

@@ -18,6 +18,7 @@ from ..reports.click_map import click_map
 from ..reports.export import csv_table, json_rows
 from ..reports.filters import parse_loads
 from ..reports.rates import email_rates
+from ..sending.merge_fields import readable
 
 
 def _email(request: AppRequest, email_id: int) -> Email:
@@ -50,7 +51,7 @@ def api_links(request: AppRequest, email_id: int) -> Response:
     if errors:
         return json_response({"error": "invalid arguments", "fields": errors}, 400)
     rows = link_report.link_rows(request.db, email.id)
-    return json_response({"email_id": email.id, "subject": email.subject,
+    return json_response({"email_id": email.id, "subject": readable(email.subject),
                           "columns": [{"key": column.key, "label": column.label} for column in link_report.COLUMNS],
                           "links": [{column.key: row[column.key] for column in link_report.COLUMNS} for row in rows],
                           "rates": email_rates(request.db, [email.id], all_loads)[email.id].row()})
